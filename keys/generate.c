@@ -1,0 +1,278 @@
+/* The raw PKCS#11 side of the keystore: key generation (libp11 0.4.12 can
+ * only generate RSA) and object scans libp11 cannot do. PKCS#11 v2.40
+ * §5.14 (C_GenerateKeyPair), §10.8 (private key attributes). */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#include "keyid.h"
+#include "keystore-internal.h"
+#include "provsign.pb-c.h"
+
+/* DER OIDs for CKA_EC_PARAMS. */
+static const CK_BYTE oid_p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+static const CK_BYTE oid_p384[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
+
+int keys_raw_open(keys_store *s, const char *path, char **ret_error) {
+        CK_C_GetFunctionList get_list;
+        s->module = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        if (!s->module)
+                return keys_errorf(ret_error, -EIO, "dlopen %s: %s", path, dlerror());
+        *(void **) &get_list = dlsym(s->module, "C_GetFunctionList");
+        if (!get_list || get_list(&s->fn) != CKR_OK)
+                return keys_errorf(ret_error, -EIO, "%s is not a PKCS#11 module", path);
+        CK_RV rv = s->fn->C_Initialize(NULL);
+        if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED)
+                return keys_errorf(ret_error, -EIO, "C_Initialize failed: 0x%lx", (unsigned long) rv);
+        return 0;
+}
+
+void keys_raw_close(keys_store *s) {
+        /* No C_Finalize: libp11 owns the module's lifetime (PKCS11_CTX_unload). */
+        if (s->module)
+                dlclose(s->module);
+        s->module = NULL;
+        s->fn = NULL;
+}
+
+static int open_session(keys_store *s, CK_SESSION_HANDLE *ret) {
+        CK_RV rv = s->fn->C_OpenSession(s->slot_id, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, ret);
+        return rv == CKR_OK ? 0 : -EIO;
+}
+
+int keys_raw_has_eddsa(keys_store *s) {
+        CK_SESSION_HANDLE sh;
+        if (!s->fn || open_session(s, &sh) < 0)
+                return -EIO;
+        CK_KEY_TYPE kt = CKK_EC_EDWARDS;
+        CK_ATTRIBUTE tmpl[] = { { CKA_KEY_TYPE, &kt, sizeof kt } };
+        CK_OBJECT_HANDLE obj;
+        CK_ULONG found = 0;
+        int r = -EIO;
+        if (s->fn->C_FindObjectsInit(sh, tmpl, 1) == CKR_OK) {
+                r = s->fn->C_FindObjects(sh, &obj, 1, &found) == CKR_OK ? (found > 0) : -EIO;
+                s->fn->C_FindObjectsFinal(sh);
+        }
+        s->fn->C_CloseSession(sh);
+        return r;
+}
+
+static int get_attr(keys_store *s, CK_SESSION_HANDLE sh, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type,
+                    uint8_t **ret, size_t *ret_len) {
+        CK_ATTRIBUTE a = { type, NULL, 0 };
+        if (s->fn->C_GetAttributeValue(sh, obj, &a, 1) != CKR_OK || a.ulValueLen == CK_UNAVAILABLE_INFORMATION ||
+            a.ulValueLen == 0 || a.ulValueLen > 4096)
+                return -EIO;
+        a.pValue = malloc(a.ulValueLen);
+        if (!a.pValue)
+                return -ENOMEM;
+        if (s->fn->C_GetAttributeValue(sh, obj, &a, 1) != CKR_OK) {
+                free(a.pValue);
+                return -EIO;
+        }
+        *ret = a.pValue;
+        *ret_len = a.ulValueLen;
+        return 0;
+}
+
+/* CKA_EC_POINT is a DER OCTET STRING around the uncompressed point (some
+ * modules omit the wrapper); return a borrowed view of the point. */
+static int unwrap_ec_point(const uint8_t *p, size_t len, const uint8_t **ret, size_t *ret_len) {
+        if (len >= 2 && p[0] == 0x04 && p[1] < 0x80 && (size_t) p[1] == len - 2) {
+                *ret = p + 2;
+                *ret_len = len - 2;
+                return 0;
+        }
+        if (len >= 3 && p[0] == 0x04 && p[1] == 0x81 && (size_t) p[2] == len - 3) {
+                *ret = p + 3;
+                *ret_len = len - 3;
+                return 0;
+        }
+        if (len >= 1 && p[0] == 0x04 && (len == 65 || len == 97)) {
+                *ret = p;
+                *ret_len = len;
+                return 0;
+        }
+        return -EBADMSG;
+}
+
+static int spki_from_params(const char *type, OSSL_PARAM_BLD *bld, uint8_t **ret, size_t *ret_len) {
+        OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
+        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
+        EVP_PKEY *pkey = NULL;
+        uint8_t *der = NULL;
+        int r = -EIO;
+        if (!params || !ctx || EVP_PKEY_fromdata_init(ctx) <= 0 ||
+            EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0)
+                goto out;
+        int n = i2d_PUBKEY(pkey, &der);
+        if (n <= 0)
+                goto out;
+        *ret = malloc((size_t) n);
+        if (!*ret) {
+                r = -ENOMEM;
+                goto out;
+        }
+        memcpy(*ret, der, (size_t) n);
+        *ret_len = (size_t) n;
+        r = 0;
+out:
+        OPENSSL_free(der);
+        EVP_PKEY_free(pkey);
+        EVP_PKEY_CTX_free(ctx);
+        OSSL_PARAM_free(params);
+        return r;
+}
+
+static int public_spki(keys_store *s, CK_SESSION_HANDLE sh, CK_OBJECT_HANDLE pub, int algorithm,
+                       uint8_t **ret, size_t *ret_len) {
+        uint8_t *a = NULL, *b = NULL;
+        size_t alen = 0, blen = 0;
+        BIGNUM *n = NULL, *e = NULL;
+        OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+        int r = -ENOMEM;
+        if (!bld)
+                goto out;
+        if (algorithm == PROVSIGN__KEY_ALGORITHM__RSA_3072) {
+                r = get_attr(s, sh, pub, CKA_MODULUS, &a, &alen);
+                if (r < 0)
+                        goto out;
+                r = get_attr(s, sh, pub, CKA_PUBLIC_EXPONENT, &b, &blen);
+                if (r < 0)
+                        goto out;
+                n = BN_bin2bn(a, (int) alen, NULL);
+                e = BN_bin2bn(b, (int) blen, NULL);
+                r = -EIO;
+                if (!n || !e || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
+                    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
+                        goto out;
+                r = spki_from_params("RSA", bld, ret, ret_len);
+        } else {
+                const char *group = algorithm == PROVSIGN__KEY_ALGORITHM__ECDSA_P384 ? "secp384r1" : "prime256v1";
+                const uint8_t *point;
+                size_t plen;
+                r = get_attr(s, sh, pub, CKA_EC_POINT, &a, &alen);
+                if (r < 0)
+                        goto out;
+                r = unwrap_ec_point(a, alen, &point, &plen);
+                if (r < 0)
+                        goto out;
+                r = -EIO;
+                if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, 0) ||
+                    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, plen))
+                        goto out;
+                r = spki_from_params("EC", bld, ret, ret_len);
+        }
+out:
+        BN_free(n);
+        BN_free(e);
+        free(a);
+        free(b);
+        OSSL_PARAM_BLD_free(bld);
+        return r;
+}
+
+int keys_raw_generate(keys_store *s, int algorithm, const char *label, uint8_t **ret_spki,
+                      size_t *ret_spki_len, char **ret_error) {
+        CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+        CK_OBJECT_CLASS pub_class = CKO_PUBLIC_KEY, priv_class = CKO_PRIVATE_KEY;
+        CK_KEY_TYPE kt;
+        CK_MECHANISM mech = { 0, NULL, 0 };
+        CK_ULONG bits = 3072;
+        CK_BYTE exponent[] = { 0x01, 0x00, 0x01 };
+        uint8_t tmp_id[16];
+        CK_ATTRIBUTE pub_tmpl[8], priv_tmpl[9];
+        CK_ULONG np = 0, nv = 0;
+        CK_SESSION_HANDLE sh;
+        CK_OBJECT_HANDLE pub, priv;
+        uint8_t *spki = NULL;
+        size_t spki_len = 0;
+        int r;
+
+        /* A random CKA_ID until the key id (hash of the public key) is known. */
+        if (RAND_bytes(tmp_id, sizeof tmp_id) != 1)
+                return -EIO;
+
+        CK_ULONG npub_tmpl_count = 0, npriv_tmpl_count = 0;
+#define PUB(type, ptr, len) pub_tmpl[npub_tmpl_count++] = (CK_ATTRIBUTE){ (type), (void *) (ptr), (len) }
+#define PRIV(type, ptr, len) priv_tmpl[npriv_tmpl_count++] = (CK_ATTRIBUTE){ (type), (void *) (ptr), (len) }
+        PUB(CKA_CLASS, &pub_class, sizeof pub_class);
+        PUB(CKA_TOKEN, &yes, sizeof yes);
+        PUB(CKA_VERIFY, &yes, sizeof yes);
+        PUB(CKA_LABEL, label, strlen(label));
+        PUB(CKA_ID, tmp_id, sizeof tmp_id);
+        PRIV(CKA_CLASS, &priv_class, sizeof priv_class);
+        PRIV(CKA_TOKEN, &yes, sizeof yes);
+        PRIV(CKA_PRIVATE, &yes, sizeof yes);
+        PRIV(CKA_SENSITIVE, &yes, sizeof yes);
+        PRIV(CKA_EXTRACTABLE, &no, sizeof no);
+        PRIV(CKA_SIGN, &yes, sizeof yes);
+        PRIV(CKA_LABEL, label, strlen(label));
+        PRIV(CKA_ID, tmp_id, sizeof tmp_id);
+        switch (algorithm) {
+        case PROVSIGN__KEY_ALGORITHM__ECDSA_P256:
+        case PROVSIGN__KEY_ALGORITHM__ECDSA_P384:
+                kt = CKK_EC;
+                mech.mechanism = CKM_EC_KEY_PAIR_GEN;
+                if (algorithm == PROVSIGN__KEY_ALGORITHM__ECDSA_P256)
+                        PUB(CKA_EC_PARAMS, oid_p256, sizeof oid_p256);
+                else
+                        PUB(CKA_EC_PARAMS, oid_p384, sizeof oid_p384);
+                break;
+        case PROVSIGN__KEY_ALGORITHM__RSA_3072:
+                kt = CKK_RSA;
+                mech.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
+                PUB(CKA_MODULUS_BITS, &bits, sizeof bits);
+                PUB(CKA_PUBLIC_EXPONENT, exponent, sizeof exponent);
+                break;
+        default:
+                return -EINVAL;
+        }
+        PRIV(CKA_KEY_TYPE, &kt, sizeof kt);
+        np = npub_tmpl_count;
+        nv = npriv_tmpl_count;
+#undef PUB
+#undef PRIV
+
+        if (open_session(s, &sh) < 0)
+                return keys_errorf(ret_error, -EIO, "cannot open a session on token \"%s\"", s->token_label);
+        CK_RV rv = s->fn->C_GenerateKeyPair(sh, &mech, pub_tmpl, np, priv_tmpl, nv, &pub, &priv);
+        if (rv != CKR_OK) {
+                r = keys_errorf(ret_error, -EIO, "C_GenerateKeyPair for \"%s\" failed: 0x%lx", label,
+                                (unsigned long) rv);
+                goto out;
+        }
+        r = public_spki(s, sh, pub, algorithm, &spki, &spki_len);
+        if (r < 0) {
+                keys_errorf(ret_error, r, "cannot read the public key of \"%s\"", label);
+                goto destroy;
+        }
+        uint8_t id[PROTO_KEYID_LEN];
+        proto_keyid_compute(spki, spki_len, id);
+        CK_ATTRIBUTE set_id = { CKA_ID, id, sizeof id };
+        if (s->fn->C_SetAttributeValue(sh, pub, &set_id, 1) != CKR_OK ||
+            s->fn->C_SetAttributeValue(sh, priv, &set_id, 1) != CKR_OK) {
+                r = keys_errorf(ret_error, -EIO, "cannot set CKA_ID of \"%s\"", label);
+                goto destroy;
+        }
+        *ret_spki = spki;
+        *ret_spki_len = spki_len;
+        spki = NULL;
+        r = 0;
+        goto out;
+destroy:
+        /* Never leave a half-made key behind under a provsign label. */
+        s->fn->C_DestroyObject(sh, priv);
+        s->fn->C_DestroyObject(sh, pub);
+out:
+        free(spki);
+        s->fn->C_CloseSession(sh);
+        return r;
+}

@@ -1,0 +1,54 @@
+/* Internals shared by the keys/ sources only. */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include <libp11.h>
+#include <p11-kit/pkcs11.h>
+
+#include "keystore.h"
+
+struct keys_key {
+        char *label;
+        uint8_t id[32];
+        char id_hex[65];
+        int algorithm;
+        uint8_t *spki;
+        size_t spki_len;
+        char *pem;
+        EVP_PKEY *priv;   /* libp11-backed; signing goes through the token */
+};
+
+struct keys_store {
+        PKCS11_CTX *ctx;
+        PKCS11_SLOT *slots;
+        unsigned int n_slots;
+        PKCS11_SLOT *slot;
+        char *token_label;
+        bool ctx_loaded;
+
+        /* The same module, opened raw for what libp11 cannot do (EC key
+         * generation, finding objects libp11 chokes on). dlopen of the same
+         * path shares the module instance, so libp11's login applies. */
+        void *module;
+        CK_FUNCTION_LIST_PTR fn;
+        CK_SLOT_ID slot_id;
+
+        /* Readers: keys_sign. Writer: refresh/generate (they grow keys[]). */
+        pthread_rwlock_t lock;
+        keys_key **keys;
+        size_t n_keys;
+};
+
+/* keys_raw_open: dlopen + C_GetFunctionList + C_Initialize on path. */
+int keys_raw_open(keys_store *s, const char *path, char **ret_error);
+void keys_raw_close(keys_store *s);
+/* keys_raw_has_eddsa: 1 if the token holds an EdDSA key, 0 if not, <0 on error. */
+int keys_raw_has_eddsa(keys_store *s);
+/* keys_raw_generate: generates the pair, sets CKA_ID to its key id, returns
+ * the DER SPKI (caller frees). Caller holds the write lock. */
+int keys_raw_generate(keys_store *s, int algorithm, const char *label, uint8_t **ret_spki,
+                      size_t *ret_spki_len, char **ret_error);
+
+int keys_errorf(char **ret_error, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -1,0 +1,83 @@
+/* keys/: the only door to the token. PKCS#11 through libp11 (open, login,
+ * find, sign) plus the raw module for key generation, which libp11 0.4.12
+ * cannot do for EC keys. agent/ never includes libp11.h; this header is the
+ * whole surface (STYLE.md §5), narrow enough to move into a helper process.
+ *
+ * Threads: one keys_store per process (one libp11 context per module; a
+ * context per thread crashes). keys_sign() may be called from any number of
+ * threads at once. keys_store_refresh() and keys_generate() take the store's
+ * write lock and wait for signers to drain, so a keys_key handle a caller
+ * holds stays valid until keys_store_free().
+ *
+ * Errors are negative errno values; keys_store_open and keys_generate can
+ * also hand back one line of explanation (caller frees):
+ *   -ENOENT   module file or token not found
+ *   -EACCES   wrong PIN          -EPERM  PIN locked
+ *   -ENOTSUP  the token holds a key libp11 cannot enumerate (Ed25519)
+ *   -EIO      any other token failure (maps to HSM_UNAVAILABLE)
+ *   -EINVAL   bad argument (digest length, algorithm)
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct keys_store keys_store;
+typedef struct keys_key keys_key;
+
+#define KEYS_LABEL_PREFIX "provsign/"
+#define KEYS_MAX_SIGNATURE 512u /* RSA-3072: 384; ECDSA P-384 DER: <= 104 */
+
+/* keys_store_open: loads module_path (resolved with realpath first), finds
+ * the token labelled token_label (retrying briefly: SoftHSM slot ids change
+ * as tokens appear), logs in with pin (pin_len bytes, not NUL-terminated;
+ * the caller wipes its copy), and enumerates the keys whose CKA_LABEL starts
+ * with KEYS_LABEL_PREFIX. On success the caller owns *ret (keys_store_free).
+ * ret_error may be NULL. */
+int keys_store_open(const char *module_path, const char *token_label, const char *pin,
+                    size_t pin_len, keys_store **ret, char **ret_error);
+
+/* keys_store_free: logs out, unloads the module, frees every keys_key.
+ * Accepts NULL. No keys_sign() may be running. */
+void keys_store_free(keys_store *s);
+
+const char *keys_store_token_label(const keys_store *s);
+
+/* keys_store_count / keys_store_get: the provsign keys found on the token,
+ * in enumeration order. Borrowed; valid until keys_store_free. */
+size_t keys_store_count(const keys_store *s);
+keys_key *keys_store_get(const keys_store *s, size_t i);
+
+/* keys_store_find_label: the key with exactly this CKA_LABEL, or NULL. */
+keys_key *keys_store_find_label(const keys_store *s, const char *label);
+
+/* keys_store_find_id: the key whose key id (SHA-256 of SPKI) is id, or NULL. */
+keys_key *keys_store_find_id(const keys_store *s, const uint8_t id[32]);
+
+/* keys_generate: creates a key pair inside the token (CKA_TOKEN, CKA_PRIVATE,
+ * CKA_SENSITIVE, not CKA_EXTRACTABLE) with CKA_LABEL = label and CKA_ID = its
+ * key id, then makes it visible. algorithm is a PROVSIGN__KEY_ALGORITHM__*
+ * value. On success *ret borrows the new key (owned by the store). */
+int keys_generate(keys_store *s, int algorithm, const char *label, keys_key **ret,
+                  char **ret_error);
+
+/* keys_sign: signs a precomputed digest with k. ECDSA: DER signature;
+ * RSA-3072: RSASSA-PKCS1-v1_5 over the DigestInfo of the digest (SHA-256).
+ * sig must hold KEYS_MAX_SIGNATURE bytes; *ret_len is written on success.
+ * -EINVAL when digest_len does not match the key's digest, -EIO on token
+ * failure. Thread-safe. */
+int keys_sign(keys_store *s, keys_key *k, const uint8_t *digest, size_t digest_len,
+              uint8_t *sig, size_t *ret_len);
+
+/* Accessors; returned pointers are borrowed from k and live as long as the
+ * store. */
+const char *keys_key_label(const keys_key *k);
+int keys_key_algorithm(const keys_key *k);        /* PROVSIGN__KEY_ALGORITHM__* */
+const uint8_t *keys_key_id(const keys_key *k);    /* 32 bytes */
+const char *keys_key_id_hex(const keys_key *k);   /* 64 lowercase hex */
+const uint8_t *keys_key_spki(const keys_key *k, size_t *ret_len); /* DER SPKI */
+const char *keys_key_pem(const keys_key *k);      /* PEM SPKI, NUL-terminated */
+
+/* keys_label_parse: splits "provsign/<owner>/<gen>" into owner (copied into
+ * owner, at most owner_size-1 bytes) and generation >= 1. 0 or -EINVAL. */
+int keys_label_parse(const char *label, char *owner, size_t owner_size, uint32_t *ret_gen);

@@ -1,0 +1,16 @@
+/* Key ids: lowercase hex SHA-256 of the public key's DER SubjectPublicKeyInfo
+ * (DESIGN.md "Keys"). The raw 32 bytes are the token object's CKA_ID. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_KEYID_LEN 32u
+#define PROTO_KEYID_HEX_LEN 64u
+
+void proto_keyid_compute(const uint8_t *spki_der, size_t len, uint8_t out[PROTO_KEYID_LEN]);
+void proto_keyid_hex(const uint8_t *spki_der, size_t len, char out[PROTO_KEYID_HEX_LEN + 1]);
+
+/* proto_keyid_hex_valid: exactly 64 lowercase hex digits. */
+bool proto_keyid_hex_valid(const char *s);

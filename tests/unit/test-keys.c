@@ -1,0 +1,280 @@
+/* keys/ against a real SoftHSM2 token through libp11: never mocked. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
+#include "keyid.h"
+#include "keystore.h"
+#include "provsign.pb-c.h"
+
+#define MODULE "/usr/lib/softhsm/libsofthsm2.so"
+
+static char tokdir[256];
+static char pin[64];
+static size_t pin_len;
+
+static void make_token(const char *dir, const char *label) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "%s/tests/lib/make-token %s %s", getenv("SRCDIR") ? getenv("SRCDIR") : ".", dir,
+                 label);
+        assert_int_equal(system(cmd), 0);
+}
+
+static int setup(void **state) {
+        strcpy(tokdir, "/tmp/provsign-test-keys-XXXXXX");
+        assert_non_null(mkdtemp(tokdir));
+        make_token(tokdir, "keys-test");
+        char p[300];
+        snprintf(p, sizeof p, "%s/softhsm2.conf", tokdir);
+        setenv("SOFTHSM2_CONF", p, 1);
+        snprintf(p, sizeof p, "%s/pin", tokdir);
+        FILE *f = fopen(p, "r");
+        assert_non_null(f);
+        pin_len = fread(pin, 1, sizeof pin - 1, f);
+        fclose(f);
+        assert_true(pin_len > 0);
+        return 0;
+}
+
+static int teardown(void **state) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", tokdir);
+        return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Verifies sig over digest with the SPKI using plain OpenSSL (no token). */
+static void verify(const keys_key *k, const uint8_t *digest, size_t dlen, const uint8_t *sig, size_t slen) {
+        size_t spki_len;
+        const uint8_t *spki = keys_key_spki(k, &spki_len);
+        const uint8_t *p = spki;
+        EVP_PKEY *pub = d2i_PUBKEY(NULL, &p, (long) spki_len);
+        assert_non_null(pub);
+        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(pub, NULL);
+        assert_non_null(ctx);
+        assert_int_equal(EVP_PKEY_verify_init(ctx), 1);
+        if (keys_key_algorithm(k) == PROVSIGN__KEY_ALGORITHM__RSA_3072) {
+                assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING), 1);
+                assert_int_equal(EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()), 1);
+        }
+        assert_int_equal(EVP_PKEY_verify(ctx, sig, slen, digest, dlen), 1);
+        EVP_PKEY_CTX_free(ctx);
+        EVP_PKEY_free(pub);
+}
+
+static keys_store *open_store(void) {
+        keys_store *s = NULL;
+        char *err = NULL;
+        int r = keys_store_open(MODULE, "keys-test", pin, pin_len, &s, &err);
+        if (r < 0)
+                fail_msg("open: %d %s", r, err ? err : "");
+        free(err);
+        return s;
+}
+
+static void test_wrong_pin(void **state) {
+        keys_store *s = NULL;
+        char *err = NULL;
+        assert_int_equal(keys_store_open(MODULE, "keys-test", "nope", 4, &s, &err), -EACCES);
+        assert_null(s);
+        assert_string_equal(err, "wrong PIN for token \"keys-test\"");
+        free(err);
+}
+
+static void test_missing_token(void **state) {
+        keys_store *s = NULL;
+        char *err = NULL;
+        assert_int_equal(keys_store_open(MODULE, "no-such-token", pin, pin_len, &s, &err), -ENOENT);
+        assert_non_null(strstr(err, "no token labelled \"no-such-token\""));
+        free(err);
+}
+
+static void test_missing_module(void **state) {
+        keys_store *s = NULL;
+        char *err = NULL;
+        assert_int_equal(keys_store_open("/nonexistent/libp11mod.so", "keys-test", pin, pin_len, &s, &err), -ENOENT);
+        assert_non_null(strstr(err, "/nonexistent/libp11mod.so"));
+        free(err);
+}
+
+static void generate_and_sign(int alg, const char *label, size_t dlen) {
+        keys_store *s = open_store();
+        keys_key *k = NULL;
+        char *err = NULL;
+        int r = keys_generate(s, alg, label, &k, &err);
+        if (r < 0)
+                fail_msg("generate: %d %s", r, err ? err : "");
+        assert_string_equal(keys_key_label(k), label);
+        assert_int_equal(keys_key_algorithm(k), alg);
+
+        /* key id = SHA-256 of the DER SPKI, hex */
+        size_t spki_len;
+        const uint8_t *spki = keys_key_spki(k, &spki_len);
+        char hex[65];
+        proto_keyid_hex(spki, spki_len, hex);
+        assert_string_equal(keys_key_id_hex(k), hex);
+        assert_non_null(strstr(keys_key_pem(k), "-----BEGIN PUBLIC KEY-----"));
+
+        uint8_t digest[48], sig[KEYS_MAX_SIGNATURE];
+        size_t slen = 0;
+        assert_int_equal(RAND_bytes(digest, sizeof digest), 1);
+        assert_int_equal(keys_sign(s, k, digest, dlen, sig, &slen), 0);
+        verify(k, digest, dlen, sig, slen);
+
+        /* the wrong digest length is refused, not signed */
+        assert_int_equal(keys_sign(s, k, digest, dlen == 32 ? 48 : 32, sig, &slen), -EINVAL);
+
+        /* a duplicate label is refused */
+        keys_key *k2 = NULL;
+        assert_int_equal(keys_generate(s, alg, label, &k2, NULL), -EEXIST);
+
+        char id[65];
+        strcpy(id, keys_key_id_hex(k));
+        keys_store_free(s);
+
+        /* reopen: the key is found again by label and id, and still signs */
+        s = open_store();
+        k = keys_store_find_label(s, label);
+        assert_non_null(k);
+        assert_string_equal(keys_key_id_hex(k), id);
+        assert_ptr_equal(keys_store_find_id(s, keys_key_id(k)), k);
+        assert_int_equal(keys_sign(s, k, digest, dlen, sig, &slen), 0);
+        verify(k, digest, dlen, sig, slen);
+        keys_store_free(s);
+        free(err);
+}
+
+static void test_p256(void **state) {
+        generate_and_sign(PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/test-p256/1", 32);
+}
+static void test_p384(void **state) {
+        generate_and_sign(PROVSIGN__KEY_ALGORITHM__ECDSA_P384, "provsign/test-p384/1", 48);
+}
+static void test_rsa3072(void **state) {
+        generate_and_sign(PROVSIGN__KEY_ALGORITHM__RSA_3072, "provsign/test-rsa/1", 32);
+}
+
+struct signer {
+        keys_store *s;
+        keys_key *k;
+        int failures;
+};
+
+static void *sign_loop(void *arg) {
+        struct signer *sg = arg;
+        for (int i = 0; i < 200; i++) {
+                uint8_t digest[32], sig[KEYS_MAX_SIGNATURE];
+                size_t slen;
+                RAND_bytes(digest, sizeof digest);
+                if (keys_sign(sg->s, sg->k, digest, sizeof digest, sig, &slen) < 0) {
+                        sg->failures++;
+                        continue;
+                }
+                size_t spki_len;
+                const uint8_t *spki = keys_key_spki(sg->k, &spki_len);
+                const uint8_t *p = spki;
+                EVP_PKEY *pub = d2i_PUBKEY(NULL, &p, (long) spki_len);
+                EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(pub, NULL);
+                if (EVP_PKEY_verify_init(ctx) != 1 || EVP_PKEY_verify(ctx, sig, slen, digest, sizeof digest) != 1)
+                        sg->failures++;
+                EVP_PKEY_CTX_free(ctx);
+                EVP_PKEY_free(pub);
+        }
+        return NULL;
+}
+
+/* One store shared by 8 threads (one libp11 context per process), while a
+ * ninth thread generates a key: handles stay valid, every signature verifies. */
+static void test_concurrent(void **state) {
+        keys_store *s = open_store();
+        keys_key *k = NULL;
+        assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/conc/1", &k, NULL), 0);
+        pthread_t t[8];
+        struct signer sg[8];
+        for (int i = 0; i < 8; i++) {
+                sg[i] = (struct signer){ s, k, 0 };
+                assert_int_equal(pthread_create(&t[i], NULL, sign_loop, &sg[i]), 0);
+        }
+        keys_key *k2 = NULL;
+        assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/conc/2", &k2, NULL), 0);
+        for (int i = 0; i < 8; i++) {
+                pthread_join(t[i], NULL);
+                assert_int_equal(sg[i].failures, 0);
+        }
+        assert_ptr_not_equal(k, k2);
+        keys_store_free(s);
+}
+
+/* An Ed25519 key anywhere on the token breaks libp11 0.4.12's enumeration:
+ * the store says so instead of failing obscurely. */
+static void test_eddsa_detected(void **state) {
+        char dir[256] = "/tmp/provsign-test-ed-XXXXXX", cmd[1024], p[300];
+        assert_non_null(mkdtemp(dir));
+        make_token(dir, "ed-test");
+        snprintf(p, sizeof p, "%s/softhsm2.conf", dir);
+        char *old = strdup(getenv("SOFTHSM2_CONF"));
+        setenv("SOFTHSM2_CONF", p, 1);
+        snprintf(cmd, sizeof cmd,
+                 "PROVSIGN_PIN=$(cat %s/pin) pkcs11-tool --module " MODULE " --token-label ed-test --login "
+                 "--pin env:PROVSIGN_PIN --keypairgen --key-type EC:edwards25519 --label ed >/dev/null 2>&1",
+                 dir);
+        assert_int_equal(system(cmd), 0);
+        char edpin[64] = { 0 };
+        snprintf(p, sizeof p, "%s/pin", dir);
+        FILE *f = fopen(p, "r");
+        assert_non_null(f);
+        size_t n = fread(edpin, 1, sizeof edpin - 1, f);
+        fclose(f);
+        keys_store *s = NULL;
+        char *err = NULL;
+        assert_int_equal(keys_store_open(MODULE, "ed-test", edpin, n, &s, &err), -ENOTSUP);
+        assert_non_null(strstr(err, "Ed25519"));
+        free(err);
+        setenv("SOFTHSM2_CONF", old, 1);
+        free(old);
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        assert_int_equal(system(cmd), 0);
+}
+
+static void test_label_parse(void **state) {
+        char owner[65];
+        uint32_t gen;
+        assert_int_equal(keys_label_parse("provsign/ci-release/12", owner, sizeof owner, &gen), 0);
+        assert_string_equal(owner, "ci-release");
+        assert_int_equal(gen, 12);
+        assert_int_equal(keys_label_parse("provsign/log/1", owner, sizeof owner, &gen), 0);
+        assert_string_equal(owner, "log");
+        assert_int_equal(keys_label_parse("provsign/x/0", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign/x/01", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign/x/1a", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign//1", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign/x/", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("other/x/1", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign/x/9999999999", owner, sizeof owner, &gen), -EINVAL);
+        char small[3];
+        assert_int_equal(keys_label_parse("provsign/abc/1", small, sizeof small, &gen), -EINVAL);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_label_parse),   cmocka_unit_test(test_wrong_pin),
+                cmocka_unit_test(test_missing_token), cmocka_unit_test(test_missing_module),
+                cmocka_unit_test(test_p256),          cmocka_unit_test(test_p384),
+                cmocka_unit_test(test_rsa3072),       cmocka_unit_test(test_concurrent),
+                cmocka_unit_test(test_eddsa_detected),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
