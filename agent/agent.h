@@ -1,0 +1,26 @@
+/* The agent's state, owned by the main (event loop) thread. Worker threads
+ * see only what a job hands them: a keys_store, a keys_key (both stable for
+ * the process lifetime) and copies of the request's bytes. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "keystore.h"
+#include "registry.h"
+#include "workers.h"
+
+typedef struct agent_server agent_server;
+
+typedef struct agent {
+        agent_config *config;       /* current policy; replaced on SIGHUP */
+        keys_store *store;
+        agent_registry registry;
+        agent_workers *workers;
+        agent_server *server;
+        uint64_t started_us;
+} agent;
+
+uint64_t agent_now_us(void);
+uint64_t agent_monotonic_ms(void);

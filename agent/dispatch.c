@@ -1,0 +1,464 @@
+/* Requests: decode, validate every field, check who may ask, handle. Every
+ * request gets exactly one reply, made through server_reply(). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "build-config.h"
+#include "config.h"
+#include "frame.h"
+#include "keyid.h"
+#include "log.h"
+#include "names.h"
+#include "policy.h"
+#include "server.h"
+
+#define MAX_NAME 64u
+#define MAX_PAYLOAD_TYPE 256u
+#define MAX_REASON 1024u
+
+typedef struct handler {
+        Provsign__Request__BodyCase body;
+        const char *name;
+        enum policy_access access;
+        void (*handle)(agent *a, agent_conn *c, const struct handler *h, const Provsign__Request *req);
+} handler;
+
+/* A refusal: logged once here (the audit log takes these over with its
+ * issue), then answered. */
+static void refuse(agent *a, agent_conn *c, const handler *h, int status, const char *fmt, ...)
+        __attribute__((format(printf, 5, 6)));
+static void refuse(agent *a, agent_conn *c, const handler *h, int status, const char *fmt, ...) {
+        char msg[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        const agent_caller *who = server_conn_caller(c);
+        log_notice("refused %s from uid %u pid %d (%s): %s: %s", h ? h->name : "request", (unsigned) who->uid,
+                   (int) who->pid, who->exe ? who->exe : "?", proto_status_name(status), msg);
+        server_reply(a, c, NULL, status, false, "%s", msg);
+}
+
+static bool name_valid(const char *s) {
+        size_t n = strlen(s);
+        if (n == 0 || n > MAX_NAME)
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      *p == '.' || *p == '_' || *p == '-'))
+                        return false;
+        return true;
+}
+
+static bool text_valid(const char *s, size_t max) {
+        size_t n = strlen(s);
+        if (n > max)
+                return false;
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+                if (*p < 0x20 || *p == 0x7f)
+                        return false;
+        return true;
+}
+
+/* One place checks every field before any handler sees the message
+ * (protobuf-c guarantees wire validity, not meaning). Returns a status. */
+static int request_validate(const agent *a, const Provsign__Request *req, char *msg, size_t n) {
+        const agent_config *cfg = a->config;
+        switch (req->body_case) {
+        case PROVSIGN__REQUEST__BODY_SIGN: {
+                const Provsign__SignRequest *s = req->sign;
+                if (s->principal[0] && !name_valid(s->principal)) {
+                        snprintf(msg, n, "invalid principal name");
+                        return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                }
+                size_t want = proto_digest_length(s->digest_algorithm);
+                if (!want) {
+                        snprintf(msg, n, "unknown digest algorithm %d", (int) s->digest_algorithm);
+                        return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                }
+                if (s->digest.len != want) {
+                        snprintf(msg, n, "a %s digest is %zu bytes, not %zu", proto_digest_name(s->digest_algorithm),
+                                 want, s->digest.len);
+                        return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                }
+                if (!text_valid(s->payload_type, MAX_PAYLOAD_TYPE)) {
+                        snprintf(msg, n, "payload_type must be at most %u printable characters", MAX_PAYLOAD_TYPE);
+                        return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                }
+                if (s->n_annotations > cfg->max_annotations) {
+                        snprintf(msg, n, "%zu annotations; at most %u allowed", s->n_annotations, cfg->max_annotations);
+                        return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                }
+                for (size_t i = 0; i < s->n_annotations; i++) {
+                        const Provsign__Annotation *an = s->annotations[i];
+                        size_t len = strlen(an->key) + strlen(an->value);
+                        if (!an->key[0] || len > cfg->max_annotation_bytes ||
+                            !text_valid(an->key, cfg->max_annotation_bytes) ||
+                            !text_valid(an->value, cfg->max_annotation_bytes)) {
+                                snprintf(msg, n,
+                                         "annotation %zu: key must be non-empty, printable, and key+value at most %u bytes",
+                                         i, cfg->max_annotation_bytes);
+                                return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                        }
+                }
+                return PROVSIGN__STATUS__OK;
+        }
+        case PROVSIGN__REQUEST__BODY_GET_PUBLIC_KEY: {
+                const Provsign__GetPublicKeyRequest *g = req->get_public_key;
+                if (!!g->principal[0] == !!g->keyid[0]) {
+                        snprintf(msg, n, "name exactly one of principal and keyid");
+                        return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                }
+                if (g->principal[0] && !name_valid(g->principal)) {
+                        snprintf(msg, n, "invalid principal name");
+                        return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                }
+                if (g->keyid[0] && !proto_keyid_hex_valid(g->keyid)) {
+                        snprintf(msg, n, "a key id is 64 lowercase hex digits");
+                        return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                }
+                return PROVSIGN__STATUS__OK;
+        }
+        case PROVSIGN__REQUEST__BODY_LIST_KEYS:
+                if (req->list_keys->principal[0] && !name_valid(req->list_keys->principal)) {
+                        snprintf(msg, n, "invalid principal name");
+                        return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                }
+                return PROVSIGN__STATUS__OK;
+        case PROVSIGN__REQUEST__BODY_ROTATE_KEY:
+                if (!name_valid(req->rotate_key->principal)) {
+                        snprintf(msg, n, "invalid principal name");
+                        return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                }
+                return PROVSIGN__STATUS__OK;
+        case PROVSIGN__REQUEST__BODY_REVOKE_KEY:
+                if (!proto_keyid_hex_valid(req->revoke_key->keyid) ||
+                    !text_valid(req->revoke_key->reason, MAX_REASON)) {
+                        snprintf(msg, n, "revoke needs a 64-hex key id and a printable reason");
+                        return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                }
+                return PROVSIGN__STATUS__OK;
+        case PROVSIGN__REQUEST__BODY_DESTROY_KEY:
+                if (!proto_keyid_hex_valid(req->destroy_key->keyid)) {
+                        snprintf(msg, n, "a key id is 64 lowercase hex digits");
+                        return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                }
+                return PROVSIGN__STATUS__OK;
+        case PROVSIGN__REQUEST__BODY_FIND:
+                if (req->find->principal[0] && !name_valid(req->find->principal)) {
+                        snprintf(msg, n, "invalid principal name");
+                        return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                }
+                return PROVSIGN__STATUS__OK;
+        case PROVSIGN__REQUEST__BODY_STATUS:
+        case PROVSIGN__REQUEST__BODY_GET_KEY_BUNDLE:
+        case PROVSIGN__REQUEST__BODY_GET_CHECKPOINT:
+        case PROVSIGN__REQUEST__BODY_GET_LOG_KEY:
+        case PROVSIGN__REQUEST__BODY_EXPORT:
+        case PROVSIGN__REQUEST__BODY_PROOF:
+                return PROVSIGN__STATUS__OK;
+        case PROVSIGN__REQUEST__BODY__NOT_SET:
+        default:
+                snprintf(msg, n, "request carries no known body (field %d)", (int) req->body_case);
+                return PROVSIGN__STATUS__INVALID_ARGUMENT;
+        }
+}
+
+/* ---- Sign ---- */
+
+typedef struct sign_job {
+        agent_conn_job base;
+        keys_store *store;
+        keys_key *key;
+        uint8_t digest[48];
+        size_t digest_len;
+        char principal[MAX_NAME + 1];
+        uint32_t generation;
+        int r;
+        uint8_t sig[KEYS_MAX_SIGNATURE];
+        size_t sig_len;
+} sign_job;
+
+static void sign_run(agent_job *j) {
+        sign_job *job = (sign_job *) j;
+        job->r = keys_sign(job->store, job->key, job->digest, job->digest_len, job->sig, &job->sig_len);
+}
+
+static void sign_complete(agent *a, agent_conn *c, agent_conn_job *j) {
+        sign_job *job = (sign_job *) j;
+        if (!c) {
+                free(job);
+                return;
+        }
+        if (job->r < 0) {
+                log_error("signing for %s with %s failed: %s", job->principal, keys_key_id_hex(job->key),
+                          strerror(-job->r));
+                server_reply(a, c, NULL, PROVSIGN__STATUS__HSM_UNAVAILABLE, false, "the token failed to sign: %s",
+                             strerror(-job->r));
+                free(job);
+                return;
+        }
+        const agent_caller *who = server_conn_caller(c);
+        agent_log(a->config->journal_events == AGENT_JOURNAL_ALL ? LOG_INFO : LOG_DEBUG,
+                  "signed for %s with %s (uid %u pid %d)", job->principal, keys_key_id_hex(job->key),
+                  (unsigned) who->uid, (int) who->pid);
+        Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
+        Provsign__SignResponse sr = PROVSIGN__SIGN_RESPONSE__INIT;
+        sr.keyid = (char *) keys_key_id_hex(job->key);
+        sr.algorithm = (Provsign__KeyAlgorithm) keys_key_algorithm(job->key);
+        sr.signature.data = job->sig;
+        sr.signature.len = job->sig_len;
+        sr.principal = job->principal;
+        sr.generation = job->generation;
+        resp.body_case = PROVSIGN__RESPONSE__BODY_SIGN;
+        resp.sign = &sr;
+        server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);
+        free(job);
+}
+
+static void handle_sign(agent *a, agent_conn *c, const handler *h, const Provsign__Request *req) {
+        const Provsign__SignRequest *s = req->sign;
+        const agent_principal *p = NULL;
+        char msg[256];
+        int st = policy_resolve_signer(a->config, server_conn_caller(c), s->principal, &p, msg, sizeof msg);
+        if (st != PROVSIGN__STATUS__OK)
+                {
+                        refuse(a, c, h, st, "%s", msg);
+                        return;
+                }
+        const agent_key_entry *e = registry_active(&a->registry, p->name);
+        if (!e)
+                {
+                        refuse(a, c, h, PROVSIGN__STATUS__NO_ACTIVE_KEY, "principal \"%s\" has no active key", p->name);
+                        return;
+                }
+        int alg = keys_key_algorithm(e->key);
+        if (proto_key_algorithm_digest(alg) != (int) s->digest_algorithm)
+                {
+                        refuse(a, c, h, PROVSIGN__STATUS__INVALID_ARGUMENT,
+                                      "the %s key of \"%s\" signs %s digests, not %s", proto_key_algorithm_name(alg), p->name,
+                                      proto_digest_name(proto_key_algorithm_digest(alg)),
+                                      proto_digest_name(s->digest_algorithm));
+                        return;
+                }
+
+        sign_job *job = calloc(1, sizeof *job);
+        if (!job)
+                {
+                        server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "out of memory");
+                        return;
+                }
+        job->base.base.run = sign_run;
+        job->base.complete = sign_complete;
+        job->store = a->store;
+        job->key = e->key;
+        memcpy(job->digest, s->digest.data, s->digest.len);
+        job->digest_len = s->digest.len;
+        snprintf(job->principal, sizeof job->principal, "%s", p->name);
+        job->generation = e->generation;
+        server_submit(a, c, &job->base);
+}
+
+/* ---- Keys ---- */
+
+static void fill_key_info(const agent *a, const agent_key_entry *e, Provsign__KeyInfo *ki) {
+        size_t spki_len;
+        const uint8_t *spki = keys_key_spki(e->key, &spki_len);
+        ki->keyid = (char *) keys_key_id_hex(e->key);
+        ki->principal = (char *) e->principal;
+        ki->generation = e->generation;
+        ki->algorithm = (Provsign__KeyAlgorithm) keys_key_algorithm(e->key);
+        /* Until key events live in the audit log, the newest generation of a
+         * principal is its active key and older ones are retired. */
+        ki->state = registry_active(&a->registry, e->principal) == e ? PROVSIGN__KEY_STATE__ACTIVE
+                                                                      : PROVSIGN__KEY_STATE__RETIRED;
+        ki->created_us = 0;
+        ki->public_key_der.data = (uint8_t *) spki;
+        ki->public_key_der.len = spki_len;
+}
+
+static void handle_get_public_key(agent *a, agent_conn *c, const handler *h, const Provsign__Request *req) {
+        const Provsign__GetPublicKeyRequest *g = req->get_public_key;
+        const agent_key_entry *e;
+        if (g->principal[0]) {
+                if (!agent_config_find_principal(a->config, g->principal))
+                        {
+                                refuse(a, c, h, PROVSIGN__STATUS__NOT_FOUND, "no principal \"%s\"", g->principal);
+                                return;
+                        }
+                e = registry_active(&a->registry, g->principal);
+                if (!e)
+                        {
+                                refuse(a, c, h, PROVSIGN__STATUS__NO_ACTIVE_KEY, "principal \"%s\" has no active key",
+                                              g->principal);
+                                return;
+                        }
+        } else {
+                e = registry_find_id(&a->registry, g->keyid);
+                if (!e)
+                        {
+                                refuse(a, c, h, PROVSIGN__STATUS__NOT_FOUND, "no key %s", g->keyid);
+                                return;
+                        }
+        }
+        Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
+        Provsign__GetPublicKeyResponse gr = PROVSIGN__GET_PUBLIC_KEY_RESPONSE__INIT;
+        Provsign__KeyInfo ki = PROVSIGN__KEY_INFO__INIT;
+        fill_key_info(a, e, &ki);
+        gr.key = &ki;
+        gr.public_key_pem = (char *) keys_key_pem(e->key);
+        resp.body_case = PROVSIGN__RESPONSE__BODY_GET_PUBLIC_KEY;
+        resp.get_public_key = &gr;
+        server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);
+}
+
+static void handle_list_keys(agent *a, agent_conn *c, const handler *h, const Provsign__Request *req) {
+        const char *only = req->list_keys->principal;
+        if (only[0] && !agent_config_find_principal(a->config, only) && !registry_active(&a->registry, only))
+                {
+                        refuse(a, c, h, PROVSIGN__STATUS__NOT_FOUND, "no principal \"%s\"", only);
+                        return;
+                }
+        size_t n = a->registry.n;
+        Provsign__KeyInfo *infos = calloc(n ? n : 1, sizeof *infos);
+        Provsign__KeyInfo **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+        if (!infos || !ptrs) {
+                free(infos);
+                free(ptrs);
+                {
+                        server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "out of memory");
+                        return;
+                }
+        }
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+                const agent_key_entry *e = &a->registry.keys[i];
+                if (only[0] && strcmp(e->principal, only) != 0)
+                        continue;
+                provsign__key_info__init(&infos[m]);
+                fill_key_info(a, e, &infos[m]);
+                /* The list is for reading; public keys come from GetPublicKey. */
+                infos[m].public_key_der.len = 0;
+                infos[m].public_key_der.data = NULL;
+                ptrs[m] = &infos[m];
+                m++;
+        }
+        Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
+        Provsign__ListKeysResponse lr = PROVSIGN__LIST_KEYS_RESPONSE__INIT;
+        lr.keys = ptrs;
+        lr.n_keys = m;
+        resp.body_case = PROVSIGN__RESPONSE__BODY_LIST_KEYS;
+        resp.list_keys = &lr;
+        server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);
+        free(infos);
+        free(ptrs);
+}
+
+/* ---- Status ---- */
+
+static void handle_status(agent *a, agent_conn *c, const handler *h, const Provsign__Request *req) {
+        const agent_config *cfg = a->config;
+        const agent_caller *who = server_conn_caller(c);
+        size_t np = cfg->n_principals;
+        char **all = calloc(np ? np : 1, sizeof *all);
+        char **mine = calloc(np ? np : 1, sizeof *mine);
+        if (!all || !mine) {
+                free(all);
+                free(mine);
+                {
+                        server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "out of memory");
+                        return;
+                }
+        }
+        size_t nm = 0;
+        for (size_t i = 0; i < np; i++) {
+                all[i] = cfg->principals[i].name;
+                if (policy_ids_match(&cfg->principals[i].ids, who))
+                        mine[nm++] = cfg->principals[i].name;
+        }
+        char *roles[2];
+        size_t nr = 0;
+        if (policy_has_role(cfg, who, POLICY_OPERATOR))
+                roles[nr++] = (char *) "operator";
+        if (policy_has_role(cfg, who, POLICY_AUDITOR))
+                roles[nr++] = (char *) "auditor";
+
+        Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
+        Provsign__StatusResponse sr = PROVSIGN__STATUS_RESPONSE__INIT;
+        sr.agent_version = (char *) PROVSIGN_VERSION;
+        sr.protocol_version = PROVSIGN_PROTOCOL_VERSION;
+        sr.token_label = (char *) keys_store_token_label(a->store);
+        sr.principals = all;
+        sr.n_principals = np;
+        sr.uptime_seconds = (agent_now_us() - a->started_us) / 1000000u;
+        sr.caller_principals = mine;
+        sr.n_caller_principals = nm;
+        sr.caller_roles = roles;
+        sr.n_caller_roles = nr;
+        resp.body_case = PROVSIGN__RESPONSE__BODY_STATUS_INFO;
+        resp.status_info = &sr;
+        server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);
+        free(all);
+        free(mine);
+}
+
+/* Requests whose handlers arrive with later work; the permission check in
+ * dispatch_frame() already applies to them. */
+static void handle_not_implemented(agent *a, agent_conn *c, const handler *h, const Provsign__Request *req) {
+        refuse(a, c, h, PROVSIGN__STATUS__UNAVAILABLE, "%s is not implemented yet in this agent (%s)", h->name,
+               PROVSIGN_VERSION);
+}
+
+static const handler handlers[] = {
+        { PROVSIGN__REQUEST__BODY_SIGN, "Sign", POLICY_SIGNER, handle_sign },
+        { PROVSIGN__REQUEST__BODY_GET_PUBLIC_KEY, "GetPublicKey", POLICY_ANY, handle_get_public_key },
+        { PROVSIGN__REQUEST__BODY_STATUS, "Status", POLICY_ANY, handle_status },
+        { PROVSIGN__REQUEST__BODY_GET_KEY_BUNDLE, "GetKeyBundle", POLICY_ANY, handle_not_implemented },
+        { PROVSIGN__REQUEST__BODY_GET_CHECKPOINT, "GetCheckpoint", POLICY_ANY, handle_not_implemented },
+        { PROVSIGN__REQUEST__BODY_GET_LOG_KEY, "GetLogKey", POLICY_ANY, handle_not_implemented },
+        { PROVSIGN__REQUEST__BODY_LIST_KEYS, "ListKeys", POLICY_OPERATOR, handle_list_keys },
+        { PROVSIGN__REQUEST__BODY_ROTATE_KEY, "RotateKey", POLICY_OPERATOR, handle_not_implemented },
+        { PROVSIGN__REQUEST__BODY_REVOKE_KEY, "RevokeKey", POLICY_OPERATOR, handle_not_implemented },
+        { PROVSIGN__REQUEST__BODY_DESTROY_KEY, "DestroyKey", POLICY_OPERATOR, handle_not_implemented },
+        { PROVSIGN__REQUEST__BODY_EXPORT, "Export", POLICY_AUDITOR, handle_not_implemented },
+        { PROVSIGN__REQUEST__BODY_FIND, "Find", POLICY_AUDITOR, handle_not_implemented },
+        { PROVSIGN__REQUEST__BODY_PROOF, "Proof", POLICY_AUDITOR, handle_not_implemented },
+};
+
+static const char *role_name(enum policy_access r) {
+        return r == POLICY_OPERATOR ? "operator" : "auditor";
+}
+
+void dispatch_frame(agent *a, agent_conn *c, const uint8_t *payload, size_t len) {
+        Provsign__Request *req = provsign__request__unpack(NULL, len, payload);
+        if (!req) {
+                const agent_caller *who = server_conn_caller(c);
+                log_notice("undecodable request of %zu bytes from uid %u pid %d; closing", len, (unsigned) who->uid,
+                           (int) who->pid);
+                server_reply(a, c, NULL, PROVSIGN__STATUS__INVALID_ARGUMENT, true, "undecodable request");
+                return;
+        }
+        const handler *h = NULL;
+        for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++)
+                if (handlers[i].body == req->body_case)
+                        h = &handlers[i];
+
+        char msg[256];
+        int st = request_validate(a, req, msg, sizeof msg);
+        if (st != PROVSIGN__STATUS__OK) {
+                refuse(a, c, h, st, "%s", msg);
+                goto out;
+        }
+        if ((h->access == POLICY_OPERATOR || h->access == POLICY_AUDITOR) &&
+            !policy_has_role(a->config, server_conn_caller(c), h->access)) {
+                refuse(a, c, h, PROVSIGN__STATUS__PERMISSION_DENIED, "%s needs the %s role; uid %u does not have it",
+                       h->name, role_name(h->access), (unsigned) server_conn_caller(c)->uid);
+                goto out;
+        }
+        h->handle(a, c, h, req);
+out:
+        provsign__request__free_unpacked(req, NULL);
+}

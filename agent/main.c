@@ -1,0 +1,143 @@
+/* provsign-agent: holds the token session and signs for CI runners. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "build-config.h"
+#include "config.h"
+#include "log.h"
+#include "pin.h"
+#include "server.h"
+
+static void usage(FILE *f) {
+        fprintf(f,
+                "Usage: provsign-agent [--config FILE]\n"
+                "\n"
+                "Runs in the foreground. Takes its socket from systemd socket activation\n"
+                "or creates the config's socket.\n"
+                "\n"
+                "  -c, --config FILE   configuration (default %s)\n"
+                "  -h, --help          this text\n"
+                "      --version       print the version\n",
+                PROVSIGN_DEFAULT_CONFIG);
+}
+
+static size_t worker_count(void) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        if (n < 2)
+                n = 2;
+        if (n > 16)
+                n = 16;
+        return (size_t) n;
+}
+
+int main(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        const char *config_path = PROVSIGN_DEFAULT_CONFIG;
+        int c;
+        while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) >= 0) {
+                switch (c) {
+                case 'c':
+                        config_path = optarg;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                case 'V':
+                        printf("provsign-agent %s\n", PROVSIGN_VERSION);
+                        return 0;
+                default:
+                        fprintf(stderr, "Try 'provsign-agent --help'.\n");
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "provsign-agent: unexpected argument \"%s\"\nTry 'provsign-agent --help'.\n",
+                        argv[optind]);
+                return 2;
+        }
+
+        /* No core dumps, no ptrace by same-uid processes: the process holds a
+         * logged-in token session and, briefly, the PIN. */
+        prctl(PR_SET_DUMPABLE, 0);
+        signal(SIGPIPE, SIG_IGN);
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        agent_log_init();
+
+        agent a = { .started_us = agent_now_us() };
+        char *err = NULL;
+        int r = agent_config_load(config_path, &a.config, &err);
+        if (r < 0) {
+                fprintf(stderr, "%s\n", err ? err : "out of memory");
+                free(err);
+                return 1;
+        }
+
+        agent_pin pin = { 0 };
+        r = agent_pin_read(a.config, &pin, &err);
+        if (r < 0) {
+                fprintf(stderr, "%s\n", err ? err : strerror(-r));
+                goto fail;
+        }
+        r = keys_store_open(a.config->pkcs11_module, a.config->token_label, pin.data, pin.len, &a.store, &err);
+        agent_pin_wipe(&pin);
+        if (r < 0) {
+                fprintf(stderr, "%s: %s\n", a.config->path, err ? err : strerror(-r));
+                goto fail;
+        }
+        r = registry_ensure_keys(&a.registry, a.store, a.config, &err);
+        if (r < 0) {
+                fprintf(stderr, "%s: %s\n", a.config->path, err ? err : strerror(-r));
+                goto fail;
+        }
+        r = workers_start(worker_count(), &a.workers);
+        if (r < 0) {
+                fprintf(stderr, "%s: cannot start workers: %s\n", a.config->path, strerror(-r));
+                goto fail;
+        }
+        r = server_open(&a, &err);
+        if (r < 0) {
+                fprintf(stderr, "%s: %s\n", a.config->path, err ? err : strerror(-r));
+                goto fail;
+        }
+
+        log_notice("provsign-agent %s ready: token \"%s\", %zu principals, %zu keys", PROVSIGN_VERSION,
+                   a.config->token_label, a.config->n_principals, a.registry.n);
+        sd_notifyf(0, "READY=1\nSTATUS=serving %zu principals", a.config->n_principals);
+
+        r = server_run(&a);
+        server_abandon_jobs(&a, workers_stop(a.workers));
+        a.workers = NULL;
+        log_notice("provsign-agent stopped");
+        server_free(a.server);
+        registry_done(&a.registry);
+        keys_store_free(a.store);
+        agent_config_free(a.config);
+        return r < 0 ? 1 : 0;
+
+fail:
+        free(err);
+        server_abandon_jobs(&a, workers_stop(a.workers));
+        server_free(a.server);
+        registry_done(&a.registry);
+        keys_store_free(a.store);
+        agent_config_free(a.config);
+        return 1;
+}

@@ -1,0 +1,75 @@
+#include <errno.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "peer.h"
+
+#define MAX_GROUPS 1024
+
+static int load_groups(agent_caller *c) {
+        char buf[4096];
+        struct passwd pw, *res = NULL;
+        if (getpwuid_r(c->uid, &pw, buf, sizeof buf, &res) != 0 || !res)
+                return 0; /* no passwd entry: primary gid only */
+        int n = 32;
+        for (;;) {
+                gid_t *g = malloc((size_t) n * sizeof *g);
+                if (!g)
+                        return -ENOMEM;
+                int want = n;
+                if (getgrouplist(res->pw_name, res->pw_gid, g, &want) >= 0) {
+                        c->groups = g;
+                        c->n_groups = want;
+                        return 0;
+                }
+                free(g);
+                if (want <= n || want > MAX_GROUPS)
+                        return 0;
+                n = want;
+        }
+}
+
+int agent_caller_from_fd(int fd, agent_caller *ret) {
+        struct ucred cred;
+        socklen_t len = sizeof cred;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+                return -errno;
+        if (len != sizeof cred || cred.pid <= 0)
+                return -EPROTO;
+        agent_caller c = { .uid = cred.uid, .gid = cred.gid, .pid = cred.pid };
+        int r = load_groups(&c);
+        if (r < 0)
+                return r;
+        char link[64], exe[PATH_MAX];
+        snprintf(link, sizeof link, "/proc/%d/exe", (int) cred.pid);
+        ssize_t n = readlink(link, exe, sizeof exe - 1);
+        if (n > 0) {
+                exe[n] = '\0';
+                c.exe = strdup(exe);
+        }
+        *ret = c;
+        return 0;
+}
+
+void agent_caller_done(agent_caller *c) {
+        free(c->groups);
+        free(c->exe);
+        c->groups = NULL;
+        c->exe = NULL;
+        c->n_groups = 0;
+}
+
+bool agent_caller_in_group(const agent_caller *c, gid_t gid) {
+        if (c->gid == gid)
+                return true;
+        for (int i = 0; i < c->n_groups; i++)
+                if (c->groups[i] == gid)
+                        return true;
+        return false;
+}

@@ -1,0 +1,49 @@
+/* SIGHUP: re-read the config. A good new policy applies to the next request;
+ * a bad one is refused with its reason and the old policy stays. Settings
+ * that bind the process to its token and socket need a restart. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "server.h"
+
+static bool str_changed(const char *a, const char *b) {
+        if (!a || !b)
+                return a != b;
+        return strcmp(a, b) != 0;
+}
+
+int agent_reload(agent *a) {
+        agent_config *next = NULL;
+        char *err = NULL;
+        int r = agent_config_load(a->config->path, &next, &err);
+        if (r < 0) {
+                log_error("config reload refused, keeping the running policy: %s", err ? err : "out of memory");
+                free(err);
+                return r;
+        }
+        const agent_config *cur = a->config;
+        static const char *const fixed[] = { "socket", "socket_group", "state_dir", "pkcs11_module", "token_label",
+                                             "pin_file", "pin_credential" };
+        const char *cur_v[] = { cur->socket, cur->socket_group, cur->state_dir, cur->pkcs11_module,
+                                cur->token_label, cur->pin_file, cur->pin_credential };
+        const char *next_v[] = { next->socket, next->socket_group, next->state_dir, next->pkcs11_module,
+                                 next->token_label, next->pin_file, next->pin_credential };
+        for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+                if (str_changed(cur_v[i], next_v[i]))
+                        log_warning("config reload: %s changed; it takes effect at the next restart", fixed[i]);
+
+        /* New principals get their first key before the policy that names them
+         * is live, so a Sign for them never sees NO_ACTIVE_KEY. */
+        r = registry_ensure_keys(&a->registry, a->store, next, &err);
+        if (r < 0) {
+                log_error("config reload refused, keeping the running policy: %s", err ? err : "key generation failed");
+                free(err);
+                agent_config_free(next);
+                return r;
+        }
+        agent_config_free(a->config);
+        a->config = next;
+        log_notice("config reloaded from %s: %zu principals", next->path, next->n_principals);
+        return 0;
+}

@@ -1,0 +1,639 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "frame.h"
+#include "log.h"
+#include "server.h"
+
+#define READ_CHUNK 4096u
+#define SHUTDOWN_GRACE_MS 10000u
+
+enum source_kind { SOURCE_LISTEN, SOURCE_WORKERS, SOURCE_SIGNAL, SOURCE_CONN };
+
+struct source {
+        enum source_kind kind;
+};
+
+struct agent_conn {
+        struct source src;
+        int fd;
+        agent_caller caller;
+        uint8_t *rbuf;           /* partial frame; NULL when idle */
+        size_t rlen, rcap;
+        uint8_t *wbuf;           /* reply not yet written */
+        size_t wlen, woff;
+        bool busy;               /* a job is out for this connection */
+        bool close_after_write;
+        bool dead;               /* fd closed while busy; freed when the job returns */
+        uint64_t last_activity_ms;
+        uint64_t frame_start_ms; /* when the first byte of the pending frame came */
+        uint32_t events;         /* current epoll mask */
+        agent_conn *prev, *next;
+};
+
+struct agent_server {
+        int listen_fd;
+        bool from_systemd;
+        char *socket_path;       /* set when we created it (unlinked at exit) */
+        int epfd;
+        int sigfd;
+        struct source listen_src, workers_src, signal_src;
+        agent_conn *conns;
+        agent_conn *graveyard;   /* closed, freed at the end of the loop turn */
+        size_t n_conns;
+        size_t busy_conns;
+        bool stopping;
+};
+
+uint64_t agent_now_us(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+uint64_t agent_monotonic_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+}
+
+const agent_caller *server_conn_caller(const agent_conn *c) {
+        return &c->caller;
+}
+
+static int errorf(char **ret_error, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int errorf(char **ret_error, int r, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        if (vasprintf(ret_error, fmt, ap) < 0)
+                *ret_error = NULL;
+        va_end(ap);
+        return r;
+}
+
+/* Creates the socket at path. A socket file nobody listens on (a crashed
+ * agent's) is replaced; a live one or any other file is left alone. */
+static int listen_on_path(const agent_config *cfg, int *ret_fd, char **ret_error) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        if (strlen(cfg->socket) >= sizeof sa.sun_path)
+                return errorf(ret_error, -ENAMETOOLONG, "%s: socket path too long: %s", cfg->path, cfg->socket);
+        strcpy(sa.sun_path, cfg->socket);
+
+        struct stat st;
+        if (lstat(cfg->socket, &st) == 0) {
+                if (!S_ISSOCK(st.st_mode))
+                        return errorf(ret_error, -EEXIST, "%s exists and is not a socket", cfg->socket);
+                int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (probe < 0)
+                        return -errno;
+                int c = connect(probe, (struct sockaddr *) &sa, sizeof sa);
+                close(probe);
+                if (c == 0)
+                        return errorf(ret_error, -EADDRINUSE, "another agent is listening on %s", cfg->socket);
+                if (unlink(cfg->socket) < 0 && errno != ENOENT)
+                        return errorf(ret_error, -errno, "cannot remove stale socket %s: %s", cfg->socket,
+                                      strerror(errno));
+        }
+
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        /* Bind under a umask that never lets the socket exist wider than 0660. */
+        mode_t old = umask(0117);
+        int b = bind(fd, (struct sockaddr *) &sa, sizeof sa);
+        int berr = errno;
+        umask(old);
+        if (b < 0) {
+                close(fd);
+                return errorf(ret_error, -berr, "cannot bind %s: %s", cfg->socket, strerror(berr));
+        }
+        if (cfg->socket_group && chown(cfg->socket, (uid_t) -1, cfg->socket_gid) < 0) {
+                int e = errno;
+                close(fd);
+                unlink(cfg->socket);
+                return errorf(ret_error, -e, "cannot give %s to group %s: %s", cfg->socket, cfg->socket_group,
+                              strerror(e));
+        }
+        if (chmod(cfg->socket, 0660) < 0 || listen(fd, SOMAXCONN) < 0) {
+                int e = errno;
+                close(fd);
+                unlink(cfg->socket);
+                return errorf(ret_error, -e, "cannot listen on %s: %s", cfg->socket, strerror(e));
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
+int server_open(agent *a, char **ret_error) {
+        agent_server *s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        s->listen_fd = s->epfd = s->sigfd = -1;
+        s->listen_src.kind = SOURCE_LISTEN;
+        s->workers_src.kind = SOURCE_WORKERS;
+        s->signal_src.kind = SOURCE_SIGNAL;
+        a->server = s;
+
+        int n = sd_listen_fds(1);
+        if (n < 0)
+                return errorf(ret_error, n, "sd_listen_fds: %s", strerror(-n));
+        if (n > 1)
+                return errorf(ret_error, -EINVAL, "systemd passed %d sockets; expected one", n);
+        if (n == 1) {
+                if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) <= 0)
+                        return errorf(ret_error, -EINVAL, "the socket systemd passed is not a listening AF_UNIX stream");
+                s->listen_fd = SD_LISTEN_FDS_START;
+                s->from_systemd = true;
+                int fl = fcntl(s->listen_fd, F_GETFL);
+                fcntl(s->listen_fd, F_SETFL, fl | O_NONBLOCK);
+                fcntl(s->listen_fd, F_SETFD, FD_CLOEXEC);
+                return 0;
+        }
+        int r = listen_on_path(a->config, &s->listen_fd, ret_error);
+        if (r < 0)
+                return r;
+        s->socket_path = strdup(a->config->socket);
+        return 0;
+}
+
+static void conn_update_events(agent_server *s, agent_conn *c) {
+        uint32_t ev = 0;
+        if (c->wlen > c->woff)
+                ev |= EPOLLOUT;
+        else if (!c->busy && !c->close_after_write)
+                ev |= EPOLLIN;
+        if (ev == c->events)
+                return;
+        struct epoll_event e = { .events = ev, .data.ptr = c };
+        epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &e);
+        c->events = ev;
+}
+
+static void conn_free(agent_conn *c) {
+        agent_caller_done(&c->caller);
+        free(c->rbuf);
+        free(c->wbuf);
+        free(c);
+}
+
+static void conn_close(agent_server *s, agent_conn *c) {
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                s->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        s->n_conns--;
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+        c->fd = -1;
+        c->dead = true;
+        /* Never freed here: callers up the stack may still look at c. A busy
+         * conn is freed when its job returns, others at the end of the turn. */
+        c->prev = NULL;
+        c->next = NULL;
+        if (!c->busy) {
+                c->next = s->graveyard;
+                s->graveyard = c;
+        }
+}
+
+static void bury_closed(agent_server *s) {
+        while (s->graveyard) {
+                agent_conn *c = s->graveyard;
+                s->graveyard = c->next;
+                conn_free(c);
+        }
+}
+
+static void conn_flush(agent_server *s, agent_conn *c) {
+        while (c->woff < c->wlen) {
+                ssize_t k = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                        break;
+                if (k <= 0) {
+                        conn_close(s, c);
+                        return;
+                }
+                c->woff += (size_t) k;
+                c->last_activity_ms = agent_monotonic_ms();
+        }
+        if (c->woff == c->wlen) {
+                free(c->wbuf);
+                c->wbuf = NULL;
+                c->wlen = c->woff = 0;
+                if (c->close_after_write) {
+                        conn_close(s, c);
+                        return;
+                }
+        }
+        conn_update_events(s, c);
+}
+
+static void conn_process(agent *a, agent_conn *c);
+
+void server_reply(agent *a, agent_conn *c, Provsign__Response *body, int status, bool close_after,
+                  const char *fmt, ...) {
+        Provsign__Response plain = PROVSIGN__RESPONSE__INIT;
+        Provsign__Response *resp = body && status == PROVSIGN__STATUS__OK ? body : &plain;
+        char msg[512] = "";
+        if (fmt) {
+                va_list ap;
+                va_start(ap, fmt);
+                vsnprintf(msg, sizeof msg, fmt, ap);
+                va_end(ap);
+        }
+        resp->protocol_version = PROVSIGN_PROTOCOL_VERSION;
+        resp->status = (Provsign__Status) status;
+        resp->message = msg;
+
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        int r = proto_frame_pack(&resp->base, &buf, &len);
+        if (r < 0) {
+                log_error("cannot encode a reply (%s); closing the connection", strerror(-r));
+                conn_close(a->server, c);
+                return;
+        }
+        /* One reply per request: nothing is buffered when a reply is made. */
+        free(c->wbuf);
+        c->wbuf = buf;
+        c->wlen = len;
+        c->woff = 0;
+        c->close_after_write |= close_after;
+        conn_flush(a->server, c);
+}
+
+void server_submit(agent *a, agent_conn *c, agent_conn_job *job) {
+        job->conn = c;
+        c->busy = true;
+        a->server->busy_conns++;
+        conn_update_events(a->server, c);
+        workers_submit(a->workers, &job->base);
+}
+
+static void complete_jobs(agent *a, agent_job *list) {
+        while (list) {
+                agent_job *next = list->next;
+                agent_conn_job *job = (agent_conn_job *) list;
+                agent_conn *c = job->conn;
+                c->busy = false;
+                a->server->busy_conns--;
+                if (c->dead) {
+                        job->complete(a, NULL, job);
+                        conn_free(c);
+                } else {
+                        job->complete(a, c, job);
+                        /* The reply may have closed c; only touch it if it lives. */
+                }
+                list = next;
+        }
+}
+
+/* After a completed job the connection may have more frames buffered. We
+ * find the live ones again by walking the list (cheap; a handful per tick). */
+static void resume_idle_conns(agent *a) {
+        for (agent_conn *c = a->server->conns, *next; c; c = next) {
+                next = c->next;
+                if (!c->busy && c->rlen > 0 && c->wlen == 0 && !c->close_after_write)
+                        conn_process(a, c);
+        }
+}
+
+static size_t conns_of_uid(const agent_server *s, uid_t uid) {
+        size_t n = 0;
+        for (const agent_conn *c = s->conns; c; c = c->next)
+                n += c->caller.uid == uid;
+        return n;
+}
+
+/* Refuses a connection over a limit with a proper Response, best effort. */
+static void refuse_connection(int fd, const char *why) {
+        Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
+        resp.protocol_version = PROVSIGN_PROTOCOL_VERSION;
+        resp.status = PROVSIGN__STATUS__UNAVAILABLE;
+        resp.message = (char *) why;
+        uint8_t *buf;
+        size_t len;
+        if (proto_frame_pack(&resp.base, &buf, &len) == 0) {
+                (void) !send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+                free(buf);
+        }
+        close(fd);
+}
+
+static void accept_conns(agent *a) {
+        agent_server *s = a->server;
+        for (;;) {
+                int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                if (fd < 0) {
+                        if (errno == EINTR || errno == ECONNABORTED)
+                                continue;
+                        if (errno != EAGAIN && errno != EWOULDBLOCK)
+                                log_warning("accept: %s", strerror(errno));
+                        return;
+                }
+                agent_conn *c = calloc(1, sizeof *c);
+                if (!c) {
+                        close(fd);
+                        continue;
+                }
+                c->src.kind = SOURCE_CONN;
+                c->fd = fd;
+                /* Identify the peer before reading a byte. */
+                int r = agent_caller_from_fd(fd, &c->caller);
+                if (r < 0) {
+                        log_warning("dropping a connection without peer credentials: %s", strerror(-r));
+                        close(fd);
+                        free(c);
+                        continue;
+                }
+                const agent_config *cfg = a->config;
+                if (s->n_conns >= cfg->max_connections || s->stopping) {
+                        log_notice("refused connection from uid %u pid %d: %s", (unsigned) c->caller.uid,
+                                   (int) c->caller.pid, s->stopping ? "shutting down" : "max_connections reached");
+                        refuse_connection(fd, s->stopping ? "agent is shutting down" : "too many connections");
+                        conn_free(c);
+                        continue;
+                }
+                if (conns_of_uid(s, c->caller.uid) >= cfg->max_connections_per_uid) {
+                        log_notice("refused connection from uid %u pid %d: max_connections_per_uid reached",
+                                   (unsigned) c->caller.uid, (int) c->caller.pid);
+                        refuse_connection(fd, "too many connections from this uid");
+                        conn_free(c);
+                        continue;
+                }
+                c->last_activity_ms = agent_monotonic_ms();
+                c->events = EPOLLIN;
+                struct epoll_event e = { .events = EPOLLIN, .data.ptr = c };
+                if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
+                        close(fd);
+                        conn_free(c);
+                        continue;
+                }
+                c->next = s->conns;
+                if (s->conns)
+                        s->conns->prev = c;
+                s->conns = c;
+                s->n_conns++;
+        }
+}
+
+/* Frame first, parse second: only complete frames within the limit reach
+ * dispatch_frame(); one request is handled at a time per connection. */
+static void conn_process(agent *a, agent_conn *c) {
+        while (!c->busy && c->wlen == 0 && !c->close_after_write && c->fd >= 0) {
+                size_t plen = 0;
+                int r = proto_frame_peek(c->rbuf, c->rlen, PROTO_FRAME_MAX, &plen);
+                if (r == 0)
+                        return;
+                if (r < 0) {
+                        log_notice("uid %u pid %d sent a frame of %u bytes (limit %u); closing",
+                                   (unsigned) c->caller.uid, (int) c->caller.pid, proto_get_u32be(c->rbuf),
+                                   PROTO_FRAME_MAX);
+                        server_reply(a, c, NULL, PROVSIGN__STATUS__INVALID_ARGUMENT, true,
+                                     "frame of %u bytes exceeds the %u-byte limit", proto_get_u32be(c->rbuf),
+                                     PROTO_FRAME_MAX);
+                        return;
+                }
+                if (c->rlen < PROTO_FRAME_HEADER + plen)
+                        return;
+                size_t total = PROTO_FRAME_HEADER + plen;
+                /* dispatch may reply (and even close c) synchronously: take the
+                 * frame out of the buffer first. */
+                uint8_t *frame = c->rbuf;
+                size_t rest = c->rlen - total;
+                uint8_t *remain = NULL;
+                if (rest > 0) {
+                        remain = malloc(rest);
+                        if (!remain) {
+                                conn_close(a->server, c);
+                                free(frame);
+                                return;
+                        }
+                        memcpy(remain, frame + total, rest);
+                }
+                c->rbuf = remain;
+                c->rlen = c->rcap = rest;
+                c->frame_start_ms = rest ? agent_monotonic_ms() : 0;
+                dispatch_frame(a, c, frame + PROTO_FRAME_HEADER, plen);
+                free(frame);
+        }
+}
+
+static void conn_read(agent *a, agent_conn *c) {
+        uint8_t chunk[READ_CHUNK];
+        for (;;) {
+                ssize_t k = recv(c->fd, chunk, sizeof chunk, MSG_DONTWAIT);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                        return;
+                if (k <= 0) {
+                        if (c->rlen > 0)
+                                log_notice("uid %u pid %d disconnected in the middle of a frame",
+                                           (unsigned) c->caller.uid, (int) c->caller.pid);
+                        conn_close(a->server, c);
+                        return;
+                }
+                c->last_activity_ms = agent_monotonic_ms();
+                if (c->rlen == 0)
+                        c->frame_start_ms = c->last_activity_ms;
+                /* conn_process runs after every chunk and refuses an oversized
+                 * header at once, so the buffer stays below one maximal frame
+                 * plus one chunk. */
+                size_t want = c->rlen + (size_t) k;
+                if (want > c->rcap) {
+                        uint8_t *nb = realloc(c->rbuf, want);
+                        if (!nb) {
+                                conn_close(a->server, c);
+                                return;
+                        }
+                        c->rbuf = nb;
+                        c->rcap = want;
+                }
+                memcpy(c->rbuf + c->rlen, chunk, (size_t) k);
+                c->rlen += (size_t) k;
+                conn_process(a, c);
+                if (c->fd < 0 || c->busy || c->wlen != 0 || c->close_after_write)
+                        return;
+        }
+}
+
+static void sweep_timeouts(agent *a) {
+        const agent_config *cfg = a->config;
+        uint64_t now = agent_monotonic_ms();
+        for (agent_conn *c = a->server->conns, *next; c; c = next) {
+                next = c->next;
+                if (c->busy)
+                        continue;
+                if ((c->rlen > 0 || c->wlen > 0) && now - (c->rlen > 0 ? c->frame_start_ms : c->last_activity_ms) >
+                                                            cfg->read_timeout_s * 1000u) {
+                        log_notice("uid %u pid %d: read timeout (%llus) with a partial frame; closing",
+                                   (unsigned) c->caller.uid, (int) c->caller.pid,
+                                   (unsigned long long) cfg->read_timeout_s);
+                        conn_close(a->server, c);
+                } else if (c->rlen == 0 && c->wlen == 0 && now - c->last_activity_ms > cfg->idle_timeout_s * 1000u) {
+                        conn_close(a->server, c);
+                }
+        }
+}
+
+static int setup_loop(agent *a) {
+        agent_server *s = a->server;
+        s->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (s->epfd < 0)
+                return -errno;
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        s->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (s->sigfd < 0)
+                return -errno;
+        struct epoll_event e = { .events = EPOLLIN, .data.ptr = &s->listen_src };
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->listen_fd, &e) < 0)
+                return -errno;
+        e.data.ptr = &s->workers_src;
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, workers_fd(a->workers), &e) < 0)
+                return -errno;
+        e.data.ptr = &s->signal_src;
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->sigfd, &e) < 0)
+                return -errno;
+        return 0;
+}
+
+static void handle_signals(agent *a) {
+        struct signalfd_siginfo si;
+        while (read(a->server->sigfd, &si, sizeof si) == sizeof si) {
+                if (si.ssi_signo == SIGHUP) {
+                        (void) agent_reload(a);
+                } else if (!a->server->stopping) {
+                        log_notice("received %s; finishing in-flight requests", strsignal((int) si.ssi_signo));
+                        a->server->stopping = true;
+                        sd_notify(0, "STOPPING=1");
+                        epoll_ctl(a->server->epfd, EPOLL_CTL_DEL, a->server->listen_fd, NULL);
+                }
+        }
+}
+
+int server_run(agent *a) {
+        agent_server *s = a->server;
+        int r = setup_loop(a);
+        if (r < 0)
+                return agent_log_errno(LOG_ERR, r, "cannot set up the event loop");
+
+        uint64_t watchdog_us = 0;
+        if (sd_watchdog_enabled(0, &watchdog_us) <= 0)
+                watchdog_us = 0;
+        uint64_t last_sweep = agent_monotonic_ms(), last_ping = last_sweep, stop_deadline = 0;
+
+        for (;;) {
+                if (s->stopping) {
+                        if (!stop_deadline)
+                                stop_deadline = agent_monotonic_ms() + SHUTDOWN_GRACE_MS;
+                        bool pending = s->busy_conns > 0;
+                        for (agent_conn *c = s->conns; c && !pending; c = c->next)
+                                pending = c->wlen > 0;
+                        if (!pending || agent_monotonic_ms() > stop_deadline)
+                                break;
+                }
+                struct epoll_event ev[64];
+                int n = epoll_wait(s->epfd, ev, 64, 500);
+                if (n < 0 && errno != EINTR)
+                        return agent_log_errno(LOG_ERR, -errno, "epoll_wait");
+                for (int i = 0; i < n; i++) {
+                        struct source *src = ev[i].data.ptr;
+                        switch (src->kind) {
+                        case SOURCE_LISTEN:
+                                accept_conns(a);
+                                break;
+                        case SOURCE_WORKERS:
+                                complete_jobs(a, workers_take_done(a->workers));
+                                resume_idle_conns(a);
+                                break;
+                        case SOURCE_SIGNAL:
+                                handle_signals(a);
+                                break;
+                        case SOURCE_CONN: {
+                                agent_conn *c = (agent_conn *) src;
+                                if (c->fd < 0)
+                                        break;
+                                if (ev[i].events & EPOLLOUT)
+                                        conn_flush(s, c);
+                                else if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                                        conn_read(a, c);
+                                break;
+                        }
+                        }
+                }
+                uint64_t now = agent_monotonic_ms();
+                if (now - last_sweep >= 1000) {
+                        sweep_timeouts(a);
+                        last_sweep = now;
+                }
+                bury_closed(s);
+                if (watchdog_us && (now - last_ping) * 1000u >= watchdog_us / 2) {
+                        sd_notify(0, "WATCHDOG=1");
+                        last_ping = now;
+                }
+        }
+        return 0;
+}
+
+void server_abandon_jobs(agent *a, agent_job *list) {
+        while (list) {
+                agent_job *next = list->next;
+                agent_conn_job *job = (agent_conn_job *) list;
+                agent_conn *c = job->conn;
+                c->busy = false;
+                a->server->busy_conns--;
+                job->complete(a, NULL, job);
+                if (c->dead)
+                        conn_free(c);
+                list = next;
+        }
+}
+
+void server_free(agent_server *s) {
+        if (!s)
+                return;
+        while (s->conns) {
+                agent_conn *c = s->conns;
+                s->conns = c->next;
+                if (c->fd >= 0)
+                        close(c->fd);
+                if (!c->busy)
+                        conn_free(c);
+                else
+                        c->dead = true;
+        }
+        if (s->listen_fd >= 0 && !s->from_systemd)
+                close(s->listen_fd);
+        if (s->socket_path)
+                unlink(s->socket_path);
+        free(s->socket_path);
+        bury_closed(s);
+        if (s->epfd >= 0)
+                close(s->epfd);
+        if (s->sigfd >= 0)
+                close(s->sigfd);
+        free(s);
+}

@@ -1,0 +1,57 @@
+/* The socket side of the agent: one epoll loop on the main thread owns the
+ * listening socket, every connection, the workers' completion fd and the
+ * signals. It never calls the token. */
+#pragma once
+
+#include <stdbool.h>
+
+#include "agent.h"
+#include "peer.h"
+#include "provsign.pb-c.h"
+
+typedef struct agent_conn agent_conn;
+
+/* A job on behalf of one connection. The conn is busy (reads nothing more)
+ * until the job comes back; complete() then runs on the main thread and
+ * must send exactly one reply with server_reply(). If the connection died
+ * meanwhile, complete() is called with c == NULL to free the job only. */
+typedef struct agent_conn_job agent_conn_job;
+struct agent_conn_job {
+        agent_job base;
+        void (*complete)(agent *a, agent_conn *c, agent_conn_job *job);
+        agent_conn *conn;
+};
+
+/* server_open: takes the socket from systemd (sd_listen_fds) or creates
+ * cfg->socket (0660, group socket_group, a stale socket replaced). 0, or a
+ * negative errno with *ret_error set. */
+int server_open(agent *a, char **ret_error);
+
+/* server_run: serves until SIGTERM/SIGINT, then finishes in-flight requests.
+ * SIGHUP reloads the config (agent_reload). 0 or a negative errno. */
+int server_run(agent *a);
+
+/* server_abandon_jobs: at shutdown, frees jobs that came back after the
+ * loop ended (their connections get no reply). */
+void server_abandon_jobs(agent *a, agent_job *list);
+
+/* server_free: closes every connection and the socket it created. */
+void server_free(agent_server *s);
+
+const agent_caller *server_conn_caller(const agent_conn *c);
+
+/* server_reply: sends one Response on c: protocol version, status and
+ * message (printf-style, may be NULL for OK) filled in here; body may carry
+ * a oneof (ignored unless status is OK). close_after closes the connection
+ * once the reply is written. */
+void server_reply(agent *a, agent_conn *c, Provsign__Response *body, int status, bool close_after,
+                  const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* server_submit: hands job to the worker pool; c is busy until it returns. */
+void server_submit(agent *a, agent_conn *c, agent_conn_job *job);
+
+/* Implemented in dispatch.c: handles one complete request frame. */
+void dispatch_frame(agent *a, agent_conn *c, const uint8_t *payload, size_t len);
+
+/* Implemented in reload.c: re-reads the config (SIGHUP). */
+int agent_reload(agent *a);

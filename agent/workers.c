@@ -1,0 +1,129 @@
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "workers.h"
+
+struct agent_workers {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        agent_job *queue_head, *queue_tail;
+        agent_job *done_head, *done_tail;
+        bool stopping;
+        int efd;
+        size_t n;
+        pthread_t *threads;
+};
+
+static void push(agent_job **head, agent_job **tail, agent_job *job) {
+        job->next = NULL;
+        if (*tail)
+                (*tail)->next = job;
+        else
+                *head = job;
+        *tail = job;
+}
+
+static void *worker_main(void *arg) {
+        agent_workers *w = arg;
+        pthread_mutex_lock(&w->lock);
+        for (;;) {
+                while (!w->queue_head && !w->stopping)
+                        pthread_cond_wait(&w->cond, &w->lock);
+                agent_job *job = w->queue_head;
+                if (!job)
+                        break; /* stopping and drained */
+                w->queue_head = job->next;
+                if (!w->queue_head)
+                        w->queue_tail = NULL;
+                pthread_mutex_unlock(&w->lock);
+
+                job->run(job);
+
+                pthread_mutex_lock(&w->lock);
+                bool was_empty = !w->done_head;
+                push(&w->done_head, &w->done_tail, job);
+                if (was_empty) {
+                        uint64_t one = 1;
+                        (void) !write(w->efd, &one, sizeof one);
+                }
+        }
+        pthread_mutex_unlock(&w->lock);
+        return NULL;
+}
+
+int workers_start(size_t n, agent_workers **ret) {
+        agent_workers *w = calloc(1, sizeof *w);
+        if (!w)
+                return -ENOMEM;
+        pthread_mutex_init(&w->lock, NULL);
+        pthread_cond_init(&w->cond, NULL);
+        w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        w->threads = calloc(n, sizeof *w->threads);
+        if (w->efd < 0 || !w->threads) {
+                int r = w->efd < 0 ? -errno : -ENOMEM;
+                (void) workers_stop(w);
+                return r;
+        }
+        /* Workers never take signals: the main thread reads them (signalfd). */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        for (size_t i = 0; i < n; i++) {
+                int r = pthread_create(&w->threads[i], NULL, worker_main, w);
+                if (r != 0) {
+                        pthread_sigmask(SIG_SETMASK, &old, NULL);
+                        (void) workers_stop(w);
+                        return -r;
+                }
+                w->n++;
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        *ret = w;
+        return 0;
+}
+
+int workers_fd(const agent_workers *w) {
+        return w->efd;
+}
+
+void workers_submit(agent_workers *w, agent_job *job) {
+        pthread_mutex_lock(&w->lock);
+        push(&w->queue_head, &w->queue_tail, job);
+        pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+}
+
+agent_job *workers_take_done(agent_workers *w) {
+        uint64_t v;
+        (void) !read(w->efd, &v, sizeof v);
+        pthread_mutex_lock(&w->lock);
+        agent_job *list = w->done_head;
+        w->done_head = w->done_tail = NULL;
+        pthread_mutex_unlock(&w->lock);
+        return list;
+}
+
+agent_job *workers_stop(agent_workers *w) {
+        if (!w)
+                return NULL;
+        pthread_mutex_lock(&w->lock);
+        w->stopping = true;
+        pthread_cond_broadcast(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+        for (size_t i = 0; i < w->n; i++)
+                pthread_join(w->threads[i], NULL);
+        free(w->threads);
+        if (w->efd >= 0)
+                close(w->efd);
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->cond);
+        agent_job *left = w->done_head;
+        free(w);
+        return left;
+}

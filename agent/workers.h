@@ -1,0 +1,32 @@
+/* A fixed pool of threads for token calls, so the event loop never waits on
+ * the token. Jobs go in with workers_submit(); finished jobs come back on
+ * the main thread through workers_take_done() when workers_fd() is
+ * readable. A job is owned by whoever holds it: submitter -> pool -> the
+ * main thread again. */
+#pragma once
+
+#include <stddef.h>
+
+typedef struct agent_job agent_job;
+struct agent_job {
+        void (*run)(agent_job *job);   /* on a worker thread */
+        agent_job *next;
+};
+
+typedef struct agent_workers agent_workers;
+
+/* workers_start: n threads. 0 and *ret, or a negative errno. */
+int workers_start(size_t n, agent_workers **ret);
+
+int workers_fd(const agent_workers *w);
+
+void workers_submit(agent_workers *w, agent_job *job);
+
+/* workers_take_done: finished jobs, oldest first (a list through ->next),
+ * or NULL. Clears the fd's readiness. */
+agent_job *workers_take_done(agent_workers *w);
+
+/* workers_stop: runs what is queued, joins the threads, frees the pool and
+ * returns the finished jobs nobody took yet (the caller completes or frees
+ * them). Accepts NULL. */
+agent_job *workers_stop(agent_workers *w);

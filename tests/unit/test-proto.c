@@ -1,0 +1,180 @@
+/* proto/: framing, cursor, names, hex, key ids. Negative cases for every
+ * parser: truncated, over-long, wrong length prefix, trailing bytes,
+ * unknown enum (STYLE.md §8). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "frame.h"
+#include "hex.h"
+#include "keyid.h"
+#include "names.h"
+#include "provsign.pb-c.h"
+
+static void test_u32(void **state) {
+        uint8_t b[4];
+        proto_put_u32be(b, 0x01020304u);
+        assert_memory_equal(b, "\x01\x02\x03\x04", 4);
+        assert_int_equal(proto_get_u32be(b), 0x01020304u);
+}
+
+static void test_cursor(void **state) {
+        const uint8_t data[] = { 0, 0, 0, 3, 'a', 'b', 'c', 'd' };
+        proto_cursor c = proto_cursor_make(data, sizeof data);
+        uint32_t v;
+        const uint8_t *p;
+        assert_int_equal(proto_cursor_get_u32(&c, &v), 0);
+        assert_int_equal(v, 3);
+        assert_int_equal(proto_cursor_get_bytes(&c, v, &p), 0);
+        assert_memory_equal(p, "abc", 3);
+        assert_int_equal(c.len, 1);
+        /* truncated: the cursor does not move on failure */
+        assert_int_equal(proto_cursor_get_u32(&c, &v), -EBADMSG);
+        assert_int_equal(proto_cursor_get_bytes(&c, 2, &p), -EBADMSG);
+        assert_int_equal(c.len, 1);
+        assert_int_equal(proto_cursor_get_bytes(&c, SIZE_MAX, &p), -EBADMSG);
+}
+
+static void test_frame_peek(void **state) {
+        uint8_t b[8] = { 0 };
+        size_t n = 99;
+        assert_int_equal(proto_frame_peek(b, 3, PROTO_FRAME_MAX, &n), 0);
+        assert_int_equal(n, 99);
+        proto_put_u32be(b, PROTO_FRAME_MAX);
+        assert_int_equal(proto_frame_peek(b, 4, PROTO_FRAME_MAX, &n), 1);
+        assert_int_equal(n, PROTO_FRAME_MAX);
+        proto_put_u32be(b, PROTO_FRAME_MAX + 1);
+        assert_int_equal(proto_frame_peek(b, 4, PROTO_FRAME_MAX, &n), -EMSGSIZE);
+        proto_put_u32be(b, UINT32_MAX);
+        assert_int_equal(proto_frame_peek(b, 8, PROTO_FRAME_MAX, &n), -EMSGSIZE);
+        proto_put_u32be(b, 0);
+        assert_int_equal(proto_frame_peek(b, 4, PROTO_FRAME_MAX, &n), 1);
+        assert_int_equal(n, 0);
+}
+
+static void test_frame_pack_roundtrip(void **state) {
+        Provsign__Request req = PROVSIGN__REQUEST__INIT;
+        Provsign__SignRequest s = PROVSIGN__SIGN_REQUEST__INIT;
+        uint8_t digest[32] = { 1, 2, 3 };
+        req.protocol_version = PROVSIGN_PROTOCOL_VERSION;
+        req.body_case = PROVSIGN__REQUEST__BODY_SIGN;
+        req.sign = &s;
+        s.principal = (char *) "ci";
+        s.digest_algorithm = PROVSIGN__DIGEST_ALGORITHM__SHA256;
+        s.digest.data = digest;
+        s.digest.len = sizeof digest;
+        uint8_t *buf;
+        size_t len;
+        assert_int_equal(proto_frame_pack(&req.base, &buf, &len), 0);
+        size_t plen;
+        assert_int_equal(proto_frame_peek(buf, len, PROTO_FRAME_MAX, &plen), 1);
+        assert_int_equal(plen + PROTO_FRAME_HEADER, len);
+        Provsign__Request *back = provsign__request__unpack(NULL, plen, buf + PROTO_FRAME_HEADER);
+        assert_non_null(back);
+        assert_int_equal(back->body_case, PROVSIGN__REQUEST__BODY_SIGN);
+        assert_string_equal(back->sign->principal, "ci");
+        assert_memory_equal(back->sign->digest.data, digest, 32);
+        provsign__request__free_unpacked(back, NULL);
+        /* truncated payload does not decode */
+        assert_null(provsign__request__unpack(NULL, plen - 1, buf + PROTO_FRAME_HEADER));
+        free(buf);
+
+        /* a message over the frame limit is refused, not truncated */
+        static uint8_t big[PROTO_FRAME_MAX];
+        s.digest.data = big;
+        s.digest.len = sizeof big;
+        assert_int_equal(proto_frame_pack(&req.base, &buf, &len), -EMSGSIZE);
+}
+
+static void test_status_names(void **state) {
+        assert_string_equal(proto_status_name(PROVSIGN__STATUS__OK), "OK");
+        assert_string_equal(proto_status_name(PROVSIGN__STATUS__PERMISSION_DENIED), "PERMISSION_DENIED");
+        assert_string_equal(proto_status_name(PROVSIGN__STATUS__INTERNAL), "INTERNAL");
+        assert_string_equal(proto_status_name(10), "UNKNOWN_STATUS");
+        assert_string_equal(proto_status_name(-1), "UNKNOWN_STATUS");
+        for (int i = 0; i <= 9; i++)
+                assert_true(proto_status_known(i));
+        assert_false(proto_status_known(10));
+}
+
+static void test_algorithm_names(void **state) {
+        assert_int_equal(proto_key_algorithm_from_name("ecdsa-p256"), PROVSIGN__KEY_ALGORITHM__ECDSA_P256);
+        assert_int_equal(proto_key_algorithm_from_name("ecdsa-p384"), PROVSIGN__KEY_ALGORITHM__ECDSA_P384);
+        assert_int_equal(proto_key_algorithm_from_name("rsa-3072"), PROVSIGN__KEY_ALGORITHM__RSA_3072);
+        assert_int_equal(proto_key_algorithm_from_name("rsa"), -EINVAL);
+        assert_int_equal(proto_key_algorithm_digest(PROVSIGN__KEY_ALGORITHM__ECDSA_P384),
+                         PROVSIGN__DIGEST_ALGORITHM__SHA384);
+        assert_int_equal(proto_key_algorithm_digest(PROVSIGN__KEY_ALGORITHM__RSA_3072),
+                         PROVSIGN__DIGEST_ALGORITHM__SHA256);
+        assert_int_equal(proto_key_algorithm_digest(99), 0);
+        assert_string_equal(proto_key_algorithm_name(99), "unknown");
+        assert_int_equal(proto_digest_length(PROVSIGN__DIGEST_ALGORITHM__SHA256), 32);
+        assert_int_equal(proto_digest_length(PROVSIGN__DIGEST_ALGORITHM__SHA384), 48);
+        assert_int_equal(proto_digest_length(0), 0);
+        assert_string_equal(proto_key_state_name(PROVSIGN__KEY_STATE__REVOKED), "revoked");
+        assert_string_equal(proto_key_state_name(77), "unknown");
+}
+
+static void test_digest_spec(void **state) {
+        uint8_t d[48];
+        size_t n;
+        int alg;
+        const char *ok = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_int_equal(proto_digest_spec_parse(ok, &alg, d, &n), 0);
+        assert_int_equal(alg, PROVSIGN__DIGEST_ALGORITHM__SHA256);
+        assert_int_equal(n, 32);
+        assert_int_equal(d[0], 0xe3);
+        assert_int_equal(d[31], 0x55);
+        /* wrong length, bad hex, unknown algorithm, missing colon, too long name */
+        assert_int_equal(proto_digest_spec_parse("sha256:e3b0", &alg, d, &n), -EINVAL);
+        assert_int_equal(proto_digest_spec_parse(
+                                 "sha256:g3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", &alg, d, &n),
+                         -EINVAL);
+        assert_int_equal(proto_digest_spec_parse(
+                                 "md5:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", &alg, d, &n),
+                         -EINVAL);
+        assert_int_equal(proto_digest_spec_parse("e3b0c442", &alg, d, &n), -EINVAL);
+        assert_int_equal(proto_digest_spec_parse("sha256sha256:00", &alg, d, &n), -EINVAL);
+        assert_int_equal(proto_digest_spec_parse(
+                                 "sha384:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", &alg, d, &n),
+                         -EINVAL);
+}
+
+static void test_hex_and_keyid(void **state) {
+        uint8_t out[4];
+        size_t n;
+        char hex[9];
+        proto_hex_encode((const uint8_t *) "\x00\xab\xff\x10", 4, hex);
+        assert_string_equal(hex, "00abff10");
+        assert_int_equal(proto_hex_decode("00ABff10", out, sizeof out, &n), 0);
+        assert_int_equal(n, 4);
+        assert_memory_equal(out, "\x00\xab\xff\x10", 4);
+        assert_int_equal(proto_hex_decode("abc", out, sizeof out, &n), -EINVAL);
+        assert_int_equal(proto_hex_decode("0011223344", out, sizeof out, &n), -EINVAL);
+        assert_int_equal(proto_hex_decode("zz", out, sizeof out, &n), -EINVAL);
+
+        /* key id = SHA-256 of the bytes given: "abc" has a well-known hash */
+        char id[65];
+        proto_keyid_hex((const uint8_t *) "abc", 3, id);
+        assert_string_equal(id, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_true(proto_keyid_hex_valid(id));
+        id[0] = 'B';
+        assert_false(proto_keyid_hex_valid(id));
+        assert_false(proto_keyid_hex_valid("ba78"));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_u32),           cmocka_unit_test(test_cursor),
+                cmocka_unit_test(test_frame_peek),    cmocka_unit_test(test_frame_pack_roundtrip),
+                cmocka_unit_test(test_status_names),  cmocka_unit_test(test_algorithm_names),
+                cmocka_unit_test(test_digest_spec),   cmocka_unit_test(test_hex_and_keyid),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
