@@ -125,8 +125,8 @@ static int listen_on_path(const agent_config *cfg, int *ret_fd, char **ret_error
                 int e = errno;
                 close(fd);
                 unlink(cfg->socket);
-                return errorf(ret_error, -e, "cannot give %s to group %s: %s", cfg->socket, cfg->socket_group,
-                              strerror(e));
+                return errorf(ret_error, -e, "cannot give %s to group %s: %s (the agent's user must be a member of socket_group)",
+                              cfg->socket, cfg->socket_group, strerror(e));
         }
         if (chmod(cfg->socket, 0660) < 0 || listen(fd, SOMAXCONN) < 0) {
                 int e = errno;

@@ -1,0 +1,217 @@
+# Shared by the integration tests: a real SoftHSM2 token in a temp dir, a
+# real provsign-agent under its own uid (setpriv), clients under other uids.
+# Source it; then call setup_test. Needs root (CI runs as root) for setpriv.
+#
+# Environment from meson: PROVSIGN_AGENT, PROVSIGN_CLI, SRCDIR.
+
+set -uo pipefail
+
+AGENT_UID=${AGENT_UID:-64900}
+AGENT_GID=${AGENT_GID:-64900}
+CLIENTS_GID=64901     # socket_group: may connect, nothing more
+RUNNER_UID=64911      # signer of principal ci-release
+RUNNER2_UID=64912     # signer of ci-nightly
+MULTI_UID=64913       # signer of both ci-release and ci-nightly
+OPERATOR_UID=64914
+AUDITOR_UID=64915
+STRANGER_UID=64916    # in the socket group, in no principal or role
+OUTSIDER_UID=64917    # not even in the socket group
+
+MODULE=/usr/lib/softhsm/libsofthsm2.so
+FAILURES=0
+CHECKS=0
+AGENT_PID=
+
+fail() {
+        echo "FAIL: $*" >&2
+        FAILURES=$((FAILURES + 1))
+}
+
+pass() {
+        CHECKS=$((CHECKS + 1))
+        echo "ok: $*"
+}
+
+# check "description" command...: the command must succeed.
+check() {
+        local what=$1
+        shift
+        if "$@"; then pass "$what"; else fail "$what"; fi
+}
+
+# expect_exit CODE "description" command...: exact exit status.
+expect_exit() {
+        local want=$1 what=$2
+        shift 2
+        "$@" >"$T/out" 2>"$T/err"
+        local got=$?
+        if [ "$got" = "$want" ]; then
+                pass "$what (exit $got)"
+        else
+                fail "$what: exit $got, wanted $want; stderr: $(head -c 400 "$T/err")"
+        fi
+}
+
+# expect_stderr_prefix PREFIX "description": the last command's stderr starts with PREFIX.
+expect_stderr_prefix() {
+        local prefix=$1 what=$2
+        if [[ "$(cat "$T/err")" == "$prefix"* ]]; then
+                pass "$what"
+        else
+                fail "$what: stderr was: $(head -c 400 "$T/err")"
+        fi
+}
+
+expect_eq() {
+        if [ "$1" = "$2" ]; then pass "$3"; else fail "$3: got '$1', wanted '$2'"; fi
+}
+
+require_root() {
+        if [ "$(id -u)" != 0 ]; then
+                echo "FAIL: integration tests start the agent under its own uid with setpriv and need root" >&2
+                exit 1
+        fi
+}
+
+cleanup() {
+        if [ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null; then
+                kill -TERM "$AGENT_PID" 2>/dev/null
+                wait "$AGENT_PID" 2>/dev/null
+        fi
+        if [ "${KEEP_TESTDIR:-}" = "" ]; then rm -rf "$T"; fi
+}
+
+setup_test() {
+        require_root
+        T=$(mktemp -d /tmp/provsign-it-XXXXXX)
+        chmod 0755 "$T"
+        trap cleanup EXIT
+        mkdir -p "$T/run" "$T/state"
+        "$SRCDIR/tests/lib/make-token" "$T/tok" provsign
+        export SOFTHSM2_CONF=$T/tok/softhsm2.conf
+        chown -R "$AGENT_UID:$AGENT_GID" "$T/tok" "$T/run" "$T/state"
+        chmod 0755 "$T/run"
+        SOCK=$T/run/agent.sock
+        CONF=$T/agent.conf
+}
+
+# write_config [extra [agent] lines...]: the standard test policy.
+write_config() {
+        {
+                echo "[agent]"
+                echo "socket = $SOCK"
+                echo "socket_group = $CLIENTS_GID"
+                echo "state_dir = $T/state"
+                echo "pkcs11_module = $MODULE"
+                echo "token_label = provsign"
+                echo "pin_file = $T/tok/pin"
+                echo "read_timeout = 2s"
+                for l in "$@"; do echo "$l"; done
+                echo
+                echo "[principal ci-release]"
+                echo "uids = $RUNNER_UID $MULTI_UID"
+                echo
+                echo "[principal ci-nightly]"
+                echo "uids = $RUNNER2_UID"
+                echo "gids = $((MULTI_UID))"
+                echo "algorithm = ecdsa-p384"
+                echo
+                echo "[principal ci-rsa]"
+                echo "uids = $RUNNER_UID"
+                echo "algorithm = rsa-3072"
+                echo
+                echo "[role operator]"
+                echo "uids = $OPERATOR_UID"
+                echo
+                echo "[role auditor]"
+                echo "uids = $AUDITOR_UID"
+        } > "$CONF"
+}
+
+# agent_argv: sets AGENT_ARGV to run the agent under its own uid (a member
+# of the socket group, so it can hand the socket to that group).
+agent_argv() {
+        AGENT_ARGV=(setpriv --reuid="$AGENT_UID" --regid="$AGENT_GID" --groups="$CLIENTS_GID"
+                env SOFTHSM2_CONF="$SOFTHSM2_CONF")
+        local v
+        for v in LSAN_OPTIONS ASAN_OPTIONS UBSAN_OPTIONS; do
+                [ -n "${!v:-}" ] && AGENT_ARGV+=("$v=${!v}")
+        done
+        AGENT_ARGV+=("$PROVSIGN_AGENT")
+}
+
+# run_agent args...: the agent in the foreground (for start-up failures).
+run_agent() {
+        agent_argv
+        "${AGENT_ARGV[@]}" "$@"
+}
+
+start_agent() {
+        agent_argv
+        "${AGENT_ARGV[@]}" --config "$CONF" 2>>"$T/agent.log" &
+        AGENT_PID=$!
+        for _ in $(seq 1 100); do
+                [ -S "$SOCK" ] && return 0
+                kill -0 "$AGENT_PID" 2>/dev/null || break
+                sleep 0.1
+        done
+        echo "agent did not come up; its log:" >&2
+        cat "$T/agent.log" >&2
+        exit 1
+}
+
+agent_alive() {
+        kill -0 "$AGENT_PID" 2>/dev/null
+}
+
+# stop_agent: SIGTERM, and the agent must exit 0.
+stop_agent() {
+        kill -TERM "$AGENT_PID"
+        wait "$AGENT_PID"
+        local rc=$?
+        AGENT_PID=
+        if [ "$rc" != 0 ]; then
+                fail "agent exited $rc on SIGTERM; log: $(tail -20 "$T/agent.log")"
+        fi
+}
+
+# as UID [GID...] command...: run as a client uid, member of the socket group
+# unless the uid is OUTSIDER_UID.
+as() {
+        local uid=$1
+        shift
+        local groups=(--groups="$CLIENTS_GID")
+        [ "$uid" = "$OUTSIDER_UID" ] && groups=(--clear-groups)
+        setpriv --reuid="$uid" --regid="$uid" "${groups[@]}" env PROVSIGN_AGENT_SOCK="$SOCK" "$@"
+}
+
+cli() {
+        local uid=$1
+        shift
+        as "$uid" "$PROVSIGN_CLI" "$@"
+}
+
+hex_to_file() {
+        # shellcheck disable=SC2059
+        printf "$(printf '%s' "$1" | sed 's/../\\x&/g')" > "$2"
+}
+
+random_digest() {
+        od -An -N32 -tx1 /dev/urandom | tr -d ' \n'
+}
+
+# verify_sig PEM DIGEST_HEX SIG_B64 [pkeyutl opts]: openssl, not our code.
+verify_sig() {
+        local pem=$1 hex=$2 b64=$3
+        shift 3
+        local d
+        d=$(mktemp -d "$T/v-XXXXXX")
+        hex_to_file "$hex" "$d/digest"
+        printf '%s' "$b64" | base64 -d > "$d/sig"
+        openssl pkeyutl -verify -pubin -inkey "$pem" -in "$d/digest" -sigfile "$d/sig" "$@" >/dev/null 2>&1
+}
+
+finish() {
+        echo "$CHECKS checks passed, $FAILURES failed"
+        [ "$FAILURES" = 0 ]
+}
