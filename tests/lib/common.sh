@@ -146,12 +146,15 @@ run_agent() {
         "${AGENT_ARGV[@]}" "$@"
 }
 
+# start_agent: in the background; returns once the agent logged "ready".
 start_agent() {
         agent_argv
+        local before
+        before=$(grep -c ' ready: ' "$T/agent.log" 2>/dev/null)
         "${AGENT_ARGV[@]}" --config "$CONF" 2>>"$T/agent.log" &
         AGENT_PID=$!
-        for _ in $(seq 1 100); do
-                [ -S "$SOCK" ] && return 0
+        for _ in $(seq 1 200); do
+                [ "$(grep -c ' ready: ' "$T/agent.log" 2>/dev/null)" -gt "${before:-0}" ] && return 0
                 kill -0 "$AGENT_PID" 2>/dev/null || break
                 sleep 0.1
         done

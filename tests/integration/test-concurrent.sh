@@ -1,0 +1,44 @@
+#!/bin/bash
+# 16 clients signing at once through one agent; every signature verified by
+# openssl against the exported public key.
+. "$SRCDIR/tests/lib/common.sh"
+setup_test
+write_config
+start_agent
+
+expect_exit 0 "pubkey" cli "$RUNNER_UID" key pubkey --principal ci-release
+cp "$T/out" "$T/pub.pem"
+
+N=25
+mkdir -p "$T/c"
+chmod 0777 "$T/c"
+for c in $(seq 1 16); do
+        (
+                for i in $(seq 1 $N); do
+                        d=$(random_digest)
+                        if sig=$(cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$d" 2>>"$T/c/$c.err"); then
+                                echo "$d $sig" >> "$T/c/$c.ok"
+                        else
+                                echo "$d" >> "$T/c/$c.fail"
+                        fi
+                done
+        ) &
+done
+wait_ok=0
+for j in $(jobs -p); do
+        [ "$j" = "$AGENT_PID" ] && continue
+        wait "$j" || wait_ok=1
+done
+
+got=$(cat "$T"/c/*.ok 2>/dev/null | wc -l)
+failed=$(cat "$T"/c/*.fail 2>/dev/null | wc -l)
+expect_eq "$got" $((16 * N)) "16 clients x $N signatures all returned"
+expect_eq "$failed" 0 "no request failed"
+bad=0
+while read -r d sig; do
+        verify_sig "$T/pub.pem" "$d" "$sig" || bad=$((bad + 1))
+done < <(cat "$T"/c/*.ok)
+expect_eq "$bad" 0 "openssl verified all $got signatures"
+check "agent alive" agent_alive
+stop_agent
+finish

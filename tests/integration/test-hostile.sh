@@ -1,0 +1,117 @@
+#!/bin/bash
+# Hostile bytes on the socket: oversized frames, garbage, an empty request,
+# a bad digest, a client that vanishes mid-frame, one that stalls half way.
+# Each gets its answer; the agent keeps serving everyone else.
+. "$SRCDIR/tests/lib/common.sh"
+setup_test
+write_config
+start_agent
+
+hostile() {
+        as "$RUNNER_UID" env PYTHONPATH="$SRCDIR/tests/lib" SOCK="$SOCK" python3 -c "
+import os, struct, time
+from rawclient import *
+path = os.environ['SOCK']
+$1"
+}
+
+sign_still_works() {
+        local d
+        d=$(random_digest)
+        cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$d" >/dev/null 2>&1
+}
+
+check "a frame over 64 KiB: INVALID_ARGUMENT naming the limit, connection closed" hostile '
+s = connect(path)
+s.sendall(struct.pack(">I", 65537) + b"x" * 100)
+st, msg, _ = read_response(s)
+assert st == "INVALID_ARGUMENT" and "65536" in msg, (st, msg)
+assert closed(s)'
+check "signing still works after the oversized frame" sign_still_works
+
+check "a 4 GiB length header: refused before any payload is read" hostile '
+s = connect(path)
+s.sendall(b"\xff\xff\xff\xff")
+st, msg, _ = read_response(s)
+assert st == "INVALID_ARGUMENT", st
+assert closed(s)'
+
+check "garbage bytes: INVALID_ARGUMENT undecodable, connection closed" hostile '
+s = connect(path)
+s.sendall(frame(b"\xff" * 11))
+st, msg, _ = read_response(s)
+assert st == "INVALID_ARGUMENT" and "undecodable" in msg, (st, msg)
+assert closed(s)'
+check "signing still works after garbage" sign_still_works
+
+check "an empty request: INVALID_ARGUMENT, and the connection serves the next request" hostile '
+s = connect(path)
+s.sendall(frame(b""))
+st, msg, _ = read_response(s)
+assert st == "INVALID_ARGUMENT" and "no known body" in msg, (st, msg)
+s.sendall(frame(status_request()))
+st, msg, fields = read_response(s)
+assert st == "OK" and 12 in fields, (st, msg, fields)'
+
+check "an unknown body field: INVALID_ARGUMENT" hostile '
+s = connect(path)
+s.sendall(frame(field_varint(1, 1) + field_bytes(99, b"")))
+st, msg, _ = read_response(s)
+assert st == "INVALID_ARGUMENT", st'
+
+check "a 31-byte sha256 digest: INVALID_ARGUMENT, nothing signed" hostile '
+s = connect(path)
+s.sendall(frame(sign_request("ci-release", b"\x01" * 31)))
+st, msg, fields = read_response(s)
+assert st == "INVALID_ARGUMENT" and "32" in msg and 10 not in fields, (st, msg, fields)'
+
+check "an unknown digest algorithm: INVALID_ARGUMENT" hostile '
+s = connect(path)
+s.sendall(frame(sign_request("ci-release", b"\x01" * 32, alg=7)))
+st, msg, _ = read_response(s)
+assert st == "INVALID_ARGUMENT" and "unknown digest" in msg, (st, msg)'
+
+check "several requests in one write: one reply each, in order" hostile '
+s = connect(path)
+s.sendall(frame(status_request()) + frame(sign_request("ci-release", b"\x02" * 32)) + frame(status_request()))
+r = [read_response(s) for _ in range(3)]
+assert [x[0] for x in r] == ["OK", "OK", "OK"], r
+assert 12 in r[0][2] and 10 in r[1][2] and 12 in r[2][2], r'
+
+check "a client that disconnects mid-frame" hostile '
+s = connect(path)
+s.sendall(struct.pack(">I", 200) + b"\x08\x01")
+s.close()'
+check "signing still works after a mid-frame disconnect" sign_still_works
+
+# A client that sends half a frame and goes silent holds no worker: others
+# sign meanwhile, and the agent drops it after read_timeout (2s here).
+as "$RUNNER_UID" env PYTHONPATH="$SRCDIR/tests/lib" SOCK="$SOCK" python3 -c '
+import os, struct, time
+from rawclient import *
+s = connect(os.environ["SOCK"])
+s.sendall(struct.pack(">I", 100) + b"\x08")
+s.settimeout(8)
+t = time.time()
+gone = closed(s)
+print("%.1f" % (time.time() - t))
+assert gone' > "$T/stall" 2>&1 &
+stall=$!
+sleep 0.5
+for i in 1 2 3; do check "sign #$i while a client stalls mid-frame" sign_still_works; done
+if wait "$stall"; then
+        pass "the stalled client was disconnected after $(cat "$T/stall")s (read_timeout 2s)"
+else
+        fail "the stalled client was not disconnected: $(cat "$T/stall")"
+fi
+
+# 200 connections that connect and vanish
+check "200 connect-and-vanish clients" hostile '
+for i in range(200):
+    s = connect(path)
+    if i % 2: s.sendall(b"\x00\x00")
+    s.close()'
+check "agent alive after every hostile client" agent_alive
+check "signing still works at the end" sign_still_works
+stop_agent
+finish

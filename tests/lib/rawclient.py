@@ -1,0 +1,112 @@
+"""Speaks the provsign frame protocol by hand, for tests that must send what
+no well-behaved client would. Encodes just enough protobuf to build
+requests, and decodes a Response's status and message."""
+import socket
+import struct
+
+STATUS = ["OK", "INVALID_ARGUMENT", "PERMISSION_DENIED", "NOT_FOUND", "KEY_REVOKED",
+          "NO_ACTIVE_KEY", "RATE_LIMITED", "HSM_UNAVAILABLE", "UNAVAILABLE", "INTERNAL"]
+
+
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def field_varint(num, v):
+    return varint(num << 3) + varint(v)
+
+
+def field_bytes(num, b):
+    return varint(num << 3 | 2) + varint(len(b)) + b
+
+
+def request(body_field, body=b""):
+    return field_varint(1, 1) + field_bytes(body_field, body)
+
+
+def status_request():
+    return request(12)
+
+
+def sign_request(principal, digest, alg=1):
+    body = field_bytes(1, principal.encode()) + field_varint(2, alg) + field_bytes(3, digest)
+    return request(10, body)
+
+
+def frame(payload):
+    return struct.pack(">I", len(payload)) + payload
+
+
+def connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(path)
+    return s
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def read_varint(b, i):
+    shift = v = 0
+    while True:
+        c = b[i]
+        i += 1
+        v |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            return v, i
+
+
+def decode_response(payload):
+    """Top-level fields of a Response: returns (status name, message, field numbers)."""
+    status, message, fields, i = 0, "", [], 0
+    while i < len(payload):
+        key, i = read_varint(payload, i)
+        num, wt = key >> 3, key & 7
+        fields.append(num)
+        if wt == 0:
+            v, i = read_varint(payload, i)
+            if num == 2:
+                status = v
+        elif wt == 2:
+            n, i = read_varint(payload, i)
+            if num == 3:
+                message = payload[i:i + n].decode()
+            i += n
+        else:
+            raise ValueError("unexpected wire type %d" % wt)
+    return STATUS[status] if status < len(STATUS) else str(status), message, fields
+
+
+def read_response(s):
+    hdr = recv_exact(s, 4)
+    if hdr is None:
+        return None
+    (n,) = struct.unpack(">I", hdr)
+    payload = recv_exact(s, n)
+    if payload is None:
+        return None
+    return decode_response(payload)
+
+
+def closed(s):
+    """True when the peer has closed the connection."""
+    try:
+        return s.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
