@@ -1,0 +1,133 @@
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+
+#include "cli.h"
+
+int cli_usage_error(const char *verb, const char *fmt, ...) {
+        va_list ap;
+
+        fprintf(stderr, "provsign%s%s: ", verb ? " " : "", verb ? verb : "");
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "\nTry 'provsign%s%s --help'.\n", verb ? " " : "", verb ? verb : "");
+        return CLI_EXIT_USAGE;
+}
+
+int cli_getopt_error(const char *verb, int c, char **argv) {
+        /* getopt_long() has already moved optind past the offending word. */
+        const char *word = optind > 0 ? argv[optind - 1] : "";
+
+        if (c == ':')
+                return cli_usage_error(verb, "option '%s' requires an argument", word);
+        if (strncmp(word, "--", 2) != 0)
+                return cli_usage_error(verb, "invalid option -- '%c'", optopt);
+        /* A known long option given "=value" it does not take. */
+        if (optopt != 0 && strchr(word, '='))
+                return cli_usage_error(verb, "option '%.*s' does not take an argument",
+                                       (int) (strchr(word, '=') - word), word);
+        return cli_usage_error(verb, "unrecognized option '%s'", word);
+}
+
+int cli_extra_args(const char *verb, int argc, char **argv) {
+        if (optind < argc)
+                return cli_usage_error(verb, "unexpected argument '%s'", argv[optind]);
+        return CLI_EXIT_OK;
+}
+
+int cli_connect(const struct cli_ctx *ctx, provsign_conn **ret) {
+        int r;
+
+        r = provsign_connect(ctx->socket_path, ret);
+        if (r < 0) {
+                fprintf(stderr, "provsign: cannot reach agent at %s: %s\n",
+                        ctx->socket_path, provsign_strerror(r));
+                return CLI_EXIT_UNREACHABLE;
+        }
+        return CLI_EXIT_OK;
+}
+
+int cli_call_failed(const struct cli_ctx *ctx, provsign_conn *conn, int r, const char *what) {
+        if (r > 0) {
+                /* The status name comes first so scripts can match on it. */
+                fprintf(stderr, "%s: %s\n", provsign_status_name(r), cli_safe(provsign_last_message(conn)));
+                return CLI_EXIT_REFUSED;
+        }
+
+        switch (-r) {
+        case ECONNRESET:
+        case EPIPE:
+        case ENOTCONN:
+                /* The agent went away mid-call (restart, crash, idle
+                 * timeout): as unreachable as a refused connect, and as
+                 * worth retrying. */
+                fprintf(stderr, "provsign: lost connection to agent at %s: %s\n",
+                        ctx->socket_path, provsign_strerror(r));
+                return CLI_EXIT_UNREACHABLE;
+        case EPROTO:
+                fprintf(stderr, "provsign: %s: malformed reply from agent at %s\n", what, ctx->socket_path);
+                return CLI_EXIT_LOCAL;
+        default:
+                fprintf(stderr, "provsign: %s: %s\n", what, provsign_strerror(r));
+                return CLI_EXIT_LOCAL;
+        }
+}
+
+int cli_print_json(json_t *j) {
+        int r;
+
+        if (!j) {
+                fprintf(stderr, "provsign: cannot encode the agent's reply as JSON (invalid UTF-8?)\n");
+                return CLI_EXIT_LOCAL;
+        }
+        r = json_dumpf(j, stdout, JSON_COMPACT);
+        json_decref(j);
+        if (r < 0 || putchar('\n') == EOF) {
+                fprintf(stderr, "provsign: cannot write output: %m\n");
+                return CLI_EXIT_LOCAL;
+        }
+        return CLI_EXIT_OK;
+}
+
+char *cli_base64(const uint8_t *in, size_t len) {
+        char *out;
+
+        /* Every input here fits a 64 KiB frame; EVP_EncodeBlock takes int. */
+        if (len > 65536)
+                return NULL;
+        out = malloc(4 * ((len + 2) / 3) + 1);
+        if (!out)
+                return NULL;
+        EVP_EncodeBlock((unsigned char *) out, in, (int) len);
+        return out;
+}
+
+bool cli_format_time(int64_t us, char buf[static 32]) {
+        struct tm tm;
+        time_t t;
+
+        if (us == 0)
+                return false;
+        /* Floor division, so times before 1970 round the right way. */
+        t = (time_t) (us / 1000000 - (us % 1000000 < 0 ? 1 : 0));
+        if (!gmtime_r(&t, &tm))
+                return false;
+        return strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) > 0;
+}
+
+const char *cli_safe(const char *s) {
+        static char buf[1024];
+        size_t i;
+
+        for (i = 0; s[i] && i < sizeof buf - 1; i++)
+                buf[i] = ((unsigned char) s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+        buf[i] = '\0';
+        return buf;
+}

@@ -1,0 +1,81 @@
+/* The provsign CLI: shared definitions for the verb implementations.
+ *
+ * Exit codes are a contract (DESIGN.md "CLI contract"): scripts and CI
+ * branch on them. Machine output goes to stdout only; every diagnostic goes
+ * to stderr. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "provsign.h"
+
+enum {
+        CLI_EXIT_OK = 0,
+        CLI_EXIT_VERIFY_FAILED = 1, /* a verification failed */
+        CLI_EXIT_USAGE = 2,         /* unknown verb/option, missing or invalid argument */
+        CLI_EXIT_REFUSED = 3,       /* the agent answered with a refusal status */
+        CLI_EXIT_UNREACHABLE = 4,   /* cannot connect, or the agent hung up mid-call */
+        CLI_EXIT_LOCAL = 5,         /* local error: file, malformed reply, out of memory */
+};
+
+struct cli_ctx {
+        const char *socket_path;    /* --socket > $PROVSIGN_AGENT_SOCK > default */
+};
+
+/* A verb: argv[0] is the verb's name; returns a CLI_EXIT_* code. */
+struct cli_verb {
+        const char *name;
+        int (*run)(const struct cli_ctx *ctx, int argc, char **argv);
+        const char *summary;
+};
+
+int cmd_sign(const struct cli_ctx *ctx, int argc, char **argv);
+int cmd_key(const struct cli_ctx *ctx, int argc, char **argv);
+int cmd_status(const struct cli_ctx *ctx, int argc, char **argv);
+
+/* cli_usage_error: prints "provsign VERB: <message>" and
+ * "Try 'provsign VERB --help'." to stderr (VERB NULL: the program) and
+ * returns CLI_EXIT_USAGE. */
+int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* cli_getopt_error: the usage error for getopt_long()'s '?' or ':' (the
+ * option string must start with ':' and opterr be 0). */
+int cli_getopt_error(const char *verb, int c, char **argv);
+
+/* cli_extra_args: a usage error when positional arguments remain after
+ * getopt_long(), else CLI_EXIT_OK. */
+int cli_extra_args(const char *verb, int argc, char **argv);
+
+/* cli_connect: connects to ctx->socket_path. CLI_EXIT_OK with *ret set, or
+ * CLI_EXIT_UNREACHABLE after printing why. */
+int cli_connect(const struct cli_ctx *ctx, provsign_conn **ret);
+
+/* cli_call_failed: maps a failed library call's result (r != 0) to an exit
+ * code after printing one diagnostic line:
+ *   r > 0                  "STATUS_NAME: agent's message"         -> 3
+ *   -ECONNRESET/-EPIPE/... "provsign: lost connection to agent"   -> 4
+ *   -EPROTO and the rest   "provsign: <what>: <strerror>"         -> 5 */
+int cli_call_failed(const struct cli_ctx *ctx, provsign_conn *conn, int r, const char *what);
+
+/* cli_print_json: prints j (compact, one line) and a newline to stdout and
+ * drops the reference. NULL j (a failed build, e.g. invalid UTF-8 from the
+ * agent) prints a diagnostic instead. Returns a CLI_EXIT_* code. */
+int cli_print_json(json_t *j);
+
+/* cli_base64: new NUL-terminated standard base64 of in (free()), or NULL on
+ * out of memory. */
+char *cli_base64(const uint8_t *in, size_t len);
+
+/* cli_format_time: RFC 3339 UTC with second precision
+ * ("2025-11-25T17:34:00Z") of microseconds since the epoch, into buf.
+ * false when us is 0 (unknown) or unrepresentable. */
+bool cli_format_time(int64_t us, char buf[static 32]);
+
+/* cli_safe: s with every control character replaced by '?', for writing
+ * agent-supplied text to a terminal. Returns a static buffer (truncated at
+ * 1023 bytes); not reentrant. */
+const char *cli_safe(const char *s);

@@ -1,0 +1,955 @@
+/* libprovsign: the client side of the provsign wire protocol
+ * (proto/provsign.proto, framed per proto/frame.h).
+ *
+ * Every reply is untrusted input: frame first, parse second. The 4-byte
+ * length is checked against PROTO_FRAME_MAX before a byte of payload is read
+ * (cf. OpenSSH authfd.c MAX_AGENT_REPLY_LEN), the payload is unpacked by
+ * protobuf-c, and then its meaning is checked (status in range, the oneof
+ * body matching the request, key ids matching their keys) before anything
+ * reaches the caller. Anything that fails is -EPROTO. After a transport or
+ * framing failure the byte stream is at an unknown position, so the
+ * connection is marked broken and later calls return -ENOTCONN rather than
+ * reading a stale or partial frame as the next reply. */
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "frame.h"
+#include "keyid.h"
+#include "names.h"
+#include "provsign.pb-c.h"
+
+#include "libprovsign-internal.h"
+#include "provsign.h"
+
+#define _public_ __attribute__((visibility("default")))
+
+#define PROVSIGN_DEFAULT_SOCKET "/run/provsign/agent.sock"
+
+/* The public enums mirror proto/provsign.proto without exposing protobuf-c;
+ * the numbers are ABI. */
+#define ASSERT_SAME(a, b) static_assert((int) (a) == (int) (b), #a " != " #b)
+ASSERT_SAME(PROVSIGN_OK, PROVSIGN__STATUS__OK);
+ASSERT_SAME(PROVSIGN_INVALID_ARGUMENT, PROVSIGN__STATUS__INVALID_ARGUMENT);
+ASSERT_SAME(PROVSIGN_PERMISSION_DENIED, PROVSIGN__STATUS__PERMISSION_DENIED);
+ASSERT_SAME(PROVSIGN_NOT_FOUND, PROVSIGN__STATUS__NOT_FOUND);
+ASSERT_SAME(PROVSIGN_KEY_REVOKED, PROVSIGN__STATUS__KEY_REVOKED);
+ASSERT_SAME(PROVSIGN_NO_ACTIVE_KEY, PROVSIGN__STATUS__NO_ACTIVE_KEY);
+ASSERT_SAME(PROVSIGN_RATE_LIMITED, PROVSIGN__STATUS__RATE_LIMITED);
+ASSERT_SAME(PROVSIGN_HSM_UNAVAILABLE, PROVSIGN__STATUS__HSM_UNAVAILABLE);
+ASSERT_SAME(PROVSIGN_UNAVAILABLE, PROVSIGN__STATUS__UNAVAILABLE);
+ASSERT_SAME(PROVSIGN_INTERNAL, PROVSIGN__STATUS__INTERNAL);
+ASSERT_SAME(PROVSIGN_DIGEST_SHA256, PROVSIGN__DIGEST_ALGORITHM__SHA256);
+ASSERT_SAME(PROVSIGN_DIGEST_SHA384, PROVSIGN__DIGEST_ALGORITHM__SHA384);
+ASSERT_SAME(PROVSIGN_KEY_ECDSA_P256, PROVSIGN__KEY_ALGORITHM__ECDSA_P256);
+ASSERT_SAME(PROVSIGN_KEY_ECDSA_P384, PROVSIGN__KEY_ALGORITHM__ECDSA_P384);
+ASSERT_SAME(PROVSIGN_KEY_RSA_3072, PROVSIGN__KEY_ALGORITHM__RSA_3072);
+ASSERT_SAME(PROVSIGN_KEY_STATE_ACTIVE, PROVSIGN__KEY_STATE__ACTIVE);
+ASSERT_SAME(PROVSIGN_KEY_STATE_RETIRED, PROVSIGN__KEY_STATE__RETIRED);
+ASSERT_SAME(PROVSIGN_KEY_STATE_REVOKED, PROVSIGN__KEY_STATE__REVOKED);
+ASSERT_SAME(PROVSIGN_KEY_STATE_DESTROYED, PROVSIGN__KEY_STATE__DESTROYED);
+
+struct provsign_conn {
+        int fd;
+        bool broken;    /* a transport/framing error desynchronized the stream */
+        int refusal;    /* the last call's refusal status, else 0 */
+        char *message;  /* the agent's message with it (NULL: none, or ENOMEM) */
+};
+
+struct provsign_signature {
+        char keyid[PROTO_KEYID_HEX_LEN + 1];
+        int algorithm;
+        uint8_t *der;
+        size_t der_len;
+        char *principal;
+        uint32_t generation;
+};
+
+struct provsign_key {
+        char keyid[PROTO_KEYID_HEX_LEN + 1];
+        char *principal;
+        uint32_t generation;
+        int algorithm;
+        int state;
+        int64_t created_us;
+        uint8_t *der;   /* NULL when the agent sent no public key */
+        size_t der_len;
+        char *pem;      /* derived from der; NULL with it */
+};
+
+struct provsign_key_list {
+        struct provsign_key *keys;
+        size_t n;
+};
+
+struct provsign_agent_status {
+        char *agent_version;
+        uint32_t protocol_version;
+        char *token_label;
+        uint64_t uptime_seconds;
+        char **principals;       /* NULL-terminated */
+        char **caller_principals;
+        char **caller_roles;
+};
+
+/* ---- Names and errors ---------------------------------------------------- */
+
+static const char *const status_descriptions[] = {
+        [PROVSIGN_OK] = "Success",
+        [PROVSIGN_INVALID_ARGUMENT] = "Invalid argument",
+        [PROVSIGN_PERMISSION_DENIED] = "Permission denied by agent policy",
+        [PROVSIGN_NOT_FOUND] = "No such key or principal",
+        [PROVSIGN_KEY_REVOKED] = "Key is revoked",
+        [PROVSIGN_NO_ACTIVE_KEY] = "Principal has no active key",
+        [PROVSIGN_RATE_LIMITED] = "Rate limit exceeded",
+        [PROVSIGN_HSM_UNAVAILABLE] = "Hardware security module unavailable",
+        [PROVSIGN_UNAVAILABLE] = "Agent temporarily unavailable",
+        [PROVSIGN_INTERNAL] = "Internal agent error",
+};
+
+static const char *status_description(int status) {
+        if (status < 0 || (size_t) status >= sizeof status_descriptions / sizeof status_descriptions[0])
+                return NULL;
+        return status_descriptions[status];
+}
+
+_public_ const char *provsign_status_name(int status) {
+        return proto_status_name(status);
+}
+
+_public_ const char *provsign_strerror(int r) {
+        const char *s;
+
+        if (r >= 0) {
+                s = status_description(r);
+                return s ? s : "Unknown agent status";
+        }
+        if (r == INT_MIN)
+                return "Unknown error";
+        /* The library's own meaning of -EPROTO is narrower than libc's text. */
+        if (r == -EPROTO)
+                return "Malformed or oversized reply from agent";
+        if (r == -ENOTCONN)
+                return "Connection to agent unusable after an earlier error";
+        s = strerrordesc_np(-r);
+        return s ? s : "Unknown error";
+}
+
+_public_ const char *provsign_key_algorithm_to_string(int algorithm) {
+        return proto_key_algorithm_name(algorithm);
+}
+
+_public_ const char *provsign_key_state_to_string(int state) {
+        return proto_key_state_name(state);
+}
+
+_public_ const char *provsign_digest_algorithm_to_string(int digest_algorithm) {
+        return proto_digest_name(digest_algorithm);
+}
+
+/* ---- Helpers ------------------------------------------------------------- */
+
+/* protobuf-c gives proto3 strings a default of "" but treat NULL alike:
+ * the reply is untrusted and a NULL must never reach strcmp(). */
+static const char *str_or_empty(const char *s) {
+        return s ? s : "";
+}
+
+static void strv_free(char **v) {
+        if (!v)
+                return;
+        for (char **p = v; *p; p++)
+                free(*p);
+        free(v);
+}
+
+static int strv_copy(char *const *src, size_t n, char ***ret) {
+        char **v;
+
+        /* n is bounded by the 64 KiB frame, so n + 1 cannot overflow. */
+        v = calloc(n + 1, sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                v[i] = strdup(str_or_empty(src[i]));
+                if (!v[i]) {
+                        strv_free(v);
+                        return -ENOMEM;
+                }
+        }
+        *ret = v;
+        return 0;
+}
+
+int client_pem_from_der(const uint8_t *der, size_t len, char **ret) {
+        static const char head[] = "-----BEGIN PUBLIC KEY-----\n";
+        static const char tail[] = "-----END PUBLIC KEY-----\n";
+        size_t n_lines, cap;
+        char *pem, *p;
+
+        if (!der || len == 0 || len > PROTO_FRAME_MAX || !ret)
+                return -EINVAL;
+
+        /* 48 input bytes make one 64-column line, as PEM_write_PUBKEY(). */
+        n_lines = (len + 47) / 48;
+        cap = (sizeof head - 1) + 4 * ((len + 2) / 3) + n_lines + (sizeof tail - 1) + 1;
+        pem = malloc(cap);
+        if (!pem)
+                return -ENOMEM;
+
+        p = stpcpy(pem, head);
+        for (size_t off = 0; off < len; off += 48) {
+                size_t chunk = len - off < 48 ? len - off : 48;
+
+                p += EVP_EncodeBlock((unsigned char *) p, der + off, (int) chunk);
+                *p++ = '\n';
+        }
+        stpcpy(p, tail);
+
+        *ret = pem;
+        return 0;
+}
+
+/* ---- Connections --------------------------------------------------------- */
+
+_public_ const char *provsign_default_socket(void) {
+        const char *e;
+
+        /* secure_getenv: a privileged process must not be steered to another
+         * socket by whoever controls its environment. */
+        e = secure_getenv("PROVSIGN_AGENT_SOCK");
+        if (e && *e)
+                return e;
+        return PROVSIGN_DEFAULT_SOCKET;
+}
+
+int client_conn_from_fd(int fd, provsign_conn **ret) {
+        provsign_conn *c;
+
+        if (fd < 0)
+                return -EBADF;
+        if (!ret)
+                return -EINVAL;
+
+        c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        c->fd = fd;
+
+        *ret = c;
+        return 0;
+}
+
+/* After connect() was interrupted the connection completes in the
+ * background: wait for it and collect its result (connect(2), EINTR). */
+static int connect_finish(int fd) {
+        struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+        socklen_t sl;
+        int err;
+
+        for (;;) {
+                if (poll(&pfd, 1, -1) >= 0)
+                        break;
+                if (errno != EINTR)
+                        return -errno;
+        }
+
+        sl = sizeof err;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &sl) < 0)
+                return -errno;
+        return err > 0 ? -err : 0;
+}
+
+_public_ int provsign_connect(const char *path, provsign_conn **ret) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        provsign_conn *c = NULL;
+        size_t l;
+        int fd = -1, r;
+
+        if (!ret)
+                return -EINVAL;
+        if (!path)
+                path = provsign_default_socket();
+
+        l = strlen(path);
+        if (l == 0)
+                return -EINVAL;
+        if (l >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, l);
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+
+        if (connect(fd, (const struct sockaddr *) &sa, (socklen_t) (offsetof(struct sockaddr_un, sun_path) + l + 1)) < 0) {
+                r = -errno;
+                if (r == -EINTR)
+                        r = connect_finish(fd);
+                if (r < 0)
+                        goto out;
+        }
+
+        r = client_conn_from_fd(fd, &c);
+        if (r < 0)
+                goto out;
+        fd = -1;
+
+        *ret = c;
+        r = 0;
+out:
+        if (fd >= 0)
+                close(fd);
+        return r;
+}
+
+_public_ void provsign_close(provsign_conn *conn) {
+        if (!conn)
+                return;
+        if (conn->fd >= 0)
+                close(conn->fd);
+        free(conn->message);
+        free(conn);
+}
+
+_public_ const char *provsign_last_message(const provsign_conn *conn) {
+        if (!conn || conn->refusal <= 0)
+                return "";
+        if (!conn->message)
+                return status_description(conn->refusal);
+        return conn->message;
+}
+
+/* ---- Transport ----------------------------------------------------------- */
+
+static int send_full(int fd, const uint8_t *p, size_t n) {
+        while (n > 0) {
+                /* MSG_NOSIGNAL: a vanished agent is -EPIPE, not a SIGPIPE
+                 * that kills the caller. */
+                ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
+
+/* Reads until n bytes or end of file. Returns the number of bytes read (less
+ * than n only at EOF) or -errno. */
+static ssize_t read_full(int fd, uint8_t *p, size_t n) {
+        size_t got = 0;
+
+        while (got < n) {
+                ssize_t k = read(fd, p + got, n - got);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                got += (size_t) k;
+        }
+        return (ssize_t) got;
+}
+
+/* Reads one framed Response. 0 with *ret set, or a negative errno; any
+ * failure leaves the stream desynchronized. */
+static int read_response(int fd, Provsign__Response **ret) {
+        uint8_t header[PROTO_FRAME_HEADER], *payload = NULL;
+        Provsign__Response *resp;
+        size_t len;
+        ssize_t n;
+        int r;
+
+        n = read_full(fd, header, sizeof header);
+        if (n < 0)
+                return (int) n;
+        if (n == 0)
+                return -ECONNRESET;     /* closed without answering */
+        if ((size_t) n < sizeof header)
+                return -EPROTO;         /* torn header */
+
+        r = proto_frame_peek(header, sizeof header, PROTO_FRAME_MAX, &len);
+        if (r <= 0)
+                return -EPROTO;         /* oversized: not a byte of it is read */
+
+        payload = malloc(len > 0 ? len : 1);
+        if (!payload)
+                return -ENOMEM;
+        n = read_full(fd, payload, len);
+        if (n < 0) {
+                r = (int) n;
+                goto out;
+        }
+        if ((size_t) n < len) {
+                r = -EPROTO;            /* truncated frame */
+                goto out;
+        }
+
+        resp = provsign__response__unpack(NULL, len, payload);
+        if (!resp) {
+                r = -EPROTO;
+                goto out;
+        }
+
+        *ret = resp;
+        r = 0;
+out:
+        free(payload);
+        return r;
+}
+
+/* One request, one reply. Returns 0 with *ret an OK Response (the caller
+ * validates its body and frees it), a positive status after storing the
+ * agent's message, or a negative errno. */
+static int conn_transact(provsign_conn *c, Provsign__Request *req, Provsign__Response **ret) {
+        Provsign__Response *resp = NULL;
+        uint8_t *frame = NULL;
+        size_t frame_len;
+        int r, w;
+
+        free(c->message);
+        c->message = NULL;
+        c->refusal = 0;
+
+        if (c->broken)
+                return -ENOTCONN;
+
+        req->protocol_version = PROVSIGN_PROTOCOL_VERSION;
+        r = proto_frame_pack(&req->base, &frame, &frame_len);
+        if (r < 0)
+                return r;
+
+        /* The agent may answer and close before reading all of a request it
+         * rejects; its reply is still queued for us, so read it before
+         * reporting a failed write. */
+        w = send_full(c->fd, frame, frame_len);
+        free(frame);
+        if (w < 0 && w != -EPIPE && w != -ECONNRESET) {
+                c->broken = true;
+                return w;
+        }
+
+        r = read_response(c->fd, &resp);
+        if (r < 0 || w < 0)
+                c->broken = true;
+        if (r < 0)
+                /* A bad reply says more than the failed write; plain EOF
+                 * says less. */
+                return w < 0 && r == -ECONNRESET ? w : r;
+
+        if (!proto_status_known(resp->status)) {
+                r = -EPROTO;
+                goto out;
+        }
+
+        if (resp->status != PROVSIGN__STATUS__OK) {
+                const char *m = str_or_empty(resp->message);
+
+                r = (int) resp->status;
+                c->refusal = r;
+                /* On ENOMEM the refusal is still reported, with the generic
+                 * text (provsign_last_message()). */
+                if (*m)
+                        c->message = strdup(m);
+                goto out;
+        }
+
+        *ret = resp;
+        resp = NULL;
+        r = 0;
+out:
+        if (resp)
+                provsign__response__free_unpacked(resp, NULL);
+        return r;
+}
+
+/* ---- Keys ---------------------------------------------------------------- */
+
+static void key_done(struct provsign_key *k) {
+        free(k->principal);
+        free(k->der);
+        free(k->pem);
+}
+
+/* Copies a KeyInfo from the wire into k, checking what can be checked: the
+ * key id format and, when the public key is present, that the id is its
+ * SHA-256 (DESIGN.md "Keys"). need_der: the reply must include it. */
+static int key_from_info(const Provsign__KeyInfo *ki, bool need_der, struct provsign_key *k) {
+        struct provsign_key t = {};
+        int r;
+
+        if (!ki || !proto_keyid_hex_valid(str_or_empty(ki->keyid)))
+                return -EPROTO;
+
+        if (ki->public_key_der.len > 0) {
+                char id[PROTO_KEYID_HEX_LEN + 1];
+
+                if (!ki->public_key_der.data || ki->public_key_der.len > PROTO_FRAME_MAX)
+                        return -EPROTO;
+                proto_keyid_hex(ki->public_key_der.data, ki->public_key_der.len, id);
+                if (strcmp(id, ki->keyid) != 0)
+                        return -EPROTO;
+        } else if (need_der)
+                return -EPROTO;
+
+        memcpy(t.keyid, ki->keyid, sizeof t.keyid);
+        t.generation = ki->generation;
+        t.algorithm = (int) ki->algorithm;
+        t.state = (int) ki->state;
+        t.created_us = ki->created_us;
+
+        t.principal = strdup(str_or_empty(ki->principal));
+        if (!t.principal) {
+                r = -ENOMEM;
+                goto fail;
+        }
+
+        if (ki->public_key_der.len > 0) {
+                t.der = malloc(ki->public_key_der.len);
+                if (!t.der) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                memcpy(t.der, ki->public_key_der.data, ki->public_key_der.len);
+                t.der_len = ki->public_key_der.len;
+
+                r = client_pem_from_der(t.der, t.der_len, &t.pem);
+                if (r < 0)
+                        goto fail;
+        }
+
+        *k = t;
+        return 0;
+fail:
+        key_done(&t);
+        return r;
+}
+
+_public_ int provsign_get_public_key(provsign_conn *conn, const char *principal, const char *keyid, provsign_key **ret) {
+        Provsign__Request req = PROVSIGN__REQUEST__INIT;
+        Provsign__GetPublicKeyRequest gr = PROVSIGN__GET_PUBLIC_KEY_REQUEST__INIT;
+        Provsign__Response *resp = NULL;
+        struct provsign_key *k = NULL;
+        bool by_principal = principal && *principal, by_keyid = keyid && *keyid;
+        int r;
+
+        if (!conn || !ret || by_principal == by_keyid)
+                return -EINVAL;
+        if (by_keyid && !proto_keyid_hex_valid(keyid))
+                return -EINVAL;
+
+        gr.principal = (char *) (by_principal ? principal : "");
+        gr.keyid = (char *) (by_keyid ? keyid : "");
+        req.body_case = PROVSIGN__REQUEST__BODY_GET_PUBLIC_KEY;
+        req.get_public_key = &gr;
+
+        r = conn_transact(conn, &req, &resp);
+        if (r != 0)
+                return r;
+
+        if (resp->body_case != PROVSIGN__RESPONSE__BODY_GET_PUBLIC_KEY || !resp->get_public_key) {
+                r = -EPROTO;
+                goto out;
+        }
+
+        k = calloc(1, sizeof *k);
+        if (!k) {
+                r = -ENOMEM;
+                goto out;
+        }
+        r = key_from_info(resp->get_public_key->key, true, k);
+        if (r < 0) {
+                free(k);
+                k = NULL;
+                goto out;
+        }
+
+        /* The key must be the one asked for. */
+        if ((by_keyid && strcmp(k->keyid, keyid) != 0) ||
+            (by_principal && strcmp(k->principal, principal) != 0)) {
+                r = -EPROTO;
+                goto out;
+        }
+
+        *ret = k;
+        k = NULL;
+        r = 0;
+out:
+        provsign_key_free(k);
+        provsign__response__free_unpacked(resp, NULL);
+        return r;
+}
+
+_public_ const char *provsign_key_keyid(const provsign_key *key) {
+        return key->keyid;
+}
+
+_public_ const char *provsign_key_principal(const provsign_key *key) {
+        return key->principal;
+}
+
+_public_ uint32_t provsign_key_generation(const provsign_key *key) {
+        return key->generation;
+}
+
+_public_ int provsign_key_algorithm(const provsign_key *key) {
+        return key->algorithm;
+}
+
+_public_ int provsign_key_state(const provsign_key *key) {
+        return key->state;
+}
+
+_public_ int64_t provsign_key_created_us(const provsign_key *key) {
+        return key->created_us;
+}
+
+_public_ const uint8_t *provsign_key_spki_der(const provsign_key *key, size_t *ret_len) {
+        if (ret_len)
+                *ret_len = key->der_len;
+        return key->der;
+}
+
+_public_ const char *provsign_key_pem(const provsign_key *key) {
+        return key->pem;
+}
+
+_public_ void provsign_key_free(provsign_key *key) {
+        if (!key)
+                return;
+        key_done(key);
+        free(key);
+}
+
+_public_ int provsign_list_keys(provsign_conn *conn, const char *principal, provsign_key_list **ret) {
+        Provsign__Request req = PROVSIGN__REQUEST__INIT;
+        Provsign__ListKeysRequest lr = PROVSIGN__LIST_KEYS_REQUEST__INIT;
+        Provsign__Response *resp = NULL;
+        const Provsign__ListKeysResponse *body;
+        provsign_key_list *list = NULL;
+        int r;
+
+        if (!conn || !ret)
+                return -EINVAL;
+
+        lr.principal = (char *) (principal ? principal : "");
+        req.body_case = PROVSIGN__REQUEST__BODY_LIST_KEYS;
+        req.list_keys = &lr;
+
+        r = conn_transact(conn, &req, &resp);
+        if (r != 0)
+                return r;
+
+        body = resp->list_keys;
+        if (resp->body_case != PROVSIGN__RESPONSE__BODY_LIST_KEYS || !body ||
+            (body->n_keys > 0 && !body->keys)) {
+                r = -EPROTO;
+                goto out;
+        }
+
+        list = calloc(1, sizeof *list);
+        if (!list) {
+                r = -ENOMEM;
+                goto out;
+        }
+        if (body->n_keys > 0) {
+                /* n_keys is bounded by the 64 KiB frame. */
+                list->keys = calloc(body->n_keys, sizeof *list->keys);
+                if (!list->keys) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
+        for (size_t i = 0; i < body->n_keys; i++) {
+                r = key_from_info(body->keys[i], false, &list->keys[i]);
+                if (r < 0)
+                        goto out;
+                list->n++;
+
+                /* A filtered list holds only that principal's keys. */
+                if (principal && *principal && strcmp(list->keys[i].principal, principal) != 0) {
+                        r = -EPROTO;
+                        goto out;
+                }
+        }
+
+        *ret = list;
+        list = NULL;
+        r = 0;
+out:
+        provsign_key_list_free(list);
+        provsign__response__free_unpacked(resp, NULL);
+        return r;
+}
+
+_public_ size_t provsign_key_list_count(const provsign_key_list *list) {
+        return list ? list->n : 0;
+}
+
+_public_ const provsign_key *provsign_key_list_get(const provsign_key_list *list, size_t i) {
+        if (!list || i >= list->n)
+                return NULL;
+        return &list->keys[i];
+}
+
+_public_ void provsign_key_list_free(provsign_key_list *list) {
+        if (!list)
+                return;
+        for (size_t i = 0; i < list->n; i++)
+                key_done(&list->keys[i]);
+        free(list->keys);
+        free(list);
+}
+
+/* ---- Sign ---------------------------------------------------------------- */
+
+_public_ int provsign_sign(provsign_conn *conn,
+                           const char *principal,
+                           enum provsign_digest_algorithm digest_alg,
+                           const void *digest,
+                           size_t digest_len,
+                           const char *payload_type,
+                           const struct provsign_annotation *annotations,
+                           size_t n_annotations,
+                           provsign_signature **ret) {
+        Provsign__Request req = PROVSIGN__REQUEST__INIT;
+        Provsign__SignRequest sr = PROVSIGN__SIGN_REQUEST__INIT;
+        Provsign__Annotation *ann = NULL, **annp = NULL;
+        Provsign__Response *resp = NULL;
+        const Provsign__SignResponse *body;
+        provsign_signature *sig = NULL;
+        size_t want;
+        int r;
+
+        if (!conn || !ret || !digest)
+                return -EINVAL;
+        want = proto_digest_length((int) digest_alg);
+        if (want == 0 || digest_len != want)
+                return -EINVAL;
+        if (n_annotations > 0 && !annotations)
+                return -EINVAL;
+        /* Each annotation takes at least 2 bytes on the wire: more than this
+         * can never fit a frame, and the bound keeps the allocations below
+         * from overflowing. */
+        if (n_annotations > PROTO_FRAME_MAX / 2)
+                return -EMSGSIZE;
+
+        if (n_annotations > 0) {
+                ann = calloc(n_annotations, sizeof *ann);
+                annp = calloc(n_annotations, sizeof *annp);
+                if (!ann || !annp) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
+        for (size_t i = 0; i < n_annotations; i++) {
+                if (!annotations[i].key) {
+                        r = -EINVAL;
+                        goto out;
+                }
+                provsign__annotation__init(&ann[i]);
+                ann[i].key = (char *) annotations[i].key;
+                ann[i].value = (char *) (annotations[i].value ? annotations[i].value : "");
+                annp[i] = &ann[i];
+        }
+
+        sr.principal = (char *) (principal ? principal : "");
+        sr.digest_algorithm = (Provsign__DigestAlgorithm) digest_alg;
+        sr.digest.data = (uint8_t *) digest;
+        sr.digest.len = digest_len;
+        sr.payload_type = (char *) (payload_type ? payload_type : "");
+        sr.n_annotations = n_annotations;
+        sr.annotations = annp;
+        req.body_case = PROVSIGN__REQUEST__BODY_SIGN;
+        req.sign = &sr;
+
+        r = conn_transact(conn, &req, &resp);
+        if (r != 0)
+                goto out;
+
+        body = resp->sign;
+        if (resp->body_case != PROVSIGN__RESPONSE__BODY_SIGN || !body ||
+            !proto_keyid_hex_valid(str_or_empty(body->keyid)) ||
+            body->signature.len == 0 || !body->signature.data ||
+            !*str_or_empty(body->principal) ||
+            (principal && *principal && strcmp(body->principal, principal) != 0)) {
+                r = -EPROTO;
+                goto out;
+        }
+
+        sig = calloc(1, sizeof *sig);
+        if (!sig) {
+                r = -ENOMEM;
+                goto out;
+        }
+        memcpy(sig->keyid, body->keyid, sizeof sig->keyid);
+        sig->algorithm = (int) body->algorithm;
+        sig->generation = body->generation;
+        sig->principal = strdup(body->principal);
+        sig->der = malloc(body->signature.len);
+        if (!sig->principal || !sig->der) {
+                r = -ENOMEM;
+                goto out;
+        }
+        memcpy(sig->der, body->signature.data, body->signature.len);
+        sig->der_len = body->signature.len;
+
+        *ret = sig;
+        sig = NULL;
+        r = 0;
+out:
+        provsign_signature_free(sig);
+        if (resp)
+                provsign__response__free_unpacked(resp, NULL);
+        free(annp);
+        free(ann);
+        return r;
+}
+
+_public_ const char *provsign_signature_keyid(const provsign_signature *sig) {
+        return sig->keyid;
+}
+
+_public_ int provsign_signature_algorithm(const provsign_signature *sig) {
+        return sig->algorithm;
+}
+
+_public_ const uint8_t *provsign_signature_der(const provsign_signature *sig, size_t *ret_len) {
+        if (ret_len)
+                *ret_len = sig->der_len;
+        return sig->der;
+}
+
+_public_ const char *provsign_signature_principal(const provsign_signature *sig) {
+        return sig->principal;
+}
+
+_public_ uint32_t provsign_signature_generation(const provsign_signature *sig) {
+        return sig->generation;
+}
+
+_public_ void provsign_signature_free(provsign_signature *sig) {
+        if (!sig)
+                return;
+        free(sig->principal);
+        free(sig->der);
+        free(sig);
+}
+
+/* ---- Agent status -------------------------------------------------------- */
+
+_public_ int provsign_status(provsign_conn *conn, provsign_agent_status **ret) {
+        Provsign__Request req = PROVSIGN__REQUEST__INIT;
+        Provsign__StatusRequest sr = PROVSIGN__STATUS_REQUEST__INIT;
+        Provsign__Response *resp = NULL;
+        const Provsign__StatusResponse *body;
+        provsign_agent_status *st = NULL;
+        int r;
+
+        if (!conn || !ret)
+                return -EINVAL;
+
+        req.body_case = PROVSIGN__REQUEST__BODY_STATUS;
+        req.status = &sr;
+
+        r = conn_transact(conn, &req, &resp);
+        if (r != 0)
+                return r;
+
+        body = resp->status_info;
+        if (resp->body_case != PROVSIGN__RESPONSE__BODY_STATUS_INFO || !body ||
+            (body->n_principals > 0 && !body->principals) ||
+            (body->n_caller_principals > 0 && !body->caller_principals) ||
+            (body->n_caller_roles > 0 && !body->caller_roles)) {
+                r = -EPROTO;
+                goto out;
+        }
+
+        st = calloc(1, sizeof *st);
+        if (!st) {
+                r = -ENOMEM;
+                goto out;
+        }
+        st->protocol_version = body->protocol_version;
+        st->uptime_seconds = body->uptime_seconds;
+        st->agent_version = strdup(str_or_empty(body->agent_version));
+        st->token_label = strdup(str_or_empty(body->token_label));
+        if (!st->agent_version || !st->token_label) {
+                r = -ENOMEM;
+                goto out;
+        }
+        r = strv_copy(body->principals, body->n_principals, &st->principals);
+        if (r < 0)
+                goto out;
+        r = strv_copy(body->caller_principals, body->n_caller_principals, &st->caller_principals);
+        if (r < 0)
+                goto out;
+        r = strv_copy(body->caller_roles, body->n_caller_roles, &st->caller_roles);
+        if (r < 0)
+                goto out;
+
+        *ret = st;
+        st = NULL;
+        r = 0;
+out:
+        provsign_agent_status_free(st);
+        provsign__response__free_unpacked(resp, NULL);
+        return r;
+}
+
+_public_ const char *provsign_agent_status_agent_version(const provsign_agent_status *st) {
+        return st->agent_version;
+}
+
+_public_ uint32_t provsign_agent_status_protocol_version(const provsign_agent_status *st) {
+        return st->protocol_version;
+}
+
+_public_ const char *provsign_agent_status_token_label(const provsign_agent_status *st) {
+        return st->token_label;
+}
+
+_public_ uint64_t provsign_agent_status_uptime_seconds(const provsign_agent_status *st) {
+        return st->uptime_seconds;
+}
+
+_public_ const char *const *provsign_agent_status_principals(const provsign_agent_status *st) {
+        return (const char *const *) st->principals;
+}
+
+_public_ const char *const *provsign_agent_status_caller_principals(const provsign_agent_status *st) {
+        return (const char *const *) st->caller_principals;
+}
+
+_public_ const char *const *provsign_agent_status_caller_roles(const provsign_agent_status *st) {
+        return (const char *const *) st->caller_roles;
+}
+
+_public_ void provsign_agent_status_free(provsign_agent_status *st) {
+        if (!st)
+                return;
+        free(st->agent_version);
+        free(st->token_label);
+        strv_free(st->principals);
+        strv_free(st->caller_principals);
+        strv_free(st->caller_roles);
+        free(st);
+}

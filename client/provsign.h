@@ -1,0 +1,287 @@
+/* libprovsign — client library for the provsign signing agent.
+ *
+ * A CI runner asks the agent (provsign-agent) over its Unix socket to sign
+ * the digest of a provenance statement with a key held in an HSM; the key
+ * never leaves the token. This header is the whole public API: flat
+ * provsign_* functions over opaque handles. It does not expose protobuf-c.
+ *
+ * Return convention of every int-returning call:
+ *
+ *   0            success; out-parameters (ret, last in the list) are
+ *                written only on success.
+ *   negative     -errno for a local or transport failure. The agent was not
+ *                reached or did not answer properly:
+ *                  the connect(2) errno (-ENOENT, -ECONNREFUSED, -EACCES, ...)
+ *                      when the agent is unreachable;
+ *                  -ECONNRESET / -EPIPE when the agent closed the connection
+ *                      without answering;
+ *                  -EPROTO for a reply that is malformed, oversized (over
+ *                      64 KiB), undecodable, or inconsistent with the request;
+ *                  -EMSGSIZE when the request would exceed 64 KiB;
+ *                  -EINVAL for invalid arguments caught locally;
+ *                  -ENOTCONN when an earlier transport failure on this
+ *                      connection left it unusable (close it, connect again);
+ *                  -ENOMEM.
+ *   positive     an enum provsign_status: the agent answered and refused.
+ *                provsign_last_message() then returns the agent's message.
+ *
+ * provsign_strerror() describes both signs. A provsign_conn is not
+ * thread-safe: use one connection per thread (they are cheap), or serialize.
+ * Calls block; the library installs no signal handlers and never writes to
+ * stdout/stderr, exits or aborts on bad input. SIGPIPE is never raised. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The agent's refusal codes. Same numbers as Status in
+ * proto/provsign.proto (checked at build time). */
+enum provsign_status {
+        PROVSIGN_OK = 0,
+        PROVSIGN_INVALID_ARGUMENT = 1,
+        PROVSIGN_PERMISSION_DENIED = 2,
+        PROVSIGN_NOT_FOUND = 3,
+        PROVSIGN_KEY_REVOKED = 4,
+        PROVSIGN_NO_ACTIVE_KEY = 5,
+        PROVSIGN_RATE_LIMITED = 6,
+        PROVSIGN_HSM_UNAVAILABLE = 7,
+        PROVSIGN_UNAVAILABLE = 8,
+        PROVSIGN_INTERNAL = 9,
+};
+
+/* Digest algorithms of the precomputed digest handed to provsign_sign(). */
+enum provsign_digest_algorithm {
+        PROVSIGN_DIGEST_SHA256 = 1, /* 32 bytes */
+        PROVSIGN_DIGEST_SHA384 = 2, /* 48 bytes */
+};
+
+/* Key algorithms. A newer agent may report values not listed here;
+ * provsign_key_algorithm_to_string() then returns "unknown". */
+enum provsign_key_algorithm {
+        PROVSIGN_KEY_ECDSA_P256 = 1, /* signs SHA-256 digests, DER ECDSA signature */
+        PROVSIGN_KEY_ECDSA_P384 = 2, /* signs SHA-384 digests, DER ECDSA signature */
+        PROVSIGN_KEY_RSA_3072 = 3,   /* signs SHA-256 digests, RSASSA-PKCS1-v1_5 */
+};
+
+enum provsign_key_state {
+        PROVSIGN_KEY_STATE_ACTIVE = 1,    /* the one key a principal signs with */
+        PROVSIGN_KEY_STATE_RETIRED = 2,   /* replaced by rotation; still verifies */
+        PROVSIGN_KEY_STATE_REVOKED = 3,   /* compromised or withdrawn */
+        PROVSIGN_KEY_STATE_DESTROYED = 4, /* private key gone, public key kept */
+};
+
+/* Key=value pair logged with a signature. Both strings are borrowed for the
+ * duration of the call. */
+struct provsign_annotation {
+        const char *key;
+        const char *value;
+};
+
+typedef struct provsign_conn provsign_conn;
+typedef struct provsign_signature provsign_signature;
+typedef struct provsign_key provsign_key;
+typedef struct provsign_key_list provsign_key_list;
+typedef struct provsign_agent_status provsign_agent_status;
+
+/* ---- Names and errors ---------------------------------------------------- */
+
+/* provsign_status_name: the protocol name of a status ("OK",
+ * "PERMISSION_DENIED", ...), or "UNKNOWN_STATUS" for a value outside the
+ * enum (negative values included). Never NULL; static string. */
+const char *provsign_status_name(int status);
+
+/* provsign_strerror: a one-line description of any return value of this
+ * library: 0, a positive enum provsign_status, or a negative errno. Unknown
+ * values get a generic text. Never NULL; static string, thread-safe. */
+const char *provsign_strerror(int r);
+
+/* provsign_key_algorithm_to_string: "ecdsa-p256", "ecdsa-p384", "rsa-3072",
+ * or "unknown". Never NULL; static string. */
+const char *provsign_key_algorithm_to_string(int algorithm);
+
+/* provsign_key_state_to_string: "active", "retired", "revoked",
+ * "destroyed", or "unknown". Never NULL; static string. */
+const char *provsign_key_state_to_string(int state);
+
+/* provsign_digest_algorithm_to_string: "sha256", "sha384", or "unknown".
+ * Never NULL; static string. */
+const char *provsign_digest_algorithm_to_string(int digest_algorithm);
+
+/* ---- Connections --------------------------------------------------------- */
+
+/* provsign_default_socket: the socket path used when provsign_connect() is
+ * given NULL: $PROVSIGN_AGENT_SOCK if set and non-empty (ignored in setuid
+ * or otherwise privileged processes, see secure_getenv(3)), else
+ * "/run/provsign/agent.sock". Never NULL; the string is borrowed from the
+ * environment or static, valid until the environment changes. */
+const char *provsign_default_socket(void);
+
+/* provsign_connect: connects to the agent at path (NULL: see
+ * provsign_default_socket()). On success returns 0 and *ret is a new
+ * connection the caller closes with provsign_close(). Several requests may
+ * be made on one connection. On failure returns the connect(2) errno
+ * negated (-ENOENT, -ECONNREFUSED, -EACCES, ...), -ENAMETOOLONG for a path
+ * that does not fit a sockaddr_un, -EINVAL for an empty path or NULL ret,
+ * or -ENOMEM; *ret is untouched. */
+int provsign_connect(const char *path, provsign_conn **ret);
+
+/* provsign_close: closes the connection and frees it, with the message
+ * returned by provsign_last_message(). NULL is a no-op. */
+void provsign_close(provsign_conn *conn);
+
+/* provsign_last_message: after a call on conn returned a positive status,
+ * the agent's human-readable message (the status's description if the agent
+ * sent none); "" after any other result. Never NULL for a non-NULL conn
+ * (NULL conn: ""). Borrowed: valid until the next call on conn or
+ * provsign_close(). The text comes from the agent and may contain any
+ * bytes: escape it before writing it to a terminal. */
+const char *provsign_last_message(const provsign_conn *conn);
+
+/* ---- Sign ---------------------------------------------------------------- */
+
+/* provsign_sign: asks the agent to sign a precomputed digest.
+ *   principal     the signer principal, or NULL to let the agent pick the
+ *                 only one this caller may sign for;
+ *   digest_alg    PROVSIGN_DIGEST_SHA256 or _SHA384, digest_len 32 or 48;
+ *   payload_type  media type of what was hashed, logged by the agent; NULL
+ *                 for none;
+ *   annotations   n_annotations key=value pairs logged with the signature
+ *                 (NULL when n_annotations is 0; each key non-NULL, value
+ *                 NULL means "").
+ * On success returns 0 and *ret is a new signature the caller frees with
+ * provsign_signature_free(). -EINVAL for a bad argument (unknown digest
+ * algorithm, digest length not matching it, NULL key), -EMSGSIZE when the
+ * request exceeds 64 KiB, a positive status when refused
+ * (PERMISSION_DENIED, NO_ACTIVE_KEY, RATE_LIMITED, ...), or another
+ * negative errno as described at the top of this header. */
+int provsign_sign(provsign_conn *conn,
+                  const char *principal,
+                  enum provsign_digest_algorithm digest_alg,
+                  const void *digest,
+                  size_t digest_len,
+                  const char *payload_type,
+                  const struct provsign_annotation *annotations,
+                  size_t n_annotations,
+                  provsign_signature **ret);
+
+/* provsign_signature_keyid: lowercase hex SHA-256 of the signing key's DER
+ * SubjectPublicKeyInfo (64 characters). Borrowed from sig. */
+const char *provsign_signature_keyid(const provsign_signature *sig);
+
+/* provsign_signature_algorithm: the signing key's enum
+ * provsign_key_algorithm (possibly a value newer than this header). */
+int provsign_signature_algorithm(const provsign_signature *sig);
+
+/* provsign_signature_der: the signature bytes — DER ECDSA-Sig-Value for
+ * ECDSA keys, PKCS#1 v1.5 for RSA — and their length in *ret_len (may be
+ * NULL). Borrowed from sig; never NULL (the library refuses empty
+ * signatures as -EPROTO). */
+const uint8_t *provsign_signature_der(const provsign_signature *sig, size_t *ret_len);
+
+/* provsign_signature_principal: the principal whose key signed. Borrowed
+ * from sig. */
+const char *provsign_signature_principal(const provsign_signature *sig);
+
+/* provsign_signature_generation: the signing key's generation number within
+ * its principal. */
+uint32_t provsign_signature_generation(const provsign_signature *sig);
+
+/* provsign_signature_free: frees sig and every string it lent. NULL is a
+ * no-op. */
+void provsign_signature_free(provsign_signature *sig);
+
+/* ---- Public keys --------------------------------------------------------- */
+
+/* provsign_get_public_key: fetches a public key, by principal (its active
+ * key) or by key id (64 lowercase hex digits); exactly one of principal and
+ * keyid is non-NULL and non-empty, else -EINVAL. On success returns 0 and
+ * *ret is a new key the caller frees with provsign_key_free(). The library
+ * checks that the key id is the SHA-256 of the returned public key and that
+ * the key is the one asked for (-EPROTO otherwise). Refusals: NOT_FOUND,
+ * NO_ACTIVE_KEY, ...; other negative errnos as at the top of this header. */
+int provsign_get_public_key(provsign_conn *conn, const char *principal, const char *keyid, provsign_key **ret);
+
+/* Key accessors. Strings and bytes are borrowed from key (for a key
+ * obtained from a list: from the list) and live until it is freed. */
+
+/* provsign_key_keyid: 64 lowercase hex digits. */
+const char *provsign_key_keyid(const provsign_key *key);
+/* provsign_key_principal: the principal the key belongs to. */
+const char *provsign_key_principal(const provsign_key *key);
+/* provsign_key_generation: the key's generation within its principal. */
+uint32_t provsign_key_generation(const provsign_key *key);
+/* provsign_key_algorithm: an enum provsign_key_algorithm value. */
+int provsign_key_algorithm(const provsign_key *key);
+/* provsign_key_state: an enum provsign_key_state value. */
+int provsign_key_state(const provsign_key *key);
+/* provsign_key_created_us: creation time, microseconds since the epoch
+ * (UTC); 0 when the agent does not know it. */
+int64_t provsign_key_created_us(const provsign_key *key);
+/* provsign_key_spki_der: the DER SubjectPublicKeyInfo and its length in
+ * *ret_len (may be NULL). NULL with *ret_len = 0 when the agent did not
+ * include the public key (key lists may omit it); a key from
+ * provsign_get_public_key() always has it. */
+const uint8_t *provsign_key_spki_der(const provsign_key *key, size_t *ret_len);
+/* provsign_key_pem: the public key as PEM ("-----BEGIN PUBLIC KEY-----",
+ * 64-column base64, trailing newline), made by the library from the SPKI
+ * DER that the key id was checked against. NULL when there is no DER. */
+const char *provsign_key_pem(const provsign_key *key);
+
+/* provsign_key_free: frees a key from provsign_get_public_key(). NULL is a
+ * no-op. Never call it on a key borrowed from a provsign_key_list. */
+void provsign_key_free(provsign_key *key);
+
+/* ---- Key list (operator role) -------------------------------------------- */
+
+/* provsign_list_keys: lists every key of principal (NULL: of all
+ * principals), in the agent's order. Needs the operator role, else
+ * PERMISSION_DENIED. On success returns 0 and *ret is a new list the caller
+ * frees with provsign_key_list_free(). */
+int provsign_list_keys(provsign_conn *conn, const char *principal, provsign_key_list **ret);
+
+/* provsign_key_list_count: number of keys in list (0 for NULL). */
+size_t provsign_key_list_count(const provsign_key_list *list);
+
+/* provsign_key_list_get: the i-th key, borrowed from list (valid until
+ * provsign_key_list_free()), or NULL when i is out of range. */
+const provsign_key *provsign_key_list_get(const provsign_key_list *list, size_t i);
+
+/* provsign_key_list_free: frees list and all its keys. NULL is a no-op. */
+void provsign_key_list_free(provsign_key_list *list);
+
+/* ---- Agent status -------------------------------------------------------- */
+
+/* provsign_status: asks the agent about itself and about what this caller
+ * may do. Any connected caller may ask. On success returns 0 and *ret is a
+ * new object the caller frees with provsign_agent_status_free(). */
+int provsign_status(provsign_conn *conn, provsign_agent_status **ret);
+
+/* Status accessors. Strings and arrays are borrowed from st. Arrays are
+ * NULL-terminated and never NULL themselves (possibly empty). */
+
+/* provsign_agent_status_agent_version: the agent's version string. */
+const char *provsign_agent_status_agent_version(const provsign_agent_status *st);
+/* provsign_agent_status_protocol_version: the agent's wire protocol version. */
+uint32_t provsign_agent_status_protocol_version(const provsign_agent_status *st);
+/* provsign_agent_status_token_label: label of the PKCS#11 token in use. */
+const char *provsign_agent_status_token_label(const provsign_agent_status *st);
+/* provsign_agent_status_uptime_seconds: seconds since the agent started. */
+uint64_t provsign_agent_status_uptime_seconds(const provsign_agent_status *st);
+/* provsign_agent_status_principals: every configured signer principal. */
+const char *const *provsign_agent_status_principals(const provsign_agent_status *st);
+/* provsign_agent_status_caller_principals: principals this caller may sign for. */
+const char *const *provsign_agent_status_caller_principals(const provsign_agent_status *st);
+/* provsign_agent_status_caller_roles: this caller's roles ("operator", "auditor"). */
+const char *const *provsign_agent_status_caller_roles(const provsign_agent_status *st);
+
+/* provsign_agent_status_free: frees st and everything it lent. NULL is a
+ * no-op. */
+void provsign_agent_status_free(provsign_agent_status *st);
+
+#ifdef __cplusplus
+}
+#endif
