@@ -1,0 +1,21 @@
+# The Debian 12 packages provsign builds, tests and runs with. Sourced by
+# tests/quickstart and tests/run-suite; installs only what is missing.
+PROVSIGN_DEPS=(
+        meson ninja-build pkg-config gcc clang libclang-rt-14-dev
+        libp11-dev libssl-dev openssl libprotobuf-c-dev protobuf-c-compiler
+        libsystemd-dev systemd libinih-dev libjansson-dev libcmocka-dev
+        softhsm2 opensc p11-kit util-linux procps python3
+)
+
+install_deps() {
+        local missing=() p
+        for p in "${PROVSIGN_DEPS[@]}"; do
+                dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+        done
+        [ ${#missing[@]} = 0 ] && return 0
+        echo "installing: ${missing[*]}"
+        local sudo=
+        [ "$(id -u)" = 0 ] || sudo=sudo
+        $sudo apt-get update -qq &&
+                DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
