@@ -110,3 +110,35 @@ def closed(s):
         return s.recv(1) == b""
     except (ConnectionResetError, BrokenPipeError):
         return True
+
+
+# Every request type, by its oneof field number in proto/provsign.proto,
+# with a body that passes validation (so only the permission check decides).
+KEYID_ZERO = "0" * 64
+
+
+def all_requests(principal):
+    return {
+        "Sign": request(10, field_bytes(1, principal.encode()) + field_varint(2, 1) + field_bytes(3, b"\x07" * 32)),
+        "GetPublicKey": request(11, field_bytes(1, principal.encode())),
+        "Status": request(12),
+        "ListKeys": request(13),
+        "GetKeyBundle": request(14),
+        "GetCheckpoint": request(15),
+        "GetLogKey": request(16),
+        "RotateKey": request(17, field_bytes(1, principal.encode())),
+        "RevokeKey": request(18, field_bytes(1, KEYID_ZERO.encode()) + field_bytes(2, b"test")),
+        "DestroyKey": request(19, field_bytes(1, KEYID_ZERO.encode())),
+        "Export": request(20),
+        "Find": request(21),
+        "Proof": request(22),
+    }
+
+
+def call(path, payload):
+    s = connect(path)
+    try:
+        s.sendall(frame(payload))
+        return read_response(s)
+    finally:
+        s.close()

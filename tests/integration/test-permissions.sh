@@ -1,0 +1,65 @@
+#!/bin/bash
+# The permission matrix of DESIGN.md, every request x every kind of caller:
+# a signer of P, a signer of Q, an operator, an auditor, a stranger in the
+# socket group. Requests a caller may make must not be PERMISSION_DENIED
+# (they answer OK, or UNAVAILABLE "not implemented yet" for later work);
+# the others must be PERMISSION_DENIED. Supplementary groups count.
+. "$SRCDIR/tests/lib/common.sh"
+setup_test
+
+# A real user with a supplementary group, to prove gids= matches groups the
+# kernel does not report in SO_PEERCRED (getgrouplist of the uid).
+SUP_USER=provsign-it-sup
+SUP_GROUP=provsign-it-supg
+getent group "$SUP_GROUP" >/dev/null || groupadd -g 64930 "$SUP_GROUP"
+getent passwd "$SUP_USER" >/dev/null || useradd -u 64931 -M -N -g users -G "$SUP_GROUP" -s /usr/sbin/nologin "$SUP_USER"
+trap 'userdel "$SUP_USER" 2>/dev/null; groupdel "$SUP_GROUP" 2>/dev/null; cleanup' EXIT
+
+write_config
+cat >> "$CONF" <<CONF
+
+[principal ci-sup]
+gids = $SUP_GROUP
+CONF
+start_agent
+
+# caller kind -> uid, principal it signs for (P), and its allowed set
+matrix() {
+        local who=$1 uid=$2 principal=$3 allowed=$4
+        as "$uid" env PYTHONPATH="$SRCDIR/tests/lib" SOCK="$SOCK" python3 - "$who" "$principal" "$allowed" <<'PY'
+import os, sys
+from rawclient import *
+who, principal, allowed = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+bad = 0
+for name, payload in all_requests(principal).items():
+    st, msg, _ = call(os.environ["SOCK"], payload)
+    want_ok = name in allowed
+    ok = (st != "PERMISSION_DENIED") if want_ok else (st == "PERMISSION_DENIED")
+    if want_ok and name == "Sign" and st != "OK": ok = False
+    print("%s %s: %s %s -> %s" % ("ok:" if ok else "FAIL:", who, name, "allowed" if want_ok else "denied", st))
+    bad += not ok
+sys.exit(1 if bad else 0)
+PY
+}
+
+ANY="Status,GetPublicKey,GetKeyBundle,GetCheckpoint,GetLogKey"
+run_matrix() {
+        if matrix "$@" > "$T/m" 2>&1; then
+                CHECKS=$((CHECKS + $(grep -c '^ok:' "$T/m")))
+                pass "permission matrix row: $1 ($(grep -c '^ok:' "$T/m") requests)"
+        else
+                cat "$T/m" >&2
+                fail "permission matrix row: $1"
+        fi
+}
+run_matrix "signer of ci-release signing ci-release" "$RUNNER_UID" ci-release "$ANY,Sign"
+run_matrix "signer of ci-nightly asking for ci-release" "$RUNNER2_UID" ci-release "$ANY"
+run_matrix "operator" "$OPERATOR_UID" ci-release "$ANY,ListKeys,RotateKey,RevokeKey,DestroyKey"
+run_matrix "auditor" "$AUDITOR_UID" ci-release "$ANY,Export,Find,Proof"
+run_matrix "stranger in the socket group" "$STRANGER_UID" ci-release "$ANY"
+run_matrix "user whose supplementary group is in ci-sup's gids" 64931 ci-sup "$ANY,Sign"
+run_matrix "same user asking for ci-release" 64931 ci-release "$ANY"
+
+check "every refusal was logged" test "$(grep -c 'refused .*PERMISSION_DENIED' "$T/agent.log")" -ge 40
+stop_agent
+finish
