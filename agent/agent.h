@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "audit.h"
 #include "config.h"
 #include "keystore.h"
 #include "registry.h"
@@ -19,6 +20,8 @@ typedef struct agent {
         agent_registry registry;
         agent_workers *workers;
         agent_server *server;
+        agent_audit *audit;
+        struct agent_conn_job *parked_head, *parked_tail; /* Sign replies waiting for their entry */
         uint64_t started_us;
 } agent;
 

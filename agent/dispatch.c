@@ -13,6 +13,7 @@
 #include "log.h"
 #include "names.h"
 #include "policy.h"
+#include "refusals.h"
 #include "server.h"
 
 #define MAX_NAME 64u
@@ -23,7 +24,8 @@ typedef struct handler {
         Provsign__Request__BodyCase body;
         const char *name;
         enum policy_access access;
-        void (*handle)(agent *a, agent_conn *c, const struct handler *h, const Provsign__Request *req);
+        /* Returns true when it kept req (it frees it later). */
+        bool (*handle)(agent *a, agent_conn *c, const struct handler *h, Provsign__Request *req);
 } handler;
 
 /* A refusal: logged once here (the audit log takes these over with its
@@ -39,6 +41,7 @@ static void refuse(agent *a, agent_conn *c, const handler *h, int status, const 
         const agent_caller *who = server_conn_caller(c);
         log_notice("refused %s from uid %u pid %d (%s): %s: %s", h ? h->name : "request", (unsigned) who->uid,
                    (int) who->pid, who->exe ? who->exe : "?", proto_status_name(status), msg);
+        refusals_record(a, who, h ? h->name : "request", NULL, status, msg);
         server_reply(a, c, NULL, status, false, "%s", msg);
 }
 
@@ -167,44 +170,115 @@ static int request_validate(const agent *a, const Provsign__Request *req, char *
         }
 }
 
-/* ---- Sign ---- */
+/* ---- Sign ----
+ *
+ * main thread: authorize, pick the key, hand a job to a worker
+ * worker:      sign in the token, then append the sign entry to the log
+ * main thread: reply once the entry is durable and checkpointed (the
+ *              committer wakes us), with a receipt; until then the job is
+ *              parked and the connection reads nothing more.
+ * A signature whose entry cannot be logged never leaves the agent. */
 
 typedef struct sign_job {
         agent_conn_job base;
-        keys_store *store;
+        agent *agent;
+        Provsign__Request *req;  /* owned: principal, digest, payload type, annotations */
         keys_key *key;
-        uint8_t digest[48];
-        size_t digest_len;
         char principal[MAX_NAME + 1];
         uint32_t generation;
-        int r;
+        agent_caller who;        /* copy; exe owned */
+        int r;                   /* token result */
+        int append_r;            /* audit log result */
+        uint64_t seq;
+        int64_t time_us;
+        uint8_t *leaf;
+        size_t leaf_len;
         uint8_t sig[KEYS_MAX_SIGNATURE];
         size_t sig_len;
 } sign_job;
 
-static void sign_run(agent_job *j) {
-        sign_job *job = (sign_job *) j;
-        job->r = keys_sign(job->store, job->key, job->digest, job->digest_len, job->sig, &job->sig_len);
+static void sign_job_free(sign_job *job) {
+        provsign__request__free_unpacked(job->req, NULL);
+        free(job->who.exe);
+        free(job->leaf);
+        free(job);
 }
 
-static void sign_complete(agent *a, agent_conn *c, agent_conn_job *j) {
+static void sign_run(agent_job *j) {
         sign_job *job = (sign_job *) j;
-        if (!c) {
-                free(job);
+        const Provsign__SignRequest *s = job->req->sign;
+        job->append_r = -ECANCELED;
+        job->r = keys_sign(job->agent->store, job->key, s->digest.data, s->digest.len, job->sig, &job->sig_len);
+        if (job->r < 0)
                 return;
+        Provsign__Caller caller = PROVSIGN__CALLER__INIT;
+        caller.uid = job->who.uid;
+        caller.gid = job->who.gid;
+        caller.pid = job->who.pid;
+        caller.exe = job->who.exe ? job->who.exe : (char *) "";
+        Provsign__AuditEntry e = PROVSIGN__AUDIT_ENTRY__INIT;
+        e.event = PROVSIGN__AUDIT_EVENT__SIGN;
+        e.caller = &caller;
+        e.principal = job->principal;
+        e.keyid = (char *) keys_key_id_hex(job->key);
+        e.generation = job->generation;
+        e.algorithm = (Provsign__KeyAlgorithm) keys_key_algorithm(job->key);
+        e.digest_algorithm = s->digest_algorithm;
+        e.digest = s->digest;
+        e.payload_type = s->payload_type;
+        e.annotations = s->annotations;
+        e.n_annotations = s->n_annotations;
+        e.status = PROVSIGN__STATUS__OK;
+        job->append_r = audit_append(job->agent->audit, &e, &job->seq, &job->leaf, &job->leaf_len);
+        job->time_us = e.time_us;
+}
+
+static void park(agent *a, sign_job *job) {
+        job->base.next_parked = NULL;
+        if (a->parked_tail)
+                a->parked_tail->next_parked = &job->base;
+        else
+                a->parked_head = &job->base;
+        a->parked_tail = &job->base;
+}
+
+static bool sign_complete(agent *a, agent_conn *c, agent_conn_job *j) {
+        sign_job *job = (sign_job *) j;
+        const handler h = { PROVSIGN__REQUEST__BODY_SIGN, "Sign", POLICY_SIGNER, NULL };
+        if (!c) {
+                sign_job_free(job);
+                return true;
         }
         if (job->r < 0) {
                 log_error("signing for %s with %s failed: %s", job->principal, keys_key_id_hex(job->key),
                           strerror(-job->r));
-                server_reply(a, c, NULL, PROVSIGN__STATUS__HSM_UNAVAILABLE, false, "the token failed to sign: %s",
-                             strerror(-job->r));
-                free(job);
-                return;
+                refuse(a, c, &h, PROVSIGN__STATUS__HSM_UNAVAILABLE, "the token failed to sign: %s", strerror(-job->r));
+                sign_job_free(job);
+                return true;
         }
-        const agent_caller *who = server_conn_caller(c);
+        if (job->append_r < 0 || audit_failed(a->audit)) {
+                log_error("signature for %s withheld: the audit log cannot record it", job->principal);
+                server_reply(a, c, NULL, PROVSIGN__STATUS__UNAVAILABLE, false,
+                             "the audit log cannot record the signature, so it was withheld");
+                sign_job_free(job);
+                return true;
+        }
+        if (job->seq >= audit_committed(a->audit)) {
+                park(a, job);
+                return false;
+        }
+
+        Provsign__Receipt receipt;
+        int r = audit_receipt(a->audit, job->seq, job->time_us, job->leaf, job->leaf_len, &receipt);
+        if (r < 0) {
+                server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "cannot build the receipt: %s",
+                             strerror(-r));
+                sign_job_free(job);
+                return true;
+        }
         agent_log(a->config->journal_events == AGENT_JOURNAL_ALL ? LOG_INFO : LOG_DEBUG,
-                  "signed for %s with %s (uid %u pid %d)", job->principal, keys_key_id_hex(job->key),
-                  (unsigned) who->uid, (int) who->pid);
+                  "signed for %s with %s (uid %u pid %d), log entry %llu", job->principal, keys_key_id_hex(job->key),
+                  (unsigned) job->who.uid, (int) job->who.pid, (unsigned long long) job->seq);
         Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
         Provsign__SignResponse sr = PROVSIGN__SIGN_RESPONSE__INIT;
         sr.keyid = (char *) keys_key_id_hex(job->key);
@@ -213,53 +287,127 @@ static void sign_complete(agent *a, agent_conn *c, agent_conn_job *j) {
         sr.signature.len = job->sig_len;
         sr.principal = job->principal;
         sr.generation = job->generation;
+        sr.receipt = &receipt;
         resp.body_case = PROVSIGN__RESPONSE__BODY_SIGN;
         resp.sign = &sr;
         server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);
-        free(job);
+        audit_receipt_done(&receipt);
+        sign_job_free(job);
+        return true;
 }
 
-static void handle_sign(agent *a, agent_conn *c, const handler *h, const Provsign__Request *req) {
+void dispatch_audit_progress(agent *a) {
+        uint64_t committed = audit_committed(a->audit);
+        bool failed = audit_failed(a->audit);
+        agent_conn_job **pp = &a->parked_head;
+        agent_conn_job *prev = NULL;
+        while (*pp) {
+                agent_conn_job *j = *pp;
+                sign_job *job = (sign_job *) j;
+                if (!failed && job->seq >= committed) {
+                        prev = j;
+                        pp = &j->next_parked;
+                        continue;
+                }
+                *pp = j->next_parked;
+                if (a->parked_tail == j)
+                        a->parked_tail = prev;
+                server_resume_job(a, j);
+        }
+}
+
+void dispatch_abandon_parked(agent *a) {
+        while (a->parked_head) {
+                agent_conn_job *j = a->parked_head;
+                a->parked_head = j->next_parked;
+                j->base.next = NULL;
+                server_abandon_jobs(a, &j->base);
+        }
+        a->parked_tail = NULL;
+}
+
+static bool handle_sign(agent *a, agent_conn *c, const handler *h, Provsign__Request *req) {
         const Provsign__SignRequest *s = req->sign;
         const agent_principal *p = NULL;
         char msg[256];
         int st = policy_resolve_signer(a->config, server_conn_caller(c), s->principal, &p, msg, sizeof msg);
-        if (st != PROVSIGN__STATUS__OK)
-                {
-                        refuse(a, c, h, st, "%s", msg);
-                        return;
-                }
+        if (st != PROVSIGN__STATUS__OK) {
+                refuse(a, c, h, st, "%s", msg);
+                return false;
+        }
+        if (audit_failed(a->audit)) {
+                refuse(a, c, h, PROVSIGN__STATUS__UNAVAILABLE, "the audit log has failed; nothing is signed");
+                return false;
+        }
         const agent_key_entry *e = registry_active(&a->registry, p->name);
-        if (!e)
-                {
-                        refuse(a, c, h, PROVSIGN__STATUS__NO_ACTIVE_KEY, "principal \"%s\" has no active key", p->name);
-                        return;
-                }
+        if (!e) {
+                refuse(a, c, h, PROVSIGN__STATUS__NO_ACTIVE_KEY, "principal \"%s\" has no active key", p->name);
+                return false;
+        }
         int alg = keys_key_algorithm(e->key);
-        if (proto_key_algorithm_digest(alg) != (int) s->digest_algorithm)
-                {
-                        refuse(a, c, h, PROVSIGN__STATUS__INVALID_ARGUMENT,
-                                      "the %s key of \"%s\" signs %s digests, not %s", proto_key_algorithm_name(alg), p->name,
-                                      proto_digest_name(proto_key_algorithm_digest(alg)),
-                                      proto_digest_name(s->digest_algorithm));
-                        return;
-                }
+        if (proto_key_algorithm_digest(alg) != (int) s->digest_algorithm) {
+                refuse(a, c, h, PROVSIGN__STATUS__INVALID_ARGUMENT, "the %s key of \"%s\" signs %s digests, not %s",
+                       proto_key_algorithm_name(alg), p->name, proto_digest_name(proto_key_algorithm_digest(alg)),
+                       proto_digest_name(s->digest_algorithm));
+                return false;
+        }
 
         sign_job *job = calloc(1, sizeof *job);
-        if (!job)
-                {
-                        server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "out of memory");
-                        return;
-                }
+        const agent_caller *who = server_conn_caller(c);
+        if (!job) {
+                server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "out of memory");
+                return false;
+        }
         job->base.base.run = sign_run;
         job->base.complete = sign_complete;
-        job->store = a->store;
+        job->agent = a;
+        job->req = req;
         job->key = e->key;
-        memcpy(job->digest, s->digest.data, s->digest.len);
-        job->digest_len = s->digest.len;
         snprintf(job->principal, sizeof job->principal, "%s", p->name);
         job->generation = e->generation;
+        job->who = (agent_caller){ .uid = who->uid, .gid = who->gid, .pid = who->pid };
+        if (who->exe)
+                job->who.exe = strdup(who->exe);
         server_submit(a, c, &job->base);
+        return true;
+}
+
+/* ---- The log ---- */
+
+static bool handle_get_checkpoint(agent *a, agent_conn *c, const handler *h, Provsign__Request *req) {
+        char *note = NULL;
+        uint64_t size = 0;
+        if (audit_checkpoint(a->audit, &note, &size) < 0) {
+                server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "out of memory");
+                return false;
+        }
+        Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
+        Provsign__GetCheckpointResponse cr = PROVSIGN__GET_CHECKPOINT_RESPONSE__INIT;
+        cr.checkpoint = note;
+        cr.tree_size = size;
+        resp.body_case = PROVSIGN__RESPONSE__BODY_CHECKPOINT;
+        resp.checkpoint = &cr;
+        server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);
+        free(note);
+        return false;
+}
+
+static bool handle_get_log_key(agent *a, agent_conn *c, const handler *h, Provsign__Request *req) {
+        const keys_key *k = audit_log_key(a->audit);
+        size_t spki_len;
+        const uint8_t *spki = keys_key_spki(k, &spki_len);
+        Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
+        Provsign__GetLogKeyResponse lr = PROVSIGN__GET_LOG_KEY_RESPONSE__INIT;
+        lr.origin = (char *) audit_origin(a->audit);
+        lr.public_key_der.data = (uint8_t *) spki;
+        lr.public_key_der.len = spki_len;
+        lr.public_key_pem = (char *) keys_key_pem(k);
+        lr.verifier_key = (char *) audit_verifier_key(a->audit);
+        lr.keyid = (char *) keys_key_id_hex(k);
+        resp.body_case = PROVSIGN__RESPONSE__BODY_LOG_KEY;
+        resp.log_key = &lr;
+        server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);
+        return false;
 }
 
 /* ---- Keys ---- */
@@ -280,28 +428,28 @@ static void fill_key_info(const agent *a, const agent_key_entry *e, Provsign__Ke
         ki->public_key_der.len = spki_len;
 }
 
-static void handle_get_public_key(agent *a, agent_conn *c, const handler *h, const Provsign__Request *req) {
+static bool handle_get_public_key(agent *a, agent_conn *c, const handler *h, Provsign__Request *req) {
         const Provsign__GetPublicKeyRequest *g = req->get_public_key;
         const agent_key_entry *e;
         if (g->principal[0]) {
                 if (!agent_config_find_principal(a->config, g->principal))
                         {
                                 refuse(a, c, h, PROVSIGN__STATUS__NOT_FOUND, "no principal \"%s\"", g->principal);
-                                return;
+                                return false;
                         }
                 e = registry_active(&a->registry, g->principal);
                 if (!e)
                         {
                                 refuse(a, c, h, PROVSIGN__STATUS__NO_ACTIVE_KEY, "principal \"%s\" has no active key",
                                               g->principal);
-                                return;
+                                return false;
                         }
         } else {
                 e = registry_find_id(&a->registry, g->keyid);
                 if (!e)
                         {
                                 refuse(a, c, h, PROVSIGN__STATUS__NOT_FOUND, "no key %s", g->keyid);
-                                return;
+                                return false;
                         }
         }
         Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
@@ -313,14 +461,15 @@ static void handle_get_public_key(agent *a, agent_conn *c, const handler *h, con
         resp.body_case = PROVSIGN__RESPONSE__BODY_GET_PUBLIC_KEY;
         resp.get_public_key = &gr;
         server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);
+        return false;
 }
 
-static void handle_list_keys(agent *a, agent_conn *c, const handler *h, const Provsign__Request *req) {
+static bool handle_list_keys(agent *a, agent_conn *c, const handler *h, Provsign__Request *req) {
         const char *only = req->list_keys->principal;
         if (only[0] && !agent_config_find_principal(a->config, only) && !registry_active(&a->registry, only))
                 {
                         refuse(a, c, h, PROVSIGN__STATUS__NOT_FOUND, "no principal \"%s\"", only);
-                        return;
+                        return false;
                 }
         size_t n = a->registry.n;
         Provsign__KeyInfo *infos = calloc(n ? n : 1, sizeof *infos);
@@ -330,7 +479,7 @@ static void handle_list_keys(agent *a, agent_conn *c, const handler *h, const Pr
                 free(ptrs);
                 {
                         server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "out of memory");
-                        return;
+                        return false;
                 }
         }
         size_t m = 0;
@@ -355,11 +504,12 @@ static void handle_list_keys(agent *a, agent_conn *c, const handler *h, const Pr
         server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);
         free(infos);
         free(ptrs);
+        return false;
 }
 
 /* ---- Status ---- */
 
-static void handle_status(agent *a, agent_conn *c, const handler *h, const Provsign__Request *req) {
+static bool handle_status(agent *a, agent_conn *c, const handler *h, Provsign__Request *req) {
         const agent_config *cfg = a->config;
         const agent_caller *who = server_conn_caller(c);
         size_t np = cfg->n_principals;
@@ -370,7 +520,7 @@ static void handle_status(agent *a, agent_conn *c, const handler *h, const Provs
                 free(mine);
                 {
                         server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "out of memory");
-                        return;
+                        return false;
                 }
         }
         size_t nm = 0;
@@ -403,13 +553,15 @@ static void handle_status(agent *a, agent_conn *c, const handler *h, const Provs
         server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);
         free(all);
         free(mine);
+        return false;
 }
 
 /* Requests whose handlers arrive with later work; the permission check in
  * dispatch_frame() already applies to them. */
-static void handle_not_implemented(agent *a, agent_conn *c, const handler *h, const Provsign__Request *req) {
+static bool handle_not_implemented(agent *a, agent_conn *c, const handler *h, Provsign__Request *req) {
         refuse(a, c, h, PROVSIGN__STATUS__UNAVAILABLE, "%s is not implemented yet in this agent (%s)", h->name,
                PROVSIGN_VERSION);
+        return false;
 }
 
 static const handler handlers[] = {
@@ -417,8 +569,8 @@ static const handler handlers[] = {
         { PROVSIGN__REQUEST__BODY_GET_PUBLIC_KEY, "GetPublicKey", POLICY_ANY, handle_get_public_key },
         { PROVSIGN__REQUEST__BODY_STATUS, "Status", POLICY_ANY, handle_status },
         { PROVSIGN__REQUEST__BODY_GET_KEY_BUNDLE, "GetKeyBundle", POLICY_ANY, handle_not_implemented },
-        { PROVSIGN__REQUEST__BODY_GET_CHECKPOINT, "GetCheckpoint", POLICY_ANY, handle_not_implemented },
-        { PROVSIGN__REQUEST__BODY_GET_LOG_KEY, "GetLogKey", POLICY_ANY, handle_not_implemented },
+        { PROVSIGN__REQUEST__BODY_GET_CHECKPOINT, "GetCheckpoint", POLICY_ANY, handle_get_checkpoint },
+        { PROVSIGN__REQUEST__BODY_GET_LOG_KEY, "GetLogKey", POLICY_ANY, handle_get_log_key },
         { PROVSIGN__REQUEST__BODY_LIST_KEYS, "ListKeys", POLICY_OPERATOR, handle_list_keys },
         { PROVSIGN__REQUEST__BODY_ROTATE_KEY, "RotateKey", POLICY_OPERATOR, handle_not_implemented },
         { PROVSIGN__REQUEST__BODY_REVOKE_KEY, "RevokeKey", POLICY_OPERATOR, handle_not_implemented },
@@ -458,7 +610,8 @@ void dispatch_frame(agent *a, agent_conn *c, const uint8_t *payload, size_t len)
                        h->name, role_name(h->access), (unsigned) server_conn_caller(c)->uid);
                 goto out;
         }
-        h->handle(a, c, h, req);
+        if (h->handle(a, c, h, req))
+                return; /* the handler keeps req */
 out:
         provsign__request__free_unpacked(req, NULL);
 }

@@ -12,8 +12,10 @@
 
 #include "build-config.h"
 #include "config.h"
+#include "events.h"
 #include "log.h"
 #include "pin.h"
+#include "refusals.h"
 #include "server.h"
 
 static void usage(FILE *f) {
@@ -102,7 +104,14 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "%s: %s\n", a.config->path, err ? err : strerror(-r));
                 goto fail;
         }
-        r = registry_ensure_keys(&a.registry, a.store, a.config, &err);
+        r = audit_open(a.config, a.store, &a.audit, &err);
+        if (r < 0) {
+                fprintf(stderr, "%s\n", err ? err : strerror(-r));
+                goto fail;
+        }
+        agent_audit_lifecycle(&a, PROVSIGN__AUDIT_EVENT__AGENT_START, "provsign-agent " PROVSIGN_VERSION " started");
+        agent_audit_policy_load(&a, a.config->path, PROVSIGN__STATUS__OK, "loaded at start");
+        r = registry_ensure_keys(&a.registry, a.store, a.config, a.audit, &err);
         if (r < 0) {
                 fprintf(stderr, "%s: %s\n", a.config->path, err ? err : strerror(-r));
                 goto fail;
@@ -125,6 +134,13 @@ int main(int argc, char **argv) {
         r = server_run(&a);
         server_abandon_jobs(&a, workers_stop(a.workers));
         a.workers = NULL;
+        refusals_tick(&a, true);
+        agent_audit_lifecycle(&a, PROVSIGN__AUDIT_EVENT__AGENT_STOP, "provsign-agent stopped");
+        audit_close(a.audit); /* commits what is pending: one last sync */
+        a.audit = NULL;
+        /* Replies still waiting after the grace period are not sent: their
+         * connections close with the server. */
+        dispatch_abandon_parked(&a);
         log_notice("provsign-agent stopped");
         server_free(a.server);
         registry_done(&a.registry);
@@ -135,6 +151,7 @@ int main(int argc, char **argv) {
 fail:
         free(err);
         server_abandon_jobs(&a, workers_stop(a.workers));
+        audit_close(a.audit);
         server_free(a.server);
         registry_done(&a.registry);
         keys_store_free(a.store);

@@ -59,7 +59,8 @@ const agent_key_entry *registry_find_id(const agent_registry *reg, const char *h
         return NULL;
 }
 
-int registry_ensure_keys(agent_registry *reg, keys_store *store, const agent_config *cfg, char **ret_error) {
+int registry_ensure_keys(agent_registry *reg, keys_store *store, const agent_config *cfg, agent_audit *audit,
+                         char **ret_error) {
         int r = registry_rebuild(reg, store);
         if (r < 0)
                 return r;
@@ -76,6 +77,20 @@ int registry_ensure_keys(agent_registry *reg, keys_store *store, const agent_con
                         return r;
                 log_notice("generated key %s (%s) for principal %s", keys_key_id_hex(k), proto_key_algorithm_name(alg),
                            p->name);
+                size_t spki_len;
+                const uint8_t *spki = keys_key_spki(k, &spki_len);
+                Provsign__AuditEntry e = PROVSIGN__AUDIT_ENTRY__INIT;
+                e.event = PROVSIGN__AUDIT_EVENT__KEY_CREATE;
+                e.principal = p->name;
+                e.keyid = (char *) keys_key_id_hex(k);
+                e.generation = 1;
+                e.algorithm = (Provsign__KeyAlgorithm) alg;
+                e.public_key_der.data = (uint8_t *) spki;
+                e.public_key_der.len = spki_len;
+                uint64_t seq;
+                r = audit_append(audit, &e, &seq, NULL, NULL);
+                if (r < 0)
+                        return r;
         }
         return registry_rebuild(reg, store);
 }

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit.h"
 #include "config.h"
 #include "keystore.h"
 
@@ -33,6 +34,8 @@ const agent_key_entry *registry_active(const agent_registry *reg, const char *pr
 const agent_key_entry *registry_find_id(const agent_registry *reg, const char *hex);
 
 /* registry_ensure_keys: generates generation 1 in the token for every
- * configured principal that has no key yet (and logs each), then rebuilds.
- * 0, or a negative errno with *ret_error set. */
-int registry_ensure_keys(agent_registry *reg, keys_store *store, const agent_config *cfg, char **ret_error);
+ * configured principal that has no key yet (a KEY_CREATE entry in the audit
+ * log for each, and a journal line), then rebuilds. 0, or a negative errno
+ * with *ret_error set. */
+int registry_ensure_keys(agent_registry *reg, keys_store *store, const agent_config *cfg, agent_audit *audit,
+                         char **ret_error);

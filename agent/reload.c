@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "events.h"
 #include "log.h"
 #include "server.h"
 
@@ -19,6 +20,8 @@ int agent_reload(agent *a) {
         int r = agent_config_load(a->config->path, &next, &err);
         if (r < 0) {
                 log_error("config reload refused, keeping the running policy: %s", err ? err : "out of memory");
+                agent_audit_policy_load(a, a->config->path, PROVSIGN__STATUS__INVALID_ARGUMENT,
+                                        err ? err : "out of memory");
                 free(err);
                 return r;
         }
@@ -35,7 +38,7 @@ int agent_reload(agent *a) {
 
         /* New principals get their first key before the policy that names them
          * is live, so a Sign for them never sees NO_ACTIVE_KEY. */
-        r = registry_ensure_keys(&a->registry, a->store, next, &err);
+        r = registry_ensure_keys(&a->registry, a->store, next, a->audit, &err);
         if (r < 0) {
                 log_error("config reload refused, keeping the running policy: %s", err ? err : "key generation failed");
                 free(err);
@@ -45,5 +48,6 @@ int agent_reload(agent *a) {
         agent_config_free(a->config);
         a->config = next;
         log_notice("config reloaded from %s: %zu principals", next->path, next->n_principals);
+        agent_audit_policy_load(a, next->path, PROVSIGN__STATUS__OK, "reloaded on SIGHUP");
         return 0;
 }

@@ -17,12 +17,13 @@
 
 #include "frame.h"
 #include "log.h"
+#include "refusals.h"
 #include "server.h"
 
 #define READ_CHUNK 4096u
 #define SHUTDOWN_GRACE_MS 10000u
 
-enum source_kind { SOURCE_LISTEN, SOURCE_WORKERS, SOURCE_SIGNAL, SOURCE_CONN };
+enum source_kind { SOURCE_LISTEN, SOURCE_WORKERS, SOURCE_SIGNAL, SOURCE_AUDIT, SOURCE_CONN };
 
 struct source {
         enum source_kind kind;
@@ -51,7 +52,7 @@ struct agent_server {
         char *socket_path;       /* set when we created it (unlinked at exit) */
         int epfd;
         int sigfd;
-        struct source listen_src, workers_src, signal_src;
+        struct source listen_src, workers_src, signal_src, audit_src;
         agent_conn *conns;
         agent_conn *graveyard;   /* closed, freed at the end of the loop turn */
         size_t n_conns;
@@ -146,6 +147,7 @@ int server_open(agent *a, char **ret_error) {
         s->listen_src.kind = SOURCE_LISTEN;
         s->workers_src.kind = SOURCE_WORKERS;
         s->signal_src.kind = SOURCE_SIGNAL;
+        s->audit_src.kind = SOURCE_AUDIT;
         a->server = s;
 
         int n = sd_listen_fds(1);
@@ -288,20 +290,29 @@ void server_submit(agent *a, agent_conn *c, agent_conn_job *job) {
         workers_submit(a->workers, &job->base);
 }
 
+void server_resume_job(agent *a, agent_conn_job *job) {
+        agent_conn *c = job->conn;
+        if (c->dead) {
+                c->busy = false;
+                a->server->busy_conns--;
+                (void) job->complete(a, NULL, job);
+                conn_free(c);
+                return;
+        }
+        /* Not busy while complete() replies (so the reply re-arms reading);
+         * busy again if it keeps the job. */
+        c->busy = false;
+        a->server->busy_conns--;
+        if (!job->complete(a, c, job)) {
+                c->busy = true;
+                a->server->busy_conns++;
+        }
+}
+
 static void complete_jobs(agent *a, agent_job *list) {
         while (list) {
                 agent_job *next = list->next;
-                agent_conn_job *job = (agent_conn_job *) list;
-                agent_conn *c = job->conn;
-                c->busy = false;
-                a->server->busy_conns--;
-                if (c->dead) {
-                        job->complete(a, NULL, job);
-                        conn_free(c);
-                } else {
-                        job->complete(a, c, job);
-                        /* The reply may have closed c; only touch it if it lives. */
-                }
+                server_resume_job(a, (agent_conn_job *) list);
                 list = next;
         }
 }
@@ -517,6 +528,9 @@ static int setup_loop(agent *a) {
         e.data.ptr = &s->signal_src;
         if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->sigfd, &e) < 0)
                 return -errno;
+        e.data.ptr = &s->audit_src;
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, audit_fd(a->audit), &e) < 0)
+                return -errno;
         return 0;
 }
 
@@ -572,6 +586,11 @@ int server_run(agent *a) {
                         case SOURCE_SIGNAL:
                                 handle_signals(a);
                                 break;
+                        case SOURCE_AUDIT:
+                                audit_ack(a->audit);
+                                dispatch_audit_progress(a);
+                                resume_idle_conns(a);
+                                break;
                         case SOURCE_CONN: {
                                 agent_conn *c = (agent_conn *) src;
                                 if (c->fd < 0)
@@ -587,6 +606,7 @@ int server_run(agent *a) {
                 uint64_t now = agent_monotonic_ms();
                 if (now - last_sweep >= 1000) {
                         sweep_timeouts(a);
+                        refusals_tick(a, false);
                         last_sweep = now;
                 }
                 bury_closed(s);
@@ -605,7 +625,7 @@ void server_abandon_jobs(agent *a, agent_job *list) {
                 agent_conn *c = job->conn;
                 c->busy = false;
                 a->server->busy_conns--;
-                job->complete(a, NULL, job);
+                (void) job->complete(a, NULL, job);
                 if (c->dead)
                         conn_free(c);
                 list = next;

@@ -12,14 +12,18 @@
 typedef struct agent_conn agent_conn;
 
 /* A job on behalf of one connection. The conn is busy (reads nothing more)
- * until the job comes back; complete() then runs on the main thread and
- * must send exactly one reply with server_reply(). If the connection died
+ * until the job is finished. When the worker is done, complete() runs on the
+ * main thread and either sends exactly one reply with server_reply() and
+ * returns true (the job is finished and freed), or keeps the job (returns
+ * false: e.g. waiting for its audit entry to be durable) and later calls
+ * server_resume_job() to run complete() again. If the connection died
  * meanwhile, complete() is called with c == NULL to free the job only. */
 typedef struct agent_conn_job agent_conn_job;
 struct agent_conn_job {
         agent_job base;
-        void (*complete)(agent *a, agent_conn *c, agent_conn_job *job);
+        bool (*complete)(agent *a, agent_conn *c, agent_conn_job *job);
         agent_conn *conn;
+        agent_conn_job *next_parked;
 };
 
 /* server_open: takes the socket from systemd (sd_listen_fds) or creates
@@ -30,6 +34,17 @@ int server_open(agent *a, char **ret_error);
 /* server_run: serves until SIGTERM/SIGINT, then finishes in-flight requests.
  * SIGHUP reloads the config (agent_reload). 0 or a negative errno. */
 int server_run(agent *a);
+
+/* server_resume_job: runs a kept job's complete() again. */
+void server_resume_job(agent *a, agent_conn_job *job);
+
+/* Implemented in dispatch.c: the audit log made progress (entries durable,
+ * or the log failed): answer the Sign requests that waited for it. */
+void dispatch_audit_progress(agent *a);
+
+/* Implemented in dispatch.c: at shutdown, drops the Sign replies still
+ * waiting for the log (no reply is sent). */
+void dispatch_abandon_parked(agent *a);
 
 /* server_abandon_jobs: at shutdown, frees jobs that came back after the
  * loop ended (their connections get no reply). */

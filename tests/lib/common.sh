@@ -106,6 +106,7 @@ write_config() {
                 echo "token_label = provsign"
                 echo "pin_file = $T/tok/pin"
                 echo "read_timeout = 2s"
+                echo "log_origin = provsign.test/it"
                 for l in "$@"; do echo "$l"; done
                 echo
                 echo "[principal ci-release]"

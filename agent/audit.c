@@ -1,0 +1,686 @@
+#include <dirent.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/sha.h>
+
+#include "audit.h"
+#include "frame.h"
+#include "log.h"
+#include "merkle.h"
+#include "names.h"
+#include "note.h"
+#include "record.h"
+
+#define SEGMENT_MAX (64u * 1024u * 1024u)
+#define SEGMENT_SUFFIX ".seg"
+#define LOG_KEY_OWNER "log"
+
+struct agent_audit {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        pthread_t committer;
+        bool committer_started;
+        bool stopping;
+        bool failed;
+
+        char *dir;               /* <state_dir>/log */
+        int dir_fd;
+        int seg_fd;              /* current segment, append only */
+        uint64_t seg_size;
+        char *origin;
+
+        keys_store *store;
+        keys_key *log_key;
+        uint8_t log_key_hash[4];
+        char *verifier_key;
+
+        proto_merkle_tree *tree; /* leaves [0, next_seq) */
+        uint64_t next_seq;       /* under lock */
+        uint64_t committed;      /* durable and checkpointed, under lock */
+        char *checkpoint;        /* note for size `committed`, under lock */
+        uint64_t syncs;
+
+        uint8_t *pending;        /* records not yet written, under lock */
+        size_t pending_len, pending_cap;
+
+        int efd;                 /* wakes the main loop */
+};
+
+static int errorf(char **ret_error, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int errorf(char **ret_error, int r, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        if (vasprintf(ret_error, fmt, ap) < 0)
+                *ret_error = NULL;
+        va_end(ap);
+        return r;
+}
+
+static int64_t now_us(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- Checkpoints ---- */
+
+static int sign_checkpoint(agent_audit *a, uint64_t size, const uint8_t root[32], char **ret_note) {
+        char *body = NULL;
+        int r = proto_checkpoint_format(a->origin, size, root, &body);
+        if (r < 0)
+                return r;
+        uint8_t digest[32], sig[KEYS_MAX_SIGNATURE];
+        size_t sig_len;
+        SHA256((const uint8_t *) body, strlen(body), digest);
+        r = keys_sign(a->store, a->log_key, digest, sizeof digest, sig, &sig_len);
+        if (r >= 0)
+                r = proto_note_assemble(body, a->origin, a->log_key_hash, sig, sig_len, ret_note);
+        free(body);
+        return r;
+}
+
+/* ---- Writing ---- */
+
+static int open_segment(agent_audit *a, uint64_t first_seq) {
+        char name[64];
+        snprintf(name, sizeof name, "%020" PRIu64 SEGMENT_SUFFIX, first_seq);
+        int fd = openat(a->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
+        /* The new name must be durable too, or a crash could lose the file. */
+        if (fsync(a->dir_fd) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        if (a->seg_fd >= 0)
+                close(a->seg_fd);
+        a->seg_fd = fd;
+        a->seg_size = 0;
+        return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n) {
+        while (n > 0) {
+                ssize_t k = write(fd, p, n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        return -EIO;
+                p += k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
+
+static int write_batch(agent_audit *a, const uint8_t *buf, size_t len, uint64_t first_seq) {
+        int r;
+        if (a->seg_fd < 0 || a->seg_size >= SEGMENT_MAX) {
+                r = open_segment(a, first_seq);
+                if (r < 0)
+                        return r;
+        }
+        r = write_all(a->seg_fd, buf, len);
+        if (r < 0)
+                return r;
+        a->seg_size += len;
+        if (fdatasync(a->seg_fd) < 0)
+                return -errno;
+        return 0;
+}
+
+static void wake_main(agent_audit *a) {
+        uint64_t one = 1;
+        (void) !write(a->efd, &one, sizeof one);
+}
+
+static void *committer_main(void *arg) {
+        agent_audit *a = arg;
+        uint8_t *batch = NULL;
+        size_t batch_cap = 0;
+
+        pthread_mutex_lock(&a->lock);
+        for (;;) {
+                while (!a->pending_len && !a->stopping)
+                        pthread_cond_wait(&a->cond, &a->lock);
+                if (!a->pending_len)
+                        break; /* stopping, nothing left */
+                /* Swap buffers: appenders go on filling a fresh one. */
+                uint8_t *tmp = a->pending;
+                size_t len = a->pending_len, cap = a->pending_cap;
+                a->pending = batch;
+                a->pending_cap = batch_cap;
+                a->pending_len = 0;
+                batch = tmp;
+                batch_cap = cap;
+                uint64_t first = a->committed, end = a->next_seq;
+                uint8_t root[32];
+                int r = proto_merkle_tree_root_at(a->tree, end, root);
+                pthread_mutex_unlock(&a->lock);
+
+                if (r >= 0)
+                        r = write_batch(a, batch, len, first);
+                char *note = NULL;
+                if (r >= 0)
+                        r = sign_checkpoint(a, end, root, &note);
+
+                pthread_mutex_lock(&a->lock);
+                if (r < 0) {
+                        if (!a->failed)
+                                log_error("audit log: committing entries %" PRIu64 "..%" PRIu64
+                                          " failed (%s); signing stops until the agent is restarted",
+                                          first, end - 1, strerror(-r));
+                        a->failed = true;
+                        free(note);
+                } else {
+                        free(a->checkpoint);
+                        a->checkpoint = note;
+                        a->committed = end;
+                        a->syncs++;
+                }
+                wake_main(a);
+                if (a->failed)
+                        break;
+        }
+        pthread_mutex_unlock(&a->lock);
+        free(batch);
+        return NULL;
+}
+
+int audit_append(agent_audit *a, Provsign__AuditEntry *e, uint64_t *ret_seq, uint8_t **ret_leaf,
+                 size_t *ret_leaf_len) {
+        uint8_t *leaf = NULL;
+        int r;
+
+        pthread_mutex_lock(&a->lock);
+        if (a->failed || a->stopping) {
+                r = -EIO;
+                goto out;
+        }
+        e->seq = a->next_seq;
+        e->time_us = now_us();
+        size_t n = protobuf_c_message_get_packed_size(&e->base);
+        if (n == 0 || n > PROTO_RECORD_MAX_ENTRY) {
+                r = -EMSGSIZE;
+                goto out;
+        }
+        size_t need = proto_record_size(n);
+        if (a->pending_cap - a->pending_len < need) {
+                size_t cap = a->pending_cap ? a->pending_cap * 2 : 64 * 1024;
+                while (cap - a->pending_len < need)
+                        cap *= 2;
+                uint8_t *p = realloc(a->pending, cap);
+                if (!p) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                a->pending = p;
+                a->pending_cap = cap;
+        }
+        /* Pack straight into the record's payload position. */
+        uint8_t *rec = a->pending + a->pending_len;
+        protobuf_c_message_pack(&e->base, rec + PROTO_RECORD_HEADER);
+        size_t rec_len;
+        r = proto_record_encode(rec + PROTO_RECORD_HEADER, n, rec, a->pending_cap - a->pending_len, &rec_len);
+        if (r < 0)
+                goto out;
+        uint8_t leaf_hash[32];
+        proto_merkle_leaf_hash(rec + PROTO_RECORD_HEADER, n, leaf_hash);
+        r = proto_merkle_tree_append(a->tree, leaf_hash);
+        if (r < 0)
+                goto out;
+        if (ret_leaf) {
+                leaf = malloc(n);
+                if (!leaf) {
+                        /* The entry is in the tree already; keep the log
+                         * consistent and report the allocation failure. */
+                        r = -ENOMEM;
+                }
+                else
+                        memcpy(leaf, rec + PROTO_RECORD_HEADER, n);
+        }
+        a->pending_len += rec_len;
+        *ret_seq = a->next_seq++;
+        pthread_cond_signal(&a->cond);
+        if (ret_leaf && leaf) {
+                *ret_leaf = leaf;
+                *ret_leaf_len = n;
+        }
+out:
+        pthread_mutex_unlock(&a->lock);
+        return r;
+}
+
+/* ---- Reading the log back at start ---- */
+
+static int read_file(int dir_fd, const char *name, uint8_t **ret, size_t *ret_len) {
+        int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        struct stat st;
+        if (fstat(fd, &st) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        size_t len = (size_t) st.st_size;
+        uint8_t *buf = malloc(len ? len : 1);
+        if (!buf) {
+                close(fd);
+                return -ENOMEM;
+        }
+        size_t off = 0;
+        while (off < len) {
+                ssize_t k = read(fd, buf + off, len - off);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0) {
+                        int r = k < 0 ? -errno : -EIO;
+                        free(buf);
+                        close(fd);
+                        return r;
+                }
+                off += (size_t) k;
+        }
+        close(fd);
+        *ret = buf;
+        *ret_len = len;
+        return 0;
+}
+
+static int segment_filter(const struct dirent *d) {
+        size_t n = strlen(d->d_name);
+        return n == 20 + strlen(SEGMENT_SUFFIX) && strcmp(d->d_name + 20, SEGMENT_SUFFIX) == 0;
+}
+
+static const char *record_error(int r) {
+        switch (r) {
+        case -EBADMSG:
+                return "truncated record";
+        case -EOVERFLOW:
+                return "impossible record length";
+        case -EILSEQ:
+                return "CRC32C mismatch";
+        default:
+                return strerror(-r);
+        }
+}
+
+/* Replays one segment into the tree. A bad record at the very end of the
+ * last segment is a torn write: cut it (and say so). Anywhere else it is
+ * corruption: refuse, naming the file and offset. */
+static int replay_segment(agent_audit *a, const char *name, bool last, char **ret_error) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        int r = read_file(a->dir_fd, name, &buf, &len);
+        if (r < 0)
+                return errorf(ret_error, r, "%s/%s: %s", a->dir, name, strerror(-r));
+
+        uint64_t first = strtoull(name, NULL, 10);
+        if (first != a->next_seq) {
+                free(buf);
+                return errorf(ret_error, -EBADMSG, "%s/%s: segment starts at entry %" PRIu64 ", expected %" PRIu64,
+                              a->dir, name, first, a->next_seq);
+        }
+        proto_cursor c = proto_cursor_make(buf, len);
+        for (;;) {
+                const uint8_t *entry;
+                size_t n;
+                r = proto_record_next(&c, &entry, &n);
+                if (r == -ENODATA)
+                        break;
+                size_t off = len - c.len;
+                if (r < 0) {
+                        bool torn = false;
+                        if (last && r == -EBADMSG)
+                                torn = true; /* runs past the end of the file */
+                        if (last && r == -EILSEQ && c.len >= 4 &&
+                            proto_record_size(proto_get_u32be(c.p)) == c.len)
+                                torn = true; /* the final record, half written */
+                        if (!torn) {
+                                free(buf);
+                                return errorf(ret_error, -EBADMSG,
+                                              "%s/%s: corrupt audit log at offset %zu (entry %" PRIu64
+                                              "): %s; refusing to start",
+                                              a->dir, name, off, a->next_seq, record_error(r));
+                        }
+                        int fd = openat(a->dir_fd, name, O_WRONLY | O_CLOEXEC);
+                        if (fd < 0 || ftruncate(fd, (off_t) off) < 0 || fsync(fd) < 0) {
+                                r = -errno;
+                                if (fd >= 0)
+                                        close(fd);
+                                free(buf);
+                                return errorf(ret_error, r, "%s/%s: cannot cut the torn tail: %s", a->dir, name,
+                                              strerror(-r));
+                        }
+                        close(fd);
+                        log_notice("audit log: cut a torn record at %s/%s offset %zu (%zu bytes, %s)", a->dir, name,
+                                   off, len - off, record_error(r));
+                        len = off;
+                        break;
+                }
+                Provsign__AuditEntry *e = provsign__audit_entry__unpack(NULL, n, entry);
+                bool ok = e && e->seq == a->next_seq;
+                if (e)
+                        provsign__audit_entry__free_unpacked(e, NULL);
+                if (!ok) {
+                        free(buf);
+                        return errorf(ret_error, -EBADMSG,
+                                      "%s/%s: corrupt audit log at offset %zu: entry %" PRIu64 " %s; refusing to start",
+                                      a->dir, name, off - proto_record_size(n), a->next_seq,
+                                      e ? "has the wrong sequence number" : "does not decode");
+                }
+                uint8_t h[32];
+                proto_merkle_leaf_hash(entry, n, h);
+                r = proto_merkle_tree_append(a->tree, h);
+                if (r < 0) {
+                        free(buf);
+                        return r;
+                }
+                a->next_seq++;
+        }
+        free(buf);
+        if (last) {
+                a->seg_fd = openat(a->dir_fd, name, O_WRONLY | O_APPEND | O_CLOEXEC);
+                if (a->seg_fd < 0)
+                        return errorf(ret_error, -errno, "%s/%s: %s", a->dir, name, strerror(errno));
+                a->seg_size = len;
+        }
+        return 0;
+}
+
+static int replay(agent_audit *a, char **ret_error) {
+        struct dirent **list = NULL;
+        int n = scandir(a->dir, &list, segment_filter, alphasort);
+        if (n < 0)
+                return errorf(ret_error, -errno, "%s: %s", a->dir, strerror(errno));
+        int r = 0;
+        for (int i = 0; i < n && r >= 0; i++)
+                r = replay_segment(a, list[i]->d_name, i == n - 1, ret_error);
+        for (int i = 0; i < n; i++)
+                free(list[i]);
+        free(list);
+        return r;
+}
+
+/* ---- Opening ---- */
+
+static int find_or_create_log_key(agent_audit *a, bool *ret_created, char **ret_error) {
+        keys_key *best = NULL;
+        uint32_t best_gen = 0;
+        for (size_t i = 0; i < keys_store_count(a->store); i++) {
+                keys_key *k = keys_store_get(a->store, i);
+                char owner[65];
+                uint32_t gen;
+                if (keys_label_parse(keys_key_label(k), owner, sizeof owner, &gen) < 0 ||
+                    strcmp(owner, LOG_KEY_OWNER) != 0)
+                        continue;
+                if (keys_key_algorithm(k) != PROVSIGN__KEY_ALGORITHM__ECDSA_P256)
+                        continue; /* note signatures of type 0x02 are ECDSA P-256 */
+                if (gen > best_gen) {
+                        best = k;
+                        best_gen = gen;
+                }
+        }
+        *ret_created = false;
+        if (!best) {
+                int r = keys_generate(a->store, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/log/1", &best,
+                                      ret_error);
+                if (r < 0)
+                        return r;
+                *ret_created = true;
+        }
+        a->log_key = best;
+        size_t spki_len;
+        const uint8_t *spki = keys_key_spki(best, &spki_len);
+        int r = proto_note_key_hash(spki, spki_len, a->log_key_hash);
+        if (r < 0)
+                return r;
+        return proto_note_verifier_key(a->origin, spki, spki_len, &a->verifier_key);
+}
+
+/* The log is only as trustworthy as its directory: nobody but the agent may
+ * write there. */
+static int check_dir(const char *path, char **ret_error) {
+        struct stat st;
+        if (stat(path, &st) < 0)
+                return errorf(ret_error, -errno, "state_dir %s: %s", path, strerror(errno));
+        if (!S_ISDIR(st.st_mode))
+                return errorf(ret_error, -ENOTDIR, "state_dir %s is not a directory", path);
+        if (st.st_mode & 0022)
+                return errorf(ret_error, -EPERM, "state_dir %s is group- or world-writable (mode %04o); refusing",
+                              path, (unsigned) (st.st_mode & 07777));
+        return 0;
+}
+
+int audit_open(const agent_config *cfg, keys_store *store, agent_audit **ret, char **ret_error) {
+        int r;
+        if (!cfg->log_origin)
+                return errorf(ret_error, -EINVAL,
+                              "%s: log_origin is required in [agent] (it names this log in its checkpoints)", cfg->path);
+        r = check_dir(cfg->state_dir, ret_error);
+        if (r < 0)
+                return r;
+
+        agent_audit *a = calloc(1, sizeof *a);
+        if (!a)
+                return -ENOMEM;
+        pthread_mutex_init(&a->lock, NULL);
+        pthread_cond_init(&a->cond, NULL);
+        a->dir_fd = a->seg_fd = a->efd = -1;
+        a->store = store;
+        if (asprintf(&a->dir, "%s/log", cfg->state_dir) < 0) {
+                a->dir = NULL;
+                r = -ENOMEM;
+                goto fail;
+        }
+        a->origin = strdup(cfg->log_origin);
+        if (!a->origin) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        if (mkdir(a->dir, 0700) < 0 && errno != EEXIST) {
+                r = errorf(ret_error, -errno, "cannot create %s: %s", a->dir, strerror(errno));
+                goto fail;
+        }
+        r = check_dir(a->dir, ret_error);
+        if (r < 0)
+                goto fail;
+        a->dir_fd = open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        a->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (a->dir_fd < 0 || a->efd < 0) {
+                r = errorf(ret_error, -errno, "%s: %s", a->dir, strerror(errno));
+                goto fail;
+        }
+        r = proto_merkle_tree_new(&a->tree);
+        if (r < 0)
+                goto fail;
+
+        r = replay(a, ret_error);
+        if (r < 0)
+                goto fail;
+        a->committed = a->next_seq;
+
+        bool created;
+        r = find_or_create_log_key(a, &created, ret_error);
+        if (r < 0)
+                goto fail;
+        /* A fresh checkpoint for what is on disk, before anything new. */
+        uint8_t root[32];
+        r = proto_merkle_tree_root_at(a->tree, a->committed, root);
+        if (r >= 0)
+                r = sign_checkpoint(a, a->committed, root, &a->checkpoint);
+        if (r < 0) {
+                r = errorf(ret_error, r, "cannot sign a checkpoint with the log key: %s", strerror(-r));
+                goto fail;
+        }
+        r = -pthread_create(&a->committer, NULL, committer_main, a);
+        if (r < 0)
+                goto fail;
+        a->committer_started = true;
+
+        if (created) {
+                size_t spki_len;
+                const uint8_t *spki = keys_key_spki(a->log_key, &spki_len);
+                Provsign__AuditEntry e = PROVSIGN__AUDIT_ENTRY__INIT;
+                e.event = PROVSIGN__AUDIT_EVENT__KEY_CREATE;
+                e.principal = (char *) LOG_KEY_OWNER;
+                e.keyid = (char *) keys_key_id_hex(a->log_key);
+                e.generation = 1;
+                e.algorithm = PROVSIGN__KEY_ALGORITHM__ECDSA_P256;
+                e.public_key_der.data = (uint8_t *) spki;
+                e.public_key_der.len = spki_len;
+                e.message = (char *) "log key";
+                uint64_t seq;
+                r = audit_append(a, &e, &seq, NULL, NULL);
+                if (r < 0)
+                        goto fail;
+                log_notice("generated log key %s", keys_key_id_hex(a->log_key));
+        }
+        log_info("audit log %s: %" PRIu64 " entries", a->dir, a->committed);
+        *ret = a;
+        return 0;
+fail:
+        audit_close(a);
+        return r;
+}
+
+void audit_close(agent_audit *a) {
+        if (!a)
+                return;
+        if (a->committer_started) {
+                pthread_mutex_lock(&a->lock);
+                a->stopping = true;
+                pthread_cond_signal(&a->cond);
+                pthread_mutex_unlock(&a->lock);
+                pthread_join(a->committer, NULL);
+        }
+        if (a->seg_fd >= 0)
+                close(a->seg_fd);
+        if (a->dir_fd >= 0)
+                close(a->dir_fd);
+        if (a->efd >= 0)
+                close(a->efd);
+        proto_merkle_tree_free(a->tree);
+        free(a->pending);
+        free(a->checkpoint);
+        free(a->verifier_key);
+        free(a->origin);
+        free(a->dir);
+        pthread_mutex_destroy(&a->lock);
+        pthread_cond_destroy(&a->cond);
+        free(a);
+}
+
+int audit_fd(const agent_audit *a) {
+        return a->efd;
+}
+
+void audit_ack(agent_audit *a) {
+        uint64_t v;
+        (void) !read(a->efd, &v, sizeof v);
+}
+
+uint64_t audit_committed(agent_audit *a) {
+        pthread_mutex_lock(&a->lock);
+        uint64_t c = a->committed;
+        pthread_mutex_unlock(&a->lock);
+        return c;
+}
+
+bool audit_failed(agent_audit *a) {
+        pthread_mutex_lock(&a->lock);
+        bool f = a->failed;
+        pthread_mutex_unlock(&a->lock);
+        return f;
+}
+
+uint64_t audit_syncs(agent_audit *a) {
+        pthread_mutex_lock(&a->lock);
+        uint64_t s = a->syncs;
+        pthread_mutex_unlock(&a->lock);
+        return s;
+}
+
+int audit_checkpoint(agent_audit *a, char **ret_note, uint64_t *ret_size) {
+        pthread_mutex_lock(&a->lock);
+        char *n = strdup(a->checkpoint);
+        uint64_t size = a->committed;
+        pthread_mutex_unlock(&a->lock);
+        if (!n)
+                return -ENOMEM;
+        *ret_note = n;
+        *ret_size = size;
+        return 0;
+}
+
+void audit_receipt_done(Provsign__Receipt *r) {
+        for (size_t i = 0; i < r->n_inclusion_proof; i++)
+                free(r->inclusion_proof[i].data);
+        free(r->inclusion_proof);
+        if (r->checkpoint != protobuf_c_empty_string)
+                free(r->checkpoint);
+        provsign__receipt__init(r);
+}
+
+int audit_receipt(agent_audit *a, uint64_t seq, int64_t time_us, const uint8_t *leaf, size_t leaf_len,
+                  Provsign__Receipt *r) {
+        uint8_t proof[PROTO_MERKLE_MAX_PROOF][32];
+        size_t n = 0;
+        provsign__receipt__init(r);
+        pthread_mutex_lock(&a->lock);
+        uint64_t size = a->committed;
+        int ret = seq < size ? proto_merkle_tree_inclusion_proof(a->tree, seq, size, proof, &n) : -EAGAIN;
+        char *note = ret >= 0 ? strdup(a->checkpoint) : NULL;
+        pthread_mutex_unlock(&a->lock);
+        if (ret < 0)
+                return ret;
+        if (!note)
+                return -ENOMEM;
+        r->log_seq = seq;
+        r->log_time_us = time_us;
+        r->leaf.data = (uint8_t *) leaf;
+        r->leaf.len = leaf_len;
+        r->tree_size = size;
+        r->checkpoint = note;
+        r->inclusion_proof = calloc(n ? n : 1, sizeof *r->inclusion_proof);
+        if (!r->inclusion_proof) {
+                audit_receipt_done(r);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                r->inclusion_proof[i].data = malloc(32);
+                if (!r->inclusion_proof[i].data) {
+                        r->n_inclusion_proof = i;
+                        audit_receipt_done(r);
+                        return -ENOMEM;
+                }
+                memcpy(r->inclusion_proof[i].data, proof[i], 32);
+                r->inclusion_proof[i].len = 32;
+        }
+        r->n_inclusion_proof = n;
+        return 0;
+}
+
+const keys_key *audit_log_key(const agent_audit *a) {
+        return a->log_key;
+}
+const char *audit_verifier_key(const agent_audit *a) {
+        return a->verifier_key;
+}
+const char *audit_origin(const agent_audit *a) {
+        return a->origin;
+}

@@ -1,0 +1,67 @@
+/* The write-ahead, tamper-evident audit log (DESIGN.md "The audit log").
+ *
+ * Entries are protobuf AuditEntry messages, stored as records (proto/record.h)
+ * in segment files under <state_dir>/log, and hashed into an RFC 9162 Merkle
+ * tree kept in memory (rebuilt from the records at start). A committer thread
+ * writes what was appended, fdatasyncs once for the whole group, signs one
+ * checkpoint (C2SP note, log key in the token) for the group and then wakes
+ * the main thread through audit_fd(). A Sign reply waits for that: a
+ * signature never leaves the agent before its entry is durable.
+ *
+ * Threads: audit_append() may be called from any thread. Everything else is
+ * for the main thread. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "keystore.h"
+#include "provsign.pb-c.h"
+
+typedef struct agent_audit agent_audit;
+
+/* audit_open: opens (creating if needed) the log under cfg->state_dir,
+ * cuts a torn tail (logged), refuses corruption elsewhere (*ret_error names
+ * the file and offset), rebuilds the tree, finds or creates the log key
+ * (CKA_LABEL provsign/log/<gen>) and starts the committer. */
+int audit_open(const agent_config *cfg, keys_store *store, agent_audit **ret, char **ret_error);
+
+/* audit_close: commits what is pending (one last fdatasync and checkpoint),
+ * stops the committer, frees everything. Accepts NULL. */
+void audit_close(agent_audit *a);
+
+/* audit_fd: readable when entries became durable or the log failed; the
+ * main loop then calls audit_ack(). */
+int audit_fd(const agent_audit *a);
+void audit_ack(agent_audit *a);
+
+/* audit_append: stamps e->seq and e->time_us, encodes it and queues it for
+ * the next group commit. On success *ret_seq is its sequence number and,
+ * when ret_leaf is not NULL, *ret_leaf and *ret_leaf_len a malloc'd copy of the
+ * exact entry bytes (the caller frees). -EIO once the log has failed (it
+ * stays failed: signing fails closed), -EMSGSIZE, -ENOMEM. */
+int audit_append(agent_audit *a, Provsign__AuditEntry *e, uint64_t *ret_seq, uint8_t **ret_leaf,
+                 size_t *ret_leaf_len);
+
+/* audit_committed: entries with seq < this value are on disk and covered by
+ * the current checkpoint. */
+uint64_t audit_committed(agent_audit *a);
+bool audit_failed(agent_audit *a);
+
+/* audit_receipt: fills r (caller frees with audit_receipt_done) for a
+ * committed entry: inclusion proof and checkpoint of the current tree. */
+int audit_receipt(agent_audit *a, uint64_t seq, int64_t time_us, const uint8_t *leaf, size_t leaf_len,
+                  Provsign__Receipt *r);
+void audit_receipt_done(Provsign__Receipt *r);
+
+/* audit_checkpoint: the latest signed checkpoint note (caller frees). */
+int audit_checkpoint(agent_audit *a, char **ret_note, uint64_t *ret_size);
+
+/* The log key. Borrowed; live as long as a. */
+const keys_key *audit_log_key(const agent_audit *a);
+const char *audit_verifier_key(const agent_audit *a);
+const char *audit_origin(const agent_audit *a);
+
+/* Statistics for status and benchmarks. */
+uint64_t audit_syncs(agent_audit *a);

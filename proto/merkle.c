@@ -1,0 +1,678 @@
+/* RFC 9162 Merkle tree hashing: see merkle.h for the API, the storage choice
+ * and the compact range format. */
+#include <assert.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "merkle.h"
+
+#define HASH_LEN PROTO_MERKLE_HASH_LEN
+
+/* Level k holds subtrees of 2^k leaves; a size_t count of leaves has at most
+ * 64 bits, so 64 levels always suffice. */
+#define MAX_LEVELS 64u
+
+/* MTH({}) = SHA-256 of the empty string (RFC 9162 §2.1.1). */
+static const uint8_t empty_root[HASH_LEN] = {
+        0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+        0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+};
+
+/* RFC 9162 §2.1.1 domain separation: leaves and interior nodes can never
+ * hash alike. */
+#define PREFIX_LEAF 0x00
+#define PREFIX_NODE 0x01
+
+/* One SHA-256 implementation fetched once and one context reused for every
+ * hash of an operation: several times faster than a one-shot call per
+ * 65-byte node, which matters when a large log is rebuilt at start. */
+typedef struct hasher {
+        EVP_MD *md;
+        EVP_MD_CTX *ctx;
+} hasher;
+
+static void hasher_done(hasher *h) {
+        EVP_MD_CTX_free(h->ctx);
+        EVP_MD_free(h->md);
+        h->ctx = NULL;
+        h->md = NULL;
+}
+
+static int hasher_init(hasher *h) {
+        h->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+        h->ctx = EVP_MD_CTX_new();
+        if (!h->md || !h->ctx) {
+                hasher_done(h);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* out = SHA-256(prefix ‖ a ‖ b). out may alias a or b: the inputs are
+ * consumed before the digest is written. */
+static int hasher_digest(hasher *h, uint8_t prefix, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
+                         uint8_t out[HASH_LEN]) {
+        unsigned len = 0;
+
+        if (EVP_DigestInit_ex2(h->ctx, h->md, NULL) != 1 || EVP_DigestUpdate(h->ctx, &prefix, 1) != 1)
+                return -EIO;
+        if (alen > 0 && EVP_DigestUpdate(h->ctx, a, alen) != 1)
+                return -EIO;
+        if (blen > 0 && EVP_DigestUpdate(h->ctx, b, blen) != 1)
+                return -EIO;
+        if (EVP_DigestFinal_ex(h->ctx, out, &len) != 1 || len != HASH_LEN)
+                return -EIO;
+        return 0;
+}
+
+static int hasher_node(hasher *h, const uint8_t l[HASH_LEN], const uint8_t r[HASH_LEN], uint8_t out[HASH_LEN]) {
+        return hasher_digest(h, PREFIX_NODE, l, HASH_LEN, r, HASH_LEN, out);
+}
+
+int proto_merkle_leaf_hash(const uint8_t *entry, size_t len, uint8_t out[PROTO_MERKLE_HASH_LEN]) {
+        hasher h;
+        int r;
+
+        if (!entry && len > 0)
+                return -EINVAL;
+        r = hasher_init(&h);
+        if (r < 0)
+                return r;
+        r = hasher_digest(&h, PREFIX_LEAF, entry, len, NULL, 0, out);
+        hasher_done(&h);
+        return r;
+}
+
+int proto_merkle_node_hash(const uint8_t l[PROTO_MERKLE_HASH_LEN], const uint8_t r[PROTO_MERKLE_HASH_LEN],
+                           uint8_t out[PROTO_MERKLE_HASH_LEN]) {
+        hasher h;
+        int k;
+
+        k = hasher_init(&h);
+        if (k < 0)
+                return k;
+        k = hasher_node(&h, l, r, out);
+        hasher_done(&h);
+        return k;
+}
+
+/* Bit helpers; x > 0 where it matters. */
+static unsigned log2_floor(uint64_t x) {
+        assert(x > 0);
+        return 63u - (unsigned) __builtin_clzll(x);
+}
+
+static uint64_t lowbit(uint64_t x) {
+        return x & (~x + 1);
+}
+
+/* RFC 9162 §2.1.1: k is the largest power of two smaller than n (n >= 2). */
+static uint64_t split_point(uint64_t n) {
+        assert(n >= 2);
+        return UINT64_C(1) << log2_floor(n - 1);
+}
+
+typedef struct level {
+        uint8_t (*h)[HASH_LEN];
+        size_t n;
+        size_t cap;
+} level;
+
+/* Invariant: levels[k].n == size >> k, and levels[k].h[i] = MTH(D[i*2^k :
+ * (i+1)*2^k]); levels[0] are the leaf hashes themselves. */
+struct proto_merkle_tree {
+        level levels[MAX_LEVELS];
+        hasher hasher; /* for append only, so const readers share nothing */
+};
+
+int proto_merkle_tree_new(proto_merkle_tree **ret) {
+        proto_merkle_tree *t;
+        int r;
+
+        t = calloc(1, sizeof *t);
+        if (!t)
+                return -ENOMEM;
+        r = hasher_init(&t->hasher);
+        if (r < 0) {
+                free(t);
+                return r;
+        }
+        *ret = t;
+        return 0;
+}
+
+void proto_merkle_tree_free(proto_merkle_tree *t) {
+        if (!t)
+                return;
+        for (size_t k = 0; k < MAX_LEVELS; k++)
+                free(t->levels[k].h);
+        hasher_done(&t->hasher);
+        free(t);
+}
+
+uint64_t proto_merkle_tree_size(const proto_merkle_tree *t) {
+        return t->levels[0].n;
+}
+
+/* Room for one more hash, doubling (amortized O(1) copies per append). */
+static int level_reserve(level *l) {
+        size_t cap;
+        void *p;
+
+        if (l->n < l->cap)
+                return 0;
+        cap = l->cap > 0 ? l->cap : 64;
+        if (l->cap > 0) {
+                if (l->cap > SIZE_MAX / 2 / HASH_LEN)
+                        return -ENOMEM;
+                cap = l->cap * 2;
+        }
+        p = realloc(l->h, cap * HASH_LEN);
+        if (!p)
+                return -ENOMEM;
+        l->h = p;
+        l->cap = cap;
+        return 0;
+}
+
+int proto_merkle_tree_append(proto_merkle_tree *t, const uint8_t leaf_hash[PROTO_MERKLE_HASH_LEN]) {
+        uint8_t made[MAX_LEVELS][HASH_LEN];
+        size_t size = t->levels[0].n;
+        unsigned top;
+        int r;
+
+        /* The new leaf completes one aligned subtree per trailing zero bit of
+         * the new size: levels 1..top each gain one entry. */
+        if (size == SIZE_MAX)
+                return -ENOMEM;
+        top = (unsigned) __builtin_ctzll((uint64_t) size + 1);
+
+        /* Reserve first and hash into `made`, so any failure leaves the tree
+         * as it was. */
+        for (unsigned k = 0; k <= top; k++) {
+                r = level_reserve(&t->levels[k]);
+                if (r < 0)
+                        return r;
+        }
+        for (unsigned k = 1; k <= top; k++) {
+                const level *below = &t->levels[k - 1];
+                const uint8_t *right = k == 1 ? leaf_hash : made[k - 1];
+
+                r = hasher_node(&t->hasher, below->h[below->n - 1], right, made[k]);
+                if (r < 0)
+                        return r;
+        }
+
+        memcpy(t->levels[0].h[t->levels[0].n++], leaf_hash, HASH_LEN);
+        for (unsigned k = 1; k <= top; k++)
+                memcpy(t->levels[k].h[t->levels[k].n++], made[k], HASH_LEN);
+        return 0;
+}
+
+/* MTH(D[start : start + 2^k]) of a stored complete, aligned subtree. */
+static const uint8_t *perfect(const proto_merkle_tree *t, unsigned k, uint64_t start) {
+        assert(k < MAX_LEVELS);
+        assert(start % (UINT64_C(1) << k) == 0);
+        assert((start >> k) < t->levels[k].n);
+        return t->levels[k].h[start >> k];
+}
+
+/* MTH(D[s:e]) for s < e <= size where s is a multiple of the smallest power
+ * of two >= e - s: every subtree of the RFC 9162 §2.1.1 recursion has that
+ * shape. D[s:e] is then the complete subtrees for the bits of e - s, largest
+ * first, and MTH folds them from the right, since each split takes the
+ * largest power of two smaller than what remains. */
+static int range_root(const proto_merkle_tree *t, hasher *h, uint64_t s, uint64_t e, uint8_t out[HASH_LEN]) {
+        const uint8_t *chunks[MAX_LEVELS];
+        uint64_t len = e - s, p = s;
+        size_t n = 0;
+        int r;
+
+        assert(s < e);
+        for (unsigned k = log2_floor(len) + 1; k-- > 0;) {
+                if (!(len & (UINT64_C(1) << k)))
+                        continue;
+                chunks[n++] = perfect(t, k, p);
+                p += UINT64_C(1) << k;
+        }
+        memcpy(out, chunks[n - 1], HASH_LEN);
+        for (size_t i = n - 1; i-- > 0;) {
+                r = hasher_node(h, chunks[i], out, out);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int proto_merkle_tree_root_at(const proto_merkle_tree *t, uint64_t m, uint8_t out[PROTO_MERKLE_HASH_LEN]) {
+        uint8_t root[HASH_LEN];
+        hasher h;
+        int r;
+
+        if (m > proto_merkle_tree_size(t))
+                return -EINVAL;
+        if (m == 0) {
+                memcpy(out, empty_root, HASH_LEN);
+                return 0;
+        }
+        r = hasher_init(&h);
+        if (r < 0)
+                return r;
+        r = range_root(t, &h, 0, m, root);
+        hasher_done(&h);
+        if (r < 0)
+                return r;
+        memcpy(out, root, HASH_LEN);
+        return 0;
+}
+
+int proto_merkle_tree_root(const proto_merkle_tree *t, uint8_t out[PROTO_MERKLE_HASH_LEN]) {
+        return proto_merkle_tree_root_at(t, proto_merkle_tree_size(t), out);
+}
+
+/* Paths are built root-first and handed out leaf-first, the order of RFC
+ * 9162 §2.1.3.1 and §2.1.4.1. */
+static void copy_reversed(uint8_t (*from)[HASH_LEN], size_t n, uint8_t to[][HASH_LEN]) {
+        for (size_t i = 0; i < n; i++)
+                memcpy(to[i], from[n - 1 - i], HASH_LEN);
+}
+
+int proto_merkle_tree_inclusion_proof(const proto_merkle_tree *t, uint64_t index, uint64_t m,
+                                      uint8_t ret_proof[][PROTO_MERKLE_HASH_LEN], size_t *ret_n) {
+        uint8_t path[PROTO_MERKLE_MAX_PROOF][HASH_LEN];
+        uint64_t s = 0, e = m;
+        size_t n = 0;
+        hasher h;
+        int r = 0;
+
+        if (m > proto_merkle_tree_size(t) || index >= m)
+                return -EINVAL;
+        r = hasher_init(&h);
+        if (r < 0)
+                return r;
+
+        /* RFC 9162 §2.1.3.1: PATH(m, D[n]) = PATH(m, D[0:k]) : MTH(D[k:n])
+         * if m < k, else PATH(m - k, D[k:n]) : MTH(D[0:k]). The sibling on
+         * the left is always complete; at most one right sibling (the first
+         * step left) is an incomplete edge and costs a fold. */
+        while (e - s > 1) {
+                uint64_t k = split_point(e - s);
+
+                assert(n < PROTO_MERKLE_MAX_PROOF);
+                if (index - s < k) {
+                        r = range_root(t, &h, s + k, e, path[n]);
+                        if (r < 0)
+                                goto out;
+                        e = s + k;
+                } else {
+                        memcpy(path[n], perfect(t, log2_floor(k), s), HASH_LEN);
+                        s += k;
+                }
+                n++;
+        }
+        copy_reversed(path, n, ret_proof);
+        *ret_n = n;
+out:
+        hasher_done(&h);
+        return r;
+}
+
+int proto_merkle_tree_consistency_proof(const proto_merkle_tree *t, uint64_t m, uint64_t n,
+                                        uint8_t ret_proof[][PROTO_MERKLE_HASH_LEN], size_t *ret_n) {
+        uint8_t path[PROTO_MERKLE_MAX_PROOF][HASH_LEN];
+        uint64_t s = 0, e = n;
+        bool whole = true;
+        size_t c = 0;
+        hasher h;
+        int r = 0;
+
+        if (n > proto_merkle_tree_size(t) || m > n)
+                return -EINVAL;
+        if (m == 0 || m == n) {
+                *ret_n = 0;
+                return 0;
+        }
+        r = hasher_init(&h);
+        if (r < 0)
+                return r;
+
+        /* RFC 9162 §2.1.4.1, with `whole` the flag b of SUBPROOF(m, D[n], b):
+         * SUBPROOF(m, D[m], true) = {}, SUBPROOF(m, D[m], false) =
+         * {MTH(D[m])}; otherwise m <= k: SUBPROOF(m, D[0:k], b) : MTH(D[k:n]),
+         * m > k: SUBPROOF(m - k, D[k:n], false) : MTH(D[0:k]). */
+        for (;;) {
+                uint64_t k;
+
+                assert(c < PROTO_MERKLE_MAX_PROOF);
+                if (m == e) {
+                        if (!whole) {
+                                r = range_root(t, &h, s, e, path[c]);
+                                if (r < 0)
+                                        goto out;
+                                c++;
+                        }
+                        break;
+                }
+                k = split_point(e - s);
+                if (m - s <= k) {
+                        r = range_root(t, &h, s + k, e, path[c]);
+                        if (r < 0)
+                                goto out;
+                        e = s + k;
+                } else {
+                        memcpy(path[c], perfect(t, log2_floor(k), s), HASH_LEN);
+                        s += k;
+                        whole = false;
+                }
+                c++;
+        }
+        copy_reversed(path, c, ret_proof);
+        *ret_n = c;
+out:
+        hasher_done(&h);
+        return r;
+}
+
+/* The right side of a compact range (merkle.h): the sizes of the complete
+ * subtrees that cover [to, m) while growing, and whether an edge follows.
+ * Returns the number of hashes; *ret_edge_start is where the edge starts
+ * (== m when there is none). */
+static size_t right_walk(uint64_t to, uint64_t m, uint64_t sizes[PROTO_MERKLE_MAX_PROOF],
+                         uint64_t *ret_edge_start) {
+        uint64_t p = to;
+        size_t n = 0;
+
+        assert(to > 0);
+        while (p < m && lowbit(p) <= m - p) {
+                assert(n < PROTO_MERKLE_MAX_PROOF);
+                sizes[n++] = lowbit(p);
+                p += lowbit(p);
+        }
+        *ret_edge_start = p;
+        return p < m ? n + 1 : n;
+}
+
+int proto_merkle_tree_range_proof(const proto_merkle_tree *t, uint64_t from, uint64_t to, uint64_t m,
+                                  uint8_t ret_left[][PROTO_MERKLE_HASH_LEN], size_t *ret_n_left,
+                                  uint8_t ret_right[][PROTO_MERKLE_HASH_LEN], size_t *ret_n_right) {
+        uint8_t left[PROTO_MERKLE_MAX_PROOF][HASH_LEN], right[PROTO_MERKLE_MAX_PROOF][HASH_LEN];
+        uint64_t sizes[PROTO_MERKLE_MAX_PROOF], edge, p = 0;
+        size_t n_left = 0, n_right, n_grow;
+        hasher h;
+        int r;
+
+        if (m > proto_merkle_tree_size(t) || to > m || from >= to)
+                return -EINVAL;
+
+        /* Left: one complete subtree per bit of `from`, highest first. */
+        for (unsigned k = 64; k-- > 0;) {
+                if (!(from & (UINT64_C(1) << k)))
+                        continue;
+                memcpy(left[n_left++], perfect(t, k, p), HASH_LEN);
+                p += UINT64_C(1) << k;
+        }
+
+        /* Right: growing complete subtrees from `to`, then the edge. */
+        n_right = right_walk(to, m, sizes, &edge);
+        n_grow = edge < m ? n_right - 1 : n_right;
+        p = to;
+        for (size_t i = 0; i < n_grow; i++) {
+                memcpy(right[i], perfect(t, log2_floor(sizes[i]), p), HASH_LEN);
+                p += sizes[i];
+        }
+        if (edge < m) {
+                r = hasher_init(&h);
+                if (r < 0)
+                        return r;
+                r = range_root(t, &h, edge, m, right[n_grow]);
+                hasher_done(&h);
+                if (r < 0)
+                        return r;
+        }
+
+        memcpy(ret_left, left, n_left * HASH_LEN);
+        memcpy(ret_right, right, n_right * HASH_LEN);
+        *ret_n_left = n_left;
+        *ret_n_right = n_right;
+        return 0;
+}
+
+static bool hash_equal(const uint8_t a[HASH_LEN], const uint8_t b[HASH_LEN]) {
+        return memcmp(a, b, HASH_LEN) == 0;
+}
+
+int proto_merkle_verify_inclusion(const uint8_t leaf_hash[PROTO_MERKLE_HASH_LEN], uint64_t index,
+                                  uint64_t tree_size, const uint8_t proof[][PROTO_MERKLE_HASH_LEN], size_t n,
+                                  const uint8_t root[PROTO_MERKLE_HASH_LEN]) {
+        uint8_t r_hash[HASH_LEN];
+        uint64_t fn, sn;
+        hasher h;
+        int r;
+
+        /* RFC 9162 §2.1.3.2, step by step. */
+        /* 1. */
+        if (index >= tree_size)
+                return -EINVAL;
+        if (n > 0 && !proof)
+                return -EINVAL;
+        r = hasher_init(&h);
+        if (r < 0)
+                return r;
+        /* 2., 3. */
+        fn = index;
+        sn = tree_size - 1;
+        memcpy(r_hash, leaf_hash, HASH_LEN);
+        /* 4. */
+        for (size_t i = 0; i < n; i++) {
+                /* a. A proof longer than the path fails here. */
+                if (sn == 0) {
+                        r = -EBADMSG;
+                        goto out;
+                }
+                /* b. */
+                if ((fn & 1) || fn == sn) {
+                        r = hasher_node(&h, proof[i], r_hash, r_hash);
+                        if (r < 0)
+                                goto out;
+                        while (!(fn & 1) && fn != 0) {
+                                fn >>= 1;
+                                sn >>= 1;
+                        }
+                } else {
+                        r = hasher_node(&h, r_hash, proof[i], r_hash);
+                        if (r < 0)
+                                goto out;
+                }
+                /* c. */
+                fn >>= 1;
+                sn >>= 1;
+        }
+        /* 5. A proof shorter than the path leaves sn > 0. */
+        r = sn == 0 && hash_equal(r_hash, root) ? 0 : -EBADMSG;
+out:
+        hasher_done(&h);
+        return r;
+}
+
+int proto_merkle_verify_consistency(uint64_t m, uint64_t n, const uint8_t root_m[PROTO_MERKLE_HASH_LEN],
+                                    const uint8_t root_n[PROTO_MERKLE_HASH_LEN],
+                                    const uint8_t proof[][PROTO_MERKLE_HASH_LEN], size_t n_proof) {
+        uint8_t fr[HASH_LEN], sr[HASH_LEN];
+        uint64_t fn, sn;
+        size_t len;
+        bool prepend;
+        hasher h;
+        int r;
+
+        if (m > n)
+                return -EINVAL;
+        if (n_proof > 0 && !proof)
+                return -EINVAL;
+        /* Outside the RFC's 0 < m < n (merkle.h): nothing to prove, so any
+         * proof entry is an error. */
+        if (m == 0)
+                return n_proof == 0 && hash_equal(root_m, empty_root) ? 0 : -EBADMSG;
+        if (m == n)
+                return n_proof == 0 && hash_equal(root_m, root_n) ? 0 : -EBADMSG;
+
+        /* RFC 9162 §2.1.4.2, step by step. */
+        /* 1. */
+        if (n_proof == 0)
+                return -EBADMSG;
+        /* 2. Prepending root_m is done by indexing: path[0] = root_m. */
+        prepend = (m & (m - 1)) == 0;
+        len = n_proof + (prepend ? 1 : 0);
+#define PATH(i) (prepend ? ((i) == 0 ? root_m : proof[(i) - 1]) : proof[(i)])
+        /* 3. */
+        fn = m - 1;
+        sn = n - 1;
+        /* 4. */
+        while (fn & 1) {
+                fn >>= 1;
+                sn >>= 1;
+        }
+        /* 5. */
+        memcpy(fr, PATH(0), HASH_LEN);
+        memcpy(sr, PATH(0), HASH_LEN);
+
+        r = hasher_init(&h);
+        if (r < 0)
+                return r;
+        /* 6. */
+        for (size_t i = 1; i < len; i++) {
+                const uint8_t *c = PATH(i);
+
+                /* a. */
+                if (sn == 0) {
+                        r = -EBADMSG;
+                        goto out;
+                }
+                /* b. */
+                if ((fn & 1) || fn == sn) {
+                        r = hasher_node(&h, c, fr, fr);
+                        if (r < 0)
+                                goto out;
+                        r = hasher_node(&h, c, sr, sr);
+                        if (r < 0)
+                                goto out;
+                        while (!(fn & 1) && fn != 0) {
+                                fn >>= 1;
+                                sn >>= 1;
+                        }
+                } else {
+                        r = hasher_node(&h, sr, c, sr);
+                        if (r < 0)
+                                goto out;
+                }
+                /* c. */
+                fn >>= 1;
+                sn >>= 1;
+        }
+#undef PATH
+        /* 7. */
+        r = sn == 0 && hash_equal(fr, root_m) && hash_equal(sr, root_n) ? 0 : -EBADMSG;
+out:
+        hasher_done(&h);
+        return r;
+}
+
+/* The verifier's stack of merkle.h: complete subtrees covering [0, pos),
+ * sizes strictly decreasing, so at most one entry per bit of pos. */
+typedef struct range_stack {
+        uint64_t size[MAX_LEVELS];
+        uint8_t hash[MAX_LEVELS][HASH_LEN];
+        size_t n;
+} range_stack;
+
+/* Pushes a complete subtree of `size` leaves; the caller guarantees it is
+ * aligned (size <= lowbit(pos)), so equal sizes on top are its left
+ * sibling. */
+static int range_push(range_stack *st, hasher *h, uint64_t size, const uint8_t hash[HASH_LEN]) {
+        uint8_t acc[HASH_LEN];
+        int r;
+
+        memcpy(acc, hash, HASH_LEN);
+        while (st->n > 0 && st->size[st->n - 1] == size) {
+                r = hasher_node(h, st->hash[st->n - 1], acc, acc);
+                if (r < 0)
+                        return r;
+                size *= 2;
+                st->n--;
+        }
+        if (st->n >= MAX_LEVELS)
+                return -EINVAL;
+        st->size[st->n] = size;
+        memcpy(st->hash[st->n], acc, HASH_LEN);
+        st->n++;
+        return 0;
+}
+
+int proto_merkle_verify_range(uint64_t from, uint64_t to, uint64_t m,
+                              const uint8_t leaf_hashes[][PROTO_MERKLE_HASH_LEN],
+                              const uint8_t left[][PROTO_MERKLE_HASH_LEN], size_t n_left,
+                              const uint8_t right[][PROTO_MERKLE_HASH_LEN], size_t n_right,
+                              const uint8_t root[PROTO_MERKLE_HASH_LEN]) {
+        uint64_t sizes[PROTO_MERKLE_MAX_PROOF], edge;
+        uint8_t acc[HASH_LEN];
+        range_stack st = { .n = 0 };
+        size_t want, n_grow, i = 0;
+        hasher h;
+        int r;
+
+        if (from >= to || to > m || !leaf_hashes)
+                return -EINVAL;
+        if ((n_left > 0 && !left) || (n_right > 0 && !right))
+                return -EINVAL;
+
+        /* The shape is fixed by (from, to, m): a proof with more or fewer
+         * hashes is not a proof of this range. */
+        if (n_left != (size_t) __builtin_popcountll(from))
+                return -EBADMSG;
+        want = right_walk(to, m, sizes, &edge);
+        if (n_right != want)
+                return -EBADMSG;
+        n_grow = edge < m ? n_right - 1 : n_right;
+
+        r = hasher_init(&h);
+        if (r < 0)
+                return r;
+
+        /* 1. Left: the bits of `from`, highest first. */
+        for (unsigned k = 64; k-- > 0;) {
+                if (!(from & (UINT64_C(1) << k)))
+                        continue;
+                r = range_push(&st, &h, UINT64_C(1) << k, left[i++]);
+                if (r < 0)
+                        goto out;
+        }
+        /* 2. The leaves, then the growing subtrees right of them. */
+        for (uint64_t j = 0; j < to - from; j++) {
+                r = range_push(&st, &h, 1, leaf_hashes[j]);
+                if (r < 0)
+                        goto out;
+        }
+        for (i = 0; i < n_grow; i++) {
+                r = range_push(&st, &h, sizes[i], right[i]);
+                if (r < 0)
+                        goto out;
+        }
+        /* 3. Fold from the right, RFC 9162 §2.1.1's split at the largest
+         * power of two; the edge, if any, is the rightmost subtree. */
+        if (edge < m)
+                memcpy(acc, right[n_grow], HASH_LEN);
+        else
+                memcpy(acc, st.hash[--st.n], HASH_LEN);
+        while (st.n > 0) {
+                r = hasher_node(&h, st.hash[--st.n], acc, acc);
+                if (r < 0)
+                        goto out;
+        }
+        r = hash_equal(acc, root) ? 0 : -EBADMSG;
+out:
+        hasher_done(&h);
+        return r;
+}

@@ -1,0 +1,165 @@
+/* RFC 9162 (RFC 6962) Merkle tree hashing for the audit log, shared by the
+ * agent (which appends and proves) and the offline verifiers (which check).
+ *
+ * Hashes (RFC 9162 §2.1.1, SHA-256):
+ *   leaf hash = SHA-256(0x00 ‖ entry bytes)
+ *   node hash = SHA-256(0x01 ‖ left ‖ right)
+ *   MTH({})   = SHA-256("")
+ *   MTH(D[n]) splits at k, the largest power of two smaller than n.
+ *
+ * Storage of proto_merkle_tree (the choice that makes a log of millions of
+ * entries cheap): level 0 is one growable array of every leaf hash; level
+ * k >= 1 is one growable array holding the hash of every complete subtree of
+ * 2^k leaves aligned at a multiple of 2^k, i.e. level[k][i] = MTH(D[i*2^k :
+ * (i+1)*2^k]). Appending a leaf adds one entry to level 0 and one to each
+ * level it completes: one node hash per append amortized, at most 63. The
+ * levels together hold n + n/2 + n/4 + ... < 2n hashes: 64 bytes per leaf
+ * (plus up to 2x growth slack of the arrays). Every RFC 9162 subtree is then
+ * either a stored entry or a right edge folded from at most 63 stored
+ * entries, so roots of any past size and all proofs cost O(log n) hash
+ * operations, never a pass over the log.
+ *
+ * Sizes and indices are uint64_t (log sequence numbers). Errors are negative
+ * errno values; out-parameters are written only on success. No function
+ * keeps a pointer to its arguments after it returns.
+ *
+ * Threads: no locking inside. The caller serializes proto_merkle_tree_append()
+ * against everything else on the same tree; the const functions only read the
+ * tree (each uses its own hashing context) and may run concurrently with each
+ * other. The standalone functions (hashes, verify) share no state. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_MERKLE_HASH_LEN 32u
+
+/* Capacity, in hashes, of every proof and range array the tree fills. A tree
+ * holds fewer than 2^59 leaves (32 bytes each must fit in memory), so an
+ * inclusion path has at most 59 entries and a consistency proof at most 60
+ * (RFC 9162 §2.1.3.1, §2.1.4.1: one per level, plus MTH of the old tree);
+ * each side of a compact range has at most 64 for any size (see below). */
+#define PROTO_MERKLE_MAX_PROOF 64u
+
+/* proto_merkle_leaf_hash: out = SHA-256(0x00 ‖ entry[0..len)). entry may be
+ * NULL when len is 0. 0, or -ENOMEM/-EIO when libcrypto fails. */
+int proto_merkle_leaf_hash(const uint8_t *entry, size_t len, uint8_t out[PROTO_MERKLE_HASH_LEN]);
+
+/* proto_merkle_node_hash: out = SHA-256(0x01 ‖ l ‖ r). out may alias l or r.
+ * 0, or -ENOMEM/-EIO when libcrypto fails. */
+int proto_merkle_node_hash(const uint8_t l[PROTO_MERKLE_HASH_LEN], const uint8_t r[PROTO_MERKLE_HASH_LEN],
+                           uint8_t out[PROTO_MERKLE_HASH_LEN]);
+
+/* The incremental tree of the agent. Opaque; see the storage note above. */
+typedef struct proto_merkle_tree proto_merkle_tree;
+
+/* proto_merkle_tree_new: an empty tree. The caller owns *ret and frees it
+ * with proto_merkle_tree_free(). 0 or -ENOMEM. */
+int proto_merkle_tree_new(proto_merkle_tree **ret);
+
+/* proto_merkle_tree_free: frees t and everything it holds. Accepts NULL. */
+void proto_merkle_tree_free(proto_merkle_tree *t);
+
+/* proto_merkle_tree_append: appends one leaf hash (already
+ * proto_merkle_leaf_hash()ed; copied). 0, or -ENOMEM (also when the tree
+ * cannot grow further) or -EIO; on failure the tree is unchanged. */
+int proto_merkle_tree_append(proto_merkle_tree *t, const uint8_t leaf_hash[PROTO_MERKLE_HASH_LEN]);
+
+/* proto_merkle_tree_size: the number of leaves. */
+uint64_t proto_merkle_tree_size(const proto_merkle_tree *t);
+
+/* proto_merkle_tree_root: MTH of all leaves; SHA-256("") for an empty tree
+ * (RFC 9162 §2.1.1). 0, or -ENOMEM/-EIO. */
+int proto_merkle_tree_root(const proto_merkle_tree *t, uint8_t out[PROTO_MERKLE_HASH_LEN]);
+
+/* proto_merkle_tree_root_at: MTH(D[0:m]), the root the tree had at size m.
+ * 0, -EINVAL if m > size, -ENOMEM/-EIO. */
+int proto_merkle_tree_root_at(const proto_merkle_tree *t, uint64_t m, uint8_t out[PROTO_MERKLE_HASH_LEN]);
+
+/* proto_merkle_tree_inclusion_proof: PATH(index, D[0:m]) of RFC 9162
+ * §2.1.3.1, leaf-to-root order, into ret_proof (capacity
+ * PROTO_MERKLE_MAX_PROOF) with *ret_n entries (0 when m is 1). 0, -EINVAL if
+ * index >= m or m > size, -ENOMEM/-EIO. */
+int proto_merkle_tree_inclusion_proof(const proto_merkle_tree *t, uint64_t index, uint64_t m,
+                                      uint8_t ret_proof[][PROTO_MERKLE_HASH_LEN], size_t *ret_n);
+
+/* proto_merkle_tree_consistency_proof: PROOF(m, D[0:n]) of RFC 9162
+ * §2.1.4.1, into ret_proof (capacity PROTO_MERKLE_MAX_PROOF) with *ret_n
+ * entries. The RFC defines it for 0 < m < n; for m == 0 and m == n the proof
+ * is empty (nothing to prove), as proto_merkle_verify_consistency() expects.
+ * 0, -EINVAL if m > n or n > size, -ENOMEM/-EIO. */
+int proto_merkle_tree_consistency_proof(const proto_merkle_tree *t, uint64_t m, uint64_t n,
+                                        uint8_t ret_proof[][PROTO_MERKLE_HASH_LEN], size_t *ret_n);
+
+/* Compact range proof: ties the leaves [from, to) of a tree of size m to
+ * MTH(D[0:m]) without the other leaves (the audit export of a partial range).
+ *
+ *   left  = the hashes of the complete aligned subtrees that cover [0, from),
+ *           largest first: one per bit set in `from`, from the highest bit
+ *           down. A subtree of 2^k leaves starting at p is MTH(D[p:p+2^k]).
+ *           So n_left = popcount(from).
+ *   right = walk p from `to`: while p < m and p + lowbit(p) <= m (lowbit(p)
+ *           = the largest power of two dividing p), emit MTH(D[p : p +
+ *           lowbit(p)]) and advance p by lowbit(p) (the sizes grow); then, if
+ *           p < m, emit one last hash MTH(D[p:m]), the right edge of the tree
+ *           (complete or not). n_right follows from (to, m) alone.
+ *
+ * A verifier holding the leaf hashes of [from, to) recomputes the root with
+ * a stack of (size, hash) entries, sizes strictly decreasing from bottom to
+ * top:
+ *   1. push each left hash with its size (the bits of `from`, high to low);
+ *   2. push each leaf hash with size 1, then each right hash but the edge
+ *      with its size lowbit(p); a push first merges while the top has the
+ *      same size: (s, a) under (s, b) becomes (2s, node_hash(a, b));
+ *   3. fold: r = the edge hash if there is one, else pop the top; then
+ *      while the stack is not empty, r = node_hash(pop, r).
+ *   r must equal MTH(D[0:m]). The fold is RFC 9162's split at the largest
+ *   power of two: the stack then holds the complete subtrees for the bits
+ *   of the covered size, largest first.
+ *
+ * Example, m = 13, [from, to) = [5, 7): left = MTH(D[0:4]), MTH(D[4:5]);
+ * right = MTH(D[7:8]) (p = 7, lowbit 1), then p = 8, 8 + 8 > 13, edge
+ * MTH(D[8:13]). The stack runs (4)(1) → leaf 5 merges to (4)(2) → leaf 6:
+ * (4)(2)(1) → D[7:8] merges up to (8) → fold r = node_hash(MTH(D[0:8]),
+ * MTH(D[8:13])) = MTH(D[0:13]).
+ *
+ * Both sides have at most 64 hashes for any tree of fewer than 2^64 leaves. */
+
+/* proto_merkle_tree_range_proof: left/right hashes (capacity
+ * PROTO_MERKLE_MAX_PROOF each) of the compact range proof for [from, to) in
+ * the tree of size m, as defined above. 0, -EINVAL unless from < to <= m <=
+ * size, -ENOMEM/-EIO. */
+int proto_merkle_tree_range_proof(const proto_merkle_tree *t, uint64_t from, uint64_t to, uint64_t m,
+                                  uint8_t ret_left[][PROTO_MERKLE_HASH_LEN], size_t *ret_n_left,
+                                  uint8_t ret_right[][PROTO_MERKLE_HASH_LEN], size_t *ret_n_right);
+
+/* Verification for offline verifiers (no tree). All return 0 when the proof
+ * holds, -EBADMSG when it does not (wrong hash, wrong number of proof
+ * entries), -EINVAL for impossible arguments, -ENOMEM/-EIO when libcrypto
+ * fails. Proof arrays are read only; n counts hashes. */
+
+/* proto_merkle_verify_inclusion: RFC 9162 §2.1.3.2 for leaf_hash at index in
+ * the tree of tree_size leaves whose root is root. -EINVAL if index >=
+ * tree_size (this covers tree_size 0). */
+int proto_merkle_verify_inclusion(const uint8_t leaf_hash[PROTO_MERKLE_HASH_LEN], uint64_t index,
+                                  uint64_t tree_size, const uint8_t proof[][PROTO_MERKLE_HASH_LEN], size_t n,
+                                  const uint8_t root[PROTO_MERKLE_HASH_LEN]);
+
+/* proto_merkle_verify_consistency: RFC 9162 §2.1.4.2 that the tree of size m
+ * with root root_m is a prefix of the tree of size n with root root_n.
+ * Outside the RFC's 0 < m < n: m == n holds only with an empty proof and
+ * root_m == root_n; m == 0 holds only with an empty proof and root_m ==
+ * SHA-256("") (every tree extends the empty one). -EINVAL if m > n. */
+int proto_merkle_verify_consistency(uint64_t m, uint64_t n, const uint8_t root_m[PROTO_MERKLE_HASH_LEN],
+                                    const uint8_t root_n[PROTO_MERKLE_HASH_LEN],
+                                    const uint8_t proof[][PROTO_MERKLE_HASH_LEN], size_t n_proof);
+
+/* proto_merkle_verify_range: recomputes MTH(D[0:m]) from the to - from leaf
+ * hashes of [from, to) and the compact range proof (see above) and compares
+ * it with root. -EINVAL unless from < to <= m; -EBADMSG also when n_left or
+ * n_right is not the count (from, to, m) implies. */
+int proto_merkle_verify_range(uint64_t from, uint64_t to, uint64_t m,
+                              const uint8_t leaf_hashes[][PROTO_MERKLE_HASH_LEN],
+                              const uint8_t left[][PROTO_MERKLE_HASH_LEN], size_t n_left,
+                              const uint8_t right[][PROTO_MERKLE_HASH_LEN], size_t n_right,
+                              const uint8_t root[PROTO_MERKLE_HASH_LEN]);
