@@ -319,6 +319,29 @@ static const char *record_error(int r) {
         }
 }
 
+/* The sequence number of an entry. protobuf-c writes fields in number
+ * order, so a non-zero seq (field 1, varint: tag 0x08) leads the bytes and
+ * is read straight off them; anything else takes the full decoder. Replaying
+ * a million entries this way avoids a million unpack/free pairs. */
+static int entry_seq(const uint8_t *p, size_t n, uint64_t *ret) {
+        if (n >= 2 && p[0] == 0x08) {
+                uint64_t v = 0;
+                for (size_t i = 1; i < n && i <= 10; i++) {
+                        v |= (uint64_t) (p[i] & 0x7f) << (7 * (i - 1));
+                        if (!(p[i] & 0x80)) {
+                                *ret = v;
+                                return 0;
+                        }
+                }
+        }
+        Provsign__AuditEntry *e = provsign__audit_entry__unpack(NULL, n, p);
+        if (!e)
+                return -EBADMSG;
+        *ret = e->seq;
+        provsign__audit_entry__free_unpacked(e, NULL);
+        return 0;
+}
+
 /* Replays one segment into the tree. A bad record at the very end of the
  * last segment is a torn write: cut it (and say so). Anywhere else it is
  * corruption: refuse, naming the file and offset. */
@@ -372,16 +395,15 @@ static int replay_segment(agent_audit *a, const char *name, bool last, char **re
                         len = off;
                         break;
                 }
-                Provsign__AuditEntry *e = provsign__audit_entry__unpack(NULL, n, entry);
-                bool ok = e && e->seq == a->next_seq;
-                if (e)
-                        provsign__audit_entry__free_unpacked(e, NULL);
+                uint64_t seq;
+                bool decodes = entry_seq(entry, n, &seq) == 0;
+                bool ok = decodes && seq == a->next_seq;
                 if (!ok) {
                         free(buf);
                         return errorf(ret_error, -EBADMSG,
                                       "%s/%s: corrupt audit log at offset %zu: entry %" PRIu64 " %s; refusing to start",
                                       a->dir, name, off - proto_record_size(n), a->next_seq,
-                                      e ? "has the wrong sequence number" : "does not decode");
+                                      decodes ? "has the wrong sequence number" : "does not decode");
                 }
                 uint8_t h[32];
                 proto_merkle_leaf_hash(entry, n, h);

@@ -75,6 +75,9 @@ int main(int argc, char **argv) {
          * logged-in token session and, briefly, the PIN. */
         prctl(PR_SET_DUMPABLE, 0);
         signal(SIGPIPE, SIG_IGN);
+        /* A write past RLIMIT_FSIZE must fail (EFBIG: the log fails closed),
+         * not kill the agent. */
+        signal(SIGXFSZ, SIG_IGN);
         sigset_t mask;
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);

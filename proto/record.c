@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "record.h"
@@ -52,15 +53,58 @@ static const uint32_t crc32c_table[256] = {
         0xbe2da0a5u, 0x4c4623a6u, 0x5f16d052u, 0xad7d5351u
 };
 
-uint32_t proto_crc32c(uint32_t crc, const void *p, size_t n) {
-        const uint8_t *b = p;
+static uint32_t crc32c_table_update(uint32_t crc, const uint8_t *b, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                crc = crc32c_table[(crc ^ b[i]) & 0xffu] ^ (crc >> 8);
+        return crc;
+}
 
+#if defined(__x86_64__)
+/* SSE4.2 has CRC32C (the Castagnoli polynomial) as an instruction: 8 bytes
+ * per step instead of one table look-up per byte. Replaying a large log is
+ * bound by this checksum, so it is worth the few lines. Same register
+ * convention as the table (no pre/post complement inside). */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw_update(uint32_t crc, const uint8_t *b, size_t n) {
+        uint64_t c = crc;
+        while (n >= 8) {
+                uint64_t v;
+                memcpy(&v, b, sizeof v);
+                c = __builtin_ia32_crc32di(c, v);
+                b += 8;
+                n -= 8;
+        }
+        crc = (uint32_t) c;
+        while (n--)
+                crc = __builtin_ia32_crc32qi(crc, *b++);
+        return crc;
+}
+
+static bool have_hw_crc32c(void) {
+        static int have = -1;
+        if (have < 0)
+                have = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+        return have;
+}
+#else
+static uint32_t crc32c_hw_update(uint32_t crc, const uint8_t *b, size_t n) {
+        return crc32c_table_update(crc, b, n);
+}
+static bool have_hw_crc32c(void) {
+        return false;
+}
+#endif
+
+uint32_t proto_crc32c(uint32_t crc, const void *p, size_t n) {
         /* RFC 3720 B.4: register preset to all ones, result complemented.
          * Undoing the complement on entry makes the function chainable. */
         crc = ~crc;
-        for (size_t i = 0; i < n; i++)
-                crc = crc32c_table[(crc ^ b[i]) & 0xffu] ^ (crc >> 8);
+        crc = have_hw_crc32c() ? crc32c_hw_update(crc, p, n) : crc32c_table_update(crc, p, n);
         return ~crc;
+}
+
+/* proto_crc32c_portable: the table-driven path, for tests comparing both. */
+uint32_t proto_crc32c_portable(uint32_t crc, const void *p, size_t n) {
+        return ~crc32c_table_update(~crc, p, n);
 }
 
 size_t proto_record_size(size_t entry_len) {

@@ -26,6 +26,9 @@
  * The pre- and post-inversion of RFC 3720 B.4 happen inside, so the value
  * passed in and returned is always a finished CRC. */
 uint32_t proto_crc32c(uint32_t crc, const void *p, size_t n);
+/* proto_crc32c_portable: the same function without the SSE4.2 fast path
+ * (tests check both agree). */
+uint32_t proto_crc32c_portable(uint32_t crc, const void *p, size_t n);
 
 /* proto_record_size: bytes a record holding an entry of entry_len bytes
  * takes on disk (entry_len + 8), or 0 if entry_len is 0 or over

@@ -322,8 +322,26 @@ static void test_trailing_garbage(void **state) {
         }
 }
 
+/* The SSE4.2 path and the table agree on every length and alignment, and
+ * both chain. */
+static void test_crc32c_paths_agree(void **state) {
+        uint8_t buf[300];
+        uint32_t x = 12345;
+        for (size_t i = 0; i < sizeof buf; i++) {
+                x = x * 1103515245u + 12345u;
+                buf[i] = (uint8_t) (x >> 16);
+        }
+        for (size_t off = 0; off < 9; off++)
+                for (size_t n = 0; n + off <= sizeof buf; n++)
+                        assert_int_equal(proto_crc32c(0, buf + off, n), proto_crc32c_portable(0, buf + off, n));
+        uint32_t whole = proto_crc32c(0, buf, sizeof buf);
+        assert_int_equal(proto_crc32c(proto_crc32c(0, buf, 13), buf + 13, sizeof buf - 13), whole);
+        assert_int_equal(proto_crc32c_portable(proto_crc32c_portable(0, buf, 13), buf + 13, sizeof buf - 13), whole);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_crc32c_paths_agree),
                 cmocka_unit_test(test_crc32c_rfc3720),
                 cmocka_unit_test(test_crc32c_rfc3720_pdu),
                 cmocka_unit_test(test_crc32c_every_table_entry),
