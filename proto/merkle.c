@@ -52,10 +52,11 @@ static int hasher_init(hasher *h) {
         return 0;
 }
 
-/* out = SHA-256(prefix ‖ a ‖ b). out may alias a or b: the inputs are
- * consumed before the digest is written. */
+/* out = SHA-256(prefix ‖ a ‖ b), written only on success. out may alias a
+ * or b: the inputs are consumed before the digest is copied out. */
 static int hasher_digest(hasher *h, uint8_t prefix, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
                          uint8_t out[HASH_LEN]) {
+        uint8_t md[EVP_MAX_MD_SIZE];
         unsigned len = 0;
 
         if (EVP_DigestInit_ex2(h->ctx, h->md, NULL) != 1 || EVP_DigestUpdate(h->ctx, &prefix, 1) != 1)
@@ -64,8 +65,9 @@ static int hasher_digest(hasher *h, uint8_t prefix, const uint8_t *a, size_t ale
                 return -EIO;
         if (blen > 0 && EVP_DigestUpdate(h->ctx, b, blen) != 1)
                 return -EIO;
-        if (EVP_DigestFinal_ex(h->ctx, out, &len) != 1 || len != HASH_LEN)
+        if (EVP_DigestFinal_ex(h->ctx, md, &len) != 1 || len != HASH_LEN)
                 return -EIO;
+        memcpy(out, md, HASH_LEN);
         return 0;
 }
 
@@ -90,14 +92,14 @@ int proto_merkle_leaf_hash(const uint8_t *entry, size_t len, uint8_t out[PROTO_M
 int proto_merkle_node_hash(const uint8_t l[PROTO_MERKLE_HASH_LEN], const uint8_t r[PROTO_MERKLE_HASH_LEN],
                            uint8_t out[PROTO_MERKLE_HASH_LEN]) {
         hasher h;
-        int k;
+        int ret;
 
-        k = hasher_init(&h);
-        if (k < 0)
-                return k;
-        k = hasher_node(&h, l, r, out);
+        ret = hasher_init(&h);
+        if (ret < 0)
+                return ret;
+        ret = hasher_node(&h, l, r, out);
         hasher_done(&h);
-        return k;
+        return ret;
 }
 
 /* Bit helpers; x > 0 where it matters. */
@@ -165,12 +167,12 @@ static int level_reserve(level *l) {
 
         if (l->n < l->cap)
                 return 0;
-        cap = l->cap > 0 ? l->cap : 64;
-        if (l->cap > 0) {
-                if (l->cap > SIZE_MAX / 2 / HASH_LEN)
-                        return -ENOMEM;
+        if (l->cap == 0)
+                cap = 64;
+        else if (l->cap > SIZE_MAX / 2 / HASH_LEN)
+                return -ENOMEM;
+        else
                 cap = l->cap * 2;
-        }
         p = realloc(l->h, cap * HASH_LEN);
         if (!p)
                 return -ENOMEM;
@@ -445,6 +447,16 @@ static bool hash_equal(const uint8_t a[HASH_LEN], const uint8_t b[HASH_LEN]) {
         return memcmp(a, b, HASH_LEN) == 0;
 }
 
+/* Entry i of RFC 9162 §2.1.4.2's consistency_path after step 2, which
+ * prepends first_hash when the old size is a power of two; indexing instead
+ * of copying keeps the caller's array untouched and unbounded. */
+static const uint8_t *consistency_entry(const uint8_t root_m[HASH_LEN], bool prepended,
+                                        const uint8_t proof[][HASH_LEN], size_t i) {
+        if (!prepended)
+                return proof[i];
+        return i == 0 ? root_m : proof[i - 1];
+}
+
 int proto_merkle_verify_inclusion(const uint8_t leaf_hash[PROTO_MERKLE_HASH_LEN], uint64_t index,
                                   uint64_t tree_size, const uint8_t proof[][PROTO_MERKLE_HASH_LEN], size_t n,
                                   const uint8_t root[PROTO_MERKLE_HASH_LEN]) {
@@ -523,10 +535,9 @@ int proto_merkle_verify_consistency(uint64_t m, uint64_t n, const uint8_t root_m
         /* 1. */
         if (n_proof == 0)
                 return -EBADMSG;
-        /* 2. Prepending root_m is done by indexing: path[0] = root_m. */
+        /* 2. */
         prepend = (m & (m - 1)) == 0;
         len = n_proof + (prepend ? 1 : 0);
-#define PATH(i) (prepend ? ((i) == 0 ? root_m : proof[(i) - 1]) : proof[(i)])
         /* 3. */
         fn = m - 1;
         sn = n - 1;
@@ -536,15 +547,15 @@ int proto_merkle_verify_consistency(uint64_t m, uint64_t n, const uint8_t root_m
                 sn >>= 1;
         }
         /* 5. */
-        memcpy(fr, PATH(0), HASH_LEN);
-        memcpy(sr, PATH(0), HASH_LEN);
+        memcpy(fr, consistency_entry(root_m, prepend, proof, 0), HASH_LEN);
+        memcpy(sr, fr, HASH_LEN);
 
         r = hasher_init(&h);
         if (r < 0)
                 return r;
         /* 6. */
         for (size_t i = 1; i < len; i++) {
-                const uint8_t *c = PATH(i);
+                const uint8_t *c = consistency_entry(root_m, prepend, proof, i);
 
                 /* a. */
                 if (sn == 0) {
@@ -572,7 +583,6 @@ int proto_merkle_verify_consistency(uint64_t m, uint64_t n, const uint8_t root_m
                 fn >>= 1;
                 sn >>= 1;
         }
-#undef PATH
         /* 7. */
         r = sn == 0 && hash_equal(fr, root_m) && hash_equal(sr, root_n) ? 0 : -EBADMSG;
 out:

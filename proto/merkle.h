@@ -42,7 +42,8 @@
 #define PROTO_MERKLE_MAX_PROOF 64u
 
 /* proto_merkle_leaf_hash: out = SHA-256(0x00 ‖ entry[0..len)). entry may be
- * NULL when len is 0. 0, or -ENOMEM/-EIO when libcrypto fails. */
+ * NULL when len is 0. 0, -EINVAL (NULL entry with len > 0), or -ENOMEM/-EIO
+ * when libcrypto fails: check it, a leaf hash is not optional. */
 int proto_merkle_leaf_hash(const uint8_t *entry, size_t len, uint8_t out[PROTO_MERKLE_HASH_LEN]);
 
 /* proto_merkle_node_hash: out = SHA-256(0x01 ‖ l ‖ r). out may alias l or r.
@@ -155,9 +156,10 @@ int proto_merkle_verify_consistency(uint64_t m, uint64_t n, const uint8_t root_m
                                     const uint8_t proof[][PROTO_MERKLE_HASH_LEN], size_t n_proof);
 
 /* proto_merkle_verify_range: recomputes MTH(D[0:m]) from the to - from leaf
- * hashes of [from, to) and the compact range proof (see above) and compares
- * it with root. -EINVAL unless from < to <= m; -EBADMSG also when n_left or
- * n_right is not the count (from, to, m) implies. */
+ * hashes of [from, to) (an array of to - from) and the compact range proof
+ * (see above) and compares it with root. -EINVAL unless from < to <= m and
+ * the arrays are there; -EBADMSG also when n_left or n_right is not the
+ * count (from, to, m) implies. */
 int proto_merkle_verify_range(uint64_t from, uint64_t to, uint64_t m,
                               const uint8_t leaf_hashes[][PROTO_MERKLE_HASH_LEN],
                               const uint8_t left[][PROTO_MERKLE_HASH_LEN], size_t n_left,
