@@ -238,8 +238,9 @@ int audit_append(agent_audit *a, Provsign__AuditEntry *e, uint64_t *ret_seq, uin
         if (r < 0)
                 goto out;
         uint8_t leaf_hash[32];
-        proto_merkle_leaf_hash(rec + PROTO_RECORD_HEADER, n, leaf_hash);
-        r = proto_merkle_tree_append(a->tree, leaf_hash);
+        r = proto_merkle_leaf_hash(rec + PROTO_RECORD_HEADER, n, leaf_hash);
+        if (r >= 0)
+                r = proto_merkle_tree_append(a->tree, leaf_hash);
         if (r < 0)
                 goto out;
         if (ret_leaf) {
@@ -406,8 +407,9 @@ static int replay_segment(agent_audit *a, const char *name, bool last, char **re
                                       decodes ? "has the wrong sequence number" : "does not decode");
                 }
                 uint8_t h[32];
-                proto_merkle_leaf_hash(entry, n, h);
-                r = proto_merkle_tree_append(a->tree, h);
+                r = proto_merkle_leaf_hash(entry, n, h);
+                if (r >= 0)
+                        r = proto_merkle_tree_append(a->tree, h);
                 if (r < 0) {
                         free(buf);
                         return r;
@@ -637,15 +639,25 @@ uint64_t audit_syncs(agent_audit *a) {
         return s;
 }
 
-int audit_checkpoint(agent_audit *a, char **ret_note, uint64_t *ret_size) {
+int audit_checkpoint(agent_audit *a, uint64_t from_size, char **ret_note, uint64_t *ret_size, uint8_t proof[][32],
+                     size_t *ret_n) {
+        size_t n = 0;
+        int r = 0;
         pthread_mutex_lock(&a->lock);
-        char *n = strdup(a->checkpoint);
         uint64_t size = a->committed;
+        if (from_size > size)
+                r = -EINVAL;
+        else if (from_size > 0)
+                r = proto_merkle_tree_consistency_proof(a->tree, from_size, size, proof, &n);
+        char *note = r >= 0 ? strdup(a->checkpoint) : NULL;
         pthread_mutex_unlock(&a->lock);
-        if (!n)
+        if (r < 0)
+                return r;
+        if (!note)
                 return -ENOMEM;
-        *ret_note = n;
+        *ret_note = note;
         *ret_size = size;
+        *ret_n = n;
         return 0;
 }
 
