@@ -55,8 +55,12 @@ int audit_receipt(agent_audit *a, uint64_t seq, int64_t time_us, const uint8_t *
                   Provsign__Receipt *r);
 void audit_receipt_done(Provsign__Receipt *r);
 
-/* audit_checkpoint: the latest signed checkpoint note (caller frees). */
-int audit_checkpoint(agent_audit *a, char **ret_note, uint64_t *ret_size);
+/* audit_checkpoint: the latest signed checkpoint note (caller frees) and,
+ * when from_size > 0, the consistency proof from from_size to its size into
+ * proof (capacity PROTO_MERKLE_MAX_PROOF), *ret_n hashes. -EINVAL when
+ * from_size exceeds the checkpoint's size. */
+int audit_checkpoint(agent_audit *a, uint64_t from_size, char **ret_note, uint64_t *ret_size, uint8_t proof[][32],
+                     size_t *ret_n);
 
 /* The log key. Borrowed; live as long as a. */
 const keys_key *audit_log_key(const agent_audit *a);

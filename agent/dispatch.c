@@ -11,6 +11,7 @@
 #include "frame.h"
 #include "keyid.h"
 #include "log.h"
+#include "merkle.h"
 #include "names.h"
 #include "policy.h"
 #include "refusals.h"
@@ -376,15 +377,29 @@ static bool handle_sign(agent *a, agent_conn *c, const handler *h, Provsign__Req
 
 static bool handle_get_checkpoint(agent *a, agent_conn *c, const handler *h, Provsign__Request *req) {
         char *note = NULL;
-        uint64_t size = 0;
-        if (audit_checkpoint(a->audit, &note, &size) < 0) {
-                server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "out of memory");
+        uint64_t size = 0, from = req->get_checkpoint->from_size;
+        uint8_t proof[PROTO_MERKLE_MAX_PROOF][32];
+        ProtobufCBinaryData hashes[PROTO_MERKLE_MAX_PROOF];
+        size_t n = 0;
+        int r = audit_checkpoint(a->audit, from, &note, &size, proof, &n);
+        if (r == -EINVAL) {
+                refuse(a, c, h, PROVSIGN__STATUS__INVALID_ARGUMENT, "from_size %llu is beyond the log's size",
+                       (unsigned long long) from);
                 return false;
         }
+        if (r < 0) {
+                server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "%s", strerror(-r));
+                return false;
+        }
+        for (size_t i = 0; i < n; i++)
+                hashes[i] = (ProtobufCBinaryData){ .len = 32, .data = proof[i] };
         Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
         Provsign__GetCheckpointResponse cr = PROVSIGN__GET_CHECKPOINT_RESPONSE__INIT;
         cr.checkpoint = note;
         cr.tree_size = size;
+        cr.from_size = from;
+        cr.consistency_proof = hashes;
+        cr.n_consistency_proof = n;
         resp.body_case = PROVSIGN__RESPONSE__BODY_CHECKPOINT;
         resp.checkpoint = &cr;
         server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);
@@ -548,6 +563,9 @@ static bool handle_status(agent *a, agent_conn *c, const handler *h, Provsign__R
         sr.n_caller_principals = nm;
         sr.caller_roles = roles;
         sr.n_caller_roles = nr;
+        sr.log_origin = (char *) audit_origin(a->audit);
+        sr.log_size = audit_committed(a->audit);
+        sr.log_syncs = audit_syncs(a->audit);
         resp.body_case = PROVSIGN__RESPONSE__BODY_STATUS_INFO;
         resp.status_info = &sr;
         server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);
