@@ -19,29 +19,8 @@ static const struct cli_verb key_verbs[] = {
         { "list",   cmd_key_list,   "list keys and their states (operator role)" },
 };
 
-static void key_help(void) {
-        printf("Usage: provsign key SUBCOMMAND [OPTIONS]\n"
-               "\n"
-               "Subcommands:\n");
-        for (size_t i = 0; i < sizeof key_verbs / sizeof key_verbs[0]; i++)
-                printf("  %-8s %s\n", key_verbs[i].name, key_verbs[i].summary);
-        printf("\n'provsign key SUBCOMMAND --help' describes a subcommand.\n");
-}
-
 int cmd_key(const struct cli_ctx *ctx, int argc, char **argv) {
-        const char *sub;
-
-        if (argc < 2)
-                return cli_usage_error("key", "missing subcommand");
-        sub = argv[1];
-        if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
-                key_help();
-                return CLI_EXIT_OK;
-        }
-        for (size_t i = 0; i < sizeof key_verbs / sizeof key_verbs[0]; i++)
-                if (strcmp(key_verbs[i].name, sub) == 0)
-                        return key_verbs[i].run(ctx, argc - 1, argv + 1);
-        return cli_usage_error("key", "unknown subcommand '%s'", sub);
+        return cli_subcommand(ctx, "key", key_verbs, sizeof key_verbs / sizeof key_verbs[0], argc, argv);
 }
 
 static json_t *key_to_json(const provsign_key *k, bool with_pem) {

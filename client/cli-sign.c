@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "names.h"
+#include "receipt-json.h"
 
 #include "cli.h"
 
@@ -15,15 +16,56 @@ static void sign_help(void) {
                "\n"
                "Asks the agent to sign a digest that you computed (for example the\n"
                "SHA-256 of a provenance statement) and prints the signature in base64\n"
-               "(DER for ECDSA keys).\n"
+               "(DER for ECDSA keys). The agent logs the signature before it answers,\n"
+               "and answers with a receipt that proves it: keep it beside the\n"
+               "signature ('provsign receipt verify' checks it offline).\n"
                "\n"
                "  -p, --principal P        sign as principal P (may be omitted when you\n"
                "                           may sign for exactly one)\n"
                "  -d, --digest ALG:HEX     sha256:<64 hex digits> or sha384:<96 hex digits>\n"
                "  -t, --payload-type T     media type of what was hashed (logged)\n"
                "  -a, --annotation K=V     logged with the signature; repeatable\n"
-               "  -j, --json               print {keyid, algorithm, sig, principal, generation}\n"
-               "  -h, --help               show this help\n");
+               "  -r, --receipt FILE       also write the receipt to FILE as JSON\n"
+               "                           (mode 0644 if new)\n"
+               "  -j, --json               print {keyid, algorithm, sig, principal,\n"
+               "                           generation, receipt}\n"
+               "  -h, --help               show this help\n"
+               "\n"
+               "The receipt: {log_seq, log_time (RFC 3339 UTC, microseconds), leaf\n"
+               "(base64 of the log entry), tree_size, inclusion_proof (base64 hashes,\n"
+               "leaf to root), checkpoint (the signed note)}.\n");
+}
+
+/* The receipt of sig as the JSON object of `sign --json` and --receipt. */
+static json_t *receipt_json(const provsign_signature *sig) {
+        struct client_receipt rc = {};
+        const uint8_t *proof;
+
+        rc.log_seq = provsign_signature_log_seq(sig);
+        rc.log_time_us = provsign_signature_log_time_us(sig);
+        rc.leaf = provsign_signature_leaf(sig, &rc.leaf_len);
+        rc.tree_size = provsign_signature_tree_size(sig);
+        proof = provsign_signature_inclusion_proof(sig, &rc.n_proof);
+        rc.proof = (const uint8_t (*)[PROTO_MERKLE_HASH_LEN]) proof;
+        rc.checkpoint = provsign_signature_checkpoint(sig);
+        return client_receipt_to_json(&rc);
+}
+
+/* Writes the receipt, one line of JSON, to path. */
+static int write_receipt(const char *path, json_t *receipt) {
+        char *text, *line = NULL;
+        int r;
+
+        text = json_dumps(receipt, JSON_COMPACT);
+        if (!text || asprintf(&line, "%s\n", text) < 0) {
+                free(text);
+                fprintf(stderr, "provsign: out of memory\n");
+                return CLI_EXIT_LOCAL;
+        }
+        r = cli_write_file("sign", "receipt", path, line, strlen(line));
+        free(line);
+        free(text);
+        return r;
 }
 
 int cmd_sign(const struct cli_ctx *ctx, int argc, char **argv) {
@@ -32,11 +74,12 @@ int cmd_sign(const struct cli_ctx *ctx, int argc, char **argv) {
                 { "digest",       required_argument, NULL, 'd' },
                 { "payload-type", required_argument, NULL, 't' },
                 { "annotation",   required_argument, NULL, 'a' },
+                { "receipt",      required_argument, NULL, 'r' },
                 { "json",         no_argument,       NULL, 'j' },
                 { "help",         no_argument,       NULL, 'h' },
                 {}
         };
-        const char *principal = NULL, *digest_spec = NULL, *payload_type = NULL;
+        const char *principal = NULL, *digest_spec = NULL, *payload_type = NULL, *receipt_path = NULL;
         struct provsign_annotation *ann = NULL;
         size_t n_ann = 0;
         provsign_conn *conn = NULL;
@@ -44,6 +87,7 @@ int cmd_sign(const struct cli_ctx *ctx, int argc, char **argv) {
         uint8_t digest[48];
         size_t digest_len;
         char *b64 = NULL;
+        json_t *receipt = NULL;
         bool json = false;
         int c, r, alg;
 
@@ -54,7 +98,7 @@ int cmd_sign(const struct cli_ctx *ctx, int argc, char **argv) {
                 return CLI_EXIT_LOCAL;
         }
 
-        while ((c = getopt_long(argc, argv, ":p:d:t:a:jh", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, ":p:d:t:a:r:jh", options, NULL)) >= 0)
                 switch (c) {
                 case 'p':
                         if (!*optarg) {
@@ -81,6 +125,13 @@ int cmd_sign(const struct cli_ctx *ctx, int argc, char **argv) {
                         ann[n_ann++] = (struct provsign_annotation) { .key = optarg, .value = eq + 1 };
                         break;
                 }
+                case 'r':
+                        if (!*optarg) {
+                                r = cli_usage_error("sign", "--receipt needs a non-empty path");
+                                goto out;
+                        }
+                        receipt_path = optarg;
+                        break;
                 case 'j':
                         json = true;
                         break;
@@ -126,18 +177,36 @@ int cmd_sign(const struct cli_ctx *ctx, int argc, char **argv) {
                 goto out;
         }
 
+        if (json || receipt_path) {
+                receipt = receipt_json(sig);
+                if (!receipt) {
+                        fprintf(stderr, "provsign: sign: cannot encode the receipt as JSON\n");
+                        r = CLI_EXIT_LOCAL;
+                        goto out;
+                }
+        }
+        /* The receipt file first: when it cannot be written, no signature
+         * is printed and the exit code says so. */
+        if (receipt_path) {
+                r = write_receipt(receipt_path, receipt);
+                if (r != CLI_EXIT_OK)
+                        goto out;
+        }
+
         if (json)
-                r = cli_print_json(json_pack("{s:s, s:s, s:s, s:s, s:I}",
+                r = cli_print_json(json_pack("{s:s, s:s, s:s, s:s, s:I, s:O}",
                                              "keyid", provsign_signature_keyid(sig),
                                              "algorithm", provsign_key_algorithm_to_string(provsign_signature_algorithm(sig)),
                                              "sig", b64,
                                              "principal", provsign_signature_principal(sig),
-                                             "generation", (json_int_t) provsign_signature_generation(sig)));
+                                             "generation", (json_int_t) provsign_signature_generation(sig),
+                                             "receipt", receipt));
         else {
                 puts(b64);
                 r = CLI_EXIT_OK;
         }
 out:
+        json_decref(receipt);
         free(b64);
         provsign_signature_free(sig);
         provsign_close(conn);

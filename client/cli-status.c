@@ -13,7 +13,8 @@ static void status_help(void) {
                "and roles the agent grants you.\n"
                "\n"
                "  -j, --json   print {agent_version, protocol_version, token_label,\n"
-               "               principals, uptime_seconds, caller_principals, caller_roles}\n"
+               "               principals, uptime_seconds, caller_principals, caller_roles,\n"
+               "               log_origin, log_size, log_syncs}\n"
                "  -h, --help   show this help\n");
 }
 
@@ -76,14 +77,17 @@ int cmd_status(const struct cli_ctx *ctx, int argc, char **argv) {
 
         if (json) {
                 /* "o" steals the arrays; a NULL one fails the whole pack. */
-                r = cli_print_json(json_pack("{s:s, s:I, s:s, s:o, s:I, s:o, s:o}",
+                r = cli_print_json(json_pack("{s:s, s:I, s:s, s:o, s:I, s:o, s:o, s:s, s:I, s:I}",
                                              "agent_version", provsign_agent_status_agent_version(st),
                                              "protocol_version", (json_int_t) provsign_agent_status_protocol_version(st),
                                              "token_label", provsign_agent_status_token_label(st),
                                              "principals", strv_to_json(provsign_agent_status_principals(st)),
                                              "uptime_seconds", (json_int_t) provsign_agent_status_uptime_seconds(st),
                                              "caller_principals", strv_to_json(provsign_agent_status_caller_principals(st)),
-                                             "caller_roles", strv_to_json(provsign_agent_status_caller_roles(st))));
+                                             "caller_roles", strv_to_json(provsign_agent_status_caller_roles(st)),
+                                             "log_origin", provsign_agent_status_log_origin(st),
+                                             "log_size", (json_int_t) provsign_agent_status_log_size(st),
+                                             "log_syncs", (json_int_t) provsign_agent_status_log_syncs(st)));
                 goto out;
         }
 
@@ -94,6 +98,9 @@ int cmd_status(const struct cli_ctx *ctx, int argc, char **argv) {
         print_strv("principals:", provsign_agent_status_principals(st));
         print_strv("you may sign for:", provsign_agent_status_caller_principals(st));
         print_strv("your roles:", provsign_agent_status_caller_roles(st));
+        printf("%-18s %s, %" PRIu64 " entries, %" PRIu64 " group commits since start\n", "audit log:",
+               cli_safe(provsign_agent_status_log_origin(st)), provsign_agent_status_log_size(st),
+               provsign_agent_status_log_syncs(st));
         r = CLI_EXIT_OK;
 out:
         provsign_agent_status_free(st);

@@ -1,10 +1,13 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -40,6 +43,28 @@ int cli_extra_args(const char *verb, int argc, char **argv) {
         if (optind < argc)
                 return cli_usage_error(verb, "unexpected argument '%s'", argv[optind]);
         return CLI_EXIT_OK;
+}
+
+int cli_subcommand(const struct cli_ctx *ctx, const char *verb, const struct cli_verb *table, size_t n,
+                   int argc, char **argv) {
+        const char *sub;
+
+        if (argc < 2)
+                return cli_usage_error(verb, "missing subcommand");
+        sub = argv[1];
+        if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+                printf("Usage: provsign %s SUBCOMMAND [OPTIONS]\n"
+                       "\n"
+                       "Subcommands:\n", verb);
+                for (size_t i = 0; i < n; i++)
+                        printf("  %-12s %s\n", table[i].name, table[i].summary);
+                printf("\n'provsign %s SUBCOMMAND --help' describes a subcommand.\n", verb);
+                return CLI_EXIT_OK;
+        }
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(table[i].name, sub) == 0)
+                        return table[i].run(ctx, argc - 1, argv + 1);
+        return cli_usage_error(verb, "unknown subcommand '%s'", sub);
 }
 
 int cli_connect(const struct cli_ctx *ctx, provsign_conn **ret) {
@@ -120,6 +145,99 @@ bool cli_format_time(int64_t us, char buf[static 32]) {
         if (!gmtime_r(&t, &tm))
                 return false;
         return strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) > 0;
+}
+
+int cli_read_file(const char *verb, const char *what, const char *path, size_t max, char **ret, size_t *ret_len) {
+        bool is_stdin = strcmp(path, "-") == 0;
+        size_t len = 0, cap = 4096;
+        char *buf = NULL;
+        int fd, r = CLI_EXIT_LOCAL;
+
+        fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                fprintf(stderr, "provsign: %s: cannot read %s %s: %m\n", verb, what, path);
+                return CLI_EXIT_LOCAL;
+        }
+
+        for (;;) {
+                ssize_t k;
+
+                if (!buf || len == cap) {
+                        char *p;
+
+                        if (buf)
+                                cap *= 2;
+                        p = realloc(buf, cap + 1);
+                        if (!p) {
+                                fprintf(stderr, "provsign: out of memory\n");
+                                goto out;
+                        }
+                        buf = p;
+                }
+                k = read(fd, buf + len, cap - len);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0) {
+                        fprintf(stderr, "provsign: %s: cannot read %s %s: %m\n", verb, what, path);
+                        goto out;
+                }
+                if (k == 0)
+                        break;
+                len += (size_t) k;
+                if (len > max) {
+                        fprintf(stderr, "provsign: %s: cannot read %s %s: larger than %zu bytes\n", verb, what, path, max);
+                        goto out;
+                }
+        }
+        buf[len] = '\0';
+
+        *ret = buf;
+        buf = NULL;
+        if (ret_len)
+                *ret_len = len;
+        r = CLI_EXIT_OK;
+out:
+        free(buf);
+        if (!is_stdin)
+                close(fd);
+        return r;
+}
+
+int cli_write_file(const char *verb, const char *what, const char *path, const char *data, size_t len) {
+        int fd;
+
+        /* A new file is public data (0644), whatever the umask; an existing
+         * one was placed by its owner and keeps its mode. */
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0644);
+        if (fd >= 0) {
+                if (fchmod(fd, 0644) < 0)
+                        goto fail;
+        } else if (errno == EEXIST)
+                fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                goto fail;
+
+        while (len > 0) {
+                ssize_t k = write(fd, data, len);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        goto fail;
+                data += k;
+                len -= (size_t) k;
+        }
+        /* close() reports what a network file system deferred. */
+        if (close(fd) < 0) {
+                fd = -1;
+                goto fail;
+        }
+        return CLI_EXIT_OK;
+fail:
+        fprintf(stderr, "provsign: %s: cannot write %s %s: %m\n", verb, what, path);
+        if (fd >= 0)
+                close(fd);
+        return CLI_EXIT_LOCAL;
 }
 
 const char *cli_safe(const char *s) {

@@ -16,9 +16,11 @@
 #include "cli.h"
 
 static const struct cli_verb verbs[] = {
-        { "sign",   cmd_sign,   "sign a digest with a principal's active key" },
-        { "key",    cmd_key,    "show and list keys (pubkey, list)" },
-        { "status", cmd_status, "show the agent's status and what you may do" },
+        { "sign",    cmd_sign,    "sign a digest with a principal's active key" },
+        { "key",     cmd_key,     "show and list keys (pubkey, list)" },
+        { "status",  cmd_status,  "show the agent's status and what you may do" },
+        { "audit",   cmd_audit,   "the audit log (checkpoint, log-key)" },
+        { "receipt", cmd_receipt, "verify a signature's receipt offline (verify)" },
 };
 
 static void help(FILE *f) {

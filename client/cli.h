@@ -36,6 +36,15 @@ struct cli_verb {
 int cmd_sign(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_key(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_status(const struct cli_ctx *ctx, int argc, char **argv);
+int cmd_audit(const struct cli_ctx *ctx, int argc, char **argv);
+int cmd_receipt(const struct cli_ctx *ctx, int argc, char **argv);
+
+/* cli_subcommand: runs the sub-verb argv[1] of verb from table (n
+ * entries): "provsign VERB SUB ..." calls SUB's run() with argv + 1.
+ * "--help"/"-h" prints the table under usage; a missing or unknown
+ * sub-verb is a usage error. Returns a CLI_EXIT_* code. */
+int cli_subcommand(const struct cli_ctx *ctx, const char *verb, const struct cli_verb *table, size_t n,
+                   int argc, char **argv);
 
 /* cli_usage_error: prints "provsign VERB: <message>" and
  * "Try 'provsign VERB --help'." to stderr (VERB NULL: the program) and
@@ -74,6 +83,18 @@ char *cli_base64(const uint8_t *in, size_t len);
  * ("2025-11-25T17:34:00Z") of microseconds since the epoch, into buf.
  * false when us is 0 (unknown) or unrepresentable. */
 bool cli_format_time(int64_t us, char buf[static 32]);
+
+/* cli_read_file: reads all of path ("-": standard input), at most max
+ * bytes, into a new NUL-terminated buffer (free()) with its length in
+ * *ret_len (may be NULL). On failure prints "provsign: VERB: cannot read
+ * WHAT PATH: reason" and returns CLI_EXIT_LOCAL. */
+int cli_read_file(const char *verb, const char *what, const char *path, size_t max, char **ret, size_t *ret_len);
+
+/* cli_write_file: writes data to path: a new file gets mode 0644 whatever
+ * the umask, an existing one is truncated and keeps its mode. On failure
+ * prints "provsign: VERB: cannot write WHAT PATH: reason" and returns
+ * CLI_EXIT_LOCAL. */
+int cli_write_file(const char *verb, const char *what, const char *path, const char *data, size_t len);
 
 /* cli_safe: s with every control character replaced by '?', for writing
  * agent-supplied text to a terminal. Returns a static buffer (truncated at

@@ -28,11 +28,14 @@
 
 #include "frame.h"
 #include "keyid.h"
+#include "merkle.h"
 #include "names.h"
+#include "note.h"
 #include "provsign.pb-c.h"
 
 #include "libprovsign-internal.h"
 #include "provsign.h"
+#include "receipt.h"
 
 #define _public_ __attribute__((visibility("default")))
 
@@ -60,6 +63,8 @@ ASSERT_SAME(PROVSIGN_KEY_STATE_ACTIVE, PROVSIGN__KEY_STATE__ACTIVE);
 ASSERT_SAME(PROVSIGN_KEY_STATE_RETIRED, PROVSIGN__KEY_STATE__RETIRED);
 ASSERT_SAME(PROVSIGN_KEY_STATE_REVOKED, PROVSIGN__KEY_STATE__REVOKED);
 ASSERT_SAME(PROVSIGN_KEY_STATE_DESTROYED, PROVSIGN__KEY_STATE__DESTROYED);
+static_assert(PROVSIGN_HASH_LEN == PROTO_MERKLE_HASH_LEN, "PROVSIGN_HASH_LEN");
+static_assert(PROVSIGN_MAX_INCLUSION_PROOF == PROTO_MERKLE_MAX_PROOF, "PROVSIGN_MAX_INCLUSION_PROOF");
 
 struct provsign_conn {
         int fd;
@@ -75,6 +80,27 @@ struct provsign_signature {
         size_t der_len;
         char *principal;
         uint32_t generation;
+
+        /* The receipt (DESIGN.md "The audit log"), already checked for
+         * consistency with itself and with this signature. */
+        bool has_receipt;
+        uint64_t log_seq;
+        int64_t log_time_us;
+        uint8_t *leaf;                          /* the exact AuditEntry bytes */
+        size_t leaf_len;
+        uint64_t tree_size;
+        uint8_t (*proof)[PROTO_MERKLE_HASH_LEN]; /* NULL when n_proof is 0 */
+        size_t n_proof;
+        char *checkpoint;
+};
+
+struct provsign_log_key {
+        char *origin;
+        char keyid[PROTO_KEYID_HEX_LEN + 1];
+        uint8_t *der;
+        size_t der_len;
+        char *pem;              /* derived from der */
+        char *verifier_key;     /* derived from origin and der */
 };
 
 struct provsign_key {
@@ -99,6 +125,8 @@ struct provsign_agent_status {
         uint32_t protocol_version;
         char *token_label;
         uint64_t uptime_seconds;
+        char *log_origin;
+        uint64_t log_size, log_syncs;
         char **principals;       /* NULL-terminated */
         char **caller_principals;
         char **caller_roles;
@@ -721,6 +749,82 @@ _public_ void provsign_key_list_free(provsign_key_list *list) {
 
 /* ---- Sign ---------------------------------------------------------------- */
 
+/* Copies the receipt of a Sign reply into sig after checking it: the shape
+ * (every proof entry one 32-byte hash, at most PROTO_MERKLE_MAX_PROOF of
+ * them, a leaf, a note, a representable time) and then its meaning, with
+ * the checks of `provsign receipt verify` that need no log key: the note
+ * is a checkpoint of tree_size, leaf and proof reproduce its root at
+ * log_seq, and the leaf is the SIGN entry of this very signature (key,
+ * principal, digest). A receipt that fails is -EPROTO: it would prove
+ * nothing to anyone, and the caller is better told now than at audit. */
+static int receipt_from_reply(const Provsign__SignResponse *body, int digest_alg, const void *digest,
+                              size_t digest_len, provsign_signature *sig) {
+        const Provsign__Receipt *rr = body->receipt;
+        struct client_receipt_result res = {};
+        struct client_receipt rc = {};
+        struct client_receipt_signer signer = {
+                .keyid = body->keyid,
+                .principal = body->principal,
+                .digest_algorithm = digest_alg,
+                .digest = digest,
+                .digest_len = digest_len,
+        };
+        int r;
+
+        if (!rr)
+                return -EPROTO;
+        if (rr->n_inclusion_proof > PROTO_MERKLE_MAX_PROOF || (rr->n_inclusion_proof > 0 && !rr->inclusion_proof))
+                return -EPROTO;
+        for (size_t i = 0; i < rr->n_inclusion_proof; i++)
+                if (rr->inclusion_proof[i].len != PROTO_MERKLE_HASH_LEN || !rr->inclusion_proof[i].data)
+                        return -EPROTO;
+        if (rr->leaf.len == 0 || !rr->leaf.data)
+                return -EPROTO;
+        if (!*str_or_empty(rr->checkpoint) || strlen(rr->checkpoint) > PROTO_NOTE_MAX_SIZE)
+                return -EPROTO;
+        /* A time the CLI can write as RFC 3339; sizes JSON can carry. */
+        if (rr->log_time_us < 0 || rr->log_time_us >= CLIENT_TIME_US_END || rr->tree_size > INT64_MAX)
+                return -EPROTO;
+
+        if (rr->n_inclusion_proof > 0) {
+                sig->proof = calloc(rr->n_inclusion_proof, sizeof *sig->proof);
+                if (!sig->proof)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < rr->n_inclusion_proof; i++)
+                memcpy(sig->proof[i], rr->inclusion_proof[i].data, PROTO_MERKLE_HASH_LEN);
+        sig->n_proof = rr->n_inclusion_proof;
+        sig->leaf = malloc(rr->leaf.len);
+        sig->checkpoint = strdup(rr->checkpoint);
+        if (!sig->leaf || !sig->checkpoint)
+                return -ENOMEM;
+        memcpy(sig->leaf, rr->leaf.data, rr->leaf.len);
+        sig->leaf_len = rr->leaf.len;
+        sig->log_seq = rr->log_seq;
+        sig->log_time_us = rr->log_time_us;
+        sig->tree_size = rr->tree_size;
+
+        rc = (struct client_receipt) {
+                .log_seq = sig->log_seq,
+                .log_time_us = sig->log_time_us,
+                .leaf = sig->leaf,
+                .leaf_len = sig->leaf_len,
+                .tree_size = sig->tree_size,
+                .proof = (const uint8_t (*)[PROTO_MERKLE_HASH_LEN]) sig->proof,
+                .n_proof = sig->n_proof,
+                .checkpoint = sig->checkpoint,
+        };
+        r = client_receipt_verify(&rc, &signer, NULL, &res);
+        client_receipt_result_done(&res);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                return -EPROTO;
+
+        sig->has_receipt = true;
+        return 0;
+}
+
 _public_ int provsign_sign(provsign_conn *conn,
                            const char *principal,
                            enum provsign_digest_algorithm digest_alg,
@@ -812,6 +916,10 @@ _public_ int provsign_sign(provsign_conn *conn,
         memcpy(sig->der, body->signature.data, body->signature.len);
         sig->der_len = body->signature.len;
 
+        r = receipt_from_reply(body, (int) digest_alg, digest, digest_len, sig);
+        if (r < 0)
+                goto out;
+
         *ret = sig;
         sig = NULL;
         r = 0;
@@ -846,12 +954,249 @@ _public_ uint32_t provsign_signature_generation(const provsign_signature *sig) {
         return sig->generation;
 }
 
+_public_ int provsign_signature_has_receipt(const provsign_signature *sig) {
+        return sig->has_receipt;
+}
+
+_public_ uint64_t provsign_signature_log_seq(const provsign_signature *sig) {
+        return sig->log_seq;
+}
+
+_public_ int64_t provsign_signature_log_time_us(const provsign_signature *sig) {
+        return sig->log_time_us;
+}
+
+_public_ const uint8_t *provsign_signature_leaf(const provsign_signature *sig, size_t *ret_len) {
+        if (ret_len)
+                *ret_len = sig->leaf_len;
+        return sig->leaf;
+}
+
+_public_ uint64_t provsign_signature_tree_size(const provsign_signature *sig) {
+        return sig->tree_size;
+}
+
+_public_ const uint8_t *provsign_signature_inclusion_proof(const provsign_signature *sig, size_t *ret_n) {
+        if (ret_n)
+                *ret_n = sig->n_proof;
+        return sig->n_proof > 0 ? sig->proof[0] : NULL;
+}
+
+_public_ const char *provsign_signature_checkpoint(const provsign_signature *sig) {
+        return sig->checkpoint;
+}
+
 _public_ void provsign_signature_free(provsign_signature *sig) {
         if (!sig)
                 return;
         free(sig->principal);
         free(sig->der);
+        free(sig->leaf);
+        free(sig->proof);
+        free(sig->checkpoint);
         free(sig);
+}
+
+/* ---- The audit log: checkpoint and log key ------------------------------- */
+
+/* GetCheckpoint, with a consistency proof when from_size > 0. The note must
+ * be a checkpoint of the size the reply states (its signature needs the
+ * log key, which the caller verifies with), the proof must answer the
+ * question asked (from_size echoed, at most PROTO_MERKLE_MAX_PROOF hashes of
+ * 32 bytes, from_size <= tree_size); anything else is -EPROTO. */
+static int get_checkpoint(provsign_conn *conn, uint64_t from_size, char **ret_note, uint64_t *ret_size,
+                          uint8_t **ret_proof, size_t *ret_n) {
+        Provsign__Request req = PROVSIGN__REQUEST__INIT;
+        Provsign__GetCheckpointRequest cr = PROVSIGN__GET_CHECKPOINT_REQUEST__INIT;
+        Provsign__Response *resp = NULL;
+        const Provsign__GetCheckpointResponse *body;
+        uint8_t root[PROTO_MERKLE_HASH_LEN], *proof = NULL;
+        char *origin = NULL, *note = NULL;
+        uint64_t size;
+        size_t n;
+        int r;
+
+        cr.from_size = from_size;
+        req.body_case = PROVSIGN__REQUEST__BODY_GET_CHECKPOINT;
+        req.get_checkpoint = &cr;
+
+        r = conn_transact(conn, &req, &resp);
+        if (r != 0)
+                return r;
+
+        body = resp->checkpoint;
+        if (resp->body_case != PROVSIGN__RESPONSE__BODY_CHECKPOINT || !body || !*str_or_empty(body->checkpoint)) {
+                r = -EPROTO;
+                goto out;
+        }
+        r = client_checkpoint_note_parse(body->checkpoint, strlen(body->checkpoint), &origin, &size, root);
+        if (r == -ENOMEM)
+                goto out;
+        if (r < 0 || size != body->tree_size) {
+                r = -EPROTO;
+                goto out;
+        }
+
+        /* Without from_size no proof was asked for, and none is taken. */
+        n = from_size > 0 ? body->n_consistency_proof : 0;
+        if (from_size > 0 && (body->from_size != from_size || from_size > size))
+                r = -EPROTO;
+        if (n > PROTO_MERKLE_MAX_PROOF || (n > 0 && !body->consistency_proof))
+                r = -EPROTO;
+        for (size_t i = 0; r == 0 && i < n; i++)
+                if (body->consistency_proof[i].len != PROTO_MERKLE_HASH_LEN || !body->consistency_proof[i].data)
+                        r = -EPROTO;
+        if (r < 0)
+                goto out;
+
+        note = strdup(body->checkpoint);
+        proof = malloc(n > 0 ? n * PROTO_MERKLE_HASH_LEN : 1);
+        if (!note || !proof) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (size_t i = 0; i < n; i++)
+                memcpy(proof + i * PROTO_MERKLE_HASH_LEN, body->consistency_proof[i].data, PROTO_MERKLE_HASH_LEN);
+
+        *ret_note = note;
+        note = NULL;
+        if (ret_size)
+                *ret_size = size;
+        if (ret_proof) {
+                *ret_proof = proof;
+                proof = NULL;
+        }
+        if (ret_n)
+                *ret_n = n;
+        r = 0;
+out:
+        free(proof);
+        free(note);
+        free(origin);
+        provsign__response__free_unpacked(resp, NULL);
+        return r;
+}
+
+_public_ int provsign_get_checkpoint(provsign_conn *conn, char **ret_note, uint64_t *ret_size) {
+        if (!conn || !ret_note)
+                return -EINVAL;
+        return get_checkpoint(conn, 0, ret_note, ret_size, NULL, NULL);
+}
+
+_public_ int provsign_get_checkpoint_consistency(provsign_conn *conn, uint64_t from_size, char **ret_note,
+                                                 uint64_t *ret_size, uint8_t **ret_proof, size_t *ret_n) {
+        if (!conn || !ret_note || !ret_proof || !ret_n || from_size == 0)
+                return -EINVAL;
+        return get_checkpoint(conn, from_size, ret_note, ret_size, ret_proof, ret_n);
+}
+
+_public_ int provsign_get_log_key(provsign_conn *conn, provsign_log_key **ret) {
+        Provsign__Request req = PROVSIGN__REQUEST__INIT;
+        Provsign__GetLogKeyRequest lr = PROVSIGN__GET_LOG_KEY_REQUEST__INIT;
+        Provsign__Response *resp = NULL;
+        const Provsign__GetLogKeyResponse *body;
+        provsign_log_key *k = NULL;
+        char id[PROTO_KEYID_HEX_LEN + 1];
+        int r;
+
+        if (!conn || !ret)
+                return -EINVAL;
+
+        req.body_case = PROVSIGN__REQUEST__BODY_GET_LOG_KEY;
+        req.get_log_key = &lr;
+
+        r = conn_transact(conn, &req, &resp);
+        if (r != 0)
+                return r;
+
+        body = resp->log_key;
+        if (resp->body_case != PROVSIGN__RESPONSE__BODY_LOG_KEY || !body ||
+            !*str_or_empty(body->origin) ||
+            body->public_key_der.len == 0 || !body->public_key_der.data ||
+            body->public_key_der.len > PROTO_FRAME_MAX ||
+            !proto_keyid_hex_valid(str_or_empty(body->keyid))) {
+                r = -EPROTO;
+                goto out;
+        }
+        /* The key id is the SHA-256 of the DER, as for every key. */
+        proto_keyid_hex(body->public_key_der.data, body->public_key_der.len, id);
+        if (strcmp(id, body->keyid) != 0) {
+                r = -EPROTO;
+                goto out;
+        }
+
+        k = calloc(1, sizeof *k);
+        if (!k) {
+                r = -ENOMEM;
+                goto out;
+        }
+        memcpy(k->keyid, id, sizeof k->keyid);
+        k->origin = strdup(body->origin);
+        k->der = malloc(body->public_key_der.len);
+        if (!k->origin || !k->der) {
+                r = -ENOMEM;
+                goto out;
+        }
+        memcpy(k->der, body->public_key_der.data, body->public_key_der.len);
+        k->der_len = body->public_key_der.len;
+
+        r = client_pem_from_der(k->der, k->der_len, &k->pem);
+        if (r < 0)
+                goto out;
+
+        /* Made here from what was checked, like the PEM; this also checks
+         * that the origin is a key name and the key an ECDSA key that can
+         * sign notes (-EINVAL). An agent that states another string
+         * contradicts itself. */
+        r = proto_note_verifier_key(k->origin, k->der, k->der_len, &k->verifier_key);
+        if (r == -EINVAL)
+                r = -EPROTO;
+        if (r < 0)
+                goto out;
+        if (*str_or_empty(body->verifier_key) && strcmp(body->verifier_key, k->verifier_key) != 0) {
+                r = -EPROTO;
+                goto out;
+        }
+
+        *ret = k;
+        k = NULL;
+        r = 0;
+out:
+        provsign_log_key_free(k);
+        provsign__response__free_unpacked(resp, NULL);
+        return r;
+}
+
+_public_ const char *provsign_log_key_origin(const provsign_log_key *key) {
+        return key->origin;
+}
+
+_public_ const char *provsign_log_key_keyid(const provsign_log_key *key) {
+        return key->keyid;
+}
+
+_public_ const uint8_t *provsign_log_key_spki_der(const provsign_log_key *key, size_t *ret_len) {
+        if (ret_len)
+                *ret_len = key->der_len;
+        return key->der;
+}
+
+_public_ const char *provsign_log_key_pem(const provsign_log_key *key) {
+        return key->pem;
+}
+
+_public_ const char *provsign_log_key_verifier_key(const provsign_log_key *key) {
+        return key->verifier_key;
+}
+
+_public_ void provsign_log_key_free(provsign_log_key *key) {
+        if (!key)
+                return;
+        free(key->origin);
+        free(key->der);
+        free(key->pem);
+        free(key->verifier_key);
+        free(key);
 }
 
 /* ---- Agent status -------------------------------------------------------- */
@@ -890,9 +1235,12 @@ _public_ int provsign_status(provsign_conn *conn, provsign_agent_status **ret) {
         }
         st->protocol_version = body->protocol_version;
         st->uptime_seconds = body->uptime_seconds;
+        st->log_size = body->log_size;
+        st->log_syncs = body->log_syncs;
         st->agent_version = strdup(str_or_empty(body->agent_version));
         st->token_label = strdup(str_or_empty(body->token_label));
-        if (!st->agent_version || !st->token_label) {
+        st->log_origin = strdup(str_or_empty(body->log_origin));
+        if (!st->agent_version || !st->token_label || !st->log_origin) {
                 r = -ENOMEM;
                 goto out;
         }
@@ -931,6 +1279,18 @@ _public_ uint64_t provsign_agent_status_uptime_seconds(const provsign_agent_stat
         return st->uptime_seconds;
 }
 
+_public_ const char *provsign_agent_status_log_origin(const provsign_agent_status *st) {
+        return st->log_origin;
+}
+
+_public_ uint64_t provsign_agent_status_log_size(const provsign_agent_status *st) {
+        return st->log_size;
+}
+
+_public_ uint64_t provsign_agent_status_log_syncs(const provsign_agent_status *st) {
+        return st->log_syncs;
+}
+
 _public_ const char *const *provsign_agent_status_principals(const provsign_agent_status *st) {
         return (const char *const *) st->principals;
 }
@@ -948,6 +1308,7 @@ _public_ void provsign_agent_status_free(provsign_agent_status *st) {
                 return;
         free(st->agent_version);
         free(st->token_label);
+        free(st->log_origin);
         strv_free(st->principals);
         strv_free(st->caller_principals);
         strv_free(st->caller_roles);

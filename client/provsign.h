@@ -86,6 +86,13 @@ typedef struct provsign_signature provsign_signature;
 typedef struct provsign_key provsign_key;
 typedef struct provsign_key_list provsign_key_list;
 typedef struct provsign_agent_status provsign_agent_status;
+typedef struct provsign_log_key provsign_log_key;
+
+/* Size of a Merkle tree hash of the audit log (SHA-256, RFC 9162). */
+#define PROVSIGN_HASH_LEN 32
+/* The most hashes an inclusion or consistency proof can have; longer ones
+ * are -EPROTO. */
+#define PROVSIGN_MAX_INCLUSION_PROOF 64
 
 /* ---- Names and errors ---------------------------------------------------- */
 
@@ -153,11 +160,19 @@ const char *provsign_last_message(const provsign_conn *conn);
  *                 (NULL when n_annotations is 0; each key non-NULL, value
  *                 NULL means "").
  * On success returns 0 and *ret is a new signature the caller frees with
- * provsign_signature_free(). -EINVAL for a bad argument (unknown digest
- * algorithm, digest length not matching it, NULL key), -EMSGSIZE when the
- * request exceeds 64 KiB, a positive status when refused
+ * provsign_signature_free(); it always carries a receipt from the audit
+ * log (see provsign_signature_has_receipt()). -EINVAL for a bad argument
+ * (unknown digest algorithm, digest length not matching it, NULL key),
+ * -EMSGSIZE when the request exceeds 64 KiB, a positive status when refused
  * (PERMISSION_DENIED, NO_ACTIVE_KEY, RATE_LIMITED, ...), or another
- * negative errno as described at the top of this header. */
+ * negative errno as described at the top of this header. A reply without a
+ * receipt, or whose receipt does not hold together, is -EPROTO: the
+ * library checks every check of `provsign receipt verify` that needs no log
+ * key (the checkpoint is well-formed and of tree_size, leaf and inclusion
+ * proof reproduce its root at log_seq, the leaf is the SIGN entry of this
+ * signature's key, principal and digest, at log_seq and log_time). Only
+ * the checkpoint's signature is left to verify, with the log key
+ * (provsign_get_log_key() or, better, a copy obtained out of band). */
 int provsign_sign(provsign_conn *conn,
                   const char *principal,
                   enum provsign_digest_algorithm digest_alg,
@@ -189,6 +204,49 @@ const char *provsign_signature_principal(const provsign_signature *sig);
 /* provsign_signature_generation: the signing key's generation number within
  * its principal. */
 uint32_t provsign_signature_generation(const provsign_signature *sig);
+
+/* ---- Receipts ------------------------------------------------------------ */
+
+/* A receipt proves that the signature was written to the agent's audit log
+ * before it left the agent (DESIGN.md "The audit log"): the log entry's
+ * bytes, its position, an RFC 9162 inclusion proof and a C2SP checkpoint
+ * signed by the log key. Accessors below borrow from sig (valid until
+ * provsign_signature_free()); without a receipt they return 0 / NULL. */
+
+/* provsign_signature_has_receipt: 1 when sig carries a receipt, else 0.
+ * Every signature from provsign_sign() does (a reply without one is
+ * -EPROTO). */
+int provsign_signature_has_receipt(const provsign_signature *sig);
+
+/* provsign_signature_log_seq: the log sequence number of the signature's
+ * entry, which is also its leaf index in the log's Merkle tree. */
+uint64_t provsign_signature_log_seq(const provsign_signature *sig);
+
+/* provsign_signature_log_time_us: the entry's time, microseconds since the
+ * epoch (UTC); 0 <= time < year 10000. */
+int64_t provsign_signature_log_time_us(const provsign_signature *sig);
+
+/* provsign_signature_leaf: the exact bytes of the entry (a protobuf
+ * AuditEntry, proto/provsign.proto), and their length in *ret_len (may be
+ * NULL); its Merkle leaf hash is SHA-256(0x00 || bytes). Borrowed. */
+const uint8_t *provsign_signature_leaf(const provsign_signature *sig, size_t *ret_len);
+
+/* provsign_signature_tree_size: the size of the tree that the checkpoint
+ * signs and the inclusion proof is for; always > log_seq. */
+uint64_t provsign_signature_tree_size(const provsign_signature *sig);
+
+/* provsign_signature_inclusion_proof: the inclusion proof of RFC 9162
+ * §2.1.3, leaf-to-root order: *ret_n (may be NULL; at most
+ * PROVSIGN_MAX_INCLUSION_PROOF) hashes of PROVSIGN_HASH_LEN bytes each,
+ * back to back (hash i starts at byte i * PROVSIGN_HASH_LEN). NULL when
+ * *ret_n is 0 (a tree of one entry). Borrowed. */
+const uint8_t *provsign_signature_inclusion_proof(const provsign_signature *sig, size_t *ret_n);
+
+/* provsign_signature_checkpoint: the signed checkpoint note (C2SP
+ * tlog-checkpoint: origin, tree size, base64 root, a blank line, signature
+ * lines), verbatim as the agent sent it; valid UTF-8 without control
+ * characters but newlines. Borrowed. */
+const char *provsign_signature_checkpoint(const provsign_signature *sig);
 
 /* provsign_signature_free: frees sig and every string it lent. NULL is a
  * no-op. */
@@ -253,6 +311,67 @@ const provsign_key *provsign_key_list_get(const provsign_key_list *list, size_t 
 /* provsign_key_list_free: frees list and all its keys. NULL is a no-op. */
 void provsign_key_list_free(provsign_key_list *list);
 
+/* ---- The audit log ------------------------------------------------------- */
+
+/* provsign_get_checkpoint: the latest checkpoint of the agent's audit log.
+ * Any connected caller may ask. On success returns 0, *ret_note is a new
+ * NUL-terminated copy of the signed note as the agent sent it (the caller
+ * frees it with free()) and *ret_size (may be NULL) its tree size. The
+ * library checks that the note is a well-formed checkpoint of that size
+ * (-EPROTO otherwise), not its signature: verify that with the log key.
+ * Other failures as at the top of this header. */
+int provsign_get_checkpoint(provsign_conn *conn, char **ret_note, uint64_t *ret_size);
+
+/* provsign_get_checkpoint_consistency: provsign_get_checkpoint(), plus the
+ * RFC 9162 §2.1.4 consistency proof from the tree of from_size entries (an
+ * older checkpoint's size, from_size >= 1) to the returned checkpoint's
+ * tree: how an auditor or a receipt holder links an older checkpoint to the
+ * latest. On success also *ret_proof, *ret_n hashes of PROVSIGN_HASH_LEN
+ * bytes back to back (hash i at byte i * PROVSIGN_HASH_LEN; the caller
+ * frees it with free(); a valid pointer even when *ret_n is 0, which is
+ * the case when from_size is the tree size). The library checks the shape
+ * (at most PROVSIGN_MAX_INCLUSION_PROOF 32-byte hashes, from_size <= tree
+ * size; -EPROTO otherwise); the proof itself is checked against the older
+ * checkpoint's root, which the caller holds. -EINVAL for from_size 0 or a
+ * NULL out-parameter (ret_size may be NULL); INVALID_ARGUMENT from the
+ * agent when from_size exceeds the log. */
+int provsign_get_checkpoint_consistency(provsign_conn *conn, uint64_t from_size, char **ret_note,
+                                        uint64_t *ret_size, uint8_t **ret_proof, size_t *ret_n);
+
+/* provsign_get_log_key: the public key that signs the log's checkpoints and
+ * the origin (the log's name) it signs them under. Any connected caller
+ * may ask. On success returns 0 and *ret is a new object the caller frees
+ * with provsign_log_key_free(). The library checks that the key id is the
+ * SHA-256 of the key and that the key and origin can make a note verifier
+ * key (an ECDSA key; an origin without spaces or '+'); -EPROTO otherwise.
+ * Trust: this is the agent's word on its own key. A verifier that fetches
+ * the log key from the agent it is auditing proves only consistency; pin a
+ * copy taken out of band. */
+int provsign_get_log_key(provsign_conn *conn, provsign_log_key **ret);
+
+/* Log key accessors. Strings and bytes are borrowed from key and live until
+ * provsign_log_key_free(). */
+
+/* provsign_log_key_origin: the log's origin, the first line of its
+ * checkpoints and the key name of their signature lines. */
+const char *provsign_log_key_origin(const provsign_log_key *key);
+/* provsign_log_key_keyid: 64 lowercase hex digits, SHA-256 of the DER SPKI. */
+const char *provsign_log_key_keyid(const provsign_log_key *key);
+/* provsign_log_key_spki_der: the DER SubjectPublicKeyInfo and its length
+ * in *ret_len (may be NULL). Never NULL. */
+const uint8_t *provsign_log_key_spki_der(const provsign_log_key *key, size_t *ret_len);
+/* provsign_log_key_pem: the key as PEM, made by the library from the DER
+ * (as provsign_key_pem()). */
+const char *provsign_log_key_pem(const provsign_log_key *key);
+/* provsign_log_key_verifier_key: the C2SP note verifier key,
+ * "<origin>+<8 hex digits of the key hash>+<base64(0x02 || DER SPKI)>",
+ * made by the library. */
+const char *provsign_log_key_verifier_key(const provsign_log_key *key);
+
+/* provsign_log_key_free: frees key and everything it lent. NULL is a
+ * no-op. */
+void provsign_log_key_free(provsign_log_key *key);
+
 /* ---- Agent status -------------------------------------------------------- */
 
 /* provsign_status: asks the agent about itself and about what this caller
@@ -271,6 +390,13 @@ uint32_t provsign_agent_status_protocol_version(const provsign_agent_status *st)
 const char *provsign_agent_status_token_label(const provsign_agent_status *st);
 /* provsign_agent_status_uptime_seconds: seconds since the agent started. */
 uint64_t provsign_agent_status_uptime_seconds(const provsign_agent_status *st);
+/* provsign_agent_status_log_origin: the audit log's origin (checkpoint
+ * name); "" from an agent without one. Borrowed from st. */
+const char *provsign_agent_status_log_origin(const provsign_agent_status *st);
+/* provsign_agent_status_log_size: entries durable and checkpointed. */
+uint64_t provsign_agent_status_log_size(const provsign_agent_status *st);
+/* provsign_agent_status_log_syncs: group commits (fdatasyncs) since start. */
+uint64_t provsign_agent_status_log_syncs(const provsign_agent_status *st);
 /* provsign_agent_status_principals: every configured signer principal. */
 const char *const *provsign_agent_status_principals(const provsign_agent_status *st);
 /* provsign_agent_status_caller_principals: principals this caller may sign for. */
