@@ -61,5 +61,30 @@ run_matrix "user whose supplementary group is in ci-sup's gids" 64931 ci-sup "$A
 run_matrix "same user asking for ci-release" 64931 ci-release "$ANY"
 
 check "every refusal was logged" test "$(grep -c 'refused .*PERMISSION_DENIED' "$T/agent.log")" -ge 40
+
+# Refusal entries in the audit log are rate-limited per uid: a flood of 60
+# refusals from one uid adds at most 20 entries, then one summary entry when
+# the window closes (here: at shutdown). Other uids are not affected.
+log_size() { cli "$OPERATOR_UID" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["log_size"])'; }
+flood() {
+        as "$OUTSIDER_UID" true
+        as "$1" env PYTHONPATH="$SRCDIR/tests/lib" SOCK="$SOCK" python3 -c '
+import os
+from rawclient import *
+for i in range(60):
+    st, msg, _ = call(os.environ["SOCK"], all_requests("ci-release")["ListKeys"])
+    assert st == "PERMISSION_DENIED", st'
+}
+# a fresh uid, so earlier refusals in this test do not count
+FLOOD_UID=64940
+before=$(log_size)
+check "60 refused requests from one uid" flood "$FLOOD_UID"
+sleep 0.3
+after=$(log_size)
+expect_eq "$((after - before))" 20 "the log took 20 refusal entries of that uid, not 60"
 stop_agent
+start_agent
+restarted=$(log_size)
+# at stop: the summary of the 40 suppressed refusals + agent stop; at start: agent start + policy load
+expect_eq "$((restarted - after))" 4 "a summary entry was written at shutdown (summary, stop, start, policy load)"
 finish
