@@ -134,10 +134,10 @@ write_config() {
 agent_argv() {
         AGENT_ARGV=(setpriv --reuid="$AGENT_UID" --regid="$AGENT_GID" --groups="$CLIENTS_GID"
                 env SOFTHSM2_CONF="$SOFTHSM2_CONF")
-        local v
-        for v in LSAN_OPTIONS ASAN_OPTIONS UBSAN_OPTIONS; do
-                [ -n "${!v:-}" ] && AGENT_ARGV+=("$v=${!v}")
-        done
+        # The agent loads libp11: full unwinding so tests/lsan.supp matches.
+        [ -n "${PROVSIGN_P11_ASAN_OPTIONS:-}" ] && AGENT_ARGV+=("ASAN_OPTIONS=$PROVSIGN_P11_ASAN_OPTIONS")
+        [ -n "${PROVSIGN_P11_LSAN_OPTIONS:-}" ] && AGENT_ARGV+=("LSAN_OPTIONS=$PROVSIGN_P11_LSAN_OPTIONS")
+        [ -n "${UBSAN_OPTIONS:-}" ] && AGENT_ARGV+=("UBSAN_OPTIONS=$UBSAN_OPTIONS")
         AGENT_ARGV+=("$PROVSIGN_AGENT")
 }
 
