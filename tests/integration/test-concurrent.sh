@@ -9,7 +9,7 @@ start_agent
 expect_exit 0 "pubkey" cli "$RUNNER_UID" key pubkey --principal ci-release
 cp "$T/out" "$T/pub.pem"
 
-N=25
+N=${PROVSIGN_TEST_CONCURRENT_N:-25}
 mkdir -p "$T/c"
 chmod 0777 "$T/c"
 for c in $(seq 1 16); do
