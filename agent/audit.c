@@ -343,6 +343,19 @@ static int entry_seq(const uint8_t *p, size_t n, uint64_t *ret) {
         return 0;
 }
 
+/* Is there a whole record with a matching CRC32C anywhere in p[1..len)?
+ * Only called on the bad tail of the last segment at start-up. */
+static bool valid_record_after(const uint8_t *p, size_t len) {
+        for (size_t off = 1; off + PROTO_RECORD_OVERHEAD < len; off++) {
+                proto_cursor c = proto_cursor_make(p + off, len - off);
+                const uint8_t *entry;
+                size_t n;
+                if (proto_record_next(&c, &entry, &n) == 0)
+                        return true;
+        }
+        return false;
+}
+
 /* Replays one segment into the tree. A bad record at the very end of the
  * last segment is a torn write: cut it (and say so). Anywhere else it is
  * corruption: refuse, naming the file and offset. */
@@ -368,12 +381,12 @@ static int replay_segment(agent_audit *a, const char *name, bool last, char **re
                         break;
                 size_t off = len - c.len;
                 if (r < 0) {
-                        bool torn = false;
-                        if (last && r == -EBADMSG)
-                                torn = true; /* runs past the end of the file */
-                        if (last && r == -EILSEQ && c.len >= 4 &&
-                            proto_record_size(proto_get_u32be(c.p)) == c.len)
-                                torn = true; /* the final record, half written */
+                        /* In the last segment, a bad record with no good record
+                         * after it is what a crash mid-commit leaves (a short
+                         * write, a zero-filled extension, pages of the batch
+                         * that never reached the disk): a torn tail. A good
+                         * record after a bad one means damage inside the log. */
+                        bool torn = last && !valid_record_after(c.p, c.len);
                         if (!torn) {
                                 free(buf);
                                 return errorf(ret_error, -EBADMSG,

@@ -20,6 +20,13 @@
 #define MAX_NAME 64u
 #define MAX_PAYLOAD_TYPE 256u
 #define MAX_REASON 1024u
+/* The client-chosen bytes of a Sign request (payload type, annotations) all
+ * go into its audit entry, and the entry goes back in the reply's receipt
+ * next to the signature, an inclusion proof (<= 64 x 32 bytes) and the
+ * checkpoint note. Bounding them here keeps both the entry and the reply
+ * under the 64 KiB frame limit, whatever max_annotations and
+ * max_annotation_bytes say, so nothing is signed that cannot be answered. */
+#define SIGN_REQUEST_BUDGET (24u * 1024u)
 
 typedef struct handler {
         Provsign__Request__BodyCase body;
@@ -57,13 +64,33 @@ static bool name_valid(const char *s) {
         return true;
 }
 
+/* Printable UTF-8 (RFC 3629: no overlongs, no surrogates, <= U+10FFFF),
+ * no control characters: these strings go into protobuf string fields of the
+ * audit log, which strict decoders elsewhere must be able to read. */
 static bool text_valid(const char *s, size_t max) {
         size_t n = strlen(s);
         if (n > max)
                 return false;
-        for (const unsigned char *p = (const unsigned char *) s; *p; p++)
-                if (*p < 0x20 || *p == 0x7f)
+        const unsigned char *p = (const unsigned char *) s, *end = p + n;
+        while (p < end) {
+                unsigned c = *p;
+                if (c < 0x80) {
+                        if (c < 0x20 || c == 0x7f)
+                                return false;
+                        p++;
+                        continue;
+                }
+                size_t k = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+                if (k == 0 || c > 0xf4 || (size_t) (end - p) < k)
                         return false;
+                for (size_t i = 1; i < k; i++)
+                        if ((p[i] & 0xc0) != 0x80)
+                                return false;
+                if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] >= 0xa0) || (c == 0xf0 && p[1] < 0x90) ||
+                    (c == 0xf4 && p[1] >= 0x90))
+                        return false;
+                p += k;
+        }
         return true;
 }
 
@@ -94,6 +121,14 @@ static int request_validate(const agent *a, const Provsign__Request *req, char *
                 }
                 if (s->n_annotations > cfg->max_annotations) {
                         snprintf(msg, n, "%zu annotations; at most %u allowed", s->n_annotations, cfg->max_annotations);
+                        return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                }
+                size_t total = strlen(s->payload_type);
+                for (size_t i = 0; i < s->n_annotations; i++)
+                        total += strlen(s->annotations[i]->key) + strlen(s->annotations[i]->value) + 8;
+                if (total > SIGN_REQUEST_BUDGET) {
+                        snprintf(msg, n, "payload_type and annotations total %zu bytes; at most %u allowed", total,
+                                 SIGN_REQUEST_BUDGET);
                         return PROVSIGN__STATUS__INVALID_ARGUMENT;
                 }
                 for (size_t i = 0; i < s->n_annotations; i++) {

@@ -51,6 +51,11 @@ int agent_caller_from_fd(int fd, agent_caller *ret) {
         ssize_t n = readlink(link, exe, sizeof exe - 1);
         if (n > 0) {
                 exe[n] = '\0';
+                /* The file name is the caller's choice: it goes to the journal
+                 * and into a protobuf string, so keep printable ASCII only. */
+                for (ssize_t i = 0; i < n; i++)
+                        if ((unsigned char) exe[i] < 0x20 || (unsigned char) exe[i] >= 0x7f)
+                                exe[i] = '?';
                 c.exe = strdup(exe);
         }
         *ret = c;

@@ -41,6 +41,8 @@ int agent_reload(agent *a) {
         r = registry_ensure_keys(&a->registry, a->store, next, a->audit, &err);
         if (r < 0) {
                 log_error("config reload refused, keeping the running policy: %s", err ? err : "key generation failed");
+                agent_audit_policy_load(a, next->path, PROVSIGN__STATUS__HSM_UNAVAILABLE,
+                                        err ? err : "key generation failed");
                 free(err);
                 agent_config_free(next);
                 return r;

@@ -322,8 +322,12 @@ static void complete_jobs(agent *a, agent_job *list) {
 static void resume_idle_conns(agent *a) {
         for (agent_conn *c = a->server->conns, *next; c; c = next) {
                 next = c->next;
-                if (!c->busy && c->rlen > 0 && c->wlen == 0 && !c->close_after_write)
+                if (!c->busy && c->rlen > 0 && c->wlen == 0 && !c->close_after_write) {
+                        /* The read timeout measures a client that is slow to send,
+                         * not time its frames spent queued behind our replies. */
+                        c->frame_start_ms = agent_monotonic_ms();
                         conn_process(a, c);
+                }
         }
 }
 
@@ -595,8 +599,14 @@ int server_run(agent *a) {
                                 agent_conn *c = (agent_conn *) src;
                                 if (c->fd < 0)
                                         break;
-                                if (ev[i].events & EPOLLOUT)
+                                if (ev[i].events & EPOLLOUT) {
                                         conn_flush(s, c);
+                                        /* Frames that came with earlier ones wait in
+                                         * rbuf: serve them now the reply is out. */
+                                        if (c->fd >= 0 && !c->busy && c->wlen == 0 && c->rlen > 0 &&
+                                            !c->close_after_write)
+                                                conn_process(a, c);
+                                }
                                 else if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
                                         conn_read(a, c);
                                 break;

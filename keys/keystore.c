@@ -287,10 +287,13 @@ int keys_store_open(const char *module_path, const char *token_label, const char
         if (r < 0)
                 goto fail;
 
-        /* libp11 wants a C string; keep that copy in locked memory and wipe it. */
-        pin_z = OPENSSL_secure_zalloc(pin_len + 1);
-        if (!pin_z)
-                pin_z = OPENSSL_zalloc(pin_len + 1);
+        /* libp11 wants a C string: a short-lived copy, wiped on every path
+         * (OPENSSL_clear_free). A PIN with a NUL inside would be cut short. */
+        if (memchr(pin, '\0', pin_len)) {
+                r = keys_errorf(ret_error, -EINVAL, "the PIN contains a NUL byte");
+                goto fail;
+        }
+        pin_z = OPENSSL_zalloc(pin_len + 1);
         if (!pin_z) {
                 r = -ENOMEM;
                 goto fail;

@@ -78,6 +78,27 @@ r = [read_response(s) for _ in range(3)]
 assert [x[0] for x in r] == ["OK", "OK", "OK"], r
 assert 12 in r[0][2] and 10 in r[1][2] and 12 in r[2][2], r'
 
+check "512 requests in one write, replies read only afterwards: all 512 answered" hostile '
+s = connect(path)
+s.sendall(frame(status_request()) * 512)
+r = [read_response(s) for _ in range(512)]
+assert all(x is not None and x[0] == "OK" for x in r), [x for x in r if not x or x[0] != "OK"][:3]'
+
+check "a Sign whose annotations would not fit a reply: INVALID_ARGUMENT before signing" hostile '
+ann = b"".join(field_bytes(5, field_bytes(1, b"k%02d" % i) + field_bytes(2, b"v" * 2000)) for i in range(30))
+body = field_bytes(1, b"ci-release") + field_varint(2, 1) + field_bytes(3, b"\x03" * 32) + ann
+s = connect(path)
+s.sendall(frame(request(10, body)))
+st, msg, fields = read_response(s)
+assert st == "INVALID_ARGUMENT" and "at most" in msg and 10 not in fields, (st, msg)'
+
+check "a payload type that is not UTF-8: INVALID_ARGUMENT" hostile '
+body = field_bytes(1, b"ci-release") + field_varint(2, 1) + field_bytes(3, b"\x04" * 32) + field_bytes(4, b"text/\xff\xfe")
+s = connect(path)
+s.sendall(frame(request(10, body)))
+st, msg, _ = read_response(s)
+assert st == "INVALID_ARGUMENT" and "payload_type" in msg, (st, msg)'
+
 check "a client that disconnects mid-frame" hostile '
 s = connect(path)
 s.sendall(struct.pack(">I", 200) + b"\x08\x01")

@@ -240,6 +240,48 @@ static void test_torn_tail_every_offset(void **state) {
         unlink(backup);
 }
 
+/* What a crash can leave after the last whole record: zeros (a file
+ * extended whose data never reached the disk), or a half-written group of
+ * records. Both are cut; the entries before them stay. */
+static void test_torn_tail_shapes(void **state) {
+        fresh_state("shapes");
+        agent_audit *a = open_ok();
+        uint8_t *leaf;
+        size_t len;
+        uint64_t seq = 0;
+        for (int i = 0; i < 3; i++) {
+                seq = append_sign(a, i, &leaf, &len);
+                free(leaf);
+        }
+        wait_committed(a, seq + 1);
+        audit_close(a);
+        char seg[512];
+        off_t full = last_segment(seg, sizeof seg);
+        /* 64 zero bytes: a length of 0 is no record */
+        sh("head -c 64 /dev/zero >> %s", seg);
+        a = open_ok();
+        assert_int_equal(audit_committed(a), seq + 1);
+        audit_close(a);
+        struct stat st;
+        assert_int_equal(stat(seg, &st), 0);
+        assert_int_equal(st.st_size, full);
+        /* a plausible length, then garbage to the end */
+        sh("printf '\\000\\000\\001\\000garbage' >> %s && head -c 300 /dev/urandom >> %s", seg, seg);
+        a = open_ok();
+        assert_int_equal(audit_committed(a), seq + 1);
+        audit_close(a);
+        assert_int_equal(stat(seg, &st), 0);
+        assert_int_equal(st.st_size, full);
+        /* garbage followed by a whole valid record is damage, not a tear */
+        sh("tail -c %zu %s > %s.rec && head -c 10 /dev/zero >> %s && cat %s.rec >> %s && rm %s.rec", len + 8, seg, seg,
+           seg, seg, seg, seg);
+        agent_audit *bad = NULL;
+        char *err = NULL;
+        assert_int_equal(audit_open(&cfg, store, &bad, &err), -EBADMSG);
+        assert_non_null(strstr(err, "corrupt audit log"));
+        free(err);
+}
+
 /* A damaged record anywhere but the tail is corruption: refuse to start,
  * naming the file and the offset. */
 static void test_corruption_refuses(void **state) {
@@ -300,6 +342,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_group_commit_and_receipts),
                 cmocka_unit_test(test_torn_tail_every_offset),
+                cmocka_unit_test(test_torn_tail_shapes),
                 cmocka_unit_test(test_corruption_refuses),
                 cmocka_unit_test(test_requires_origin_and_safe_dir),
         };
