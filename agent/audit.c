@@ -57,15 +57,6 @@ struct agent_audit {
         int efd;                 /* wakes the main loop */
 };
 
-static int errorf(char **ret_error, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int errorf(char **ret_error, int r, const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        if (vasprintf(ret_error, fmt, ap) < 0)
-                *ret_error = NULL;
-        va_end(ap);
-        return r;
-}
 
 static int64_t now_us(void) {
         struct timespec ts;
@@ -364,12 +355,12 @@ static int replay_segment(agent_audit *a, const char *name, bool last, char **re
         size_t len = 0;
         int r = read_file(a->dir_fd, name, &buf, &len);
         if (r < 0)
-                return errorf(ret_error, r, "%s/%s: %s", a->dir, name, strerror(-r));
+                return agent_errorf(ret_error, r, "%s/%s: %s", a->dir, name, strerror(-r));
 
         uint64_t first = strtoull(name, NULL, 10);
         if (first != a->next_seq) {
                 free(buf);
-                return errorf(ret_error, -EBADMSG, "%s/%s: segment starts at entry %" PRIu64 ", expected %" PRIu64,
+                return agent_errorf(ret_error, -EBADMSG, "%s/%s: segment starts at entry %" PRIu64 ", expected %" PRIu64,
                               a->dir, name, first, a->next_seq);
         }
         proto_cursor c = proto_cursor_make(buf, len);
@@ -389,7 +380,7 @@ static int replay_segment(agent_audit *a, const char *name, bool last, char **re
                         bool torn = last && !valid_record_after(c.p, c.len);
                         if (!torn) {
                                 free(buf);
-                                return errorf(ret_error, -EBADMSG,
+                                return agent_errorf(ret_error, -EBADMSG,
                                               "%s/%s: corrupt audit log at offset %zu (entry %" PRIu64
                                               "): %s; refusing to start",
                                               a->dir, name, off, a->next_seq, record_error(r));
@@ -400,7 +391,7 @@ static int replay_segment(agent_audit *a, const char *name, bool last, char **re
                                 if (fd >= 0)
                                         close(fd);
                                 free(buf);
-                                return errorf(ret_error, r, "%s/%s: cannot cut the torn tail: %s", a->dir, name,
+                                return agent_errorf(ret_error, r, "%s/%s: cannot cut the torn tail: %s", a->dir, name,
                                               strerror(-r));
                         }
                         close(fd);
@@ -414,7 +405,7 @@ static int replay_segment(agent_audit *a, const char *name, bool last, char **re
                 bool ok = decodes && seq == a->next_seq;
                 if (!ok) {
                         free(buf);
-                        return errorf(ret_error, -EBADMSG,
+                        return agent_errorf(ret_error, -EBADMSG,
                                       "%s/%s: corrupt audit log at offset %zu: entry %" PRIu64 " %s; refusing to start",
                                       a->dir, name, off - proto_record_size(n), a->next_seq,
                                       decodes ? "has the wrong sequence number" : "does not decode");
@@ -433,7 +424,7 @@ static int replay_segment(agent_audit *a, const char *name, bool last, char **re
         if (last) {
                 a->seg_fd = openat(a->dir_fd, name, O_WRONLY | O_APPEND | O_CLOEXEC);
                 if (a->seg_fd < 0)
-                        return errorf(ret_error, -errno, "%s/%s: %s", a->dir, name, strerror(errno));
+                        return agent_errorf(ret_error, -errno, "%s/%s: %s", a->dir, name, strerror(errno));
                 a->seg_size = len;
         }
         return 0;
@@ -443,7 +434,7 @@ static int replay(agent_audit *a, char **ret_error) {
         struct dirent **list = NULL;
         int n = scandir(a->dir, &list, segment_filter, alphasort);
         if (n < 0)
-                return errorf(ret_error, -errno, "%s: %s", a->dir, strerror(errno));
+                return agent_errorf(ret_error, -errno, "%s: %s", a->dir, strerror(errno));
         int r = 0;
         for (int i = 0; i < n && r >= 0; i++)
                 r = replay_segment(a, list[i]->d_name, i == n - 1, ret_error);
@@ -494,11 +485,11 @@ static int find_or_create_log_key(agent_audit *a, bool *ret_created, char **ret_
 static int check_dir(const char *path, char **ret_error) {
         struct stat st;
         if (stat(path, &st) < 0)
-                return errorf(ret_error, -errno, "state_dir %s: %s", path, strerror(errno));
+                return agent_errorf(ret_error, -errno, "state_dir %s: %s", path, strerror(errno));
         if (!S_ISDIR(st.st_mode))
-                return errorf(ret_error, -ENOTDIR, "state_dir %s is not a directory", path);
+                return agent_errorf(ret_error, -ENOTDIR, "state_dir %s is not a directory", path);
         if (st.st_mode & 0022)
-                return errorf(ret_error, -EPERM, "state_dir %s is group- or world-writable (mode %04o); refusing",
+                return agent_errorf(ret_error, -EPERM, "state_dir %s is group- or world-writable (mode %04o); refusing",
                               path, (unsigned) (st.st_mode & 07777));
         return 0;
 }
@@ -506,7 +497,7 @@ static int check_dir(const char *path, char **ret_error) {
 int audit_open(const agent_config *cfg, keys_store *store, agent_audit **ret, char **ret_error) {
         int r;
         if (!cfg->log_origin)
-                return errorf(ret_error, -EINVAL,
+                return agent_errorf(ret_error, -EINVAL,
                               "%s: log_origin is required in [agent] (it names this log in its checkpoints)", cfg->path);
         r = check_dir(cfg->state_dir, ret_error);
         if (r < 0)
@@ -530,7 +521,7 @@ int audit_open(const agent_config *cfg, keys_store *store, agent_audit **ret, ch
                 goto fail;
         }
         if (mkdir(a->dir, 0700) < 0 && errno != EEXIST) {
-                r = errorf(ret_error, -errno, "cannot create %s: %s", a->dir, strerror(errno));
+                r = agent_errorf(ret_error, -errno, "cannot create %s: %s", a->dir, strerror(errno));
                 goto fail;
         }
         r = check_dir(a->dir, ret_error);
@@ -539,7 +530,7 @@ int audit_open(const agent_config *cfg, keys_store *store, agent_audit **ret, ch
         a->dir_fd = open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         a->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (a->dir_fd < 0 || a->efd < 0) {
-                r = errorf(ret_error, -errno, "%s: %s", a->dir, strerror(errno));
+                r = agent_errorf(ret_error, -errno, "%s: %s", a->dir, strerror(errno));
                 goto fail;
         }
         r = proto_merkle_tree_new(&a->tree);
@@ -561,7 +552,7 @@ int audit_open(const agent_config *cfg, keys_store *store, agent_audit **ret, ch
         if (r >= 0)
                 r = sign_checkpoint(a, a->committed, root, &a->checkpoint);
         if (r < 0) {
-                r = errorf(ret_error, r, "cannot sign a checkpoint with the log key: %s", strerror(-r));
+                r = agent_errorf(ret_error, r, "cannot sign a checkpoint with the log key: %s", strerror(-r));
                 goto fail;
         }
         r = -pthread_create(&a->committer, NULL, committer_main, a);

@@ -36,6 +36,15 @@ void agent_log(int priority, const char *fmt, ...) {
         va_end(ap);
 }
 
+int agent_errorf(char **ret_error, int r, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        if (vasprintf(ret_error, fmt, ap) < 0)
+                *ret_error = NULL;
+        va_end(ap);
+        return r;
+}
+
 int agent_log_errno(int priority, int r, const char *fmt, ...) {
         char suffix[128];
         snprintf(suffix, sizeof suffix, ": %s", strerror(r < 0 ? -r : r));

@@ -10,6 +10,11 @@
 void agent_log_init(void);
 void agent_log(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* agent_errorf: for functions that hand one line of explanation to their
+ * caller instead of logging: sets *ret_error (caller frees; NULL when out of
+ * memory) and returns r. */
+int agent_errorf(char **ret_error, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* agent_log_errno: logs "message: strerror(-r)" and returns r (negative). */
 int agent_log_errno(int priority, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

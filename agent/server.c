@@ -76,37 +76,28 @@ const agent_caller *server_conn_caller(const agent_conn *c) {
         return &c->caller;
 }
 
-static int errorf(char **ret_error, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int errorf(char **ret_error, int r, const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        if (vasprintf(ret_error, fmt, ap) < 0)
-                *ret_error = NULL;
-        va_end(ap);
-        return r;
-}
 
 /* Creates the socket at path. A socket file nobody listens on (a crashed
  * agent's) is replaced; a live one or any other file is left alone. */
 static int listen_on_path(const agent_config *cfg, int *ret_fd, char **ret_error) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         if (strlen(cfg->socket) >= sizeof sa.sun_path)
-                return errorf(ret_error, -ENAMETOOLONG, "%s: socket path too long: %s", cfg->path, cfg->socket);
+                return agent_errorf(ret_error, -ENAMETOOLONG, "%s: socket path too long: %s", cfg->path, cfg->socket);
         strcpy(sa.sun_path, cfg->socket);
 
         struct stat st;
         if (lstat(cfg->socket, &st) == 0) {
                 if (!S_ISSOCK(st.st_mode))
-                        return errorf(ret_error, -EEXIST, "%s exists and is not a socket", cfg->socket);
+                        return agent_errorf(ret_error, -EEXIST, "%s exists and is not a socket", cfg->socket);
                 int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
                 if (probe < 0)
                         return -errno;
                 int c = connect(probe, (struct sockaddr *) &sa, sizeof sa);
                 close(probe);
                 if (c == 0)
-                        return errorf(ret_error, -EADDRINUSE, "another agent is listening on %s", cfg->socket);
+                        return agent_errorf(ret_error, -EADDRINUSE, "another agent is listening on %s", cfg->socket);
                 if (unlink(cfg->socket) < 0 && errno != ENOENT)
-                        return errorf(ret_error, -errno, "cannot remove stale socket %s: %s", cfg->socket,
+                        return agent_errorf(ret_error, -errno, "cannot remove stale socket %s: %s", cfg->socket,
                                       strerror(errno));
         }
 
@@ -120,20 +111,20 @@ static int listen_on_path(const agent_config *cfg, int *ret_fd, char **ret_error
         umask(old);
         if (b < 0) {
                 close(fd);
-                return errorf(ret_error, -berr, "cannot bind %s: %s", cfg->socket, strerror(berr));
+                return agent_errorf(ret_error, -berr, "cannot bind %s: %s", cfg->socket, strerror(berr));
         }
         if (cfg->socket_group && chown(cfg->socket, (uid_t) -1, cfg->socket_gid) < 0) {
                 int e = errno;
                 close(fd);
                 unlink(cfg->socket);
-                return errorf(ret_error, -e, "cannot give %s to group %s: %s (the agent's user must be a member of socket_group)",
+                return agent_errorf(ret_error, -e, "cannot give %s to group %s: %s (the agent's user must be a member of socket_group)",
                               cfg->socket, cfg->socket_group, strerror(e));
         }
         if (chmod(cfg->socket, 0660) < 0 || listen(fd, SOMAXCONN) < 0) {
                 int e = errno;
                 close(fd);
                 unlink(cfg->socket);
-                return errorf(ret_error, -e, "cannot listen on %s: %s", cfg->socket, strerror(e));
+                return agent_errorf(ret_error, -e, "cannot listen on %s: %s", cfg->socket, strerror(e));
         }
         *ret_fd = fd;
         return 0;
@@ -152,12 +143,12 @@ int server_open(agent *a, char **ret_error) {
 
         int n = sd_listen_fds(1);
         if (n < 0)
-                return errorf(ret_error, n, "sd_listen_fds: %s", strerror(-n));
+                return agent_errorf(ret_error, n, "sd_listen_fds: %s", strerror(-n));
         if (n > 1)
-                return errorf(ret_error, -EINVAL, "systemd passed %d sockets; expected one", n);
+                return agent_errorf(ret_error, -EINVAL, "systemd passed %d sockets; expected one", n);
         if (n == 1) {
                 if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) <= 0)
-                        return errorf(ret_error, -EINVAL, "the socket systemd passed is not a listening AF_UNIX stream");
+                        return agent_errorf(ret_error, -EINVAL, "the socket systemd passed is not a listening AF_UNIX stream");
                 s->listen_fd = SD_LISTEN_FDS_START;
                 s->from_systemd = true;
                 int fl = fcntl(s->listen_fd, F_GETFL);

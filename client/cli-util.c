@@ -11,6 +11,7 @@
 
 #include <openssl/evp.h>
 
+#include "base64.h"
 #include "cli.h"
 
 int cli_usage_error(const char *verb, const char *fmt, ...) {
@@ -122,16 +123,7 @@ int cli_print_json(json_t *j) {
 }
 
 char *cli_base64(const uint8_t *in, size_t len) {
-        char *out;
-
-        /* Every input here fits a 64 KiB frame; EVP_EncodeBlock takes int. */
-        if (len > 65536)
-                return NULL;
-        out = malloc(4 * ((len + 2) / 3) + 1);
-        if (!out)
-                return NULL;
-        EVP_EncodeBlock((unsigned char *) out, in, (int) len);
-        return out;
+        return proto_base64_encode(in, len);
 }
 
 bool cli_format_time(int64_t us, char buf[static 32]) {

@@ -16,6 +16,7 @@
 #include "hex.h"
 #include "names.h"
 
+#include "base64.h"
 #include "receipt-json.h"
 
 __attribute__((format(printf, 3, 4)))
@@ -28,66 +29,6 @@ static int bad(char *detail, size_t size, const char *fmt, ...) {
         return -EBADMSG;
 }
 
-/* ---- Base64 -------------------------------------------------------------- */
-
-static char *b64_encode(const uint8_t *in, size_t len) {
-        char *out;
-
-        /* Everything encoded here came in a 64 KiB frame. */
-        if (len > 65536)
-                return NULL;
-        out = malloc(4 * ((len + 2) / 3) + 1);
-        if (!out)
-                return NULL;
-        EVP_EncodeBlock((unsigned char *) out, in, (int) len);
-        return out;
-}
-
-static bool b64_char(char c) {
-        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
-}
-
-/* Strict standard base64: padded, no whitespace, and canonical (it
- * re-encodes to itself), so one byte string has one spelling. 0 with *ret
- * (free(); non-NULL even when empty) and *ret_len; -EBADMSG; -ENOMEM. */
-static int b64_decode(const char *s, size_t n, uint8_t **ret, size_t *ret_len) {
-        size_t pad = 0, out_len;
-        uint8_t *out;
-        char *check;
-        int r;
-
-        if (n % 4 != 0 || n > 4 * (CLIENT_RECEIPT_FILE_MAX / 3))
-                return -EBADMSG;
-        if (n > 0 && s[n - 1] == '=')
-                pad = s[n - 2] == '=' ? 2 : 1;
-        for (size_t i = 0; i < n - pad; i++)
-                if (!b64_char(s[i]))
-                        return -EBADMSG;
-
-        out = malloc(3 * (n / 4) + 1);
-        if (!out)
-                return -ENOMEM;
-        if (n > 0 && EVP_DecodeBlock(out, (const unsigned char *) s, (int) n) < 0) {
-                free(out);
-                return -EBADMSG;
-        }
-        out_len = 3 * (n / 4) - pad;
-
-        check = b64_encode(out, out_len);
-        if (!check) {
-                free(out);
-                return -ENOMEM;
-        }
-        r = strlen(check) == n && memcmp(check, s, n) == 0 ? 0 : -EBADMSG;
-        free(check);
-        if (r < 0) {
-                free(out);
-                return r;
-        }
-        *ret = out;
-        *ret_len = out_len;
-        return 0;
-}
 
 /* ---- Reading ------------------------------------------------------------- */
 
@@ -126,7 +67,7 @@ static int get_b64(const json_t *obj, const char *key, uint8_t **ret, size_t *re
 
         if (!json_is_string(v))
                 return -EBADMSG;
-        return b64_decode(json_string_value(v), json_string_length(v), ret, ret_len);
+        return proto_base64_decode(json_string_value(v), json_string_length(v), ret, ret_len);
 }
 
 static int parse_receipt(const json_t *o, const char *pfx, struct client_receipt_doc *doc, char *detail, size_t size) {
@@ -172,7 +113,7 @@ static int parse_receipt(const json_t *o, const char *pfx, struct client_receipt
                 uint8_t *raw = NULL;
                 size_t raw_len = 0;
 
-                r = json_is_string(h) ? b64_decode(json_string_value(h), json_string_length(h), &raw, &raw_len) : -EBADMSG;
+                r = json_is_string(h) ? proto_base64_decode(json_string_value(h), json_string_length(h), &raw, &raw_len) : -EBADMSG;
                 if (r == -ENOMEM)
                         return r;
                 if (r < 0)
@@ -263,7 +204,7 @@ static bool set(json_t *o, const char *key, json_t *v) {
 }
 
 static json_t *b64_json(const uint8_t *p, size_t n) {
-        char *s = b64_encode(p, n);
+        char *s = proto_base64_encode(p, n);
         json_t *j = s ? json_string(s) : NULL;
 
         free(s);

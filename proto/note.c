@@ -15,6 +15,7 @@
 
 #include "frame.h"
 #include "hex.h"
+#include "base64.h"
 #include "note.h"
 
 /* signed-note "Format": em dash (U+2014) then a space opens a signature line. */
@@ -94,59 +95,6 @@ static bool key_name_valid(const uint8_t *p, size_t n) {
         return true;
 }
 
-/* Length of the padded base64 encoding of n bytes (RFC 4648 §4). A macro so
- * that it sizes arrays as a constant expression. */
-#define B64_ENCODED_LEN(n) (((n) + 2) / 3 * 4)
-
-/* Standard base64 (RFC 4648 §4) with padding; out holds B64_ENCODED_LEN(n)+1
- * bytes and gets a NUL. n is bounded by the note limits, so it fits an int. */
-static void b64_encode(const uint8_t *in, size_t n, char *out) {
-        EVP_EncodeBlock((unsigned char *) out, in, (int) n);
-}
-
-static bool b64_char(uint8_t c) {
-        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
-}
-
-/* Strict standard base64 decoding of untrusted in[0..n) into out[0..out_size).
- * Accepts only the canonical encoding: a non-zero multiple of 4 characters of
- * the RFC 4648 §4 alphabet, '=' only as the last one or two, unused bits zero
- * (checked by re-encoding). EVP_DecodeBlock itself would skip surrounding
- * whitespace and count padding as zero bytes; the checks here and the
- * subtraction of the padding take care of both. 0 and *ret_len, or -EBADMSG
- * (also when out_size < 3 * n / 4). */
-static int b64_decode(const uint8_t *in, size_t n, uint8_t *out, size_t out_size, size_t *ret_len) {
-        char *check = NULL;
-        size_t pad = 0, dlen;
-        int k, r;
-
-        if (n == 0 || n % 4 != 0 || n > PROTO_NOTE_MAX_SIZE)
-                return -EBADMSG;
-        if (in[n - 1] == '=')
-                pad = in[n - 2] == '=' ? 2 : 1;
-        for (size_t i = 0; i < n - pad; i++)
-                if (!b64_char(in[i]))
-                        return -EBADMSG;
-        if (out_size < n / 4 * 3)
-                return -EBADMSG;
-
-        k = EVP_DecodeBlock(out, in, (int) n);
-        if (k < 0 || (size_t) k != n / 4 * 3)
-                return -EBADMSG;
-        dlen = (size_t) k - pad;
-
-        check = malloc(n + 1);
-        if (!check)
-                return -ENOMEM;
-        b64_encode(out, dlen, check);
-        r = memcmp(check, in, n) == 0 ? 0 : -EBADMSG;
-        free(check);
-        if (r < 0)
-                return r;
-
-        *ret_len = dlen;
-        return 0;
-}
 
 /* Borrows the next line from the cursor, without its newline, and moves past
  * the newline. -EBADMSG if no newline remains. */
@@ -186,7 +134,7 @@ static int parse_tree_size(const uint8_t *p, size_t n, uint64_t *ret) {
 
 int proto_checkpoint_format(const char *origin, uint64_t size, const uint8_t root[PROTO_CHECKPOINT_HASH_LEN],
                             char **ret_body) {
-        char hash[B64_ENCODED_LEN(PROTO_CHECKPOINT_HASH_LEN) + 1];
+        char hash[PROTO_BASE64_LEN(PROTO_CHECKPOINT_HASH_LEN) + 1];
         size_t olen = strlen(origin);
         char *body;
         int n;
@@ -197,7 +145,7 @@ int proto_checkpoint_format(const char *origin, uint64_t size, const uint8_t roo
         if (olen > PROTO_NOTE_MAX_SIZE)
                 return -EMSGSIZE;
 
-        b64_encode(root, PROTO_CHECKPOINT_HASH_LEN, hash);
+        proto_base64_encode_to(root, PROTO_CHECKPOINT_HASH_LEN, hash);
         n = asprintf(&body, "%s\n%" PRIu64 "\n%s\n", origin, size, hash);
         if (n < 0)
                 return -ENOMEM;
@@ -235,7 +183,7 @@ int proto_checkpoint_parse(const char *body, size_t len, char **ret_origin, uint
                 return r;
         if (cursor_get_line(&c, &hash, &hash_len) < 0)
                 return -EBADMSG;
-        r = b64_decode(hash, hash_len, root, sizeof root, &root_len);
+        r = proto_base64_decode_to((const char *) hash, hash_len, root, sizeof root, &root_len);
         if (r < 0)
                 return r;
         if (root_len != PROTO_CHECKPOINT_HASH_LEN)
@@ -317,12 +265,12 @@ int proto_note_verifier_key(const char *origin, const uint8_t *spki, size_t len,
 
         r = -ENOMEM;
         typed = malloc(len + 1);
-        b64 = malloc(B64_ENCODED_LEN(len + 1) + 1);
+        b64 = malloc(PROTO_BASE64_LEN(len + 1) + 1);
         if (!typed || !b64)
                 goto out;
         typed[0] = PROTO_NOTE_SIG_TYPE_ECDSA;
         memcpy(typed + 1, spki, len);
-        b64_encode(typed, len + 1, b64);
+        proto_base64_encode_to(typed, len + 1, b64);
         if (asprintf(&s, "%s+%s+%s", origin, hash_hex, b64) < 0)
                 goto out;
 
@@ -353,7 +301,7 @@ int proto_note_assemble(const char *body, const char *key_name, const uint8_t ke
                 return -EMSGSIZE;
 
         raw_len = PROTO_NOTE_KEY_HASH_LEN + sig_len;
-        b64_len = B64_ENCODED_LEN(raw_len);
+        b64_len = PROTO_BASE64_LEN(raw_len);
         /* text ‖ "\n" ‖ "— " ‖ name ‖ " " ‖ base64 ‖ "\n" */
         total = blen + 1 + sizeof sig_prefix + nlen + 1 + b64_len + 1;
         if (total > PROTO_NOTE_MAX_SIZE)
@@ -373,7 +321,7 @@ int proto_note_assemble(const char *body, const char *key_name, const uint8_t ke
         memcpy(w, sig_prefix, sizeof sig_prefix), w += sizeof sig_prefix;
         memcpy(w, key_name, nlen), w += nlen;
         *w++ = ' ';
-        b64_encode(raw, raw_len, w), w += b64_len;
+        proto_base64_encode_to(raw, raw_len, w), w += b64_len;
         *w++ = '\n';
         *w = '\0';
 
@@ -418,7 +366,7 @@ static int parse_sig_line(const uint8_t *line, size_t n, proto_note_sig *s, uint
         line += name_len + 1;
         n -= name_len + 1;
 
-        r = b64_decode(line, n, data, data_size, &dlen);
+        r = proto_base64_decode_to((const char *) line, n, data, data_size, &dlen);
         if (r < 0)
                 return r;
         /* signed-note "Format": 4 bytes of key ID and a non-empty signature. */

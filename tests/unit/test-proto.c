@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "base64.h"
 #include "frame.h"
 #include "hex.h"
 #include "keyid.h"
@@ -169,12 +170,34 @@ static void test_hex_and_keyid(void **state) {
         assert_false(proto_keyid_hex_valid("ba78"));
 }
 
+/* One spelling per byte string: padding exact, no whitespace, unused bits
+ * zero (RFC 4648 §3.5), so equal readable text means equal bytes. */
+static void test_base64(void **state) {
+        char *e = proto_base64_encode((const uint8_t *) "hello", 5);
+        assert_string_equal(e, "aGVsbG8=");
+        free(e);
+        uint8_t *d = NULL;
+        size_t n;
+        assert_int_equal(proto_base64_decode("aGVsbG8=", 8, &d, &n), 0);
+        assert_int_equal(n, 5);
+        assert_memory_equal(d, "hello", 5);
+        free(d);
+        assert_int_equal(proto_base64_decode("", 0, &d, &n), 0);
+        assert_int_equal(n, 0);
+        free(d);
+        const char *bad[] = { "aGVsbG8", "aGVsbG9=", "aGVs bG8=", "aGVsbG8==", "=GVsbG8=", "aGVs\nbG8=", "aGVsbG-=" };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+                assert_int_equal(proto_base64_decode(bad[i], strlen(bad[i]), &d, &n), -EBADMSG);
+        uint8_t small[2];
+        assert_int_equal(proto_base64_decode_to("aGVsbG8=", 8, small, sizeof small, &n), -EBADMSG);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_u32),           cmocka_unit_test(test_cursor),
                 cmocka_unit_test(test_frame_peek),    cmocka_unit_test(test_frame_pack_roundtrip),
                 cmocka_unit_test(test_status_names),  cmocka_unit_test(test_algorithm_names),
-                cmocka_unit_test(test_digest_spec),   cmocka_unit_test(test_hex_and_keyid),
+                cmocka_unit_test(test_digest_spec),   cmocka_unit_test(test_hex_and_keyid), cmocka_unit_test(test_base64),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
