@@ -14,6 +14,7 @@
 #include "merkle.h"
 #include "names.h"
 #include "policy.h"
+#include "ratelimit.h"
 #include "refusals.h"
 #include "server.h"
 
@@ -373,6 +374,14 @@ static bool handle_sign(agent *a, agent_conn *c, const handler *h, Provsign__Req
         }
         if (audit_failed(a->audit)) {
                 refuse(a, c, h, PROVSIGN__STATUS__UNAVAILABLE, "the audit log has failed; nothing is signed");
+                return false;
+        }
+        agent_rate rate = ratelimit_for(a->config, p);
+        uint64_t retry_s = 0;
+        if (!ratelimit_allow(p->name, rate, agent_monotonic_ms(), &retry_s)) {
+                refuse(a, c, h, PROVSIGN__STATUS__RATE_LIMITED,
+                       "principal \"%s\" is over its rate_limit of %u per %us; retry in %llus", p->name, rate.count,
+                       rate.per_s, (unsigned long long) retry_s);
                 return false;
         }
         const agent_key_entry *e = registry_active(&a->registry, p->name);

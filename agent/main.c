@@ -15,6 +15,7 @@
 #include "events.h"
 #include "log.h"
 #include "pin.h"
+#include "ratelimit.h"
 #include "refusals.h"
 #include "server.h"
 
@@ -138,6 +139,7 @@ int main(int argc, char **argv) {
         server_abandon_jobs(&a, workers_stop(a.workers));
         a.workers = NULL;
         refusals_tick(&a, true);
+        ratelimit_free();
         agent_audit_lifecycle(&a, PROVSIGN__AUDIT_EVENT__AGENT_STOP, "provsign-agent stopped");
         audit_close(a.audit); /* commits what is pending: one last sync */
         a.audit = NULL;

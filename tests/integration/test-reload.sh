@@ -57,6 +57,22 @@ sed "s|^token_label = .*|token_label = other|" "$T/good.conf" > "$CONF"
 hup "token_label changed"
 check "token_label change is reported as needing a restart" grep -q "token_label changed; it takes effect at the next restart" "$T/agent.log"
 expect_exit 0 "signing continues on the running token" cli "$MULTI_UID" sign --principal ci-release --digest "sha256:$d"
+# 5. rate_limit in a principal: N per window, then RATE_LIMITED; others unaffected
+cat >> "$CONF" <<CONF
+
+[principal ci-limited]
+uids = $RUNNER2_UID
+rate_limit = 3/h
+CONF
+hup "a rate-limited principal"
+for i in 1 2 3; do
+        expect_exit 0 "rate-limited principal: signature $i of 3" cli "$RUNNER2_UID" sign --principal ci-limited --digest "sha256:$d"
+done
+expect_exit 3 "the 4th signature in the hour is refused" cli "$RUNNER2_UID" sign --principal ci-limited --digest "sha256:$d"
+expect_stderr_prefix "RATE_LIMITED: " "over the limit: RATE_LIMITED first on stderr"
+check "the refusal says when to retry" grep -q "retry in" "$T/err"
+expect_exit 0 "another principal is not limited" cli "$MULTI_UID" sign --principal ci-release --digest "sha256:$d"
+check "the refusal was logged" grep -q "refused Sign .*RATE_LIMITED" "$T/agent.log"
 check "agent alive" agent_alive
 stop_agent
 finish
