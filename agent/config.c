@@ -376,8 +376,11 @@ static int parse_rate(struct parser *p, const struct config_key *k, const char *
 /* getpwnam_r/getgrnam_r want a caller buffer; grow it on ERANGE. */
 #define LOOKUP_BUF_MAX (1024u * 1024u)
 
-static int lookup_user(const char *name, uid_t *ret) {
-        struct passwd pw, *res = NULL;
+/* lookup_id: a user (group false) or group name to its id. One loop for
+ * both: the buffer protocol and the "not found" errno set are the same. */
+static int lookup_id(bool group, const char *name, uint32_t *ret) {
+        struct passwd pw, *pw_res = NULL;
+        struct group gr, *gr_res = NULL;
         size_t size = 1024;
         char *buf = NULL;
         int r;
@@ -389,43 +392,18 @@ static int lookup_user(const char *name, uid_t *ret) {
                         return -ENOMEM;
                 }
                 buf = nbuf;
-                r = getpwnam_r(name, &pw, buf, size, &res);
+                r = group ? getgrnam_r(name, &gr, buf, size, &gr_res) : getpwnam_r(name, &pw, buf, size, &pw_res);
                 if (r != ERANGE || size >= LOOKUP_BUF_MAX)
                         break;
                 size *= 2;
         }
-        if (r == 0 && res)
-                *ret = pw.pw_uid;
+        bool found = group ? gr_res != NULL : pw_res != NULL;
+        if (r == 0 && found)
+                *ret = group ? (uint32_t) gr.gr_gid : (uint32_t) pw.pw_uid;
         free(buf);
         /* getpwnam_r(3): these mean "not found" on some NSS setups */
         if (r == 0 || r == ENOENT || r == ESRCH || r == EBADF || r == EPERM)
-                return res ? 0 : -ENOENT;
-        return -r;
-}
-
-static int lookup_group(const char *name, gid_t *ret) {
-        struct group gr, *res = NULL;
-        size_t size = 1024;
-        char *buf = NULL;
-        int r;
-
-        for (;;) {
-                char *nbuf = realloc(buf, size);
-                if (!nbuf) {
-                        free(buf);
-                        return -ENOMEM;
-                }
-                buf = nbuf;
-                r = getgrnam_r(name, &gr, buf, size, &res);
-                if (r != ERANGE || size >= LOOKUP_BUF_MAX)
-                        break;
-                size *= 2;
-        }
-        if (r == 0 && res)
-                *ret = gr.gr_gid;
-        free(buf);
-        if (r == 0 || r == ENOENT || r == ESRCH || r == EBADF || r == EPERM)
-                return res ? 0 : -ENOENT;
+                return found ? 0 : -ENOENT;
         return -r;
 }
 
@@ -450,15 +428,9 @@ static int resolve_id(struct parser *p, bool group, const char *token, uint32_t 
                 /* "1abc": not a number, try it as a name */
         }
 
-        if (group) {
-                gid_t gid = 0;
-                r = lookup_group(token, &gid);
-                n = gid;
-        } else {
-                uid_t uid = 0;
-                r = lookup_user(token, &uid);
-                n = uid;
-        }
+        uint32_t id = 0;
+        r = lookup_id(group, token, &id);
+        n = id;
         if (r == -ENOENT)
                 return parser_error(p, -EINVAL, "unknown %s \"%s\"", what, token);
         if (r == -ENOMEM)

@@ -195,20 +195,30 @@ static off_t last_segment(char *path, size_t size) {
         return st.st_size;
 }
 
-/* Cut the last record at every byte offset: each start cuts the torn tail
- * back to the last whole record and the log continues from there. */
-static void test_torn_tail_every_offset(void **state) {
-        fresh_state("torn");
+/* A fresh log under state dir `name` with `entries` sign entries, committed
+ * and closed. Returns the last sequence number; *ret_len is the entry size
+ * (all entries here have the same size). */
+static uint64_t make_log(const char *name, int entries, size_t *ret_len) {
+        fresh_state(name);
         agent_audit *a = open_ok();
         uint8_t *leaf;
-        size_t len;
         uint64_t seq = 0;
-        for (int i = 0; i < 3; i++) {
-                seq = append_sign(a, i, &leaf, &len);
+        for (int i = 0; i < entries; i++) {
+                seq = append_sign(a, i, &leaf, ret_len);
                 free(leaf);
         }
         wait_committed(a, seq + 1);
         audit_close(a);
+        return seq;
+}
+
+/* Cut the last record at every byte offset: each start cuts the torn tail
+ * back to the last whole record and the log continues from there. */
+static void test_torn_tail_every_offset(void **state) {
+        size_t len;
+        uint64_t seq = make_log("torn", 3, &len);
+        agent_audit *a;
+        uint8_t *leaf;
         uint64_t n = seq + 1;
 
         char seg[512];
@@ -244,17 +254,9 @@ static void test_torn_tail_every_offset(void **state) {
  * extended whose data never reached the disk), or a half-written group of
  * records. Both are cut; the entries before them stay. */
 static void test_torn_tail_shapes(void **state) {
-        fresh_state("shapes");
-        agent_audit *a = open_ok();
-        uint8_t *leaf;
         size_t len;
-        uint64_t seq = 0;
-        for (int i = 0; i < 3; i++) {
-                seq = append_sign(a, i, &leaf, &len);
-                free(leaf);
-        }
-        wait_committed(a, seq + 1);
-        audit_close(a);
+        uint64_t seq = make_log("shapes", 3, &len);
+        agent_audit *a;
         char seg[512];
         off_t full = last_segment(seg, sizeof seg);
         /* 64 zero bytes: a length of 0 is no record */
@@ -285,17 +287,8 @@ static void test_torn_tail_shapes(void **state) {
 /* A damaged record anywhere but the tail is corruption: refuse to start,
  * naming the file and the offset. */
 static void test_corruption_refuses(void **state) {
-        fresh_state("corrupt");
-        agent_audit *a = open_ok();
-        uint8_t *leaf;
         size_t len;
-        uint64_t seq = 0;
-        for (int i = 0; i < 5; i++) {
-                seq = append_sign(a, i, &leaf, &len);
-                free(leaf);
-        }
-        wait_committed(a, seq + 1);
-        audit_close(a);
+        (void) make_log("corrupt", 5, &len);
         char seg[512];
         last_segment(seg, sizeof seg);
         /* flip one byte inside the second record's entry */
