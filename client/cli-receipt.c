@@ -57,9 +57,9 @@ static void print_fact(const char *label, const char *value) {
 
 static int print_verified(const struct client_receipt_doc *doc, const struct client_receipt_result *res) {
         const Provsign__AuditEntry *e = res->entry;
-        char when[CLIENT_TIME_LEN + 1], *digest;
+        char when[PROTO_TIME_LEN + 1], *digest;
 
-        if (!client_time_format_us(doc->rc.log_time_us, when))
+        if (!proto_time_format_us(doc->rc.log_time_us, when))
                 return CLI_EXIT_LOCAL; /* cannot happen: it was parsed from this form */
         digest = client_digest_string((int) e->digest_algorithm, e->digest.data, e->digest.len);
         if (!digest) {

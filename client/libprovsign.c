@@ -783,7 +783,7 @@ static int receipt_from_reply(const Provsign__SignResponse *body, int digest_alg
         if (!*str_or_empty(rr->checkpoint) || strlen(rr->checkpoint) > PROTO_NOTE_MAX_SIZE)
                 return -EPROTO;
         /* A time the CLI can write as RFC 3339; sizes JSON can carry. */
-        if (rr->log_time_us < 0 || rr->log_time_us >= CLIENT_TIME_US_END || rr->tree_size > INT64_MAX)
+        if (rr->log_time_us < 0 || rr->log_time_us >= PROTO_TIME_US_END || rr->tree_size > INT64_MAX)
                 return -EPROTO;
 
         if (rr->n_inclusion_proof > 0) {

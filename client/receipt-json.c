@@ -82,7 +82,7 @@ static int parse_receipt(const json_t *o, const char *pfx, struct client_receipt
         s = get_string(o, "log_time");
         if (!s)
                 return bad(detail, size, "%slog_time: missing or not a string", pfx);
-        if (client_time_parse_us(s, &doc->rc.log_time_us) < 0)
+        if (proto_time_parse_us(s, &doc->rc.log_time_us) < 0)
                 return bad(detail, size, "%slog_time: not an RFC 3339 UTC time with six fractional digits "
                            "(YYYY-MM-DDTHH:MM:SS.ffffffZ)", pfx);
 
@@ -212,11 +212,11 @@ static json_t *b64_json(const uint8_t *p, size_t n) {
 }
 
 json_t *client_receipt_to_json(const struct client_receipt *rc) {
-        char when[CLIENT_TIME_LEN + 1];
+        char when[PROTO_TIME_LEN + 1];
         json_t *o, *proof;
         bool ok;
 
-        if (!client_time_format_us(rc->log_time_us, when))
+        if (!proto_time_format_us(rc->log_time_us, when))
                 return NULL;
         /* JSON integers are signed 64-bit in jansson. */
         if (rc->log_seq > INT64_MAX || rc->tree_size > INT64_MAX)
@@ -263,11 +263,11 @@ char *client_digest_string(int digest_algorithm, const uint8_t *digest, size_t l
 
 json_t *client_receipt_verified_json(const struct client_receipt_doc *doc, const struct client_receipt_result *res) {
         const Provsign__AuditEntry *e = res->entry;
-        char when[CLIENT_TIME_LEN + 1], *digest;
+        char when[PROTO_TIME_LEN + 1], *digest;
         json_t *o;
         bool ok;
 
-        if (!e || !client_time_format_us(doc->rc.log_time_us, when))
+        if (!e || !proto_time_format_us(doc->rc.log_time_us, when))
                 return NULL;
         digest = client_digest_string((int) e->digest_algorithm, e->digest.data, e->digest.len);
         if (!digest)

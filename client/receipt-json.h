@@ -47,7 +47,7 @@ int client_receipt_doc_parse(const char *text, size_t len, struct client_receipt
 
 /* client_receipt_to_json: the receipt object above, a new reference, or
  * NULL when out of memory, when log_time_us is outside the range of
- * client_time_format_us() or when the note is not UTF-8. */
+ * proto_time_format_us() or when the note is not UTF-8. */
 json_t *client_receipt_to_json(const struct client_receipt *rc);
 
 /* client_receipt_verify_text: all of `receipt verify` but the printing:

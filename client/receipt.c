@@ -59,72 +59,6 @@ static int fail(struct client_receipt_result *res, int check, const char *fmt, .
 
 /* ---- Times --------------------------------------------------------------- */
 
-bool client_time_format_us(int64_t us, char buf[static CLIENT_TIME_LEN + 1]) {
-        char tmp[64];
-        struct tm tm;
-        time_t t;
-
-        if (us < 0 || us >= CLIENT_TIME_US_END)
-                return false;
-        t = (time_t) (us / 1000000);
-        if (!gmtime_r(&t, &tm))
-                return false;
-        if (snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%06" PRId64 "Z",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     us % 1000000) != (int) CLIENT_TIME_LEN)
-                return false;
-        memcpy(buf, tmp, CLIENT_TIME_LEN + 1);
-        return true;
-}
-
-static int digits(const char *s, size_t n) {
-        int v = 0;
-
-        for (size_t i = 0; i < n; i++) {
-                if (s[i] < '0' || s[i] > '9')
-                        return -1;
-                v = v * 10 + (s[i] - '0');
-        }
-        return v;
-}
-
-int client_time_parse_us(const char *s, int64_t *ret) {
-        /* "YYYY-MM-DDTHH:MM:SS.ffffffZ": the fixed punctuation, then digits
-         * everywhere else. */
-        static const char shape[] = "dddd-dd-ddTdd:dd:dd.ddddddZ";
-        char check[CLIENT_TIME_LEN + 1];
-        struct tm tm = {};
-        int frac;
-        time_t t;
-        int64_t us;
-
-        if (!s || strlen(s) != CLIENT_TIME_LEN)
-                return -EINVAL;
-        for (size_t i = 0; i < CLIENT_TIME_LEN; i++)
-                if (shape[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != shape[i])
-                        return -EINVAL;
-
-        tm.tm_year = digits(s, 4) - 1900;
-        tm.tm_mon = digits(s + 5, 2) - 1;
-        tm.tm_mday = digits(s + 8, 2);
-        tm.tm_hour = digits(s + 11, 2);
-        tm.tm_min = digits(s + 14, 2);
-        tm.tm_sec = digits(s + 17, 2);
-        frac = digits(s + 20, 6);
-
-        t = timegm(&tm);
-        if (t == (time_t) -1 || t < 0)
-                return -EINVAL;
-        us = (int64_t) t * 1000000 + frac;
-
-        /* timegm() normalizes February 30th and 25 o'clock; only a time that
-         * prints back as itself is the one that was written. */
-        if (!client_time_format_us(us, check) || strcmp(check, s) != 0)
-                return -EINVAL;
-        *ret = us;
-        return 0;
-}
-
 /* ---- Checkpoints --------------------------------------------------------- */
 
 int client_checkpoint_note_parse(const char *note, size_t len, char **ret_origin, uint64_t *ret_size,
@@ -206,7 +140,7 @@ static int check_checkpoint(const struct client_receipt *rc, const char *log_key
 
 static int check_entry(const struct client_receipt *rc, struct client_receipt_result *res) {
         const Provsign__AuditEntry *e;
-        char a[CLIENT_TIME_LEN + 1], b[CLIENT_TIME_LEN + 1];
+        char a[PROTO_TIME_LEN + 1], b[PROTO_TIME_LEN + 1];
 
         res->entry = provsign__audit_entry__unpack(NULL, rc->leaf_len, rc->leaf);
         if (!res->entry)
@@ -217,9 +151,9 @@ static int check_entry(const struct client_receipt *rc, struct client_receipt_re
                 return fail(res, CLIENT_RECEIPT_ENTRY, "the entry's seq %" PRIu64 " is not log_seq %" PRIu64,
                             e->seq, rc->log_seq);
         if (e->time_us != rc->log_time_us) {
-                if (!client_time_format_us(e->time_us, a))
+                if (!proto_time_format_us(e->time_us, a))
                         snprintf(a, sizeof a, "%" PRId64 "us", e->time_us);
-                if (!client_time_format_us(rc->log_time_us, b))
+                if (!proto_time_format_us(rc->log_time_us, b))
                         snprintf(b, sizeof b, "%" PRId64 "us", rc->log_time_us);
                 return fail(res, CLIENT_RECEIPT_ENTRY, "the entry's time %s is not log_time %s", a, b);
         }

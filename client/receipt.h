@@ -89,17 +89,5 @@ int client_receipt_verify(const struct client_receipt *rc,
 int client_checkpoint_note_parse(const char *note, size_t len, char **ret_origin, uint64_t *ret_size,
                                  uint8_t ret_root[PROTO_MERKLE_HASH_LEN]);
 
-/* Log times are RFC 3339 UTC with exactly six fractional digits and "Z"
- * ("2026-11-25T18:20:01.123456Z"). Representable: 1970-01-01T00:00:00Z up
- * to the end of year 9999, i.e. 0 <= us < CLIENT_TIME_US_END. */
-#define CLIENT_TIME_US_END INT64_C(253402300800000000)
-#define CLIENT_TIME_LEN 27u
-
-/* client_time_format_us: writes the RFC 3339 form of us and a NUL to buf.
- * false (buf untouched) when us is outside the representable range. */
-bool client_time_format_us(int64_t us, char buf[static CLIENT_TIME_LEN + 1]);
-
-/* client_time_parse_us: parses exactly the form client_time_format_us()
- * writes (no other offsets, precisions or lower-case letters). 0 with *ret,
- * or -EINVAL. */
-int client_time_parse_us(const char *s, int64_t *ret);
+/* Times: proto/timefmt.h (proto_time_format_us, proto_time_parse_us). */
+#include "timefmt.h"

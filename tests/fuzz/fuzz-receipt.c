@@ -34,7 +34,7 @@ static void check_doc(const struct client_receipt_doc *doc) {
         FUZZ_CHECK(doc->rc.n_proof <= PROTO_MERKLE_MAX_PROOF);
         FUZZ_CHECK((doc->rc.n_proof > 0) == (doc->rc.proof != NULL));
         FUZZ_CHECK(!doc->whole || (doc->keyid && doc->principal));
-        FUZZ_CHECK(doc->rc.log_time_us >= 0 && doc->rc.log_time_us < CLIENT_TIME_US_END);
+        FUZZ_CHECK(doc->rc.log_time_us >= 0 && doc->rc.log_time_us < PROTO_TIME_US_END);
 }
 
 static void check_round_trip(const struct client_receipt_doc *doc) {

@@ -1891,31 +1891,31 @@ static void test_receipt_time(void **state) {
                 "2026-11-25T18:20:01.12345 Z",
                 "",
         };
-        char buf[CLIENT_TIME_LEN + 1];
+        char buf[PROTO_TIME_LEN + 1];
         int64_t us;
 
-        assert_true(client_time_format_us(TEST_TIME_US, buf));
+        assert_true(proto_time_format_us(TEST_TIME_US, buf));
         assert_string_equal(buf, "2026-11-25T18:20:01.123456Z");
-        assert_int_equal(client_time_parse_us(buf, &us), 0);
+        assert_int_equal(proto_time_parse_us(buf, &us), 0);
         assert_true(us == TEST_TIME_US);
 
-        assert_true(client_time_format_us(0, buf));
+        assert_true(proto_time_format_us(0, buf));
         assert_string_equal(buf, "1970-01-01T00:00:00.000000Z");
-        assert_true(client_time_format_us(CLIENT_TIME_US_END - 1, buf));
+        assert_true(proto_time_format_us(PROTO_TIME_US_END - 1, buf));
         assert_string_equal(buf, "9999-12-31T23:59:59.999999Z");
-        assert_int_equal(client_time_parse_us(buf, &us), 0);
-        assert_true(us == CLIENT_TIME_US_END - 1);
-        assert_true(client_time_format_us(1000000, buf));
+        assert_int_equal(proto_time_parse_us(buf, &us), 0);
+        assert_true(us == PROTO_TIME_US_END - 1);
+        assert_true(proto_time_format_us(1000000, buf));
         assert_string_equal(buf, "1970-01-01T00:00:01.000000Z");
-        assert_false(client_time_format_us(-1, buf));
-        assert_false(client_time_format_us(CLIENT_TIME_US_END, buf));
-        assert_false(client_time_format_us(INT64_MAX, buf));
-        assert_int_equal(client_time_parse_us("2024-02-29T00:00:00.000001Z", &us), 0);
+        assert_false(proto_time_format_us(-1, buf));
+        assert_false(proto_time_format_us(PROTO_TIME_US_END, buf));
+        assert_false(proto_time_format_us(INT64_MAX, buf));
+        assert_int_equal(proto_time_parse_us("2024-02-29T00:00:00.000001Z", &us), 0);
         assert_true(us == INT64_C(1709164800000001));
 
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
-                assert_int_equal(client_time_parse_us(bad[i], &us), -EINVAL);
-        assert_int_equal(client_time_parse_us(NULL, &us), -EINVAL);
+                assert_int_equal(proto_time_parse_us(bad[i], &us), -EINVAL);
+        assert_int_equal(proto_time_parse_us(NULL, &us), -EINVAL);
 }
 
 #define SIGNER_KEYID "6bf8573bf56520baa4055d8b149b5112ccd2819692fd1ac56ac426287d0368f1"
