@@ -16,6 +16,7 @@
 #include "policy.h"
 #include "ratelimit.h"
 #include "refusals.h"
+#include "bundle.h"
 #include "dispatch.h"
 #include "keyops.h"
 #include "server.h"
@@ -662,7 +663,7 @@ static const handler handlers[] = {
         { PROVSIGN__REQUEST__BODY_SIGN, "Sign", POLICY_SIGNER, handle_sign },
         { PROVSIGN__REQUEST__BODY_GET_PUBLIC_KEY, "GetPublicKey", POLICY_ANY, handle_get_public_key },
         { PROVSIGN__REQUEST__BODY_STATUS, "Status", POLICY_ANY, handle_status },
-        { PROVSIGN__REQUEST__BODY_GET_KEY_BUNDLE, "GetKeyBundle", POLICY_ANY, handle_not_implemented },
+        { PROVSIGN__REQUEST__BODY_GET_KEY_BUNDLE, "GetKeyBundle", POLICY_ANY, bundle_handle },
         { PROVSIGN__REQUEST__BODY_GET_CHECKPOINT, "GetCheckpoint", POLICY_ANY, handle_get_checkpoint },
         { PROVSIGN__REQUEST__BODY_GET_LOG_KEY, "GetLogKey", POLICY_ANY, handle_get_log_key },
         { PROVSIGN__REQUEST__BODY_LIST_KEYS, "ListKeys", POLICY_OPERATOR, handle_list_keys },

@@ -205,12 +205,13 @@ static void print_key_table(const provsign_key_list *list) {
                         if (cli_format_time(times[j].us, t) && off < sizeof details)
                                 off += (size_t) snprintf(details + off, sizeof details - off, "%s %s ", times[j].label,
                                                          t);
+                /* cli_safe() has one buffer: one call per printf. */
                 if (provsign_key_reason(k) && off < sizeof details)
-                        snprintf(details + off, sizeof details - off, "reason \"%s\"", provsign_key_reason(k));
+                        snprintf(details + off, sizeof details - off, "reason \"%s\"", cli_safe(provsign_key_reason(k)));
                 printf("%-64s  %-*s  %3u  %-*s  %-*s  %-20s  %s\n", provsign_key_keyid(k), w_principal,
                        cli_safe(provsign_key_principal(k)), provsign_key_generation(k), w_algorithm,
                        provsign_key_algorithm_to_string(provsign_key_algorithm(k)), w_state,
-                       provsign_key_state_to_string(provsign_key_state(k)), created, cli_safe(details));
+                       provsign_key_state_to_string(provsign_key_state(k)), created, details);
         }
 }
 
