@@ -194,6 +194,8 @@ static bool keyop_complete(agent *a, agent_conn *c, agent_conn_job *j) {
         agent_key *active = registry_active_key(job->p);
         if (job->status != PROVSIGN__STATUS__OK) {
                 log_error("%s for %s failed: %s", op_names[job->op], job->p->name, job->msg);
+                if (!job->has_caller) /* a scheduled rotation: not again at once */
+                        job->p->schedule_retry_us = (int64_t) agent_now_us() + SCHEDULE_RETRY_US;
                 if (c)
                         dispatch_refuse(a, c, job->h, job->status, "%s", job->msg);
                 keyop_free(job);
@@ -373,7 +375,6 @@ void keyops_tick(agent *a) {
                 snprintf(job->why, sizeof job->why, "scheduled rotation: key older than rotate_after (%" PRIu64 "s)",
                          after_s);
                 p->busy = true;
-                p->schedule_retry_us = now + SCHEDULE_RETRY_US;
                 server_submit_background(a, &job->base);
         }
 }
