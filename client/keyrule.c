@@ -398,6 +398,36 @@ out:
         return r;
 }
 
+/* Step 3 failed. Without a receipt all that can be said is that the
+ * signature does not hold; with one that holds on its own (checkpoint by
+ * the log key, inclusion, a SIGN entry), the log's record of the signature
+ * says which part of the envelope was changed. */
+static int bad_signature(const struct client_keyrule_input *in, struct client_keyrule_result *res) {
+        const struct proto_dsse_envelope *env = res->envelope;
+        const struct client_bundle_key *k = res->key;
+        struct client_receipt_result rr = {};
+        const Provsign__AuditEntry *e;
+        char *d = res->detail;
+        size_t ds = sizeof res->detail;
+        int r = CLIENT_KEYRULE_BAD_SIGNATURE;
+
+        fail(d, ds, r, "the signature does not verify with key %s over this payloadType and payload", k->keyid);
+        if (!in->receipt || client_receipt_verify(in->receipt, NULL, in->log_key_pem, &rr) != 0 || !rr.entry)
+                goto out;
+        e = rr.entry;
+        if (strcmp(e->keyid ? e->keyid : "", k->keyid) != 0)
+                fail(d, ds, r, "wrong key: the log recorded this signature by key %.64s, the envelope names key %s",
+                     e->keyid ? e->keyid : "", k->keyid);
+        else if (strcmp(e->payload_type ? e->payload_type : "", env->payload_type) != 0)
+                fail(d, ds, r, "the payloadType was changed: the log recorded '%.128s', the envelope says '%.128s'",
+                     e->payload_type ? e->payload_type : "", env->payload_type);
+        else
+                fail(d, ds, r, "the payload was changed: its digest is not the one the log recorded for this signature");
+out:
+        client_receipt_result_done(&rr);
+        return r;
+}
+
 int client_keyrule_check(const struct client_keyrule_input *in, struct client_keyrule_result *res) {
         char *d, log_keyid[PROTO_KEYID_HEX_LEN + 1];
         const struct client_bundle_key *k = NULL;
@@ -471,8 +501,7 @@ int client_keyrule_check(const struct client_keyrule_input *in, struct client_ke
         if (r < 0)
                 goto out;
         if (r == 0) {
-                r = fail(d, ds, CLIENT_KEYRULE_BAD_SIGNATURE,
-                         "the signature does not verify with key %s over this payloadType and payload", k->keyid);
+                r = bad_signature(in, res);
                 goto out;
         }
 

@@ -550,6 +550,32 @@ static void test_tampered(void **state) {
         assert_int_equal(proto_dsse_envelope_format("application/json", e->payload, e->payload_len, e->sigs, 1, &bad), 0);
         expect(CLIENT_KEYRULE_BAD_SIGNATURE, good_bundle, bad, "ci", NULL, "does not verify");
         free(bad);
+        /* with the receipt, the log's record says what was changed */
+        uint8_t d[PROTO_DSSE_MAX_DIGEST];
+        size_t n = pae_digest(PROVSIGN__DIGEST_ALGORITHM__SHA256, d);
+        struct receipt r;
+        receipt_make(&r, &log_key, ORIGIN, k_active.keyid, "ci", PROVSIGN__DIGEST_ALGORITHM__SHA256, d, n, T0);
+        e->payload[2] ^= 1;
+        assert_int_equal(proto_dsse_envelope_format(e->payload_type, e->payload, e->payload_len, e->sigs, 1, &bad), 0);
+        expect(CLIENT_KEYRULE_BAD_SIGNATURE, good_bundle, bad, "ci", &r.rc, "the payload was changed");
+        free(bad);
+        e->payload[2] ^= 1;
+        assert_int_equal(proto_dsse_envelope_format("application/json", e->payload, e->payload_len, e->sigs, 1, &bad), 0);
+        expect(CLIENT_KEYRULE_BAD_SIGNATURE, good_bundle, bad, "ci", &r.rc, "the payloadType was changed");
+        free(bad);
+        /* the keyid swapped for another key of the principal */
+        struct proto_dsse_sig swapped = e->sigs[0];
+        swapped.keyid = k_retired.keyid;
+        assert_int_equal(proto_dsse_envelope_format(e->payload_type, e->payload, e->payload_len, &swapped, 1, &bad), 0);
+        expect(CLIENT_KEYRULE_BAD_SIGNATURE, good_bundle, bad, "ci", &r.rc, "wrong key");
+        expect(CLIENT_KEYRULE_BAD_SIGNATURE, good_bundle, bad, "ci", NULL, "does not verify with key");
+        free(bad);
+        /* a receipt that does not hold explains nothing */
+        r.proof[0][0] ^= 1;
+        assert_int_equal(proto_dsse_envelope_format("application/json", e->payload, e->payload_len, e->sigs, 1, &bad), 0);
+        expect(CLIENT_KEYRULE_BAD_SIGNATURE, good_bundle, bad, "ci", &r.rc, "does not verify with key");
+        free(bad);
+        receipt_done(&r);
         /* unchanged, re-encoded: still valid */
         assert_int_equal(proto_dsse_envelope_format(e->payload_type, e->payload, e->payload_len, e->sigs, 1, &bad), 0);
         expect(CLIENT_KEYRULE_VALID, good_bundle, bad, "ci", NULL, NULL);
