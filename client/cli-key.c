@@ -17,6 +17,7 @@ static int cmd_key_list(const struct cli_ctx *ctx, int argc, char **argv);
 static const struct cli_verb key_verbs[] = {
         { "pubkey", cmd_key_pubkey, "print a public key (by principal or key id)" },
         { "list",   cmd_key_list,   "list keys and their states (operator role)" },
+        { "bundle", cmd_key_bundle, "the signed key bundle, for offline verifiers" },
 };
 
 int cmd_key(const struct cli_ctx *ctx, int argc, char **argv) {
