@@ -21,6 +21,7 @@
 #include "names.h"
 #include "note.h"
 #include "record.h"
+#include "entry.h"
 
 #define SEGMENT_MAX (64u * 1024u * 1024u)
 #define SEGMENT_SUFFIX ".seg"
@@ -55,6 +56,9 @@ struct agent_audit {
         size_t pending_len, pending_cap;
 
         int efd;                 /* wakes the main loop */
+
+        audit_key_event_fn on_key_event; /* replay only */
+        void *on_key_event_ctx;
 };
 
 
@@ -311,27 +315,33 @@ static const char *record_error(int r) {
         }
 }
 
-/* The sequence number of an entry. protobuf-c writes fields in number
- * order, so a non-zero seq (field 1, varint: tag 0x08) leads the bytes and
- * is read straight off them; anything else takes the full decoder. Replaying
- * a million entries this way avoids a million unpack/free pairs. */
-static int entry_seq(const uint8_t *p, size_t n, uint64_t *ret) {
-        if (n >= 2 && p[0] == 0x08) {
-                uint64_t v = 0;
-                for (size_t i = 1; i < n && i <= 10; i++) {
-                        v |= (uint64_t) (p[i] & 0x7f) << (7 * (i - 1));
-                        if (!(p[i] & 0x80)) {
-                                *ret = v;
-                                return 0;
-                        }
-                }
-        }
+/* The head of an entry (seq, time, event) straight off its bytes
+ * (proto/entry.h); anything else takes the full decoder. Replaying a million
+ * entries this way avoids a million unpack/free pairs. */
+static int entry_head(const uint8_t *p, size_t n, proto_entry_head *ret) {
+        if (proto_entry_peek(p, n, ret) == 0)
+                return 0;
         Provsign__AuditEntry *e = provsign__audit_entry__unpack(NULL, n, p);
         if (!e)
                 return -EBADMSG;
-        *ret = e->seq;
+        *ret = (proto_entry_head){ .seq = e->seq, .time_us = e->time_us, .event = e->event };
         provsign__audit_entry__free_unpacked(e, NULL);
         return 0;
+}
+
+static bool is_key_event(int event) {
+        return event == PROVSIGN__AUDIT_EVENT__KEY_CREATE || event == PROVSIGN__AUDIT_EVENT__KEY_ROTATE ||
+               event == PROVSIGN__AUDIT_EVENT__KEY_REVOKE || event == PROVSIGN__AUDIT_EVENT__KEY_DESTROY;
+}
+
+/* Hands a replayed key event to the registry (full decode: they are few). */
+static int replay_key_event(agent_audit *a, const uint8_t *p, size_t n) {
+        Provsign__AuditEntry *e = provsign__audit_entry__unpack(NULL, n, p);
+        if (!e)
+                return -EBADMSG;
+        int r = a->on_key_event ? a->on_key_event(a->on_key_event_ctx, e) : 0;
+        provsign__audit_entry__free_unpacked(e, NULL);
+        return r;
 }
 
 /* Is there a whole record with a matching CRC32C anywhere in p[1..len)?
@@ -400,15 +410,23 @@ static int replay_segment(agent_audit *a, const char *name, bool last, char **re
                         len = off;
                         break;
                 }
-                uint64_t seq;
-                bool decodes = entry_seq(entry, n, &seq) == 0;
-                bool ok = decodes && seq == a->next_seq;
+                proto_entry_head head;
+                bool decodes = entry_head(entry, n, &head) == 0;
+                bool ok = decodes && head.seq == a->next_seq;
                 if (!ok) {
                         free(buf);
                         return agent_errorf(ret_error, -EBADMSG,
                                       "%s/%s: corrupt audit log at offset %zu: entry %" PRIu64 " %s; refusing to start",
                                       a->dir, name, off - proto_record_size(n), a->next_seq,
                                       decodes ? "has the wrong sequence number" : "does not decode");
+                }
+                if (is_key_event(head.event)) {
+                        r = replay_key_event(a, entry, n);
+                        if (r < 0) {
+                                free(buf);
+                                return agent_errorf(ret_error, r, "%s/%s: key event at entry %" PRIu64 ": %s", a->dir,
+                                                    name, a->next_seq, strerror(-r));
+                        }
                 }
                 uint8_t h[32];
                 r = proto_merkle_leaf_hash(entry, n, h);
@@ -494,7 +512,8 @@ static int check_dir(const char *path, char **ret_error) {
         return 0;
 }
 
-int audit_open(const agent_config *cfg, keys_store *store, agent_audit **ret, char **ret_error) {
+int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on_key_event, void *ctx,
+               agent_audit **ret, char **ret_error) {
         int r;
         if (!cfg->log_origin)
                 return agent_errorf(ret_error, -EINVAL,
@@ -510,6 +529,8 @@ int audit_open(const agent_config *cfg, keys_store *store, agent_audit **ret, ch
         pthread_cond_init(&a->cond, NULL);
         a->dir_fd = a->seg_fd = a->efd = -1;
         a->store = store;
+        a->on_key_event = on_key_event;
+        a->on_key_event_ctx = ctx;
         if (asprintf(&a->dir, "%s/log", cfg->state_dir) < 0) {
                 a->dir = NULL;
                 r = -ENOMEM;

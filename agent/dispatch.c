@@ -16,6 +16,9 @@
 #include "policy.h"
 #include "ratelimit.h"
 #include "refusals.h"
+#include "bundle.h"
+#include "dispatch.h"
+#include "keyops.h"
 #include "server.h"
 
 #define MAX_NAME 64u
@@ -29,19 +32,9 @@
  * max_annotation_bytes say, so nothing is signed that cannot be answered. */
 #define SIGN_REQUEST_BUDGET (24u * 1024u)
 
-typedef struct handler {
-        Provsign__Request__BodyCase body;
-        const char *name;
-        enum policy_access access;
-        /* Returns true when it kept req (it frees it later). */
-        bool (*handle)(agent *a, agent_conn *c, const struct handler *h, Provsign__Request *req);
-} handler;
-
 /* A refusal: logged once here (the audit log takes these over with its
  * issue), then answered. */
-static void refuse(agent *a, agent_conn *c, const handler *h, int status, const char *fmt, ...)
-        __attribute__((format(printf, 5, 6)));
-static void refuse(agent *a, agent_conn *c, const handler *h, int status, const char *fmt, ...) {
+void dispatch_refuse(agent *a, agent_conn *c, const handler *h, int status, const char *fmt, ...) {
         char msg[512];
         va_list ap;
         va_start(ap, fmt);
@@ -68,7 +61,7 @@ static bool name_valid(const char *s) {
 /* Printable UTF-8 (RFC 3629: no overlongs, no surrogates, <= U+10FFFF),
  * no control characters: these strings go into protobuf string fields of the
  * audit log, which strict decoders elsewhere must be able to read. */
-static bool text_valid(const char *s, size_t max) {
+bool dispatch_text_valid(const char *s, size_t max) {
         size_t n = strlen(s);
         if (n > max)
                 return false;
@@ -116,7 +109,7 @@ static int request_validate(const agent *a, const Provsign__Request *req, char *
                                  want, s->digest.len);
                         return PROVSIGN__STATUS__INVALID_ARGUMENT;
                 }
-                if (!text_valid(s->payload_type, MAX_PAYLOAD_TYPE)) {
+                if (!dispatch_text_valid(s->payload_type, MAX_PAYLOAD_TYPE)) {
                         snprintf(msg, n, "payload_type must be at most %u printable characters", MAX_PAYLOAD_TYPE);
                         return PROVSIGN__STATUS__INVALID_ARGUMENT;
                 }
@@ -136,8 +129,8 @@ static int request_validate(const agent *a, const Provsign__Request *req, char *
                         const Provsign__Annotation *an = s->annotations[i];
                         size_t len = strlen(an->key) + strlen(an->value);
                         if (!an->key[0] || len > cfg->max_annotation_bytes ||
-                            !text_valid(an->key, cfg->max_annotation_bytes) ||
-                            !text_valid(an->value, cfg->max_annotation_bytes)) {
+                            !dispatch_text_valid(an->key, cfg->max_annotation_bytes) ||
+                            !dispatch_text_valid(an->value, cfg->max_annotation_bytes)) {
                                 snprintf(msg, n,
                                          "annotation %zu: key must be non-empty, printable, and key+value at most %u bytes",
                                          i, cfg->max_annotation_bytes);
@@ -173,11 +166,19 @@ static int request_validate(const agent *a, const Provsign__Request *req, char *
                         snprintf(msg, n, "invalid principal name");
                         return PROVSIGN__STATUS__INVALID_ARGUMENT;
                 }
+                if (req->rotate_key->algorithm && !proto_key_algorithm_name(req->rotate_key->algorithm)) {
+                        snprintf(msg, n, "unknown key algorithm %d", (int) req->rotate_key->algorithm);
+                        return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                }
                 return PROVSIGN__STATUS__OK;
         case PROVSIGN__REQUEST__BODY_REVOKE_KEY:
-                if (!proto_keyid_hex_valid(req->revoke_key->keyid) ||
-                    !text_valid(req->revoke_key->reason, MAX_REASON)) {
-                        snprintf(msg, n, "revoke needs a 64-hex key id and a printable reason");
+                if (!proto_keyid_hex_valid(req->revoke_key->keyid) || !req->revoke_key->reason[0] ||
+                    !dispatch_text_valid(req->revoke_key->reason, MAX_REASON) ||
+                    req->revoke_key->compromised_since_us < 0) {
+                        snprintf(msg, n,
+                                 "revoke needs a 64-hex key id, a printable reason of 1..%u bytes and a compromise "
+                                 "time after 1970",
+                                 MAX_REASON);
                         return PROVSIGN__STATUS__INVALID_ARGUMENT;
                 }
                 return PROVSIGN__STATUS__OK;
@@ -220,13 +221,13 @@ typedef struct sign_job {
         agent_conn_job base;
         agent *agent;
         Provsign__Request *req;  /* owned: principal, digest, payload type, annotations */
-        keys_key *key;
+        agent_principal_keys *keys;
+        agent_key *key;          /* the key that signed (set by the worker) */
         char principal[MAX_NAME + 1];
-        uint32_t generation;
         agent_caller who;        /* copy; exe owned */
-        int r;                   /* token result */
+        int status;              /* a refusal decided on the worker, with msg */
+        char msg[256];
         int append_r;            /* audit log result */
-        uint64_t seq;
         int64_t time_us;
         uint8_t *leaf;
         size_t leaf_len;
@@ -241,13 +242,23 @@ static void sign_job_free(sign_job *job) {
         free(job);
 }
 
-static void sign_run(agent_job *j) {
-        sign_job *job = (sign_job *) j;
+/* A rotation between choosing the key and logging the entry makes the
+ * signer sign again with the new key; more than this many in a row means
+ * something is rotating in a loop. */
+#define SIGN_ATTEMPTS 4
+
+static void sign_fail(sign_job *job, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void sign_fail(sign_job *job, int status, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(job->msg, sizeof job->msg, fmt, ap);
+        va_end(ap);
+        job->status = status;
+}
+
+/* Appends the sign entry; the caller holds the principal's order lock. */
+static void sign_append(sign_job *job, agent_key *k) {
         const Provsign__SignRequest *s = job->req->sign;
-        job->append_r = -ECANCELED;
-        job->r = keys_sign(job->agent->store, job->key, s->digest.data, s->digest.len, job->sig, &job->sig_len);
-        if (job->r < 0)
-                return;
         Provsign__Caller caller = PROVSIGN__CALLER__INIT;
         caller.uid = job->who.uid;
         caller.gid = job->who.gid;
@@ -257,26 +268,68 @@ static void sign_run(agent_job *j) {
         e.event = PROVSIGN__AUDIT_EVENT__SIGN;
         e.caller = &caller;
         e.principal = job->principal;
-        e.keyid = (char *) keys_key_id_hex(job->key);
-        e.generation = job->generation;
-        e.algorithm = (Provsign__KeyAlgorithm) keys_key_algorithm(job->key);
+        e.keyid = k->keyid;
+        e.generation = k->generation;
+        e.algorithm = (Provsign__KeyAlgorithm) k->algorithm;
         e.digest_algorithm = s->digest_algorithm;
         e.digest = s->digest;
         e.payload_type = s->payload_type;
         e.annotations = s->annotations;
         e.n_annotations = s->n_annotations;
         e.status = PROVSIGN__STATUS__OK;
-        job->append_r = audit_append(job->agent->audit, &e, &job->seq, &job->leaf, &job->leaf_len);
+        job->append_r = audit_append(job->agent->audit, &e, &job->base.wait_seq, &job->leaf, &job->leaf_len);
         job->time_us = e.time_us;
 }
 
-static void park(agent *a, sign_job *job) {
-        job->base.next_parked = NULL;
+/* Worker: sign with the active key outside any lock, then log the entry
+ * only if that key is still active (registry.h "Rotation ordering"). */
+static void sign_run(agent_job *j) {
+        sign_job *job = (sign_job *) j;
+        const Provsign__SignRequest *s = job->req->sign;
+        agent_principal_keys *p = job->keys;
+        job->append_r = -ECANCELED;
+        for (int attempt = 0; attempt < SIGN_ATTEMPTS; attempt++) {
+                pthread_rwlock_rdlock(&p->order);
+                agent_key *k = p->active;
+                keys_key *tk = k ? k->key : NULL;
+                pthread_rwlock_unlock(&p->order);
+                if (!k)
+                        return sign_fail(job, PROVSIGN__STATUS__NO_ACTIVE_KEY, "principal \"%s\" has no active key",
+                                         p->name);
+                if (!tk)
+                        return sign_fail(job, PROVSIGN__STATUS__HSM_UNAVAILABLE,
+                                         "the active key %s of \"%s\" is not on the token", k->keyid, p->name);
+                if (proto_key_algorithm_digest(k->algorithm) != (int) s->digest_algorithm)
+                        return sign_fail(job, PROVSIGN__STATUS__INVALID_ARGUMENT,
+                                         "the %s key of \"%s\" signs %s digests, not %s",
+                                         proto_key_algorithm_name(k->algorithm), p->name,
+                                         proto_digest_name(proto_key_algorithm_digest(k->algorithm)),
+                                         proto_digest_name(s->digest_algorithm));
+                int r = keys_sign(job->agent->store, tk, s->digest.data, s->digest.len, job->sig, &job->sig_len);
+                if (r < 0 && r != -ENOENT)
+                        return sign_fail(job, PROVSIGN__STATUS__HSM_UNAVAILABLE, "the token failed to sign: %s",
+                                         strerror(-r));
+                pthread_rwlock_rdlock(&p->order);
+                if (r == 0 && p->active == k) {
+                        sign_append(job, k);
+                        pthread_rwlock_unlock(&p->order);
+                        job->key = k;
+                        return;
+                }
+                pthread_rwlock_unlock(&p->order);
+                /* Rotated, revoked or destroyed meanwhile: look again. */
+        }
+        sign_fail(job, PROVSIGN__STATUS__UNAVAILABLE, "the keys of \"%s\" kept changing while signing; retry",
+                  p->name);
+}
+
+void dispatch_park(agent *a, agent_conn_job *job) {
+        job->next_parked = NULL;
         if (a->parked_tail)
-                a->parked_tail->next_parked = &job->base;
+                a->parked_tail->next_parked = job;
         else
-                a->parked_head = &job->base;
-        a->parked_tail = &job->base;
+                a->parked_head = job;
+        a->parked_tail = job;
 }
 
 static bool sign_complete(agent *a, agent_conn *c, agent_conn_job *j) {
@@ -286,10 +339,10 @@ static bool sign_complete(agent *a, agent_conn *c, agent_conn_job *j) {
                 sign_job_free(job);
                 return true;
         }
-        if (job->r < 0) {
-                log_error("signing for %s with %s failed: %s", job->principal, keys_key_id_hex(job->key),
-                          strerror(-job->r));
-                refuse(a, c, &h, PROVSIGN__STATUS__HSM_UNAVAILABLE, "the token failed to sign: %s", strerror(-job->r));
+        if (job->status != PROVSIGN__STATUS__OK) {
+                if (job->status == PROVSIGN__STATUS__HSM_UNAVAILABLE)
+                        log_error("signing for %s failed: %s", job->principal, job->msg);
+                dispatch_refuse(a, c, &h, job->status, "%s", job->msg);
                 sign_job_free(job);
                 return true;
         }
@@ -300,13 +353,13 @@ static bool sign_complete(agent *a, agent_conn *c, agent_conn_job *j) {
                 sign_job_free(job);
                 return true;
         }
-        if (job->seq >= audit_committed(a->audit)) {
-                park(a, job);
+        if (job->base.wait_seq >= audit_committed(a->audit)) {
+                dispatch_park(a, &job->base);
                 return false;
         }
 
         Provsign__Receipt receipt;
-        int r = audit_receipt(a->audit, job->seq, job->time_us, job->leaf, job->leaf_len, &receipt);
+        int r = audit_receipt(a->audit, job->base.wait_seq, job->time_us, job->leaf, job->leaf_len, &receipt);
         if (r < 0) {
                 server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "cannot build the receipt: %s",
                              strerror(-r));
@@ -314,16 +367,16 @@ static bool sign_complete(agent *a, agent_conn *c, agent_conn_job *j) {
                 return true;
         }
         agent_log(a->config->journal_events == AGENT_JOURNAL_ALL ? LOG_INFO : LOG_DEBUG,
-                  "signed for %s with %s (uid %u pid %d), log entry %llu", job->principal, keys_key_id_hex(job->key),
-                  (unsigned) job->who.uid, (int) job->who.pid, (unsigned long long) job->seq);
+                  "signed for %s with %s (uid %u pid %d), log entry %llu", job->principal, job->key->keyid,
+                  (unsigned) job->who.uid, (int) job->who.pid, (unsigned long long) job->base.wait_seq);
         Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
         Provsign__SignResponse sr = PROVSIGN__SIGN_RESPONSE__INIT;
-        sr.keyid = (char *) keys_key_id_hex(job->key);
-        sr.algorithm = (Provsign__KeyAlgorithm) keys_key_algorithm(job->key);
+        sr.keyid = job->key->keyid;
+        sr.algorithm = (Provsign__KeyAlgorithm) job->key->algorithm;
         sr.signature.data = job->sig;
         sr.signature.len = job->sig_len;
         sr.principal = job->principal;
-        sr.generation = job->generation;
+        sr.generation = job->key->generation;
         sr.receipt = &receipt;
         resp.body_case = PROVSIGN__RESPONSE__BODY_SIGN;
         resp.sign = &sr;
@@ -340,8 +393,7 @@ void dispatch_audit_progress(agent *a) {
         agent_conn_job *prev = NULL;
         while (*pp) {
                 agent_conn_job *j = *pp;
-                sign_job *job = (sign_job *) j;
-                if (!failed && job->seq >= committed) {
+                if (!failed && j->wait_seq >= committed) {
                         prev = j;
                         pp = &j->next_parked;
                         continue;
@@ -369,31 +421,35 @@ static bool handle_sign(agent *a, agent_conn *c, const handler *h, Provsign__Req
         char msg[256];
         int st = policy_resolve_signer(a->config, server_conn_caller(c), s->principal, &p, msg, sizeof msg);
         if (st != PROVSIGN__STATUS__OK) {
-                refuse(a, c, h, st, "%s", msg);
+                dispatch_refuse(a, c, h, st, "%s", msg);
                 return false;
         }
         if (audit_failed(a->audit)) {
-                refuse(a, c, h, PROVSIGN__STATUS__UNAVAILABLE, "the audit log has failed; nothing is signed");
+                dispatch_refuse(a, c, h, PROVSIGN__STATUS__UNAVAILABLE, "the audit log has failed; nothing is signed");
                 return false;
         }
         agent_rate rate = ratelimit_for(a->config, p);
         uint64_t retry_s = 0;
         if (!ratelimit_allow(p->name, rate, agent_monotonic_ms(), &retry_s)) {
-                refuse(a, c, h, PROVSIGN__STATUS__RATE_LIMITED,
+                dispatch_refuse(a, c, h, PROVSIGN__STATUS__RATE_LIMITED,
                        "principal \"%s\" is over its rate_limit of %u per %us; retry in %llus", p->name, rate.count,
                        rate.per_s, (unsigned long long) retry_s);
                 return false;
         }
-        const agent_key_entry *e = registry_active(&a->registry, p->name);
-        if (!e) {
-                refuse(a, c, h, PROVSIGN__STATUS__NO_ACTIVE_KEY, "principal \"%s\" has no active key", p->name);
+        /* Early answers for what is plain now; the worker checks again
+         * against the key it actually uses. */
+        agent_principal_keys *pk = registry_principal(&a->registry, p->name, false);
+        agent_key *k = pk ? registry_active_key(pk) : NULL;
+        if (!k) {
+                dispatch_refuse(a, c, h, PROVSIGN__STATUS__NO_ACTIVE_KEY, "principal \"%s\" has no active key",
+                                p->name);
                 return false;
         }
-        int alg = keys_key_algorithm(e->key);
-        if (proto_key_algorithm_digest(alg) != (int) s->digest_algorithm) {
-                refuse(a, c, h, PROVSIGN__STATUS__INVALID_ARGUMENT, "the %s key of \"%s\" signs %s digests, not %s",
-                       proto_key_algorithm_name(alg), p->name, proto_digest_name(proto_key_algorithm_digest(alg)),
-                       proto_digest_name(s->digest_algorithm));
+        if (proto_key_algorithm_digest(k->algorithm) != (int) s->digest_algorithm) {
+                dispatch_refuse(a, c, h, PROVSIGN__STATUS__INVALID_ARGUMENT,
+                                "the %s key of \"%s\" signs %s digests, not %s", proto_key_algorithm_name(k->algorithm),
+                                p->name, proto_digest_name(proto_key_algorithm_digest(k->algorithm)),
+                                proto_digest_name(s->digest_algorithm));
                 return false;
         }
 
@@ -407,9 +463,8 @@ static bool handle_sign(agent *a, agent_conn *c, const handler *h, Provsign__Req
         job->base.complete = sign_complete;
         job->agent = a;
         job->req = req;
-        job->key = e->key;
+        job->keys = pk;
         snprintf(job->principal, sizeof job->principal, "%s", p->name);
-        job->generation = e->generation;
         job->who = (agent_caller){ .uid = who->uid, .gid = who->gid, .pid = who->pid };
         if (who->exe)
                 job->who.exe = strdup(who->exe);
@@ -427,7 +482,7 @@ static bool handle_get_checkpoint(agent *a, agent_conn *c, const handler *h, Pro
         size_t n = 0;
         int r = audit_checkpoint(a->audit, from, &note, &size, proof, &n);
         if (r == -EINVAL) {
-                refuse(a, c, h, PROVSIGN__STATUS__INVALID_ARGUMENT, "from_size %llu is beyond the log's size",
+                dispatch_refuse(a, c, h, PROVSIGN__STATUS__INVALID_ARGUMENT, "from_size %llu is beyond the log's size",
                        (unsigned long long) from);
                 return false;
         }
@@ -471,52 +526,35 @@ static bool handle_get_log_key(agent *a, agent_conn *c, const handler *h, Provsi
 
 /* ---- Keys ---- */
 
-static void fill_key_info(const agent *a, const agent_key_entry *e, Provsign__KeyInfo *ki) {
-        size_t spki_len;
-        const uint8_t *spki = keys_key_spki(e->key, &spki_len);
-        ki->keyid = (char *) keys_key_id_hex(e->key);
-        ki->principal = (char *) e->principal;
-        ki->generation = e->generation;
-        ki->algorithm = (Provsign__KeyAlgorithm) keys_key_algorithm(e->key);
-        /* Until key events live in the audit log, the newest generation of a
-         * principal is its active key and older ones are retired. */
-        ki->state = registry_active(&a->registry, e->principal) == e ? PROVSIGN__KEY_STATE__ACTIVE
-                                                                      : PROVSIGN__KEY_STATE__RETIRED;
-        ki->created_us = 0;
-        ki->public_key_der.data = (uint8_t *) spki;
-        ki->public_key_der.len = spki_len;
-}
-
 static bool handle_get_public_key(agent *a, agent_conn *c, const handler *h, Provsign__Request *req) {
         const Provsign__GetPublicKeyRequest *g = req->get_public_key;
-        const agent_key_entry *e;
+        agent_key *k;
         if (g->principal[0]) {
-                if (!agent_config_find_principal(a->config, g->principal))
-                        {
-                                refuse(a, c, h, PROVSIGN__STATUS__NOT_FOUND, "no principal \"%s\"", g->principal);
-                                return false;
-                        }
-                e = registry_active(&a->registry, g->principal);
-                if (!e)
-                        {
-                                refuse(a, c, h, PROVSIGN__STATUS__NO_ACTIVE_KEY, "principal \"%s\" has no active key",
-                                              g->principal);
-                                return false;
-                        }
+                agent_principal_keys *pk = registry_principal(&a->registry, g->principal, false);
+                if (!agent_config_find_principal(a->config, g->principal) && !pk) {
+                        dispatch_refuse(a, c, h, PROVSIGN__STATUS__NOT_FOUND, "no principal \"%s\"", g->principal);
+                        return false;
+                }
+                k = pk ? registry_active_key(pk) : NULL;
+                if (!k) {
+                        dispatch_refuse(a, c, h, PROVSIGN__STATUS__NO_ACTIVE_KEY, "principal \"%s\" has no active key",
+                                        g->principal);
+                        return false;
+                }
         } else {
-                e = registry_find_id(&a->registry, g->keyid);
-                if (!e)
-                        {
-                                refuse(a, c, h, PROVSIGN__STATUS__NOT_FOUND, "no key %s", g->keyid);
-                                return false;
-                        }
+                /* Any key ever made, destroyed ones too: verifiers need them. */
+                k = registry_find(&a->registry, g->keyid);
+                if (!k) {
+                        dispatch_refuse(a, c, h, PROVSIGN__STATUS__NOT_FOUND, "no key %s", g->keyid);
+                        return false;
+                }
         }
         Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
         Provsign__GetPublicKeyResponse gr = PROVSIGN__GET_PUBLIC_KEY_RESPONSE__INIT;
         Provsign__KeyInfo ki = PROVSIGN__KEY_INFO__INIT;
-        fill_key_info(a, e, &ki);
+        registry_key_info(&a->registry, k, &ki);
         gr.key = &ki;
-        gr.public_key_pem = (char *) keys_key_pem(e->key);
+        gr.public_key_pem = k->pem;
         resp.body_case = PROVSIGN__RESPONSE__BODY_GET_PUBLIC_KEY;
         resp.get_public_key = &gr;
         server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);
@@ -525,42 +563,37 @@ static bool handle_get_public_key(agent *a, agent_conn *c, const handler *h, Pro
 
 static bool handle_list_keys(agent *a, agent_conn *c, const handler *h, Provsign__Request *req) {
         const char *only = req->list_keys->principal;
-        if (only[0] && !agent_config_find_principal(a->config, only) && !registry_active(&a->registry, only))
-                {
-                        refuse(a, c, h, PROVSIGN__STATUS__NOT_FOUND, "no principal \"%s\"", only);
-                        return false;
-                }
-        size_t n = a->registry.n;
-        Provsign__KeyInfo *infos = calloc(n ? n : 1, sizeof *infos);
-        Provsign__KeyInfo **ptrs = calloc(n ? n : 1, sizeof *ptrs);
-        if (!infos || !ptrs) {
-                free(infos);
-                free(ptrs);
-                {
-                        server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "out of memory");
-                        return false;
-                }
+        if (only[0] && !agent_config_find_principal(a->config, only) &&
+            !registry_principal(&a->registry, only, false)) {
+                dispatch_refuse(a, c, h, PROVSIGN__STATUS__NOT_FOUND, "no principal \"%s\"", only);
+                return false;
         }
-        size_t m = 0;
+        agent_key *keys = NULL;
+        size_t n = 0;
+        Provsign__KeyInfo *infos = NULL;
+        Provsign__KeyInfo **ptrs = NULL;
+        if (registry_snapshot(&a->registry, only[0] ? only : NULL, &keys, &n) < 0 ||
+            !(infos = calloc(n ? n : 1, sizeof *infos)) || !(ptrs = calloc(n ? n : 1, sizeof *ptrs))) {
+                server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "out of memory");
+                goto out;
+        }
         for (size_t i = 0; i < n; i++) {
-                const agent_key_entry *e = &a->registry.keys[i];
-                if (only[0] && strcmp(e->principal, only) != 0)
-                        continue;
-                provsign__key_info__init(&infos[m]);
-                fill_key_info(a, e, &infos[m]);
+                provsign__key_info__init(&infos[i]);
+                registry_key_info(&a->registry, &keys[i], &infos[i]);
                 /* The list is for reading; public keys come from GetPublicKey. */
-                infos[m].public_key_der.len = 0;
-                infos[m].public_key_der.data = NULL;
-                ptrs[m] = &infos[m];
-                m++;
+                infos[i].public_key_der.len = 0;
+                infos[i].public_key_der.data = NULL;
+                ptrs[i] = &infos[i];
         }
         Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
         Provsign__ListKeysResponse lr = PROVSIGN__LIST_KEYS_RESPONSE__INIT;
         lr.keys = ptrs;
-        lr.n_keys = m;
+        lr.n_keys = n;
         resp.body_case = PROVSIGN__RESPONSE__BODY_LIST_KEYS;
         resp.list_keys = &lr;
         server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);
+out:
+        free(keys);
         free(infos);
         free(ptrs);
         return false;
@@ -621,7 +654,7 @@ static bool handle_status(agent *a, agent_conn *c, const handler *h, Provsign__R
 /* Requests whose handlers arrive with later work; the permission check in
  * dispatch_frame() already applies to them. */
 static bool handle_not_implemented(agent *a, agent_conn *c, const handler *h, Provsign__Request *req) {
-        refuse(a, c, h, PROVSIGN__STATUS__UNAVAILABLE, "%s is not implemented yet in this agent (%s)", h->name,
+        dispatch_refuse(a, c, h, PROVSIGN__STATUS__UNAVAILABLE, "%s is not implemented yet in this agent (%s)", h->name,
                PROVSIGN_VERSION);
         return false;
 }
@@ -630,13 +663,13 @@ static const handler handlers[] = {
         { PROVSIGN__REQUEST__BODY_SIGN, "Sign", POLICY_SIGNER, handle_sign },
         { PROVSIGN__REQUEST__BODY_GET_PUBLIC_KEY, "GetPublicKey", POLICY_ANY, handle_get_public_key },
         { PROVSIGN__REQUEST__BODY_STATUS, "Status", POLICY_ANY, handle_status },
-        { PROVSIGN__REQUEST__BODY_GET_KEY_BUNDLE, "GetKeyBundle", POLICY_ANY, handle_not_implemented },
+        { PROVSIGN__REQUEST__BODY_GET_KEY_BUNDLE, "GetKeyBundle", POLICY_ANY, bundle_handle },
         { PROVSIGN__REQUEST__BODY_GET_CHECKPOINT, "GetCheckpoint", POLICY_ANY, handle_get_checkpoint },
         { PROVSIGN__REQUEST__BODY_GET_LOG_KEY, "GetLogKey", POLICY_ANY, handle_get_log_key },
         { PROVSIGN__REQUEST__BODY_LIST_KEYS, "ListKeys", POLICY_OPERATOR, handle_list_keys },
-        { PROVSIGN__REQUEST__BODY_ROTATE_KEY, "RotateKey", POLICY_OPERATOR, handle_not_implemented },
-        { PROVSIGN__REQUEST__BODY_REVOKE_KEY, "RevokeKey", POLICY_OPERATOR, handle_not_implemented },
-        { PROVSIGN__REQUEST__BODY_DESTROY_KEY, "DestroyKey", POLICY_OPERATOR, handle_not_implemented },
+        { PROVSIGN__REQUEST__BODY_ROTATE_KEY, "RotateKey", POLICY_OPERATOR, keyops_handle_rotate },
+        { PROVSIGN__REQUEST__BODY_REVOKE_KEY, "RevokeKey", POLICY_OPERATOR, keyops_handle_revoke },
+        { PROVSIGN__REQUEST__BODY_DESTROY_KEY, "DestroyKey", POLICY_OPERATOR, keyops_handle_destroy },
         { PROVSIGN__REQUEST__BODY_EXPORT, "Export", POLICY_AUDITOR, handle_not_implemented },
         { PROVSIGN__REQUEST__BODY_FIND, "Find", POLICY_AUDITOR, handle_not_implemented },
         { PROVSIGN__REQUEST__BODY_PROOF, "Proof", POLICY_AUDITOR, handle_not_implemented },
@@ -663,12 +696,12 @@ void dispatch_frame(agent *a, agent_conn *c, const uint8_t *payload, size_t len)
         char msg[256];
         int st = request_validate(a, req, msg, sizeof msg);
         if (st != PROVSIGN__STATUS__OK) {
-                refuse(a, c, h, st, "%s", msg);
+                dispatch_refuse(a, c, h, st, "%s", msg);
                 goto out;
         }
         if ((h->access == POLICY_OPERATOR || h->access == POLICY_AUDITOR) &&
             !policy_has_role(a->config, server_conn_caller(c), h->access)) {
-                refuse(a, c, h, PROVSIGN__STATUS__PERMISSION_DENIED, "%s needs the %s role; uid %u does not have it",
+                dispatch_refuse(a, c, h, PROVSIGN__STATUS__PERMISSION_DENIED, "%s needs the %s role; uid %u does not have it",
                        h->name, role_name(h->access), (unsigned) server_conn_caller(c)->uid);
                 goto out;
         }

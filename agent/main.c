@@ -108,14 +108,19 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "%s: %s\n", a.config->path, err ? err : strerror(-r));
                 goto fail;
         }
-        r = audit_open(a.config, a.store, &a.audit, &err);
+        r = registry_init(&a.registry, a.store);
+        if (r < 0)
+                goto fail;
+        r = audit_open(a.config, a.store, registry_replay_event, &a.registry, &a.audit, &err);
         if (r < 0) {
                 fprintf(stderr, "%s\n", err ? err : strerror(-r));
                 goto fail;
         }
         agent_audit_lifecycle(&a, PROVSIGN__AUDIT_EVENT__AGENT_START, "provsign-agent " PROVSIGN_VERSION " started");
         agent_audit_policy_load(&a, a.config->path, PROVSIGN__STATUS__OK, "loaded at start");
-        r = registry_ensure_keys(&a.registry, a.store, a.config, a.audit, &err);
+        r = registry_attach(&a.registry, a.audit, &err);
+        if (r >= 0)
+                r = registry_ensure_keys(&a.registry, a.config, a.audit, &err);
         if (r < 0) {
                 fprintf(stderr, "%s: %s\n", a.config->path, err ? err : strerror(-r));
                 goto fail;
@@ -132,7 +137,7 @@ int main(int argc, char **argv) {
         }
 
         log_notice("provsign-agent %s ready: token \"%s\", %zu principals, %zu keys", PROVSIGN_VERSION,
-                   a.config->token_label, a.config->n_principals, a.registry.n);
+                   a.config->token_label, a.config->n_principals, a.registry.n_keys);
         sd_notifyf(0, "READY=1\nSTATUS=serving %zu principals", a.config->n_principals);
 
         r = server_run(&a);

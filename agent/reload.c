@@ -38,7 +38,7 @@ int agent_reload(agent *a) {
 
         /* New principals get their first key before the policy that names them
          * is live, so a Sign for them never sees NO_ACTIVE_KEY. */
-        r = registry_ensure_keys(&a->registry, a->store, next, a->audit, &err);
+        r = registry_ensure_keys(&a->registry, next, a->audit, &err);
         if (r < 0) {
                 log_error("config reload refused, keeping the running policy: %s", err ? err : "key generation failed");
                 agent_audit_policy_load(a, next->path, PROVSIGN__STATUS__HSM_UNAVAILABLE,

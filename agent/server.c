@@ -16,6 +16,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "frame.h"
+#include "keyops.h"
 #include "log.h"
 #include "refusals.h"
 #include "server.h"
@@ -281,8 +282,17 @@ void server_submit(agent *a, agent_conn *c, agent_conn_job *job) {
         workers_submit(a->workers, &job->base);
 }
 
+void server_submit_background(agent *a, agent_conn_job *job) {
+        job->conn = NULL;
+        workers_submit(a->workers, &job->base);
+}
+
 void server_resume_job(agent *a, agent_conn_job *job) {
         agent_conn *c = job->conn;
+        if (!c) {
+                (void) job->complete(a, NULL, job);
+                return;
+        }
         if (c->dead) {
                 c->busy = false;
                 a->server->busy_conns--;
@@ -608,6 +618,7 @@ int server_run(agent *a) {
                 if (now - last_sweep >= 1000) {
                         sweep_timeouts(a);
                         refusals_tick(a, false);
+                        keyops_tick(a);
                         last_sweep = now;
                 }
                 bury_closed(s);
@@ -624,6 +635,11 @@ void server_abandon_jobs(agent *a, agent_job *list) {
                 agent_job *next = list->next;
                 agent_conn_job *job = (agent_conn_job *) list;
                 agent_conn *c = job->conn;
+                if (!c) {
+                        (void) job->complete(a, NULL, job);
+                        list = next;
+                        continue;
+                }
                 c->busy = false;
                 a->server->busy_conns--;
                 (void) job->complete(a, NULL, job);

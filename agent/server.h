@@ -22,8 +22,9 @@ typedef struct agent_conn_job agent_conn_job;
 struct agent_conn_job {
         agent_job base;
         bool (*complete)(agent *a, agent_conn *c, agent_conn_job *job);
-        agent_conn *conn;
+        agent_conn *conn;        /* NULL for a background job (no reply) */
         agent_conn_job *next_parked;
+        uint64_t wait_seq;       /* parked until the log has committed this entry */
 };
 
 /* server_open: takes the socket from systemd (sd_listen_fds) or creates
@@ -34,6 +35,10 @@ int server_open(agent *a, char **ret_error);
 /* server_run: serves until SIGTERM/SIGINT, then finishes in-flight requests.
  * SIGHUP reloads the config (agent_reload). 0 or a negative errno. */
 int server_run(agent *a);
+
+/* server_submit_background: hands a job nobody waits on (a scheduled key
+ * rotation) to the worker pool; its complete() is called with c == NULL. */
+void server_submit_background(agent *a, agent_conn_job *job);
 
 /* server_resume_job: runs a kept job's complete() again. */
 void server_resume_job(agent *a, agent_conn_job *job);

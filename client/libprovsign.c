@@ -114,6 +114,9 @@ struct provsign_key {
         int algorithm;
         int state;
         int64_t created_us;
+        int64_t retired_us, revoked_us, compromised_since_us, destroyed_us;
+        char *reason;   /* NULL unless revoked */
+        bool in_token;
         uint8_t *der;   /* NULL when the agent sent no public key */
         size_t der_len;
         char *pem;      /* derived from der; NULL with it */
@@ -517,6 +520,7 @@ out:
 
 static void key_done(struct provsign_key *k) {
         free(k->principal);
+        free(k->reason);
         free(k->der);
         free(k->pem);
 }
@@ -547,9 +551,18 @@ static int key_from_info(const Provsign__KeyInfo *ki, bool need_der, struct prov
         t.algorithm = (int) ki->algorithm;
         t.state = (int) ki->state;
         t.created_us = ki->created_us;
+        t.retired_us = ki->retired_us;
+        t.revoked_us = ki->revoked_us;
+        t.compromised_since_us = ki->compromised_since_us;
+        t.destroyed_us = ki->destroyed_us;
+        t.in_token = ki->in_token;
 
         t.principal = strdup(str_or_empty(ki->principal));
         if (!t.principal) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        if (ki->reason && ki->reason[0] && !(t.reason = strdup(ki->reason))) {
                 r = -ENOMEM;
                 goto fail;
         }
@@ -652,6 +665,30 @@ _public_ int provsign_key_state(const provsign_key *key) {
 
 _public_ int64_t provsign_key_created_us(const provsign_key *key) {
         return key->created_us;
+}
+
+_public_ int64_t provsign_key_retired_us(const provsign_key *key) {
+        return key->retired_us;
+}
+
+_public_ int64_t provsign_key_revoked_us(const provsign_key *key) {
+        return key->revoked_us;
+}
+
+_public_ int64_t provsign_key_compromised_since_us(const provsign_key *key) {
+        return key->compromised_since_us;
+}
+
+_public_ int64_t provsign_key_destroyed_us(const provsign_key *key) {
+        return key->destroyed_us;
+}
+
+_public_ const char *provsign_key_reason(const provsign_key *key) {
+        return key->reason;
+}
+
+_public_ int provsign_key_in_token(const provsign_key *key) {
+        return key->in_token;
 }
 
 _public_ const uint8_t *provsign_key_spki_der(const provsign_key *key, size_t *ret_len) {
@@ -999,6 +1036,119 @@ _public_ void provsign_signature_free(provsign_signature *sig) {
         free(sig->proof);
         free(sig->checkpoint);
         free(sig);
+}
+
+/* ---- Key lifecycle (operator role) -------------------------------------- */
+
+struct provsign_key_change {
+        struct provsign_key *key;       /* NULL when the agent named none */
+        struct provsign_key *active;
+        uint64_t log_seq;
+};
+
+_public_ void provsign_key_change_free(provsign_key_change *kc) {
+        if (!kc)
+                return;
+        provsign_key_free(kc->key);
+        provsign_key_free(kc->active);
+        free(kc);
+}
+
+static int key_change_copy(const Provsign__KeyInfo *ki, struct provsign_key **ret) {
+        if (!ki)
+                return 0;
+        struct provsign_key *k = calloc(1, sizeof *k);
+        if (!k)
+                return -ENOMEM;
+        int r = key_from_info(ki, false, k);
+        if (r < 0) {
+                free(k);
+                return r;
+        }
+        *ret = k;
+        return 0;
+}
+
+static int key_change_transact(provsign_conn *conn, Provsign__Request *req, provsign_key_change **ret) {
+        Provsign__Response *resp = NULL;
+        provsign_key_change *kc = NULL;
+        int r = conn_transact(conn, req, &resp);
+        if (r != 0)
+                return r;
+        const Provsign__KeyChangeResponse *body = resp->key_change;
+        if (resp->body_case != PROVSIGN__RESPONSE__BODY_KEY_CHANGE || !body) {
+                r = -EPROTO;
+                goto out;
+        }
+        kc = calloc(1, sizeof *kc);
+        if (!kc) {
+                r = -ENOMEM;
+                goto out;
+        }
+        kc->log_seq = body->log_seq;
+        r = key_change_copy(body->key, &kc->key);
+        if (r >= 0)
+                r = key_change_copy(body->active, &kc->active);
+        if (r < 0)
+                goto out;
+        if (ret) {
+                *ret = kc;
+                kc = NULL;
+        }
+        r = 0;
+out:
+        provsign_key_change_free(kc);
+        provsign__response__free_unpacked(resp, NULL);
+        return r;
+}
+
+_public_ int provsign_rotate_key(provsign_conn *conn, const char *principal, int algorithm, provsign_key_change **ret) {
+        Provsign__Request req = PROVSIGN__REQUEST__INIT;
+        Provsign__RotateKeyRequest rr = PROVSIGN__ROTATE_KEY_REQUEST__INIT;
+        if (!conn || !principal || !*principal || algorithm < 0)
+                return -EINVAL;
+        rr.principal = (char *) principal;
+        rr.algorithm = (Provsign__KeyAlgorithm) algorithm;
+        req.body_case = PROVSIGN__REQUEST__BODY_ROTATE_KEY;
+        req.rotate_key = &rr;
+        return key_change_transact(conn, &req, ret);
+}
+
+_public_ int provsign_revoke_key(provsign_conn *conn, const char *keyid, const char *reason,
+                                 int64_t compromised_since_us, provsign_key_change **ret) {
+        Provsign__Request req = PROVSIGN__REQUEST__INIT;
+        Provsign__RevokeKeyRequest rr = PROVSIGN__REVOKE_KEY_REQUEST__INIT;
+        if (!conn || !keyid || !proto_keyid_hex_valid(keyid) || !reason || !*reason || compromised_since_us < 0)
+                return -EINVAL;
+        rr.keyid = (char *) keyid;
+        rr.reason = (char *) reason;
+        rr.compromised_since_us = compromised_since_us;
+        req.body_case = PROVSIGN__REQUEST__BODY_REVOKE_KEY;
+        req.revoke_key = &rr;
+        return key_change_transact(conn, &req, ret);
+}
+
+_public_ int provsign_destroy_key(provsign_conn *conn, const char *keyid, provsign_key_change **ret) {
+        Provsign__Request req = PROVSIGN__REQUEST__INIT;
+        Provsign__DestroyKeyRequest dr = PROVSIGN__DESTROY_KEY_REQUEST__INIT;
+        if (!conn || !keyid || !proto_keyid_hex_valid(keyid))
+                return -EINVAL;
+        dr.keyid = (char *) keyid;
+        req.body_case = PROVSIGN__REQUEST__BODY_DESTROY_KEY;
+        req.destroy_key = &dr;
+        return key_change_transact(conn, &req, ret);
+}
+
+_public_ const provsign_key *provsign_key_change_key(const provsign_key_change *kc) {
+        return kc->key;
+}
+
+_public_ const provsign_key *provsign_key_change_active(const provsign_key_change *kc) {
+        return kc->active;
+}
+
+_public_ uint64_t provsign_key_change_log_seq(const provsign_key_change *kc) {
+        return kc->log_seq;
 }
 
 /* ---- The audit log: checkpoint and log key ------------------------------- */

@@ -279,6 +279,21 @@ int provsign_key_state(const provsign_key *key);
 /* provsign_key_created_us: creation time, microseconds since the epoch
  * (UTC); 0 when the agent does not know it. */
 int64_t provsign_key_created_us(const provsign_key *key);
+/* Lifecycle times (microseconds since the epoch, UTC; 0 = not so):
+ * retired (a rotation replaced it), revoked (the revocation was logged),
+ * compromised_since (signatures logged at or after it are invalid) and
+ * destroyed (its private object was removed from the token; the public
+ * key stays known). A revoked key that was also destroyed keeps the state
+ * "revoked". */
+int64_t provsign_key_retired_us(const provsign_key *key);
+int64_t provsign_key_revoked_us(const provsign_key *key);
+int64_t provsign_key_compromised_since_us(const provsign_key *key);
+int64_t provsign_key_destroyed_us(const provsign_key *key);
+/* provsign_key_reason: the revocation reason, or NULL. */
+const char *provsign_key_reason(const provsign_key *key);
+/* provsign_key_in_token: 1 when the private key object is on the token. */
+int provsign_key_in_token(const provsign_key *key);
+
 /* provsign_key_spki_der: the DER SubjectPublicKeyInfo and its length in
  * *ret_len (may be NULL). NULL with *ret_len = 0 when the agent did not
  * include the public key (key lists may omit it); a key from
@@ -310,6 +325,41 @@ const provsign_key *provsign_key_list_get(const provsign_key_list *list, size_t 
 
 /* provsign_key_list_free: frees list and all its keys. NULL is a no-op. */
 void provsign_key_list_free(provsign_key_list *list);
+
+/* ---- Key lifecycle (operator role) -------------------------------------- */
+
+/* What a rotate, revoke or destroy changed, once its key event is durable
+ * in the audit log. */
+typedef struct provsign_key_change provsign_key_change;
+
+/* provsign_rotate_key: makes a new key for principal inside the token (of
+ * algorithm, an enum provsign_key_algorithm value, or 0 for the
+ * principal's configured one), makes it active and retires the old one.
+ * Signers never see an error during a rotation. provsign_revoke_key:
+ * revokes keyid (reason required; compromised_since_us 0 means now): it
+ * never signs again, and its signatures logged at or after
+ * compromised_since_us are invalid; with auto_rotate_on_revoke the agent
+ * makes a successor at once. provsign_destroy_key: removes a retired or
+ * revoked key's private object from the token (refused for the active
+ * key). Each needs the operator role (PERMISSION_DENIED otherwise); other
+ * refusals: NOT_FOUND, INVALID_ARGUMENT, UNAVAILABLE (another operation on
+ * the same principal is under way), HSM_UNAVAILABLE. On success *ret (may
+ * be NULL) is a new provsign_key_change (provsign_key_change_free()). */
+int provsign_rotate_key(provsign_conn *conn, const char *principal, int algorithm, provsign_key_change **ret);
+int provsign_revoke_key(provsign_conn *conn, const char *keyid, const char *reason, int64_t compromised_since_us,
+                        provsign_key_change **ret);
+int provsign_destroy_key(provsign_conn *conn, const char *keyid, provsign_key_change **ret);
+
+/* provsign_key_change_key: the key the request changed (rotate: the key
+ * that was active before; may be NULL when there was none).
+ * provsign_key_change_active: the principal's active key afterwards, or
+ * NULL (NO_ACTIVE_KEY). Borrowed from kc. Neither carries the public key
+ * (use provsign_get_public_key()). */
+const provsign_key *provsign_key_change_key(const provsign_key_change *kc);
+const provsign_key *provsign_key_change_active(const provsign_key_change *kc);
+/* provsign_key_change_log_seq: the audit log entry of the (last) key event. */
+uint64_t provsign_key_change_log_seq(const provsign_key_change *kc);
+void provsign_key_change_free(provsign_key_change *kc);
 
 /* ---- The audit log ------------------------------------------------------- */
 
@@ -372,7 +422,7 @@ const char *provsign_log_key_verifier_key(const provsign_log_key *key);
  * no-op. */
 void provsign_log_key_free(provsign_log_key *key);
 
-/* ---- DSSE envelopes (LIBPROVSIGN_0.3) ------------------------------------- */
+/* ---- DSSE envelopes (LIBPROVSIGN_0.4) ------------------------------------- */
 
 /* The largest payload provsign_sign_dsse() takes (1 MiB). */
 #define PROVSIGN_DSSE_MAX_PAYLOAD (1024u * 1024u)

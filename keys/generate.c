@@ -276,3 +276,40 @@ out:
         s->fn->C_CloseSession(sh);
         return r;
 }
+
+/* Destroys every private key object whose CKA_ID is k's id; the public
+ * object stays (the public key is also kept in the audit log). The write
+ * lock waits for signers using k to finish; afterwards keys_sign(k) answers
+ * -ENOENT. */
+int keys_destroy(keys_store *s, keys_key *k, char **ret_error) {
+        CK_SESSION_HANDLE sh;
+        int r;
+        pthread_rwlock_wrlock(&s->lock);
+        if (!s->fn || open_session(s, &sh) < 0) {
+                r = keys_errorf(ret_error, -EIO, "cannot open a session on the token");
+                goto out;
+        }
+        CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+        CK_ATTRIBUTE tmpl[] = { { CKA_CLASS, &cls, sizeof cls }, { CKA_ID, (void *) keys_key_id(k), PROTO_KEYID_LEN } };
+        CK_OBJECT_HANDLE objs[8];
+        CK_ULONG found = 0;
+        r = -EIO;
+        if (s->fn->C_FindObjectsInit(sh, tmpl, 2) == CKR_OK) {
+                if (s->fn->C_FindObjects(sh, objs, 8, &found) == CKR_OK)
+                        r = 0;
+                s->fn->C_FindObjectsFinal(sh);
+        }
+        for (CK_ULONG i = 0; r == 0 && i < found; i++) {
+                CK_RV rv = s->fn->C_DestroyObject(sh, objs[i]);
+                if (rv != CKR_OK)
+                        r = keys_errorf(ret_error, -EIO, "C_DestroyObject failed (CKR 0x%lx)", (unsigned long) rv);
+        }
+        if (r < 0 && ret_error && !*ret_error)
+                keys_errorf(ret_error, r, "cannot find the private key object");
+        s->fn->C_CloseSession(sh);
+        if (r == 0)
+                keys_key_forget_private(k);
+out:
+        pthread_rwlock_unlock(&s->lock);
+        return r < 0 ? r : (int) found;
+}

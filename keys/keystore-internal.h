@@ -51,4 +51,8 @@ int keys_raw_has_eddsa(keys_store *s);
 int keys_raw_generate(keys_store *s, int algorithm, const char *label, uint8_t **ret_spki,
                       size_t *ret_spki_len, char **ret_error);
 
+/* keys_key_forget_private: drops k's handle on its (destroyed) private
+ * key. Caller holds the write lock. */
+void keys_key_forget_private(keys_key *k);
+
 int keys_errorf(char **ret_error, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -94,28 +94,6 @@ static int algorithm_of(EVP_PKEY *pub) {
         }
 }
 
-static int spki_to_pem(const uint8_t *der, size_t len, char **ret) {
-        const uint8_t *p = der;
-        EVP_PKEY *pkey = d2i_PUBKEY(NULL, &p, (long) len);
-        if (!pkey)
-                return -EINVAL;
-        BIO *bio = BIO_new(BIO_s_mem());
-        int r = -ENOMEM;
-        if (!bio || !PEM_write_bio_PUBKEY(bio, pkey))
-                goto out;
-        char *data;
-        long n = BIO_get_mem_data(bio, &data);
-        char *pem = strndup(data, (size_t) n);
-        if (!pem)
-                goto out;
-        *ret = pem;
-        r = 0;
-out:
-        BIO_free(bio);
-        EVP_PKEY_free(pkey);
-        return r;
-}
-
 /* Builds our view of one libp11 private key. Returns 0 and *ret, or 1 when
  * the object is not ours to use (no public half, unsupported algorithm, or
  * CKA_ID that is not the SHA-256 of its public key), or a negative errno. */
@@ -159,7 +137,7 @@ static int key_from_p11(PKCS11_KEY *pk, keys_key **ret) {
                 r = 1;
                 goto out;
         }
-        r = spki_to_pem(k->spki, k->spki_len, &k->pem);
+        r = proto_spki_pem(k->spki, k->spki_len, &k->pem);
         if (r < 0)
                 goto out;
         k->priv = PKCS11_get_private_key(pk);
@@ -245,7 +223,13 @@ int keys_store_open(const char *module_path, const char *token_label, const char
         keys_store *s = calloc(1, sizeof *s);
         if (!s)
                 return -ENOMEM;
-        pthread_rwlock_init(&s->lock, NULL);
+        /* Writers (key generation, destruction) must get in while signers
+         * keep the lock busy: glibc's default prefers readers forever. */
+        pthread_rwlockattr_t attr;
+        pthread_rwlockattr_init(&attr);
+        pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&s->lock, &attr);
+        pthread_rwlockattr_destroy(&attr);
         s->token_label = strdup(token_label);
         s->ctx = PKCS11_CTX_new();
         if (!s->token_label || !s->ctx) {
@@ -395,8 +379,13 @@ int keys_sign(keys_store *s, keys_key *k, const uint8_t *digest, size_t digest_l
                 return -EINVAL;
 
         int r = -EIO;
+        EVP_PKEY_CTX *ctx = NULL;
         pthread_rwlock_rdlock(&s->lock);
-        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(k->priv, NULL);
+        if (!k->priv) {
+                r = -ENOENT; /* destroyed */
+                goto out;
+        }
+        ctx = EVP_PKEY_CTX_new(k->priv, NULL);
         if (!ctx || EVP_PKEY_sign_init(ctx) <= 0)
                 goto out;
         if (k->algorithm == PROVSIGN__KEY_ALGORITHM__RSA_3072 &&
@@ -414,6 +403,11 @@ out:
         EVP_PKEY_CTX_free(ctx);
         pthread_rwlock_unlock(&s->lock);
         return r;
+}
+
+void keys_key_forget_private(keys_key *k) {
+        EVP_PKEY_free(k->priv);
+        k->priv = NULL;
 }
 
 const char *keys_key_label(const keys_key *k) {

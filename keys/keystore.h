@@ -61,11 +61,17 @@ keys_key *keys_store_find_id(const keys_store *s, const uint8_t id[32]);
 int keys_generate(keys_store *s, int algorithm, const char *label, keys_key **ret,
                   char **ret_error);
 
+/* keys_destroy: removes k's private key object(s) from the token
+ * (C_DestroyObject); its public key stays readable through k. Waits for
+ * running signatures; afterwards keys_sign(k) fails with -ENOENT. Returns
+ * the number of objects destroyed (0: it was already gone) or -EIO. */
+int keys_destroy(keys_store *s, keys_key *k, char **ret_error);
+
 /* keys_sign: signs a precomputed digest with k. ECDSA: DER signature;
  * RSA-3072: RSASSA-PKCS1-v1_5 over the DigestInfo of the digest (SHA-256).
  * sig must hold KEYS_MAX_SIGNATURE bytes; *ret_len is written on success.
- * -EINVAL when digest_len does not match the key's digest, -EIO on token
- * failure. Thread-safe. */
+ * -EINVAL when digest_len does not match the key's digest, -ENOENT when
+ * the key was destroyed, -EIO on token failure. Thread-safe. */
 int keys_sign(keys_store *s, keys_key *k, const uint8_t *digest, size_t digest_len,
               uint8_t *sig, size_t *ret_len);
 

@@ -1,5 +1,9 @@
+#include <errno.h>
+#include <limits.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/sha.h>
 
 #include "hex.h"
@@ -22,4 +26,30 @@ bool proto_keyid_hex_valid(const char *s) {
                 if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
                         return false;
         return true;
+}
+
+int proto_spki_pem(const uint8_t *der, size_t len, char **ret) {
+        const uint8_t *p = der;
+        if (len > LONG_MAX)
+                return -EINVAL;
+        EVP_PKEY *pkey = d2i_PUBKEY(NULL, &p, (long) len);
+        if (!pkey || p != der + len) {
+                EVP_PKEY_free(pkey);
+                return -EINVAL;
+        }
+        BIO *bio = BIO_new(BIO_s_mem());
+        int r = -ENOMEM;
+        if (!bio || !PEM_write_bio_PUBKEY(bio, pkey))
+                goto out;
+        char *data;
+        long n = BIO_get_mem_data(bio, &data);
+        char *pem = strndup(data, (size_t) n);
+        if (!pem)
+                goto out;
+        *ret = pem;
+        r = 0;
+out:
+        BIO_free(bio);
+        EVP_PKEY_free(pkey);
+        return r;
 }

@@ -14,3 +14,7 @@ void proto_keyid_hex(const uint8_t *spki_der, size_t len, char out[PROTO_KEYID_H
 
 /* proto_keyid_hex_valid: exactly 64 lowercase hex digits. */
 bool proto_keyid_hex_valid(const char *s);
+
+/* proto_spki_pem: the PEM ("PUBLIC KEY") form of a DER SPKI. 0 with *ret
+ * (caller frees), -EINVAL when der is not exactly one SPKI, -ENOMEM. */
+int proto_spki_pem(const uint8_t *der, size_t len, char **ret);

@@ -19,3 +19,9 @@ bool proto_time_format_us(int64_t us, char buf[static PROTO_TIME_LEN + 1]);
  * writes (no other offsets, precisions or lower-case letters). 0 with *ret,
  * or -EINVAL. */
 int proto_time_parse_us(const char *s, int64_t *ret);
+
+/* proto_time_parse_rfc3339_us: any RFC 3339 date-time a person may type,
+ * "YYYY-MM-DDTHH:MM:SS" with an optional fraction (1-9 digits, truncated to
+ * microseconds) and "Z" or a "+HH:MM"/"-HH:MM" offset ('t'/'z' and a space
+ * for 'T' accepted). 0 with *ret (UTC microseconds, >= 0), or -EINVAL. */
+int proto_time_parse_rfc3339_us(const char *s, int64_t *ret);

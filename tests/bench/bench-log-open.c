@@ -53,7 +53,7 @@ int main(int argc, char **argv) {
         }
         agent_config cfg = { .path = (char *) "bench", .state_dir = state, .log_origin = (char *) "bench/log" };
         agent_audit *a = NULL;
-        if (audit_open(&cfg, store, &a, &err) < 0) {
+        if (audit_open(&cfg, store, NULL, NULL, &a, &err) < 0) {
                 fprintf(stderr, "%s\n", err);
                 return 1;
         }
@@ -87,7 +87,7 @@ int main(int argc, char **argv) {
         struct rusage before, after;
         getrusage(RUSAGE_SELF, &before);
         double t2 = now();
-        if (audit_open(&cfg, store, &a, &err) < 0) {
+        if (audit_open(&cfg, store, NULL, NULL, &a, &err) < 0) {
                 fprintf(stderr, "%s\n", err);
                 return 1;
         }

@@ -142,3 +142,47 @@ def call(path, payload):
         return read_response(s)
     finally:
         s.close()
+
+
+def fields(payload):
+    """Every field of one message: {number: [value, ...]}, varints as ints,
+    length-delimited fields as bytes."""
+    out, i = {}, 0
+    while i < len(payload):
+        key, i = read_varint(payload, i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = read_varint(payload, i)
+        elif wt == 2:
+            n, i = read_varint(payload, i)
+            v = payload[i:i + n]
+            i += n
+        else:
+            raise ValueError("unexpected wire type %d" % wt)
+        out.setdefault(num, []).append(v)
+    return out
+
+
+def call_raw(path, payload):
+    """Sends one request; returns the Response's raw payload bytes."""
+    s = connect(path)
+    try:
+        s.sendall(frame(payload))
+        hdr = recv_exact(s, 4)
+        (n,) = struct.unpack(">I", hdr)
+        return recv_exact(s, n)
+    finally:
+        s.close()
+
+
+if __name__ == "__main__":
+    # rawclient.py bundle: prints the key bundle envelope ($PROVSIGN_AGENT_SOCK).
+    import os
+    import sys
+    if sys.argv[1:] != ["bundle"]:
+        sys.exit("usage: rawclient.py bundle")
+    resp = fields(call_raw(os.environ["PROVSIGN_AGENT_SOCK"], request(14)))
+    status = resp.get(2, [0])[0]
+    if status != 0:
+        sys.exit("%s: %s" % (STATUS[status], resp.get(3, [b""])[0].decode()))
+    print(fields(resp[16][0])[1][0].decode())

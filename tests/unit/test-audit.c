@@ -74,7 +74,7 @@ static void fresh_state(const char *name) {
 static agent_audit *open_ok(void) {
         agent_audit *a = NULL;
         char *err = NULL;
-        int r = audit_open(&cfg, store, &a, &err);
+        int r = audit_open(&cfg, store, NULL, NULL, &a, &err);
         if (r < 0)
                 fail_msg("audit_open: %s", err ? err : strerror(-r));
         return a;
@@ -279,7 +279,7 @@ static void test_torn_tail_shapes(void **state) {
            seg, seg, seg, seg);
         agent_audit *bad = NULL;
         char *err = NULL;
-        assert_int_equal(audit_open(&cfg, store, &bad, &err), -EBADMSG);
+        assert_int_equal(audit_open(&cfg, store, NULL, NULL, &bad, &err), -EBADMSG);
         assert_non_null(strstr(err, "corrupt audit log"));
         free(err);
 }
@@ -306,7 +306,7 @@ static void test_corruption_refuses(void **state) {
 
         agent_audit *bad = NULL;
         char *err = NULL;
-        assert_int_equal(audit_open(&cfg, store, &bad, &err), -EBADMSG);
+        assert_int_equal(audit_open(&cfg, store, NULL, NULL, &bad, &err), -EBADMSG);
         assert_null(bad);
         char want[700];
         snprintf(want, sizeof want, "%s: corrupt audit log at offset %lld", seg, (long long) second);
@@ -320,13 +320,13 @@ static void test_requires_origin_and_safe_dir(void **state) {
         agent_audit *a = NULL;
         char *err = NULL;
         cfg.log_origin = NULL;
-        assert_int_equal(audit_open(&cfg, store, &a, &err), -EINVAL);
+        assert_int_equal(audit_open(&cfg, store, NULL, NULL, &a, &err), -EINVAL);
         assert_non_null(strstr(err, "log_origin is required"));
         free(err);
         err = NULL;
         cfg.log_origin = (char *) "provsign.test/audit";
         assert_int_equal(chmod(state_dir, 0777), 0);
-        assert_int_equal(audit_open(&cfg, store, &a, &err), -EPERM);
+        assert_int_equal(audit_open(&cfg, store, NULL, NULL, &a, &err), -EPERM);
         assert_non_null(strstr(err, "world-writable"));
         free(err);
 }

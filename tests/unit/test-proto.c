@@ -12,11 +12,13 @@
 #include <cmocka.h>
 
 #include "base64.h"
+#include "entry.h"
 #include "frame.h"
 #include "hex.h"
 #include "keyid.h"
 #include "names.h"
 #include "provsign.pb-c.h"
+#include "timefmt.h"
 
 static void test_u32(void **state) {
         uint8_t b[4];
@@ -192,12 +194,59 @@ static void test_base64(void **state) {
         assert_int_equal(proto_base64_decode_to("aGVsbG8=", 8, small, sizeof small, &n), -EBADMSG);
 }
 
+/* The cheap header read agrees with the full decoder, including absent
+ * (zero) fields, and refuses shapes it cannot read. */
+static void test_entry_peek(void **state) {
+        const uint64_t seqs[] = { 0, 1, 127, 128, 300, UINT64_C(1) << 40 };
+        const int events[] = { 0, PROVSIGN__AUDIT_EVENT__SIGN, PROVSIGN__AUDIT_EVENT__KEY_ROTATE };
+        for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++)
+                for (size_t j = 0; j < sizeof events / sizeof events[0]; j++) {
+                        Provsign__AuditEntry e = PROVSIGN__AUDIT_ENTRY__INIT;
+                        e.seq = seqs[i];
+                        e.time_us = (int64_t) (i * 1000003);
+                        e.event = events[j];
+                        e.principal = (char *) "ci";
+                        uint8_t buf[256];
+                        size_t n = provsign__audit_entry__pack(&e, buf);
+                        proto_entry_head h;
+                        assert_int_equal(proto_entry_peek(buf, n, &h), 0);
+                        assert_true(h.seq == e.seq);
+                        assert_true(h.time_us == e.time_us);
+                        assert_int_equal(h.event, e.event);
+                }
+        const uint8_t out_of_order[] = { 0x18, 0x01, 0x08, 0x05 };   /* event, then seq */
+        const uint8_t truncated[] = { 0x08, 0x80 };                  /* varint cut short */
+        const uint8_t wrong_type[] = { 0x0a, 0x01, 0x00 };           /* seq as bytes */
+        proto_entry_head h;
+        assert_int_equal(proto_entry_peek(out_of_order, sizeof out_of_order, &h), -EBADMSG);
+        assert_int_equal(proto_entry_peek(truncated, sizeof truncated, &h), -EBADMSG);
+        assert_int_equal(proto_entry_peek(wrong_type, sizeof wrong_type, &h), -EBADMSG);
+}
+
+static void test_time_parse_rfc3339(void **state) {
+        int64_t us;
+        assert_int_equal(proto_time_parse_rfc3339_us("2026-01-02T03:04:05Z", &us), 0);
+        assert_true(us == INT64_C(1767323045000000));
+        assert_int_equal(proto_time_parse_rfc3339_us("2026-01-02T04:04:05.5+01:00", &us), 0);
+        assert_true(us == INT64_C(1767323045500000));
+        assert_int_equal(proto_time_parse_rfc3339_us("2026-01-02t03:04:05.123456789z", &us), 0);
+        assert_true(us == INT64_C(1767323045123456));
+        assert_int_equal(proto_time_parse_rfc3339_us("2026-01-01T20:04:05-07:00", &us), 0);
+        assert_true(us == INT64_C(1767323045000000));
+        const char *bad[] = { "2026-01-02", "2026-01-02T03:04:05", "2026-02-30T00:00:00Z", "2026-13-01T00:00:00Z",
+                              "2026-01-02T03:04:05.Z", "2026-01-02T03:04:05.1234567890Z", "2026-01-02T03:04:05+0100",
+                              "1969-12-31T23:59:59Z", "2026-01-02T03:04:05Zjunk", "yesterday", "" };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+                assert_int_equal(proto_time_parse_rfc3339_us(bad[i], &us), -EINVAL);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_u32),           cmocka_unit_test(test_cursor),
                 cmocka_unit_test(test_frame_peek),    cmocka_unit_test(test_frame_pack_roundtrip),
                 cmocka_unit_test(test_status_names),  cmocka_unit_test(test_algorithm_names),
                 cmocka_unit_test(test_digest_spec),   cmocka_unit_test(test_hex_and_keyid), cmocka_unit_test(test_base64),
+                cmocka_unit_test(test_entry_peek),    cmocka_unit_test(test_time_parse_rfc3339),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

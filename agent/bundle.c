@@ -1,0 +1,160 @@
+/* GetKeyBundle: every principal key ever made, with its state and times,
+ * as a DSSE envelope signed by the log key (payloadType
+ * application/vnd.provsign.keybundle.v1+json). The format is in README.md
+ * ("Key bundle"). The JSON is built on the main thread from a snapshot of
+ * the registry; the log key signs the PAE digest on a worker. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "bundle.h"
+#include "dsse.h"
+#include "frame.h"
+#include "log.h"
+#include "names.h"
+#include "timefmt.h"
+
+#define BUNDLE_TYPE "application/vnd.provsign.keybundle.v1+json"
+
+typedef struct bundle_job {
+        agent_conn_job base;
+        agent *agent;
+        char *payload;          /* the bundle JSON */
+        size_t payload_len;
+        uint8_t digest[PROTO_DSSE_MAX_DIGEST];
+        size_t digest_len;
+        uint8_t sig[KEYS_MAX_SIGNATURE];
+        size_t sig_len;
+        int r;
+} bundle_job;
+
+static json_t *time_or_null(int64_t us) {
+        char buf[PROTO_TIME_LEN + 1];
+        return us && proto_time_format_us(us, buf) ? json_string(buf) : json_null();
+}
+
+static json_t *key_json(const agent_key *k) {
+        return json_pack("{s:s, s:s, s:I, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s}",
+                         "keyid", k->keyid,
+                         "principal", k->principal,
+                         "generation", (json_int_t) k->generation,
+                         "algorithm", proto_key_algorithm_name(k->algorithm),
+                         "state", proto_key_state_name(k->state),
+                         "created", time_or_null(k->created_us),
+                         "retired", time_or_null(k->retired_us),
+                         "revoked", time_or_null(k->revoked_us),
+                         "reason", k->reason ? json_string(k->reason) : json_null(),
+                         "compromised_since", time_or_null(k->revoked_us ? k->compromised_since_us : 0),
+                         "destroyed", time_or_null(k->destroyed_us),
+                         "public_key_pem", k->pem);
+}
+
+int bundle_build(agent *a, char **ret, size_t *ret_len) {
+        agent_key *keys = NULL;
+        size_t n = 0;
+        int r = registry_snapshot(&a->registry, NULL, &keys, &n);
+        if (r < 0)
+                return r;
+        char issued[PROTO_TIME_LEN + 1];
+        if (!proto_time_format_us((int64_t) agent_now_us(), issued)) {
+                free(keys);
+                return -ERANGE;
+        }
+        json_t *arr = json_array();
+        for (size_t i = 0; arr && i < n; i++)
+                if (json_array_append_new(arr, key_json(&keys[i])) < 0) {
+                        json_decref(arr);
+                        arr = NULL;
+                }
+        free(keys);
+        json_t *doc = arr ? json_pack("{s:i, s:s, s:s, s:I, s:s, s:o}", "version", 1, "origin", audit_origin(a->audit),
+                                      "log_keyid", keys_key_id_hex(audit_log_key(a->audit)), "log_size",
+                                      (json_int_t) audit_committed(a->audit), "issued", issued, "keys", arr)
+                          : NULL;
+        char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        json_decref(doc);
+        if (!text)
+                return -ENOMEM;
+        *ret = text;
+        *ret_len = strlen(text);
+        return 0;
+}
+
+static void bundle_job_free(bundle_job *job) {
+        free(job->payload);
+        free(job);
+}
+
+static void bundle_run(agent_job *j) {
+        bundle_job *job = (bundle_job *) j;
+        job->r = keys_sign(job->agent->store, (keys_key *) audit_log_key(job->agent->audit), job->digest,
+                           job->digest_len, job->sig, &job->sig_len);
+}
+
+static bool bundle_complete(agent *a, agent_conn *c, agent_conn_job *j) {
+        bundle_job *job = (bundle_job *) j;
+        const handler h = { PROVSIGN__REQUEST__BODY_GET_KEY_BUNDLE, "GetKeyBundle", POLICY_ANY, NULL };
+        if (!c)
+                goto out;
+        if (job->r < 0) {
+                log_error("cannot sign the key bundle with the log key: %s", strerror(-job->r));
+                dispatch_refuse(a, c, &h, PROVSIGN__STATUS__HSM_UNAVAILABLE,
+                                "the token failed to sign the key bundle: %s", strerror(-job->r));
+                goto out;
+        }
+        struct proto_dsse_sig sig = { .keyid = (char *) keys_key_id_hex(audit_log_key(a->audit)),
+                                      .sig = job->sig,
+                                      .sig_len = job->sig_len };
+        char *envelope = NULL;
+        int r = proto_dsse_envelope_format(BUNDLE_TYPE, (const uint8_t *) job->payload, job->payload_len, &sig, 1,
+                                           &envelope);
+        if (r < 0) {
+                server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "cannot build the key bundle: %s",
+                             strerror(-r));
+                goto out;
+        }
+        if (strlen(envelope) > PROTO_FRAME_MAX - 1024) {
+                /* One frame carries one bundle: about 80 P-256 or 40 RSA keys. */
+                dispatch_refuse(a, c, &h, PROVSIGN__STATUS__UNAVAILABLE,
+                                "the key bundle (%zu bytes) does not fit in one %u-byte frame; destroy and forget old "
+                                "keys or raise the frame limit",
+                                strlen(envelope), PROTO_FRAME_MAX);
+                free(envelope);
+                goto out;
+        }
+        Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
+        Provsign__GetKeyBundleResponse br = PROVSIGN__GET_KEY_BUNDLE_RESPONSE__INIT;
+        br.envelope = envelope;
+        resp.body_case = PROVSIGN__RESPONSE__BODY_KEY_BUNDLE;
+        resp.key_bundle = &br;
+        server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);
+        free(envelope);
+out:
+        bundle_job_free(job);
+        return true;
+}
+
+bool bundle_handle(agent *a, agent_conn *c, const handler *h, Provsign__Request *req) {
+        bundle_job *job = calloc(1, sizeof *job);
+        int r = job ? bundle_build(a, &job->payload, &job->payload_len) : -ENOMEM;
+        if (r >= 0) {
+                r = proto_dsse_pae_digest(PROVSIGN__DIGEST_ALGORITHM__SHA256, BUNDLE_TYPE,
+                                          (const uint8_t *) job->payload, job->payload_len, job->digest);
+                if (r >= 0)
+                        job->digest_len = (size_t) r;
+        }
+        if (r < 0) {
+                server_reply(a, c, NULL, r == -EMSGSIZE ? PROVSIGN__STATUS__UNAVAILABLE : PROVSIGN__STATUS__INTERNAL,
+                             false, "cannot build the key bundle: %s", strerror(-r));
+                if (job)
+                        bundle_job_free(job);
+                return false;
+        }
+        job->base.base.run = bundle_run;
+        job->base.complete = bundle_complete;
+        job->agent = a;
+        server_submit(a, c, &job->base);
+        return false;
+}
