@@ -527,16 +527,17 @@ int cmd_provenance(const struct cli_ctx *ctx, int argc, char **argv) {
                 json_object_set_new(p.external, "source", src);
         }
         for (size_t i = 0; i < n_env; i++) {
-                json_t *e = object_at(p.internal, "environment");
                 const char *v = getenv(env_names[i]);
+                json_t *e;
 
-                if (!e)
-                        goto oom;
                 if (v && value_looks_secret(v)) {
                         fprintf(stderr, "provsign: provenance: not recording %s: its value looks like a credential\n",
                                 env_names[i]);
                         continue;
                 }
+                e = object_at(p.internal, "environment");
+                if (!e)
+                        goto oom;
                 json_object_set_new(e, env_names[i], v ? json_string(v) : json_null());
         }
 

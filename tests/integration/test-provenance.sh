@@ -150,6 +150,18 @@ expect_exit 2 "--env refuses a secret-looking name" as "$RUNNER_UID" env "${gha_
         "$PROVSIGN_CLI" provenance --principal ci-release --artifact dist/SHA256SUMS --env GITHUB_TOKEN
 expect_exit 2 "provenance without CI needs --builder-id" cli "$RUNNER_UID" provenance --principal ci-release --artifact dist/SHA256SUMS
 check "openssl verifies the provenance envelope" openssl_verify "$W/prov.json" "$T/release.pem" sha256
+# the README's openssl recipe, verbatim but for where the key comes from
+readme_recipe() (
+        cd "$(mktemp -d "$T/rr-XXXXXX")" || exit 1
+        cp "$1" widget.intoto.json
+        type=$(jq -r .payloadType widget.intoto.json)
+        jq -r .payload widget.intoto.json | base64 -d > payload
+        { printf 'DSSEv1 %d %s %d ' "${#type}" "$type" "$(stat -c %s payload)"; cat payload; } > pae
+        jq -r '.signatures[0].sig' widget.intoto.json | base64 -d > sig.der
+        cp "$2" key.pem
+        openssl dgst -sha256 -verify key.pem -signature sig.der pae >/dev/null
+)
+check "the README's openssl recipe verifies the provenance envelope" readme_recipe "$W/prov.json" "$T/release.pem"
 # the artifact digests went to the log as annotations
 expect_exit 0 "provenance receipt verifies" cli "$RUNNER_UID" receipt verify --log-key "$T/logkey.pem" "$W/prov.receipt"
 check "the log entry carries artifact:NAME=sha256:HEX annotations" $PY - "$W/prov.receipt" "$(sha256sum "$T/dist/widget.tar.gz" | cut -c1-64)" <<'PY'
