@@ -150,6 +150,23 @@ expect_exit 2 "--env refuses a secret-looking name" as "$RUNNER_UID" env "${gha_
         "$PROVSIGN_CLI" provenance --principal ci-release --artifact dist/SHA256SUMS --env GITHUB_TOKEN
 expect_exit 2 "provenance without CI needs --builder-id" cli "$RUNNER_UID" provenance --principal ci-release --artifact dist/SHA256SUMS
 check "openssl verifies the provenance envelope" openssl_verify "$W/prov.json" "$T/release.pem" sha256
+# GitLab CI: CI_REPOSITORY_URL carries the job token in its user-info
+gl_env=(GITLAB_CI=true CI_SERVER_URL=https://gitlab.example.com CI_PROJECT_PATH=acme/widget
+        CI_PROJECT_URL=https://gitlab.example.com/acme/widget CI_RUNNER_ID=17 CI_COMMIT_SHA=89abcdef0123456789abcdef0123456789abcdef
+        CI_COMMIT_REF_NAME=main CI_JOB_URL=https://gitlab.example.com/acme/widget/-/jobs/555 CI_CONFIG_PATH=.gitlab-ci.yml
+        CI_JOB_NAME=release CI_PIPELINE_SOURCE=push CI_PROJECT_ID=3 CI_PIPELINE_ID=44 CI_JOB_ID=555
+        "CI_JOB_TOKEN=${SECRETS[6]}" "CI_REPOSITORY_URL=https://gitlab-ci-token:${SECRETS[6]}@gitlab.example.com/acme/widget.git")
+expect_exit 0 "provenance in a GitLab CI environment" as "$RUNNER_UID" env "${gl_env[@]}" \
+        "$PROVSIGN_CLI" provenance --principal ci-release --artifact dist/SHA256SUMS --output "$W/gl.json"
+cp "$T/err" "$T/gl.err"
+payload_of "$W/gl.json" "$T/gl.payload"
+gl() { json_get "$T/gl.payload" "$1"; }
+expect_eq "$(gl 'd["predicate"]["runDetails"]["builder"]["id"]')" "https://gitlab.example.com/acme/widget/-/runners/17" "GitLab builder id"
+expect_eq "$(gl 'd["predicate"]["buildDefinition"]["buildType"]')" "urn:provsign:buildtype:gitlab-ci:v1" "GitLab buildType"
+expect_eq "$(gl 'd["predicate"]["buildDefinition"]["resolvedDependencies"][0]')" \
+        "{'uri': 'git+https://gitlab.example.com/acme/widget@refs/heads/main', 'digest': {'gitCommit': '89abcdef0123456789abcdef0123456789abcdef'}}" "GitLab source"
+expect_eq "$(gl 'd["predicate"]["runDetails"]["metadata"]["invocationId"]')" "https://gitlab.example.com/acme/widget/-/jobs/555" "GitLab invocation id"
+check "the GitLab job token is in no output" bash -c '! grep -rqF -- "$1" "$2/w/gl.json" "$2/gl.payload" "$2/gl.err"' _ "${SECRETS[6]}" "$T"
 # the README's openssl recipe, verbatim but for where the key comes from
 readme_recipe() (
         cd "$(mktemp -d "$T/rr-XXXXXX")" || exit 1
