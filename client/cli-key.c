@@ -25,6 +25,7 @@ static const struct cli_verb key_verbs[] = {
         { "rotate",  cmd_key_rotate,  "make a new active key for a principal (operator role)" },
         { "revoke",  cmd_key_revoke,  "revoke a key, with the time it was compromised (operator role)" },
         { "destroy", cmd_key_destroy, "remove a retired or revoked private key from the token (operator role)" },
+        { "bundle",  cmd_key_bundle,  "the signed key bundle, for offline verifiers" },
 };
 
 int cmd_key(const struct cli_ctx *ctx, int argc, char **argv) {

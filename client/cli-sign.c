@@ -37,7 +37,7 @@ static void sign_help(void) {
 }
 
 /* The receipt of sig as the JSON object of `sign --json` and --receipt. */
-static json_t *receipt_json(const provsign_signature *sig) {
+json_t *cli_receipt_json(const provsign_signature *sig) {
         struct client_receipt rc = {};
         const uint8_t *proof;
 
@@ -178,7 +178,7 @@ int cmd_sign(const struct cli_ctx *ctx, int argc, char **argv) {
         }
 
         if (json || receipt_path) {
-                receipt = receipt_json(sig);
+                receipt = cli_receipt_json(sig);
                 if (!receipt) {
                         fprintf(stderr, "provsign: sign: cannot encode the receipt as JSON\n");
                         r = CLI_EXIT_LOCAL;

@@ -21,6 +21,9 @@ static const struct cli_verb verbs[] = {
         { "status",  cmd_status,  "show the agent's status and what you may do" },
         { "audit",   cmd_audit,   "the audit log (checkpoint, log-key)" },
         { "receipt", cmd_receipt, "verify a signature's receipt offline (verify)" },
+        { "attest",     cmd_attest,     "sign a payload as a DSSE envelope" },
+        { "provenance", cmd_provenance, "sign SLSA provenance (in-toto) for build artifacts" },
+        { "verify",     cmd_verify,     "verify an envelope offline against the key bundle" },
 };
 
 static void help(FILE *f) {
@@ -31,7 +34,7 @@ static void help(FILE *f) {
                 "\n"
                 "Verbs:\n");
         for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
-                fprintf(f, "  %-8s %s\n", verbs[i].name, verbs[i].summary);
+                fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].summary);
         fprintf(f,
                 "\n"
                 "Options:\n"

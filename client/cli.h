@@ -38,6 +38,23 @@ int cmd_key(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_status(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_audit(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_receipt(const struct cli_ctx *ctx, int argc, char **argv);
+int cmd_attest(const struct cli_ctx *ctx, int argc, char **argv);
+int cmd_provenance(const struct cli_ctx *ctx, int argc, char **argv);
+int cmd_verify(const struct cli_ctx *ctx, int argc, char **argv);
+int cmd_key_bundle(const struct cli_ctx *ctx, int argc, char **argv);
+
+/* cli_receipt_json: the receipt of sig as the JSON object of `sign --json`
+ * and --receipt (receipt-json.h); NULL on out of memory. */
+json_t *cli_receipt_json(const provsign_signature *sig);
+
+/* cli_attest_output: signs payload as a DSSE envelope (provsign_sign_dsse)
+ * and writes it, one line, to out_path (NULL or "-": stdout); with
+ * receipt_path, first writes {"keyid", "principal", "receipt"} there (the
+ * form `provsign receipt verify` and `provsign verify --receipt` read).
+ * Prints its own diagnostics; returns a CLI_EXIT_* code. */
+int cli_attest_output(const struct cli_ctx *ctx, const char *verb, const char *principal, const char *type,
+                      const uint8_t *payload, size_t len, const struct provsign_annotation *ann, size_t n_ann,
+                      const char *out_path, const char *receipt_path);
 
 /* cli_subcommand: runs the sub-verb argv[1] of verb from table (n
  * entries): "provsign VERB SUB ..." calls SUB's run() with argv + 1.

@@ -24,8 +24,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
 
+#include "dsse.h"
 #include "frame.h"
 #include "keyid.h"
 #include "merkle.h"
@@ -1463,4 +1467,232 @@ _public_ void provsign_agent_status_free(provsign_agent_status *st) {
         strv_free(st->caller_principals);
         strv_free(st->caller_roles);
         free(st);
+}
+
+/* ---- DSSE envelopes ------------------------------------------------------ */
+
+/* The DSSE issue: the payload never leaves the caller; the agent signs the
+ * digest of its PAE (proto/dsse.h), with the digest its key algorithm
+ * takes. */
+
+/* The only principal this caller may sign for, as the agent says, or NULL
+ * (none or several: the Sign request then omits it and the agent's answer,
+ * refusal included, is the caller's). */
+static int sole_principal(provsign_conn *conn, char **ret) {
+        provsign_agent_status *st = NULL;
+        const char *const *p;
+        int r;
+
+        *ret = NULL;
+        r = provsign_status(conn, &st);
+        if (r != 0)
+                return r;
+        p = provsign_agent_status_caller_principals(st);
+        if (p[0] && !p[1]) {
+                *ret = strdup(p[0]);
+                if (!*ret)
+                        r = -ENOMEM;
+        }
+        provsign_agent_status_free(st);
+        return r;
+}
+
+/* Verifies sig (over digest) with the DER SPKI der: ECDSA (DER signature)
+ * or RSASSA-PKCS1-v1_5 with the digest's hash. 0, -EPROTO when it does not
+ * hold or the key cannot be read, -ENOMEM. */
+static int verify_with_spki(const uint8_t *der, size_t der_len, int dalg, const uint8_t *digest, size_t digest_len,
+                            const uint8_t *sig, size_t sig_len) {
+        const unsigned char *p = der;
+        EVP_PKEY_CTX *ctx = NULL;
+        EVP_PKEY *pkey;
+        int r = -EPROTO;
+
+        pkey = d2i_PUBKEY(NULL, &p, (long) der_len);
+        if (!pkey || p != der + der_len)
+                goto out;
+        ctx = EVP_PKEY_CTX_new(pkey, NULL);
+        if (!ctx) {
+                r = -ENOMEM;
+                goto out;
+        }
+        if (EVP_PKEY_verify_init(ctx) != 1)
+                goto out;
+        if (EVP_PKEY_is_a(pkey, "RSA") &&
+            (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1 ||
+             EVP_PKEY_CTX_set_signature_md(ctx, dalg == PROVSIGN__DIGEST_ALGORITHM__SHA384 ? EVP_sha384() : EVP_sha256()) != 1))
+                goto out;
+        if (EVP_PKEY_verify(ctx, sig, sig_len, digest, digest_len) == 1)
+                r = 0;
+out:
+        ERR_clear_error();
+        EVP_PKEY_CTX_free(ctx);
+        EVP_PKEY_free(pkey);
+        return r;
+}
+
+/* The digest algorithm of principal's active key; on a refusal (no such
+ * principal, no active key, ...) SHA-256, so that the Sign request is made
+ * and the agent's refusal of it, logged there, is what the caller sees. */
+static int active_digest(provsign_conn *conn, const char *principal, int *ret) {
+        provsign_key *key = NULL;
+        int r, d;
+
+        *ret = PROVSIGN__DIGEST_ALGORITHM__SHA256;
+        if (!principal)
+                return 0;
+        r = provsign_get_public_key(conn, principal, NULL, &key);
+        if (r > 0)
+                return 0;
+        if (r < 0)
+                return r;
+        d = proto_key_algorithm_digest(key->algorithm);
+        provsign_key_free(key);
+        if (d == 0)
+                return -EPROTO; /* an algorithm this library cannot hash for */
+        *ret = d;
+        return 0;
+}
+
+_public_ int provsign_sign_dsse(provsign_conn *conn,
+                                const char *principal,
+                                const char *payload_type,
+                                const void *payload,
+                                size_t payload_len,
+                                const struct provsign_annotation *annotations,
+                                size_t n_annotations,
+                                char **ret_envelope,
+                                provsign_signature **ret_sig) {
+        provsign_signature *sig = NULL;
+        provsign_key *key = NULL;
+        uint8_t digest[PROTO_DSSE_MAX_DIGEST];
+        char *who = NULL, *json = NULL;
+        int r, dalg, n;
+
+        if (!conn || !ret_envelope || !payload_type || !*payload_type || (!payload && payload_len > 0))
+                return -EINVAL;
+        if (strlen(payload_type) > PROTO_DSSE_MAX_TYPE)
+                return -EINVAL;
+        if (payload_len > PROVSIGN_DSSE_MAX_PAYLOAD)
+                return -EMSGSIZE;
+
+        if (principal && *principal) {
+                who = strdup(principal);
+                if (!who)
+                        return -ENOMEM;
+        } else {
+                r = sole_principal(conn, &who);
+                if (r != 0)
+                        return r;
+        }
+
+        /* Two rounds at most: a rotation to another algorithm between the
+         * key query and the Sign makes the agent refuse the digest
+         * (INVALID_ARGUMENT); the second round asks again. */
+        for (int round = 0; round < 2; round++) {
+                int again;
+
+                r = active_digest(conn, who, &dalg);
+                if (r < 0)
+                        goto out;
+                n = proto_dsse_pae_digest(dalg, payload_type, payload, payload_len, digest);
+                if (n < 0) {
+                        r = n == -ENOMEM ? -ENOMEM : -EINVAL;
+                        goto out;
+                }
+                r = provsign_sign(conn, who, (enum provsign_digest_algorithm) dalg, digest, (size_t) n, payload_type,
+                                  annotations, n_annotations, &sig);
+                if (r != PROVSIGN_INVALID_ARGUMENT || round > 0 || !who)
+                        break;
+                /* Only worth a second round when the key's digest changed. */
+                again = dalg;
+                r = active_digest(conn, who, &again);
+                if (r < 0)
+                        goto out;
+                if (again == dalg) {
+                        r = PROVSIGN_INVALID_ARGUMENT;
+                        break;
+                }
+        }
+        if (r != 0)
+                goto out;
+        if (proto_key_algorithm_digest(sig->algorithm) != dalg) {
+                r = -EPROTO;
+                goto out;
+        }
+
+        /* The envelope goes to verifiers nobody here controls: check the
+         * signature now, with the key the agent names. */
+        r = provsign_get_public_key(conn, NULL, sig->keyid, &key);
+        if (r > 0)
+                r = -EPROTO;
+        if (r < 0)
+                goto out;
+        r = verify_with_spki(key->der, key->der_len, dalg, digest, (size_t) n, sig->der, sig->der_len);
+        if (r < 0)
+                goto out;
+
+        struct proto_dsse_sig ds = { .keyid = sig->keyid, .sig = sig->der, .sig_len = sig->der_len };
+        r = proto_dsse_envelope_format(payload_type, payload, payload_len, &ds, 1, &json);
+        if (r < 0) {
+                r = r == -ENOMEM ? -ENOMEM : -EINVAL;
+                goto out;
+        }
+
+        *ret_envelope = json;
+        json = NULL;
+        if (ret_sig) {
+                *ret_sig = sig;
+                sig = NULL;
+        }
+        r = 0;
+out:
+        free(json);
+        free(who);
+        provsign_key_free(key);
+        provsign_signature_free(sig);
+        return r;
+}
+
+_public_ int provsign_get_key_bundle(provsign_conn *conn, char **ret_envelope) {
+        Provsign__Request req = PROVSIGN__REQUEST__INIT;
+        Provsign__GetKeyBundleRequest br = PROVSIGN__GET_KEY_BUNDLE_REQUEST__INIT;
+        Provsign__Response *resp = NULL;
+        struct proto_dsse_envelope *env = NULL;
+        const char *text;
+        char *copy = NULL;
+        int r;
+
+        if (!conn || !ret_envelope)
+                return -EINVAL;
+
+        req.body_case = PROVSIGN__REQUEST__BODY_GET_KEY_BUNDLE;
+        req.get_key_bundle = &br;
+
+        r = conn_transact(conn, &req, &resp);
+        if (r != 0)
+                return r;
+
+        if (resp->body_case != PROVSIGN__RESPONSE__BODY_KEY_BUNDLE || !resp->key_bundle) {
+                r = -EPROTO;
+                goto out;
+        }
+        text = str_or_empty(resp->key_bundle->envelope);
+        r = proto_dsse_envelope_parse(text, strlen(text), &env);
+        if (r == -ENOMEM)
+                goto out;
+        if (r < 0 || strcmp(env->payload_type, PROVSIGN_KEY_BUNDLE_TYPE) != 0) {
+                r = -EPROTO;
+                goto out;
+        }
+        copy = strdup(text);
+        if (!copy) {
+                r = -ENOMEM;
+                goto out;
+        }
+        *ret_envelope = copy;
+        r = 0;
+out:
+        proto_dsse_envelope_free(env);
+        provsign__response__free_unpacked(resp, NULL);
+        return r;
 }

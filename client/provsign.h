@@ -422,6 +422,58 @@ const char *provsign_log_key_verifier_key(const provsign_log_key *key);
  * no-op. */
 void provsign_log_key_free(provsign_log_key *key);
 
+/* ---- DSSE envelopes (LIBPROVSIGN_0.4) ------------------------------------- */
+
+/* The largest payload provsign_sign_dsse() takes (1 MiB). */
+#define PROVSIGN_DSSE_MAX_PAYLOAD (1024u * 1024u)
+/* The payloadType of the key bundle (provsign_get_key_bundle()). */
+#define PROVSIGN_KEY_BUNDLE_TYPE "application/vnd.provsign.keybundle.v1+json"
+
+/* provsign_sign_dsse: signs payload as a DSSE envelope
+ * (https://github.com/secure-systems-lab/dsse, v1). The payload stays here:
+ * the library computes the digest of
+ *     PAE = "DSSEv1" SP len(type) SP type SP len(payload) SP payload
+ * (byte lengths in decimal) with the digest of the principal's active key
+ * (SHA-256; SHA-384 for ecdsa-p384 keys, learned with GetPublicKey) and
+ * sends only that digest in a Sign request, with payload_type and the
+ * annotations logged beside it. The signature in the reply is checked
+ * against the signing key before it is used.
+ *   principal     as provsign_sign() (NULL: the only one this caller may
+ *                 sign for);
+ *   payload_type  the envelope's payloadType, non-empty, at most 256
+ *                 printable characters (e.g. "application/vnd.in-toto+json");
+ *   payload       payload_len bytes (at most PROVSIGN_DSSE_MAX_PAYLOAD;
+ *                 NULL when 0);
+ *   annotations   as provsign_sign().
+ * On success returns 0, *ret_envelope is a new NUL-terminated string (free()
+ * it), the envelope JSON on one line, no trailing newline:
+ *     {"payloadType":TYPE,"payload":BASE64,"signatures":[{"keyid":ID,"sig":BASE64}]}
+ * with keyid the signing key's id and sig the base64 of its signature (DER
+ * for ECDSA); and, when ret_sig is non-NULL, *ret_sig is the signature with
+ * its receipt (as from provsign_sign(); free with provsign_signature_free()).
+ * Failures as provsign_sign(), plus -EMSGSIZE for a payload over the limit
+ * and -EINVAL for a bad payload_type. A signature that does not verify with
+ * the key the agent names is -EPROTO. */
+int provsign_sign_dsse(provsign_conn *conn,
+                       const char *principal,
+                       const char *payload_type,
+                       const void *payload,
+                       size_t payload_len,
+                       const struct provsign_annotation *annotations,
+                       size_t n_annotations,
+                       char **ret_envelope,
+                       provsign_signature **ret_sig);
+
+/* provsign_get_key_bundle: the agent's key bundle, every key it ever had
+ * with its state, as a DSSE envelope (payloadType PROVSIGN_KEY_BUNDLE_TYPE)
+ * signed by the log key. Any connected caller may ask. On success returns
+ * 0 and *ret_envelope is a new NUL-terminated copy of the envelope JSON as
+ * the agent sent it (free() it). The library checks that it is a
+ * well-formed DSSE envelope of that type (-EPROTO otherwise), not its
+ * signature: a verifier checks that with a copy of the log key it trusts
+ * (`provsign verify --bundle`). */
+int provsign_get_key_bundle(provsign_conn *conn, char **ret_envelope);
+
 /* ---- Agent status -------------------------------------------------------- */
 
 /* provsign_status: asks the agent about itself and about what this caller

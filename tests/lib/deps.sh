@@ -13,6 +13,10 @@ install_deps() {
         for p in "${PROVSIGN_DEPS[@]}"; do
                 dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
         done
+        # Node.js and npm for the sigstore verifier (tests/interop/sigstore):
+        # the machine's Node 20 when there is one (its npm is in its nodejs
+        # package), Debian's otherwise.
+        command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
         [ ${#missing[@]} = 0 ] && return 0
         echo "installing: ${missing[*]}"
         local sudo=

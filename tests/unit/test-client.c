@@ -31,6 +31,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "dsse.h"
 #include "frame.h"
 #include "hex.h"
 #include "keyid.h"
@@ -2414,6 +2415,255 @@ static void test_pem_from_der(void **state) {
         assert_null(pem);
 }
 
+/* ---- DSSE ---------------------------------------------------------------- */
+
+/* A signing key the fake agent holds: its private key, DER SPKI, key id. */
+struct dsse_key {
+        EVP_PKEY *pkey;
+        uint8_t *der;
+        size_t der_len;
+        char keyid[PROTO_KEYID_HEX_LEN + 1];
+        int algorithm;
+        int dalg;
+};
+
+static void dsse_key_make(struct dsse_key *k, const char *curve) {
+        unsigned char *p = NULL;
+        int len;
+
+        k->pkey = EVP_EC_gen(curve);
+        assert_non_null(k->pkey);
+        len = i2d_PUBKEY(k->pkey, &p);
+        assert_true(len > 0);
+        k->der = p;
+        k->der_len = (size_t) len;
+        proto_keyid_hex(k->der, k->der_len, k->keyid);
+        k->algorithm = strcmp(curve, "P-384") == 0 ? PROVSIGN__KEY_ALGORITHM__ECDSA_P384 : PROVSIGN__KEY_ALGORITHM__ECDSA_P256;
+        k->dalg = strcmp(curve, "P-384") == 0 ? PROVSIGN__DIGEST_ALGORITHM__SHA384 : PROVSIGN__DIGEST_ALGORITHM__SHA256;
+}
+
+static void dsse_key_done(struct dsse_key *k) {
+        EVP_PKEY_free(k->pkey);
+        OPENSSL_free(k->der);
+}
+
+static void dsse_key_info(Provsign__KeyInfo *ki, const struct dsse_key *k) {
+        provsign__key_info__init(ki);
+        ki->keyid = (char *) k->keyid;
+        ki->principal = (char *) "ci-release";
+        ki->generation = 2;
+        ki->algorithm = (Provsign__KeyAlgorithm) k->algorithm;
+        ki->state = PROVSIGN__KEY_STATE__ACTIVE;
+        ki->public_key_der.data = k->der;
+        ki->public_key_der.len = k->der_len;
+}
+
+/* The replies of one provsign_sign_dsse() call: the key by principal, the
+ * signature (by signer, over digest) with a receipt of that digest, the
+ * key by id. */
+struct dsse_replies {
+        Provsign__KeyInfo ki;
+        Provsign__GetPublicKeyResponse gr;
+        Provsign__Response key_resp;
+        Provsign__SignResponse sr;
+        Provsign__Response sign_resp;
+        struct test_receipt receipt;
+        uint8_t sig[256];
+};
+
+static void dsse_replies_set(struct dsse_replies *d, const struct dsse_key *k, const struct dsse_key *signer,
+                             const uint8_t *digest, size_t digest_len) {
+        struct test_entry e;
+        size_t sig_len = sizeof d->sig;
+        EVP_PKEY_CTX *ctx;
+
+        dsse_key_info(&d->ki, k);
+        pubkey_response_set(&d->key_resp, &d->gr, &d->ki);
+        ctx = EVP_PKEY_CTX_new(signer->pkey, NULL);
+        assert_int_equal(EVP_PKEY_sign_init(ctx), 1);
+        assert_int_equal(EVP_PKEY_sign(ctx, d->sig, &sig_len, digest, digest_len), 1);
+        EVP_PKEY_CTX_free(ctx);
+        sign_response_set(&d->sign_resp, &d->sr, k->keyid, "ci-release");
+        d->sr.algorithm = (Provsign__KeyAlgorithm) k->algorithm;
+        d->sr.signature.data = d->sig;
+        d->sr.signature.len = sig_len;
+        test_entry_default(&e, 5, k->keyid, "ci-release");
+        e.digest_alg = k->dalg;
+        e.digest = digest;
+        e.digest_len = digest_len;
+        test_receipt_make(&d->receipt, &fixture_log_key, 5, 7, &e);
+        d->sr.receipt = &d->receipt.wire;
+}
+
+static void test_sign_dsse(void **state) {
+        static const char type[] = "application/vnd.in-toto+json";
+        static const char payload[] = "{\"_type\":\"https://in-toto.io/Statement/v1\",\"secret-ish\":\"stays here\"}";
+        const struct provsign_annotation ann[] = { { "artifact:dist/a.tar", "sha256:00" } };
+        uint8_t digest[PROTO_DSSE_MAX_DIGEST];
+        struct proto_dsse_envelope *env = NULL;
+        static struct dsse_replies d;
+        struct dsse_key k;
+        struct fake_agent fa;
+        provsign_conn *conn = NULL;
+        provsign_signature *sig = NULL;
+        char *json = NULL;
+        int n;
+
+        for (int round = 0; round < 2; round++) {
+                dsse_key_make(&k, round == 0 ? "P-256" : "P-384");
+                n = proto_dsse_pae_digest(k.dalg, type, (const uint8_t *) payload, strlen(payload), digest);
+                assert_int_equal(n, round == 0 ? 32 : 48);
+                dsse_replies_set(&d, &k, &k, digest, (size_t) n);
+                fake_init(&fa);
+                fake_add(&fa, &d.key_resp);
+                fake_add(&fa, &d.sign_resp);
+                fake_add(&fa, &d.key_resp);
+                fake_start(&fa, &conn);
+
+                assert_int_equal(provsign_sign_dsse(conn, "ci-release", type, payload, strlen(payload), ann, 1, &json,
+                                                    &sig),
+                                 0);
+                provsign_close(conn);
+                fake_join(&fa);
+
+                /* the agent saw a key query, a Sign of the PAE digest (with the
+                 * key's digest algorithm, the type, the annotation, not the
+                 * payload), a key query by id */
+                assert_int_equal(fa.n_requests, 3);
+                assert_string_equal(fa.requests[0]->get_public_key->principal, "ci-release");
+                assert_int_equal(fa.requests[1]->body_case, PROVSIGN__REQUEST__BODY_SIGN);
+                assert_int_equal(fa.requests[1]->sign->digest_algorithm, k.dalg);
+                assert_int_equal(fa.requests[1]->sign->digest.len, (size_t) n);
+                assert_memory_equal(fa.requests[1]->sign->digest.data, digest, (size_t) n);
+                assert_string_equal(fa.requests[1]->sign->payload_type, type);
+                assert_string_equal(fa.requests[1]->sign->annotations[0]->key, "artifact:dist/a.tar");
+                assert_string_equal(fa.requests[2]->get_public_key->keyid, k.keyid);
+
+                /* the envelope */
+                assert_int_equal(proto_dsse_envelope_parse(json, strlen(json), &env), 0);
+                assert_string_equal(env->payload_type, type);
+                assert_int_equal(env->payload_len, strlen(payload));
+                assert_memory_equal(env->payload, payload, env->payload_len);
+                assert_int_equal(env->n_sigs, 1);
+                assert_string_equal(env->sigs[0].keyid, k.keyid);
+                assert_int_equal(env->sigs[0].sig_len, d.sr.signature.len);
+                assert_memory_equal(env->sigs[0].sig, d.sig, d.sr.signature.len);
+                assert_true(provsign_signature_has_receipt(sig));
+                assert_string_equal(provsign_signature_keyid(sig), k.keyid);
+
+                proto_dsse_envelope_free(env);
+                provsign_signature_free(sig);
+                free(json);
+                fake_done(&fa);
+                test_receipt_done(&d.receipt);
+                dsse_key_done(&k);
+        }
+}
+
+static void test_sign_dsse_bad(void **state) {
+        static const char type[] = "text/plain";
+        uint8_t digest[PROTO_DSSE_MAX_DIGEST];
+        static struct dsse_replies d;
+        struct dsse_key k, other;
+        struct fake_agent fa;
+        provsign_conn *conn = NULL;
+        provsign_signature *sig = NULL;
+        char *json = NULL;
+        int n;
+
+        dsse_key_make(&k, "P-256");
+        dsse_key_make(&other, "P-256");
+        n = proto_dsse_pae_digest(k.dalg, type, (const uint8_t *) "x", 1, digest);
+
+        /* a signature by another key than the one the agent names */
+        dsse_replies_set(&d, &k, &other, digest, (size_t) n);
+        fake_init(&fa);
+        fake_add(&fa, &d.key_resp);
+        fake_add(&fa, &d.sign_resp);
+        fake_add(&fa, &d.key_resp);
+        fake_start(&fa, &conn);
+        assert_int_equal(provsign_sign_dsse(conn, "ci-release", type, "x", 1, NULL, 0, &json, &sig), -EPROTO);
+        assert_null(json);
+        assert_null(sig);
+        provsign_close(conn);
+        fake_join(&fa);
+        fake_done(&fa);
+        test_receipt_done(&d.receipt);
+
+        /* a refusal of the key query still makes the Sign, whose refusal is
+         * what the caller sees */
+        fake_init(&fa);
+        fake_add_refusal(&fa, PROVSIGN__STATUS__NOT_FOUND, "no such principal");
+        fake_add_refusal(&fa, PROVSIGN__STATUS__PERMISSION_DENIED, "uid 1 may not sign for \"nope\"");
+        fake_start(&fa, &conn);
+        assert_int_equal(provsign_sign_dsse(conn, "nope", type, "x", 1, NULL, 0, &json, NULL),
+                         PROVSIGN_PERMISSION_DENIED);
+        assert_string_equal(provsign_last_message(conn), "uid 1 may not sign for \"nope\"");
+        provsign_close(conn);
+        fake_join(&fa);
+        assert_int_equal(fa.n_requests, 2);
+        assert_int_equal(fa.requests[1]->sign->digest_algorithm, PROVSIGN__DIGEST_ALGORITHM__SHA256);
+        fake_done(&fa);
+
+        /* arguments */
+        struct fake_agent idle;
+        fake_init(&idle);
+        fake_start(&idle, &conn);
+        assert_int_equal(provsign_sign_dsse(conn, "p", NULL, "x", 1, NULL, 0, &json, NULL), -EINVAL);
+        assert_int_equal(provsign_sign_dsse(conn, "p", "", "x", 1, NULL, 0, &json, NULL), -EINVAL);
+        assert_int_equal(provsign_sign_dsse(conn, "p", type, NULL, 1, NULL, 0, &json, NULL), -EINVAL);
+        assert_int_equal(provsign_sign_dsse(conn, "p", type, "x", 1, NULL, 0, NULL, NULL), -EINVAL);
+        assert_int_equal(provsign_sign_dsse(conn, "p", type, "x", PROVSIGN_DSSE_MAX_PAYLOAD + 1, NULL, 0, &json, NULL),
+                         -EMSGSIZE);
+        assert_int_equal(provsign_sign_dsse(NULL, "p", type, "x", 1, NULL, 0, &json, NULL), -EINVAL);
+        provsign_close(conn);
+        fake_join(&idle);
+        assert_int_equal(idle.n_requests, 0);
+        fake_done(&idle);
+
+        dsse_key_done(&k);
+        dsse_key_done(&other);
+}
+
+static void test_get_key_bundle(void **state) {
+        static const char good[] = "{\"payloadType\":\"" PROVSIGN_KEY_BUNDLE_TYPE "\",\"payload\":\"e30=\","
+                                   "\"signatures\":[{\"keyid\":\"00\",\"sig\":\"AQI=\"}]}";
+        static const char *const bad[] = {
+                "not json",
+                "{\"payloadType\":\"text/plain\",\"payload\":\"e30=\",\"signatures\":[{\"sig\":\"AQI=\"}]}",
+                "{\"payloadType\":\"" PROVSIGN_KEY_BUNDLE_TYPE "\",\"payload\":\"e30=\",\"signatures\":[]}",
+        };
+        Provsign__Response resp[1 + ELEMENTSOF(bad)];
+        Provsign__GetKeyBundleResponse br[1 + ELEMENTSOF(bad)];
+        struct fake_agent fa;
+        provsign_conn *conn = NULL;
+        char *env = NULL;
+
+        fake_init(&fa);
+        for (size_t i = 0; i <= ELEMENTSOF(bad); i++) {
+                provsign__response__init(&resp[i]);
+                provsign__get_key_bundle_response__init(&br[i]);
+                br[i].envelope = (char *) (i == 0 ? good : bad[i - 1]);
+                resp[i].body_case = PROVSIGN__RESPONSE__BODY_KEY_BUNDLE;
+                resp[i].key_bundle = &br[i];
+                fake_add(&fa, &resp[i]);
+        }
+        fake_start(&fa, &conn);
+        assert_int_equal(provsign_get_key_bundle(conn, &env), 0);
+        assert_string_equal(env, good);
+        free(env);
+        env = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                assert_int_equal(provsign_get_key_bundle(conn, &env), -EPROTO);
+                assert_null(env);
+        }
+        assert_int_equal(provsign_get_key_bundle(conn, NULL), -EINVAL);
+        provsign_close(conn);
+        fake_join(&fa);
+        assert_int_equal(fa.requests[0]->body_case, PROVSIGN__REQUEST__BODY_GET_KEY_BUNDLE);
+        fake_done(&fa);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_status_names),
@@ -2451,6 +2701,9 @@ int main(void) {
                 cmocka_unit_test(test_receipt_verify_tampered),
                 cmocka_unit_test(test_receipt_verify_malformed),
                 cmocka_unit_test(test_receipt_vectors),
+                cmocka_unit_test(test_sign_dsse),
+                cmocka_unit_test(test_sign_dsse_bad),
+                cmocka_unit_test(test_get_key_bundle),
         };
 
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
