@@ -8,6 +8,7 @@
 
 #include "build-config.h"
 #include "config.h"
+#include "export.h"
 #include "frame.h"
 #include "keyid.h"
 #include "log.h"
@@ -637,9 +638,9 @@ static const handler handlers[] = {
         { PROVSIGN__REQUEST__BODY_ROTATE_KEY, "RotateKey", POLICY_OPERATOR, handle_not_implemented },
         { PROVSIGN__REQUEST__BODY_REVOKE_KEY, "RevokeKey", POLICY_OPERATOR, handle_not_implemented },
         { PROVSIGN__REQUEST__BODY_DESTROY_KEY, "DestroyKey", POLICY_OPERATOR, handle_not_implemented },
-        { PROVSIGN__REQUEST__BODY_EXPORT, "Export", POLICY_AUDITOR, handle_not_implemented },
-        { PROVSIGN__REQUEST__BODY_FIND, "Find", POLICY_AUDITOR, handle_not_implemented },
-        { PROVSIGN__REQUEST__BODY_PROOF, "Proof", POLICY_AUDITOR, handle_not_implemented },
+        { PROVSIGN__REQUEST__BODY_EXPORT, "Export", POLICY_AUDITOR, export_handle_export },
+        { PROVSIGN__REQUEST__BODY_FIND, "Find", POLICY_AUDITOR, export_handle_find },
+        { PROVSIGN__REQUEST__BODY_PROOF, "Proof", POLICY_AUDITOR, export_handle_proof },
 };
 
 static const char *role_name(enum policy_access r) {
