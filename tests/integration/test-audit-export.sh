@@ -494,6 +494,8 @@ while True:
     out.write(json.dumps(f) + "\n")
 PY
         JPID=$!
+        # never leave the stand-in behind, whatever happens next
+        trap 'kill "$JPID" 2>/dev/null; rm -f /run/systemd/journal/socket; rmdir /run/systemd/journal 2>/dev/null; cleanup' EXIT
         for _ in $(seq 1 50); do [ -S /run/systemd/journal/socket ] && break; sleep 0.1; done
         start_agent
         cli "$RUNNER_UID" audit find --principal ci-release >/dev/null 2>&1
@@ -502,6 +504,7 @@ PY
         kill "$JPID"; wait "$JPID" 2>/dev/null
         rm -f /run/systemd/journal/socket
         rmdir /run/systemd/journal 2>/dev/null
+        trap cleanup EXIT
         check "journald gets start, policy load, refusal and stop with PROVSIGN_* fields" python3 - "$T/journal.jsonl" "provsign.test/journal-$$" <<'PY'
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
