@@ -417,7 +417,10 @@ stop_agent
 # closes an export whose reader stopped ----
 mkdir -p "$T/big"
 chmod 0700 "$T/big"
-"$PROVSIGN_GEN_AUDIT_LOG" "$T/tok" "$T/big" 3000 bulk 2>"$T/gen.err" || fail "gen-audit-log: $(cat "$T/gen.err")"
+# (it loads libp11 like the agent: the same sanitizer options)
+env ${PROVSIGN_P11_ASAN_OPTIONS:+ASAN_OPTIONS=$PROVSIGN_P11_ASAN_OPTIONS} \
+    ${PROVSIGN_P11_LSAN_OPTIONS:+LSAN_OPTIONS=$PROVSIGN_P11_LSAN_OPTIONS} \
+    "$PROVSIGN_GEN_AUDIT_LOG" "$T/tok" "$T/big" 3000 bulk 2>"$T/gen.err" || fail "gen-audit-log: $(cat "$T/gen.err")"
 mkdir -p "$T/slowdir"
 chmod 0777 "$T/slowdir"
 chown -R "$AGENT_UID:$AGENT_GID" "$T/tok" "$T/big"
