@@ -16,6 +16,7 @@
 
 #include "audit.h"
 #include "frame.h"
+#include "index.h"
 #include "log.h"
 #include "merkle.h"
 #include "names.h"
@@ -39,6 +40,8 @@ struct agent_audit {
         int dir_fd;
         int seg_fd;              /* current segment, append only */
         uint64_t seg_size;
+        uint64_t seg_first;      /* the current segment's first entry */
+        agent_index *index;      /* positions, digests, principals (index.h) */
         char *origin;
 
         keys_store *store;
@@ -103,6 +106,7 @@ static int open_segment(agent_audit *a, uint64_t first_seq) {
                 close(a->seg_fd);
         a->seg_fd = fd;
         a->seg_size = 0;
+        a->seg_first = first_seq;
         return 0;
 }
 
@@ -129,6 +133,9 @@ static int write_batch(agent_audit *a, const uint8_t *buf, size_t len, uint64_t 
                         return r;
         }
         r = write_all(a->seg_fd, buf, len);
+        if (r < 0)
+                return r;
+        r = index_add_records(a->index, a->seg_first, a->seg_size, first_seq, buf, len);
         if (r < 0)
                 return r;
         a->seg_size += len;
@@ -429,7 +436,9 @@ static int replay_segment(agent_audit *a, const char *name, bool last, char **re
                         }
                 }
                 uint8_t h[32];
-                r = proto_merkle_leaf_hash(entry, n, h);
+                r = index_add(a->index, first, off - proto_record_size(n), a->next_seq, entry, n);
+                if (r >= 0)
+                        r = proto_merkle_leaf_hash(entry, n, h);
                 if (r >= 0)
                         r = proto_merkle_tree_append(a->tree, h);
                 if (r < 0) {
@@ -444,6 +453,7 @@ static int replay_segment(agent_audit *a, const char *name, bool last, char **re
                 if (a->seg_fd < 0)
                         return agent_errorf(ret_error, -errno, "%s/%s: %s", a->dir, name, strerror(errno));
                 a->seg_size = len;
+                a->seg_first = first;
         }
         return 0;
 }
@@ -555,6 +565,8 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
                 goto fail;
         }
         r = proto_merkle_tree_new(&a->tree);
+        if (r >= 0)
+                r = index_new(&a->index);
         if (r < 0)
                 goto fail;
 
@@ -624,6 +636,7 @@ void audit_close(agent_audit *a) {
         if (a->efd >= 0)
                 close(a->efd);
         proto_merkle_tree_free(a->tree);
+        index_free(a->index);
         free(a->pending);
         free(a->checkpoint);
         free(a->verifier_key);
@@ -742,4 +755,24 @@ const char *audit_verifier_key(const agent_audit *a) {
 }
 const char *audit_origin(const agent_audit *a) {
         return a->origin;
+}
+
+/* ---- Reading back (export, find, proof: index.h) ---- */
+
+agent_index *audit_index(const agent_audit *a) {
+        return a->index;
+}
+
+int audit_dir_fd(const agent_audit *a) {
+        return a->dir_fd;
+}
+
+int audit_range_proof(agent_audit *a, uint64_t from, uint64_t to, uint64_t m, uint8_t left[][32], size_t *ret_n_left,
+                      uint8_t right[][32], size_t *ret_n_right) {
+        pthread_mutex_lock(&a->lock);
+        int r = m <= a->committed ? proto_merkle_tree_range_proof(a->tree, from, to, m, left, ret_n_left, right,
+                                                                  ret_n_right)
+                                  : -EINVAL;
+        pthread_mutex_unlock(&a->lock);
+        return r;
 }

@@ -74,5 +74,16 @@ const keys_key *audit_log_key(const agent_audit *a);
 const char *audit_verifier_key(const agent_audit *a);
 const char *audit_origin(const agent_audit *a);
 
+/* Reading the log back (export, find, proof). audit_index: the indexes
+ * (index.h), borrowed, live as long as a; audit_dir_fd: the segment
+ * directory, borrowed. audit_range_proof: the compact range proof
+ * (proto/merkle.h) of entries [from, to) in the tree of size m <= committed
+ * (arrays of PROTO_MERKLE_MAX_PROOF); -EINVAL otherwise. */
+typedef struct agent_index agent_index;
+agent_index *audit_index(const agent_audit *a);
+int audit_dir_fd(const agent_audit *a);
+int audit_range_proof(agent_audit *a, uint64_t from, uint64_t to, uint64_t m, uint8_t left[][32], size_t *ret_n_left,
+                      uint8_t right[][32], size_t *ret_n_right);
+
 /* Statistics for status and benchmarks. */
 uint64_t audit_syncs(agent_audit *a);

@@ -8,6 +8,7 @@
 
 #include "build-config.h"
 #include "config.h"
+#include "export.h"
 #include "frame.h"
 #include "keyid.h"
 #include "log.h"
@@ -651,14 +652,6 @@ static bool handle_status(agent *a, agent_conn *c, const handler *h, Provsign__R
         return false;
 }
 
-/* Requests whose handlers arrive with later work; the permission check in
- * dispatch_frame() already applies to them. */
-static bool handle_not_implemented(agent *a, agent_conn *c, const handler *h, Provsign__Request *req) {
-        dispatch_refuse(a, c, h, PROVSIGN__STATUS__UNAVAILABLE, "%s is not implemented yet in this agent (%s)", h->name,
-               PROVSIGN_VERSION);
-        return false;
-}
-
 static const handler handlers[] = {
         { PROVSIGN__REQUEST__BODY_SIGN, "Sign", POLICY_SIGNER, handle_sign },
         { PROVSIGN__REQUEST__BODY_GET_PUBLIC_KEY, "GetPublicKey", POLICY_ANY, handle_get_public_key },
@@ -670,9 +663,9 @@ static const handler handlers[] = {
         { PROVSIGN__REQUEST__BODY_ROTATE_KEY, "RotateKey", POLICY_OPERATOR, keyops_handle_rotate },
         { PROVSIGN__REQUEST__BODY_REVOKE_KEY, "RevokeKey", POLICY_OPERATOR, keyops_handle_revoke },
         { PROVSIGN__REQUEST__BODY_DESTROY_KEY, "DestroyKey", POLICY_OPERATOR, keyops_handle_destroy },
-        { PROVSIGN__REQUEST__BODY_EXPORT, "Export", POLICY_AUDITOR, handle_not_implemented },
-        { PROVSIGN__REQUEST__BODY_FIND, "Find", POLICY_AUDITOR, handle_not_implemented },
-        { PROVSIGN__REQUEST__BODY_PROOF, "Proof", POLICY_AUDITOR, handle_not_implemented },
+        { PROVSIGN__REQUEST__BODY_EXPORT, "Export", POLICY_AUDITOR, export_handle_export },
+        { PROVSIGN__REQUEST__BODY_FIND, "Find", POLICY_AUDITOR, export_handle_find },
+        { PROVSIGN__REQUEST__BODY_PROOF, "Proof", POLICY_AUDITOR, export_handle_proof },
 };
 
 static const char *role_name(enum policy_access r) {

@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "events.h"
 #include "log.h"
+#include "names.h"
 #include "refusals.h"
 
 #define MAX_TRACKED_UIDS 256u
@@ -87,8 +89,13 @@ void refusals_record(agent *a, const agent_caller *who, const char *request, con
         e.status = (Provsign__Status) status;
         e.message = (char *) message;
         uint64_t seq;
-        if (audit_append(a->audit, &e, &seq, NULL, NULL) < 0)
+        int r = audit_append(a->audit, &e, &seq, NULL, NULL);
+        if (r < 0)
                 log_warning("audit log: cannot record a refusal of uid %u", (unsigned) who->uid);
+        agent_journal_fields f = { .event = "REFUSED", .has_seq = r >= 0, .seq = seq, .principal = principal,
+                                   .request = request, .status = proto_status_name(status), .who = who };
+        agent_journal_event(a, AGENT_JOURNAL_REFUSAL, LOG_NOTICE, &f, "refused %s from uid %u: %s", request,
+                            (unsigned) who->uid, message);
 }
 
 void refusals_free(void) {

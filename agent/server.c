@@ -44,6 +44,7 @@ struct agent_conn {
         uint64_t last_activity_ms;
         uint64_t frame_start_ms; /* when the first byte of the pending frame came */
         uint32_t events;         /* current epoll mask */
+        server_stream *stream;   /* a multi-frame reply in progress, or NULL */
         agent_conn *prev, *next;
 };
 
@@ -168,7 +169,7 @@ static void conn_update_events(agent_server *s, agent_conn *c) {
         uint32_t ev = 0;
         if (c->wlen > c->woff)
                 ev |= EPOLLOUT;
-        else if (!c->busy && !c->close_after_write)
+        else if (!c->busy && !c->close_after_write && !c->stream)
                 ev |= EPOLLIN;
         if (ev == c->events)
                 return;
@@ -178,6 +179,8 @@ static void conn_update_events(agent_server *s, agent_conn *c) {
 }
 
 static void conn_free(agent_conn *c) {
+        if (c->stream)
+                c->stream->free(c->stream);
         agent_caller_done(&c->caller);
         free(c->rbuf);
         free(c->wbuf);
@@ -214,6 +217,27 @@ static void bury_closed(agent_server *s) {
         }
 }
 
+/* Queues the next frame of c's stream (the last one ends the stream). */
+static void stream_fill(agent_server *s, agent_conn *c) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        bool last = false;
+        int r = c->stream->next(c->stream, &buf, &len, &last);
+        if (r < 0) {
+                log_error("uid %u pid %d: a streamed reply failed (%s); closing", (unsigned) c->caller.uid,
+                          (int) c->caller.pid, strerror(-r));
+                conn_close(s, c);
+                return;
+        }
+        if (last) {
+                c->stream->free(c->stream);
+                c->stream = NULL;
+        }
+        c->wbuf = buf;
+        c->wlen = len;
+        c->woff = 0;
+}
+
 static void conn_flush(agent_server *s, agent_conn *c) {
         while (c->woff < c->wlen) {
                 ssize_t k = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -235,6 +259,13 @@ static void conn_flush(agent_server *s, agent_conn *c) {
                 if (c->close_after_write) {
                         conn_close(s, c);
                         return;
+                }
+                /* One frame of a stream per loop turn: the next is sent when
+                 * epoll says the socket takes more. */
+                if (c->stream) {
+                        stream_fill(s, c);
+                        if (c->fd < 0)
+                                return;
                 }
         }
         conn_update_events(s, c);
@@ -272,6 +303,13 @@ void server_reply(agent *a, agent_conn *c, Provsign__Response *body, int status,
         c->woff = 0;
         c->close_after_write |= close_after;
         conn_flush(a->server, c);
+}
+
+void server_stream_start(agent *a, agent_conn *c, server_stream *st) {
+        c->stream = st;
+        stream_fill(a->server, c);
+        if (c->fd >= 0)
+                conn_flush(a->server, c);
 }
 
 void server_submit(agent *a, agent_conn *c, agent_conn_job *job) {
@@ -414,7 +452,7 @@ static void accept_conns(agent *a) {
 /* Frame first, parse second: only complete frames within the limit reach
  * dispatch_frame(); one request is handled at a time per connection. */
 static void conn_process(agent *a, agent_conn *c) {
-        while (!c->busy && c->wlen == 0 && !c->close_after_write && c->fd >= 0) {
+        while (!c->busy && c->wlen == 0 && !c->close_after_write && !c->stream && c->fd >= 0) {
                 size_t plen = 0;
                 int r = proto_frame_peek(c->rbuf, c->rlen, PROTO_FRAME_MAX, &plen);
                 if (r == 0)

@@ -67,6 +67,24 @@ const agent_caller *server_conn_caller(const agent_conn *c);
 void server_reply(agent *a, agent_conn *c, Provsign__Response *body, int status, bool close_after,
                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
+/* A reply of several frames (export, find): after each frame is written,
+ * next() makes the next one, on the main thread, one frame per loop turn,
+ * so a fast reader cannot hog the loop and a slow one only leaves its
+ * frames in the socket (read_timeout closes a connection that stops
+ * reading). next() returns 0 with a new framed buffer (*ret_frame, freed
+ * by the server) and *ret_last set on the final frame, or a negative errno
+ * (the connection is closed). The connection reads no request until the
+ * last frame is out. free() releases the stream: after the last frame, or
+ * when the connection closes first. */
+typedef struct server_stream server_stream;
+struct server_stream {
+        int (*next)(server_stream *s, uint8_t **ret_frame, size_t *ret_len, bool *ret_last);
+        void (*free)(server_stream *s);
+};
+
+/* server_stream_start: starts streaming st on c (which takes it). */
+void server_stream_start(agent *a, agent_conn *c, server_stream *st);
+
 /* server_submit: hands job to the worker pool; c is busy until it returns. */
 void server_submit(agent *a, agent_conn *c, agent_conn_job *job);
 

@@ -1,5 +1,5 @@
 /* provsign audit: the agent's audit log. A table of sub-verbs like `key`;
- * export, verify, find and proof join it in later issues. */
+ * export, verify, find and proof live in cli-audit-log.c. */
 
 #include <errno.h>
 #include <getopt.h>
@@ -11,10 +11,19 @@
 
 static int cmd_audit_checkpoint(const struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_audit_log_key(const struct cli_ctx *ctx, int argc, char **argv);
+/* cli-audit-log.c */
+int cmd_audit_export(const struct cli_ctx *ctx, int argc, char **argv);
+int cmd_audit_verify(const struct cli_ctx *ctx, int argc, char **argv);
+int cmd_audit_proof(const struct cli_ctx *ctx, int argc, char **argv);
+int cmd_audit_find(const struct cli_ctx *ctx, int argc, char **argv);
 
 static const struct cli_verb audit_verbs[] = {
         { "checkpoint", cmd_audit_checkpoint, "print the log's latest signed checkpoint" },
         { "log-key",    cmd_audit_log_key,    "print the log key and its note verifier key" },
+        { "export",     cmd_audit_export,     "stream the log as JSON Lines (or CSV) with a checkpoint" },
+        { "verify",     cmd_audit_verify,     "verify an export offline (and against an older checkpoint)" },
+        { "proof",      cmd_audit_proof,      "print the inclusion proof of one entry" },
+        { "find",       cmd_audit_find,       "find the entries of a digest or a principal" },
 };
 
 int cmd_audit(const struct cli_ctx *ctx, int argc, char **argv) {

@@ -181,6 +181,14 @@ static int check_signer(const struct client_receipt_signer *s, struct client_rec
         return 0;
 }
 
+int client_checkpoint_verify(const char *note, const char *log_key_pem, struct client_receipt_result *res) {
+        struct client_receipt rc = { .checkpoint = note };
+
+        if (!note || !res)
+                return -EINVAL;
+        return check_checkpoint(&rc, log_key_pem, res);
+}
+
 int client_receipt_verify(const struct client_receipt *rc,
                           const struct client_receipt_signer *signer,
                           const char *log_key_pem,

@@ -82,6 +82,13 @@ int client_receipt_verify(const struct client_receipt *rc,
                           const char *log_key_pem,
                           struct client_receipt_result *res);
 
+/* client_checkpoint_verify: check 1 alone, for a checkpoint without a
+ * receipt (the last object of an audit export, a kept checkpoint): the
+ * note is a checkpoint signed by log_key_pem (NULL: only well-formed)
+ * under its own origin. 0 with res->origin, checkpoint_size and root set;
+ * CLIENT_RECEIPT_CHECKPOINT with res->detail; -ENOMEM, -EINVAL. */
+int client_checkpoint_verify(const char *note, const char *log_key_pem, struct client_receipt_result *res);
+
 /* client_checkpoint_note_parse: splits a signed checkpoint note (without
  * verifying its signature) and parses its text (proto_checkpoint_parse).
  * 0 with *ret_origin (caller free()s), *ret_size and ret_root; -EBADMSG

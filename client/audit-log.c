@@ -1,0 +1,666 @@
+/* Audit log exports: entries as JSON and the offline verifier (see
+ * audit-log.h). The verifier owns everything it allocates; it is freed by
+ * client_audit_verify_free(). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit-log.h"
+#include "base64.h"
+#include "merkle.h"
+#include "names.h"
+#include "receipt-json.h"
+#include "receipt.h"
+#include "timefmt.h"
+
+const char *const client_audit_columns[] = {
+        "seq", "time", "event", "uid", "gid", "pid", "exe", "principal", "keyid", "digest", "payload_type",
+        "annotations", "status", "leaf",
+};
+
+const char *client_audit_event_name(int event) {
+        const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&provsign__audit_event__descriptor, event);
+        return v && event != 0 ? v->name : NULL;
+}
+
+static json_t *str_or_null(const char *s) {
+        return s && *s ? json_string(s) : json_null();
+}
+
+/* Builds the object; a NULL value from a failed json_* call makes the whole
+ * build fail. */
+static bool put(json_t *o, const char *key, json_t *v) {
+        return v && json_object_set_new(o, key, v) == 0;
+}
+
+json_t *client_audit_entry_json(const Provsign__AuditEntry *e, const uint8_t *leaf, size_t n) {
+        char when[PROTO_TIME_LEN + 1], unknown[32];
+        json_t *o = json_object(), *ann = NULL;
+        char *digest = NULL, *b64 = NULL;
+        bool ok;
+
+        if (!o)
+                return NULL;
+        const char *ev = client_audit_event_name((int) e->event);
+        if (!ev) {
+                snprintf(unknown, sizeof unknown, "UNKNOWN_%d", (int) e->event);
+                ev = unknown;
+        }
+        const Provsign__Caller *c = e->caller;
+        bool has_status = e->event == PROVSIGN__AUDIT_EVENT__SIGN || e->event == PROVSIGN__AUDIT_EVENT__REFUSED ||
+                          e->event == PROVSIGN__AUDIT_EVENT__REFUSED_SUMMARY;
+        if (e->digest.len) {
+                digest = client_digest_string((int) e->digest_algorithm, e->digest.data, e->digest.len);
+                if (!digest)
+                        goto fail;
+        }
+        if (e->n_annotations) {
+                ann = json_object();
+                for (size_t i = 0; ann && i < e->n_annotations; i++)
+                        if (!put(ann, e->annotations[i]->key, json_string(e->annotations[i]->value)))
+                                goto fail;
+                if (!ann)
+                        goto fail;
+        } else
+                ann = json_null();
+        b64 = proto_base64_encode(leaf, n);
+        if (!b64)
+                goto fail;
+        ok = put(o, "seq", json_integer((json_int_t) e->seq)) &&
+             put(o, "time", proto_time_format_us(e->time_us, when) ? json_string(when) : json_null()) &&
+             put(o, "event", json_string(ev)) &&
+             put(o, "uid", c ? json_integer(c->uid) : json_null()) &&
+             put(o, "gid", c ? json_integer(c->gid) : json_null()) &&
+             put(o, "pid", c ? json_integer(c->pid) : json_null()) &&
+             put(o, "exe", str_or_null(c ? c->exe : NULL)) &&
+             put(o, "principal", str_or_null(e->principal)) &&
+             put(o, "keyid", str_or_null(e->keyid)) &&
+             put(o, "digest", digest ? json_string(digest) : json_null()) &&
+             put(o, "payload_type", str_or_null(e->payload_type));
+        if (ok) {
+                ok = put(o, "annotations", ann);
+                ann = NULL;
+        }
+        ok = ok && put(o, "status", has_status ? json_string(proto_status_name((int) e->status)) : json_null()) &&
+             put(o, "leaf", json_string(b64));
+        if (!ok)
+                goto fail;
+        free(digest);
+        free(b64);
+        return o;
+fail:
+        json_decref(ann);
+        json_decref(o);
+        free(digest);
+        free(b64);
+        return NULL;
+}
+
+/* ---- Verification ---- */
+
+enum key_state { KS_ACTIVE, KS_RETIRED, KS_REVOKED, KS_DESTROYED };
+static const char *const key_state_names[] = { "active", "retired", "revoked", "destroyed" };
+
+struct vkey {
+        char *keyid;
+        char *principal;
+        enum key_state state;
+        uint64_t since_seq;      /* the entry that put it in this state */
+        bool unknown_before;     /* first seen signing in a partial export */
+};
+
+struct vprincipal {
+        char *name;
+        struct vkey *active;     /* NULL: none (or unknown) */
+        bool events_in_range;    /* a key event of this principal was seen */
+        bool signs;              /* signed something here */
+};
+
+struct client_audit_verify {
+        char *log_key_pem;
+        char *previous;
+        bool failed, has_seq, finished_final;
+        uint64_t fail_seq;
+        char reason[512];
+
+        uint64_t lines;
+        uint64_t from, next;     /* first seq; the seq expected next */
+        uint64_t n;              /* entries */
+        uint8_t (*hashes)[PROTO_MERKLE_HASH_LEN];
+        size_t cap_hashes;
+        int64_t first_time, last_time;
+
+        struct vkey *keys;
+        size_t n_keys, cap_keys;
+        struct vprincipal *principals;
+        size_t n_principals, cap_principals;
+        uint64_t unknown_before;
+
+        json_t *final;           /* the final object, once seen */
+        char *origin;
+        uint64_t checkpoint_size;
+        bool consistent_previous;
+};
+
+int client_audit_verify_new(const char *log_key_pem, const char *previous, client_audit_verify **ret) {
+        client_audit_verify *v = calloc(1, sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        if ((log_key_pem && !(v->log_key_pem = strdup(log_key_pem))) || (previous && !(v->previous = strdup(previous)))) {
+                client_audit_verify_free(v);
+                return -ENOMEM;
+        }
+        *ret = v;
+        return 0;
+}
+
+void client_audit_verify_free(client_audit_verify *v) {
+        if (!v)
+                return;
+        for (size_t i = 0; i < v->n_keys; i++) {
+                free(v->keys[i].keyid);
+                free(v->keys[i].principal);
+        }
+        for (size_t i = 0; i < v->n_principals; i++)
+                free(v->principals[i].name);
+        free(v->keys);
+        free(v->principals);
+        free(v->hashes);
+        json_decref(v->final);
+        free(v->origin);
+        free(v->log_key_pem);
+        free(v->previous);
+        free(v);
+}
+
+void client_audit_verify_failure(const client_audit_verify *v, bool *ret_has_seq, uint64_t *ret_seq,
+                                 const char **ret_reason) {
+        *ret_has_seq = v->has_seq;
+        *ret_seq = v->fail_seq;
+        *ret_reason = v->reason;
+}
+
+static int fail(client_audit_verify *v, bool has_seq, uint64_t seq, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static int fail(client_audit_verify *v, bool has_seq, uint64_t seq, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(v->reason, sizeof v->reason, fmt, ap);
+        va_end(ap);
+        v->failed = true;
+        v->has_seq = has_seq;
+        v->fail_seq = seq;
+        return 1;
+}
+
+/* Key ids, principals: printable in a message (the agent only writes such). */
+static const char *shown(const char *s) {
+        for (const char *p = s; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        return "(unprintable)";
+        return s;
+}
+
+static struct vkey *key_find(client_audit_verify *v, const char *keyid) {
+        /* The handful of keys of a log: a linear walk is fine. */
+        for (size_t i = 0; i < v->n_keys; i++)
+                if (strcmp(v->keys[i].keyid, keyid) == 0)
+                        return &v->keys[i];
+        return NULL;
+}
+
+static struct vprincipal *principal_get(client_audit_verify *v, const char *name) {
+        for (size_t i = 0; i < v->n_principals; i++)
+                if (strcmp(v->principals[i].name, name) == 0)
+                        return &v->principals[i];
+        if (v->n_principals == v->cap_principals) {
+                size_t cap = v->cap_principals ? v->cap_principals * 2 : 8;
+                struct vprincipal *p = realloc(v->principals, cap * sizeof *p);
+                if (!p)
+                        return NULL;
+                v->principals = p;
+                v->cap_principals = cap;
+        }
+        struct vprincipal *p = &v->principals[v->n_principals];
+        memset(p, 0, sizeof *p);
+        if (!(p->name = strdup(name)))
+                return NULL;
+        v->n_principals++;
+        return p;
+}
+
+/* keys[] moves when it grows: principals point into it, so re-point them. */
+static struct vkey *key_add(client_audit_verify *v, const char *keyid, const char *principal, enum key_state st,
+                            uint64_t seq) {
+        if (v->n_keys == v->cap_keys) {
+                size_t cap = v->cap_keys ? v->cap_keys * 2 : 8;
+                /* Principals point into keys[]: keep their indexes across the move. */
+                size_t *idx = calloc(v->n_principals ? v->n_principals : 1, sizeof *idx);
+                if (!idx)
+                        return NULL;
+                for (size_t i = 0; i < v->n_principals; i++)
+                        idx[i] = v->principals[i].active ? (size_t) (v->principals[i].active - v->keys) : SIZE_MAX;
+                struct vkey *k = realloc(v->keys, cap * sizeof *k);
+                if (!k) {
+                        free(idx);
+                        return NULL;
+                }
+                for (size_t i = 0; i < v->n_principals; i++)
+                        v->principals[i].active = idx[i] == SIZE_MAX ? NULL : k + idx[i];
+                free(idx);
+                v->keys = k;
+                v->cap_keys = cap;
+        }
+        struct vkey *k = &v->keys[v->n_keys];
+        memset(k, 0, sizeof *k);
+        k->keyid = strdup(keyid);
+        k->principal = strdup(principal);
+        if (!k->keyid || !k->principal) {
+                free(k->keyid);
+                free(k->principal);
+                return NULL;
+        }
+        k->state = st;
+        k->since_seq = seq;
+        v->n_keys++;
+        return k;
+}
+
+/* The key events and sign entries (proto/provsign.proto, "Key events"). A
+ * partial export (from > 0) starts without the key history: a key first
+ * seen signing, for a principal with no key event yet in the range, is
+ * counted as "unknown before range" and taken as that principal's active
+ * key; everything after it is checked as usual. */
+static int check_keys(client_audit_verify *v, const Provsign__AuditEntry *e) {
+        uint64_t seq = e->seq;
+        struct vkey *k;
+        struct vprincipal *p;
+
+        switch (e->event) {
+        case PROVSIGN__AUDIT_EVENT__KEY_CREATE:
+        case PROVSIGN__AUDIT_EVENT__KEY_ROTATE: {
+                if (!e->keyid[0] || !e->principal[0])
+                        return fail(v, true, seq, "key event without a key id or principal");
+                p = principal_get(v, e->principal);
+                if (!p)
+                        return -ENOMEM;
+                p->events_in_range = true;
+                k = key_find(v, e->keyid);
+                if (k && strcmp(k->principal, e->principal) != 0)
+                        return fail(v, true, seq, "key %s of principal %s appears for principal %s", shown(e->keyid),
+                                    shown(k->principal), shown(e->principal));
+                if (e->event == PROVSIGN__AUDIT_EVENT__KEY_CREATE) {
+                        if (k)
+                                return 0; /* seen again (adopted from the token): nothing changes */
+                        bool first = !p->active;
+                        k = key_add(v, e->keyid, e->principal, first ? KS_ACTIVE : KS_RETIRED, seq);
+                        if (!k)
+                                return -ENOMEM;
+                        if (first)
+                                p = principal_get(v, e->principal), p->active = k;
+                        return 0;
+                }
+                if (k && k->state != KS_ACTIVE && k->state != KS_RETIRED)
+                        return fail(v, true, seq, "rotation to key %s, which was %s at seq %" PRIu64, shown(e->keyid),
+                                    key_state_names[k->state], k->since_seq);
+                if (!k) {
+                        k = key_add(v, e->keyid, e->principal, KS_ACTIVE, seq);
+                        if (!k)
+                                return -ENOMEM;
+                        p = principal_get(v, e->principal);
+                }
+                if (p->active && p->active != k) {
+                        p->active->state = KS_RETIRED;
+                        p->active->since_seq = seq;
+                }
+                k->state = KS_ACTIVE;
+                k->since_seq = seq;
+                p->active = k;
+                return 0;
+        }
+        case PROVSIGN__AUDIT_EVENT__KEY_REVOKE:
+        case PROVSIGN__AUDIT_EVENT__KEY_DESTROY: {
+                bool revoke = e->event == PROVSIGN__AUDIT_EVENT__KEY_REVOKE;
+                k = key_find(v, e->keyid);
+                if (!k) {
+                        if (v->from == 0)
+                                return fail(v, true, seq, "%s of key %s, which no earlier entry created",
+                                            revoke ? "revocation" : "destruction", shown(e->keyid));
+                        k = key_add(v, e->keyid, e->principal[0] ? e->principal : "", KS_REVOKED, seq);
+                        if (!k)
+                                return -ENOMEM;
+                        k->unknown_before = true;
+                        v->unknown_before++;
+                }
+                if (k->state == KS_DESTROYED && revoke)
+                        return 0; /* revoking a destroyed key changes nothing here */
+                k->state = revoke ? KS_REVOKED : KS_DESTROYED;
+                k->since_seq = seq;
+                p = k->principal[0] ? principal_get(v, k->principal) : NULL;
+                if (k->principal[0] && !p)
+                        return -ENOMEM;
+                if (p) {
+                        p->events_in_range = true;
+                        if (p->active == k)
+                                p->active = NULL;
+                }
+                return 0;
+        }
+        case PROVSIGN__AUDIT_EVENT__SIGN: {
+                if (e->status != PROVSIGN__STATUS__OK)
+                        return 0;
+                if (!e->keyid[0] || !e->principal[0])
+                        return fail(v, true, seq, "sign entry without a key id or principal");
+                p = principal_get(v, e->principal);
+                if (!p)
+                        return -ENOMEM;
+                p->signs = true;
+                k = key_find(v, e->keyid);
+                if (!k) {
+                        if (v->from > 0 && !p->events_in_range && !p->active) {
+                                k = key_add(v, e->keyid, e->principal, KS_ACTIVE, seq);
+                                if (!k)
+                                        return -ENOMEM;
+                                k->unknown_before = true;
+                                v->unknown_before++;
+                                p = principal_get(v, e->principal);
+                                p->active = k;
+                                return 0;
+                        }
+                        return fail(v, true, seq, "signed by %s with key %s, which is not a key of the principal (%s)",
+                                    shown(e->principal), shown(e->keyid),
+                                    v->from > 0 ? "the principal has key events in the range, none names it"
+                                                : "no KEY_CREATE or KEY_ROTATE before it");
+                }
+                if (strcmp(k->principal, e->principal) != 0)
+                        return fail(v, true, seq, "signed for %s with key %s, which belongs to %s", shown(e->principal),
+                                    shown(e->keyid), shown(k->principal));
+                if (k->state != KS_ACTIVE || p->active != k)
+                        return fail(v, true, seq, "signed by %s with key %s, which was %s at seq %" PRIu64
+                                    " (not the principal's active key)", shown(e->principal), shown(e->keyid),
+                                    key_state_names[k->state], k->since_seq);
+                return 0;
+        }
+        default:
+                return 0;
+        }
+}
+
+/* The first key whose value in `got` differs from `want` (or is missing,
+ * or extra): a field edited after export. */
+static const char *first_difference(json_t *want, json_t *got) {
+        const char *key;
+        json_t *val;
+        for (size_t i = 0; i < CLIENT_AUDIT_N_COLUMNS; i++) {
+                json_t *w = json_object_get(want, client_audit_columns[i]), *g = json_object_get(got, client_audit_columns[i]);
+                if (!g || !json_equal(w, g))
+                        return client_audit_columns[i];
+        }
+        json_object_foreach(got, key, val)
+                if (!json_object_get(want, key))
+                        return key;
+        return NULL;
+}
+
+static int add_hash(client_audit_verify *v, const uint8_t *leaf, size_t n) {
+        if (v->n == v->cap_hashes) {
+                size_t cap = v->cap_hashes ? v->cap_hashes * 2 : 1024;
+                void *h = realloc(v->hashes, cap * sizeof *v->hashes);
+                if (!h)
+                        return -ENOMEM;
+                v->hashes = h;
+                v->cap_hashes = cap;
+        }
+        int r = proto_merkle_leaf_hash(leaf, n, v->hashes[v->n]);
+        if (r < 0)
+                return r;
+        v->n++;
+        return 0;
+}
+
+static int verify_entry(client_audit_verify *v, json_t *o) {
+        uint64_t expect = v->n ? v->next : 0;
+        json_t *jleaf = json_object_get(o, "leaf"), *jseq = json_object_get(o, "seq"), *want = NULL;
+        uint8_t *leaf = NULL;
+        size_t n = 0;
+        Provsign__AuditEntry *e = NULL;
+        int r;
+
+        /* Before the first entry decodes, the best name for it is what it says. */
+        if (!v->n)
+                expect = json_is_integer(jseq) && json_integer_value(jseq) >= 0 ? (uint64_t) json_integer_value(jseq) : 0;
+        if (!json_is_string(jleaf))
+                return fail(v, true, expect, "entry has no \"leaf\"");
+        if (proto_base64_decode(json_string_value(jleaf), json_string_length(jleaf), &leaf, &n) < 0 || n == 0) {
+                r = fail(v, true, expect, "\"leaf\" is not canonical base64 of an entry");
+                goto out;
+        }
+        e = provsign__audit_entry__unpack(NULL, n, leaf);
+        if (!e) {
+                r = fail(v, true, expect, "\"leaf\" does not decode as an AuditEntry");
+                goto out;
+        }
+        if (!v->n) {
+                v->from = v->next = expect = e->seq;
+        }
+        want = client_audit_entry_json(e, leaf, n);
+        if (!want) {
+                r = fail(v, true, expect, "the entry's strings are not valid UTF-8");
+                goto out;
+        }
+        const char *diff = first_difference(want, o);
+        if (diff) {
+                r = fail(v, true, expect, "field \"%s\" does not match the entry's leaf (edited)", diff);
+                goto out;
+        }
+        if (e->seq != expect) {
+                r = fail(v, true, expect, "expected seq %" PRIu64 ", found seq %" PRIu64 " (%s)", expect,
+                         (uint64_t) e->seq,
+                         e->seq > expect ? "an entry is missing or out of order"
+                                         : "an entry is repeated, inserted or out of order");
+                goto out;
+        }
+        r = add_hash(v, leaf, n);
+        if (r < 0)
+                goto out;
+        r = check_keys(v, e);
+        if (r != 0)
+                goto out;
+        if (v->n == 1)
+                v->first_time = e->time_us;
+        v->last_time = e->time_us;
+        v->next = expect + 1;
+out:
+        json_decref(want);
+        if (e)
+                provsign__audit_entry__free_unpacked(e, NULL);
+        free(leaf);
+        return r;
+}
+
+int client_audit_verify_line(client_audit_verify *v, const char *line, size_t len) {
+        json_error_t err;
+        if (v->failed)
+                return 1;
+        v->lines++;
+        uint64_t here = v->n ? v->next : 0;
+        if (v->final)
+                return fail(v, false, 0, "line %" PRIu64 ": data after the final checkpoint object", v->lines);
+        json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &err);
+        if (!json_is_object(o)) {
+                json_decref(o);
+                return fail(v, v->n > 0, here, "line %" PRIu64 " is not a JSON object (truncated or edited?)", v->lines);
+        }
+        if (json_object_get(o, "checkpoint")) {
+                v->final = o;
+                return 0;
+        }
+        int r = verify_entry(v, o);
+        json_decref(o);
+        return r;
+}
+
+static int hash_array(json_t *a, uint8_t (**ret)[PROTO_MERKLE_HASH_LEN], size_t *ret_n) {
+        if (!json_is_array(a) || json_array_size(a) > PROTO_MERKLE_MAX_PROOF)
+                return -EBADMSG;
+        size_t n = json_array_size(a);
+        uint8_t (*h)[PROTO_MERKLE_HASH_LEN] = calloc(n ? n : 1, sizeof *h);
+        if (!h)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_t *s = json_array_get(a, i);
+                uint8_t buf[48];
+                size_t got;
+                if (!json_is_string(s) || json_string_length(s) > 64 ||
+                    proto_base64_decode_to(json_string_value(s), json_string_length(s), buf, sizeof buf, &got) < 0 ||
+                    got != PROTO_MERKLE_HASH_LEN) {
+                        free(h);
+                        return -EBADMSG;
+                }
+                memcpy(h[i], buf, PROTO_MERKLE_HASH_LEN);
+        }
+        *ret = h;
+        *ret_n = n;
+        return 0;
+}
+
+int client_audit_verify_finish(client_audit_verify *v) {
+        struct client_receipt_result res = { 0 }, prev = { 0 };
+        uint8_t (*left)[PROTO_MERKLE_HASH_LEN] = NULL, (*right)[PROTO_MERKLE_HASH_LEN] = NULL,
+                (*cons)[PROTO_MERKLE_HASH_LEN] = NULL;
+        size_t nl = 0, nr = 0, nc = 0;
+        int r;
+
+        if (v->failed)
+                return 1;
+        if (!v->final) {
+                if (!v->n)
+                        return fail(v, false, 0, "the export is empty");
+                return fail(v, true, v->next, "the export ends after seq %" PRIu64
+                            " without its final checkpoint object (truncated)", v->next - 1);
+        }
+        if (!v->n)
+                return fail(v, false, 0, "the export has a checkpoint but no entries");
+        json_t *jcp = json_object_get(v->final, "checkpoint"), *jsize = json_object_get(v->final, "tree_size"),
+               *jcons = json_object_get(v->final, "consistency");
+        if (!json_is_string(jcp) || !json_is_integer(jsize) || json_integer_value(jsize) < 0 || !jcons) {
+                r = fail(v, false, 0, "the final object lacks checkpoint, tree_size or consistency");
+                goto out;
+        }
+        r = client_checkpoint_verify(json_string_value(jcp), v->log_key_pem, &res);
+        if (r < 0)
+                goto out;
+        if (r > 0) {
+                r = fail(v, false, 0, "checkpoint: %s", res.detail);
+                goto out;
+        }
+        v->origin = strdup(res.origin);
+        if (!v->origin) {
+                r = -ENOMEM;
+                goto out;
+        }
+        v->checkpoint_size = res.checkpoint_size;
+        if ((uint64_t) json_integer_value(jsize) != res.checkpoint_size) {
+                r = fail(v, false, 0, "tree_size %" PRIu64 " is not the checkpoint's size %" PRIu64,
+                         (uint64_t) json_integer_value(jsize), res.checkpoint_size);
+                goto out;
+        }
+        if (v->next > res.checkpoint_size) {
+                r = fail(v, true, res.checkpoint_size,
+                         "not covered by the checkpoint (tree size %" PRIu64 ", older than the entries?)",
+                         res.checkpoint_size);
+                goto out;
+        }
+        if (hash_array(json_object_get(v->final, "left"), &left, &nl) < 0 ||
+            hash_array(json_object_get(v->final, "right"), &right, &nr) < 0) {
+                r = fail(v, false, 0, "left/right are not lists of base64 hashes");
+                goto out;
+        }
+        r = proto_merkle_verify_range(v->from, v->next, res.checkpoint_size, (const uint8_t (*)[32]) v->hashes,
+                                      (const uint8_t (*)[32]) left, nl, (const uint8_t (*)[32]) right, nr, res.root);
+        if (r == -ENOMEM || r == -EIO)
+                goto out;
+        if (r < 0) {
+                r = fail(v, false, 0, "checkpoint: entries %" PRIu64 "..%" PRIu64
+                         " (with left/right) do not hash to the checkpoint's root", v->from, v->next - 1);
+                goto out;
+        }
+        if (v->previous) {
+                r = client_checkpoint_verify(v->previous, v->log_key_pem, &prev);
+                if (r < 0)
+                        goto out;
+                if (r > 0) {
+                        r = fail(v, false, 0, "previous checkpoint: %s", prev.detail);
+                        goto out;
+                }
+                if (strcmp(prev.origin, res.origin) != 0) {
+                        r = fail(v, false, 0, "previous checkpoint is of log '%s', not '%s'", shown(prev.origin),
+                                 shown(res.origin));
+                        goto out;
+                }
+                if (prev.checkpoint_size > res.checkpoint_size) {
+                        r = fail(v, false, 0, "previous checkpoint has %" PRIu64 " entries, more than this one's %" PRIu64
+                                 ": the log shrank", prev.checkpoint_size, res.checkpoint_size);
+                        goto out;
+                }
+                json_t *fs = json_is_object(jcons) ? json_object_get(jcons, "from_size") : NULL;
+                if (!fs || !json_is_integer(fs) || (uint64_t) json_integer_value(fs) != prev.checkpoint_size) {
+                        r = fail(v, false, 0, "the export has no consistency proof from the previous checkpoint's size %"
+                                 PRIu64 " (export with --previous-size %" PRIu64 ")", prev.checkpoint_size,
+                                 prev.checkpoint_size);
+                        goto out;
+                }
+                if (hash_array(json_object_get(jcons, "proof"), &cons, &nc) < 0) {
+                        r = fail(v, false, 0, "consistency proof is not a list of base64 hashes");
+                        goto out;
+                }
+                r = proto_merkle_verify_consistency(prev.checkpoint_size, res.checkpoint_size, prev.root, res.root,
+                                                    (const uint8_t (*)[32]) cons, nc);
+                if (r == -ENOMEM || r == -EIO)
+                        goto out;
+                if (r < 0) {
+                        r = fail(v, false, 0, "previous checkpoint: the log's history was rewritten: the tree of %" PRIu64
+                                 " entries is not an extension of the previous tree of %" PRIu64,
+                                 res.checkpoint_size, prev.checkpoint_size);
+                        goto out;
+                }
+                v->consistent_previous = true;
+        }
+        r = 0;
+out:
+        client_receipt_result_done(&res);
+        client_receipt_result_done(&prev);
+        free(left);
+        free(right);
+        free(cons);
+        return r;
+}
+
+json_t *client_audit_verify_summary(const client_audit_verify *v) {
+        char t1[PROTO_TIME_LEN + 1], t2[PROTO_TIME_LEN + 1];
+        size_t signers = 0;
+        for (size_t i = 0; i < v->n_principals; i++)
+                signers += v->principals[i].signs;
+        json_t *o = json_object();
+        bool ok = o &&
+                  put(o, "verified", json_true()) &&
+                  put(o, "entries", json_integer((json_int_t) v->n)) &&
+                  put(o, "first_seq", json_integer((json_int_t) v->from)) &&
+                  put(o, "last_seq", json_integer((json_int_t) (v->next - 1))) &&
+                  put(o, "principals", json_integer((json_int_t) signers)) &&
+                  put(o, "keys", json_integer((json_int_t) v->n_keys)) &&
+                  put(o, "keys_unknown_before_range", json_integer((json_int_t) v->unknown_before)) &&
+                  put(o, "first_time", proto_time_format_us(v->first_time, t1) ? json_string(t1) : json_null()) &&
+                  put(o, "last_time", proto_time_format_us(v->last_time, t2) ? json_string(t2) : json_null()) &&
+                  put(o, "checkpoint_size", json_integer((json_int_t) v->checkpoint_size)) &&
+                  put(o, "origin", json_string(v->origin ? v->origin : "")) &&
+                  put(o, "consistent_with_previous", v->previous ? json_boolean(v->consistent_previous) : json_null());
+        if (!ok) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
+}
