@@ -22,6 +22,7 @@
 
 #define READ_CHUNK 4096u
 #define SHUTDOWN_GRACE_MS 10000u
+#define DEADLINE_TICK_MS 100u
 
 enum source_kind { SOURCE_LISTEN, SOURCE_WORKERS, SOURCE_SIGNAL, SOURCE_AUDIT, SOURCE_CONN };
 
@@ -38,6 +39,8 @@ struct agent_conn {
         uint8_t *wbuf;           /* reply not yet written */
         size_t wlen, woff;
         bool busy;               /* a job is out for this connection */
+        agent_conn_job *job;     /* that job (NULL when not busy) */
+        uint64_t job_deadline_ms; /* hsm_timeout: answer HSM_UNAVAILABLE then */
         bool close_after_write;
         bool dead;               /* fd closed while busy; freed when the job returns */
         uint64_t last_activity_ms;
@@ -58,6 +61,8 @@ struct agent_server {
         size_t n_conns;
         size_t busy_conns;
         bool stopping;
+        unsigned token_reopens;  /* last seen keys_store_health() counts */
+        bool token_down;
 };
 
 uint64_t agent_now_us(void) {
@@ -275,6 +280,9 @@ void server_reply(agent *a, agent_conn *c, Provsign__Response *body, int status,
 
 void server_submit(agent *a, agent_conn *c, agent_conn_job *job) {
         job->conn = c;
+        c->job = job;
+        /* Checked every DEADLINE_TICK_MS: answered no later than hsm_timeout. */
+        c->job_deadline_ms = agent_monotonic_ms() + a->config->hsm_timeout_s * 1000u - DEADLINE_TICK_MS;
         c->busy = true;
         a->server->busy_conns++;
         conn_update_events(a->server, c);
@@ -283,6 +291,11 @@ void server_submit(agent *a, agent_conn *c, agent_conn_job *job) {
 
 void server_resume_job(agent *a, agent_conn_job *job) {
         agent_conn *c = job->conn;
+        if (!c) {
+                /* Its caller was answered at the deadline (expire_jobs). */
+                (void) job->complete(a, NULL, job);
+                return;
+        }
         if (c->dead) {
                 c->busy = false;
                 a->server->busy_conns--;
@@ -293,11 +306,58 @@ void server_resume_job(agent *a, agent_conn_job *job) {
         /* Not busy while complete() replies (so the reply re-arms reading);
          * busy again if it keeps the job. */
         c->busy = false;
+        c->job = NULL;
         a->server->busy_conns--;
         if (!job->complete(a, c, job)) {
                 c->busy = true;
+                c->job = job;
                 a->server->busy_conns++;
         }
+}
+
+/* A job out longer than hsm_timeout (the token hangs, or the log cannot get
+ * a checkpoint signed): its caller gets HSM_UNAVAILABLE now and the
+ * connection is free again. The job is detached (conn NULL) and cancelled:
+ * if no worker started it, it never runs; if it is running or waiting for
+ * the log, whatever it produces is dropped when it comes back (complete()
+ * with c == NULL frees it, exactly once). A Sign that the token finishes
+ * after the deadline may still get its log entry, but its signature is
+ * never returned to anyone. */
+static void expire_jobs(agent *a) {
+        agent_server *s = a->server;
+        uint64_t now = agent_monotonic_ms();
+        for (agent_conn *c = s->conns, *next; c; c = next) {
+                next = c->next;
+                if (!c->busy || !c->job || now < c->job_deadline_ms)
+                        continue;
+                agent_conn_job *job = c->job;
+                job->conn = NULL;
+                workers_cancel(&job->base);
+                c->job = NULL;
+                c->busy = false;
+                s->busy_conns--;
+                char msg[160];
+                snprintf(msg, sizeof msg, "the token did not answer within hsm_timeout (%llus)",
+                         (unsigned long long) a->config->hsm_timeout_s);
+                log_warning("uid %u pid %d: %s", (unsigned) c->caller.uid, (int) c->caller.pid, msg);
+                refusals_record(a, &c->caller, "request", NULL, PROVSIGN__STATUS__HSM_UNAVAILABLE, msg);
+                server_reply(a, c, NULL, PROVSIGN__STATUS__HSM_UNAVAILABLE, false, "%s", msg);
+        }
+}
+
+/* Logs token outages and recoveries as keys/ sees them. */
+static void watch_token(agent *a) {
+        agent_server *s = a->server;
+        unsigned reopens = 0;
+        bool down = keys_store_health(a->store, &reopens) < 0;
+        if (down && !s->token_down)
+                log_error("token \"%s\" is unavailable; Sign requests get HSM_UNAVAILABLE until it is back",
+                          a->config->token_label);
+        if (reopens != s->token_reopens)
+                log_notice("token \"%s\" re-opened (sessions, login and keys redone; %u re-opens so far)",
+                           a->config->token_label, reopens);
+        s->token_down = down;
+        s->token_reopens = reopens;
 }
 
 static void complete_jobs(agent *a, agent_job *list) {
@@ -552,7 +612,7 @@ int server_run(agent *a) {
         uint64_t watchdog_us = 0;
         if (sd_watchdog_enabled(0, &watchdog_us) <= 0)
                 watchdog_us = 0;
-        uint64_t last_sweep = agent_monotonic_ms(), last_ping = last_sweep, stop_deadline = 0;
+        uint64_t last_sweep = agent_monotonic_ms(), last_ping = last_sweep, last_tick = last_sweep, stop_deadline = 0;
 
         for (;;) {
                 if (s->stopping) {
@@ -565,7 +625,7 @@ int server_run(agent *a) {
                                 break;
                 }
                 struct epoll_event ev[64];
-                int n = epoll_wait(s->epfd, ev, 64, 500);
+                int n = epoll_wait(s->epfd, ev, 64, s->busy_conns ? (int) DEADLINE_TICK_MS : 500);
                 if (n < 0 && errno != EINTR)
                         return agent_log_errno(LOG_ERR, -errno, "epoll_wait");
                 for (int i = 0; i < n; i++) {
@@ -605,6 +665,11 @@ int server_run(agent *a) {
                         }
                 }
                 uint64_t now = agent_monotonic_ms();
+                if (now - last_tick >= DEADLINE_TICK_MS) {
+                        expire_jobs(a);
+                        watch_token(a);
+                        last_tick = now;
+                }
                 if (now - last_sweep >= 1000) {
                         sweep_timeouts(a);
                         refusals_tick(a, false);
@@ -624,7 +689,13 @@ void server_abandon_jobs(agent *a, agent_job *list) {
                 agent_job *next = list->next;
                 agent_conn_job *job = (agent_conn_job *) list;
                 agent_conn *c = job->conn;
+                if (!c) {
+                        (void) job->complete(a, NULL, job);
+                        list = next;
+                        continue;
+                }
                 c->busy = false;
+                c->job = NULL;
                 a->server->busy_conns--;
                 (void) job->complete(a, NULL, job);
                 if (c->dead)
