@@ -1,7 +1,7 @@
 """Signs back to back on one connection until STOPFILE exists, one line per
 call: start_ms end_ms status digest_hex (monotonic clock, ms). For the fault
 tests' detection and recovery times: no process start per call.
-Usage: signprobe.py SOCKET PRINCIPAL STOPFILE OUTFILE"""
+Usage: signprobe.py SOCKET PRINCIPAL STOPFILE OUTFILE [PAUSE_MS]"""
 import os
 import sys
 import time
@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rawclient as rc  # noqa: E402
 
 sock, principal, stop, out = sys.argv[1:5]
+pause = int(sys.argv[5]) / 1000 if len(sys.argv) > 5 else 0
 ms = lambda: int(time.clock_gettime(time.CLOCK_MONOTONIC) * 1000)  # noqa: E731
 s = None
 with open(out, "a") as f:
@@ -31,3 +32,5 @@ with open(out, "a") as f:
         f.flush()
         if st != "OK":
             time.sleep(0.01)  # a failing agent answers at once: do not spin
+        elif pause:
+            time.sleep(pause)
