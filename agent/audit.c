@@ -305,6 +305,11 @@ static int read_file(int dir_fd, const char *name, uint8_t **ret, size_t *ret_le
                 close(fd);
                 return r;
         }
+        /* Like the directories: a segment others may write is not ours. */
+        if (!S_ISREG(st.st_mode) || (st.st_mode & 0022)) {
+                close(fd);
+                return S_ISREG(st.st_mode) ? -EPERM : -EINVAL;
+        }
         size_t len = (size_t) st.st_size;
         uint8_t *buf = malloc(len ? len : 1);
         if (!buf) {
@@ -391,6 +396,11 @@ static int replay_segment(agent_audit *a, const char *name, bool last, char **re
         uint8_t *buf = NULL;
         size_t len = 0;
         int r = read_file(a->dir_fd, name, &buf, &len);
+        if (r == -EPERM)
+                return agent_errorf(ret_error, r, "%s/%s is group- or world-writable; refusing (chmod go-w it)", a->dir,
+                                    name);
+        if (r == -EINVAL)
+                return agent_errorf(ret_error, r, "%s/%s is not a regular file; refusing", a->dir, name);
         if (r < 0)
                 return agent_errorf(ret_error, r, "%s/%s: %s", a->dir, name, strerror(-r));
 

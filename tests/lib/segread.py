@@ -6,7 +6,8 @@ written from DESIGN.md / proto/record.h, not from agent/audit.c:
 Usage: segread.py LOGDIR [CHECKPOINT_JSON]
 Checks every record's CRC, that seq (field 1) is its index, that only the
 last segment may end in a torn record; prints one JSON object:
-{"size": N, "root": hex, "torn_tail": bool, "sign_digests": [hex...]}.
+{"size": N, "root": hex, "torn_tail": bool, "sign_digests": [hex...],
+"last_event": AuditEvent number of the last entry}.
 With CHECKPOINT_JSON (provsign audit checkpoint --json output) it also
 checks that the checkpoint's tree size and root match the records
 (RFC 9162 Merkle tree via tlog.py). Exit 1 with a message on any mismatch."""
@@ -91,7 +92,7 @@ def die(msg):
 
 def main():
     segs = sorted(glob.glob(os.path.join(sys.argv[1], "*.seg")))
-    entries, digests, torn = [], [], False
+    entries, digests, torn, last_event = [], [], False, 0
     for si, path in enumerate(segs):
         data = open(path, "rb").read()
         off = 0
@@ -120,6 +121,7 @@ def main():
             if seq != len(entries):
                 die("%s: offset %d: seq %d, expected %d" % (path, off, seq, len(entries)))
             entries.append(e)
+            last_event = event
             if event == 1 and digest is not None:
                 digests.append(digest.hex())
             off += 8 + n
@@ -135,7 +137,7 @@ def main():
         if merkle_root(entries[:size]) != croot:
             die("the checkpoint root for %d entries does not match the segments" % size)
     print(json.dumps({"size": len(entries), "root": root.hex(), "torn_tail": torn,
-                      "sign_digests": digests}))
+                      "sign_digests": digests, "last_event": last_event}))
 
 
 main()
