@@ -498,6 +498,12 @@ static void conn_process(agent *a, agent_conn *c) {
                 c->rbuf = remain;
                 c->rlen = c->rcap = rest;
                 c->frame_start_ms = rest ? agent_monotonic_ms() : 0;
+                if (a->server->stopping) {
+                        /* SIGTERM finishes what is in flight, and starts nothing new. */
+                        free(frame);
+                        server_reply(a, c, NULL, PROVSIGN__STATUS__UNAVAILABLE, true, "agent is shutting down");
+                        return;
+                }
                 dispatch_frame(a, c, frame + PROTO_FRAME_HEADER, plen);
                 free(frame);
         }
