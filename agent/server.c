@@ -323,9 +323,10 @@ void server_resume_job(agent *a, agent_conn_job *job) {
  * with c == NULL frees it, exactly once). A Sign that the token finishes
  * after the deadline may still get its log entry, but its signature is
  * never returned to anyone. */
-static void expire_jobs(agent *a) {
+static size_t expire_jobs(agent *a) {
         agent_server *s = a->server;
         uint64_t now = agent_monotonic_ms();
+        size_t n = 0;
         for (agent_conn *c = s->conns, *next; c; c = next) {
                 next = c->next;
                 if (!c->busy || !c->job || now < c->job_deadline_ms)
@@ -342,7 +343,9 @@ static void expire_jobs(agent *a) {
                 log_warning("uid %u pid %d: %s", (unsigned) c->caller.uid, (int) c->caller.pid, msg);
                 refusals_record(a, &c->caller, "request", NULL, PROVSIGN__STATUS__HSM_UNAVAILABLE, msg);
                 server_reply(a, c, NULL, PROVSIGN__STATUS__HSM_UNAVAILABLE, false, "%s", msg);
+                n++;
         }
+        return n;
 }
 
 /* Logs token outages and recoveries as keys/ sees them. */
@@ -672,7 +675,8 @@ int server_run(agent *a) {
                 }
                 uint64_t now = agent_monotonic_ms();
                 if (now - last_tick >= DEADLINE_TICK_MS) {
-                        expire_jobs(a);
+                        if (expire_jobs(a))
+                                resume_idle_conns(a); /* frames pipelined behind the expired ones */
                         watch_token(a);
                         last_tick = now;
                 }
