@@ -281,8 +281,9 @@ void server_reply(agent *a, agent_conn *c, Provsign__Response *body, int status,
 void server_submit(agent *a, agent_conn *c, agent_conn_job *job) {
         job->conn = c;
         c->job = job;
-        /* Checked every DEADLINE_TICK_MS: answered no later than hsm_timeout. */
-        c->job_deadline_ms = agent_monotonic_ms() + a->config->hsm_timeout_s * 1000u - DEADLINE_TICK_MS;
+        /* Checked every DEADLINE_TICK_MS; one more tick of margin for a busy
+         * loop turn, so the caller hears back within hsm_timeout. */
+        c->job_deadline_ms = agent_monotonic_ms() + a->config->hsm_timeout_s * 1000u - 2 * DEADLINE_TICK_MS;
         c->busy = true;
         a->server->busy_conns++;
         conn_update_events(a->server, c);
