@@ -27,6 +27,7 @@
 #define SEGMENT_MAX (64u * 1024u * 1024u)
 #define SEGMENT_SUFFIX ".seg"
 #define LOG_KEY_OWNER "log"
+#define CHECKPOINT_RETRY_MS 250
 
 struct agent_audit {
         pthread_mutex_t lock;
@@ -51,6 +52,7 @@ struct agent_audit {
 
         proto_merkle_tree *tree; /* leaves [0, next_seq) */
         uint64_t next_seq;       /* under lock */
+        uint64_t written;        /* durable (written and synced), under lock */
         uint64_t committed;      /* durable and checkpointed, under lock */
         char *checkpoint;        /* note for size `committed`, under lock */
         uint64_t syncs;
@@ -149,17 +151,40 @@ static void wake_main(agent_audit *a) {
         (void) !write(a->efd, &one, sizeof one);
 }
 
+/* Writes and syncs what is pending, then signs a checkpoint for it. A write
+ * or sync failure fails the log for good (signing fails closed). A
+ * checkpoint the token cannot sign (token outage) leaves the entries durable
+ * but not committed: the committer retries every CHECKPOINT_RETRY_MS (or as
+ * soon as more entries come) until the token is back, and Sign replies wait
+ * meanwhile (their callers get HSM_UNAVAILABLE after hsm_timeout). At stop
+ * it tries once more; entries left unsigned are checkpointed at the next
+ * start. */
 static void *committer_main(void *arg) {
         agent_audit *a = arg;
         uint8_t *batch = NULL;
         size_t batch_cap = 0;
+        bool sign_failing = false, stop_tried = false;
 
         pthread_mutex_lock(&a->lock);
         for (;;) {
-                while (!a->pending_len && !a->stopping)
-                        pthread_cond_wait(&a->cond, &a->lock);
-                if (!a->pending_len)
-                        break; /* stopping, nothing left */
+                if (a->written > a->committed) {
+                        if (!a->pending_len && !a->stopping) {
+                                struct timespec ts;
+                                clock_gettime(CLOCK_REALTIME, &ts);
+                                ts.tv_nsec += CHECKPOINT_RETRY_MS * 1000000L;
+                                ts.tv_sec += ts.tv_nsec / 1000000000L;
+                                ts.tv_nsec %= 1000000000L;
+                                pthread_cond_timedwait(&a->cond, &a->lock, &ts);
+                        }
+                } else {
+                        while (!a->pending_len && !a->stopping)
+                                pthread_cond_wait(&a->cond, &a->lock);
+                }
+                if (a->stopping && !a->pending_len) {
+                        if (a->written == a->committed || stop_tried)
+                                break; /* stopping, nothing left (or the token is gone) */
+                        stop_tried = true;
+                }
                 /* Swap buffers: appenders go on filling a fresh one. */
                 uint8_t *tmp = a->pending;
                 size_t len = a->pending_len, cap = a->pending_cap;
@@ -168,34 +193,46 @@ static void *committer_main(void *arg) {
                 a->pending_len = 0;
                 batch = tmp;
                 batch_cap = cap;
-                uint64_t first = a->committed, end = a->next_seq;
+                uint64_t first = a->written, end = a->next_seq;
                 uint8_t root[32];
                 int r = proto_merkle_tree_root_at(a->tree, end, root);
                 pthread_mutex_unlock(&a->lock);
 
-                if (r >= 0)
+                if (r >= 0 && len > 0)
                         r = write_batch(a, batch, len, first);
-                char *note = NULL;
-                if (r >= 0)
-                        r = sign_checkpoint(a, end, root, &note);
-
-                pthread_mutex_lock(&a->lock);
                 if (r < 0) {
+                        pthread_mutex_lock(&a->lock);
                         if (!a->failed)
                                 log_error("audit log: committing entries %" PRIu64 "..%" PRIu64
                                           " failed (%s); signing stops until the agent is restarted",
                                           first, end - 1, strerror(-r));
                         a->failed = true;
+                        wake_main(a);
+                        break;
+                }
+                char *note = NULL;
+                r = sign_checkpoint(a, end, root, &note);
+
+                pthread_mutex_lock(&a->lock);
+                a->written = end;
+                if (r < 0) {
+                        if (!sign_failing)
+                                log_warning("audit log: cannot sign the checkpoint for %" PRIu64
+                                            " entries (%s); they are on disk; retrying until the token is back",
+                                            end, strerror(-r));
+                        sign_failing = true;
                         free(note);
                 } else {
+                        if (sign_failing)
+                                log_notice("audit log: checkpoint for %" PRIu64 " entries signed; the token is back",
+                                           end);
+                        sign_failing = false;
                         free(a->checkpoint);
                         a->checkpoint = note;
                         a->committed = end;
                         a->syncs++;
                 }
                 wake_main(a);
-                if (a->failed)
-                        break;
         }
         pthread_mutex_unlock(&a->lock);
         free(batch);
@@ -278,6 +315,11 @@ static int read_file(int dir_fd, const char *name, uint8_t **ret, size_t *ret_le
                 int r = -errno;
                 close(fd);
                 return r;
+        }
+        /* Like the directories: a segment others may write is not ours. */
+        if (!S_ISREG(st.st_mode) || (st.st_mode & 0022)) {
+                close(fd);
+                return S_ISREG(st.st_mode) ? -EPERM : -EINVAL;
         }
         size_t len = (size_t) st.st_size;
         uint8_t *buf = malloc(len ? len : 1);
@@ -371,6 +413,11 @@ static int replay_segment(agent_audit *a, const char *name, bool last, char **re
         uint8_t *buf = NULL;
         size_t len = 0;
         int r = read_file(a->dir_fd, name, &buf, &len);
+        if (r == -EPERM)
+                return agent_errorf(ret_error, r, "%s/%s is group- or world-writable; refusing (chmod go-w it)", a->dir,
+                                    name);
+        if (r == -EINVAL)
+                return agent_errorf(ret_error, r, "%s/%s is not a regular file; refusing", a->dir, name);
         if (r < 0)
                 return agent_errorf(ret_error, r, "%s/%s: %s", a->dir, name, strerror(-r));
 
@@ -573,7 +620,7 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
         r = replay(a, ret_error);
         if (r < 0)
                 goto fail;
-        a->committed = a->next_seq;
+        a->committed = a->written = a->next_seq;
 
         bool created;
         r = find_or_create_log_key(a, &created, ret_error);

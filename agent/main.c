@@ -1,5 +1,8 @@
 /* provsign-agent: holds the token session and signs for CI runners. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,6 +33,21 @@ static void usage(FILE *f) {
                 "  -h, --help          this text\n"
                 "      --version       print the version\n",
                 PROVSIGN_DEFAULT_CONFIG);
+}
+
+static void cloexec_inherited(void) {
+        if (close_range(3, ~0u, CLOSE_RANGE_CLOEXEC) == 0)
+                return;
+        DIR *d = opendir("/proc/self/fd");
+        if (!d)
+                return;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                int fd = atoi(de->d_name);
+                if (fd > 2 && fd != dirfd(d))
+                        (void) fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+        }
+        closedir(d);
 }
 
 static size_t worker_count(void) {
@@ -75,6 +93,9 @@ int main(int argc, char **argv) {
         /* No core dumps, no ptrace by same-uid processes: the process holds a
          * logged-in token session and, briefly, the PIN. */
         prctl(PR_SET_DUMPABLE, 0);
+        /* Descriptors inherited from whoever started us must not leak into
+         * anything the process ever executes (ours are all O_CLOEXEC). */
+        cloexec_inherited();
         signal(SIGPIPE, SIG_IGN);
         /* A write past RLIMIT_FSIZE must fail (EFBIG: the log fails closed),
          * not kill the agent. */

@@ -23,6 +23,7 @@
 
 #define READ_CHUNK 4096u
 #define SHUTDOWN_GRACE_MS 10000u
+#define DEADLINE_TICK_MS 100u
 
 enum source_kind { SOURCE_LISTEN, SOURCE_WORKERS, SOURCE_SIGNAL, SOURCE_AUDIT, SOURCE_CONN };
 
@@ -39,6 +40,8 @@ struct agent_conn {
         uint8_t *wbuf;           /* reply not yet written */
         size_t wlen, woff;
         bool busy;               /* a job is out for this connection */
+        agent_conn_job *job;     /* that job (NULL when not busy) */
+        uint64_t job_deadline_ms; /* hsm_timeout: answer HSM_UNAVAILABLE then */
         bool close_after_write;
         bool dead;               /* fd closed while busy; freed when the job returns */
         uint64_t last_activity_ms;
@@ -60,6 +63,8 @@ struct agent_server {
         size_t n_conns;
         size_t busy_conns;
         bool stopping;
+        unsigned token_reopens;  /* last seen keys_store_health() counts */
+        bool token_down;
 };
 
 uint64_t agent_now_us(void) {
@@ -314,6 +319,10 @@ void server_stream_start(agent *a, agent_conn *c, server_stream *st) {
 
 void server_submit(agent *a, agent_conn *c, agent_conn_job *job) {
         job->conn = c;
+        c->job = job;
+        /* Checked every DEADLINE_TICK_MS; one more tick of margin for a busy
+         * loop turn, so the caller hears back within hsm_timeout. */
+        c->job_deadline_ms = agent_monotonic_ms() + a->config->hsm_timeout_s * 1000u - 2 * DEADLINE_TICK_MS;
         c->busy = true;
         a->server->busy_conns++;
         conn_update_events(a->server, c);
@@ -328,6 +337,7 @@ void server_submit_background(agent *a, agent_conn_job *job) {
 void server_resume_job(agent *a, agent_conn_job *job) {
         agent_conn *c = job->conn;
         if (!c) {
+                /* Its caller was answered at the deadline (expire_jobs). */
                 (void) job->complete(a, NULL, job);
                 return;
         }
@@ -341,11 +351,61 @@ void server_resume_job(agent *a, agent_conn_job *job) {
         /* Not busy while complete() replies (so the reply re-arms reading);
          * busy again if it keeps the job. */
         c->busy = false;
+        c->job = NULL;
         a->server->busy_conns--;
         if (!job->complete(a, c, job)) {
                 c->busy = true;
+                c->job = job;
                 a->server->busy_conns++;
         }
+}
+
+/* A job out longer than hsm_timeout (the token hangs, or the log cannot get
+ * a checkpoint signed): its caller gets HSM_UNAVAILABLE now and the
+ * connection is free again. The job is detached (conn NULL) and cancelled:
+ * if no worker started it, it never runs; if it is running or waiting for
+ * the log, whatever it produces is dropped when it comes back (complete()
+ * with c == NULL frees it, exactly once). A Sign that the token finishes
+ * after the deadline may still get its log entry, but its signature is
+ * never returned to anyone. */
+static size_t expire_jobs(agent *a) {
+        agent_server *s = a->server;
+        uint64_t now = agent_monotonic_ms();
+        size_t n = 0;
+        for (agent_conn *c = s->conns, *next; c; c = next) {
+                next = c->next;
+                if (!c->busy || !c->job || now < c->job_deadline_ms)
+                        continue;
+                agent_conn_job *job = c->job;
+                job->conn = NULL;
+                workers_cancel(&job->base);
+                c->job = NULL;
+                c->busy = false;
+                s->busy_conns--;
+                char msg[160];
+                snprintf(msg, sizeof msg, "the token did not answer within hsm_timeout (%llus)",
+                         (unsigned long long) a->config->hsm_timeout_s);
+                log_warning("uid %u pid %d: %s", (unsigned) c->caller.uid, (int) c->caller.pid, msg);
+                refusals_record(a, &c->caller, "request", NULL, PROVSIGN__STATUS__HSM_UNAVAILABLE, msg);
+                server_reply(a, c, NULL, PROVSIGN__STATUS__HSM_UNAVAILABLE, false, "%s", msg);
+                n++;
+        }
+        return n;
+}
+
+/* Logs token outages and recoveries as keys/ sees them. */
+static void watch_token(agent *a) {
+        agent_server *s = a->server;
+        unsigned reopens = 0;
+        bool down = keys_store_health(a->store, &reopens) < 0;
+        if (down && !s->token_down)
+                log_error("token \"%s\" is unavailable; Sign requests get HSM_UNAVAILABLE until it is back",
+                          a->config->token_label);
+        if (reopens != s->token_reopens)
+                log_notice("token \"%s\" re-opened (sessions, login and keys redone; %u re-opens so far)",
+                           a->config->token_label, reopens);
+        s->token_down = down;
+        s->token_reopens = reopens;
 }
 
 static void complete_jobs(agent *a, agent_job *list) {
@@ -486,6 +546,12 @@ static void conn_process(agent *a, agent_conn *c) {
                 c->rbuf = remain;
                 c->rlen = c->rcap = rest;
                 c->frame_start_ms = rest ? agent_monotonic_ms() : 0;
+                if (a->server->stopping) {
+                        /* SIGTERM finishes what is in flight, and starts nothing new. */
+                        free(frame);
+                        server_reply(a, c, NULL, PROVSIGN__STATUS__UNAVAILABLE, true, "agent is shutting down");
+                        return;
+                }
                 dispatch_frame(a, c, frame + PROTO_FRAME_HEADER, plen);
                 free(frame);
         }
@@ -600,7 +666,7 @@ int server_run(agent *a) {
         uint64_t watchdog_us = 0;
         if (sd_watchdog_enabled(0, &watchdog_us) <= 0)
                 watchdog_us = 0;
-        uint64_t last_sweep = agent_monotonic_ms(), last_ping = last_sweep, stop_deadline = 0;
+        uint64_t last_sweep = agent_monotonic_ms(), last_ping = last_sweep, last_tick = last_sweep, stop_deadline = 0;
 
         for (;;) {
                 if (s->stopping) {
@@ -613,7 +679,7 @@ int server_run(agent *a) {
                                 break;
                 }
                 struct epoll_event ev[64];
-                int n = epoll_wait(s->epfd, ev, 64, 500);
+                int n = epoll_wait(s->epfd, ev, 64, s->busy_conns ? (int) DEADLINE_TICK_MS : 500);
                 if (n < 0 && errno != EINTR)
                         return agent_log_errno(LOG_ERR, -errno, "epoll_wait");
                 for (int i = 0; i < n; i++) {
@@ -653,6 +719,12 @@ int server_run(agent *a) {
                         }
                 }
                 uint64_t now = agent_monotonic_ms();
+                if (now - last_tick >= DEADLINE_TICK_MS) {
+                        if (expire_jobs(a))
+                                resume_idle_conns(a); /* frames pipelined behind the expired ones */
+                        watch_token(a);
+                        last_tick = now;
+                }
                 if (now - last_sweep >= 1000) {
                         sweep_timeouts(a);
                         refusals_tick(a, false);
@@ -679,6 +751,7 @@ void server_abandon_jobs(agent *a, agent_job *list) {
                         continue;
                 }
                 c->busy = false;
+                c->job = NULL;
                 a->server->busy_conns--;
                 (void) job->complete(a, NULL, job);
                 if (c->dead)

@@ -43,7 +43,8 @@ static void *worker_main(void *arg) {
                         w->queue_tail = NULL;
                 pthread_mutex_unlock(&w->lock);
 
-                job->run(job);
+                if (!__atomic_load_n(&job->cancelled, __ATOMIC_ACQUIRE))
+                        job->run(job);
 
                 pthread_mutex_lock(&w->lock);
                 bool was_empty = !w->done_head;
@@ -97,6 +98,10 @@ void workers_submit(agent_workers *w, agent_job *job) {
         push(&w->queue_head, &w->queue_tail, job);
         pthread_cond_signal(&w->cond);
         pthread_mutex_unlock(&w->lock);
+}
+
+void workers_cancel(agent_job *job) {
+        __atomic_store_n(&job->cancelled, 1, __ATOMIC_RELEASE);
 }
 
 agent_job *workers_take_done(agent_workers *w) {

@@ -11,6 +11,7 @@ typedef struct agent_job agent_job;
 struct agent_job {
         void (*run)(agent_job *job);   /* on a worker thread */
         agent_job *next;
+        int cancelled;                 /* __atomic; set: run() is skipped if not started */
 };
 
 typedef struct agent_workers agent_workers;
@@ -21,6 +22,11 @@ int workers_start(size_t n, agent_workers **ret);
 int workers_fd(const agent_workers *w);
 
 void workers_submit(agent_workers *w, agent_job *job);
+
+/* workers_cancel: a job whose caller gave up (hsm_timeout). If no worker has
+ * started it, run() is skipped; it still comes back through
+ * workers_take_done() like any other job. */
+void workers_cancel(agent_job *job);
 
 /* workers_take_done: finished jobs, oldest first (a list through ->next),
  * or NULL. Clears the fd's readiness. */

@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <libp11.h>
 #include <p11-kit/pkcs11.h>
@@ -17,6 +18,7 @@ struct keys_key {
         uint8_t *spki;
         size_t spki_len;
         char *pem;
+        bool destroyed;   /* keys_destroy() removed its private object */
         EVP_PKEY *priv;   /* libp11-backed; signing goes through the token */
 };
 
@@ -34,11 +36,31 @@ struct keys_store {
         void *module;
         CK_FUNCTION_LIST_PTR fn;
         CK_SLOT_ID slot_id;
+        /* Some modules (p11-kit-client.so) give every C_GetFunctionList
+         * caller its own instance and login: the raw side then logs in
+         * itself and keeps this session open to stay logged in. */
+        CK_SESSION_HANDLE raw_session;
+        bool raw_session_open;
+        bool raw_initialized;    /* its C_Initialize was ours (not ALREADY_INITIALIZED) */
 
         /* Readers: keys_sign. Writer: refresh/generate (they grow keys[]). */
         pthread_rwlock_t lock;
         keys_key **keys;
         size_t n_keys;
+
+        /* Outage recovery (keystore.c, "Token outages"). module_path is the
+         * resolved path; pin a NUL-terminated copy in its own mlocked,
+         * MADV_DONTDUMP page (pin_mapped bytes), kept for re-login and wiped
+         * in keys_store_free. reopen_lock serialises recovery; broken and
+         * generation are read without it (atomics). */
+        char *module_path;
+        char *pin;
+        size_t pin_mapped;
+        pthread_mutex_t reopen_lock;
+        int broken;              /* __atomic: the last token call failed */
+        unsigned generation;     /* __atomic: successful re-opens so far */
+        uint64_t last_attempt_ms;
+        uint64_t down_since_ms;  /* under reopen_lock; 0 while healthy */
 };
 
 /* keys_raw_open: dlopen + C_GetFunctionList + C_Initialize on path. */

@@ -1,10 +1,30 @@
-/* The libp11 side of the keystore: open, login, enumerate, sign. */
+/* The libp11 side of the keystore: open, login, enumerate, sign, and
+ * re-open after a token outage.
+ *
+ * Token outages. Any failed token call in keys_sign() marks the store
+ * broken and re-opens it at once: the libp11 context is unloaded (the
+ * module finalized, every session gone), loaded again, the slot found,
+ * the login redone with the store's own PIN copy and every keys_key given
+ * the new token's private key object (matched by label and CKA_ID), all
+ * under the write lock, so the keys_key handles callers hold stay valid.
+ * While the token is down a re-open is attempted at most every
+ * REOPEN_RETRY_MS, by whichever keys_sign() comes along (the agent's Sign
+ * requests and the audit log's checkpoint signing); the others fail fast
+ * with -EIO. The first call after the token is back re-opens it and signs,
+ * so signing resumes by itself. A call that hangs in the module is not
+ * this file's business: the agent answers its caller after hsm_timeout.
+ *
+ * The price: to log in again without a person, the store keeps the PIN for
+ * its lifetime, in its own page (mlocked, MADV_DONTDUMP, wiped and unmapped
+ * in keys_store_free) instead of wiping it right after the first login. */
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -19,6 +39,7 @@
 
 #define TOKEN_FIND_ATTEMPTS 10
 #define TOKEN_FIND_DELAY_US 100000
+#define REOPEN_RETRY_MS 250u
 
 int keys_errorf(char **ret_error, int r, const char *fmt, ...) {
         if (ret_error && !*ret_error) {
@@ -61,20 +82,83 @@ static void key_free(keys_key *k) {
         free(k);
 }
 
+static uint64_t mono_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+}
+
+/* The store's PIN copy: NUL-terminated (libp11 wants a C string) in its own
+ * anonymous mapping, locked (best effort: mlock needs CAP_IPC_LOCK or
+ * RLIMIT_MEMLOCK room) and excluded from core dumps. */
+static int pin_keep(keys_store *s, const char *pin, size_t pin_len) {
+        size_t page = (size_t) sysconf(_SC_PAGESIZE);
+        size_t mapped = (pin_len / page + 1) * page;
+        char *p = mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+                return -ENOMEM;
+        (void) mlock(p, mapped);
+        (void) madvise(p, mapped, MADV_DONTDUMP);
+        memcpy(p, pin, pin_len);
+        p[pin_len] = '\0';
+        s->pin = p;
+        s->pin_mapped = mapped;
+        return 0;
+}
+
+static void pin_drop(keys_store *s) {
+        if (!s->pin)
+                return;
+        explicit_bzero(s->pin, s->pin_mapped);
+        munlock(s->pin, s->pin_mapped);
+        munmap(s->pin, s->pin_mapped);
+        s->pin = NULL;
+        s->pin_mapped = 0;
+}
+
+static void raw_detach(keys_store *s) {
+        if (!s->fn)
+                return;
+        if (s->raw_session_open)
+                (void) s->fn->C_CloseSession(s->raw_session);
+        s->raw_session_open = false;
+}
+
+/* Drops everything libp11 gave us: the keys' private key objects, the
+ * slots, the context (C_Finalize: every session closes). The keys_key
+ * objects stay. Caller holds the write lock (or is the only thread). */
+static void store_detach(keys_store *s) {
+        for (size_t i = 0; i < s->n_keys; i++) {
+                EVP_PKEY_free(s->keys[i]->priv);
+                s->keys[i]->priv = NULL;
+        }
+        if (s->slots)
+                PKCS11_release_all_slots(s->ctx, s->slots, s->n_slots);
+        s->slots = NULL;
+        s->n_slots = 0;
+        s->slot = NULL;
+        if (s->ctx_loaded)
+                PKCS11_CTX_unload(s->ctx);
+        s->ctx_loaded = false;
+        if (s->ctx)
+                PKCS11_CTX_free(s->ctx);
+        s->ctx = NULL;
+        ERR_clear_error();
+}
+
 void keys_store_free(keys_store *s) {
         if (!s)
                 return;
+        raw_detach(s);
+        store_detach(s);
         for (size_t i = 0; i < s->n_keys; i++)
                 key_free(s->keys[i]);
         free(s->keys);
-        if (s->slots)
-                PKCS11_release_all_slots(s->ctx, s->slots, s->n_slots);
-        if (s->ctx_loaded)
-                PKCS11_CTX_unload(s->ctx);
-        if (s->ctx)
-                PKCS11_CTX_free(s->ctx);
         keys_raw_close(s);
+        pin_drop(s);
+        free(s->module_path);
         free(s->token_label);
+        pthread_mutex_destroy(&s->reopen_lock);
         pthread_rwlock_destroy(&s->lock);
         free(s);
 }
@@ -211,41 +295,24 @@ static PKCS11_SLOT *find_token_slot(keys_store *s) {
         return NULL;
 }
 
-int keys_store_open(const char *module_path, const char *token_label, const char *pin,
-                    size_t pin_len, keys_store **ret, char **ret_error) {
-        char resolved[PATH_MAX];
-        char *pin_z = NULL;
-        int r;
-
-        if (!realpath(module_path, resolved))
-                return keys_errorf(ret_error, -ENOENT, "PKCS#11 module %s: %s", module_path, strerror(errno));
-
-        keys_store *s = calloc(1, sizeof *s);
-        if (!s)
-                return -ENOMEM;
-        /* Writers (key generation, destruction) must get in while signers
-         * keep the lock busy: glibc's default prefers readers forever. */
-        pthread_rwlockattr_t attr;
-        pthread_rwlockattr_init(&attr);
-        pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-        pthread_rwlock_init(&s->lock, &attr);
-        pthread_rwlockattr_destroy(&attr);
-        s->token_label = strdup(token_label);
+/* Loads the module into a fresh libp11 context and finds the token, trying
+ * `attempts` enumerations. Caller holds the write lock (or is the only
+ * thread); on failure store_detach() undoes what was done. */
+static int store_attach(keys_store *s, int attempts, char **ret_error) {
         s->ctx = PKCS11_CTX_new();
-        if (!s->token_label || !s->ctx) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        if (PKCS11_CTX_load(s->ctx, resolved) < 0) {
+        if (!s->ctx)
+                return -ENOMEM;
+        if (PKCS11_CTX_load(s->ctx, s->module_path) < 0) {
                 ERR_clear_error();
-                r = keys_errorf(ret_error, -EIO, "cannot load PKCS#11 module %s", resolved);
-                goto fail;
+                return keys_errorf(ret_error, -EIO, "cannot load PKCS#11 module %s", s->module_path);
         }
         s->ctx_loaded = true;
 
         /* SoftHSM assigns slot ids at random as tokens are created; a token
          * made a moment ago may need another enumeration to show up. */
-        for (int attempt = 0; attempt < TOKEN_FIND_ATTEMPTS; attempt++) {
+        for (int attempt = 0; attempt < attempts; attempt++) {
+                if (attempt > 0)
+                        usleep(TOKEN_FIND_DELAY_US);
                 if (s->slots) {
                         PKCS11_release_all_slots(s->ctx, s->slots, s->n_slots);
                         s->slots = NULL;
@@ -253,64 +320,182 @@ int keys_store_open(const char *module_path, const char *token_label, const char
                 if (PKCS11_enumerate_slots(s->ctx, &s->slots, &s->n_slots) < 0) {
                         ERR_clear_error();
                         s->slots = NULL;
-                        r = keys_errorf(ret_error, -EIO, "cannot enumerate the slots of %s", resolved);
-                        goto fail;
+                        return keys_errorf(ret_error, -EIO, "cannot enumerate the slots of %s", s->module_path);
                 }
                 s->slot = find_token_slot(s);
                 if (s->slot)
                         break;
-                usleep(TOKEN_FIND_DELAY_US);
         }
-        if (!s->slot) {
-                r = keys_errorf(ret_error, -ENOENT, "no token labelled \"%s\" in %s", token_label, resolved);
-                goto fail;
-        }
+        if (!s->slot)
+                return keys_errorf(ret_error, -ENOENT, "no token labelled \"%s\" in %s", s->token_label,
+                                   s->module_path);
         s->slot_id = PKCS11_get_slotid_from_slot(s->slot);
+        return 0;
+}
 
-        r = keys_raw_open(s, resolved, ret_error);
-        if (r < 0)
-                goto fail;
+/* Logs the raw side in (see raw_session in keystore-internal.h). Where the
+ * raw side shares libp11's module instance the login is already there. */
+static int raw_login(keys_store *s, char **ret_error) {
+        CK_RV rv = s->fn->C_OpenSession(s->slot_id, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
+                                        &s->raw_session);
+        if (rv != CKR_OK)
+                return keys_errorf(ret_error, -EIO, "C_OpenSession failed: 0x%lx", (unsigned long) rv);
+        s->raw_session_open = true;
+        rv = s->fn->C_Login(s->raw_session, CKU_USER, (CK_UTF8CHAR_PTR) s->pin, (CK_ULONG) strlen(s->pin));
+        if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN)
+                return keys_errorf(ret_error, -EIO, "C_Login failed: 0x%lx", (unsigned long) rv);
+        return 0;
+}
 
-        /* libp11 wants a C string: a short-lived copy, wiped on every path
-         * (OPENSSL_clear_free). A PIN with a NUL inside would be cut short. */
-        if (memchr(pin, '\0', pin_len)) {
-                r = keys_errorf(ret_error, -EINVAL, "the PIN contains a NUL byte");
-                goto fail;
-        }
-        pin_z = OPENSSL_zalloc(pin_len + 1);
-        if (!pin_z) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        memcpy(pin_z, pin, pin_len);
+static int store_login(keys_store *s, char **ret_error) {
         int logged_in = 0;
         if (PKCS11_is_logged_in(s->slot, 0, &logged_in) < 0)
                 ERR_clear_error();
-        if (!logged_in && PKCS11_login(s->slot, 0, pin_z) < 0) {
-                r = last_ckr_to_errno();
-                if (r < 0) {
-                        if (r == -EACCES)
-                                keys_errorf(ret_error, r, "wrong PIN for token \"%s\"", token_label);
-                        else if (r == -EPERM)
-                                keys_errorf(ret_error, r, "the PIN of token \"%s\" is locked", token_label);
-                        else
-                                keys_errorf(ret_error, r, "login to token \"%s\" failed", token_label);
-                        goto fail;
+        if (logged_in || PKCS11_login(s->slot, 0, s->pin) == 0)
+                return 0;
+        int r = last_ckr_to_errno();
+        if (r == -EACCES)
+                return keys_errorf(ret_error, r, "wrong PIN for token \"%s\"", s->token_label);
+        if (r == -EPERM)
+                return keys_errorf(ret_error, r, "the PIN of token \"%s\" is locked", s->token_label);
+        if (r < 0)
+                return keys_errorf(ret_error, r, "login to token \"%s\" failed", s->token_label);
+        return 0;
+}
+
+/* After a re-open: gives every known key the new token's private key
+ * object with the same label and CKA_ID. A key no longer on the token keeps
+ * priv NULL (keys_sign fails with -EIO). Caller holds the write lock. */
+static int store_remap_locked(keys_store *s) {
+        PKCS11_KEY *pks = NULL;
+        unsigned int n = 0;
+        if (PKCS11_enumerate_keys(s->slot->token, &pks, &n) < 0) {
+                ERR_clear_error();
+                return -EIO;
+        }
+        for (size_t i = 0; i < s->n_keys; i++) {
+                keys_key *k = s->keys[i];
+                for (unsigned int j = 0; j < n && !k->priv; j++) {
+                        PKCS11_KEY *pk = &pks[j];
+                        if (!pk->isPrivate || !pk->label || strcmp(pk->label, k->label) != 0 ||
+                            pk->id_len != sizeof k->id || memcmp(pk->id, k->id, sizeof k->id) != 0)
+                                continue;
+                        k->priv = PKCS11_get_private_key(pk);
+                        if (!k->priv)
+                                ERR_clear_error();
                 }
         }
+        return 0;
+}
 
+int keys_store_open(const char *module_path, const char *token_label, const char *pin,
+                    size_t pin_len, keys_store **ret, char **ret_error) {
+        char resolved[PATH_MAX];
+        int r;
+
+        if (!realpath(module_path, resolved))
+                return keys_errorf(ret_error, -ENOENT, "PKCS#11 module %s: %s", module_path, strerror(errno));
+        /* libp11 wants a C string: a PIN with a NUL inside would be cut short. */
+        if (memchr(pin, '\0', pin_len))
+                return keys_errorf(ret_error, -EINVAL, "the PIN contains a NUL byte");
+
+        keys_store *s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        /* Writers (re-open, key generation, destruction) must get in while
+         * signers keep the lock busy: glibc's default prefers readers. */
+        pthread_rwlockattr_t attr;
+        pthread_rwlockattr_init(&attr);
+        pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&s->lock, &attr);
+        pthread_rwlockattr_destroy(&attr);
+        pthread_mutex_init(&s->reopen_lock, NULL);
+        s->token_label = strdup(token_label);
+        s->module_path = strdup(resolved);
+        if (!s->token_label || !s->module_path || pin_keep(s, pin, pin_len) < 0) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        r = store_attach(s, TOKEN_FIND_ATTEMPTS, ret_error);
+        if (r < 0)
+                goto fail;
+        r = keys_raw_open(s, resolved, ret_error);
+        if (r < 0)
+                goto fail;
+        r = store_login(s, ret_error);
+        if (r < 0)
+                goto fail;
+        r = raw_login(s, ret_error);
+        if (r < 0)
+                goto fail;
         r = store_refresh_locked(s, ret_error);
         if (r < 0)
                 goto fail;
-
-        OPENSSL_clear_free(pin_z, pin_len + 1);
         *ret = s;
         return 0;
 fail:
-        if (pin_z)
-                OPENSSL_clear_free(pin_z, pin_len + 1);
         keys_store_free(s);
         return r;
+}
+
+/* Re-opens the token (see the top of this file). Returns 0 when the token
+ * is usable: re-opened here, or by another thread since the caller read
+ * generation `seen`; -EIO while it is down. */
+static int store_recover(keys_store *s, unsigned seen) {
+        int r = -EIO;
+        pthread_mutex_lock(&s->reopen_lock);
+        if (__atomic_load_n(&s->generation, __ATOMIC_ACQUIRE) != seen) {
+                r = __atomic_load_n(&s->broken, __ATOMIC_ACQUIRE) ? -EIO : 0;
+                goto out;
+        }
+        uint64_t now = mono_ms();
+        if (s->last_attempt_ms && now - s->last_attempt_ms < REOPEN_RETRY_MS)
+                goto out;
+        s->last_attempt_ms = now;
+        if (!s->down_since_ms)
+                s->down_since_ms = now;
+        __atomic_store_n(&s->broken, 1, __ATOMIC_RELEASE);
+
+        pthread_rwlock_wrlock(&s->lock);
+        raw_detach(s);
+        store_detach(s);
+        /* After libp11's C_Finalize: where the raw side has an instance of
+         * its own (p11-kit-client.so), that one reconnects too. */
+        if (s->raw_initialized)
+                (void) s->fn->C_Finalize(NULL);
+        s->raw_initialized = false;
+        r = store_attach(s, 1, NULL);
+        if (r >= 0) {
+                CK_RV rv = s->fn->C_Initialize(NULL);
+                s->raw_initialized = rv == CKR_OK;
+                r = rv == CKR_OK || rv == CKR_CRYPTOKI_ALREADY_INITIALIZED ? 0 : -EIO;
+        }
+        if (r >= 0)
+                r = store_login(s, NULL);
+        if (r >= 0)
+                r = raw_login(s, NULL);
+        if (r >= 0)
+                r = store_remap_locked(s);
+        if (r >= 0)
+                r = store_refresh_locked(s, NULL);
+        pthread_rwlock_unlock(&s->lock);
+        ERR_clear_error();
+        if (r < 0) {
+                r = -EIO;
+                goto out;
+        }
+        s->down_since_ms = 0;
+        __atomic_store_n(&s->broken, 0, __ATOMIC_RELEASE);
+        __atomic_add_fetch(&s->generation, 1, __ATOMIC_RELEASE);
+out:
+        pthread_mutex_unlock(&s->reopen_lock);
+        return r;
+}
+
+int keys_store_health(keys_store *s, unsigned *ret_reopens) {
+        if (ret_reopens)
+                *ret_reopens = __atomic_load_n(&s->generation, __ATOMIC_ACQUIRE);
+        return __atomic_load_n(&s->broken, __ATOMIC_ACQUIRE) ? -EIO : 0;
 }
 
 const char *keys_store_token_label(const keys_store *s) {
@@ -347,6 +532,10 @@ int keys_generate(keys_store *s, int algorithm, const char *label, keys_key **re
         if (strncmp(label, KEYS_LABEL_PREFIX, strlen(KEYS_LABEL_PREFIX)) != 0)
                 return -EINVAL;
         pthread_rwlock_wrlock(&s->lock);
+        if (!s->slot) {
+                r = keys_errorf(ret_error, -EIO, "token \"%s\" is unavailable", s->token_label);
+                goto out;
+        }
         if (keys_store_find_label(s, label)) {
                 r = keys_errorf(ret_error, -EEXIST, "a key labelled \"%s\" already exists", label);
                 goto out;
@@ -378,14 +567,25 @@ int keys_sign(keys_store *s, keys_key *k, const uint8_t *digest, size_t digest_l
         if (digest_len != want)
                 return -EINVAL;
 
-        int r = -EIO;
-        EVP_PKEY_CTX *ctx = NULL;
-        pthread_rwlock_rdlock(&s->lock);
-        if (!k->priv) {
-                r = -ENOENT; /* destroyed */
-                goto out;
+        /* A token call that failed re-opens the token and tries once more
+         * (store_recover): a token that came back since is used at once. */
+        bool retried = false;
+        unsigned seen = __atomic_load_n(&s->generation, __ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&s->broken, __ATOMIC_ACQUIRE)) {
+                if (store_recover(s, seen) < 0)
+                        return -EIO;
+                seen = __atomic_load_n(&s->generation, __ATOMIC_ACQUIRE);
+                retried = true;
         }
-        ctx = EVP_PKEY_CTX_new(k->priv, NULL);
+again:;
+        int r = -EIO;
+        pthread_rwlock_rdlock(&s->lock);
+        if (k->destroyed) {
+                /* Not a token failure: nothing to re-open. */
+                pthread_rwlock_unlock(&s->lock);
+                return -ENOENT;
+        }
+        EVP_PKEY_CTX *ctx = k->priv ? EVP_PKEY_CTX_new(k->priv, NULL) : NULL;
         if (!ctx || EVP_PKEY_sign_init(ctx) <= 0)
                 goto out;
         if (k->algorithm == PROVSIGN__KEY_ALGORITHM__RSA_3072 &&
@@ -402,12 +602,20 @@ out:
                 ERR_clear_error();
         EVP_PKEY_CTX_free(ctx);
         pthread_rwlock_unlock(&s->lock);
+        if (r < 0 && !retried) {
+                retried = true;
+                if (store_recover(s, seen) == 0) {
+                        seen = __atomic_load_n(&s->generation, __ATOMIC_ACQUIRE);
+                        goto again;
+                }
+        }
         return r;
 }
 
 void keys_key_forget_private(keys_key *k) {
         EVP_PKEY_free(k->priv);
         k->priv = NULL;
+        k->destroyed = true;
 }
 
 const char *keys_key_label(const keys_key *k) {

@@ -33,9 +33,16 @@ typedef struct keys_key keys_key;
  * as tokens appear), logs in with pin (pin_len bytes, not NUL-terminated;
  * the caller wipes its copy), and enumerates the keys whose CKA_LABEL starts
  * with KEYS_LABEL_PREFIX. On success the caller owns *ret (keys_store_free).
- * ret_error may be NULL. */
+ * ret_error may be NULL. The store keeps its own copy of the PIN (locked,
+ * excluded from dumps, wiped by keys_store_free) to log in again after a
+ * token outage. */
 int keys_store_open(const char *module_path, const char *token_label, const char *pin,
                     size_t pin_len, keys_store **ret, char **ret_error);
+
+/* keys_store_health: 0 while the token answers, -EIO from a failed token
+ * call until a re-open succeeds (keys_sign re-opens the token by itself;
+ * see keystore.c). *ret_reopens (may be NULL): successful re-opens so far. */
+int keys_store_health(keys_store *s, unsigned *ret_reopens);
 
 /* keys_store_free: logs out, unloads the module, frees every keys_key.
  * Accepts NULL. No keys_sign() may be running. */
@@ -71,7 +78,10 @@ int keys_destroy(keys_store *s, keys_key *k, char **ret_error);
  * RSA-3072: RSASSA-PKCS1-v1_5 over the DigestInfo of the digest (SHA-256).
  * sig must hold KEYS_MAX_SIGNATURE bytes; *ret_len is written on success.
  * -EINVAL when digest_len does not match the key's digest, -ENOENT when
- * the key was destroyed, -EIO on token failure. Thread-safe. */
+ * the key was destroyed, -EIO on token failure. Thread-safe. A failed token call re-opens the token (new
+ * context, sessions, login, key objects) and signs once more; while the
+ * token stays down, calls fail fast with -EIO and a re-open is retried at
+ * most every 250 ms. */
 int keys_sign(keys_store *s, keys_key *k, const uint8_t *digest, size_t digest_len,
               uint8_t *sig, size_t *ret_len);
 

@@ -138,6 +138,8 @@ agent_argv() {
         [ -n "${PROVSIGN_P11_ASAN_OPTIONS:-}" ] && AGENT_ARGV+=("ASAN_OPTIONS=$PROVSIGN_P11_ASAN_OPTIONS")
         [ -n "${PROVSIGN_P11_LSAN_OPTIONS:-}" ] && AGENT_ARGV+=("LSAN_OPTIONS=$PROVSIGN_P11_LSAN_OPTIONS")
         [ -n "${UBSAN_OPTIONS:-}" ] && AGENT_ARGV+=("UBSAN_OPTIONS=$UBSAN_OPTIONS")
+        # AGENT_ENV: extra VAR=value words for the agent (test-outage: the p11-kit server address).
+        [ -n "${AGENT_ENV:-}" ] && AGENT_ARGV+=($AGENT_ENV)
         AGENT_ARGV+=("$PROVSIGN_AGENT")
 }
 

@@ -18,6 +18,7 @@
 #include <openssl/x509.h>
 
 #include "keyid.h"
+#include "keystore-internal.h" /* the module's function list, to pull the sessions away */
 #include "keystore.h"
 #include "provsign.pb-c.h"
 
@@ -249,6 +250,39 @@ static void test_eddsa_detected(void **state) {
         assert_int_equal(system(cmd), 0);
 }
 
+/* The token "goes away" under the store: every session of the process on
+ * its slot closed behind libp11's back (C_CloseAllSessions, which also
+ * ends the login). The next keys_sign re-opens the token, logs in again,
+ * remaps the key and signs, with the same keys_key handle. */
+static void test_recover_lost_sessions(void **state) {
+        keys_store *s = open_store();
+        keys_key *k = NULL;
+        assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/recover/1", &k, NULL), 0);
+        uint8_t digest[32], sig[KEYS_MAX_SIGNATURE];
+        size_t slen = 0;
+        assert_int_equal(RAND_bytes(digest, sizeof digest), 1);
+        assert_int_equal(keys_sign(s, k, digest, sizeof digest, sig, &slen), 0);
+        unsigned reopens = 99;
+        assert_int_equal(keys_store_health(s, &reopens), 0);
+        assert_int_equal(reopens, 0);
+
+        assert_int_equal(s->fn->C_CloseAllSessions(s->slot_id), CKR_OK);
+        assert_int_equal(keys_sign(s, k, digest, sizeof digest, sig, &slen), 0);
+        verify(k, digest, sizeof digest, sig, slen);
+        assert_int_equal(keys_store_health(s, &reopens), 0);
+        assert_int_equal(reopens, 1);
+        assert_ptr_equal(keys_store_find_label(s, "provsign/recover/1"), k);
+
+        /* and once more: a second outage is handled the same way */
+        assert_int_equal(s->fn->C_CloseAllSessions(s->slot_id), CKR_OK);
+        usleep(300 * 1000); /* past the re-open throttle */
+        assert_int_equal(keys_sign(s, k, digest, sizeof digest, sig, &slen), 0);
+        verify(k, digest, sizeof digest, sig, slen);
+        assert_int_equal(keys_store_health(s, &reopens), 0);
+        assert_int_equal(reopens, 2);
+        keys_store_free(s);
+}
+
 static void test_label_parse(void **state) {
         char owner[65];
         uint32_t gen;
@@ -274,7 +308,7 @@ int main(void) {
                 cmocka_unit_test(test_missing_token), cmocka_unit_test(test_missing_module),
                 cmocka_unit_test(test_p256),          cmocka_unit_test(test_p384),
                 cmocka_unit_test(test_rsa3072),       cmocka_unit_test(test_concurrent),
-                cmocka_unit_test(test_eddsa_detected),
+                cmocka_unit_test(test_eddsa_detected), cmocka_unit_test(test_recover_lost_sessions),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,156 @@
+#!/bin/bash
+# Token outage and recovery: the agent reaches SoftHSM2 through `p11-kit
+# server` + p11-kit-client.so (the shape of a network HSM). While 4 clients
+# sign: the server is killed (callers get HSM_UNAVAILABLE, the agent stays
+# up), started again (signing resumes by itself: sessions, login and key
+# objects redone), then frozen with SIGSTOP (a token call that hangs: callers
+# get HSM_UNAVAILABLE at hsm_timeout) and thawed. Every signature returned
+# verifies with openssl and is in the audit log; the log verifies against
+# the agent's checkpoint. Prints the outage detection and recovery times.
+. "$SRCDIR/tests/lib/common.sh"
+setup_test
+
+CLIENT_MODULE=
+for f in /usr/lib/*/pkcs11/p11-kit-client.so /usr/lib/pkcs11/p11-kit-client.so; do
+        [ -e "$f" ] && CLIENT_MODULE=$f && break
+done
+[ -n "$CLIENT_MODULE" ] || { echo "FAIL: p11-kit-client.so not found (Debian package p11-kit-modules)" >&2; exit 1; }
+mkdir -p "$T/p11"
+chown "$AGENT_UID:$AGENT_GID" "$T/p11"
+P11SOCK=$T/p11/server.sock
+P11_PID=
+SOFTHSM_MODULE=$MODULE
+
+# The server runs as the agent's user in its own process group: it forks a
+# child per connection, and "the token goes away" means all of them.
+start_p11() {
+        rm -f "$P11SOCK"
+        setpriv --reuid="$AGENT_UID" --regid="$AGENT_GID" --clear-groups env SOFTHSM2_CONF="$SOFTHSM2_CONF" \
+                setsid p11-kit server -f -n "$P11SOCK" --provider "$SOFTHSM_MODULE" "pkcs11:token=provsign" \
+                >>"$T/p11.log" 2>&1 </dev/null &
+        P11_PID=$!
+        for _ in $(seq 1 100); do [ -S "$P11SOCK" ] && return 0; sleep 0.05; done
+        echo "p11-kit server did not start: $(cat "$T/p11.log")" >&2
+        exit 1
+}
+stop_p11() {
+        kill -KILL -- "-$P11_PID" 2>/dev/null
+        wait "$P11_PID" 2>/dev/null
+}
+trap 'kill -CONT -- "-$P11_PID" 2>/dev/null; stop_p11; cleanup' EXIT
+
+# monotonic ms, the clock tests/lib/signprobe.py logs with
+now_ms() { python3 -c 'import time; print(int(time.clock_gettime(time.CLOCK_MONOTONIC) * 1000))'; }
+
+start_p11
+MODULE=$CLIENT_MODULE
+write_config "hsm_timeout = 2s"
+AGENT_ENV="P11_KIT_SERVER_ADDRESS=unix:path=$P11SOCK"
+start_agent
+expect_exit 0 "pubkey through p11-kit" cli "$RUNNER_UID" key pubkey --principal ci-release
+cp "$T/out" "$T/pub.pem"
+
+# 4 CLI clients sign until told to stop; each call: start end (wall clock
+# ms) rc status digest signature
+mkdir -p "$T/c"
+chmod 0777 "$T/c"
+for c in 1 2 3 4; do
+        (
+                while [ ! -e "$T/stop" ]; do
+                        d=$(random_digest)
+                        s=$(date +%s%3N)
+                        out=$(timeout 30 env PROVSIGN_AGENT_SOCK="$SOCK" setpriv --reuid="$RUNNER_UID" --regid="$RUNNER_UID" \
+                                --groups="$CLIENTS_GID" "$PROVSIGN_CLI" sign --principal ci-release --digest "sha256:$d" \
+                                2>"$T/c/$c.err")
+                        rc=$?
+                        st=$(head -c 64 "$T/c/$c.err" | head -1 | cut -d: -f1)
+                        echo "$s $(date +%s%3N) $rc ${st:--} $d ${out:--}" >> "$T/c/$c.log"
+                done
+        ) &
+done
+
+# and one probe on a single connection, for the times (no process start per call)
+as "$RUNNER_UID" python3 "$SRCDIR/tests/lib/signprobe.py" "$SOCK" ci-release "$T/stop" "$T/c/probe.calls" &
+sleep 2
+stop_p11
+t_kill=$(now_ms)
+sleep 4
+check "the agent is up while the token is gone" agent_alive
+expect_exit 0 "status answers during the outage" cli "$OPERATOR_UID" status
+t_back=$(now_ms)
+start_p11
+sleep 4
+t_freeze=$(now_ms)
+kill -STOP -- "-$P11_PID"
+sleep 5
+t_thaw=$(now_ms)
+kill -CONT -- "-$P11_PID"
+sleep 3
+touch "$T/stop"
+for j in $(jobs -p); do [ "$j" = "$AGENT_PID" ] || [ "$j" = "$P11_PID" ] || wait "$j"; done
+
+d=$(random_digest)
+expect_exit 0 "signing works after the outages" cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$d"
+check "the agent is still up" agent_alive
+check "the agent logged the outage" grep -q "is unavailable" "$T/agent.log"
+check "the agent logged the re-open" grep -q "re-opened" "$T/agent.log"
+
+cat "$T"/c/*.log | sort -n > "$T/calls"
+awk '{print $1, $2, ($3 == "OK" ? 0 : ($3 == "HSM_UNAVAILABLE" ? 3 : 9)), $3, $4, "-"}' "$T/c/probe.calls" > "$T/probe"
+python3 - "$T/probe" "$t_kill" "$t_back" "$t_freeze" "$t_thaw" 2000 > "$T/times" <<'PY'
+import sys
+calls = [l.split() for l in open(sys.argv[1])]
+t_kill, t_back, t_freeze, t_thaw, hsm = map(int, sys.argv[2:7])
+calls = [(int(s), int(e), int(rc), st, d, sig) for s, e, rc, st, d, sig in calls]
+bad = [c for c in calls if not (c[2] == 0 or (c[2] == 3 and c[3] == "HSM_UNAVAILABLE"))]
+assert not bad, "unexpected results: %r" % bad[:3]
+unavail_kill = [c for c in calls if c[2] == 3 and t_kill <= c[1] <= t_back]
+assert unavail_kill, "no HSM_UNAVAILABLE while the server was down"
+ok_down = [c for c in calls if c[2] == 0 and c[0] > t_kill + 50 and c[1] < t_back]
+assert not ok_down, "signatures while the server was down: %r" % ok_down[:3]
+ok_back = [c for c in calls if c[2] == 0 and t_back <= c[0] and c[1] <= t_freeze]
+assert ok_back, "no signature after the server came back"
+unavail_freeze = [c for c in calls if c[2] == 3 and t_freeze <= c[1] <= t_thaw + 500]
+assert unavail_freeze, "no HSM_UNAVAILABLE while the server was frozen"
+ok_thaw = [c for c in calls if c[2] == 0 and c[0] >= t_thaw]
+assert ok_thaw, "no signature after the server was thawed"
+detect = max(0, min(c[1] for c in unavail_kill) - t_kill)
+slowest_down = max(c[1] - c[0] for c in unavail_kill)
+recover = min(c[1] for c in ok_back) - t_back
+hang = max(c[1] - c[0] for c in unavail_freeze)
+print("probe calls=%d ok=%d unavailable=%d" % (len(calls), sum(c[2] == 0 for c in calls), sum(c[2] == 3 for c in calls)))
+print("outage detected %d ms after the kill (slowest failing call %d ms)" % (detect, slowest_down))
+print("signing resumed %d ms after the server came back" % recover)
+print("frozen token: longest HSM_UNAVAILABLE call %d ms (hsm_timeout %d ms)" % (hang, hsm))
+print("first OK after the thaw %d ms" % (min(c[1] for c in ok_thaw) - t_thaw))
+PY
+rc=$?
+cat "$T/times"
+expect_eq "$rc" 0 "the probe got only OK or HSM_UNAVAILABLE; HSM_UNAVAILABLE in both outages; signing resumed after each"
+check "the CLI clients got only signatures or HSM_UNAVAILABLE (exit 3)" awk '$3 != 0 && !($3 == 3 && $4 == "HSM_UNAVAILABLE") { exit 1 }' "$T/calls"
+check "the CLI clients got HSM_UNAVAILABLE during the outages" awk '$3 == 3 { n++ } END { exit !n }' "$T/calls"
+
+bad=0
+n_ok=0
+while read -r _ _ rc _ d sig; do
+        [ "$rc" = 0 ] || continue
+        n_ok=$((n_ok + 1))
+        verify_sig "$T/pub.pem" "$d" "$sig" || bad=$((bad + 1))
+        echo "$d" >> "$T/ok-digests"
+done < "$T/calls"
+awk '$3 == "OK" { print $4 }' "$T/c/probe.calls" >> "$T/ok-digests"
+expect_eq "$bad" 0 "openssl verified all $n_ok signatures returned"
+
+stop_agent
+start_agent
+expect_exit 0 "checkpoint" cli "$STRANGER_UID" audit checkpoint --json
+cp "$T/out" "$T/cp.json"
+python3 "$SRCDIR/tests/lib/segread.py" "$T/state/log" "$T/cp.json" > "$T/seg.json"
+expect_eq "$?" 0 "the log verifies against the agent's checkpoint"
+missing=$(python3 -c '
+import json, sys
+logged = set(json.load(open(sys.argv[1]))["sign_digests"])
+print(sum(1 for l in open(sys.argv[2]) if l.strip() not in logged))' "$T/seg.json" "$T/ok-digests")
+expect_eq "$missing" 0 "every returned signature is in the log ($(wc -l < "$T/ok-digests"))"
+stop_agent
+finish
