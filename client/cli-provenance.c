@@ -465,17 +465,12 @@ int cmd_provenance(const struct cli_ctx *ctx, int argc, char **argv) {
                 case ARG_NO_CI:
                         no_ci = true;
                         break;
-                case 'a': {
-                        char *eq = strchr(optarg, '=');
-
-                        if (!eq || eq == optarg) {
-                                r = cli_usage_error(verb, "invalid annotation '%s': expected KEY=VALUE", optarg);
+                case 'a':
+                        r = cli_parse_annotation(verb, optarg, &ann[n_ann]);
+                        if (r != CLI_EXIT_OK)
                                 goto out;
-                        }
-                        *eq = '\0';
-                        ann[n_ann++] = (struct provsign_annotation) { .key = optarg, .value = eq + 1 };
+                        n_ann++;
                         break;
-                }
                 case 'h':
                         provenance_help();
                         r = CLI_EXIT_OK;

@@ -113,18 +113,12 @@ int cmd_sign(const struct cli_ctx *ctx, int argc, char **argv) {
                 case 't':
                         payload_type = optarg;
                         break;
-                case 'a': {
-                        char *eq = strchr(optarg, '=');
-
-                        if (!eq || eq == optarg) {
-                                r = cli_usage_error("sign", "invalid annotation '%s': expected KEY=VALUE", optarg);
+                case 'a':
+                        r = cli_parse_annotation("sign", optarg, &ann[n_ann]);
+                        if (r != CLI_EXIT_OK)
                                 goto out;
-                        }
-                        /* argv is ours to modify; split KEY=VALUE in place. */
-                        *eq = '\0';
-                        ann[n_ann++] = (struct provsign_annotation) { .key = optarg, .value = eq + 1 };
+                        n_ann++;
                         break;
-                }
                 case 'r':
                         if (!*optarg) {
                                 r = cli_usage_error("sign", "--receipt needs a non-empty path");

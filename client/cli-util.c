@@ -241,3 +241,13 @@ const char *cli_safe(const char *s) {
         buf[i] = '\0';
         return buf;
 }
+
+int cli_parse_annotation(const char *verb, char *arg, struct provsign_annotation *ret) {
+        char *eq = strchr(arg, '=');
+
+        if (!eq || eq == arg)
+                return cli_usage_error(verb, "invalid annotation '%s': expected KEY=VALUE", arg);
+        *eq = '\0';
+        *ret = (struct provsign_annotation) { .key = arg, .value = eq + 1 };
+        return CLI_EXIT_OK;
+}

@@ -87,6 +87,11 @@ int cli_connect(const struct cli_ctx *ctx, provsign_conn **ret);
  *   -EPROTO and the rest   "provsign: <what>: <strerror>"         -> 5 */
 int cli_call_failed(const struct cli_ctx *ctx, provsign_conn *conn, int r, const char *what);
 
+/* cli_parse_annotation: splits a --annotation KEY=VALUE argument in place
+ * (argv is ours to modify) into *ret. CLI_EXIT_OK, or CLI_EXIT_USAGE after
+ * printing why (no '=' or an empty KEY). */
+int cli_parse_annotation(const char *verb, char *arg, struct provsign_annotation *ret);
+
 /* cli_print_json: prints j (compact, one line) and a newline to stdout and
  * drops the reference. NULL j (a failed build, e.g. invalid UTF-8 from the
  * agent) prints a diagnostic instead. Returns a CLI_EXIT_* code. */
