@@ -23,6 +23,7 @@ typedef struct agent {
         agent_audit *audit;
         struct agent_conn_job *parked_head, *parked_tail; /* Sign replies waiting for their entry */
         uint64_t started_us;
+        _Atomic int journal_events; /* config->journal_events, readable from any thread (events.h) */
 } agent;
 
 uint64_t agent_now_us(void);

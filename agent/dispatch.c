@@ -8,6 +8,7 @@
 
 #include "build-config.h"
 #include "config.h"
+#include "events.h"
 #include "export.h"
 #include "frame.h"
 #include "keyid.h"
@@ -257,6 +258,23 @@ static void sign_fail(sign_job *job, int status, const char *fmt, ...) {
         job->status = status;
 }
 
+/* The signature's journald event (journal_events = all) and, with or
+ * without one, a debug line on stderr. */
+static void sign_journal(agent *a, const sign_job *job) {
+        log_debug("signed for %s with %s (uid %u pid %d), log entry %llu", job->principal, job->key->keyid,
+                  (unsigned) job->who.uid, (int) job->who.pid, (unsigned long long) job->base.wait_seq);
+        if (!agent_journal_wanted(a, AGENT_JOURNAL_SIGN))
+                return;
+        const Provsign__SignRequest *s = job->req->sign;
+        char *digest = proto_digest_spec((int) s->digest_algorithm, s->digest.data, s->digest.len);
+        agent_journal_fields f = { .event = "SIGN", .has_seq = true, .seq = job->base.wait_seq,
+                                   .principal = job->principal, .keyid = job->key->keyid, .digest = digest,
+                                   .status = "OK", .who = &job->who };
+        agent_journal_event(a, AGENT_JOURNAL_SIGN, LOG_INFO, &f, "signed %s for %s with %s", digest ? digest : "",
+                            job->principal, job->key->keyid);
+        free(digest);
+}
+
 /* Appends the sign entry; the caller holds the principal's order lock. */
 static void sign_append(sign_job *job, agent_key *k) {
         const Provsign__SignRequest *s = job->req->sign;
@@ -367,9 +385,7 @@ static bool sign_complete(agent *a, agent_conn *c, agent_conn_job *j) {
                 sign_job_free(job);
                 return true;
         }
-        agent_log(a->config->journal_events == AGENT_JOURNAL_ALL ? LOG_INFO : LOG_DEBUG,
-                  "signed for %s with %s (uid %u pid %d), log entry %llu", job->principal, job->key->keyid,
-                  (unsigned) job->who.uid, (int) job->who.pid, (unsigned long long) job->base.wait_seq);
+        sign_journal(a, job);
         Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
         Provsign__SignResponse sr = PROVSIGN__SIGN_RESPONSE__INIT;
         sr.keyid = job->key->keyid;

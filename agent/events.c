@@ -71,8 +71,12 @@ void agent_audit_policy_load(agent *a, const char *path, int status, const char 
 
 /* ---- journald ---- */
 
+void agent_journal_configure(agent *a) {
+        a->journal_events = (int) a->config->journal_events;
+}
+
 bool agent_journal_wanted(const agent *a, enum agent_journal_class cls) {
-        switch (a->config->journal_events) {
+        switch (a->journal_events) {
         case AGENT_JOURNAL_NONE:
                 return false;
         case AGENT_JOURNAL_ALL:
@@ -136,4 +140,22 @@ void agent_journal_event(const agent *a, enum agent_journal_class cls, int prior
         (void) sd_journal_sendv(iov, (int) n);
         for (size_t i = 0; i < n; i++)
                 free(fields[i]);
+}
+
+void agent_journal_key_event(void *ctx, const Provsign__AuditEntry *e, uint64_t seq) {
+        const agent *a = ctx;
+        const char *name = proto_audit_event_name((int) e->event);
+        agent_caller who = { 0 };
+        agent_journal_fields f = { .event = name, .has_seq = true, .seq = seq, .principal = e->principal,
+                                   .keyid = e->keyid };
+        if (e->caller) {
+                who.uid = e->caller->uid;
+                who.gid = e->caller->gid;
+                who.pid = e->caller->pid;
+                who.exe = e->caller->exe && *e->caller->exe ? e->caller->exe : NULL;
+                f.who = &who;
+        }
+        agent_journal_event(a, AGENT_JOURNAL_KEY, LOG_NOTICE, &f, "%s %s of %s%s%s", name ? name : "key event",
+                            e->keyid ? e->keyid : "", e->principal ? e->principal : "",
+                            e->message && *e->message ? ": " : "", e->message ? e->message : "");
 }

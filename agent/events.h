@@ -44,6 +44,10 @@ typedef struct agent_journal_fields {
         const agent_caller *who; /* PROVSIGN_UID, PROVSIGN_GID, PROVSIGN_PID, PROVSIGN_EXE */
 } agent_journal_fields;
 
+/* agent_journal_configure: takes journal_events from a->config (at start
+ * and after a reload), for senders on any thread. */
+void agent_journal_configure(agent *a);
+
 /* agent_journal_wanted: whether journal_events sends events of cls. */
 bool agent_journal_wanted(const agent *a, enum agent_journal_class cls);
 
@@ -52,3 +56,8 @@ bool agent_journal_wanted(const agent *a, enum agent_journal_class cls);
  * log origin, which names this agent in a fleet) and f's fields. */
 void agent_journal_event(const agent *a, enum agent_journal_class cls, int priority, const agent_journal_fields *f,
                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* agent_journal_key_event: a registry_event_fn (ctx = the agent): one
+ * AGENT_JOURNAL_KEY event per logged key event (create, rotate, revoke,
+ * destroy), with its seq, principal, key id and the operator who asked. */
+void agent_journal_key_event(void *ctx, const Provsign__AuditEntry *e, uint64_t seq);

@@ -313,6 +313,8 @@ int registry_append_events(agent_registry *reg, agent_principal_keys *p, agent_a
                         if (r < 0)
                                 log_error("key event %llu was logged but does not apply: %s",
                                           (unsigned long long) seq, strerror(-r));
+                        else if (reg->observe)
+                                reg->observe(reg->observe_ctx, es[i], seq);
                 }
         }
         if (p)

@@ -56,6 +56,10 @@ typedef struct agent_principal_keys {
         int64_t schedule_retry_us;      /* main thread: no scheduled rotation before this */
 } agent_principal_keys;
 
+/* Told of each key event after it is logged and applied, on the thread
+ * that appended it (a worker or the loop). */
+typedef void (*registry_event_fn)(void *ctx, const Provsign__AuditEntry *e, uint64_t seq);
+
 typedef struct agent_registry {
         pthread_mutex_t state;
         bool state_init;
@@ -63,6 +67,8 @@ typedef struct agent_registry {
         agent_principal_keys **principals;
         size_t n_principals;
         size_t n_keys;
+        registry_event_fn observe;  /* optional; set before any append */
+        void *observe_ctx;
 } agent_registry;
 
 /* registry_init: an empty registry over store. 0 or -errno. */
@@ -123,6 +129,7 @@ int registry_ensure_keys(agent_registry *reg, const agent_config *cfg, agent_aud
  * each, all under p's order lock held for writing (so a revocation and the
  * automatic rotation after it are one step for signers). On success
  * *ret_seq is the last entry's sequence number. A failure after the first
- * append leaves the earlier events applied (they are in the log). */
+ * append leaves the earlier events applied (they are in the log). Each
+ * logged event goes to reg->observe. */
 int registry_append_events(agent_registry *reg, agent_principal_keys *p, agent_audit *audit,
                            Provsign__AuditEntry *const *es, size_t n, uint64_t *ret_seq);

@@ -49,6 +49,7 @@ int agent_reload(agent *a) {
         }
         agent_config_free(a->config);
         a->config = next;
+        agent_journal_configure(a);
         log_notice("config reloaded from %s: %zu principals", next->path, next->n_principals);
         agent_audit_policy_load(a, next->path, PROVSIGN__STATUS__OK, "reloaded on SIGHUP");
         return 0;

@@ -21,11 +21,6 @@ const char *const client_audit_columns[] = {
         "annotations", "status", "leaf",
 };
 
-const char *client_audit_event_name(int event) {
-        const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&provsign__audit_event__descriptor, event);
-        return v && event != 0 ? v->name : NULL;
-}
-
 static json_t *str_or_null(const char *s) {
         return s && *s ? json_string(s) : json_null();
 }
@@ -44,7 +39,7 @@ json_t *client_audit_entry_json(const Provsign__AuditEntry *e, const uint8_t *le
 
         if (!o)
                 return NULL;
-        const char *ev = client_audit_event_name((int) e->event);
+        const char *ev = proto_audit_event_name((int) e->event);
         if (!ev) {
                 snprintf(unknown, sizeof unknown, "UNKNOWN_%d", (int) e->event);
                 ev = unknown;
@@ -53,7 +48,7 @@ json_t *client_audit_entry_json(const Provsign__AuditEntry *e, const uint8_t *le
         bool has_status = e->event == PROVSIGN__AUDIT_EVENT__SIGN || e->event == PROVSIGN__AUDIT_EVENT__REFUSED ||
                           e->event == PROVSIGN__AUDIT_EVENT__REFUSED_SUMMARY;
         if (e->digest.len) {
-                digest = client_digest_string((int) e->digest_algorithm, e->digest.data, e->digest.len);
+                digest = proto_digest_spec((int) e->digest_algorithm, e->digest.data, e->digest.len);
                 if (!digest)
                         goto fail;
         }

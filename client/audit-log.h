@@ -37,8 +37,6 @@ json_t *client_audit_entry_json(const Provsign__AuditEntry *e, const uint8_t *le
 extern const char *const client_audit_columns[];
 #define CLIENT_AUDIT_N_COLUMNS 14u
 
-/* client_audit_event_name: "SIGN", "KEY_ROTATE", ... or NULL if unknown. */
-const char *client_audit_event_name(int event);
 
 typedef struct client_audit_verify client_audit_verify;
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "names.h"
 #include "receipt-json.h"
 
 #include "cli.h"
@@ -61,7 +62,7 @@ static int print_verified(const struct client_receipt_doc *doc, const struct cli
 
         if (!proto_time_format_us(doc->rc.log_time_us, when))
                 return CLI_EXIT_LOCAL; /* cannot happen: it was parsed from this form */
-        digest = client_digest_string((int) e->digest_algorithm, e->digest.data, e->digest.len);
+        digest = proto_digest_spec((int) e->digest_algorithm, e->digest.data, e->digest.len);
         if (!digest) {
                 fprintf(stderr, "provsign: out of memory\n");
                 return CLI_EXIT_LOCAL;

@@ -245,22 +245,6 @@ json_t *client_receipt_to_json(const struct client_receipt *rc) {
         return o;
 }
 
-char *client_digest_string(int digest_algorithm, const uint8_t *digest, size_t len) {
-        const char *name = proto_digest_name(digest_algorithm);
-        size_t nl = strlen(name);
-        char *s;
-
-        if (len > 65536)
-                return NULL;
-        s = malloc(nl + 1 + 2 * len + 1);
-        if (!s)
-                return NULL;
-        memcpy(s, name, nl);
-        s[nl] = ':';
-        proto_hex_encode(digest, len, s + nl + 1);
-        return s;
-}
-
 json_t *client_receipt_verified_json(const struct client_receipt_doc *doc, const struct client_receipt_result *res) {
         const Provsign__AuditEntry *e = res->entry;
         char when[PROTO_TIME_LEN + 1], *digest;
@@ -269,7 +253,7 @@ json_t *client_receipt_verified_json(const struct client_receipt_doc *doc, const
 
         if (!e || !proto_time_format_us(doc->rc.log_time_us, when))
                 return NULL;
-        digest = client_digest_string((int) e->digest_algorithm, e->digest.data, e->digest.len);
+        digest = proto_digest_spec((int) e->digest_algorithm, e->digest.data, e->digest.len);
         if (!digest)
                 return NULL;
 

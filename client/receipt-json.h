@@ -68,6 +68,3 @@ int client_receipt_verify_text(const char *text, size_t len, const char *log_key
  * invalid UTF-8. */
 json_t *client_receipt_verified_json(const struct client_receipt_doc *doc, const struct client_receipt_result *res);
 
-/* client_digest_string: "sha256:HEX" of an entry's digest, into a new
- * string (free()), or NULL when out of memory. */
-char *client_digest_string(int digest_algorithm, const uint8_t *digest, size_t len);

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "hex.h"
@@ -122,4 +123,23 @@ const char *proto_key_state_name(int state) {
         if (state < 0 || (size_t) state >= N_ELEMENTS(state_names) || !state_names[state])
                 return "unknown";
         return state_names[state];
+}
+
+const char *proto_audit_event_name(int event) {
+        const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&provsign__audit_event__descriptor, event);
+        return v && event != 0 ? v->name : NULL;
+}
+
+char *proto_digest_spec(int digest_algorithm, const uint8_t *digest, size_t len) {
+        const char *name = proto_digest_name(digest_algorithm);
+        size_t nl = strlen(name);
+        if (len > 65536)
+                return NULL;
+        char *s = malloc(nl + 1 + 2 * len + 1);
+        if (!s)
+                return NULL;
+        memcpy(s, name, nl);
+        s[nl] = ':';
+        proto_hex_encode(digest, len, s + nl + 1);
+        return s;
 }

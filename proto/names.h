@@ -31,3 +31,12 @@ size_t proto_digest_length(int dalg); /* 0 when unknown */
 int proto_digest_spec_parse(const char *spec, int *ret_alg, uint8_t out[48], size_t *ret_len);
 
 const char *proto_key_state_name(int state); /* "active", "retired", ... */
+
+/* proto_audit_event_name: "SIGN", "KEY_ROTATE", ...; NULL for 0 or a value
+ * outside the enum. Static string. */
+const char *proto_audit_event_name(int event);
+
+/* proto_digest_spec: "sha256:HEX" of a digest (the inverse of
+ * proto_digest_spec_parse), in a new string the caller frees; NULL when out
+ * of memory or len > 64 KiB. */
+char *proto_digest_spec(int digest_algorithm, const uint8_t *digest, size_t len);

@@ -500,15 +500,27 @@ PY
         # never leave the stand-in behind, whatever happens next
         trap 'kill "$JPID" 2>/dev/null; rm -f /run/systemd/journal/socket; rmdir /run/systemd/journal 2>/dev/null; cleanup' EXIT
         for _ in $(seq 1 50); do [ -S /run/systemd/journal/socket ] && break; sleep 0.1; done
+        # journal_events = default: lifecycle, refusal, key event; no signatures
         start_agent
         cli "$RUNNER_UID" audit find --principal ci-release >/dev/null 2>&1
+        jd1=$(random_digest)
+        cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$jd1" >/dev/null || fail "sign (journal default)"
+        cli "$OPERATOR_UID" key rotate --principal ci-release >/dev/null || fail "rotate (journal)"
         stop_agent
+        # journal_events = all: every signature too, with its seq, key and digest
+        sed -i "s|^log_origin = .*|log_origin = provsign.test/journal-all-$$\njournal_events = all|" "$CONF"
+        start_agent
+        jd2=$(random_digest)
+        cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$jd2" --json > "$T/journal-sign.json" || fail "sign (journal all)"
+        stop_agent
+        sed -i "/^journal_events = all$/d" "$CONF"
         sleep 0.3
         kill "$JPID"; wait "$JPID" 2>/dev/null
         rm -f /run/systemd/journal/socket
         rmdir /run/systemd/journal 2>/dev/null
         trap cleanup EXIT
-        check "journald gets start, policy load, refusal and stop with PROVSIGN_* fields" python3 - "$T/journal.jsonl" "provsign.test/journal-$$" <<'PY'
+        check "journald gets start, policy load, refusal, key event and stop with PROVSIGN_* fields; no signatures by default" \
+                python3 - "$T/journal.jsonl" "provsign.test/journal-$$" "$OPERATOR_UID" <<'PY'
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
 ev = [e for e in ev if e.get("PROVSIGN_ORIGIN") == sys.argv[2]]
@@ -517,7 +529,25 @@ assert kinds[:2] == ["AGENT_START", "POLICY_LOAD"] and kinds[-1] == "AGENT_STOP"
 r = [e for e in ev if e["PROVSIGN_EVENT"] == "REFUSED"]
 assert len(r) == 1 and r[0]["PROVSIGN_REQUEST"] == "Find" and r[0]["PROVSIGN_STATUS"] == "PERMISSION_DENIED", r
 assert r[0]["PROVSIGN_UID"] == "64911" and int(r[0]["PROVSIGN_SEQ"]) > 0 and r[0]["SYSLOG_IDENTIFIER"] == "provsign-agent"
-assert all("SIGN" != k for k in kinds)
+assert all("SIGN" != k for k in kinds), kinds
+k = [e for e in ev if e["PROVSIGN_EVENT"] == "KEY_ROTATE"]
+assert len(k) == 1, kinds
+k = k[0]
+assert k["PROVSIGN_PRINCIPAL"] == "ci-release" and len(k["PROVSIGN_KEYID"]) == 64 and int(k["PROVSIGN_SEQ"]) > 0, k
+assert k["PROVSIGN_UID"] == sys.argv[3]  and k["MESSAGE"].startswith("KEY_ROTATE " + k["PROVSIGN_KEYID"] + " of ci-release") and k["PRIORITY"] == "5", k
+PY
+        check "journal_events = all adds one SIGN event per signature, naming its seq, key, digest and caller" \
+                python3 - "$T/journal.jsonl" "provsign.test/journal-all-$$" "$jd2" "$RUNNER_UID" "$T/journal-sign.json" <<'PY'
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+ev = [e for e in ev if e.get("PROVSIGN_ORIGIN") == sys.argv[2]]
+s = [e for e in ev if e["PROVSIGN_EVENT"] == "SIGN"]
+assert len(s) == 1, [e["PROVSIGN_EVENT"] for e in ev]
+s = s[0]
+got = json.load(open(sys.argv[5]))
+assert s["PROVSIGN_DIGEST"] == "sha256:" + sys.argv[3] and s["PROVSIGN_PRINCIPAL"] == "ci-release", s
+assert s["PROVSIGN_KEYID"] == got["keyid"] and int(s["PROVSIGN_SEQ"]) == got["receipt"]["log_seq"], (s, got)
+assert s["PROVSIGN_UID"] == sys.argv[4] and s["PROVSIGN_STATUS"] == "OK" and s["PRIORITY"] == "6", s
 PY
 fi
 finish

@@ -31,6 +31,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "names.h"
 #include "dsse.h"
 #include "frame.h"
 #include "hex.h"
@@ -2003,7 +2004,7 @@ static void test_receipt_verify_ok(void **state) {
         assert_string_equal(doc.keyid, SIGNER_KEYID);
         v = client_receipt_verified_json(&doc, &res);
         assert_non_null(v);
-        hex = client_digest_string(PROVSIGN__DIGEST_ALGORITHM__SHA256, digest32, sizeof digest32);
+        hex = proto_digest_spec(PROVSIGN__DIGEST_ALGORITHM__SHA256, digest32, sizeof digest32);
         assert_non_null(hex);
         assert_string_equal(hex, "sha256:0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20");
         assert_true(json_is_true(json_object_get(v, "verified")));
