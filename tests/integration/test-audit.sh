@@ -125,7 +125,12 @@ for c in $(seq 1 8); do
                 done
         ) &
 done
-sleep 1.5
+# kill once the clients are well under way (at least 16 signatures
+# answered), whatever the machine's load; a minute at most
+for _ in $(seq 1 600); do
+        [ "$(find "$T/k" -name '*.json' -size +0 | wc -l)" -ge 16 ] && break
+        sleep 0.1
+done
 kill -KILL "$AGENT_PID"
 wait "$AGENT_PID" 2>/dev/null
 AGENT_PID=
