@@ -76,7 +76,8 @@ void agent_journal_configure(agent *a) {
 }
 
 bool agent_journal_wanted(const agent *a, enum agent_journal_class cls) {
-        switch (a->journal_events) {
+        int mode = a->journal_events; /* one atomic load */
+        switch (mode) {
         case AGENT_JOURNAL_NONE:
                 return false;
         case AGENT_JOURNAL_ALL:

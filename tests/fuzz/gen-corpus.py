@@ -462,6 +462,76 @@ def receipt_json(seq, time_text, leaf, tree_size, proof, note, whole=None):
     return json.dumps(r, indent=1).encode() + b"\n"
 
 
+def bundle_keys(tmp, key):
+    """The corpus test key plus freshly made P-256, P-384 and RSA-3072 keys:
+    (algorithm, pem) pairs. The fresh ones change on every run (their
+    meaning does not)."""
+    out = [("ecdsa-p256", key.pem)]
+    for alg, args in (("ecdsa-p256", ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]),
+                      ("ecdsa-p384", ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"]),
+                      ("rsa-3072", ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"])):
+        path = os.path.join(tmp, alg + ".pem")
+        subprocess.run(["openssl", "genpkey", *args, "-out", path], check=True, capture_output=True)
+        out.append((alg, subprocess.run(["openssl", "pkey", "-in", path, "-pubout"], check=True,
+                                        capture_output=True).stdout.decode()))
+    return out
+
+
+def bundles(keys):
+    """Key bundle payloads (README "Key bundle"): the agent's shape and the
+    ways a bundle can be wrong."""
+    t = ["2026-11-25T18:20:0%d.123456Z" % i for i in range(10)]
+
+    def k(i, principal, gen, state, **f):
+        alg, pem = keys[i]
+        o = {"keyid": hashlib.sha256(pem_to_der(pem)).hexdigest(), "principal": principal, "generation": gen,
+             "algorithm": alg, "state": state, "created": t[i], "retired": None, "revoked": None,
+             "reason": None, "compromised_since": None, "destroyed": None, "public_key_pem": pem}
+        o.update(f)
+        return o
+
+    good_keys = [
+        k(1, "ci-release", 1, "retired", retired=t[5]),
+        k(0, "ci-release", 2, "active"),
+        k(2, "ci-nightly", 1, "revoked", revoked=t[6], reason="laptop lost", compromised_since=t[4]),
+        k(3, "ci-rsa", 1, "destroyed", retired=t[5], destroyed=t[7]),
+    ]
+
+    def b(ks, **f):
+        o = {"version": 1, "origin": CORPUS_ORIGIN, "log_keyid": hashlib.sha256(b"log key").hexdigest(),
+             "log_size": 42, "issued": t[9], "keys": ks}
+        o.update(f)
+        return json.dumps(o, separators=(",", ":")).encode()
+
+    out = {
+        "agent-shape": b(good_keys),
+        "no-keys": b([]),
+        "one-key": b(good_keys[1:2]),
+        "duplicate-keyid": b([good_keys[1], dict(good_keys[1], generation=3)]),
+        "keyid-not-of-pem": b([dict(good_keys[1], keyid=good_keys[0]["keyid"])]),
+        "algorithm-mismatch": b([dict(good_keys[1], algorithm="ecdsa-p384")]),
+        "revoked-no-compromise": b([dict(good_keys[2], compromised_since=None)]),
+        "time-no-micros": b([dict(good_keys[1], created="2026-11-25T18:20:01Z")]),
+        "time-feb-30": b([dict(good_keys[1], created="2026-02-30T18:20:01.123456Z")]),
+        "generation-0": b([dict(good_keys[1], generation=0)]),
+        "generation-2-32": b([dict(good_keys[1], generation=1 << 32)]),
+        "state-unknown": b([dict(good_keys[1], state="paused")]),
+        "reason-number": b([dict(good_keys[2], reason=7)]),
+        "pem-garbage": b([dict(good_keys[1], public_key_pem="-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")]),
+        "principal-empty": b([dict(good_keys[1], principal="")]),
+        "keyid-uppercase": b([dict(good_keys[1], keyid=good_keys[1]["keyid"].upper())]),
+        "version-2": b(good_keys, version=2),
+        "log-size-negative": b(good_keys, log_size=-1),
+        "keys-not-array": b({"0": good_keys[0]}),
+        "key-not-object": b(["key"]),
+        "not-object": b"[1, 2, 3]",
+        "not-json": b'{"version": 1, "keys": [',
+    }
+    out["nul-in-principal"] = out["one-key"].replace(b'"principal":"ci-release"', b'"principal":"ci\\u0000release"')
+    out["duplicate-member"] = out["one-key"].replace(b'{"version":1,', b'{"version":1,"version":1,')
+    return out
+
+
 def main():
     with open(os.path.join(TOP, "tests", "vectors", "tlog.json")) as f:
         vec = json.load(f)
@@ -612,6 +682,11 @@ def main():
         write("receipt", "not-an-object", b"[1, 2, 3]")
         write("receipt", "not-json", b"{\"log_seq\": ")
         write("receipt", "receipt-not-object", b'{"keyid": "x", "principal": "y", "receipt": 5}')
+
+        # -- bundle: key bundle payloads (client/keyrule.h)
+        clean("bundle")
+        for name, text in bundles(bundle_keys(tmp, key)).items():
+            write("bundle", name, text)
 
     total = 0
     for d, _, files in os.walk(CORPUS):
