@@ -126,6 +126,27 @@ else
         fail "the stalled client was not disconnected: $(cat "$T/stall")"
 fi
 
+# Pipelining: 40 Sign requests in one write on one connection. The agent
+# serves a connection's requests one at a time (README "Config",
+# max_inflight_per_connection): all 40 are answered, in the order sent,
+# each with the receipt of its own digest.
+check "40 pipelined Sign requests on one connection: 40 answers, in order, each for its digest" hostile '
+digests = [os.urandom(32) for _ in range(40)]
+s = connect(path)
+s.sendall(b"".join(frame(sign_request("ci-release", d)) for d in digests))
+last = -1
+for i, d in enumerate(digests):
+    hdr = recv_exact(s, 4)
+    assert hdr, "connection closed after %d answers" % i
+    resp = fields(recv_exact(s, struct.unpack(">I", hdr)[0]))
+    assert resp.get(2, [0])[0] == 0, (i, resp.get(3))
+    receipt = fields(fields(resp[10][0])[6][0])
+    seq = receipt.get(1, [0])[0]
+    assert seq > last, (i, seq, last)
+    last = seq
+    assert fields(receipt[3][0])[8][0] == d, "answer %d is not for request %d" % (i, i)
+s.close()'
+
 # 200 connections that connect and vanish
 check "200 connect-and-vanish clients" hostile '
 for i in range(200):
