@@ -2,7 +2,9 @@
  * as a DSSE envelope signed by the log key (payloadType
  * application/vnd.provsign.keybundle.v1+json). The format is in README.md
  * ("Key bundle"). The JSON is built on the main thread from a snapshot of
- * the registry; the log key signs the PAE digest on a worker. */
+ * the registry; the log key signs the PAE digest on a worker; the envelope
+ * goes out in parts of one frame each (a server_stream), up to
+ * PROTO_KEY_BUNDLE_MAX bytes. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +84,43 @@ int bundle_build(agent *a, char **ret, size_t *ret_len) {
         return 0;
 }
 
+/* The envelope in parts of at most BUNDLE_PART bytes, one per frame
+ * (GetKeyBundleResponse.more on all but the last). */
+#define BUNDLE_PART (PROTO_FRAME_MAX - 1024u)
+
+typedef struct bundle_stream {
+        server_stream base;
+        char *envelope;
+        size_t len, off;
+} bundle_stream;
+
+static void bundle_stream_free(server_stream *s) {
+        bundle_stream *st = (bundle_stream *) s;
+        free(st->envelope);
+        free(st);
+}
+
+static int bundle_next(server_stream *s, uint8_t **ret, size_t *ret_len, bool *ret_last) {
+        bundle_stream *st = (bundle_stream *) s;
+        size_t n = st->len - st->off < BUNDLE_PART ? st->len - st->off : BUNDLE_PART;
+        /* the part in place: NUL-terminated for the pack, then restored */
+        char *part = st->envelope + st->off, saved = part[n];
+        part[n] = '\0';
+        st->off += n;
+        Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
+        Provsign__GetKeyBundleResponse br = PROVSIGN__GET_KEY_BUNDLE_RESPONSE__INIT;
+        br.envelope = part;
+        br.more = st->off < st->len;
+        resp.protocol_version = PROVSIGN_PROTOCOL_VERSION;
+        resp.status = PROVSIGN__STATUS__OK;
+        resp.body_case = PROVSIGN__RESPONSE__BODY_KEY_BUNDLE;
+        resp.key_bundle = &br;
+        *ret_last = !br.more;
+        int r = proto_frame_pack(&resp.base, ret, ret_len);
+        part[n] = saved;
+        return r;
+}
+
 static void bundle_job_free(bundle_job *job) {
         free(job->payload);
         free(job);
@@ -115,22 +154,27 @@ static bool bundle_complete(agent *a, agent_conn *c, agent_conn_job *j) {
                              strerror(-r));
                 goto out;
         }
-        if (strlen(envelope) > PROTO_FRAME_MAX - 1024) {
-                /* One frame carries one bundle: about 80 P-256 or 40 RSA keys. */
+        size_t len = strlen(envelope);
+        if (len > PROTO_KEY_BUNDLE_MAX) {
                 dispatch_refuse(a, c, &h, PROVSIGN__STATUS__UNAVAILABLE,
-                                "the key bundle (%zu bytes) does not fit in one %u-byte frame; destroy and forget old "
-                                "keys or raise the frame limit",
-                                strlen(envelope), PROTO_FRAME_MAX);
+                                "the key bundle (%zu bytes) is over the %u-byte limit of verifiers; destroy and "
+                                "forget old keys",
+                                len, PROTO_KEY_BUNDLE_MAX);
                 free(envelope);
                 goto out;
         }
-        Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
-        Provsign__GetKeyBundleResponse br = PROVSIGN__GET_KEY_BUNDLE_RESPONSE__INIT;
-        br.envelope = envelope;
-        resp.body_case = PROVSIGN__RESPONSE__BODY_KEY_BUNDLE;
-        resp.key_bundle = &br;
-        server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);
-        free(envelope);
+        bundle_stream *st = calloc(1, sizeof *st);
+        if (!st) {
+                server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "cannot send the key bundle: %s",
+                             strerror(ENOMEM));
+                free(envelope);
+                goto out;
+        }
+        st->base.next = bundle_next;
+        st->base.free = bundle_stream_free;
+        st->envelope = envelope;
+        st->len = len;
+        server_stream_start(a, c, &st->base);
 out:
         bundle_job_free(job);
         return true;

@@ -1658,8 +1658,9 @@ _public_ int provsign_get_key_bundle(provsign_conn *conn, char **ret_envelope) {
         Provsign__GetKeyBundleRequest br = PROVSIGN__GET_KEY_BUNDLE_REQUEST__INIT;
         Provsign__Response *resp = NULL;
         struct proto_dsse_envelope *env = NULL;
-        const char *text;
-        char *copy = NULL;
+        char *text = NULL;
+        size_t len = 0;
+        bool more = false;      /* parts still to come: leaving now desynchronizes conn */
         int r;
 
         if (!conn || !ret_envelope)
@@ -1671,28 +1672,56 @@ _public_ int provsign_get_key_bundle(provsign_conn *conn, char **ret_envelope) {
         r = conn_transact(conn, &req, &resp);
         if (r != 0)
                 return r;
+        /* The envelope's parts, one per frame, until more is false. */
+        for (;;) {
+                const char *part;
+                size_t n;
+                char *grown;
 
-        if (resp->body_case != PROVSIGN__RESPONSE__BODY_KEY_BUNDLE || !resp->key_bundle) {
-                r = -EPROTO;
-                goto out;
+                if (resp->status != PROVSIGN__STATUS__OK || resp->body_case != PROVSIGN__RESPONSE__BODY_KEY_BUNDLE ||
+                    !resp->key_bundle) {
+                        r = -EPROTO;
+                        goto out;
+                }
+                more = resp->key_bundle->more;
+                part = str_or_empty(resp->key_bundle->envelope);
+                n = strlen(part);
+                if (n > PROTO_KEY_BUNDLE_MAX - len) {
+                        r = -EMSGSIZE;
+                        goto out;
+                }
+                grown = realloc(text, len + n + 1);
+                if (!grown) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                text = grown;
+                memcpy(text + len, part, n + 1);
+                len += n;
+                if (!more)
+                        break;
+                provsign__response__free_unpacked(resp, NULL);
+                resp = NULL;
+                r = read_response(conn->fd, &resp);
+                if (r < 0)
+                        goto out;
         }
-        text = str_or_empty(resp->key_bundle->envelope);
-        r = proto_dsse_envelope_parse(text, strlen(text), &env);
+        r = proto_dsse_envelope_parse(text ? text : "", len, &env);
         if (r == -ENOMEM)
                 goto out;
         if (r < 0 || strcmp(env->payload_type, PROVSIGN_KEY_BUNDLE_TYPE) != 0) {
                 r = -EPROTO;
                 goto out;
         }
-        copy = strdup(text);
-        if (!copy) {
-                r = -ENOMEM;
-                goto out;
-        }
-        *ret_envelope = copy;
+        *ret_envelope = text;
+        text = NULL;
         r = 0;
 out:
+        if (r < 0 && more)
+                conn->broken = true;
+        free(text);
         proto_dsse_envelope_free(env);
-        provsign__response__free_unpacked(resp, NULL);
+        if (resp)
+                provsign__response__free_unpacked(resp, NULL);
         return r;
 }

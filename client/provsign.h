@@ -471,7 +471,8 @@ int provsign_sign_dsse(provsign_conn *conn,
  * the agent sent it (free() it). The library checks that it is a
  * well-formed DSSE envelope of that type (-EPROTO otherwise), not its
  * signature: a verifier checks that with a copy of the log key it trusts
- * (`provsign verify --bundle`). */
+ * (`provsign verify --bundle`). The agent sends the envelope in parts, one
+ * per frame; this reads them all (-EMSGSIZE past 1 MiB). */
 int provsign_get_key_bundle(provsign_conn *conn, char **ret_envelope);
 
 /* ---- Agent status -------------------------------------------------------- */

@@ -37,6 +37,9 @@
 #define PROTO_DSSE_MAX_SIG 1024u      /* bytes of one decoded signature (RSA-3072: 384) */
 #define PROTO_DSSE_MAX_KEYID 256u     /* keyid bytes */
 #define PROTO_DSSE_MAX_DIGEST 48u     /* SHA-384 */
+/* The largest key bundle envelope (GetKeyBundle, `provsign verify --bundle`):
+ * about 1,400 P-256 or 700 RSA-3072 keys. */
+#define PROTO_KEY_BUNDLE_MAX (1024u * 1024u)
 
 #define PROTO_DSSE_PREFIX "DSSEv1"
 

@@ -217,6 +217,33 @@ done
 expect_eq "$rotated" yes "rotate_after = 2s rotated ci-nightly by itself"
 expect_eq "$(jq -r .algorithm "$T/n.json")" "ecdsa-p384" "the scheduled successor keeps the principal's algorithm"
 check "the scheduled rotation is in the agent's log" grep -q "scheduled rotation" "$T/agent.log"
+
+# ---- a key bundle over one frame: ~100 keys travel in parts -----------------
+as "$OPERATOR_UID" env PYTHONPATH="$SRCDIR/tests/lib" SOCK="$SOCK" /usr/bin/python3 -c '
+import os
+from rawclient import *
+s = connect(os.environ["SOCK"])
+for i in range(90):
+    s.sendall(frame(request(17, field_bytes(1, b"ci-release"))))
+    st, msg, _ = read_response(s)
+    assert st == "OK", (i, st, msg)
+s.close()' > "$T/rot90" 2>&1 || fail "90 rotations: $(cat "$T/rot90")"
+as "$STRANGER_UID" /usr/bin/python3 "$SRCDIR/tests/lib/rawclient.py" bundle --parts > "$T/big" 2>"$T/big.parts" ||
+        fail "GetKeyBundle of ~100 keys: $(cat "$T/big.parts")"
+parts=$(sed -n 's/^parts: //p' "$T/big.parts")
+check "the ~100-key bundle came in more than one frame (${parts:-?} parts)" test "${parts:-0}" -ge 2
+check "the parts together are one envelope whose signature verifies" bundle_check "$T/big"
+check "... listing every key (over 90)" test "$(jq '.keys | length' "$T/big.json")" -gt 90
+mkdir -p "$T/bw"
+chmod 0777 "$T/bw"
+expect_exit 0 "provsign key bundle fetches the same multi-frame bundle" cli "$STRANGER_UID" key bundle -o "$T/bw/big-cli"
+printf 'big bundle\n' > "$T/big.txt"
+chmod 0644 "$T/big.txt"
+expect_exit 0 "attest with the 91st key" cli "$RUNNER_UID" attest --principal ci-release --type text/plain "$T/big.txt"
+cp "$T/out" "$T/big-att.json"
+expect_exit 0 "provsign verify finds the key in the multi-frame bundle" "$PROVSIGN_CLI" verify --bundle "$T/bw/big-cli" \
+        --log-key "$T/logkey.pem" "$T/big-att.json"
+
 check "sign entries still name the active key" /usr/bin/python3 "$SRCDIR/tests/lib/logcheck.py" "$T/state/log"
 check "agent alive" agent_alive
 stop_agent

@@ -175,14 +175,41 @@ def call_raw(path, payload):
         s.close()
 
 
+def key_bundle(path):
+    """GetKeyBundle: (envelope text, number of frames it came in). The
+    envelope arrives in parts, GetKeyBundleResponse.more set on all but the
+    last; a refusal raises RuntimeError("STATUS: message")."""
+    s = connect(path)
+    try:
+        s.sendall(frame(request(14)))
+        parts = []
+        while True:
+            hdr = recv_exact(s, 4)
+            if hdr is None:
+                raise RuntimeError("the agent closed the connection after %d parts" % len(parts))
+            resp = fields(recv_exact(s, struct.unpack(">I", hdr)[0]))
+            status = resp.get(2, [0])[0]
+            if status != 0:
+                raise RuntimeError("%s: %s" % (STATUS[status], resp.get(3, [b""])[0].decode()))
+            body = fields(resp[16][0])
+            parts.append(body.get(1, [b""])[0].decode())
+            if not body.get(2, [0])[0]:
+                return "".join(parts), len(parts)
+    finally:
+        s.close()
+
+
 if __name__ == "__main__":
-    # rawclient.py bundle: prints the key bundle envelope ($PROVSIGN_AGENT_SOCK).
+    # rawclient.py bundle [--parts]: prints the key bundle envelope
+    # ($PROVSIGN_AGENT_SOCK); with --parts, "parts: N" (frames) on stderr.
     import os
     import sys
-    if sys.argv[1:] != ["bundle"]:
-        sys.exit("usage: rawclient.py bundle")
-    resp = fields(call_raw(os.environ["PROVSIGN_AGENT_SOCK"], request(14)))
-    status = resp.get(2, [0])[0]
-    if status != 0:
-        sys.exit("%s: %s" % (STATUS[status], resp.get(3, [b""])[0].decode()))
-    print(fields(resp[16][0])[1][0].decode())
+    if sys.argv[1:] not in (["bundle"], ["bundle", "--parts"]):
+        sys.exit("usage: rawclient.py bundle [--parts]")
+    try:
+        envelope, n = key_bundle(os.environ["PROVSIGN_AGENT_SOCK"])
+    except RuntimeError as e:
+        sys.exit(str(e))
+    if len(sys.argv) == 3:
+        print("parts: %d" % n, file=sys.stderr)
+    print(envelope)
