@@ -53,10 +53,10 @@ static json_t *key_json(const agent_key *k) {
                          "public_key_pem", k->pem);
 }
 
-int bundle_build(agent *a, char **ret, size_t *ret_len) {
+int bundle_build(agent *a, const char *only, char **ret, size_t *ret_len) {
         agent_key *keys = NULL;
         size_t n = 0;
-        int r = registry_snapshot(&a->registry, NULL, &keys, &n);
+        int r = registry_snapshot(&a->registry, only, &keys, &n);
         if (r < 0)
                 return r;
         char issued[PROTO_TIME_LEN + 1];
@@ -181,8 +181,13 @@ out:
 }
 
 bool bundle_handle(agent *a, agent_conn *c, const handler *h, Provsign__Request *req) {
+        const char *only = req->get_key_bundle->principal;
+        if (only[0] && !agent_config_find_principal(a->config, only) && !registry_principal(&a->registry, only, false)) {
+                dispatch_refuse(a, c, h, PROVSIGN__STATUS__NOT_FOUND, "no principal \"%s\"", only);
+                return false;
+        }
         bundle_job *job = calloc(1, sizeof *job);
-        int r = job ? bundle_build(a, &job->payload, &job->payload_len) : -ENOMEM;
+        int r = job ? bundle_build(a, only[0] ? only : NULL, &job->payload, &job->payload_len) : -ENOMEM;
         if (r >= 0) {
                 r = proto_dsse_pae_digest(PROVSIGN__DIGEST_ALGORITHM__SHA256, BUNDLE_TYPE,
                                           (const uint8_t *) job->payload, job->payload_len, job->digest);

@@ -163,6 +163,12 @@ static int request_validate(const agent *a, const Provsign__Request *req, char *
                         return PROVSIGN__STATUS__INVALID_ARGUMENT;
                 }
                 return PROVSIGN__STATUS__OK;
+        case PROVSIGN__REQUEST__BODY_GET_KEY_BUNDLE:
+                if (req->get_key_bundle->principal[0] && !name_valid(req->get_key_bundle->principal)) {
+                        snprintf(msg, n, "invalid principal name");
+                        return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                }
+                return PROVSIGN__STATUS__OK;
         case PROVSIGN__REQUEST__BODY_ROTATE_KEY:
                 if (!name_valid(req->rotate_key->principal)) {
                         snprintf(msg, n, "invalid principal name");
@@ -197,7 +203,6 @@ static int request_validate(const agent *a, const Provsign__Request *req, char *
                 }
                 return PROVSIGN__STATUS__OK;
         case PROVSIGN__REQUEST__BODY_STATUS:
-        case PROVSIGN__REQUEST__BODY_GET_KEY_BUNDLE:
         case PROVSIGN__REQUEST__BODY_GET_CHECKPOINT:
         case PROVSIGN__REQUEST__BODY_GET_LOG_KEY:
         case PROVSIGN__REQUEST__BODY_EXPORT:

@@ -32,7 +32,7 @@
 /* ---- provsign key bundle ------------------------------------------------- */
 
 static void bundle_help(void) {
-        printf("Usage: provsign key bundle [-o FILE]\n"
+        printf("Usage: provsign key bundle [--principal P] [-o FILE]\n"
                "\n"
                "Fetches the agent's key bundle: every key it ever had (principal,\n"
                "generation, algorithm, state, times, revocation reason and\n"
@@ -40,24 +40,32 @@ static void bundle_help(void) {
                "(payloadType " CLIENT_BUNDLE_TYPE ").\n"
                "Any caller may ask. 'provsign verify --bundle' checks envelopes against it.\n"
                "\n"
+               "  -p, --principal P   only principal P's keys (enough to verify its\n"
+               "                      signatures; a smaller bundle for a big fleet)\n"
                "  -o, --output FILE   write it to FILE (mode 0644 if new), not stdout\n"
                "  -h, --help          show this help\n");
 }
 
 int cmd_key_bundle(const struct cli_ctx *ctx, int argc, char **argv) {
         static const struct option options[] = {
-                { "output", required_argument, NULL, 'o' },
-                { "help",   no_argument,       NULL, 'h' },
+                { "principal", required_argument, NULL, 'p' },
+                { "output",    required_argument, NULL, 'o' },
+                { "help",      no_argument,       NULL, 'h' },
                 {}
         };
         static const char verb[] = "key bundle";
-        const char *out_path = NULL;
+        const char *out_path = NULL, *principal = NULL;
         provsign_conn *conn = NULL;
         char *env = NULL, *line = NULL;
         int c, r;
 
-        while ((c = getopt_long(argc, argv, ":o:h", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, ":p:o:h", options, NULL)) >= 0)
                 switch (c) {
+                case 'p':
+                        if (!*optarg)
+                                return cli_usage_error(verb, "--principal needs a non-empty name");
+                        principal = optarg;
+                        break;
                 case 'o':
                         if (!*optarg)
                                 return cli_usage_error(verb, "--output needs a non-empty path");
@@ -76,7 +84,7 @@ int cmd_key_bundle(const struct cli_ctx *ctx, int argc, char **argv) {
         r = cli_connect(ctx, &conn);
         if (r != CLI_EXIT_OK)
                 return r;
-        r = provsign_get_key_bundle(conn, &env);
+        r = provsign_get_key_bundle_for(conn, principal, &env);
         if (r != 0) {
                 r = cli_call_failed(ctx, conn, r, verb);
                 goto out;

@@ -1654,6 +1654,10 @@ out:
 }
 
 _public_ int provsign_get_key_bundle(provsign_conn *conn, char **ret_envelope) {
+        return provsign_get_key_bundle_for(conn, NULL, ret_envelope);
+}
+
+_public_ int provsign_get_key_bundle_for(provsign_conn *conn, const char *principal, char **ret_envelope) {
         Provsign__Request req = PROVSIGN__REQUEST__INIT;
         Provsign__GetKeyBundleRequest br = PROVSIGN__GET_KEY_BUNDLE_REQUEST__INIT;
         Provsign__Response *resp = NULL;
@@ -1666,6 +1670,7 @@ _public_ int provsign_get_key_bundle(provsign_conn *conn, char **ret_envelope) {
         if (!conn || !ret_envelope)
                 return -EINVAL;
 
+        br.principal = (char *) (principal ? principal : "");
         req.body_case = PROVSIGN__REQUEST__BODY_GET_KEY_BUNDLE;
         req.get_key_bundle = &br;
 

@@ -475,6 +475,12 @@ int provsign_sign_dsse(provsign_conn *conn,
  * per frame; this reads them all (-EMSGSIZE past 1 MiB). */
 int provsign_get_key_bundle(provsign_conn *conn, char **ret_envelope);
 
+/* provsign_get_key_bundle_for (LIBPROVSIGN_0.5): the same, with only the
+ * keys of principal (NULL or "": every key), for verifiers of one
+ * principal's signatures. A positive PROVSIGN_NOT_FOUND for a
+ * principal the agent does not know. */
+int provsign_get_key_bundle_for(provsign_conn *conn, const char *principal, char **ret_envelope);
+
 /* ---- Agent status -------------------------------------------------------- */
 
 /* provsign_status: asks the agent about itself and about what this caller

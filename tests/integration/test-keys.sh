@@ -243,6 +243,17 @@ expect_exit 0 "attest with the 91st key" cli "$RUNNER_UID" attest --principal ci
 cp "$T/out" "$T/big-att.json"
 expect_exit 0 "provsign verify finds the key in the multi-frame bundle" "$PROVSIGN_CLI" verify --bundle "$T/bw/big-cli" \
         --log-key "$T/logkey.pem" "$T/big-att.json"
+# one principal's bundle: its keys only, and enough to verify its signatures
+expect_exit 0 "key bundle --principal ci-nightly" cli "$STRANGER_UID" key bundle --principal ci-nightly -o "$T/bw/nightly"
+check "... is signed by the log key" bundle_check "$T/bw/nightly"
+check "... and lists only ci-nightly's keys" jq -e '(.keys | length) >= 1 and all(.keys[]; .principal == "ci-nightly")' "$T/bw/nightly.json"
+expect_exit 1 "a ci-release envelope does not verify against ci-nightly's bundle" "$PROVSIGN_CLI" verify \
+        --bundle "$T/bw/nightly" --log-key "$T/logkey.pem" "$T/big-att.json"
+expect_exit 0 "key bundle --principal ci-release" cli "$STRANGER_UID" key bundle --principal ci-release -o "$T/bw/release"
+expect_exit 0 "... verifies ci-release's envelope" "$PROVSIGN_CLI" verify --bundle "$T/bw/release" \
+        --log-key "$T/logkey.pem" "$T/big-att.json"
+expect_exit 3 "key bundle of an unknown principal" cli "$STRANGER_UID" key bundle --principal nobody
+expect_stderr_prefix "NOT_FOUND" "... is NOT_FOUND"
 
 check "sign entries still name the active key" /usr/bin/python3 "$SRCDIR/tests/lib/logcheck.py" "$T/state/log"
 check "agent alive" agent_alive
