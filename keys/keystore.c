@@ -13,6 +13,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "build-config.h"
 #include "keyid.h"
 #include "keystore-internal.h"
 #include "provsign.pb-c.h"
@@ -394,6 +395,11 @@ int keys_sign(keys_store *s, keys_key *k, const uint8_t *digest, size_t digest_l
         if (digest_len != want)
                 return -EINVAL;
 
+#if PROVSIGN_BENCH_HSM_DELAY_US > 0
+        /* Benchmark builds only (meson -Dbench_hsm_delay_us): a network
+         * HSM's round trip. Compiled out of every normal build. */
+        usleep(PROVSIGN_BENCH_HSM_DELAY_US);
+#endif
         int r = -EIO;
         pthread_rwlock_rdlock(&s->lock);
         EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(k->priv, NULL);
