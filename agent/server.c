@@ -40,10 +40,12 @@ struct agent_conn {
         bool busy;               /* a job is out for this connection */
         bool close_after_write;
         bool dead;               /* fd closed while busy; freed when the job returns */
+        bool readable;           /* the socket may hold bytes we have not read */
+        bool queued;             /* on the server's ready list */
         uint64_t last_activity_ms;
         uint64_t frame_start_ms; /* when the first byte of the pending frame came */
-        uint32_t events;         /* current epoll mask */
         agent_conn *prev, *next;
+        agent_conn *next_ready;
 };
 
 struct agent_server {
@@ -55,6 +57,7 @@ struct agent_server {
         struct source listen_src, workers_src, signal_src, audit_src;
         agent_conn *conns;
         agent_conn *graveyard;   /* closed, freed at the end of the loop turn */
+        agent_conn *ready;       /* idle again with input waiting (see run_ready) */
         size_t n_conns;
         size_t busy_conns;
         bool stopping;
@@ -163,17 +166,35 @@ int server_open(agent *a, char **ret_error) {
         return 0;
 }
 
-static void conn_update_events(agent_server *s, agent_conn *c) {
-        uint32_t ev = 0;
-        if (c->wlen > c->woff)
-                ev |= EPOLLOUT;
-        else if (!c->busy && !c->close_after_write)
-                ev |= EPOLLIN;
-        if (ev == c->events)
+/* Every connection is registered once, edge-triggered, for input and
+ * output: no epoll_ctl per request. Edges only say "something changed", so a
+ * connection remembers whether its socket may still hold input (readable,
+ * cleared when a read comes back short: the queue was empty) and is served
+ * from that flag whenever it is idle again. While a job is out or a reply is
+ * unsent nothing is read, exactly as before. */
+static bool conn_idle(const agent_conn *c) {
+        return c->fd >= 0 && !c->busy && c->wlen == 0 && !c->close_after_write;
+}
+
+/* Queues c to be served at the end of the loop turn (never from inside a
+ * reply, which may run inside dispatch). */
+static void conn_mark_ready(agent_server *s, agent_conn *c) {
+        if (c->queued)
                 return;
-        struct epoll_event e = { .events = ev, .data.ptr = c };
-        epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &e);
-        c->events = ev;
+        c->queued = true;
+        c->next_ready = s->ready;
+        s->ready = c;
+}
+
+static void conn_unqueue(agent_server *s, agent_conn *c) {
+        if (!c->queued)
+                return;
+        for (agent_conn **pp = &s->ready; *pp; pp = &(*pp)->next_ready)
+                if (*pp == c) {
+                        *pp = c->next_ready;
+                        break;
+                }
+        c->queued = false;
 }
 
 static void conn_free(agent_conn *c) {
@@ -195,6 +216,7 @@ static void conn_close(agent_server *s, agent_conn *c) {
         close(c->fd);
         c->fd = -1;
         c->dead = true;
+        conn_unqueue(s, c);
         /* Never freed here: callers up the stack may still look at c. A busy
          * conn is freed when its job returns, others at the end of the turn. */
         c->prev = NULL;
@@ -235,8 +257,9 @@ static void conn_flush(agent_server *s, agent_conn *c) {
                         conn_close(s, c);
                         return;
                 }
+                if (!c->busy && (c->rlen > 0 || c->readable))
+                        conn_mark_ready(s, c);
         }
-        conn_update_events(s, c);
 }
 
 static void conn_process(agent *a, agent_conn *c);
@@ -277,7 +300,6 @@ void server_submit(agent *a, agent_conn *c, agent_conn_job *job) {
         job->conn = c;
         c->busy = true;
         a->server->busy_conns++;
-        conn_update_events(a->server, c);
         workers_submit(a->workers, &job->base);
 }
 
@@ -308,17 +330,26 @@ static void complete_jobs(agent *a, agent_job *list) {
         }
 }
 
-/* After a completed job the connection may have more frames buffered. We
- * find the live ones again by walking the list (cheap; a handful per tick). */
-static void resume_idle_conns(agent *a) {
-        for (agent_conn *c = a->server->conns, *next; c; c = next) {
-                next = c->next;
-                if (!c->busy && c->rlen > 0 && c->wlen == 0 && !c->close_after_write) {
+static void conn_read(agent *a, agent_conn *c);
+
+/* Connections whose reply went out: serve the frames they sent meanwhile
+ * (buffered, or still in the socket). */
+static void run_ready(agent *a) {
+        agent_server *s = a->server;
+        while (s->ready) {
+                agent_conn *c = s->ready;
+                s->ready = c->next_ready;
+                c->queued = false;
+                if (!conn_idle(c))
+                        continue;
+                if (c->rlen > 0) {
                         /* The read timeout measures a client that is slow to send,
                          * not time its frames spent queued behind our replies. */
                         c->frame_start_ms = agent_monotonic_ms();
                         conn_process(a, c);
                 }
+                if (conn_idle(c) && c->readable)
+                        conn_read(a, c);
         }
 }
 
@@ -386,8 +417,8 @@ static void accept_conns(agent *a) {
                         continue;
                 }
                 c->last_activity_ms = agent_monotonic_ms();
-                c->events = EPOLLIN;
-                struct epoll_event e = { .events = EPOLLIN, .data.ptr = c };
+                c->readable = true;
+                struct epoll_event e = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c };
                 if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
                         close(fd);
                         conn_free(c);
@@ -449,8 +480,10 @@ static void conn_read(agent *a, agent_conn *c) {
                 ssize_t k = recv(c->fd, chunk, sizeof chunk, MSG_DONTWAIT);
                 if (k < 0 && errno == EINTR)
                         continue;
-                if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                        c->readable = false;
                         return;
+                }
                 if (k <= 0) {
                         if (c->rlen > 0)
                                 log_notice("uid %u pid %d disconnected in the middle of a frame",
@@ -476,8 +509,11 @@ static void conn_read(agent *a, agent_conn *c) {
                 }
                 memcpy(c->rbuf + c->rlen, chunk, (size_t) k);
                 c->rlen += (size_t) k;
+                /* A short read emptied the socket; more input is a new edge. */
+                if ((size_t) k < sizeof chunk)
+                        c->readable = false;
                 conn_process(a, c);
-                if (c->fd < 0 || c->busy || c->wlen != 0 || c->close_after_write)
+                if (!conn_idle(c) || !c->readable)
                         return;
         }
 }
@@ -499,6 +535,10 @@ static void sweep_timeouts(agent *a) {
                         conn_close(a->server, c);
                 }
         }
+}
+
+static bool audit_wake_pending_hook(void *ctx) {
+        return audit_wake_pending(ctx);
 }
 
 static int setup_loop(agent *a) {
@@ -526,6 +566,7 @@ static int setup_loop(agent *a) {
         e.data.ptr = &s->audit_src;
         if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, audit_fd(a->audit), &e) < 0)
                 return -errno;
+        workers_set_wake_hook(a->workers, audit_wake_pending_hook, a->audit);
         return 0;
 }
 
@@ -576,34 +617,34 @@ int server_run(agent *a) {
                                 break;
                         case SOURCE_WORKERS:
                                 complete_jobs(a, workers_take_done(a->workers));
-                                resume_idle_conns(a);
                                 break;
                         case SOURCE_SIGNAL:
                                 handle_signals(a);
                                 break;
                         case SOURCE_AUDIT:
                                 audit_ack(a->audit);
+                                /* Jobs whose entries this commit covers came back
+                                 * without a wake of their own (audit_wake_pending). */
+                                complete_jobs(a, workers_take_done(a->workers));
                                 dispatch_audit_progress(a);
-                                resume_idle_conns(a);
                                 break;
                         case SOURCE_CONN: {
                                 agent_conn *c = (agent_conn *) src;
                                 if (c->fd < 0)
                                         break;
-                                if (ev[i].events & EPOLLOUT) {
+                                if (ev[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                                        c->readable = true;
+                                /* A reply that did not fit continues; once it is out,
+                                 * conn_flush queues c for what came meanwhile. */
+                                if ((ev[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && c->wlen > c->woff)
                                         conn_flush(s, c);
-                                        /* Frames that came with earlier ones wait in
-                                         * rbuf: serve them now the reply is out. */
-                                        if (c->fd >= 0 && !c->busy && c->wlen == 0 && c->rlen > 0 &&
-                                            !c->close_after_write)
-                                                conn_process(a, c);
-                                }
-                                else if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                                else if (conn_idle(c) && c->readable)
                                         conn_read(a, c);
                                 break;
                         }
                         }
                 }
+                run_ready(a);
                 uint64_t now = agent_monotonic_ms();
                 if (now - last_sweep >= 1000) {
                         sweep_timeouts(a);
