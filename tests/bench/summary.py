@@ -41,6 +41,14 @@ print(f"machine: {m.get('cpus')} CPUs ({m.get('cpu')}), kernel {m.get('kernel')}
 print(f"versions: SoftHSM2 {m.get('softhsm2')}, libp11 {m.get('libp11')}, p11-kit {m.get('p11kit')}, "
       f"{m.get('openssh')}, OpenSSL {m.get('openssl')}, provsign {m.get('provsign')}")
 
+try:
+    load1 = float(str(m.get("loadavg", "0")).split()[0])
+    if load1 > float(m.get("cpus", 1)):
+        print(f"WARNING: load average {load1} on {m.get('cpus')} CPUs when the run started: other work shares "
+              "the machine, so absolute figures and the verdicts below are not comparable between runs")
+except ValueError:
+    pass
+
 micro = one("micro") or {}
 print(f"\nfloor: fdatasync of a 200-byte append {fmt(micro.get('fdatasync_per_s'))}/s "
       f"(p50 {fmt(micro.get('fdatasync_p50_us'))} us); 8 records per sync {fmt(micro.get('records8_per_s'))} records/s; "
