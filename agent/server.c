@@ -45,6 +45,7 @@ struct agent_conn {
         bool close_after_write;
         bool dead;               /* fd closed while busy; freed when the job returns */
         bool readable;           /* the socket may hold bytes we have not read */
+        bool peer_shut;          /* RDHUP/HUP seen: an EOF waits behind the data */
         bool queued;             /* on the server's ready list */
         uint64_t last_activity_ms;
         uint64_t frame_start_ms; /* when the first byte of the pending frame came */
@@ -670,8 +671,11 @@ static void conn_read(agent *a, agent_conn *c) {
                 }
                 memcpy(c->rbuf + c->rlen, chunk, (size_t) k);
                 c->rlen += (size_t) k;
-                /* A short read emptied the socket; more input is a new edge. */
-                if ((size_t) k < sizeof chunk)
+                /* A short read emptied the socket; more input is a new edge.
+                 * Not so after the peer shut its end: that edge came already,
+                 * and the EOF must still be read (and the connection closed)
+                 * once this request is answered. */
+                if ((size_t) k < sizeof chunk && !c->peer_shut)
                         c->readable = false;
                 conn_process(a, c);
                 if (!conn_idle(c) || !c->readable)
@@ -796,6 +800,8 @@ int server_run(agent *a) {
                                         break;
                                 if (ev[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
                                         c->readable = true;
+                                if (ev[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                                        c->peer_shut = true;
                                 /* A reply that did not fit continues; once it is out,
                                  * conn_flush queues c for what came meanwhile. */
                                 if ((ev[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && c->wlen > c->woff)
