@@ -151,6 +151,68 @@ static void wake_main(agent_audit *a) {
         (void) !write(a->efd, &one, sizeof one);
 }
 
+/* The committer's helper thread: signs a group's checkpoint while the
+ * committer writes and fdatasyncs the same group, so a group costs
+ * max(sync, signature) instead of their sum. The note is published only
+ * after both are done: nothing refers to entries that are not durable.
+ * Owned by committer_main (its stack), which starts and joins it. */
+struct ckpt_signer {
+        agent_audit *audit;
+        pthread_mutex_t lock;
+        pthread_cond_t request_cond, done_cond;
+        bool request, done, stop;
+        uint64_t size;
+        uint8_t root[32];
+        char *note;
+        int r;
+};
+
+static void *ckpt_signer_main(void *arg) {
+        struct ckpt_signer *k = arg;
+        pthread_mutex_lock(&k->lock);
+        for (;;) {
+                while (!k->request && !k->stop)
+                        pthread_cond_wait(&k->request_cond, &k->lock);
+                if (!k->request)
+                        break;
+                k->request = false;
+                uint64_t size = k->size;
+                uint8_t root[32];
+                memcpy(root, k->root, sizeof root);
+                pthread_mutex_unlock(&k->lock);
+                char *note = NULL;
+                int r = sign_checkpoint(k->audit, size, root, &note);
+                pthread_mutex_lock(&k->lock);
+                k->note = note;
+                k->r = r;
+                k->done = true;
+                pthread_cond_signal(&k->done_cond);
+        }
+        pthread_mutex_unlock(&k->lock);
+        return NULL;
+}
+
+static void ckpt_post(struct ckpt_signer *k, uint64_t size, const uint8_t root[32]) {
+        pthread_mutex_lock(&k->lock);
+        k->size = size;
+        memcpy(k->root, root, sizeof k->root);
+        k->done = false;
+        k->request = true;
+        pthread_cond_signal(&k->request_cond);
+        pthread_mutex_unlock(&k->lock);
+}
+
+static int ckpt_wait(struct ckpt_signer *k, char **ret_note) {
+        pthread_mutex_lock(&k->lock);
+        while (!k->done)
+                pthread_cond_wait(&k->done_cond, &k->lock);
+        int r = k->r;
+        *ret_note = k->note;
+        k->note = NULL;
+        pthread_mutex_unlock(&k->lock);
+        return r;
+}
+
 /* Writes and syncs what is pending, then signs a checkpoint for it. A write
  * or sync failure fails the log for good (signing fails closed). A
  * checkpoint the token cannot sign (token outage) leaves the entries durable
@@ -164,6 +226,15 @@ static void *committer_main(void *arg) {
         uint8_t *batch = NULL;
         size_t batch_cap = 0;
         bool sign_failing = false, stop_tried = false;
+
+        struct ckpt_signer k = { .audit = a };
+        pthread_mutex_init(&k.lock, NULL);
+        pthread_cond_init(&k.request_cond, NULL);
+        pthread_cond_init(&k.done_cond, NULL);
+        pthread_t signer;
+        /* Without the helper, the committer signs in series (as it would on
+         * one CPU anyway). */
+        bool parallel = pthread_create(&signer, NULL, ckpt_signer_main, &k) == 0;
 
         pthread_mutex_lock(&a->lock);
         for (;;) {
@@ -198,8 +269,14 @@ static void *committer_main(void *arg) {
                 int r = proto_merkle_tree_root_at(a->tree, end, root);
                 pthread_mutex_unlock(&a->lock);
 
+                /* The checkpoint is signed on the helper thread while this one
+                 * writes and syncs; a retry (len 0) only signs. */
+                bool posted = r >= 0 && parallel;
+                if (posted)
+                        ckpt_post(&k, end, root);
                 if (r >= 0 && len > 0)
                         r = write_batch(a, batch, len, first);
+                char *note = NULL;
                 if (r < 0) {
                         pthread_mutex_lock(&a->lock);
                         if (!a->failed)
@@ -208,10 +285,15 @@ static void *committer_main(void *arg) {
                                           first, end - 1, strerror(-r));
                         a->failed = true;
                         wake_main(a);
+                        pthread_mutex_unlock(&a->lock);
+                        /* A note over entries that are not durable: never published. */
+                        if (posted)
+                                (void) ckpt_wait(&k, &note);
+                        free(note);
+                        pthread_mutex_lock(&a->lock);
                         break;
                 }
-                char *note = NULL;
-                r = sign_checkpoint(a, end, root, &note);
+                r = posted ? ckpt_wait(&k, &note) : sign_checkpoint(a, end, root, &note);
 
                 pthread_mutex_lock(&a->lock);
                 a->written = end;
@@ -236,7 +318,36 @@ static void *committer_main(void *arg) {
         }
         pthread_mutex_unlock(&a->lock);
         free(batch);
+        if (parallel) {
+                pthread_mutex_lock(&k.lock);
+                k.stop = true;
+                pthread_cond_signal(&k.request_cond);
+                pthread_mutex_unlock(&k.lock);
+                pthread_join(signer, NULL);
+        }
+        pthread_mutex_destroy(&k.lock);
+        pthread_cond_destroy(&k.request_cond);
+        pthread_cond_destroy(&k.done_cond);
         return NULL;
+}
+
+/* The last entry this thread appended (UINT64_MAX: none since the last
+ * audit_wake_pending()). */
+static __thread uint64_t thread_appended = UINT64_MAX;
+
+bool audit_wake_pending(agent_audit *a) {
+        uint64_t seq = thread_appended;
+        thread_appended = UINT64_MAX;
+        if (seq == UINT64_MAX)
+                return false;
+        pthread_mutex_lock(&a->lock);
+        /* committer_main wakes the main loop after every attempt at a group
+         * (committed, checkpoint not signable yet and retried every
+         * CHECKPOINT_RETRY_MS, or failed): still ahead of us means that wake
+         * is still to come. */
+        bool pending = !a->failed && !a->stopping && a->committed <= seq;
+        pthread_mutex_unlock(&a->lock);
+        return pending;
 }
 
 int audit_append(agent_audit *a, Provsign__AuditEntry *e, uint64_t *ret_seq, uint8_t **ret_leaf,
@@ -293,6 +404,7 @@ int audit_append(agent_audit *a, Provsign__AuditEntry *e, uint64_t *ret_seq, uin
                         memcpy(leaf, rec + PROTO_RECORD_HEADER, n);
         }
         a->pending_len += rec_len;
+        thread_appended = a->next_seq;
         *ret_seq = a->next_seq++;
         pthread_cond_signal(&a->cond);
         if (ret_leaf && leaf) {

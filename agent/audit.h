@@ -51,6 +51,13 @@ void audit_ack(agent_audit *a);
 int audit_append(agent_audit *a, Provsign__AuditEntry *e, uint64_t *ret_seq, uint8_t **ret_leaf,
                  size_t *ret_leaf_len);
 
+/* audit_wake_pending: called on a worker thread after a job: true when that
+ * job appended an entry (the last audit_append() of this thread since the
+ * previous call) that is not committed yet, so the committer is bound to
+ * wake the main loop through audit_fd() once it is; the worker pool then
+ * need not wake it for that job. Resets the thread's mark. */
+bool audit_wake_pending(agent_audit *a);
+
 /* audit_committed: entries with seq < this value are on disk and covered by
  * the current checkpoint. */
 uint64_t audit_committed(agent_audit *a);

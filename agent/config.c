@@ -549,6 +549,7 @@ static const struct config_key agent_keys[] = {
         /* one annotation can never be larger than a frame */
         KEY_RANGE("max_annotation_bytes", parse_u32, agent_config, max_annotation_bytes,
                   1, PROTO_FRAME_MAX),
+        KEY_RANGE("workers", parse_u32, agent_config, workers, 0, 1024),
 };
 
 /* In a principal 0 means "the agent's value", so rotate_after and rate_limit

@@ -50,7 +50,12 @@ static void cloexec_inherited(void) {
         closedir(d);
 }
 
-static size_t worker_count(void) {
+/* The token threads: `workers` from the config, else one per CPU (2..16),
+ * which keeps a CPU-bound token (SoftHSM2) busy; a network HSM that spends
+ * its time waiting wants more (see README, Benchmarks). */
+static size_t worker_count(const agent_config *cfg) {
+        if (cfg->workers)
+                return cfg->workers;
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         if (n < 2)
                 n = 2;
@@ -149,7 +154,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "%s: %s\n", a.config->path, err ? err : strerror(-r));
                 goto fail;
         }
-        r = workers_start(worker_count(), &a.workers);
+        r = workers_start(worker_count(a.config), &a.workers);
         if (r < 0) {
                 fprintf(stderr, "%s: cannot start workers: %s\n", a.config->path, strerror(-r));
                 goto fail;

@@ -28,6 +28,8 @@ int agent_reload(agent *a) {
         const agent_config *cur = a->config;
         static const char *const fixed[] = { "socket", "socket_group", "state_dir", "pkcs11_module", "token_label",
                                              "pin_file", "pin_credential" };
+        if (cur->workers != next->workers)
+                log_warning("config reload: workers changed; it takes effect at the next restart");
         const char *cur_v[] = { cur->socket, cur->socket_group, cur->state_dir, cur->pkcs11_module,
                                 cur->token_label, cur->pin_file, cur->pin_credential };
         const char *next_v[] = { next->socket, next->socket_group, next->state_dir, next->pkcs11_module,

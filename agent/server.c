@@ -44,11 +44,16 @@ struct agent_conn {
         uint64_t job_deadline_ms; /* hsm_timeout: answer HSM_UNAVAILABLE then */
         bool close_after_write;
         bool dead;               /* fd closed while busy; freed when the job returns */
+        bool readable;           /* the socket may hold bytes we have not read */
+        bool peer_shut;          /* RDHUP/HUP seen: an EOF waits behind the data */
+        bool queued;             /* on the server's ready list */
         uint64_t last_activity_ms;
         uint64_t frame_start_ms; /* when the first byte of the pending frame came */
-        uint32_t events;         /* current epoll mask */
         server_stream *stream;   /* a multi-frame reply in progress, or NULL */
+        bool flush_queued;       /* on the server's flush list (streams) */
         agent_conn *prev, *next;
+        agent_conn *next_ready;
+        agent_conn *next_flush;
 };
 
 struct agent_server {
@@ -60,6 +65,8 @@ struct agent_server {
         struct source listen_src, workers_src, signal_src, audit_src;
         agent_conn *conns;
         agent_conn *graveyard;   /* closed, freed at the end of the loop turn */
+        agent_conn *ready;       /* idle again with input waiting (see run_ready) */
+        agent_conn *flush;       /* a stream's next frame to send (see run_flush) */
         size_t n_conns;
         size_t busy_conns;
         bool stopping;
@@ -170,17 +177,54 @@ int server_open(agent *a, char **ret_error) {
         return 0;
 }
 
-static void conn_update_events(agent_server *s, agent_conn *c) {
-        uint32_t ev = 0;
-        if (c->wlen > c->woff)
-                ev |= EPOLLOUT;
-        else if (!c->busy && !c->close_after_write && !c->stream)
-                ev |= EPOLLIN;
-        if (ev == c->events)
+/* Every connection is registered once, edge-triggered, for input and
+ * output: no epoll_ctl per request. Edges only say "something changed", so a
+ * connection remembers whether its socket may still hold input (readable,
+ * cleared when a read comes back short: the queue was empty) and is served
+ * from that flag whenever it is idle again. While a job is out, a reply is
+ * unsent or a stream is under way nothing is read, exactly as before. */
+static bool conn_idle(const agent_conn *c) {
+        return c->fd >= 0 && !c->busy && c->wlen == 0 && !c->close_after_write && !c->stream;
+}
+
+/* Queues c to be served at the end of the loop turn (never from inside a
+ * reply, which may run inside dispatch). */
+static void conn_mark_ready(agent_server *s, agent_conn *c) {
+        if (c->queued)
                 return;
-        struct epoll_event e = { .events = ev, .data.ptr = c };
-        epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &e);
-        c->events = ev;
+        c->queued = true;
+        c->next_ready = s->ready;
+        s->ready = c;
+}
+
+static void conn_unqueue(agent_server *s, agent_conn *c) {
+        if (!c->queued)
+                return;
+        for (agent_conn **pp = &s->ready; *pp; pp = &(*pp)->next_ready)
+                if (*pp == c) {
+                        *pp = c->next_ready;
+                        break;
+                }
+        c->queued = false;
+}
+
+static void conn_queue_flush(agent_server *s, agent_conn *c) {
+        if (c->flush_queued)
+                return;
+        c->flush_queued = true;
+        c->next_flush = s->flush;
+        s->flush = c;
+}
+
+static void conn_unqueue_flush(agent_server *s, agent_conn *c) {
+        if (!c->flush_queued)
+                return;
+        for (agent_conn **pp = &s->flush; *pp; pp = &(*pp)->next_flush)
+                if (*pp == c) {
+                        *pp = c->next_flush;
+                        break;
+                }
+        c->flush_queued = false;
 }
 
 static void conn_free(agent_conn *c) {
@@ -204,6 +248,8 @@ static void conn_close(agent_server *s, agent_conn *c) {
         close(c->fd);
         c->fd = -1;
         c->dead = true;
+        conn_unqueue(s, c);
+        conn_unqueue_flush(s, c);
         /* Never freed here: callers up the stack may still look at c. A busy
          * conn is freed when its job returns, others at the end of the turn. */
         c->prev = NULL;
@@ -265,15 +311,19 @@ static void conn_flush(agent_server *s, agent_conn *c) {
                         conn_close(s, c);
                         return;
                 }
-                /* One frame of a stream per loop turn: the next is sent when
-                 * epoll says the socket takes more. */
+                /* One frame of a stream per loop turn. An edge-triggered
+                 * socket that still takes more gives no new edge, so the
+                 * next frame goes out from the flush list next turn (or on
+                 * EPOLLOUT, once the socket was full). */
                 if (c->stream) {
                         stream_fill(s, c);
-                        if (c->fd < 0)
-                                return;
+                        if (c->fd >= 0)
+                                conn_queue_flush(s, c);
+                        return;
                 }
+                if (!c->busy && (c->rlen > 0 || c->readable))
+                        conn_mark_ready(s, c);
         }
-        conn_update_events(s, c);
 }
 
 static void conn_process(agent *a, agent_conn *c);
@@ -325,7 +375,6 @@ void server_submit(agent *a, agent_conn *c, agent_conn_job *job) {
         c->job_deadline_ms = agent_monotonic_ms() + a->config->hsm_timeout_s * 1000u - 2 * DEADLINE_TICK_MS;
         c->busy = true;
         a->server->busy_conns++;
-        conn_update_events(a->server, c);
         workers_submit(a->workers, &job->base);
 }
 
@@ -357,7 +406,12 @@ void server_resume_job(agent *a, agent_conn_job *job) {
                 c->busy = true;
                 c->job = job;
                 a->server->busy_conns++;
+                return;
         }
+        /* A reply queues c itself (conn_flush); this covers a complete()
+         * that had nothing to send. */
+        if (conn_idle(c) && (c->rlen > 0 || c->readable))
+                conn_mark_ready(a->server, c);
 }
 
 /* A job out longer than hsm_timeout (the token hangs, or the log cannot get
@@ -416,17 +470,42 @@ static void complete_jobs(agent *a, agent_job *list) {
         }
 }
 
-/* After a completed job the connection may have more frames buffered. We
- * find the live ones again by walking the list (cheap; a handful per tick). */
-static void resume_idle_conns(agent *a) {
-        for (agent_conn *c = a->server->conns, *next; c; c = next) {
-                next = c->next;
-                if (!c->busy && c->rlen > 0 && c->wlen == 0 && !c->close_after_write) {
+static void conn_read(agent *a, agent_conn *c);
+
+/* Connections whose reply went out: serve the frames they sent meanwhile
+ * (buffered, or still in the socket). */
+static void run_ready(agent *a) {
+        agent_server *s = a->server;
+        while (s->ready) {
+                agent_conn *c = s->ready;
+                s->ready = c->next_ready;
+                c->queued = false;
+                if (!conn_idle(c))
+                        continue;
+                if (c->rlen > 0) {
                         /* The read timeout measures a client that is slow to send,
                          * not time its frames spent queued behind our replies. */
                         c->frame_start_ms = agent_monotonic_ms();
                         conn_process(a, c);
                 }
+                if (conn_idle(c) && c->readable)
+                        conn_read(a, c);
+        }
+}
+
+/* Streams with their next frame queued and a socket that took the last one
+ * whole: one frame each per loop turn, so a fast reader of a long export
+ * does not hold the loop (what is queued meanwhile waits for the next turn). */
+static void run_flush(agent *a) {
+        agent_server *s = a->server;
+        agent_conn *list = s->flush;
+        s->flush = NULL;
+        while (list) {
+                agent_conn *c = list;
+                list = c->next_flush;
+                c->flush_queued = false;
+                if (c->fd >= 0 && c->wlen > c->woff)
+                        conn_flush(s, c);
         }
 }
 
@@ -494,8 +573,8 @@ static void accept_conns(agent *a) {
                         continue;
                 }
                 c->last_activity_ms = agent_monotonic_ms();
-                c->events = EPOLLIN;
-                struct epoll_event e = { .events = EPOLLIN, .data.ptr = c };
+                c->readable = true;
+                struct epoll_event e = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c };
                 if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
                         close(fd);
                         conn_free(c);
@@ -563,8 +642,10 @@ static void conn_read(agent *a, agent_conn *c) {
                 ssize_t k = recv(c->fd, chunk, sizeof chunk, MSG_DONTWAIT);
                 if (k < 0 && errno == EINTR)
                         continue;
-                if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                        c->readable = false;
                         return;
+                }
                 if (k <= 0) {
                         if (c->rlen > 0)
                                 log_notice("uid %u pid %d disconnected in the middle of a frame",
@@ -590,8 +671,14 @@ static void conn_read(agent *a, agent_conn *c) {
                 }
                 memcpy(c->rbuf + c->rlen, chunk, (size_t) k);
                 c->rlen += (size_t) k;
+                /* A short read emptied the socket; more input is a new edge.
+                 * Not so after the peer shut its end: that edge came already,
+                 * and the EOF must still be read (and the connection closed)
+                 * once this request is answered. */
+                if ((size_t) k < sizeof chunk && !c->peer_shut)
+                        c->readable = false;
                 conn_process(a, c);
-                if (c->fd < 0 || c->busy || c->wlen != 0 || c->close_after_write)
+                if (!conn_idle(c) || !c->readable)
                         return;
         }
 }
@@ -613,6 +700,10 @@ static void sweep_timeouts(agent *a) {
                         conn_close(a->server, c);
                 }
         }
+}
+
+static bool audit_wake_pending_hook(void *ctx) {
+        return audit_wake_pending(ctx);
 }
 
 static int setup_loop(agent *a) {
@@ -640,6 +731,7 @@ static int setup_loop(agent *a) {
         e.data.ptr = &s->audit_src;
         if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, audit_fd(a->audit), &e) < 0)
                 return -errno;
+        workers_set_wake_hook(a->workers, audit_wake_pending_hook, a->audit);
         return 0;
 }
 
@@ -679,7 +771,8 @@ int server_run(agent *a) {
                                 break;
                 }
                 struct epoll_event ev[64];
-                int n = epoll_wait(s->epfd, ev, 64, s->busy_conns ? (int) DEADLINE_TICK_MS : 500);
+                int timeout = s->flush ? 0 : s->busy_conns ? (int) DEADLINE_TICK_MS : 500;
+                int n = epoll_wait(s->epfd, ev, 64, timeout);
                 if (n < 0 && errno != EINTR)
                         return agent_log_errno(LOG_ERR, -errno, "epoll_wait");
                 for (int i = 0; i < n; i++) {
@@ -690,29 +783,30 @@ int server_run(agent *a) {
                                 break;
                         case SOURCE_WORKERS:
                                 complete_jobs(a, workers_take_done(a->workers));
-                                resume_idle_conns(a);
                                 break;
                         case SOURCE_SIGNAL:
                                 handle_signals(a);
                                 break;
                         case SOURCE_AUDIT:
                                 audit_ack(a->audit);
+                                /* Jobs whose entries this commit covers came back
+                                 * without a wake of their own (audit_wake_pending). */
+                                complete_jobs(a, workers_take_done(a->workers));
                                 dispatch_audit_progress(a);
-                                resume_idle_conns(a);
                                 break;
                         case SOURCE_CONN: {
                                 agent_conn *c = (agent_conn *) src;
                                 if (c->fd < 0)
                                         break;
-                                if (ev[i].events & EPOLLOUT) {
+                                if (ev[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                                        c->readable = true;
+                                if (ev[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                                        c->peer_shut = true;
+                                /* A reply that did not fit continues; once it is out,
+                                 * conn_flush queues c for what came meanwhile. */
+                                if ((ev[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && c->wlen > c->woff)
                                         conn_flush(s, c);
-                                        /* Frames that came with earlier ones wait in
-                                         * rbuf: serve them now the reply is out. */
-                                        if (c->fd >= 0 && !c->busy && c->wlen == 0 && c->rlen > 0 &&
-                                            !c->close_after_write)
-                                                conn_process(a, c);
-                                }
-                                else if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                                else if (conn_idle(c) && c->readable)
                                         conn_read(a, c);
                                 break;
                         }
@@ -720,11 +814,14 @@ int server_run(agent *a) {
                 }
                 uint64_t now = agent_monotonic_ms();
                 if (now - last_tick >= DEADLINE_TICK_MS) {
-                        if (expire_jobs(a))
-                                resume_idle_conns(a); /* frames pipelined behind the expired ones */
+                        /* Frames pipelined behind an expired job are served by
+                         * run_ready below (its reply queued the connection). */
+                        (void) expire_jobs(a);
                         watch_token(a);
                         last_tick = now;
                 }
+                run_flush(a);
+                run_ready(a);
                 if (now - last_sweep >= 1000) {
                         sweep_timeouts(a);
                         refusals_tick(a, false);

@@ -15,6 +15,9 @@ struct agent_workers {
         agent_job *queue_head, *queue_tail;
         agent_job *done_head, *done_tail;
         bool stopping;
+        bool signalled;          /* efd written since the last take_done */
+        bool (*wake_pending)(void *ctx);
+        void *wake_ctx;
         int efd;
         size_t n;
         pthread_t *threads;
@@ -47,9 +50,10 @@ static void *worker_main(void *arg) {
                         job->run(job);
 
                 pthread_mutex_lock(&w->lock);
-                bool was_empty = !w->done_head;
                 push(&w->done_head, &w->done_tail, job);
-                if (was_empty) {
+                /* Asked after the push: a wake still to come finds the job. */
+                if (!w->signalled && !(w->wake_pending && w->wake_pending(w->wake_ctx))) {
+                        w->signalled = true;
                         uint64_t one = 1;
                         (void) !write(w->efd, &one, sizeof one);
                 }
@@ -104,10 +108,20 @@ void workers_cancel(agent_job *job) {
         __atomic_store_n(&job->cancelled, 1, __ATOMIC_RELEASE);
 }
 
-agent_job *workers_take_done(agent_workers *w) {
-        uint64_t v;
-        (void) !read(w->efd, &v, sizeof v);
+void workers_set_wake_hook(agent_workers *w, bool (*pending)(void *ctx), void *ctx) {
         pthread_mutex_lock(&w->lock);
+        w->wake_pending = pending;
+        w->wake_ctx = ctx;
+        pthread_mutex_unlock(&w->lock);
+}
+
+agent_job *workers_take_done(agent_workers *w) {
+        pthread_mutex_lock(&w->lock);
+        if (w->signalled) {
+                uint64_t v;
+                (void) !read(w->efd, &v, sizeof v);
+                w->signalled = false;
+        }
         agent_job *list = w->done_head;
         w->done_head = w->done_tail = NULL;
         pthread_mutex_unlock(&w->lock);

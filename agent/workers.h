@@ -5,6 +5,7 @@
  * main thread again. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct agent_job agent_job;
@@ -27,6 +28,13 @@ void workers_submit(agent_workers *w, agent_job *job);
  * started it, run() is skipped; it still comes back through
  * workers_take_done() like any other job. */
 void workers_cancel(agent_job *job);
+
+/* workers_set_wake_hook: after each job a worker asks pending(ctx); true
+ * means someone else is bound to wake the main loop, which then takes the
+ * finished jobs too (e.g. the audit committer after the job's entry is
+ * durable), so the pool does not write its fd for that job: one wakeup per
+ * group commit instead of one per signature. Set before jobs run. */
+void workers_set_wake_hook(agent_workers *w, bool (*pending)(void *ctx), void *ctx);
 
 /* workers_take_done: finished jobs, oldest first (a list through ->next),
  * or NULL. Clears the fd's readiness. */

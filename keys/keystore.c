@@ -33,6 +33,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "build-config.h"
 #include "keyid.h"
 #include "keystore-internal.h"
 #include "provsign.pb-c.h"
@@ -585,6 +586,11 @@ again:;
                 pthread_rwlock_unlock(&s->lock);
                 return -ENOENT;
         }
+#if PROVSIGN_BENCH_HSM_DELAY_US > 0
+        /* Benchmark builds only (meson -Dbench_hsm_delay_us): a network
+         * HSM's round trip. Compiled out of every normal build. */
+        usleep(PROVSIGN_BENCH_HSM_DELAY_US);
+#endif
         EVP_PKEY_CTX *ctx = k->priv ? EVP_PKEY_CTX_new(k->priv, NULL) : NULL;
         if (!ctx || EVP_PKEY_sign_init(ctx) <= 0)
                 goto out;

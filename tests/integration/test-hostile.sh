@@ -99,6 +99,28 @@ s.sendall(frame(request(10, body)))
 st, msg, _ = read_response(s)
 assert st == "INVALID_ARGUMENT" and "payload_type" in msg, (st, msg)'
 
+# Edge-triggered sockets: the peer's shutdown edge may come with the request
+# bytes, before the reply; the EOF behind them must still close the
+# connection at once (not after idle_timeout, holding a per-uid slot).
+check "a Sign, then the client shuts its end: answered, then closed promptly" hostile '
+import socket
+s = connect(path)
+s.sendall(frame(sign_request("ci-release", b"\x05" * 32)))
+s.shutdown(socket.SHUT_WR)
+st, msg, fields = read_response(s)
+assert st == "OK" and 10 in fields, (st, msg)
+s.settimeout(3)
+assert closed(s)'
+check "a Status, then the client shuts its end: answered, then closed promptly" hostile '
+import socket
+s = connect(path)
+s.sendall(frame(status_request()))
+s.shutdown(socket.SHUT_WR)
+st, msg, fields = read_response(s)
+assert st == "OK", (st, msg)
+s.settimeout(3)
+assert closed(s)'
+
 check "a client that disconnects mid-frame" hostile '
 s = connect(path)
 s.sendall(struct.pack(">I", 200) + b"\x08\x01")

@@ -5,6 +5,7 @@ PROVSIGN_DEPS=(
         libp11-dev libssl-dev openssl libprotobuf-c-dev protobuf-c-compiler
         libsystemd-dev systemd libinih-dev libjansson-dev libcmocka-dev
         softhsm2 opensc p11-kit p11-kit-modules util-linux procps python3 jq
+        openssh-client                                # tests/bench/run: ssh-agent, ssh-add
         dpkg-dev debhelper lintian bash-completion   # packaging/build-deb, test-package
 )
 

@@ -130,6 +130,7 @@ static void test_full(void **state) {
                 "rate_limit = 100/s\n"
                 "max_annotations = 10\n"
                 "max_annotation_bytes = 1024\n"
+                "workers = 32\n"
                 "\n"
                 "[principal ci-release]\n"
                 "uids = root, daemon 1234\n"
@@ -175,6 +176,7 @@ static void test_full(void **state) {
         assert_int_equal(c->rate_limit.per_s, 1);
         assert_int_equal(c->max_annotations, 10);
         assert_int_equal(c->max_annotation_bytes, 1024);
+        assert_int_equal(c->workers, 32);
 
         assert_int_equal(c->n_principals, 2);
         p = agent_config_find_principal(c, "ci-release");
@@ -246,6 +248,7 @@ static void check_defaults(const agent_config *c) {
         assert_int_equal(c->rate_limit.count, 0);
         assert_int_equal(c->max_annotations, 32);
         assert_int_equal(c->max_annotation_bytes, 4096);
+        assert_int_equal(c->workers, 0);
         assert_int_equal(c->n_principals, 0);
         assert_int_equal(c->operators.n_uids + c->operators.n_gids, 0);
         assert_int_equal(c->auditors.n_uids + c->auditors.n_gids, 0);
@@ -524,6 +527,7 @@ static void test_error_numbers(void **state) {
                     ":2: bad number \"10 20\" for max_connections (use a decimal number)");
         check_error("[agent]\nmax_connections = 0\n",
                     ":2: number 0 out of range for max_connections (1..1048576)");
+        check_error("[agent]\nworkers = 1025\n", ":2: number 1025 out of range for workers (0..1024)");
         check_error("[agent]\nmax_connections = 1048577\n",
                     ":2: number 1048577 out of range for max_connections (1..1048576)");
         check_error("[agent]\ncheckpoint_every = 4294967296\n",
