@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "base64.h"
 #include "bundle.h"
 #include "dsse.h"
 #include "frame.h"
@@ -20,9 +21,17 @@
 
 #define BUNDLE_TYPE "application/vnd.provsign.keybundle.v1+json"
 
+/* Bundles being signed or sent at once: each holds up to
+ * PROTO_KEY_BUNDLE_MAX bytes and costs a log-key signature, and any caller
+ * may ask. Main thread only. */
+#define BUNDLE_MAX_LIVE 4u
+static unsigned live_bundles;
+
 typedef struct bundle_job {
         agent_conn_job base;
         agent *agent;
+        bool in_parts;          /* the client reads several frames */
+        bool handed_on;         /* its live_bundles count moved to a stream */
         char *payload;          /* the bundle JSON */
         size_t payload_len;
         uint8_t digest[PROTO_DSSE_MAX_DIGEST];
@@ -75,6 +84,11 @@ int bundle_build(agent *a, const char *only, char **ret, size_t *ret_len) {
                                       "log_keyid", keys_key_id_hex(audit_log_key(a->audit)), "log_size",
                                       (json_int_t) audit_committed(a->audit), "issued", issued, "keys", arr)
                           : NULL;
+        /* a partial bundle says so */
+        if (doc && only && json_object_set_new(doc, "principal", json_string(only)) < 0) {
+                json_decref(doc);
+                doc = NULL;
+        }
         char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         json_decref(doc);
         if (!text)
@@ -96,6 +110,7 @@ typedef struct bundle_stream {
 
 static void bundle_stream_free(server_stream *s) {
         bundle_stream *st = (bundle_stream *) s;
+        live_bundles--;
         free(st->envelope);
         free(st);
 }
@@ -122,8 +137,24 @@ static int bundle_next(server_stream *s, uint8_t **ret, size_t *ret_len, bool *r
 }
 
 static void bundle_job_free(bundle_job *job) {
+        if (!job->handed_on)
+                live_bundles--;
         free(job->payload);
         free(job);
+}
+
+/* The refusal of a bundle too big to send: the envelope's size, or (before
+ * signing) a lower bound of it. */
+static void refuse_size(agent *a, agent_conn *c, const handler *h, size_t len, size_t limit) {
+        dispatch_refuse(a, c, h, PROVSIGN__STATUS__UNAVAILABLE,
+                        "the key bundle (%zu bytes) is over %s (%zu bytes); ask for one principal's keys "
+                        "(provsign key bundle --principal P)",
+                        len, limit == PROTO_KEY_BUNDLE_MAX ? "the limit of verifiers" : "one frame, and this client "
+                        "reads no more", limit);
+}
+
+static size_t size_limit(bool in_parts) {
+        return in_parts ? PROTO_KEY_BUNDLE_MAX : BUNDLE_PART;
 }
 
 static void bundle_run(agent_job *j) {
@@ -155,11 +186,8 @@ static bool bundle_complete(agent *a, agent_conn *c, agent_conn_job *j) {
                 goto out;
         }
         size_t len = strlen(envelope);
-        if (len > PROTO_KEY_BUNDLE_MAX) {
-                dispatch_refuse(a, c, &h, PROVSIGN__STATUS__UNAVAILABLE,
-                                "the key bundle (%zu bytes) is over the %u-byte limit of verifiers; destroy and "
-                                "forget old keys",
-                                len, PROTO_KEY_BUNDLE_MAX);
+        if (len > size_limit(job->in_parts)) {
+                refuse_size(a, c, &h, len, size_limit(job->in_parts));
                 free(envelope);
                 goto out;
         }
@@ -174,6 +202,7 @@ static bool bundle_complete(agent *a, agent_conn *c, agent_conn_job *j) {
         st->base.free = bundle_stream_free;
         st->envelope = envelope;
         st->len = len;
+        job->handed_on = true;
         server_stream_start(a, c, &st->base);
 out:
         bundle_job_free(job);
@@ -186,8 +215,26 @@ bool bundle_handle(agent *a, agent_conn *c, const handler *h, Provsign__Request 
                 dispatch_refuse(a, c, h, PROVSIGN__STATUS__NOT_FOUND, "no principal \"%s\"", only);
                 return false;
         }
+        if (live_bundles >= BUNDLE_MAX_LIVE) {
+                dispatch_refuse(a, c, h, PROVSIGN__STATUS__UNAVAILABLE, "%u key bundles are being sent; try again later",
+                                live_bundles);
+                return false;
+        }
         bundle_job *job = calloc(1, sizeof *job);
-        int r = job ? bundle_build(a, only[0] ? only : NULL, &job->payload, &job->payload_len) : -ENOMEM;
+        if (!job) {
+                server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "cannot build the key bundle: %s",
+                             strerror(ENOMEM));
+                return false;
+        }
+        live_bundles++;
+        job->in_parts = req->get_key_bundle->in_parts;
+        int r = bundle_build(a, only[0] ? only : NULL, &job->payload, &job->payload_len);
+        /* the envelope is at least the payload's base64: refuse before signing */
+        if (r >= 0 && PROTO_BASE64_LEN(job->payload_len) > size_limit(job->in_parts)) {
+                refuse_size(a, c, h, PROTO_BASE64_LEN(job->payload_len), size_limit(job->in_parts));
+                bundle_job_free(job);
+                return false;
+        }
         if (r >= 0) {
                 r = proto_dsse_pae_digest(PROVSIGN__DIGEST_ALGORITHM__SHA256, BUNDLE_TYPE,
                                           (const uint8_t *) job->payload, job->payload_len, job->digest);
@@ -195,10 +242,9 @@ bool bundle_handle(agent *a, agent_conn *c, const handler *h, Provsign__Request 
                         job->digest_len = (size_t) r;
         }
         if (r < 0) {
-                server_reply(a, c, NULL, r == -EMSGSIZE ? PROVSIGN__STATUS__UNAVAILABLE : PROVSIGN__STATUS__INTERNAL,
-                             false, "cannot build the key bundle: %s", strerror(-r));
-                if (job)
-                        bundle_job_free(job);
+                server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "cannot build the key bundle: %s",
+                             strerror(-r));
+                bundle_job_free(job);
                 return false;
         }
         job->base.base.run = bundle_run;

@@ -263,11 +263,15 @@ static void sign_fail(sign_job *job, int status, const char *fmt, ...) {
         job->status = status;
 }
 
-/* The signature's journald event (journal_events = all) and, with or
- * without one, a debug line on stderr. */
-static void sign_journal(agent *a, const sign_job *job) {
-        log_debug("signed for %s with %s (uid %u pid %d), log entry %llu", job->principal, job->key->keyid,
-                  (unsigned) job->who.uid, (int) job->who.pid, (unsigned long long) job->base.wait_seq);
+/* A logged signature's line on stderr (info with journal_events = all,
+ * else debug) and journald event (all only). returned: whether its caller
+ * gets it (not when the caller left or was answered at hsm_timeout; the
+ * entry is in the log either way). */
+static void sign_journal(agent *a, const sign_job *job, bool returned) {
+        const char *note = returned ? "" : " (not returned: the caller is gone)";
+        agent_log(agent_journal_wanted(a, AGENT_JOURNAL_SIGN) ? LOG_INFO : LOG_DEBUG,
+                  "signed for %s with %s (uid %u pid %d), log entry %llu%s", job->principal, job->key->keyid,
+                  (unsigned) job->who.uid, (int) job->who.pid, (unsigned long long) job->base.wait_seq, note);
         if (!agent_journal_wanted(a, AGENT_JOURNAL_SIGN))
                 return;
         const Provsign__SignRequest *s = job->req->sign;
@@ -275,8 +279,8 @@ static void sign_journal(agent *a, const sign_job *job) {
         agent_journal_fields f = { .event = "SIGN", .has_seq = true, .seq = job->base.wait_seq,
                                    .principal = job->principal, .keyid = job->key->keyid, .digest = digest,
                                    .status = "OK", .who = &job->who };
-        agent_journal_event(a, AGENT_JOURNAL_SIGN, LOG_INFO, &f, "signed %s for %s with %s", digest ? digest : "",
-                            job->principal, job->key->keyid);
+        agent_journal_event(a, AGENT_JOURNAL_SIGN, LOG_INFO, &f, "signed %s for %s with %s%s", digest ? digest : "",
+                            job->principal, job->key->keyid, note);
         free(digest);
 }
 
@@ -360,6 +364,8 @@ static bool sign_complete(agent *a, agent_conn *c, agent_conn_job *j) {
         sign_job *job = (sign_job *) j;
         const handler h = { PROVSIGN__REQUEST__BODY_SIGN, "Sign", POLICY_SIGNER, NULL };
         if (!c) {
+                if (job->status == PROVSIGN__STATUS__OK && job->append_r >= 0 && job->key)
+                        sign_journal(a, job, false);
                 sign_job_free(job);
                 return true;
         }
@@ -390,7 +396,7 @@ static bool sign_complete(agent *a, agent_conn *c, agent_conn_job *j) {
                 sign_job_free(job);
                 return true;
         }
-        sign_journal(a, job);
+        sign_journal(a, job, true);
         Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
         Provsign__SignResponse sr = PROVSIGN__SIGN_RESPONSE__INIT;
         sr.keyid = job->key->keyid;

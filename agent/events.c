@@ -71,8 +71,8 @@ void agent_audit_policy_load(agent *a, const char *path, int status, const char 
 
 /* ---- journald ---- */
 
-void agent_journal_configure(agent *a) {
-        a->journal_events = (int) a->config->journal_events;
+void agent_journal_configure(agent *a, const agent_config *cfg) {
+        a->journal_events = (int) cfg->journal_events;
 }
 
 bool agent_journal_wanted(const agent *a, enum agent_journal_class cls) {

@@ -44,9 +44,10 @@ typedef struct agent_journal_fields {
         const agent_caller *who; /* PROVSIGN_UID, PROVSIGN_GID, PROVSIGN_PID, PROVSIGN_EXE */
 } agent_journal_fields;
 
-/* agent_journal_configure: takes journal_events from a->config (at start
- * and after a reload), for senders on any thread. */
-void agent_journal_configure(agent *a);
+/* agent_journal_configure: takes journal_events from cfg (the config at
+ * start; the new one on reload, before its first key events), for senders
+ * on any thread. */
+void agent_journal_configure(agent *a, const agent_config *cfg);
 
 /* agent_journal_wanted: whether journal_events sends events of cls. */
 bool agent_journal_wanted(const agent *a, enum agent_journal_class cls);

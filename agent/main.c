@@ -137,7 +137,7 @@ int main(int argc, char **argv) {
         r = registry_init(&a.registry, a.store);
         if (r < 0)
                 goto fail;
-        agent_journal_configure(&a);
+        agent_journal_configure(&a, a.config);
         a.registry.observe = agent_journal_key_event;
         a.registry.observe_ctx = &a;
         r = audit_open(a.config, a.store, registry_replay_event, &a.registry, &a.audit, &err);

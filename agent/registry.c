@@ -303,7 +303,10 @@ int registry_snapshot(agent_registry *reg, const char *only, agent_key **ret, si
 int registry_append_events(agent_registry *reg, agent_principal_keys *p, agent_audit *audit,
                            Provsign__AuditEntry *const *es, size_t n, uint64_t *ret_seq) {
         int r = 0;
-        uint64_t seq = 0;
+        uint64_t seq = 0, seqs[REGISTRY_MAX_EVENTS];
+        size_t applied = 0;
+        if (n > REGISTRY_MAX_EVENTS)
+                return -EINVAL;
         if (p)
                 pthread_rwlock_wrlock(&p->order);
         for (size_t i = 0; i < n && r >= 0; i++) {
@@ -313,12 +316,15 @@ int registry_append_events(agent_registry *reg, agent_principal_keys *p, agent_a
                         if (r < 0)
                                 log_error("key event %llu was logged but does not apply: %s",
                                           (unsigned long long) seq, strerror(-r));
-                        else if (reg->observe)
-                                reg->observe(reg->observe_ctx, es[i], seq);
+                        else
+                                seqs[applied++] = seq;
                 }
         }
         if (p)
                 pthread_rwlock_unlock(&p->order);
+        /* outside the lock: a slow observer (journald) must not hold up signers */
+        for (size_t i = 0; i < applied && reg->observe; i++)
+                reg->observe(reg->observe_ctx, es[i], seqs[i]);
         if (r >= 0 && ret_seq)
                 *ret_seq = seq;
         return r;

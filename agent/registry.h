@@ -130,6 +130,8 @@ int registry_ensure_keys(agent_registry *reg, const agent_config *cfg, agent_aud
  * automatic rotation after it are one step for signers). On success
  * *ret_seq is the last entry's sequence number. A failure after the first
  * append leaves the earlier events applied (they are in the log). Each
- * logged event goes to reg->observe. */
+ * logged and applied event then goes to reg->observe, after the lock is
+ * released (possibly before the group commit makes it durable). */
+#define REGISTRY_MAX_EVENTS 4 /* per registry_append_events() call (-EINVAL beyond) */
 int registry_append_events(agent_registry *reg, agent_principal_keys *p, agent_audit *audit,
                            Provsign__AuditEntry *const *es, size_t n, uint64_t *ret_seq);

@@ -40,8 +40,10 @@ int agent_reload(agent *a) {
 
         /* New principals get their first key before the policy that names them
          * is live, so a Sign for them never sees NO_ACTIVE_KEY. */
+        agent_journal_configure(a, next);
         r = registry_ensure_keys(&a->registry, next, a->audit, &err);
         if (r < 0) {
+                agent_journal_configure(a, a->config);
                 log_error("config reload refused, keeping the running policy: %s", err ? err : "key generation failed");
                 agent_audit_policy_load(a, next->path, PROVSIGN__STATUS__HSM_UNAVAILABLE,
                                         err ? err : "key generation failed");
@@ -51,7 +53,6 @@ int agent_reload(agent *a) {
         }
         agent_config_free(a->config);
         a->config = next;
-        agent_journal_configure(a);
         log_notice("config reloaded from %s: %zu principals", next->path, next->n_principals);
         agent_audit_policy_load(a, next->path, PROVSIGN__STATUS__OK, "reloaded on SIGHUP");
         return 0;

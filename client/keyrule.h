@@ -29,7 +29,7 @@
 #include "receipt.h"
 
 #define CLIENT_BUNDLE_TYPE "application/vnd.provsign.keybundle.v1+json"
-#define CLIENT_BUNDLE_MAX PROTO_KEY_BUNDLE_MAX /* bytes of a bundle envelope file */
+#define CLIENT_BUNDLE_MAX (PROTO_KEY_BUNDLE_MAX + 1) /* bytes of a bundle envelope file (+ its newline) */
 #define CLIENT_BUNDLE_MAX_KEYS 100000u
 
 /* "no time" in the int64 fields below (JSON null) */

@@ -1671,6 +1671,7 @@ _public_ int provsign_get_key_bundle_for(provsign_conn *conn, const char *princi
                 return -EINVAL;
 
         br.principal = (char *) (principal ? principal : "");
+        br.in_parts = true;
         req.body_case = PROVSIGN__REQUEST__BODY_GET_KEY_BUNDLE;
         req.get_key_bundle = &br;
 
@@ -1691,6 +1692,10 @@ _public_ int provsign_get_key_bundle_for(provsign_conn *conn, const char *princi
                 more = resp->key_bundle->more;
                 part = str_or_empty(resp->key_bundle->envelope);
                 n = strlen(part);
+                if (n == 0 && more) {
+                        r = -EPROTO;    /* an empty part that is not the last: no progress */
+                        goto out;
+                }
                 if (n > PROTO_KEY_BUNDLE_MAX - len) {
                         r = -EMSGSIZE;
                         goto out;

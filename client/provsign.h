@@ -477,8 +477,10 @@ int provsign_get_key_bundle(provsign_conn *conn, char **ret_envelope);
 
 /* provsign_get_key_bundle_for (LIBPROVSIGN_0.5): the same, with only the
  * keys of principal (NULL or "": every key), for verifiers of one
- * principal's signatures. A positive PROVSIGN_NOT_FOUND for a
- * principal the agent does not know. */
+ * principal's signatures; such a bundle names the principal in its
+ * "principal" field. A positive PROVSIGN_NOT_FOUND for a principal the
+ * agent does not know. An agent older than 0.5 ignores the principal and
+ * sends every key (no "principal" field). */
 int provsign_get_key_bundle_for(provsign_conn *conn, const char *principal, char **ret_envelope);
 
 /* ---- Agent status -------------------------------------------------------- */

@@ -7,7 +7,8 @@
  *     detail names the problem;
  *   - on success: version 1 was given, a non-empty origin, a valid
  *     log_keyid; every key has a 64-hex key id that is the SHA-256 of the
- *     DER of its PEM public key (recomputed here through OpenSSL), a
+ *     DER of its PEM public key (recomputed here with OpenSSL's PEM and
+ *     DER calls and proto_keyid_hex, not keyrule.c's code path), a
  *     non-empty principal without NUL, generation >= 1, a known algorithm
  *     and state, a creation time; a revoked key has its revoked and
  *     compromised_since times; no key id twice;

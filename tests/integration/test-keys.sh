@@ -243,12 +243,29 @@ expect_exit 0 "attest with the 91st key" cli "$RUNNER_UID" attest --principal ci
 cp "$T/out" "$T/big-att.json"
 expect_exit 0 "provsign verify finds the key in the multi-frame bundle" "$PROVSIGN_CLI" verify --bundle "$T/bw/big-cli" \
         --log-key "$T/logkey.pem" "$T/big-att.json"
+# a client that does not say it reads parts (as before parts existed) gets
+# a clean refusal for a bundle over one frame, and its connection goes on
+check "without in_parts, a bundle over one frame is refused with UNAVAILABLE; the connection still answers" \
+        as "$STRANGER_UID" env PYTHONPATH="$SRCDIR/tests/lib" SOCK="$SOCK" /usr/bin/python3 -c '
+import os
+from rawclient import *
+s = connect(os.environ["SOCK"])
+s.sendall(frame(request(14)))
+st, msg, _ = read_response(s)
+assert st == "UNAVAILABLE" and "--principal" in msg, (st, msg)
+s.sendall(frame(status_request()))
+st, msg, _ = read_response(s)
+assert st == "OK", (st, msg)'
+
 # one principal's bundle: its keys only, and enough to verify its signatures
 expect_exit 0 "key bundle --principal ci-nightly" cli "$STRANGER_UID" key bundle --principal ci-nightly -o "$T/bw/nightly"
 check "... is signed by the log key" bundle_check "$T/bw/nightly"
 check "... and lists only ci-nightly's keys" jq -e '(.keys | length) >= 1 and all(.keys[]; .principal == "ci-nightly")' "$T/bw/nightly.json"
 expect_exit 1 "a ci-release envelope does not verify against ci-nightly's bundle" "$PROVSIGN_CLI" verify \
         --bundle "$T/bw/nightly" --log-key "$T/logkey.pem" "$T/big-att.json"
+expect_stderr_prefix "provsign: verify: key not in the bundle:" "... because the key is not in it"
+check "a one-principal bundle names its principal" jq -e '.principal == "ci-nightly"' "$T/bw/nightly.json"
+check "the full bundle names none" jq -e 'has("principal") | not' "$T/big.json"
 expect_exit 0 "key bundle --principal ci-release" cli "$STRANGER_UID" key bundle --principal ci-release -o "$T/bw/release"
 expect_exit 0 "... verifies ci-release's envelope" "$PROVSIGN_CLI" verify --bundle "$T/bw/release" \
         --log-key "$T/logkey.pem" "$T/big-att.json"

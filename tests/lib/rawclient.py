@@ -181,7 +181,7 @@ def key_bundle(path):
     last; a refusal raises RuntimeError("STATUS: message")."""
     s = connect(path)
     try:
-        s.sendall(frame(request(14)))
+        s.sendall(frame(request(14, field_varint(2, 1))))  # in_parts
         parts = []
         while True:
             hdr = recv_exact(s, 4)
