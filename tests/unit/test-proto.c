@@ -106,6 +106,38 @@ static void test_status_names(void **state) {
         assert_false(proto_status_known(10));
 }
 
+static void test_event_names(void **state) {
+        assert_string_equal(proto_audit_event_name(PROVSIGN__AUDIT_EVENT__SIGN), "SIGN");
+        assert_string_equal(proto_audit_event_name(PROVSIGN__AUDIT_EVENT__KEY_ROTATE), "KEY_ROTATE");
+        assert_null(proto_audit_event_name(0));
+        assert_null(proto_audit_event_name(9999));
+        assert_null(proto_audit_event_name(-1));
+}
+
+/* proto_digest_spec is the inverse of proto_digest_spec_parse */
+static void test_digest_spec_format(void **state) {
+        uint8_t d[48], back[48];
+        size_t n;
+        int alg;
+        for (size_t i = 0; i < sizeof d; i++)
+                d[i] = (uint8_t) (i * 37 + 1);
+        char *s = proto_digest_spec(PROVSIGN__DIGEST_ALGORITHM__SHA384, d, 48);
+        assert_non_null(s);
+        assert_int_equal(strlen(s), 7 + 96);
+        assert_memory_equal(s, "sha384:01", 9);
+        assert_int_equal(proto_digest_spec_parse(s, &alg, back, &n), 0);
+        assert_int_equal(alg, PROVSIGN__DIGEST_ALGORITHM__SHA384);
+        assert_int_equal(n, 48);
+        assert_memory_equal(back, d, 48);
+        free(s);
+        s = proto_digest_spec(PROVSIGN__DIGEST_ALGORITHM__SHA256, d, 32);
+        assert_non_null(s);
+        assert_int_equal(proto_digest_spec_parse(s, &alg, back, &n), 0);
+        assert_int_equal(n, 32);
+        free(s);
+        assert_null(proto_digest_spec(PROVSIGN__DIGEST_ALGORITHM__SHA256, d, 65537));
+}
+
 static void test_algorithm_names(void **state) {
         assert_int_equal(proto_key_algorithm_from_name("ecdsa-p256"), PROVSIGN__KEY_ALGORITHM__ECDSA_P256);
         assert_int_equal(proto_key_algorithm_from_name("ecdsa-p384"), PROVSIGN__KEY_ALGORITHM__ECDSA_P384);
@@ -245,6 +277,7 @@ int main(void) {
                 cmocka_unit_test(test_u32),           cmocka_unit_test(test_cursor),
                 cmocka_unit_test(test_frame_peek),    cmocka_unit_test(test_frame_pack_roundtrip),
                 cmocka_unit_test(test_status_names),  cmocka_unit_test(test_algorithm_names),
+                cmocka_unit_test(test_event_names),   cmocka_unit_test(test_digest_spec_format),
                 cmocka_unit_test(test_digest_spec),   cmocka_unit_test(test_hex_and_keyid), cmocka_unit_test(test_base64),
                 cmocka_unit_test(test_entry_peek),    cmocka_unit_test(test_time_parse_rfc3339),
         };
