@@ -21,49 +21,31 @@
 #include <openssl/rand.h>
 
 #include "keystore.h"
+#include "latency.h"
 
 struct worker {
         keys_store *store;
         keys_key *key;
         double deadline;
-        double *lat;
-        size_t n, cap;
-        int errors;
+        struct bench_lat lat; /* samples and errors */
 };
-
-static double now(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
 
 static void *run(void *arg) {
         struct worker *w = arg;
         uint8_t digest[32], sig[KEYS_MAX_SIGNATURE];
-        while (now() < w->deadline) {
+        while (bench_now() < w->deadline) {
                 RAND_bytes(digest, sizeof digest);
                 size_t len;
-                double t0 = now();
+                double t0 = bench_now();
                 int r = keys_sign(w->store, w->key, digest, sizeof digest, sig, &len);
-                double t1 = now();
+                double t1 = bench_now();
                 if (r < 0) {
-                        w->errors++;
+                        w->lat.errors++;
                         continue;
                 }
-                if (w->n == w->cap) {
-                        w->cap = w->cap ? w->cap * 2 : 4096;
-                        w->lat = realloc(w->lat, w->cap * sizeof *w->lat);
-                        if (!w->lat)
-                                abort();
-                }
-                w->lat[w->n++] = t1 - t0;
+                bench_lat_add(&w->lat, t1 - t0);
         }
         return NULL;
-}
-
-static int cmp(const void *a, const void *b) {
-        double x = *(const double *) a, y = *(const double *) b;
-        return (x > y) - (x < y);
 }
 
 static long rss_kib(void) {
@@ -128,36 +110,25 @@ int main(int argc, char **argv) {
         pthread_t *t = calloc((size_t) threads, sizeof *t);
         if (!w || !t)
                 return 5;
-        double c0 = cpu_s(), start = now();
+        double c0 = cpu_s(), start = bench_now();
         for (int i = 0; i < threads; i++) {
                 w[i].store = store;
                 w[i].key = key;
                 w[i].deadline = start + secs;
                 pthread_create(&t[i], NULL, run, &w[i]);
         }
-        size_t total = 0;
-        int errors = 0;
+        struct bench_lat all = { 0 };
         for (int i = 0; i < threads; i++) {
                 pthread_join(t[i], NULL);
-                total += w[i].n;
-                errors += w[i].errors;
+                bench_lat_merge(&all, &w[i].lat);
         }
-        double elapsed = now() - start, cpu = cpu_s() - c0;
+        double elapsed = bench_now() - start, cpu = cpu_s() - c0;
         long rss = rss_kib();
-        double *all = malloc((total ? total : 1) * sizeof *all);
-        size_t k = 0;
-        for (int i = 0; i < threads; i++) {
-                memcpy(all + k, w[i].lat, w[i].n * sizeof *all);
-                k += w[i].n;
-                free(w[i].lat);
-        }
-        qsort(all, total, sizeof *all, cmp);
-#define PCT(p) (total ? all[(size_t) ((double) (total - 1) * (p))] * 1e6 : 0)
-        printf("{\"threads\": %d, \"signatures\": %zu, \"errors\": %d, \"seconds\": %.2f, \"ops_per_s\": %.0f, "
-               "\"p50_us\": %.0f, \"p99_us\": %.0f, \"p999_us\": %.0f, \"cpu_us_per_op\": %.1f, \"rss_kib\": %ld}\n",
-               threads, total, errors, elapsed, (double) total / elapsed, PCT(0.50), PCT(0.99), PCT(0.999),
-               total ? cpu * 1e6 / (double) total : 0.0, rss);
-        free(all);
+        char extra[96];
+        snprintf(extra, sizeof extra, ", \"cpu_us_per_op\": %.1f, \"rss_kib\": %ld",
+                 all.n ? cpu * 1e6 / (double) all.n : 0.0, rss);
+        int errors = all.errors;
+        bench_lat_print(&all, "threads", threads, elapsed, extra);
         free(w);
         free(t);
         keys_store_free(store);

@@ -18,43 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "latency.h"
+
 #define RECORD 200
 
-static double now(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
-
-static int cmp(const void *a, const void *b) {
-        double x = *(const double *) a, y = *(const double *) b;
-        return (x > y) - (x < y);
-}
-
-struct series {
-        double *v;
-        size_t n, cap;
-};
-
-static void add(struct series *s, double x) {
-        if (s->n == s->cap) {
-                s->cap = s->cap ? s->cap * 2 : 4096;
-                s->v = realloc(s->v, s->cap * sizeof *s->v);
-                if (!s->v)
-                        abort();
-        }
-        s->v[s->n++] = x;
-}
-
-static double p50_us(struct series *s) {
-        if (!s->n)
-                return 0;
-        qsort(s->v, s->n, sizeof *s->v, cmp);
-        return s->v[s->n / 2] * 1e6;
-}
-
 /* Appends `per` records per fdatasync for secs; returns records/s. */
-static double syncs(const char *dir, int per, double secs, struct series *lat) {
+static double syncs(const char *dir, int per, double secs, struct bench_lat *lat) {
         char path[4096];
         snprintf(path, sizeof path, "%s/bench-micro-%d.dat", dir, per);
         int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
@@ -65,17 +34,17 @@ static double syncs(const char *dir, int per, double secs, struct series *lat) {
         uint8_t rec[RECORD * 8];
         memset(rec, 0x5a, sizeof rec);
         size_t n = 0;
-        double start = now(), end = start + secs;
-        while (now() < end) {
-                double t0 = now();
+        double start = bench_now(), end = start + secs;
+        while (bench_now() < end) {
+                double t0 = bench_now();
                 if (write(fd, rec, (size_t) RECORD * (size_t) per) != RECORD * per || fdatasync(fd) < 0) {
                         perror("write/fdatasync");
                         exit(1);
                 }
-                add(lat, now() - t0);
+                bench_lat_add(lat, bench_now() - t0);
                 n += (size_t) per;
         }
-        double rate = (double) n / (now() - start);
+        double rate = (double) n / (bench_now() - start);
         close(fd);
         unlink(path);
         return rate;
@@ -97,7 +66,7 @@ static void *echo(void *arg) {
         }
 }
 
-static double round_trips(double secs, struct series *lat) {
+static double round_trips(double secs, struct bench_lat *lat) {
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
                 perror("socketpair");
@@ -108,9 +77,9 @@ static double round_trips(double secs, struct series *lat) {
         uint8_t buf[RECORD];
         memset(buf, 0xa5, sizeof buf);
         size_t n = 0;
-        double start = now(), end = start + secs;
-        while (now() < end) {
-                double t0 = now();
+        double start = bench_now(), end = start + secs;
+        while (bench_now() < end) {
+                double t0 = bench_now();
                 if (write(sv[0], buf, sizeof buf) != (ssize_t) sizeof buf)
                         exit(1);
                 size_t got = 0;
@@ -120,10 +89,10 @@ static double round_trips(double secs, struct series *lat) {
                                 exit(1);
                         got += (size_t) k;
                 }
-                add(lat, now() - t0);
+                bench_lat_add(lat, bench_now() - t0);
                 n++;
         }
-        double rate = (double) n / (now() - start);
+        double rate = (double) n / (bench_now() - start);
         close(sv[0]);
         pthread_join(t, NULL);
         close(sv[1]);
@@ -138,13 +107,13 @@ int main(int argc, char **argv) {
         double secs = atof(argv[2]);
         if (secs <= 0)
                 return 2;
-        struct series s1 = { 0 }, s8 = { 0 }, rt = { 0 };
+        struct bench_lat s1 = { 0 }, s8 = { 0 }, rt = { 0 };
         double r1 = syncs(argv[1], 1, secs, &s1);
         double r8 = syncs(argv[1], 8, secs, &s8);
         double rr = round_trips(secs, &rt);
         printf("{\"fdatasync_per_s\": %.0f, \"fdatasync_p50_us\": %.0f, \"records8_per_s\": %.0f, "
                "\"fdatasync8_p50_us\": %.0f, \"socket_rtt_per_s\": %.0f, \"socket_rtt_p50_us\": %.1f}\n",
-               r1, p50_us(&s1), r8, p50_us(&s8), rr, p50_us(&rt));
+               r1, bench_lat_p50_us(&s1), r8, bench_lat_p50_us(&s8), rr, bench_lat_p50_us(&rt));
         free(s1.v);
         free(s8.v);
         free(rt.v);

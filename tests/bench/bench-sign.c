@@ -15,55 +15,38 @@
 #include <openssl/rand.h>
 #include <provsign.h>
 
+#include "latency.h"
+
 struct worker {
         const char *principal;
         double deadline;
-        double *lat;
-        size_t n, cap;
-        int errors;
+        struct bench_lat lat; /* samples and errors */
 };
-
-static double now(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
 
 static void *run(void *arg) {
         struct worker *w = arg;
         provsign_conn *conn = NULL;
         if (provsign_connect(NULL, &conn) != 0) {
-                w->errors++;
+                w->lat.errors++;
                 return NULL;
         }
         uint8_t digest[32];
-        while (now() < w->deadline) {
+        while (bench_now() < w->deadline) {
                 RAND_bytes(digest, sizeof digest);
                 provsign_signature *sig = NULL;
-                double t0 = now();
+                double t0 = bench_now();
                 int r = provsign_sign(conn, w->principal, PROVSIGN_DIGEST_SHA256, digest, sizeof digest, NULL, NULL, 0,
                                       &sig);
-                double t1 = now();
+                double t1 = bench_now();
                 if (r != 0) {
-                        w->errors++;
+                        w->lat.errors++;
                         continue;
                 }
                 provsign_signature_free(sig);
-                if (w->n == w->cap) {
-                        w->cap = w->cap ? w->cap * 2 : 4096;
-                        w->lat = realloc(w->lat, w->cap * sizeof *w->lat);
-                        if (!w->lat)
-                                abort();
-                }
-                w->lat[w->n++] = t1 - t0;
+                bench_lat_add(&w->lat, t1 - t0);
         }
         provsign_close(conn);
         return NULL;
-}
-
-static int cmp(const void *a, const void *b) {
-        double x = *(const double *) a, y = *(const double *) b;
-        return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv) {
@@ -79,33 +62,20 @@ int main(int argc, char **argv) {
         pthread_t *t = calloc((size_t) clients, sizeof *t);
         if (!w || !t)
                 return 5;
-        double start = now();
+        double start = bench_now();
         for (int i = 0; i < clients; i++) {
                 w[i].principal = argv[1];
                 w[i].deadline = start + secs;
                 pthread_create(&t[i], NULL, run, &w[i]);
         }
-        size_t total = 0;
-        int errors = 0;
+        struct bench_lat all = { 0 };
         for (int i = 0; i < clients; i++) {
                 pthread_join(t[i], NULL);
-                total += w[i].n;
-                errors += w[i].errors;
+                bench_lat_merge(&all, &w[i].lat);
         }
-        double elapsed = now() - start;
-        double *all = malloc((total ? total : 1) * sizeof *all);
-        size_t k = 0;
-        for (int i = 0; i < clients; i++) {
-                memcpy(all + k, w[i].lat, w[i].n * sizeof *all);
-                k += w[i].n;
-                free(w[i].lat);
-        }
-        qsort(all, total, sizeof *all, cmp);
-#define PCT(p) (total ? all[(size_t) ((double) (total - 1) * (p))] * 1e6 : 0)
-        printf("{\"clients\": %d, \"signatures\": %zu, \"errors\": %d, \"seconds\": %.2f, \"ops_per_s\": %.0f, "
-               "\"p50_us\": %.0f, \"p99_us\": %.0f, \"p999_us\": %.0f}\n",
-               clients, total, errors, elapsed, (double) total / elapsed, PCT(0.50), PCT(0.99), PCT(0.999));
-        free(all);
+        double elapsed = bench_now() - start;
+        int errors = all.errors;
+        bench_lat_print(&all, "clients", clients, elapsed, "");
         free(w);
         free(t);
         return errors ? 1 : 0;

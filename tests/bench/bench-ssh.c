@@ -21,6 +21,7 @@
 #include <openssl/rand.h>
 
 #include "frame.h"
+#include "latency.h"
 
 #define AGENTC_REQUEST_IDENTITIES 11
 #define AGENT_IDENTITIES_ANSWER 12
@@ -32,12 +33,6 @@
 static uint8_t *key_blob;
 static size_t key_blob_len;
 static uint32_t sign_flags;
-
-static double now(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
 
 static int connect_agent(void) {
         const char *path = getenv("SSH_AUTH_SOCK");
@@ -138,16 +133,14 @@ static int pick_key(const char *want) {
 
 struct worker {
         double deadline;
-        double *lat;
-        size_t n, cap;
-        int errors;
+        struct bench_lat lat; /* samples and errors */
 };
 
 static void *run(void *arg) {
         struct worker *w = arg;
         int fd = connect_agent();
         if (fd < 0) {
-                w->errors++;
+                w->lat.errors++;
                 return NULL;
         }
         size_t len = 1 + 4 + key_blob_len + 4 + 32 + 4;
@@ -160,37 +153,26 @@ static void *run(void *arg) {
         uint8_t *data = req + 5 + key_blob_len;
         proto_put_u32be(data, 32);
         proto_put_u32be(data + 4 + 32, sign_flags);
-        while (now() < w->deadline) {
+        while (bench_now() < w->deadline) {
                 RAND_bytes(data + 4, 32);
                 uint8_t *rep = NULL;
                 size_t rlen;
-                double t0 = now();
+                double t0 = bench_now();
                 int r = call(fd, req, len, &rep, &rlen);
-                double t1 = now();
+                double t1 = bench_now();
                 if (r < 0 || rlen < 1 || rep[0] != AGENT_SIGN_RESPONSE) {
                         free(rep);
-                        w->errors++;
+                        w->lat.errors++;
                         if (r < 0)
                                 break;
                         continue;
                 }
                 free(rep);
-                if (w->n == w->cap) {
-                        w->cap = w->cap ? w->cap * 2 : 4096;
-                        w->lat = realloc(w->lat, w->cap * sizeof *w->lat);
-                        if (!w->lat)
-                                abort();
-                }
-                w->lat[w->n++] = t1 - t0;
+                bench_lat_add(&w->lat, t1 - t0);
         }
         free(req);
         close(fd);
         return NULL;
-}
-
-static int cmp(const void *a, const void *b) {
-        double x = *(const double *) a, y = *(const double *) b;
-        return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv) {
@@ -210,32 +192,19 @@ int main(int argc, char **argv) {
         pthread_t *t = calloc((size_t) clients, sizeof *t);
         if (!w || !t)
                 return 5;
-        double start = now();
+        double start = bench_now();
         for (int i = 0; i < clients; i++) {
                 w[i].deadline = start + secs;
                 pthread_create(&t[i], NULL, run, &w[i]);
         }
-        size_t total = 0;
-        int errors = 0;
+        struct bench_lat all = { 0 };
         for (int i = 0; i < clients; i++) {
                 pthread_join(t[i], NULL);
-                total += w[i].n;
-                errors += w[i].errors;
+                bench_lat_merge(&all, &w[i].lat);
         }
-        double elapsed = now() - start;
-        double *all = malloc((total ? total : 1) * sizeof *all);
-        size_t k = 0;
-        for (int i = 0; i < clients; i++) {
-                memcpy(all + k, w[i].lat, w[i].n * sizeof *all);
-                k += w[i].n;
-                free(w[i].lat);
-        }
-        qsort(all, total, sizeof *all, cmp);
-#define PCT(p) (total ? all[(size_t) ((double) (total - 1) * (p))] * 1e6 : 0)
-        printf("{\"clients\": %d, \"signatures\": %zu, \"errors\": %d, \"seconds\": %.2f, \"ops_per_s\": %.0f, "
-               "\"p50_us\": %.0f, \"p99_us\": %.0f, \"p999_us\": %.0f}\n",
-               clients, total, errors, elapsed, (double) total / elapsed, PCT(0.50), PCT(0.99), PCT(0.999));
-        free(all);
+        double elapsed = bench_now() - start;
+        int errors = all.errors;
+        bench_lat_print(&all, "clients", clients, elapsed, "");
         free(w);
         free(t);
         free(key_blob);
