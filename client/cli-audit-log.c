@@ -129,6 +129,22 @@ static int stream_failed(const struct cli_ctx *ctx, const char *verb, int r, con
         return CLI_EXIT_LOCAL;
 }
 
+/* Connects and sends req: CLI_EXIT_OK with *ret_fd, or the exit code after
+ * saying why (and *ret_fd -1). */
+static int stream_request(const struct cli_ctx *ctx, const char *verb, Provsign__Request *req, int *ret_fd) {
+        int fd, r = stream_connect(ctx, &fd);
+        *ret_fd = -1;
+        if (r != CLI_EXIT_OK)
+                return r;
+        r = send_request(fd, req);
+        if (r < 0) {
+                close(fd);
+                return stream_failed(ctx, verb, r, NULL);
+        }
+        *ret_fd = fd;
+        return CLI_EXIT_OK;
+}
+
 static int parse_u64(const char *s, uint64_t *ret) {
         uint64_t v = 0;
         if (!*s)
@@ -289,17 +305,12 @@ int cmd_audit_export(const struct cli_ctx *ctx, int argc, char **argv) {
                 return cli_usage_error(verb, "--to 0: export entry 0 with --from 0 --to 0 is not supported; omit --to");
         }
 
-        r = stream_connect(ctx, &fd);
-        if (r != CLI_EXIT_OK)
-                return r;
         Provsign__Request req = PROVSIGN__REQUEST__INIT;
         req.body_case = PROVSIGN__REQUEST__BODY_EXPORT;
         req.export = &er;
-        r = send_request(fd, &req);
-        if (r < 0) {
-                r = stream_failed(ctx, verb, r, NULL);
-                goto out;
-        }
+        r = stream_request(ctx, verb, &req, &fd);
+        if (r != CLI_EXIT_OK)
+                return r;
         if (fmt == FORMAT_CSV) {
                 for (size_t i = 0; i < CLIENT_AUDIT_N_COLUMNS; i++)
                         printf("%s%s", i ? "," : "", client_audit_columns[i]);
@@ -564,16 +575,14 @@ int cmd_audit_proof(const struct cli_ctx *ctx, int argc, char **argv) {
                 return r;
         if (!have)
                 return cli_usage_error(verb, "--seq is required");
-        r = stream_connect(ctx, &fd);
-        if (r != CLI_EXIT_OK)
-                return r;
         Provsign__Request req = PROVSIGN__REQUEST__INIT;
         req.body_case = PROVSIGN__REQUEST__BODY_PROOF;
         req.proof = &pr;
+        r = stream_request(ctx, verb, &req, &fd);
+        if (r != CLI_EXIT_OK)
+                return r;
         Provsign__Response *resp = NULL;
-        r = send_request(fd, &req);
-        if (r >= 0)
-                r = read_response(fd, &resp);
+        r = read_response(fd, &resp);
         if (r < 0) {
                 r = stream_failed(ctx, verb, r, NULL);
                 goto out;
@@ -692,17 +701,12 @@ int cmd_audit_find(const struct cli_ctx *ctx, int argc, char **argv) {
         if (fr.until_us && fr.since_us > fr.until_us)
                 return cli_usage_error(verb, "--since is after --until");
 
-        r = stream_connect(ctx, &fd);
-        if (r != CLI_EXIT_OK)
-                return r;
         Provsign__Request req = PROVSIGN__REQUEST__INIT;
         req.body_case = PROVSIGN__REQUEST__BODY_FIND;
         req.find = &fr;
-        r = send_request(fd, &req);
-        if (r < 0) {
-                r = stream_failed(ctx, verb, r, NULL);
-                goto out;
-        }
+        r = stream_request(ctx, verb, &req, &fd);
+        if (r != CLI_EXIT_OK)
+                return r;
         for (;;) {
                 Provsign__Response *resp = NULL;
                 r = read_response(fd, &resp);
