@@ -52,6 +52,40 @@ st, msg, f = sign_with(b"text/plain", [(b"git", b"a"), (b"ref", b"main"), (b"Git
 assert st == "OK" and 10 in f, (st, msg)'
 check "agent alive" agent_alive
 
+# ---- item 11 (agent): a config or PIN file others may change or read ----
+# start_fails DESCRIPTION MESSAGE config: the agent exits 1 saying MESSAGE.
+start_fails() {
+        run_agent --config "$3" >"$T/out" 2>"$T/err"
+        local rc=$?
+        if [ "$rc" = 1 ] && grep -qF -- "$2" "$T/err"; then pass "$1"; else fail "$1: exit $rc, stderr: $(head -c 300 "$T/err")"; fi
+}
+# (its own state_dir: without the check, the agent would get as far as the log)
+mkdir -p "$T/state2"
+chown "$AGENT_UID:$AGENT_GID" "$T/state2"
+sed "s|^state_dir = .*|state_dir = $T/state2|" "$CONF" > "$T/c2.conf"
+chmod 0664 "$T/c2.conf"
+start_fails "a group-writable config: refused at start" "is group- or world-writable (mode 0664)" "$T/c2.conf"
+chmod 0646 "$T/c2.conf"
+start_fails "a world-writable config: refused at start" "is group- or world-writable (mode 0646)" "$T/c2.conf"
+cp "$T/tok/pin" "$T/pin2"
+chown "$AGENT_UID" "$T/pin2"
+sed -i "s|^pin_file = .*|pin_file = $T/pin2|" "$T/c2.conf"
+chmod 0644 "$T/c2.conf"
+for mode in 0640 0604 0620 0602; do
+        chmod "$mode" "$T/pin2"
+        start_fails "a PIN file of mode $mode: refused at start" "must be a regular file that only its owner can read or write (mode $mode" "$T/c2.conf"
+done
+check "the refusals never print the PIN" bash -c "! grep -qF -- \"\$(cat '$T/tok/pin')\" '$T/err'"
+check "agent alive after the permission refusals" agent_alive
+chmod 0664 "$CONF"
+kill -HUP "$AGENT_PID"
+for _ in $(seq 1 50); do grep -q "config reload refused" "$T/agent.log" && break; sleep 0.1; done
+check "SIGHUP with a group-writable config: reload refused, old policy kept" grep -q "config reload refused.*group- or world-writable" "$T/agent.log"
+chmod 0644 "$CONF"
+check "signing still works with the old policy" hostile '
+st, msg, f = sign_with(b"text/plain")
+assert st == "OK", (st, msg)'
+
 # @END@
 stop_agent
 finish
