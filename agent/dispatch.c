@@ -372,7 +372,7 @@ static void sign_run(agent_job *j) {
         sign_job *job = (sign_job *) j;
         const Provsign__SignRequest *s = job->req->sign;
         agent_principal_keys *p = job->keys;
-        job->append_r = -ECANCELED;
+        job->status = PROVSIGN__STATUS__OK;
         for (int attempt = 0; attempt < SIGN_ATTEMPTS; attempt++) {
                 pthread_rwlock_rdlock(&p->order);
                 agent_key *k = p->active;
@@ -546,6 +546,10 @@ static bool handle_sign(agent *a, agent_conn *c, const handler *h, Provsign__Req
         }
         job->base.base.run = sign_run;
         job->base.complete = sign_complete;
+        /* Not run yet (it may never run: cancelled at hsm_timeout). */
+        job->append_r = -ECANCELED;
+        job->status = PROVSIGN__STATUS__HSM_UNAVAILABLE;
+        snprintf(job->msg, sizeof job->msg, "the signature was not made: the token did not answer within hsm_timeout");
         job->agent = a;
         job->req = req;
         job->keys = pk;
