@@ -439,7 +439,6 @@ static size_t expire_jobs(agent *a) {
                 char msg[160];
                 snprintf(msg, sizeof msg, "the token did not answer within hsm_timeout (%llus)",
                          (unsigned long long) a->config->hsm_timeout_s);
-                log_warning("uid %u pid %d: %s", (unsigned) c->caller.uid, (int) c->caller.pid, msg);
                 refusals_record(a, &c->caller, "request", NULL, PROVSIGN__STATUS__HSM_UNAVAILABLE, msg);
                 server_reply(a, c, NULL, PROVSIGN__STATUS__HSM_UNAVAILABLE, false, "%s", msg);
                 n++;
@@ -559,16 +558,16 @@ static void accept_conns(agent *a) {
                 }
                 const agent_config *cfg = a->config;
                 if (s->n_conns >= cfg->max_connections || s->stopping) {
-                        log_notice("refused connection from uid %u pid %d: %s", (unsigned) c->caller.uid,
-                                   (int) c->caller.pid, s->stopping ? "shutting down" : "max_connections reached");
-                        refuse_connection(fd, s->stopping ? "agent is shutting down" : "too many connections");
+                        const char *why = s->stopping ? "agent is shutting down" : "too many connections (max_connections)";
+                        refusals_record(a, &c->caller, "connect", NULL, PROVSIGN__STATUS__UNAVAILABLE, why);
+                        refuse_connection(fd, why);
                         conn_free(c);
                         continue;
                 }
                 if (conns_of_uid(s, c->caller.uid) >= cfg->max_connections_per_uid) {
-                        log_notice("refused connection from uid %u pid %d: max_connections_per_uid reached",
-                                   (unsigned) c->caller.uid, (int) c->caller.pid);
-                        refuse_connection(fd, "too many connections from this uid");
+                        const char *why = "too many connections from this uid (max_connections_per_uid)";
+                        refusals_record(a, &c->caller, "connect", NULL, PROVSIGN__STATUS__UNAVAILABLE, why);
+                        refuse_connection(fd, why);
                         conn_free(c);
                         continue;
                 }
@@ -597,9 +596,10 @@ static void conn_process(agent *a, agent_conn *c) {
                 if (r == 0)
                         return;
                 if (r < 0) {
-                        log_notice("uid %u pid %d sent a frame of %u bytes (limit %u); closing",
-                                   (unsigned) c->caller.uid, (int) c->caller.pid, proto_get_u32be(c->rbuf),
-                                   PROTO_FRAME_MAX);
+                        char msg[96];
+                        snprintf(msg, sizeof msg, "frame of %u bytes exceeds the %u-byte limit; connection closed",
+                                 proto_get_u32be(c->rbuf), PROTO_FRAME_MAX);
+                        refusals_record(a, &c->caller, "request", NULL, PROVSIGN__STATUS__INVALID_ARGUMENT, msg);
                         server_reply(a, c, NULL, PROVSIGN__STATUS__INVALID_ARGUMENT, true,
                                      "frame of %u bytes exceeds the %u-byte limit", proto_get_u32be(c->rbuf),
                                      PROTO_FRAME_MAX);
@@ -647,8 +647,9 @@ static void conn_read(agent *a, agent_conn *c) {
                         return;
                 }
                 if (k <= 0) {
+                        /* Not a refusal, and unlimited: debug only. */
                         if (c->rlen > 0)
-                                log_notice("uid %u pid %d disconnected in the middle of a frame",
+                                log_debug("uid %u pid %d disconnected in the middle of a frame",
                                            (unsigned) c->caller.uid, (int) c->caller.pid);
                         conn_close(a->server, c);
                         return;
@@ -684,6 +685,7 @@ static void conn_read(agent *a, agent_conn *c) {
 }
 
 static void sweep_timeouts(agent *a) {
+        char msg[128];
         const agent_config *cfg = a->config;
         uint64_t now = agent_monotonic_ms();
         for (agent_conn *c = a->server->conns, *next; c; c = next) {
@@ -692,9 +694,10 @@ static void sweep_timeouts(agent *a) {
                         continue;
                 if ((c->rlen > 0 || c->wlen > 0) && now - (c->rlen > 0 ? c->frame_start_ms : c->last_activity_ms) >
                                                             cfg->read_timeout_s * 1000u) {
-                        log_notice("uid %u pid %d: read timeout (%llus) with a partial frame; closing",
-                                   (unsigned) c->caller.uid, (int) c->caller.pid,
-                                   (unsigned long long) cfg->read_timeout_s);
+                        snprintf(msg, sizeof msg, "read timeout (%llus) with %s; connection closed",
+                                 (unsigned long long) cfg->read_timeout_s,
+                                 c->rlen > 0 ? "a partial request" : "its reply unread");
+                        refusals_record(a, &c->caller, "request", NULL, PROVSIGN__STATUS__UNAVAILABLE, msg);
                         conn_close(a->server, c);
                 } else if (c->rlen == 0 && c->wlen == 0 && now - c->last_activity_ms > cfg->idle_timeout_s * 1000u) {
                         conn_close(a->server, c);
