@@ -52,6 +52,7 @@ struct agent_audit {
 
         proto_merkle_tree *tree; /* leaves [0, next_seq) */
         uint64_t next_seq;       /* under lock */
+        int64_t last_time_us;    /* the last entry's time, under lock */
         uint64_t written;        /* durable (written and synced), under lock */
         uint64_t committed;      /* durable and checkpointed, under lock */
         char *checkpoint;        /* note for size `committed`, under lock */
@@ -361,7 +362,20 @@ int audit_append(agent_audit *a, Provsign__AuditEntry *e, uint64_t *ret_seq, uin
                 goto out;
         }
         e->seq = a->next_seq;
-        e->time_us = now_us();
+        /* Strictly increasing within a run: an entry is never dated the
+         * microsecond of the one before it, so a revocation dated by its own
+         * entry postdates every signature logged before it. */
+        int64_t t = now_us();
+        if (t <= a->last_time_us)
+                t = a->last_time_us + 1;
+        a->last_time_us = t;
+        e->time_us = t;
+        /* A KEY_REVOKE without a compromise time is dated by its own entry
+         * (the registry holds the principal's order lock meanwhile): every
+         * signature the key made before is in the log ahead of it and valid,
+         * none after it exists. */
+        if (e->event == PROVSIGN__AUDIT_EVENT__KEY_REVOKE && e->compromised_since_us == 0)
+                e->compromised_since_us = t;
         size_t n = protobuf_c_message_get_packed_size(&e->base);
         if (n == 0 || n > PROTO_RECORD_MAX_ENTRY) {
                 r = -EMSGSIZE;
