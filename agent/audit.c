@@ -128,10 +128,36 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
         return 0;
 }
 
+/* Out of descriptors (EMFILE: this process, ENFILE: the system) is a state
+ * that passes, not a broken log: nothing is written yet, so the new segment
+ * is tried again until it opens (or the agent stops); the group waits, and
+ * its callers get their answer at hsm_timeout meanwhile. */
+#define SEGMENT_OPEN_RETRY_MS 100
+
+static int open_segment_retrying(agent_audit *a, uint64_t first_seq) {
+        bool said = false;
+        for (;;) {
+                int r = open_segment(a, first_seq);
+                if (r != -EMFILE && r != -ENFILE)
+                        return r;
+                pthread_mutex_lock(&a->lock);
+                bool stopping = a->stopping;
+                pthread_mutex_unlock(&a->lock);
+                if (stopping)
+                        return r;
+                if (!said)
+                        log_warning("audit log: cannot open a new segment (%s); retrying every %dms", strerror(-r),
+                                    SEGMENT_OPEN_RETRY_MS);
+                said = true;
+                struct timespec ts = { 0, SEGMENT_OPEN_RETRY_MS * 1000000L };
+                nanosleep(&ts, NULL);
+        }
+}
+
 static int write_batch(agent_audit *a, const uint8_t *buf, size_t len, uint64_t first_seq) {
         int r;
         if (a->seg_fd < 0 || a->seg_size >= SEGMENT_MAX) {
-                r = open_segment(a, first_seq);
+                r = open_segment_retrying(a, first_seq);
                 if (r < 0)
                         return r;
         }

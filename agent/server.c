@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -24,6 +25,14 @@
 #define READ_CHUNK 4096u
 #define SHUTDOWN_GRACE_MS 10000u
 #define DEADLINE_TICK_MS 100u
+/* Descriptors kept back from connections: the token (SoftHSM2 opens its
+ * object files, a network HSM its sockets), the log (segments, its
+ * directory, tiles, the index), epoll, signalfd, eventfds, journald. */
+#define FD_RESERVE 128u
+/* accept4 failed for want of descriptors (or memory): the listening socket
+ * is left alone this long instead of spinning on it (it stays readable). */
+#define ACCEPT_PAUSE_MS 250u
+#define ACCEPT_WARN_EVERY_MS 10000u
 
 enum source_kind { SOURCE_LISTEN, SOURCE_WORKERS, SOURCE_SIGNAL, SOURCE_AUDIT, SOURCE_CONN };
 
@@ -72,6 +81,12 @@ struct agent_server {
         bool stopping;
         unsigned token_reopens;  /* last seen keys_store_health() counts */
         bool token_down;
+        size_t fd_budget;        /* connections that fit RLIMIT_NOFILE less FD_RESERVE */
+        uint32_t capped_from;    /* the max_connections last reported as capped */
+        bool accept_paused;      /* listen fd out of epoll until accept_resume_ms */
+        uint64_t accept_resume_ms;
+        uint64_t accept_warned_ms;
+        uint64_t accept_failures; /* since the last warning */
 };
 
 uint64_t agent_now_us(void) {
@@ -144,6 +159,40 @@ static int listen_on_path(const agent_config *cfg, int *ret_fd, char **ret_error
         return 0;
 }
 
+/* How many connections fit the descriptor limit (main.c raised the soft
+ * limit to the hard one): each takes one descriptor, and FD_RESERVE stay
+ * for the token and the log, which must never be the ones to run out. */
+static int fd_budget(size_t *ret, char **ret_error) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return agent_errorf(ret_error, -errno, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+        if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > SIZE_MAX / 2) {
+                *ret = SIZE_MAX / 2;
+                return 0;
+        }
+        if (rl.rlim_cur < 2 * FD_RESERVE)
+                return agent_errorf(ret_error, -EMFILE,
+                                    "the descriptor limit (RLIMIT_NOFILE %llu) is too low: the agent keeps %u for the "
+                                    "token and the log and needs as many for connections (LimitNOFILE= in the unit)",
+                                    (unsigned long long) rl.rlim_cur, FD_RESERVE);
+        *ret = (size_t) rl.rlim_cur - FD_RESERVE;
+        return 0;
+}
+
+size_t server_connection_limit(agent *a) {
+        agent_server *s = a->server;
+        uint32_t want = a->config->max_connections;
+        if (want <= s->fd_budget)
+                return want;
+        if (s->capped_from != want) {
+                s->capped_from = want;
+                log_warning("max_connections = %u does not fit the descriptor limit (RLIMIT_NOFILE) less %u kept for "
+                            "the token and the log: serving at most %zu connections (raise LimitNOFILE=)",
+                            want, FD_RESERVE, s->fd_budget);
+        }
+        return s->fd_budget;
+}
+
 int server_open(agent *a, char **ret_error) {
         agent_server *s = calloc(1, sizeof *s);
         if (!s)
@@ -154,6 +203,10 @@ int server_open(agent *a, char **ret_error) {
         s->signal_src.kind = SOURCE_SIGNAL;
         s->audit_src.kind = SOURCE_AUDIT;
         a->server = s;
+        int rb = fd_budget(&s->fd_budget, ret_error);
+        if (rb < 0)
+                return rb;
+        (void) server_connection_limit(a);
 
         int n = sd_listen_fds(1);
         if (n < 0)
@@ -530,6 +583,40 @@ static void refuse_connection(int fd, const char *why) {
         close(fd);
 }
 
+/* accept4 failed with the socket still readable (EMFILE, ENFILE, ENOBUFS,
+ * ENOMEM): with a level-triggered listen fd, trying again at once spins the
+ * loop at a full core and writes a line per turn. Take the socket out of
+ * epoll for ACCEPT_PAUSE_MS instead (the kernel queues new connections in
+ * the backlog meanwhile), and say so at most every ACCEPT_WARN_EVERY_MS. */
+static void accept_pause(agent_server *s, int err) {
+        uint64_t now = agent_monotonic_ms();
+        s->accept_failures++;
+        if (!s->accept_warned_ms || now - s->accept_warned_ms >= ACCEPT_WARN_EVERY_MS) {
+                log_warning("accept: %s; not accepting for %ums at a time (%llu pauses since the last message)",
+                            strerror(err), ACCEPT_PAUSE_MS, (unsigned long long) s->accept_failures);
+                s->accept_warned_ms = now;
+                s->accept_failures = 0;
+        }
+        if (epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->listen_fd, NULL) == 0) {
+                s->accept_paused = true;
+                s->accept_resume_ms = now + ACCEPT_PAUSE_MS;
+        }
+}
+
+static void accept_resume(agent_server *s, uint64_t now) {
+        if (!s->accept_paused || now < s->accept_resume_ms)
+                return;
+        s->accept_paused = false;
+        if (s->stopping)
+                return;
+        struct epoll_event e = { .events = EPOLLIN, .data.ptr = &s->listen_src };
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->listen_fd, &e) < 0) {
+                log_error("cannot watch the listening socket again: %s", strerror(errno));
+                s->accept_paused = true;
+                s->accept_resume_ms = now + ACCEPT_PAUSE_MS;
+        }
+}
+
 static void accept_conns(agent *a) {
         agent_server *s = a->server;
         for (;;) {
@@ -538,7 +625,7 @@ static void accept_conns(agent *a) {
                         if (errno == EINTR || errno == ECONNABORTED)
                                 continue;
                         if (errno != EAGAIN && errno != EWOULDBLOCK)
-                                log_warning("accept: %s", strerror(errno));
+                                accept_pause(s, errno);
                         return;
                 }
                 agent_conn *c = calloc(1, sizeof *c);
@@ -557,7 +644,7 @@ static void accept_conns(agent *a) {
                         continue;
                 }
                 const agent_config *cfg = a->config;
-                if (s->n_conns >= cfg->max_connections || s->stopping) {
+                if (s->n_conns >= server_connection_limit(a) || s->stopping) {
                         const char *why = s->stopping ? "agent is shutting down" : "too many connections (max_connections)";
                         refusals_record(a, &c->caller, "connect", NULL, PROVSIGN__STATUS__UNAVAILABLE, why);
                         refuse_connection(fd, why);
@@ -747,7 +834,8 @@ static void handle_signals(agent *a) {
                         log_notice("received %s; finishing in-flight requests", strsignal((int) si.ssi_signo));
                         a->server->stopping = true;
                         sd_notify(0, "STOPPING=1");
-                        epoll_ctl(a->server->epfd, EPOLL_CTL_DEL, a->server->listen_fd, NULL);
+                        if (!a->server->accept_paused)
+                                epoll_ctl(a->server->epfd, EPOLL_CTL_DEL, a->server->listen_fd, NULL);
                 }
         }
 }
@@ -774,7 +862,7 @@ int server_run(agent *a) {
                                 break;
                 }
                 struct epoll_event ev[64];
-                int timeout = s->flush ? 0 : s->busy_conns ? (int) DEADLINE_TICK_MS : 500;
+                int timeout = s->flush ? 0 : (s->busy_conns || s->accept_paused) ? (int) DEADLINE_TICK_MS : 500;
                 int n = epoll_wait(s->epfd, ev, 64, timeout);
                 if (n < 0 && errno != EINTR)
                         return agent_log_errno(LOG_ERR, -errno, "epoll_wait");
@@ -816,6 +904,7 @@ int server_run(agent *a) {
                         }
                 }
                 uint64_t now = agent_monotonic_ms();
+                accept_resume(s, now);
                 if (now - last_tick >= DEADLINE_TICK_MS) {
                         /* Frames pipelined behind an expired job are served by
                          * run_ready below (its reply queued the connection). */
