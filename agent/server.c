@@ -34,7 +34,12 @@
 #define ACCEPT_PAUSE_MS 250u
 #define ACCEPT_WARN_EVERY_MS 10000u
 
-enum source_kind { SOURCE_LISTEN, SOURCE_WORKERS, SOURCE_SIGNAL, SOURCE_AUDIT, SOURCE_CONN };
+enum source_kind { SOURCE_LISTEN, SOURCE_WORKERS, SOURCE_SIGNAL, SOURCE_AUDIT, SOURCE_RESOLVER, SOURCE_CONN };
+
+/* Threads for supplementary group look-ups (NSS: LDAP or sssd may take
+ * seconds), so the event loop never waits on them. Not the token workers:
+ * a hung token must not hold up accepting connections either. */
+#define RESOLVER_THREADS 2u
 
 struct source {
         enum source_kind kind;
@@ -49,6 +54,7 @@ struct agent_conn {
         uint8_t *wbuf;           /* reply not yet written */
         size_t wlen, woff;
         bool busy;               /* a job is out for this connection */
+        bool resolving;          /* its groups are being looked up: nothing is dispatched until they are */
         agent_conn_job *job;     /* that job (NULL when not busy) */
         uint64_t job_deadline_ms; /* hsm_timeout: answer HSM_UNAVAILABLE then */
         bool close_after_write;
@@ -71,7 +77,9 @@ struct agent_server {
         char *socket_path;       /* set when we created it (unlinked at exit) */
         int epfd;
         int sigfd;
-        struct source listen_src, workers_src, signal_src, audit_src;
+        struct source listen_src, workers_src, signal_src, audit_src, resolver_src;
+        agent_workers *resolver; /* group look-ups (RESOLVER_THREADS) */
+        uint64_t groups_gen;     /* bumped at every reload: groups looked up before are stale */
         agent_conn *conns;
         agent_conn *graveyard;   /* closed, freed at the end of the loop turn */
         agent_conn *ready;       /* idle again with input waiting (see run_ready) */
@@ -202,7 +210,11 @@ int server_open(agent *a, char **ret_error) {
         s->workers_src.kind = SOURCE_WORKERS;
         s->signal_src.kind = SOURCE_SIGNAL;
         s->audit_src.kind = SOURCE_AUDIT;
+        s->resolver_src.kind = SOURCE_RESOLVER;
         a->server = s;
+        int rw = workers_start(RESOLVER_THREADS, &s->resolver);
+        if (rw < 0)
+                return agent_errorf(ret_error, rw, "cannot start the group look-up threads: %s", strerror(-rw));
         int rb = fd_budget(&s->fd_budget, ret_error);
         if (rb < 0)
                 return rb;
@@ -237,7 +249,96 @@ int server_open(agent *a, char **ret_error) {
  * from that flag whenever it is idle again. While a job is out, a reply is
  * unsent or a stream is under way nothing is read, exactly as before. */
 static bool conn_idle(const agent_conn *c) {
-        return c->fd >= 0 && !c->busy && c->wlen == 0 && !c->close_after_write && !c->stream;
+        return c->fd >= 0 && !c->busy && !c->resolving && c->wlen == 0 && !c->close_after_write && !c->stream;
+}
+
+/* ---- Supplementary groups, looked up off the loop ----
+ *
+ * A new connection reads nothing until its uid's groups are known; after
+ * every reload (SIGHUP: the group database may have changed with the
+ * policy) every open connection's groups are looked up again and, until
+ * they are, it is dispatched nothing more, so a user who left a
+ * principal's group stops signing for it on connections opened before. */
+typedef struct groups_job {
+        agent_job base;
+        uid_t uid;
+        uint64_t gen;            /* s->groups_gen when asked */
+        gid_t *groups;
+        int n_groups;
+        int r;
+} groups_job;
+
+static void groups_run(agent_job *j) {
+        groups_job *g = (groups_job *) j;
+        g->r = agent_groups_of_uid(g->uid, &g->groups, &g->n_groups);
+}
+
+static int groups_lookup(agent_server *s, uid_t uid) {
+        groups_job *g = calloc(1, sizeof *g);
+        if (!g)
+                return -ENOMEM;
+        g->base.run = groups_run;
+        g->uid = uid;
+        g->gen = s->groups_gen;
+        workers_submit(s->resolver, &g->base);
+        return 0;
+}
+
+static void groups_job_free(groups_job *g) {
+        free(g->groups);
+        free(g);
+}
+
+static void conn_close(agent_server *s, agent_conn *c);
+static void conn_mark_ready(agent_server *s, agent_conn *c);
+
+/* On the main thread: hands a look-up's groups to every connection of its
+ * uid that waits for them. A look-up from before the last reload is
+ * dropped: a newer one for the same uid is on its way. */
+static void groups_done(agent_server *s) {
+        agent_job *list = workers_take_done(s->resolver);
+        while (list) {
+                groups_job *g = (groups_job *) list;
+                list = list->next;
+                if (g->gen != s->groups_gen) {
+                        groups_job_free(g);
+                        continue;
+                }
+                for (agent_conn *c = s->conns, *next; c; c = next) {
+                        next = c->next;
+                        if (!c->resolving || c->caller.uid != g->uid)
+                                continue;
+                        gid_t *copy = g->n_groups ? malloc((size_t) g->n_groups * sizeof *copy) : NULL;
+                        if (g->r < 0 || (g->n_groups && !copy)) {
+                                log_error("cannot look up the groups of uid %u: %s; closing its connection",
+                                          (unsigned) g->uid, strerror(g->r < 0 ? -g->r : ENOMEM));
+                                free(copy);
+                                conn_close(s, c);
+                                continue;
+                        }
+                        if (copy)
+                                memcpy(copy, g->groups, (size_t) g->n_groups * sizeof *copy);
+                        agent_caller_set_groups(&c->caller, copy, g->n_groups);
+                        c->resolving = false;
+                        if (conn_idle(c) && (c->rlen > 0 || c->readable))
+                                conn_mark_ready(s, c);
+                }
+                groups_job_free(g);
+        }
+}
+
+/* After a reload: every open connection's groups are stale. One look-up
+ * per distinct uid. */
+static void groups_refresh_all(agent_server *s) {
+        s->groups_gen++;
+        for (agent_conn *c = s->conns; c; c = c->next) {
+                bool asked = false;
+                for (agent_conn *d = s->conns; d != c && !asked; d = d->next)
+                        asked = d->caller.uid == c->caller.uid;
+                c->resolving = true;
+                if (!asked && groups_lookup(s, c->caller.uid) < 0)
+                        log_error("cannot look up the groups of uid %u again: out of memory", (unsigned) c->caller.uid);
+        }
 }
 
 /* Queues c to be served at the end of the loop turn (never from inside a
@@ -660,8 +761,9 @@ static void accept_conns(agent *a) {
                 }
                 c->last_activity_ms = agent_monotonic_ms();
                 c->readable = true;
+                c->resolving = true;
                 struct epoll_event e = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c };
-                if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
+                if (groups_lookup(s, c->caller.uid) < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
                         close(fd);
                         conn_free(c);
                         continue;
@@ -677,7 +779,7 @@ static void accept_conns(agent *a) {
 /* Frame first, parse second: only complete frames within the limit reach
  * dispatch_frame(); one request is handled at a time per connection. */
 static void conn_process(agent *a, agent_conn *c) {
-        while (!c->busy && c->wlen == 0 && !c->close_after_write && !c->stream && c->fd >= 0) {
+        while (!c->busy && !c->resolving && c->wlen == 0 && !c->close_after_write && !c->stream && c->fd >= 0) {
                 size_t plen = 0;
                 int r = proto_frame_peek(c->rbuf, c->rlen, PROTO_FRAME_MAX, &plen);
                 if (r == 0)
@@ -821,6 +923,9 @@ static int setup_loop(agent *a) {
         e.data.ptr = &s->audit_src;
         if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, audit_fd(a->audit), &e) < 0)
                 return -errno;
+        e.data.ptr = &s->resolver_src;
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, workers_fd(s->resolver), &e) < 0)
+                return -errno;
         workers_set_wake_hook(a->workers, audit_wake_pending_hook, a->audit);
         return 0;
 }
@@ -830,6 +935,7 @@ static void handle_signals(agent *a) {
         while (read(a->server->sigfd, &si, sizeof si) == sizeof si) {
                 if (si.ssi_signo == SIGHUP) {
                         (void) agent_reload(a);
+                        groups_refresh_all(a->server);
                 } else if (!a->server->stopping) {
                         log_notice("received %s; finishing in-flight requests", strsignal((int) si.ssi_signo));
                         a->server->stopping = true;
@@ -877,6 +983,9 @@ int server_run(agent *a) {
                                 break;
                         case SOURCE_SIGNAL:
                                 handle_signals(a);
+                                break;
+                        case SOURCE_RESOLVER:
+                                groups_done(s);
                                 break;
                         case SOURCE_AUDIT:
                                 audit_ack(a->audit);
@@ -968,6 +1077,10 @@ void server_free(agent_server *s) {
                 unlink(s->socket_path);
         free(s->socket_path);
         bury_closed(s);
+        for (agent_job *j = workers_stop(s->resolver), *next; j; j = next) {
+                next = j->next;
+                groups_job_free((groups_job *) j);
+        }
         if (s->epfd >= 0)
                 close(s->epfd);
         if (s->sigfd >= 0)
