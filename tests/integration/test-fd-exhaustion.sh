@@ -89,5 +89,103 @@ for _ in $(seq 1 20); do sign_once && n=$((n + 1)); done
 expect_eq "$n" 20 "after the flood, 20 Signs in a row work without a restart"
 check "the audit log never failed" bash -c "! grep -q 'audit log.*failed' '$T/agent.log'"
 check "the agent is alive" agent_alive
+
+# Part two: no descriptor free when the log must open its next segment (a
+# signer can force a rollover with ~3,200 annotated Signs). The segment is
+# filled to its 64 MiB limit; then the agent's limit is lowered to the
+# descriptors it holds, and a refusal (an entry that needs no token) makes
+# the log open a new segment: it must wait and retry, not fail for good.
+# Runs as root to watch the segment files; its connections are made under
+# the client uids (SO_PEERCRED takes the effective ids at connect).
+python3 - "$SOCK" "$T/state/log" "$AGENT_PID" "$T/agent.log" "$RUNNER_UID" "$STRANGER_UID" "$CLIENTS_GID" "$AGENT_UID" "$AGENT_GID" \
+        > "$T/rollover" 2>&1 <<'PY'
+import os, subprocess, sys, threading, time
+sys.path.insert(0, os.path.join(os.environ["SRCDIR"], "tests/lib"))
+from rawclient import *
+sock, logdir, pid, agentlog = sys.argv[1:5]
+runner, stranger, clients_gid, agent_uid, agent_gid = map(int, sys.argv[5:10])
+# prlimit on another process: as its own uid and gid (root may lack CAP_SYS_RESOURCE in a container)
+def set_limit(spec):
+    subprocess.run(["setpriv", "--reuid=%d" % agent_uid, "--regid=%d" % agent_gid, "--clear-groups",
+                    "prlimit", "--pid", pid, "--nofile=" + spec], check=True)
+SEG_MAX = 64 * 1024 * 1024
+
+def connect_as(uid):
+    os.setgroups([clients_gid])
+    os.setegid(uid)
+    os.seteuid(uid)
+    try:
+        return connect(sock)
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+def newest_segment():
+    segs = sorted(f for f in os.listdir(logdir) if f.endswith(".seg"))
+    return segs[-1], os.stat(os.path.join(logdir, segs[-1])).st_size
+
+ann = b"".join(field_bytes(5, field_bytes(1, b"k%d" % i) + field_bytes(2, b"v" * 4080)) for i in range(5))
+def sign_req():
+    body = field_bytes(1, b"ci-release") + field_varint(2, 1) + field_bytes(3, os.urandom(32)) + field_bytes(4, b"text/plain") + ann
+    return frame(request(10, body))
+
+s = connect_as(runner)
+s.settimeout(60)
+first, _ = newest_segment()
+# Fill: 50 at a time while far from the limit, then one by one (one Sign
+# per group commit), until the segment has reached its limit.
+while True:
+    name, size = newest_segment()
+    assert name == first, "a rollover happened while filling (%s)" % name
+    if size >= SEG_MAX:
+        break
+    n = 50 if SEG_MAX - size > 3 * 1024 * 1024 else 1
+    # sent from a thread: the replies are as large as the requests, and a
+    # client that writes everything before reading anything deadlocks
+    t = threading.Thread(target=s.sendall, args=(sign_req() * n,))
+    t.start()
+    for _ in range(n):
+        st, msg, _ = read_response(s)
+        assert st == "OK", (st, msg)
+    t.join()
+print("segment %s filled to %d bytes" % newest_segment())
+
+bad = connect_as(stranger)
+fds = len(os.listdir("/proc/%s/fd" % pid))
+set_limit("%d:1024" % fds)
+bad.sendall(frame(sign_request("ci-release", b"\x01" * 32)))
+st, msg, _ = read_response(bad)
+assert st == "PERMISSION_DENIED", (st, msg)
+deadline = time.time() + 30
+while True:
+    text = open(agentlog).read()
+    assert "signing stops until the agent is restarted" not in text, "the log failed for good"
+    if "cannot open a new segment" in text:
+        break
+    assert time.time() < deadline, "the log never tried to open a new segment"
+    time.sleep(0.1)
+print("the log waits for a descriptor (limit lowered to %d)" % fds)
+time.sleep(1)
+set_limit("1024:1024")
+deadline = time.time() + 30
+while True:
+    s.sendall(sign_req())
+    st, msg, _ = read_response(s)
+    if st == "OK":
+        break
+    assert st == "HSM_UNAVAILABLE" and time.time() < deadline, (st, msg)
+name, size = newest_segment()
+assert name != first, "no new segment"
+for _ in range(10):
+    s.sendall(sign_req())
+    st, msg, _ = read_response(s)
+    assert st == "OK", (st, msg)
+print("after the limit was raised: new segment %s, Signs work" % name)
+PY
+rc=$?
+cat "$T/rollover"
+[ "$rc" = 0 ] || tail -5 "$T/agent.log"
+expect_eq "$rc" 0 "a segment rollover with no descriptor free waits and retries; Signs work once descriptors are back"
+check "the audit log never failed" bash -c "! grep -q 'audit log.*failed' '$T/agent.log'"
 stop_agent
 finish
