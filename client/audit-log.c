@@ -140,6 +140,52 @@ struct client_audit_verify {
         bool consistent_previous;
 };
 
+/* One CSV cell (RFC 4180 quoting). A cell that a spreadsheet would read as
+ * a formula (starting with '=', '+', '-', '@', tab or CR) gets a leading
+ * single quote, the OWASP rule against CSV injection: the text a signer
+ * chose (payload_type, annotations) stays text. */
+static void csv_cell(FILE *f, const char *s) {
+        bool formula = strchr("=+-@\t\r", s[0]) && s[0];
+
+        if (!formula && !strpbrk(s, ",\"\r\n")) {
+                fputs(s, f);
+                return;
+        }
+        fputc('"', f);
+        if (formula)
+                fputc('\'', f);
+        for (; *s; s++) {
+                if (*s == '"')
+                        fputc('"', f);
+                fputc(*s, f);
+        }
+        fputc('"', f);
+}
+
+int client_audit_csv_row(FILE *f, json_t *o) {
+        for (size_t i = 0; i < CLIENT_AUDIT_N_COLUMNS; i++) {
+                json_t *v = json_object_get(o, client_audit_columns[i]);
+
+                if (i)
+                        fputc(',', f);
+                if (json_is_string(v))
+                        csv_cell(f, json_string_value(v));
+                else if (json_is_integer(v))
+                        fprintf(f, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+                else if (json_is_object(v)) {
+                        char *s = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+                        if (!s)
+                                return -ENOMEM;
+                        csv_cell(f, s);
+                        free(s);
+                }
+        }
+        fputc('\n', f);
+        return ferror(f) ? -EIO : 0;
+}
+
+
 int client_audit_verify_new(const char *log_key_pem, const char *previous, client_audit_verify **ret) {
         client_audit_verify *v = calloc(1, sizeof *v);
         if (!v)

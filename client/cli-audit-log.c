@@ -41,20 +41,6 @@ static int parse_u64(const char *s, uint64_t *ret) {
 
 enum format { FORMAT_JSONL, FORMAT_CSV };
 
-static void csv_cell(FILE *f, const char *s) {
-        if (!strpbrk(s, ",\"\r\n")) {
-                fputs(s, f);
-                return;
-        }
-        fputc('"', f);
-        for (; *s; s++) {
-                if (*s == '"')
-                        fputc('"', f);
-                fputc(*s, f);
-        }
-        fputc('"', f);
-}
-
 static int print_entry(enum format fmt, const uint8_t *leaf, size_t n, uint64_t *ret_seq) {
         Provsign__AuditEntry *e = provsign__audit_entry__unpack(NULL, n, leaf);
         if (!e)
@@ -69,26 +55,8 @@ static int print_entry(enum format fmt, const uint8_t *leaf, size_t n, uint64_t 
                 if (json_dumpf(o, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER) < 0)
                         r = -EIO;
                 fputc('\n', stdout);
-        } else {
-                for (size_t i = 0; i < CLIENT_AUDIT_N_COLUMNS; i++) {
-                        json_t *v = json_object_get(o, client_audit_columns[i]);
-                        if (i)
-                                fputc(',', stdout);
-                        if (json_is_string(v))
-                                csv_cell(stdout, json_string_value(v));
-                        else if (json_is_integer(v))
-                                printf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
-                        else if (json_is_object(v)) {
-                                char *s = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
-                                if (!s)
-                                        r = -ENOMEM;
-                                else
-                                        csv_cell(stdout, s);
-                                free(s);
-                        }
-                }
-                fputc('\n', stdout);
-        }
+        } else
+                r = client_audit_csv_row(stdout, o);
         json_decref(o);
         return r;
 }

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -99,6 +100,8 @@ _public_ const char *provsign_strerror(int r) {
                 return "Malformed or oversized reply from agent";
         if (r == -ENOTCONN)
                 return "Connection to agent unusable after an earlier error";
+        if (r == -ETIMEDOUT)
+                return "Timed out waiting for the agent";
         s = strerrordesc_np(-r);
         return s ? s : "Unknown error";
 }
@@ -169,21 +172,26 @@ int client_conn_from_fd(int fd, provsign_conn **ret) {
         if (!c)
                 return -ENOMEM;
         c->fd = fd;
+        c->timeout_ms = PROVSIGN_DEFAULT_TIMEOUT_MS;
 
         *ret = c;
         return 0;
 }
 
 /* After connect() was interrupted the connection completes in the
- * background: wait for it and collect its result (connect(2), EINTR). */
-static int connect_finish(int fd) {
+ * background: wait for it (at most timeout_ms, 0: no limit) and collect its
+ * result (connect(2), EINTR). */
+static int connect_finish(int fd, uint64_t timeout_ms) {
         struct pollfd pfd = { .fd = fd, .events = POLLOUT };
         socklen_t sl;
-        int err;
+        int err, k;
 
         for (;;) {
-                if (poll(&pfd, 1, -1) >= 0)
+                k = poll(&pfd, 1, timeout_ms == 0 ? -1 : timeout_ms > INT_MAX ? INT_MAX : (int) timeout_ms);
+                if (k > 0)
                         break;
+                if (k == 0)
+                        return -ETIMEDOUT;
                 if (errno != EINTR)
                         return -errno;
         }
@@ -194,13 +202,34 @@ static int connect_finish(int fd) {
         return err > 0 ? -err : 0;
 }
 
-_public_ int provsign_connect(const char *path, provsign_conn **ret) {
+/* A connect(2) to an AF_UNIX socket whose listen backlog is full waits for
+ * room for up to SO_SNDTIMEO, then fails with EAGAIN: the deadline. */
+static int connect_deadline(int fd, const struct sockaddr_un *sa, size_t path_len, uint64_t timeout_ms) {
+        struct timeval tv = { .tv_sec = (time_t) (timeout_ms / 1000), .tv_usec = (suseconds_t) (timeout_ms % 1000) * 1000 };
+        int r;
+
+        if (timeout_ms && setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0)
+                return -errno;
+        if (connect(fd, (const struct sockaddr *) sa, (socklen_t) (offsetof(struct sockaddr_un, sun_path) + path_len + 1)) == 0)
+                r = 0;
+        else if (errno == EINTR)
+                r = connect_finish(fd, timeout_ms);
+        else
+                r = errno == EAGAIN || errno == EINPROGRESS ? -ETIMEDOUT : -errno;
+        /* Later writes are bounded by the call's deadline, not by this. */
+        tv = (struct timeval) {};
+        if (r == 0 && timeout_ms && setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0)
+                r = -errno;
+        return r;
+}
+
+_public_ int provsign_connect_timeout(const char *path, uint64_t timeout_ms, provsign_conn **ret) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         provsign_conn *c = NULL;
         size_t l;
         int fd = -1, r;
 
-        if (!ret)
+        if (!ret || timeout_ms > PROVSIGN_MAX_TIMEOUT_MS)
                 return -EINVAL;
         if (!path)
                 path = provsign_default_socket();
@@ -215,19 +244,15 @@ _public_ int provsign_connect(const char *path, provsign_conn **ret) {
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
-
-        if (connect(fd, (const struct sockaddr *) &sa, (socklen_t) (offsetof(struct sockaddr_un, sun_path) + l + 1)) < 0) {
-                r = -errno;
-                if (r == -EINTR)
-                        r = connect_finish(fd);
-                if (r < 0)
-                        goto out;
-        }
+        r = connect_deadline(fd, &sa, l, timeout_ms);
+        if (r < 0)
+                goto out;
 
         r = client_conn_from_fd(fd, &c);
         if (r < 0)
                 goto out;
         fd = -1;
+        c->timeout_ms = timeout_ms;
 
         *ret = c;
         r = 0;
@@ -235,6 +260,17 @@ out:
         if (fd >= 0)
                 close(fd);
         return r;
+}
+
+_public_ int provsign_connect(const char *path, provsign_conn **ret) {
+        return provsign_connect_timeout(path, PROVSIGN_DEFAULT_TIMEOUT_MS, ret);
+}
+
+_public_ int provsign_set_timeout(provsign_conn *conn, uint64_t timeout_ms) {
+        if (!conn || timeout_ms > PROVSIGN_MAX_TIMEOUT_MS)
+                return -EINVAL;
+        conn->timeout_ms = timeout_ms;
+        return 0;
 }
 
 _public_ void provsign_close(provsign_conn *conn) {
@@ -256,13 +292,51 @@ _public_ const char *provsign_last_message(const provsign_conn *conn) {
 
 /* ---- Transport ----------------------------------------------------------- */
 
-static int send_full(int fd, const uint8_t *p, size_t n) {
+/* Microseconds on the monotonic clock. */
+static uint64_t now_us(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+static void deadline_start(provsign_conn *c) {
+        c->deadline_us = c->timeout_ms ? now_us() + c->timeout_ms * 1000u : 0;
+}
+
+/* Waits until fd is ready for events or the call's deadline passes
+ * (-ETIMEDOUT). Without a deadline, the read or write itself waits. */
+static int wait_ready(const provsign_conn *c, short events) {
+        struct pollfd pfd = { .fd = c->fd, .events = events };
+
+        if (!c->deadline_us)
+                return 0;
+        for (;;) {
+                uint64_t now = now_us();
+                int k;
+
+                if (now >= c->deadline_us)
+                        return -ETIMEDOUT;
+                k = poll(&pfd, 1, (int) ((c->deadline_us - now + 999) / 1000 > INT_MAX ? INT_MAX
+                                                                                         : (c->deadline_us - now + 999) / 1000));
+                if (k > 0)
+                        return 0;
+                if (k < 0 && errno != EINTR)
+                        return -errno;
+        }
+}
+
+static int send_full(provsign_conn *c, const uint8_t *p, size_t n) {
         while (n > 0) {
+                int r = wait_ready(c, POLLOUT);
+                if (r < 0)
+                        return r;
                 /* MSG_NOSIGNAL: a vanished agent is -EPIPE, not a SIGPIPE
-                 * that kills the caller. */
-                ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+                 * that kills the caller. MSG_DONTWAIT: a full socket
+                 * buffer goes back to the deadline's poll. */
+                ssize_t k = send(c->fd, p, n, MSG_NOSIGNAL | (c->deadline_us ? MSG_DONTWAIT : 0));
                 if (k < 0) {
-                        if (errno == EINTR)
+                        if (errno == EINTR || errno == EAGAIN)
                                 continue;
                         return -errno;
                 }
@@ -273,14 +347,17 @@ static int send_full(int fd, const uint8_t *p, size_t n) {
 }
 
 /* Reads until n bytes or end of file. Returns the number of bytes read (less
- * than n only at EOF) or -errno. */
-static ssize_t read_full(int fd, uint8_t *p, size_t n) {
+ * than n only at EOF) or -errno (-ETIMEDOUT past the deadline). */
+static ssize_t read_full(provsign_conn *c, uint8_t *p, size_t n) {
         size_t got = 0;
 
         while (got < n) {
-                ssize_t k = read(fd, p + got, n - got);
+                int r = wait_ready(c, POLLIN);
+                if (r < 0)
+                        return r;
+                ssize_t k = recv(c->fd, p + got, n - got, c->deadline_us ? MSG_DONTWAIT : 0);
                 if (k < 0) {
-                        if (errno == EINTR)
+                        if (errno == EINTR || errno == EAGAIN)
                                 continue;
                         return -errno;
                 }
@@ -293,14 +370,14 @@ static ssize_t read_full(int fd, uint8_t *p, size_t n) {
 
 /* Reads one framed Response. 0 with *ret set, or a negative errno; any
  * failure leaves the stream desynchronized. */
-static int read_response(int fd, Provsign__Response **ret) {
+static int read_response(provsign_conn *c, Provsign__Response **ret) {
         uint8_t header[PROTO_FRAME_HEADER], *payload = NULL;
         Provsign__Response *resp;
         size_t len;
         ssize_t n;
         int r;
 
-        n = read_full(fd, header, sizeof header);
+        n = read_full(c, header, sizeof header);
         if (n < 0)
                 return (int) n;
         if (n == 0)
@@ -315,7 +392,7 @@ static int read_response(int fd, Provsign__Response **ret) {
         payload = malloc(len > 0 ? len : 1);
         if (!payload)
                 return -ENOMEM;
-        n = read_full(fd, payload, len);
+        n = read_full(c, payload, len);
         if (n < 0) {
                 r = (int) n;
                 goto out;
@@ -390,14 +467,15 @@ int client_conn_transact(provsign_conn *c, Provsign__Request *req, Provsign__Res
         /* The agent may answer and close before reading all of a request it
          * rejects; its reply is still queued for us, so read it before
          * reporting a failed write. */
-        w = send_full(c->fd, frame, frame_len);
+        deadline_start(c);
+        w = send_full(c, frame, frame_len);
         free(frame);
         if (w < 0 && w != -EPIPE && w != -ECONNRESET) {
                 c->broken = true;
                 return w;
         }
 
-        r = read_response(c->fd, &resp);
+        r = read_response(c, &resp);
         if (r < 0 || w < 0)
                 c->broken = true;
         if (r < 0)
@@ -414,7 +492,8 @@ int client_conn_next(provsign_conn *c, Provsign__Response **ret) {
         conn_reset_refusal(c);
         if (c->broken)
                 return -ENOTCONN;
-        r = read_response(c->fd, &resp);
+        deadline_start(c);
+        r = read_response(c, &resp);
         if (r < 0) {
                 c->broken = true;
                 return r;

@@ -20,6 +20,8 @@ struct provsign_conn {
         int fd;
         bool broken;    /* a transport/framing error desynchronized the stream */
         int refusal;    /* the last call's refusal status, else 0 */
+        uint64_t timeout_ms;    /* each call's deadline from its start; 0: none */
+        uint64_t deadline_us;   /* the current call's, CLOCK_MONOTONIC; 0: none */
         char *message;  /* the agent's message with it (NULL: none, or ENOMEM) */
 };
 

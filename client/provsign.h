@@ -19,6 +19,8 @@
  *                      64 KiB), undecodable, or inconsistent with the request;
  *                  -EMSGSIZE when the request would exceed 64 KiB;
  *                  -EINVAL for invalid arguments caught locally;
+ *                  -ETIMEDOUT when the call's deadline passed (60 s unless
+ *                      set, provsign_connect_timeout());
  *                  -ENOTCONN when an earlier transport failure on this
  *                      connection left it unusable (close it, connect again);
  *                  -ENOMEM.
@@ -27,8 +29,9 @@
  *
  * provsign_strerror() describes both signs. A provsign_conn is not
  * thread-safe: use one connection per thread (they are cheap), or serialize.
- * Calls block; the library installs no signal handlers and never writes to
- * stdout/stderr, exits or aborts on bad input. SIGPIPE is never raised. */
+ * Calls block, each at most until its deadline; the library installs no
+ * signal handlers and never writes to stdout/stderr, exits or aborts on
+ * bad input. SIGPIPE is never raised. */
 #pragma once
 
 #include <stddef.h>
@@ -135,6 +138,26 @@ const char *provsign_default_socket(void);
  * that does not fit a sockaddr_un, -EINVAL for an empty path or NULL ret,
  * or -ENOMEM; *ret is untouched. */
 int provsign_connect(const char *path, provsign_conn **ret);
+
+/* The deadline of every call unless changed (60 s), and the longest one
+ * accepted (one day). */
+#define PROVSIGN_DEFAULT_TIMEOUT_MS 60000u
+#define PROVSIGN_MAX_TIMEOUT_MS (24u * 3600u * 1000u)
+
+/* provsign_connect_timeout (LIBPROVSIGN_0.6): provsign_connect() with a
+ * deadline of timeout_ms milliseconds (0: none) for the connect itself
+ * (an agent whose listen queue is full) and then for every call on the
+ * connection: a request and its reply (each frame of a streamed reply)
+ * must go through within it, else the call returns -ETIMEDOUT and the
+ * connection is unusable (-ENOTCONN after). provsign_connect() is this
+ * with PROVSIGN_DEFAULT_TIMEOUT_MS. -EINVAL for a timeout over
+ * PROVSIGN_MAX_TIMEOUT_MS; other failures as provsign_connect(). */
+int provsign_connect_timeout(const char *path, uint64_t timeout_ms, provsign_conn **ret);
+
+/* provsign_set_timeout (LIBPROVSIGN_0.6): changes conn's deadline for the
+ * calls that follow (0: none). 0, or -EINVAL for NULL conn or a timeout
+ * over PROVSIGN_MAX_TIMEOUT_MS. */
+int provsign_set_timeout(provsign_conn *conn, uint64_t timeout_ms);
 
 /* provsign_close: closes the connection and frees it, with the message
  * returned by provsign_last_message(). NULL is a no-op. */
