@@ -312,18 +312,23 @@ static int entry_seq(const uint8_t *leaf, size_t n, uint64_t *ret) {
         return 0;
 }
 
-/* Hands one entry to the caller. A callback that stops leaves the rest of
- * the stream unread: the connection is then out of step. */
+/* Hands one entry to the caller, after checking its seq when expect is
+ * given (an export's entries are consecutive). A callback that stops
+ * leaves the rest of the stream unread: the connection is then out of
+ * step. */
 static int deliver(provsign_conn *conn, provsign_log_entry_fn fn, void *userdata, const ProtobufCBinaryData *leaf,
-                   uint64_t *ret_seq) {
+                   const uint64_t *expect) {
+        uint64_t seq;
         int r;
 
         if (!leaf->data || leaf->len == 0 || leaf->len > PROTO_FRAME_MAX)
                 return -EPROTO;
-        r = entry_seq(leaf->data, leaf->len, ret_seq);
+        r = entry_seq(leaf->data, leaf->len, &seq);
         if (r < 0)
                 return r;
-        r = fn(*ret_seq, leaf->data, leaf->len, userdata);
+        if (expect && seq != *expect)
+                return -EPROTO;
+        r = fn(seq, leaf->data, leaf->len, userdata);
         if (r != 0) {
                 conn->broken = true;
                 return r < 0 ? r : -ECANCELED;
@@ -516,7 +521,7 @@ static int export_end(const struct range *g, uint64_t previous_size, const Provs
         return 0;
 }
 
-/* One frame of an export: its leaves, in order from *expect. */
+/* One frame of an export: its leaves, in order from g->next. */
 static int export_frame(provsign_conn *conn, const Provsign__ExportResponse *x, struct range *g,
                         provsign_log_entry_fn fn, void *userdata) {
         if (!x->done && x->first_seq != g->next)
@@ -524,13 +529,10 @@ static int export_frame(provsign_conn *conn, const Provsign__ExportResponse *x, 
         if (x->n_leaves > 0 && !x->leaves)
                 return -EPROTO;
         for (size_t i = 0; i < x->n_leaves; i++) {
-                uint64_t seq;
-                int r = deliver(conn, fn, userdata, &x->leaves[i], &seq);
+                int r = deliver(conn, fn, userdata, &x->leaves[i], &g->next);
 
                 if (r < 0)
                         return r;
-                if (seq != g->next)
-                        return -EPROTO;
                 r = range_push(g, x->leaves[i].data, x->leaves[i].len);
                 if (r < 0)
                         return r;
@@ -649,11 +651,8 @@ _public_ int provsign_find_log(provsign_conn *conn, const provsign_log_query *q,
                 const Provsign__FindResponse *x = resp->body_case == PROVSIGN__RESPONSE__BODY_FIND ? resp->find : NULL;
 
                 r = x && (x->n_leaves == 0 || x->leaves) ? 0 : -EPROTO;
-                for (size_t i = 0; r == 0 && i < x->n_leaves; i++) {
-                        uint64_t seq;
-
-                        r = deliver(conn, fn, userdata, &x->leaves[i], &seq);
-                }
+                for (size_t i = 0; r == 0 && i < x->n_leaves; i++)
+                        r = deliver(conn, fn, userdata, &x->leaves[i], NULL);
                 done = x && x->done;
                 provsign__response__free_unpacked(resp, NULL);
                 resp = NULL;
