@@ -250,7 +250,13 @@ static void verify_help(void) {
                "  -h, --help                   show this help\n");
 }
 
-int cmd_audit_verify(const struct cli_ctx *ctx, int argc, char **argv) {
+struct verify_opts {
+        const char *key_path, *prev_path, *path;
+        bool json;
+};
+
+/* CLI_EXIT_OK to go on, -1 after --help, else the exit code. */
+static int verify_parse(int argc, char **argv, struct verify_opts *o) {
         static const struct option options[] = {
                 { "log-key", required_argument, NULL, 'k' },
                 { "previous", required_argument, NULL, 'p' },
@@ -259,58 +265,40 @@ int cmd_audit_verify(const struct cli_ctx *ctx, int argc, char **argv) {
                 {}
         };
         static const char verb[] = "audit verify";
-        const char *key_path = NULL, *prev_path = NULL;
-        char *pem = NULL, *prev = NULL, *line = NULL;
-        client_audit_verify *v = NULL;
-        bool json = false;
-        FILE *f = NULL;
-        size_t cap = 0;
-        int c, r;
-        (void) ctx;
+        int c;
 
         while ((c = getopt_long(argc, argv, ":k:p:jh", options, NULL)) >= 0)
                 switch (c) {
                 case 'k':
-                        key_path = optarg;
+                        o->key_path = optarg;
                         break;
                 case 'p':
-                        prev_path = optarg;
+                        o->prev_path = optarg;
                         break;
                 case 'j':
-                        json = true;
+                        o->json = true;
                         break;
                 case 'h':
                         verify_help();
-                        return CLI_EXIT_OK;
+                        return -1;
                 default:
                         return cli_getopt_error(verb, c, argv);
                 }
-        if (!key_path)
+        if (!o->key_path)
                 return cli_usage_error(verb, "--log-key is required");
         if (argc - optind != 1)
                 return cli_usage_error(verb, "expected one FILE (the export; '-' for standard input)");
-        const char *path = argv[optind];
+        o->path = argv[optind];
+        return CLI_EXIT_OK;
+}
 
-        r = cli_read_file(verb, "log key", key_path, 64 * 1024, &pem, NULL);
-        if (r != CLI_EXIT_OK)
-                goto out;
-        if (prev_path) {
-                r = cli_read_file(verb, "previous checkpoint", prev_path, 64 * 1024, &prev, NULL);
-                if (r != CLI_EXIT_OK)
-                        goto out;
-        }
-        f = strcmp(path, "-") == 0 ? stdin : fopen(path, "re");
-        if (!f) {
-                fprintf(stderr, "provsign: %s: cannot read export %s: %m\n", verb, path);
-                r = CLI_EXIT_LOCAL;
-                goto out;
-        }
-        if (client_audit_verify_new(pem, prev, &v) < 0) {
-                fprintf(stderr, "provsign: out of memory\n");
-                r = CLI_EXIT_LOCAL;
-                goto out;
-        }
+/* Feeds the export's lines to v: 0 verified so far, 1 failed, -errno
+ * (-EIO: a read error, said here). */
+static int verify_lines(client_audit_verify *v, FILE *f, const char *path) {
+        char *line = NULL;
+        size_t cap = 0;
         int k = 0;
+
         for (;;) {
                 ssize_t n = getline(&line, &cap, f);
                 if (n < 0)
@@ -321,67 +309,108 @@ int cmd_audit_verify(const struct cli_ctx *ctx, int argc, char **argv) {
                 if (k != 0)
                         break;
         }
+        free(line);
         if (ferror(f)) {
-                fprintf(stderr, "provsign: %s: cannot read export %s: %m\n", verb, path);
+                fprintf(stderr, "provsign: audit verify: cannot read export %s: %m\n", path);
+                return -EIO;
+        }
+        return k;
+}
+
+static int verify_print_failure(const client_audit_verify *v, bool json) {
+        bool has_seq;
+        uint64_t seq;
+        const char *reason;
+
+        client_audit_verify_failure(v, &has_seq, &seq, &reason);
+        if (json) {
+                json_t *o = json_pack("{s:b, s:o, s:s}", "verified", 0, "seq",
+                                      has_seq ? json_integer((json_int_t) seq) : json_null(), "reason", reason);
+                (void) cli_print_json(o);
+        }
+        if (has_seq)
+                fprintf(stderr, "FAILED at seq %" PRIu64 ": %s\n", seq, reason);
+        else
+                fprintf(stderr, "FAILED: %s\n", reason);
+        return CLI_EXIT_VERIFY_FAILED;
+}
+
+static int verify_print_summary(const client_audit_verify *v, bool json, bool with_previous) {
+        json_t *s = client_audit_verify_summary(v);
+
+        if (json)
+                return cli_print_json(s);
+        if (!s) {
+                fprintf(stderr, "provsign: out of memory\n");
+                return CLI_EXIT_LOCAL;
+        }
+        printf("verified: %" JSON_INTEGER_FORMAT " entries (seq %" JSON_INTEGER_FORMAT "..%" JSON_INTEGER_FORMAT ")\n",
+               json_integer_value(json_object_get(s, "entries")), json_integer_value(json_object_get(s, "first_seq")),
+               json_integer_value(json_object_get(s, "last_seq")));
+        printf("principals: %" JSON_INTEGER_FORMAT "\n", json_integer_value(json_object_get(s, "principals")));
+        printf("keys: %" JSON_INTEGER_FORMAT " (%" JSON_INTEGER_FORMAT " unknown before the range)\n",
+               json_integer_value(json_object_get(s, "keys")),
+               json_integer_value(json_object_get(s, "keys_unknown_before_range")));
+        json_t *t1 = json_object_get(s, "first_time"), *t2 = json_object_get(s, "last_time");
+        printf("first: %s\nlast: %s\n", json_is_string(t1) ? json_string_value(t1) : "-",
+               json_is_string(t2) ? json_string_value(t2) : "-");
+        printf("checkpoint: %s, tree size %" JSON_INTEGER_FORMAT "\n", cli_safe(json_string_value(json_object_get(s, "origin"))),
+               json_integer_value(json_object_get(s, "checkpoint_size")));
+        if (with_previous)
+                printf("consistent with the previous checkpoint\n");
+        json_decref(s);
+        return CLI_EXIT_OK;
+}
+
+static int verify_run(const struct verify_opts *o) {
+        static const char verb[] = "audit verify";
+        char *pem = NULL, *prev = NULL;
+        client_audit_verify *v = NULL;
+        FILE *f = NULL;
+        int r, k;
+
+        r = cli_read_file(verb, "log key", o->key_path, 64 * 1024, &pem, NULL);
+        if (r == CLI_EXIT_OK && o->prev_path)
+                r = cli_read_file(verb, "previous checkpoint", o->prev_path, 64 * 1024, &prev, NULL);
+        if (r != CLI_EXIT_OK)
+                goto out;
+        f = strcmp(o->path, "-") == 0 ? stdin : fopen(o->path, "re");
+        if (!f) {
+                fprintf(stderr, "provsign: %s: cannot read export %s: %m\n", verb, o->path);
                 r = CLI_EXIT_LOCAL;
                 goto out;
         }
+        k = client_audit_verify_new(pem, prev, &v);
+        if (k == 0)
+                k = verify_lines(v, f, o->path);
         if (k == 0)
                 k = client_audit_verify_finish(v);
-        if (k < 0) {
+        if (k == -EIO)
+                r = CLI_EXIT_LOCAL;
+        else if (k < 0) {
                 fprintf(stderr, "provsign: %s: %s\n", verb, strerror(-k));
                 r = CLI_EXIT_LOCAL;
-                goto out;
-        }
-        if (k > 0) {
-                bool has_seq;
-                uint64_t seq;
-                const char *reason;
-                client_audit_verify_failure(v, &has_seq, &seq, &reason);
-                if (json) {
-                        json_t *o = json_pack("{s:b, s:o, s:s}", "verified", 0, "seq",
-                                              has_seq ? json_integer((json_int_t) seq) : json_null(), "reason", reason);
-                        (void) cli_print_json(o);
-                }
-                if (has_seq)
-                        fprintf(stderr, "FAILED at seq %" PRIu64 ": %s\n", seq, reason);
-                else
-                        fprintf(stderr, "FAILED: %s\n", reason);
-                r = CLI_EXIT_VERIFY_FAILED;
-                goto out;
-        }
-        json_t *s = client_audit_verify_summary(v);
-        if (json)
-                r = cli_print_json(s);
-        else if (!s) {
-                fprintf(stderr, "provsign: out of memory\n");
-                r = CLI_EXIT_LOCAL;
-        } else {
-                printf("verified: %" JSON_INTEGER_FORMAT " entries (seq %" JSON_INTEGER_FORMAT "..%" JSON_INTEGER_FORMAT ")\n",
-                       json_integer_value(json_object_get(s, "entries")), json_integer_value(json_object_get(s, "first_seq")),
-                       json_integer_value(json_object_get(s, "last_seq")));
-                printf("principals: %" JSON_INTEGER_FORMAT "\n", json_integer_value(json_object_get(s, "principals")));
-                printf("keys: %" JSON_INTEGER_FORMAT " (%" JSON_INTEGER_FORMAT " unknown before the range)\n",
-                       json_integer_value(json_object_get(s, "keys")),
-                       json_integer_value(json_object_get(s, "keys_unknown_before_range")));
-                json_t *t1 = json_object_get(s, "first_time"), *t2 = json_object_get(s, "last_time");
-                printf("first: %s\nlast: %s\n", json_is_string(t1) ? json_string_value(t1) : "-",
-                       json_is_string(t2) ? json_string_value(t2) : "-");
-                printf("checkpoint: %s, tree size %" JSON_INTEGER_FORMAT "\n", cli_safe(json_string_value(json_object_get(s, "origin"))),
-                       json_integer_value(json_object_get(s, "checkpoint_size")));
-                if (prev)
-                        printf("consistent with the previous checkpoint\n");
-                json_decref(s);
-                r = CLI_EXIT_OK;
-        }
+        } else if (k > 0)
+                r = verify_print_failure(v, o->json);
+        else
+                r = verify_print_summary(v, o->json, prev != NULL);
 out:
         if (f && f != stdin)
                 fclose(f);
         client_audit_verify_free(v);
-        free(line);
         free(pem);
         free(prev);
         return r;
+}
+
+int cmd_audit_verify(const struct cli_ctx *ctx, int argc, char **argv) {
+        struct verify_opts o = {};
+        int r = verify_parse(argc, argv, &o);
+        (void) ctx;
+
+        if (r != CLI_EXIT_OK)
+                return r < 0 ? CLI_EXIT_OK : r;
+        return verify_run(&o);
 }
 
 /* ---- audit proof ---- */

@@ -12,6 +12,8 @@
 #include <openssl/evp.h>
 
 #include "base64.h"
+#include "filehash.h"
+#include "hex.h"
 #include "cli.h"
 
 int cli_usage_error(const char *verb, const char *fmt, ...) {
@@ -315,6 +317,18 @@ const char *cli_safe(const char *s) {
         }
         buf[o] = '\0';
         return buf;
+}
+
+int cli_file_sha256(const char *verb, const char *what, const char *path, char hex[65]) {
+        uint8_t d[PROTO_SHA256_LEN];
+        int r = proto_sha256_file(path, d);
+
+        if (r < 0) {
+                fprintf(stderr, "provsign: %s: cannot read %s %s: %s\n", verb, what, path, strerror(-r));
+                return CLI_EXIT_LOCAL;
+        }
+        proto_hex_encode(d, sizeof d, hex);
+        return CLI_EXIT_OK;
 }
 
 int cli_parse_annotation(const char *verb, char *arg, struct provsign_annotation *ret) {

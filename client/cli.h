@@ -123,6 +123,11 @@ int cli_read_file(const char *verb, const char *what, const char *path, size_t m
  * WHAT PATH: reason" and returns CLI_EXIT_LOCAL. */
 int cli_write_file(const char *verb, const char *what, const char *path, const char *data, size_t len);
 
+/* cli_file_sha256: the lowercase hex SHA-256 of the file at path. On
+ * failure prints "provsign: VERB: cannot read WHAT PATH: reason" and
+ * returns CLI_EXIT_LOCAL. */
+int cli_file_sha256(const char *verb, const char *what, const char *path, char hex[65]);
+
 /* cli_safe: s with every control character (C0, DEL, and C1 U+0080..U+009F)
  * and every byte of invalid UTF-8 replaced by '?', for writing
  * agent-supplied text to a terminal. Returns a static buffer (truncated at
