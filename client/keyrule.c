@@ -26,6 +26,7 @@
 #include "timefmt.h"
 
 #include "keyrule.h"
+#include "sigverify.h"
 
 static const char *const rule_names[] = {
         [CLIENT_KEYRULE_VALID] = "valid",
@@ -59,17 +60,6 @@ static int fail(char *detail, size_t size, int rule, const char *fmt, ...) {
 
 /* ---- Keys ------------------------------------------------------------------ */
 
-static EVP_PKEY *pem_to_pkey(const char *pem) {
-        EVP_PKEY *pkey = NULL;
-        BIO *bio = BIO_new_mem_buf(pem, -1);
-
-        if (bio)
-                pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
-        BIO_free(bio);
-        ERR_clear_error();
-        return pkey;
-}
-
 /* The key id of pkey (SHA-256 of its DER SPKI); false on failure. */
 static bool pkey_keyid(EVP_PKEY *pkey, char out[PROTO_KEYID_HEX_LEN + 1]) {
         unsigned char *der = NULL;
@@ -94,28 +84,6 @@ static bool pkey_is(EVP_PKEY *pkey, int alg) {
         default:
                 return false;
         }
-}
-
-/* 1 when sig over digest verifies with pkey (ECDSA, or RSA PKCS#1 v1.5
- * with the digest's hash), 0 when not, -ENOMEM. */
-static int verify_digest(EVP_PKEY *pkey, int dalg, const uint8_t *digest, size_t len, const uint8_t *sig,
-                         size_t sig_len) {
-        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(pkey, NULL);
-        int r = 0;
-
-        if (!ctx)
-                return -ENOMEM;
-        if (EVP_PKEY_verify_init(ctx) != 1)
-                goto out;
-        if (EVP_PKEY_is_a(pkey, "RSA") &&
-            (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1 ||
-             EVP_PKEY_CTX_set_signature_md(ctx, dalg == PROVSIGN__DIGEST_ALGORITHM__SHA384 ? EVP_sha384() : EVP_sha256()) != 1))
-                goto out;
-        r = EVP_PKEY_verify(ctx, sig, sig_len, digest, len) == 1;
-out:
-        ERR_clear_error();
-        EVP_PKEY_CTX_free(ctx);
-        return r;
 }
 
 /* ---- The bundle ------------------------------------------------------------ */
@@ -229,7 +197,7 @@ static int parse_key(const json_t *o, size_t i, struct client_bundle_key *k, cha
         k->pem = strdup(s);
         if (!k->pem)
                 return -ENOMEM;
-        pkey = pem_to_pkey(s);
+        pkey = proto_pkey_from_pem(s);
         if (!pkey)
                 return BAD("keys[%zu].public_key_pem: not a PEM public key", i);
         r = 0;
@@ -372,7 +340,7 @@ static int check_bundle(const struct client_keyrule_input *in, EVP_PKEY *log_key
                 r = n;
                 goto out;
         }
-        r = verify_digest(log_key, PROVSIGN__DIGEST_ALGORITHM__SHA256, digest, (size_t) n, sig->sig, sig->sig_len);
+        r = proto_verify_digest(log_key, PROVSIGN__DIGEST_ALGORITHM__SHA256, digest, (size_t) n, sig->sig, sig->sig_len);
         if (r < 0)
                 goto out;
         if (r == 0) {
@@ -442,7 +410,7 @@ int client_keyrule_check(const struct client_keyrule_input *in, struct client_ke
         d = res->detail;
         ds = sizeof res->detail;
 
-        log_key = pem_to_pkey(in->log_key_pem);
+        log_key = proto_pkey_from_pem(in->log_key_pem);
         if (!log_key)
                 return fail(d, ds, CLIENT_KEYRULE_BAD_LOG_KEY, "the log key is not a PEM public key");
         if (!pkey_keyid(log_key, log_keyid)) {
@@ -492,12 +460,12 @@ int client_keyrule_check(const struct client_keyrule_input *in, struct client_ke
         if (r < 0)
                 goto out;
         res->digest_len = (size_t) r;
-        pkey = pem_to_pkey(k->pem);
+        pkey = proto_pkey_from_pem(k->pem);
         if (!pkey) {
                 r = -ENOMEM; /* parsed once already in client_bundle_parse */
                 goto out;
         }
-        r = verify_digest(pkey, res->digest_algorithm, res->digest, res->digest_len, sig->sig, sig->sig_len);
+        r = proto_verify_digest(pkey, res->digest_algorithm, res->digest, res->digest_len, sig->sig, sig->sig_len);
         if (r < 0)
                 goto out;
         if (r == 0) {

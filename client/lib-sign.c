@@ -6,10 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/rsa.h>
-#include <openssl/x509.h>
 
 #include "dsse.h"
 #include "frame.h"
@@ -19,6 +15,7 @@
 #include "note.h"
 #include "provsign.pb-c.h"
 #include "receipt.h"
+#include "sigverify.h"
 
 #include "libprovsign-internal.h"
 #include "provsign.h"
@@ -302,39 +299,6 @@ static int sole_principal(provsign_conn *conn, char **ret) {
         return r;
 }
 
-/* Verifies sig (over digest) with the DER SPKI der: ECDSA (DER signature)
- * or RSASSA-PKCS1-v1_5 with the digest's hash. 0, -EPROTO when it does not
- * hold or the key cannot be read, -ENOMEM. */
-static int verify_with_spki(const uint8_t *der, size_t der_len, int dalg, const uint8_t *digest, size_t digest_len,
-                            const uint8_t *sig, size_t sig_len) {
-        const unsigned char *p = der;
-        EVP_PKEY_CTX *ctx = NULL;
-        EVP_PKEY *pkey;
-        int r = -EPROTO;
-
-        pkey = d2i_PUBKEY(NULL, &p, (long) der_len);
-        if (!pkey || p != der + der_len)
-                goto out;
-        ctx = EVP_PKEY_CTX_new(pkey, NULL);
-        if (!ctx) {
-                r = -ENOMEM;
-                goto out;
-        }
-        if (EVP_PKEY_verify_init(ctx) != 1)
-                goto out;
-        if (EVP_PKEY_is_a(pkey, "RSA") &&
-            (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1 ||
-             EVP_PKEY_CTX_set_signature_md(ctx, dalg == PROVSIGN__DIGEST_ALGORITHM__SHA384 ? EVP_sha384() : EVP_sha256()) != 1))
-                goto out;
-        if (EVP_PKEY_verify(ctx, sig, sig_len, digest, digest_len) == 1)
-                r = 0;
-out:
-        ERR_clear_error();
-        EVP_PKEY_CTX_free(ctx);
-        EVP_PKEY_free(pkey);
-        return r;
-}
-
 /* The digest algorithm of principal's active key; on a refusal (no such
  * principal, no active key, ...) SHA-256, so that the Sign request is made
  * and the agent's refusal of it, logged there, is what the caller sees. */
@@ -432,9 +396,11 @@ _public_ int provsign_sign_dsse(provsign_conn *conn,
                 r = -EPROTO;
         if (r < 0)
                 goto out;
-        r = verify_with_spki(key->der, key->der_len, dalg, digest, (size_t) n, sig->der, sig->der_len);
-        if (r < 0)
+        r = proto_verify_digest_spki(key->der, key->der_len, dalg, digest, (size_t) n, sig->der, sig->der_len);
+        if (r <= 0) {
+                r = r < 0 ? r : -EPROTO;
                 goto out;
+        }
 
         struct proto_dsse_sig ds = { .keyid = sig->keyid, .sig = sig->der, .sig_len = sig->der_len };
         r = proto_dsse_envelope_format(payload_type, payload, payload_len, &ds, 1, &json);

@@ -28,6 +28,7 @@
 #include <openssl/evp.h>
 
 #include "frame.h"
+#include "keyid.h"
 #include "names.h"
 #include "provsign.pb-c.h"
 
@@ -119,32 +120,7 @@ _public_ const char *provsign_digest_algorithm_to_string(int digest_algorithm) {
 }
 
 int client_pem_from_der(const uint8_t *der, size_t len, char **ret) {
-        static const char head[] = "-----BEGIN PUBLIC KEY-----\n";
-        static const char tail[] = "-----END PUBLIC KEY-----\n";
-        size_t n_lines, cap;
-        char *pem, *p;
-
-        if (!der || len == 0 || len > PROTO_FRAME_MAX || !ret)
-                return -EINVAL;
-
-        /* 48 input bytes make one 64-column line, as PEM_write_PUBKEY(). */
-        n_lines = (len + 47) / 48;
-        cap = (sizeof head - 1) + 4 * ((len + 2) / 3) + n_lines + (sizeof tail - 1) + 1;
-        pem = malloc(cap);
-        if (!pem)
-                return -ENOMEM;
-
-        p = stpcpy(pem, head);
-        for (size_t off = 0; off < len; off += 48) {
-                size_t chunk = len - off < 48 ? len - off : 48;
-
-                p += EVP_EncodeBlock((unsigned char *) p, der + off, (int) chunk);
-                *p++ = '\n';
-        }
-        stpcpy(p, tail);
-
-        *ret = pem;
-        return 0;
+        return proto_spki_pem_encode(der, len, ret);
 }
 
 /* ---- Connections --------------------------------------------------------- */
