@@ -37,7 +37,7 @@ static void bundle_help(void) {
                "Fetches the agent's key bundle: every key it ever had (principal,\n"
                "generation, algorithm, state, times, revocation reason and\n"
                "compromised_since, public key) as a DSSE envelope signed by the log key\n"
-               "(payloadType " CLIENT_BUNDLE_TYPE ").\n"
+               "(payloadType " PROTO_KEY_BUNDLE_TYPE ").\n"
                "Any caller may ask. 'provsign verify --bundle' checks envelopes against it.\n"
                "\n"
                "  -p, --principal P   only principal P's keys (enough to verify its\n"
@@ -373,7 +373,7 @@ static json_t *name_or_null(const json_t *o) {
 }
 
 static int verify_print_json(const struct verify_opts *o, const struct verify_state *v) {
-        const struct client_bundle_key *k = v->res.key;
+        const struct proto_bundle_key *k = v->res.key;
         char t1[PROTO_TIME_LEN + 1], t2[PROTO_TIME_LEN + 1];
         const char *log_time = v->res.receipt_verified ? time_or(v->doc.rc.log_time_us, t1, "?") : NULL;
         json_t *subj = json_array(), *arts = json_array(), *j;
@@ -401,7 +401,7 @@ static int verify_print_json(const struct verify_opts *o, const struct verify_st
 }
 
 static void verify_print_text(const struct verify_opts *o, const struct verify_state *v) {
-        const struct client_bundle_key *k = v->res.key;
+        const struct proto_bundle_key *k = v->res.key;
         char t1[PROTO_TIME_LEN + 1], t2[PROTO_TIME_LEN + 1];
 
         printf("verified:    yes\n");

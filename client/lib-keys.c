@@ -1,6 +1,7 @@
 /* libprovsign: public keys, key lists, the key lifecycle (operator role)
  * and the key bundle. */
 
+#include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include "dsse.h"
 #include "frame.h"
+#include "keybundle.h"
 #include "keyid.h"
 #include "provsign.pb-c.h"
 
@@ -403,6 +405,10 @@ _public_ uint64_t provsign_key_change_log_seq(const provsign_key_change *kc) {
 
 /* ---- The key bundle ------------------------------------------------------- */
 
+/* The public header spells the media type out (it includes nothing of
+ * proto/); test-client checks the two strings are equal. */
+static_assert(sizeof PROVSIGN_KEY_BUNDLE_TYPE == sizeof PROTO_KEY_BUNDLE_TYPE, "PROVSIGN_KEY_BUNDLE_TYPE");
+
 _public_ int provsign_get_key_bundle(provsign_conn *conn, char **ret_envelope) {
         return provsign_get_key_bundle_for(conn, NULL, ret_envelope);
 }
@@ -471,7 +477,7 @@ _public_ int provsign_get_key_bundle_for(provsign_conn *conn, const char *princi
         r = proto_dsse_envelope_parse(text ? text : "", len, &env);
         if (r == -ENOMEM)
                 goto out;
-        if (r < 0 || strcmp(env->payload_type, PROVSIGN_KEY_BUNDLE_TYPE) != 0) {
+        if (r < 0 || strcmp(env->payload_type, PROTO_KEY_BUNDLE_TYPE) != 0) {
                 r = -EPROTO;
                 goto out;
         }

@@ -7,6 +7,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "keyid.h"
 #include "provsign.pb-c.h"
 #include "sigverify.h"
 
@@ -19,6 +20,17 @@ EVP_PKEY *proto_pkey_from_pem(const char *pem) {
         BIO_free(bio);
         ERR_clear_error();
         return pkey;
+}
+
+bool proto_pkey_keyid(EVP_PKEY *pkey, char out[PROTO_KEYID_HEX_LEN + 1]) {
+        unsigned char *der = NULL;
+        int len = i2d_PUBKEY(pkey, &der);
+
+        if (len <= 0)
+                return false;
+        proto_keyid_hex(der, (size_t) len, out);
+        OPENSSL_free(der);
+        return true;
 }
 
 int proto_verify_digest(EVP_PKEY *pkey, int digest_alg, const uint8_t *digest, size_t len, const uint8_t *sig,

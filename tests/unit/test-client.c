@@ -36,6 +36,7 @@
 #include "frame.h"
 #include "hex.h"
 #include "keyid.h"
+#include "keybundle.h"
 #include "merkle.h"
 #include "note.h"
 #include "provsign.pb-c.h"
@@ -2386,6 +2387,12 @@ static void test_receipt_vectors(void **state) {
 
 /* ---- PEM ----------------------------------------------------------------- */
 
+/* The public header's media type of the key bundle is proto/'s. */
+static void test_key_bundle_type(void **state) {
+        (void) state;
+        assert_string_equal(PROVSIGN_KEY_BUNDLE_TYPE, PROTO_KEY_BUNDLE_TYPE);
+}
+
 static void test_pem_from_der(void **state) {
         static const size_t lengths[] = { 1, 2, 3, 47, 48, 49, 95, 96, 97, 422 };
         uint8_t data[422];
@@ -2691,6 +2698,7 @@ int main(void) {
                 cmocka_unit_test(test_list_keys),
                 cmocka_unit_test(test_status),
                 cmocka_unit_test(test_pem_from_der),
+                cmocka_unit_test(test_key_bundle_type),
                 cmocka_unit_test(test_sign_receipt),
                 cmocka_unit_test(test_sign_receipt_bad),
                 cmocka_unit_test(test_get_checkpoint),
