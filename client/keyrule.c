@@ -159,133 +159,135 @@ out:
         return r;
 }
 
-int client_keyrule_check(const struct client_keyrule_input *in, struct client_keyrule_result *res) {
-        char *d, log_keyid[PROTO_KEYID_HEX_LEN + 1];
-        const struct proto_bundle_key *k = NULL;
+/* 2. The envelope's key, in the bundle, of the principal. */
+static int find_key(const struct client_keyrule_input *in, struct client_keyrule_result *res) {
+        char *d = res->detail;
+        size_t ds = sizeof res->detail;
         const struct proto_dsse_sig *sig;
-        EVP_PKEY *log_key = NULL, *pkey = NULL;
-        size_t ds;
+        int r;
+
+        r = proto_dsse_envelope_parse(in->envelope, in->envelope_len, &res->envelope);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return fail(d, ds, CLIENT_KEYRULE_ENVELOPE_MALFORMED, "the envelope is not a DSSE envelope (%s)",
+                            r == -EMSGSIZE ? "over a size limit" : "malformed JSON or field");
+        if (res->envelope->n_sigs != 1 || !res->envelope->sigs[0].keyid)
+                return fail(d, ds, CLIENT_KEYRULE_ENVELOPE_MALFORMED,
+                            "the envelope has %zu signatures; provsign envelopes have one, with a keyid",
+                            res->envelope->n_sigs);
+        sig = &res->envelope->sigs[0];
+        for (size_t i = 0; i < res->bundle->n_keys; i++)
+                if (strcmp(res->bundle->keys[i].keyid, sig->keyid) == 0)
+                        res->key = &res->bundle->keys[i];
+        if (!res->key)
+                return fail(d, ds, CLIENT_KEYRULE_KEY_UNKNOWN, "key %.64s is not in the key bundle", sig->keyid);
+        if (in->principal && strcmp(in->principal, res->key->principal) != 0)
+                return fail(d, ds, CLIENT_KEYRULE_WRONG_PRINCIPAL, "key %s belongs to principal '%.64s', not '%.64s'",
+                            res->key->keyid, res->key->principal, in->principal);
+        return 0;
+}
+
+/* 3. The signature over the PAE, with the key's digest. */
+static int check_signature(const struct client_keyrule_input *in, struct client_keyrule_result *res) {
+        const struct proto_bundle_key *k = res->key;
+        const struct proto_dsse_sig *sig = &res->envelope->sigs[0];
+        EVP_PKEY *pkey;
+        int r;
+
+        res->digest_algorithm = proto_key_algorithm_digest(k->algorithm);
+        r = proto_dsse_pae_digest(res->digest_algorithm, res->envelope->payload_type, res->envelope->payload,
+                                  res->envelope->payload_len, res->digest);
+        if (r < 0)
+                return r;
+        res->digest_len = (size_t) r;
+        pkey = proto_pkey_from_pem(k->pem);
+        if (!pkey)
+                return -ENOMEM; /* parsed once already in proto_bundle_parse */
+        r = proto_verify_digest(pkey, res->digest_algorithm, res->digest, res->digest_len, sig->sig, sig->sig_len);
+        EVP_PKEY_free(pkey);
+        if (r < 0)
+                return r;
+        return r == 0 ? bad_signature(in, res) : 0;
+}
+
+/* 4a. A receipt given is checked, whatever the key's state. */
+static int check_receipt(const struct client_keyrule_input *in, struct client_keyrule_result *res) {
+        const struct proto_bundle_key *k = res->key;
+        struct client_receipt_signer signer = {
+                .keyid = k->keyid,
+                .principal = k->principal,
+                .digest_algorithm = res->digest_algorithm,
+                .digest = res->digest,
+                .digest_len = res->digest_len,
+        };
+        int r;
+
+        if (!in->receipt)
+                return 0;
+        r = client_receipt_verify(in->receipt, &signer, in->log_key_pem, &res->receipt);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                return fail(res->detail, sizeof res->detail, CLIENT_KEYRULE_RECEIPT_INVALID,
+                            "the receipt fails its %s check: %s", client_receipt_check_name(r), res->receipt.detail);
+        if (strcmp(res->receipt.origin, res->bundle->origin) != 0)
+                return fail(res->detail, sizeof res->detail, CLIENT_KEYRULE_RECEIPT_INVALID,
+                            "the receipt is from log '%.128s', the key bundle from log '%.128s'", res->receipt.origin,
+                            res->bundle->origin);
+        res->receipt_verified = true;
+        return 0;
+}
+
+/* 4b. A revoked key's signature needs a receipt older than the compromise. */
+static int check_revocation(const struct client_keyrule_input *in, struct client_keyrule_result *res) {
+        const struct proto_bundle_key *k = res->key;
+        char cs[PROTO_TIME_LEN + 1], lt[PROTO_TIME_LEN + 1];
+
+        if (k->state != PROVSIGN__KEY_STATE__REVOKED)
+                return 0;
+        if (!proto_time_format_us(k->compromised_since_us, cs))
+                snprintf(cs, sizeof cs, "?");
+        if (!in->receipt)
+                return fail(res->detail, sizeof res->detail, CLIENT_KEYRULE_REVOKED_NO_RECEIPT,
+                            "key %s is revoked (compromised since %s) and no receipt proves the signature older",
+                            k->keyid, cs);
+        if (in->receipt->log_time_us < k->compromised_since_us)
+                return 0;
+        if (!proto_time_format_us(in->receipt->log_time_us, lt))
+                snprintf(lt, sizeof lt, "?");
+        return fail(res->detail, sizeof res->detail, CLIENT_KEYRULE_AFTER_COMPROMISE,
+                    "key %s is revoked, compromised since %s; the receipt's log time %s is not before it", k->keyid,
+                    cs, lt);
+}
+
+int client_keyrule_check(const struct client_keyrule_input *in, struct client_keyrule_result *res) {
+        char log_keyid[PROTO_KEYID_HEX_LEN + 1];
+        EVP_PKEY *log_key;
         int r;
 
         if (!in || !res || !in->bundle || !in->log_key_pem || !in->envelope)
                 return -EINVAL;
         client_keyrule_result_done(res);
-        d = res->detail;
-        ds = sizeof res->detail;
 
         log_key = proto_pkey_from_pem(in->log_key_pem);
         if (!log_key)
-                return fail(d, ds, CLIENT_KEYRULE_BAD_LOG_KEY, "the log key is not a PEM public key");
-        if (!proto_pkey_keyid(log_key, log_keyid)) {
-                r = -ENOMEM;
-                goto out;
-        }
-
+                return fail(res->detail, sizeof res->detail, CLIENT_KEYRULE_BAD_LOG_KEY,
+                            "the log key is not a PEM public key");
+        r = proto_pkey_keyid(log_key, log_keyid) ? 0 : -ENOMEM;
         /* 1. The bundle. */
-        r = check_bundle(in, log_key, log_keyid, res);
-        if (r != 0)
-                goto out;
-
-        /* 2. The envelope's key, in the bundle, of the principal. */
-        r = proto_dsse_envelope_parse(in->envelope, in->envelope_len, &res->envelope);
-        if (r == -ENOMEM)
-                goto out;
-        if (r < 0) {
-                r = fail(d, ds, CLIENT_KEYRULE_ENVELOPE_MALFORMED, "the envelope is not a DSSE envelope (%s)",
-                         r == -EMSGSIZE ? "over a size limit" : "malformed JSON or field");
-                goto out;
-        }
-        if (res->envelope->n_sigs != 1 || !res->envelope->sigs[0].keyid) {
-                r = fail(d, ds, CLIENT_KEYRULE_ENVELOPE_MALFORMED,
-                         "the envelope has %zu signatures; provsign envelopes have one, with a keyid",
-                         res->envelope->n_sigs);
-                goto out;
-        }
-        sig = &res->envelope->sigs[0];
-        for (size_t i = 0; i < res->bundle->n_keys; i++)
-                if (strcmp(res->bundle->keys[i].keyid, sig->keyid) == 0)
-                        k = &res->bundle->keys[i];
-        if (!k) {
-                r = fail(d, ds, CLIENT_KEYRULE_KEY_UNKNOWN, "key %.64s is not in the key bundle", sig->keyid);
-                goto out;
-        }
-        res->key = k;
-        if (in->principal && strcmp(in->principal, k->principal) != 0) {
-                r = fail(d, ds, CLIENT_KEYRULE_WRONG_PRINCIPAL, "key %s belongs to principal '%.64s', not '%.64s'",
-                         k->keyid, k->principal, in->principal);
-                goto out;
-        }
-
-        /* 3. The signature over the PAE, with the key's digest. */
-        res->digest_algorithm = proto_key_algorithm_digest(k->algorithm);
-        r = proto_dsse_pae_digest(res->digest_algorithm, res->envelope->payload_type, res->envelope->payload,
-                                  res->envelope->payload_len, res->digest);
-        if (r < 0)
-                goto out;
-        res->digest_len = (size_t) r;
-        pkey = proto_pkey_from_pem(k->pem);
-        if (!pkey) {
-                r = -ENOMEM; /* parsed once already in client_bundle_parse */
-                goto out;
-        }
-        r = proto_verify_digest(pkey, res->digest_algorithm, res->digest, res->digest_len, sig->sig, sig->sig_len);
-        if (r < 0)
-                goto out;
-        if (r == 0) {
-                r = bad_signature(in, res);
-                goto out;
-        }
-
-        /* 4. The receipt, and the revocation rule. */
-        if (in->receipt) {
-                struct client_receipt_signer signer = {
-                        .keyid = k->keyid,
-                        .principal = k->principal,
-                        .digest_algorithm = res->digest_algorithm,
-                        .digest = res->digest,
-                        .digest_len = res->digest_len,
-                };
-
-                r = client_receipt_verify(in->receipt, &signer, in->log_key_pem, &res->receipt);
-                if (r < 0)
-                        goto out;
-                if (r > 0) {
-                        r = fail(d, ds, CLIENT_KEYRULE_RECEIPT_INVALID, "the receipt fails its %s check: %s",
-                                 client_receipt_check_name(r), res->receipt.detail);
-                        goto out;
-                }
-                if (strcmp(res->receipt.origin, res->bundle->origin) != 0) {
-                        r = fail(d, ds, CLIENT_KEYRULE_RECEIPT_INVALID,
-                                 "the receipt is from log '%.128s', the key bundle from log '%.128s'",
-                                 res->receipt.origin, res->bundle->origin);
-                        goto out;
-                }
-                res->receipt_verified = true;
-        }
-        if (k->state == PROVSIGN__KEY_STATE__REVOKED) {
-                char cs[PROTO_TIME_LEN + 1], lt[PROTO_TIME_LEN + 1];
-
-                if (!proto_time_format_us(k->compromised_since_us, cs))
-                        snprintf(cs, sizeof cs, "?");
-                if (!in->receipt) {
-                        r = fail(d, ds, CLIENT_KEYRULE_REVOKED_NO_RECEIPT,
-                                 "key %s is revoked (compromised since %s) and no receipt proves the signature older",
-                                 k->keyid, cs);
-                        goto out;
-                }
-                if (in->receipt->log_time_us >= k->compromised_since_us) {
-                        if (!proto_time_format_us(in->receipt->log_time_us, lt))
-                                snprintf(lt, sizeof lt, "?");
-                        r = fail(d, ds, CLIENT_KEYRULE_AFTER_COMPROMISE,
-                                 "key %s is revoked, compromised since %s; the receipt's log time %s is not before it",
-                                 k->keyid, cs, lt);
-                        goto out;
-                }
-        }
-        d[0] = '\0';
-        r = CLIENT_KEYRULE_VALID;
-out:
-        EVP_PKEY_free(pkey);
+        if (r == 0)
+                r = check_bundle(in, log_key, log_keyid, res);
         EVP_PKEY_free(log_key);
+        if (r == 0)
+                r = find_key(in, res);
+        if (r == 0)
+                r = check_signature(in, res);
+        if (r == 0)
+                r = check_receipt(in, res);
+        if (r == 0)
+                r = check_revocation(in, res);
+        if (r == 0)
+                res->detail[0] = '\0';
         return r;
 }

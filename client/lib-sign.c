@@ -98,6 +98,65 @@ static int receipt_from_reply(const Provsign__SignResponse *body, int digest_alg
         return 0;
 }
 
+/* The wire annotations of the caller's: *ret_ann and *ret_annp (free()
+ * both) point into annotations. */
+static int wire_annotations(const struct provsign_annotation *annotations, size_t n, Provsign__Annotation **ret_ann,
+                            Provsign__Annotation ***ret_annp) {
+        Provsign__Annotation *ann, **annp;
+
+        if (n == 0)
+                return 0;
+        ann = calloc(n, sizeof *ann);
+        annp = calloc(n, sizeof *annp);
+        *ret_ann = ann;
+        *ret_annp = annp;
+        if (!ann || !annp)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                if (!annotations[i].key)
+                        return -EINVAL;
+                provsign__annotation__init(&ann[i]);
+                ann[i].key = (char *) annotations[i].key;
+                ann[i].value = (char *) (annotations[i].value ? annotations[i].value : "");
+                annp[i] = &ann[i];
+        }
+        return 0;
+}
+
+/* The signature of an OK Sign reply, checked (the key id's shape, a
+ * signature, the principal asked for, the receipt). */
+static int signature_from_reply(const Provsign__Response *resp, const char *principal, int digest_alg,
+                                const void *digest, size_t digest_len, provsign_signature **ret) {
+        const Provsign__SignResponse *body = resp->sign;
+        provsign_signature *sig;
+        int r;
+
+        if (resp->body_case != PROVSIGN__RESPONSE__BODY_SIGN || !body || !proto_keyid_hex_valid(str_or_empty(body->keyid)) ||
+            body->signature.len == 0 || !body->signature.data || !*str_or_empty(body->principal) ||
+            (principal && *principal && strcmp(body->principal, principal) != 0))
+                return -EPROTO;
+        sig = calloc(1, sizeof *sig);
+        if (!sig)
+                return -ENOMEM;
+        memcpy(sig->keyid, body->keyid, sizeof sig->keyid);
+        sig->algorithm = (int) body->algorithm;
+        sig->generation = body->generation;
+        sig->principal = strdup(body->principal);
+        sig->der = malloc(body->signature.len);
+        r = sig->principal && sig->der ? 0 : -ENOMEM;
+        if (r == 0) {
+                memcpy(sig->der, body->signature.data, body->signature.len);
+                sig->der_len = body->signature.len;
+                r = receipt_from_reply(body, digest_alg, digest, digest_len, sig);
+        }
+        if (r < 0) {
+                provsign_signature_free(sig);
+                return r;
+        }
+        *ret = sig;
+        return 0;
+}
+
 _public_ int provsign_sign(provsign_conn *conn,
                            const char *principal,
                            enum provsign_digest_algorithm digest_alg,
@@ -111,8 +170,6 @@ _public_ int provsign_sign(provsign_conn *conn,
         Provsign__SignRequest sr = PROVSIGN__SIGN_REQUEST__INIT;
         Provsign__Annotation *ann = NULL, **annp = NULL;
         Provsign__Response *resp = NULL;
-        const Provsign__SignResponse *body;
-        provsign_signature *sig = NULL;
         size_t want;
         int r;
 
@@ -128,25 +185,9 @@ _public_ int provsign_sign(provsign_conn *conn,
          * from overflowing. */
         if (n_annotations > PROTO_FRAME_MAX / 2)
                 return -EMSGSIZE;
-
-        if (n_annotations > 0) {
-                ann = calloc(n_annotations, sizeof *ann);
-                annp = calloc(n_annotations, sizeof *annp);
-                if (!ann || !annp) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-        }
-        for (size_t i = 0; i < n_annotations; i++) {
-                if (!annotations[i].key) {
-                        r = -EINVAL;
-                        goto out;
-                }
-                provsign__annotation__init(&ann[i]);
-                ann[i].key = (char *) annotations[i].key;
-                ann[i].value = (char *) (annotations[i].value ? annotations[i].value : "");
-                annp[i] = &ann[i];
-        }
+        r = wire_annotations(annotations, n_annotations, &ann, &annp);
+        if (r < 0)
+                goto out;
 
         sr.principal = (char *) (principal ? principal : "");
         sr.digest_algorithm = (Provsign__DigestAlgorithm) digest_alg;
@@ -159,45 +200,9 @@ _public_ int provsign_sign(provsign_conn *conn,
         req.sign = &sr;
 
         r = client_conn_transact(conn, &req, &resp);
-        if (r != 0)
-                goto out;
-
-        body = resp->sign;
-        if (resp->body_case != PROVSIGN__RESPONSE__BODY_SIGN || !body ||
-            !proto_keyid_hex_valid(str_or_empty(body->keyid)) ||
-            body->signature.len == 0 || !body->signature.data ||
-            !*str_or_empty(body->principal) ||
-            (principal && *principal && strcmp(body->principal, principal) != 0)) {
-                r = -EPROTO;
-                goto out;
-        }
-
-        sig = calloc(1, sizeof *sig);
-        if (!sig) {
-                r = -ENOMEM;
-                goto out;
-        }
-        memcpy(sig->keyid, body->keyid, sizeof sig->keyid);
-        sig->algorithm = (int) body->algorithm;
-        sig->generation = body->generation;
-        sig->principal = strdup(body->principal);
-        sig->der = malloc(body->signature.len);
-        if (!sig->principal || !sig->der) {
-                r = -ENOMEM;
-                goto out;
-        }
-        memcpy(sig->der, body->signature.data, body->signature.len);
-        sig->der_len = body->signature.len;
-
-        r = receipt_from_reply(body, (int) digest_alg, digest, digest_len, sig);
-        if (r < 0)
-                goto out;
-
-        *ret = sig;
-        sig = NULL;
-        r = 0;
+        if (r == 0)
+                r = signature_from_reply(resp, principal, (int) digest_alg, digest, digest_len, ret);
 out:
-        provsign_signature_free(sig);
         if (resp)
                 provsign__response__free_unpacked(resp, NULL);
         free(annp);
@@ -322,6 +327,44 @@ static int active_digest(provsign_conn *conn, const char *principal, int *ret) {
         return 0;
 }
 
+/* Signs the PAE digest of payload as who, with the digest of who's active
+ * key. Two rounds at most: a rotation to another algorithm between the
+ * key query and the Sign makes the agent refuse the digest
+ * (INVALID_ARGUMENT); the second round asks again. On success *ret_dalg,
+ * digest[0..*ret_n) and *ret_sig. */
+static int sign_pae(provsign_conn *conn, const char *who, const char *payload_type, const void *payload,
+                    size_t payload_len, const struct provsign_annotation *annotations, size_t n_annotations,
+                    int *ret_dalg, uint8_t digest[PROTO_DSSE_MAX_DIGEST], int *ret_n, provsign_signature **ret_sig) {
+        int r = 0, dalg, n;
+
+        for (int round = 0; round < 2; round++) {
+                int again;
+
+                r = active_digest(conn, who, &dalg);
+                if (r < 0)
+                        return r;
+                n = proto_dsse_pae_digest(dalg, payload_type, payload, payload_len, digest);
+                if (n < 0)
+                        return n == -ENOMEM ? -ENOMEM : -EINVAL;
+                r = provsign_sign(conn, who, (enum provsign_digest_algorithm) dalg, digest, (size_t) n, payload_type,
+                                  annotations, n_annotations, ret_sig);
+                if (r != PROVSIGN_INVALID_ARGUMENT || round > 0 || !who)
+                        break;
+                /* Only worth a second round when the key's digest changed. */
+                again = dalg;
+                r = active_digest(conn, who, &again);
+                if (r < 0)
+                        return r;
+                if (again == dalg) {
+                        r = PROVSIGN_INVALID_ARGUMENT;
+                        break;
+                }
+        }
+        *ret_dalg = dalg;
+        *ret_n = n;
+        return r;
+}
+
 _public_ int provsign_sign_dsse(provsign_conn *conn,
                                 const char *principal,
                                 const char *payload_type,
@@ -354,34 +397,8 @@ _public_ int provsign_sign_dsse(provsign_conn *conn,
                         return r;
         }
 
-        /* Two rounds at most: a rotation to another algorithm between the
-         * key query and the Sign makes the agent refuse the digest
-         * (INVALID_ARGUMENT); the second round asks again. */
-        for (int round = 0; round < 2; round++) {
-                int again;
-
-                r = active_digest(conn, who, &dalg);
-                if (r < 0)
-                        goto out;
-                n = proto_dsse_pae_digest(dalg, payload_type, payload, payload_len, digest);
-                if (n < 0) {
-                        r = n == -ENOMEM ? -ENOMEM : -EINVAL;
-                        goto out;
-                }
-                r = provsign_sign(conn, who, (enum provsign_digest_algorithm) dalg, digest, (size_t) n, payload_type,
-                                  annotations, n_annotations, &sig);
-                if (r != PROVSIGN_INVALID_ARGUMENT || round > 0 || !who)
-                        break;
-                /* Only worth a second round when the key's digest changed. */
-                again = dalg;
-                r = active_digest(conn, who, &again);
-                if (r < 0)
-                        goto out;
-                if (again == dalg) {
-                        r = PROVSIGN_INVALID_ARGUMENT;
-                        break;
-                }
-        }
+        r = sign_pae(conn, who, payload_type, payload, payload_len, annotations, n_annotations, &dalg, digest, &n,
+                     &sig);
         if (r != 0)
                 goto out;
         if (proto_key_algorithm_digest(sig->algorithm) != dalg) {
