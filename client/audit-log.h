@@ -1,4 +1,4 @@
-/* Audit log exports (issue 5; DESIGN.md "The audit log"): the JSON Lines
+/* Audit log exports (docs/auditing.md): the JSON Lines
  * form of entries, and the offline verifier of an export.
  *
  * Export format, one JSON object per line:

@@ -4,7 +4,7 @@
  *
  * What goes into the statement comes from flags and from the CI
  * environment it recognises (GitHub Actions, GitLab CI), through a fixed
- * list of variable names (README "Provenance"). Nothing secret-looking is
+ * list of variable names (docs/runners.md "Provenance"). Nothing secret-looking is
  * ever copied: variables whose names look like secrets are never read, URL
  * user-info (GitLab's CI_REPOSITORY_URL carries the job token there) is
  * never used, and a value that looks like a known token is dropped with a
@@ -49,7 +49,7 @@ static void provenance_help(void) {
                "\n"
                "Builder, build type, source and invocation come from the CI environment\n"
                "(GitHub Actions: GITHUB_ACTIONS=true; GitLab CI: GITLAB_CI=true; the\n"
-               "variables read are listed in the README) and from these flags, which\n"
+               "variables read are listed in provsign(1)) and from these flags, which\n"
                "take precedence. Variables whose names look secret (TOKEN, SECRET,\n"
                "PASSWORD, KEY, ...) are never read.\n"
                "\n"

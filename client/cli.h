@@ -1,6 +1,6 @@
 /* The provsign CLI: shared definitions for the verb implementations.
  *
- * Exit codes are a contract (DESIGN.md "CLI contract"): scripts and CI
+ * Exit codes are a contract (docs/cli.md): scripts and CI
  * branch on them. Machine output goes to stdout only; every diagnostic goes
  * to stderr. */
 #pragma once

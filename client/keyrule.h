@@ -1,6 +1,5 @@
-/* The verification rule of the key lifecycle (DESIGN.md "Keys", issue #6
- * item 5; the key bundle format is in README.md "Key bundle"), in one
- * function:
+/* The verification rule of the key lifecycle (docs/runners.md "Verify";
+ * the key bundle format is proto/keybundle.h), in one function:
  *
  *   a DSSE signature by key K for principal P is valid iff
  *     1. the key bundle envelope is signed by the trusted log key (and its

@@ -27,7 +27,7 @@ void client_key_done(struct provsign_key *k) {
 
 /* Copies a KeyInfo from the wire into k, checking what can be checked: the
  * key id format and, when the public key is present, that the id is its
- * SHA-256 (DESIGN.md "Keys"). need_der: the reply must include it. */
+ * SHA-256 (docs/formats.md). need_der: the reply must include it. */
 int client_key_from_info(const Provsign__KeyInfo *ki, bool need_der, struct provsign_key *k) {
         struct provsign_key t = {};
         int r;

@@ -278,7 +278,7 @@ _public_ void provsign_signature_free(provsign_signature *sig) {
 
 /* ---- DSSE envelopes ------------------------------------------------------ */
 
-/* The DSSE issue: the payload never leaves the caller; the agent signs the
+/* DSSE (docs/formats.md): the payload never leaves the caller; the agent signs the
  * digest of its PAE (proto/dsse.h), with the digest its key algorithm
  * takes. */
 

@@ -33,7 +33,7 @@ struct provsign_signature {
         char *principal;
         uint32_t generation;
 
-        /* The receipt (DESIGN.md "The audit log"), already checked for
+        /* The receipt (docs/formats.md "Receipts"), already checked for
          * consistency with itself and with this signature. */
         bool has_receipt;
         uint64_t log_seq;

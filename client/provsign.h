@@ -231,7 +231,7 @@ uint32_t provsign_signature_generation(const provsign_signature *sig);
 /* ---- Receipts ------------------------------------------------------------ */
 
 /* A receipt proves that the signature was written to the agent's audit log
- * before it left the agent (DESIGN.md "The audit log"): the log entry's
+ * before it left the agent (docs/auditing.md): the log entry's
  * bytes, its position, an RFC 9162 inclusion proof and a C2SP checkpoint
  * signed by the log key. Accessors below borrow from sig (valid until
  * provsign_signature_free()); without a receipt they return 0 / NULL. */

@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "jsonval.h"
 #include "keybundle.h"
 #include "keyid.h"
 #include "names.h"
@@ -57,17 +58,9 @@ void proto_bundle_free(struct proto_bundle *b) {
         free(b);
 }
 
-/* A string without NUL bytes, 1..max bytes, or NULL. */
+/* The string at key of o: without NUL bytes, 1..max bytes, or NULL. */
 static const char *get_string(const json_t *o, const char *key, size_t max) {
-        const json_t *v = json_object_get(o, key);
-        size_t n;
-
-        if (!json_is_string(v))
-                return NULL;
-        n = json_string_length(v);
-        if (n == 0 || n > max || strlen(json_string_value(v)) != n)
-                return NULL;
-        return json_string_value(v);
+        return proto_json_string(json_object_get(o, key), max);
 }
 
 /* A time or null (PROTO_BUNDLE_NO_TIME); nullable says whether null is allowed.

@@ -1,5 +1,5 @@
 /* Key ids: lowercase hex SHA-256 of the public key's DER SubjectPublicKeyInfo
- * (DESIGN.md "Keys"). The raw 32 bytes are the token object's CKA_ID. */
+ * (docs/formats.md). The raw 32 bytes are the token object's CKA_ID. */
 #pragma once
 
 #include <stdbool.h>

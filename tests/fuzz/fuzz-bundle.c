@@ -1,6 +1,6 @@
 /* Fuzzes key bundle payloads (client/keyrule.h proto_bundle_parse): the
  * JSON inside the agent's GetKeyBundle envelope, which `provsign verify`
- * and `provsign key bundle` read from a file (README "Key bundle").
+ * and `provsign key bundle` read from a file (proto/keybundle.h).
  *
  * Invariants:
  *   - 0 or -EBADMSG (never -ENOMEM here); on failure *ret is untouched and

@@ -444,7 +444,7 @@ uids = 0
 [role auditor]
 gids = audit
 """
-    # the README's, with users and groups every Debian system has
+    # docs/operations.md's, with users and groups every Debian system has
     resolvable = (readme.replace("provsign-clients", "adm").replace("builder", "daemon")
                   .replace("gids = ci", "gids = 1001, staff").replace("gids = audit", "gids = adm"))
     with open(os.path.join(TOP, "packaging", "agent.conf.example")) as f:
@@ -560,7 +560,7 @@ def bundle_keys(tmp, key):
 
 
 def bundles(keys):
-    """Key bundle payloads (README "Key bundle"): the agent's shape and the
+    """Key bundle payloads (proto/keybundle.h): the agent's shape and the
     ways a bundle can be wrong."""
     t = ["2026-11-25T18:20:0%d.123456Z" % i for i in range(10)]
 

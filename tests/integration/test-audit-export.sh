@@ -1,5 +1,5 @@
 #!/bin/bash
-# Auditors (issue 5) end to end on a real agent and token: export (JSON
+# Auditors end to end on a real agent and token: export (JSON
 # Lines, CSV, partial ranges), offline verify and its tamper suite (each
 # case fails at the exact sequence number with the exact reason),
 # --previous with a rewritten history, proof and find; kill -9 while 8
