@@ -9,10 +9,8 @@
 . "$SRCDIR/tests/lib/common.sh"
 setup_test
 G=provsign-it-g19 GID=64940 U=provsign-it-u19 UID_=64941
-cleanup_users() { userdel "$U" 2>/dev/null; groupdel "$G" 2>/dev/null; cleanup; }
-trap cleanup_users EXIT
-getent group "$G" >/dev/null || groupadd -g "$GID" "$G" || { echo "FAIL: groupadd" >&2; exit 1; }
-getent passwd "$U" >/dev/null || useradd -u "$UID_" -M -N -g users -G "$G" -s /usr/sbin/nologin "$U" || { echo "FAIL: useradd" >&2; exit 1; }
+add_test_group "$G" "$GID"
+add_test_user "$U" "$UID_" -g users -G "$G"
 write_config
 cat >> "$CONF" <<CONF
 
@@ -21,12 +19,12 @@ gids = $GID
 CONF
 start_agent
 
+reloads_over() { [ "$(count_lines "config reloaded" "$T/agent.log")" -gt "$1" ]; }
 hup() {
         local before
-        before=$(grep -c "config reloaded" "$T/agent.log")
+        before=$(count_lines "config reloaded" "$T/agent.log")
         kill -HUP "$AGENT_PID"
-        for _ in $(seq 1 100); do [ "$(grep -c "config reloaded" "$T/agent.log")" -gt "$before" ] && return 0; sleep 0.1; done
-        return 1
+        wait_for 10 reloads_over "$before"
 }
 mkdir -p "$T/p" && chmod 0777 "$T/p"
 # One connection for the whole test, driven through a FIFO: each line is a
@@ -46,13 +44,14 @@ for line in open(sys.argv[2]):
 CLIENT=$!
 exec 7>"$T/p/cmd"
 : > "$T/p/answers"
+answered() { [ "$(wc -l < "$T/p/answers")" -ge "$1" ]; }
 # ask PRINCIPAL: prints the status of one Sign on that connection (runs in
 # a subshell: the answer's line number comes from the file, not a counter)
 ask() {
         local n
         n=$(($(wc -l < "$T/p/answers") + 1))
         echo "$1" >&7
-        for _ in $(seq 1 100); do [ "$(wc -l < "$T/p/answers")" -ge "$n" ] && break; sleep 0.1; done
+        wait_for 10 answered "$n"
         sed -n "${n}p" "$T/p/answers" | cut -d' ' -f1
 }
 expect_eq "$(ask ci-grp)" OK "a member of the principal's group signs on its connection"
