@@ -34,19 +34,27 @@
  * max_annotation_bytes say, so nothing is signed that cannot be answered. */
 #define SIGN_REQUEST_BUDGET (24u * 1024u)
 
-/* A refusal: logged once here (the audit log takes these over with its
- * issue), then answered. */
-void dispatch_refuse(agent *a, agent_conn *c, const handler *h, int status, const char *fmt, ...) {
+static void refuse_va(agent *a, agent_conn *c, const char *name, int status, const char *fmt, va_list ap)
+        __attribute__((format(printf, 5, 0)));
+static void refuse_va(agent *a, agent_conn *c, const char *name, int status, const char *fmt, va_list ap) {
         char msg[512];
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        refusals_record(a, server_conn_caller(c), name, NULL, status, msg);
+        server_reply(a, c, NULL, status, false, "%s", msg);
+}
+
+void dispatch_refuse(agent *a, agent_conn *c, const handler *h, int status, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
+        refuse_va(a, c, h ? h->name : "request", status, fmt, ap);
         va_end(ap);
-        const agent_caller *who = server_conn_caller(c);
-        log_notice("refused %s from uid %u pid %d (%s): %s: %s", h ? h->name : "request", (unsigned) who->uid,
-                   (int) who->pid, who->exe ? who->exe : "?", proto_status_name(status), msg);
-        refusals_record(a, who, h ? h->name : "request", NULL, status, msg);
-        server_reply(a, c, NULL, status, false, "%s", msg);
+}
+
+void dispatch_refuse_named(agent *a, agent_conn *c, const char *name, int status, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        refuse_va(a, c, name, status, fmt, ap);
+        va_end(ap);
 }
 
 static bool name_valid(const char *s) {
@@ -763,9 +771,9 @@ static const char *role_name(enum policy_access r) {
 void dispatch_frame(agent *a, agent_conn *c, const uint8_t *payload, size_t len) {
         Provsign__Request *req = provsign__request__unpack(NULL, len, payload);
         if (!req) {
-                const agent_caller *who = server_conn_caller(c);
-                log_notice("undecodable request of %zu bytes from uid %u pid %d; closing", len, (unsigned) who->uid,
-                           (int) who->pid);
+                char msg[64];
+                snprintf(msg, sizeof msg, "undecodable request of %zu bytes; connection closed", len);
+                refusals_record(a, server_conn_caller(c), "request", NULL, PROVSIGN__STATUS__INVALID_ARGUMENT, msg);
                 server_reply(a, c, NULL, PROVSIGN__STATUS__INVALID_ARGUMENT, true, "undecodable request");
                 return;
         }
