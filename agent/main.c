@@ -56,7 +56,7 @@ static void cloexec_inherited(void) {
 
 /* The token threads: `workers` from the config, else one per CPU (2..16),
  * which keeps a CPU-bound token (SoftHSM2) busy; a network HSM that spends
- * its time waiting wants more (see README, Benchmarks). */
+ * its time waiting wants more (see docs/benchmarks.md). */
 static size_t worker_count(const agent_config *cfg) {
         if (cfg->workers)
                 return cfg->workers;

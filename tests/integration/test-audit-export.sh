@@ -1,5 +1,5 @@
 #!/bin/bash
-# Auditors (issue 5) end to end on a real agent and token: export (JSON
+# Auditors end to end on a real agent and token: export (JSON
 # Lines, CSV, partial ranges), offline verify and its tamper suite (each
 # case fails at the exact sequence number with the exact reason),
 # --previous with a rewritten history, proof and find; kill -9 while 8
@@ -203,6 +203,22 @@ for i in 1 2 3; do cli "$RUNNER_UID" sign --principal ci-release --digest "sha25
 expect_exit 0 "export after more signing" cli "$AUDITOR_UID" audit export
 cp "$T/out" "$T/full2.jsonl"
 n2=$(($(wc -l < "$T/full2.jsonl") - 1))
+
+# the library's own export (tests/examples/export-log.c): streamed, verified
+# with the pinned log key, and against the older checkpoint kept above
+install -m 0644 "$T/logkey.pem" "$T/d/logkey.pem"
+python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])["checkpoint"], end="")' \
+        "$T/full.jsonl" > "$T/d/kept-checkpoint"
+chmod 0644 "$T/d/kept-checkpoint"
+expect_exit 0 "the libprovsign example exports and verifies the log" \
+        as "$AUDITOR_UID" "$PROVSIGN_EXAMPLE_EXPORT_LOG" "$T/d/logkey.pem"
+check "... all $n2 entries, seq 0..$((n2 - 1))" grep -q "^verified $n2 entries (seq 0..$((n2 - 1))), tree size" "$T/out"
+expect_exit 0 "... and against the older checkpoint it kept (consistency proof)" \
+        as "$AUDITOR_UID" "$PROVSIGN_EXAMPLE_EXPORT_LOG" "$T/d/logkey.pem" "$T/d/kept-checkpoint"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 2>/dev/null | openssl pkey -pubout > "$T/d/other.pem"
+chmod 0644 "$T/d/other.pem"
+expect_exit 1 "... and fails with another log key" as "$AUDITOR_UID" "$PROVSIGN_EXAMPLE_EXPORT_LOG" "$T/d/other.pem"
+expect_exit 3 "... and is refused without the auditor role" as "$RUNNER_UID" "$PROVSIGN_EXAMPLE_EXPORT_LOG" "$T/d/logkey.pem"
 python3 - "$T/full2.jsonl" "$T/full.jsonl" "$T/t-older.jsonl" <<'PY'
 import sys
 new = open(sys.argv[1]).read().splitlines(); old = open(sys.argv[2]).read().splitlines()
