@@ -712,11 +712,14 @@ out:
 
 static bool handle_get_metrics(agent *a, agent_conn *c, const handler *h, Provsign__Request *req) {
         (void) h;
+        unsigned reopens = 0;
+        bool token_up = keys_store_health(a->store, &reopens) >= 0;
         metrics_gauges g = {
                 .log_entries = audit_committed(a->audit),
                 .log_bytes = audit_bytes(a->audit),
                 .connections = server_connections(a),
-                .token_up = keys_store_health(a->store, NULL) >= 0,
+                .token_up = token_up,
+                .token_reopens = reopens,
                 .principals = a->config->n_principals,
                 .uptime_s = (double) (agent_now_us() - a->started_us) / 1e6,
         };

@@ -56,7 +56,6 @@ static const struct {
         const char *name, *help;
 } counter_info[METRICS_N_COUNTERS] = {
         [METRICS_TOKEN_OUTAGES] = { "provsign_token_outages", "Times the token went from available to unavailable." },
-        [METRICS_TOKEN_RECOVERIES] = { "provsign_token_recoveries", "Times the token was re-opened after an outage." },
         [METRICS_RATE_LIMITED] = { "provsign_rate_limited_requests", "Requests refused with RATE_LIMITED." },
         [METRICS_LOG_WRITTEN_BYTES] = { "provsign_log_written_bytes", "Bytes of records appended to the log since start." },
         [METRICS_CHECKPOINTS] = { "provsign_checkpoints_signed", "Checkpoints signed with the log key since start." },
@@ -298,6 +297,8 @@ int metrics_render(const metrics_gauges *g, bool om, char **ret, size_t *ret_len
                 gauge(f, om, "provsign_checkpoint_age_seconds", "Seconds since the newest checkpoint was signed.",
                       ckpt_age);
         gauge(f, om, "provsign_connections", "Client connections open.", (double) g->connections);
+        family(f, om, "provsign_token_recoveries", "counter", "Times the token was re-opened after an outage.");
+        fprintf(f, "provsign_token_recoveries_total %llu\n", (unsigned long long) g->token_reopens);
         gauge(f, om, "provsign_token_up", "1 when the token answers, 0 during an outage.", g->token_up ? 1 : 0);
         gauge(f, om, "provsign_principals", "Principals in the configuration.", (double) g->principals);
         gauge(f, om, "provsign_uptime_seconds", "Seconds since the agent started.", g->uptime_s);

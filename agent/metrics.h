@@ -27,7 +27,6 @@ enum metrics_histogram {
 
 enum metrics_counter {
         METRICS_TOKEN_OUTAGES,    /* the token went from up to down */
-        METRICS_TOKEN_RECOVERIES, /* the token was re-opened after an outage */
         METRICS_RATE_LIMITED,     /* requests refused with RATE_LIMITED */
         METRICS_LOG_WRITTEN_BYTES,
         METRICS_CHECKPOINTS,      /* checkpoints signed */
@@ -41,6 +40,7 @@ typedef struct metrics_gauges {
         double checkpoint_age_s;     /* since the newest checkpoint was signed; < 0: none yet */
         uint64_t connections;        /* open client connections */
         bool token_up;
+        uint64_t token_reopens;      /* keys_store_health(): re-opens after outages since start */
         uint64_t principals;         /* configured */
         double uptime_s;
 } metrics_gauges;

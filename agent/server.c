@@ -465,8 +465,6 @@ static void watch_token(agent *a) {
         bool down = keys_store_health(a->store, &reopens) < 0;
         if (down && !s->token_down)
                 metrics_add(METRICS_TOKEN_OUTAGES, 1);
-        if (reopens != s->token_reopens)
-                metrics_add(METRICS_TOKEN_RECOVERIES, reopens - s->token_reopens);
         if (down && !s->token_down)
                 log_error("token \"%s\" is unavailable; Sign requests get HSM_UNAVAILABLE until it is back",
                           a->config->token_label);
