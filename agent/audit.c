@@ -18,6 +18,7 @@
 #include "frame.h"
 #include "index.h"
 #include "log.h"
+#include "metrics.h"
 #include "origin.h"
 #include "merkle.h"
 #include "names.h"
@@ -302,8 +303,18 @@ static void *committer_main(void *arg) {
                 bool posted = r >= 0 && parallel;
                 if (posted)
                         ckpt_post(&k, end, root);
-                if (r >= 0 && len > 0)
+                if (r >= 0 && len > 0) {
+                        struct timespec t0, t1;
+                        clock_gettime(CLOCK_MONOTONIC, &t0);
                         r = write_batch(a, batch, len, first);
+                        clock_gettime(CLOCK_MONOTONIC, &t1);
+                        if (r >= 0) {
+                                metrics_observe(METRICS_FDATASYNC_SECONDS, (double) (t1.tv_sec - t0.tv_sec) +
+                                                                                   (double) (t1.tv_nsec - t0.tv_nsec) / 1e9);
+                                metrics_observe(METRICS_GROUP_ENTRIES, (double) (end - first));
+                                metrics_add(METRICS_LOG_WRITTEN_BYTES, len);
+                        }
+                }
                 char *note = NULL;
                 if (r < 0) {
                         pthread_mutex_lock(&a->lock);
@@ -337,6 +348,7 @@ static void *committer_main(void *arg) {
                                 log_notice("audit log: checkpoint for %" PRIu64 " entries signed; the token is back",
                                            end);
                         sign_failing = false;
+                        metrics_checkpoint_signed();
                         free(a->checkpoint);
                         a->checkpoint = note;
                         a->committed = end;
@@ -980,4 +992,19 @@ int audit_range_proof(agent_audit *a, uint64_t from, uint64_t to, uint64_t m, ui
                                   : -EINVAL;
         pthread_mutex_unlock(&a->lock);
         return r;
+}
+
+uint64_t audit_bytes(const agent_audit *a) {
+        DIR *d = opendir(a->dir);
+        if (!d)
+                return 0;
+        uint64_t total = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                struct stat st;
+                if (segment_filter(de) && fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+                        total += (uint64_t) st.st_size;
+        }
+        closedir(d);
+        return total;
 }

@@ -64,6 +64,10 @@ bool audit_wake_pending(agent_audit *a);
 uint64_t audit_committed(agent_audit *a);
 bool audit_failed(agent_audit *a);
 
+/* audit_bytes: the size of the log's segment files now (a directory scan;
+ * for metrics). 0 when the directory cannot be read. */
+uint64_t audit_bytes(const agent_audit *a);
+
 /* audit_receipt: fills r (caller frees with audit_receipt_done) for a
  * committed entry: inclusion proof and checkpoint of the current tree. */
 int audit_receipt(agent_audit *a, uint64_t seq, int64_t time_us, const uint8_t *leaf, size_t leaf_len,

@@ -13,6 +13,7 @@
 #include "events.h"
 #include "names.h"
 #include "log.h"
+#include "metrics.h"
 
 void agent_audit_lifecycle(agent *a, int event, const char *message) {
         Provsign__AuditEntry e = PROVSIGN__AUDIT_ENTRY__INIT;
@@ -145,6 +146,7 @@ void agent_journal_event(const agent *a, enum agent_journal_class cls, int prior
 
 void agent_journal_key_event(void *ctx, const Provsign__AuditEntry *e, uint64_t seq) {
         const agent *a = ctx;
+        metrics_key_event((int) e->event);
         const char *name = proto_audit_event_name((int) e->event);
         agent_caller who = { 0 };
         agent_journal_fields f = { .event = name, .has_seq = true, .seq = seq, .principal = e->principal,

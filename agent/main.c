@@ -19,6 +19,7 @@
 #include "config.h"
 #include "events.h"
 #include "log.h"
+#include "metrics.h"
 #include "pin.h"
 #include "ratelimit.h"
 #include "refusals.h"
@@ -146,6 +147,7 @@ int main(int argc, char **argv) {
         sigprocmask(SIG_BLOCK, &mask, NULL);
         agent_log_init();
         raise_nofile_limit();
+        metrics_init();
 
         agent a = { .started_us = agent_now_us() };
         char *err = NULL;
@@ -219,6 +221,7 @@ int main(int argc, char **argv) {
         registry_done(&a.registry);
         keys_store_free(a.store);
         agent_config_free(a.config);
+        metrics_free();
         return r < 0 ? 1 : 0;
 
 fail:

@@ -5,6 +5,7 @@
 
 #include "events.h"
 #include "log.h"
+#include "metrics.h"
 #include "names.h"
 #include "refusals.h"
 
@@ -57,6 +58,7 @@ void refusals_tick(agent *a, bool force) {
 
 void refusals_record(agent *a, const agent_caller *who, const char *request, const char *principal, int status,
                      const char *message) {
+        metrics_refusal(request, status);
         uint64_t now = agent_monotonic_ms();
         tracked *t = NULL;
         for (size_t i = 0; i < n_tracked; i++)

@@ -19,6 +19,7 @@
 #include "frame.h"
 #include "keyops.h"
 #include "log.h"
+#include "metrics.h"
 #include "refusals.h"
 #include "server.h"
 
@@ -101,6 +102,16 @@ uint64_t agent_now_us(void) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+uint64_t agent_monotonic_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+size_t server_connections(const agent *a) {
+        return a->server ? a->server->n_conns : 0;
 }
 
 uint64_t agent_monotonic_ms(void) {
@@ -605,6 +616,8 @@ static void watch_token(agent *a) {
         agent_server *s = a->server;
         unsigned reopens = 0;
         bool down = keys_store_health(a->store, &reopens) < 0;
+        if (down && !s->token_down)
+                metrics_add(METRICS_TOKEN_OUTAGES, 1);
         if (down && !s->token_down)
                 log_error("token \"%s\" is unavailable; Sign requests get HSM_UNAVAILABLE until it is back",
                           a->config->token_label);

@@ -41,6 +41,9 @@ size_t server_connection_limit(agent *a);
  * SIGHUP reloads the config (agent_reload). 0 or a negative errno. */
 int server_run(agent *a);
 
+/* server_connections: client connections open now. */
+size_t server_connections(const agent *a);
+
 /* server_submit_background: hands a job nobody waits on (a scheduled key
  * rotation) to the worker pool; its complete() is called with c == NULL. */
 void server_submit_background(agent *a, agent_conn_job *job);

@@ -26,6 +26,7 @@ static const struct cli_verb verbs[] = {
         { "attest",     cmd_attest,     "sign a payload as a DSSE envelope" },
         { "provenance", cmd_provenance, "sign SLSA provenance (in-toto) for build artifacts" },
         { "verify",     cmd_verify,     "verify an envelope offline against the key bundle" },
+        { "metrics",    cmd_metrics,    "the agent's metrics as OpenMetrics or Prometheus text" },
 };
 
 static void help(FILE *f) {

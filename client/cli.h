@@ -43,6 +43,7 @@ int cmd_receipt(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_attest(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_provenance(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_verify(const struct cli_ctx *ctx, int argc, char **argv);
+int cmd_metrics(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_key_bundle(const struct cli_ctx *ctx, int argc, char **argv);
 
 /* cli_receipt_json: the receipt of sig as the JSON object of `sign --json`

@@ -631,6 +631,13 @@ int provsign_verify_checkpoint(const char *note, const char *log_key_pem, uint64
 
 /* ---- Agent status -------------------------------------------------------- */
 
+/* provsign_get_metrics: the agent's counters, histograms and gauges as text:
+ * OpenMetrics 1.0, or with prometheus_text non-zero the Prometheus 0.0.4 text format
+ * (node_exporter's textfile collector). Any connected caller may ask. On
+ * success returns 0 and *ret is a new NUL-terminated string the caller
+ * frees with free(). */
+int provsign_get_metrics(provsign_conn *conn, int prometheus_text, char **ret);
+
 /* provsign_status: asks the agent about itself and about what this caller
  * may do. Any connected caller may ask. On success returns 0 and *ret is a
  * new object the caller frees with provsign_agent_status_free(). */

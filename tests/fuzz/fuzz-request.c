@@ -134,6 +134,9 @@ static void check_fields(const Provsign__Request *req) {
         case PROVSIGN__REQUEST__BODY_PROOF:
                 FUZZ_CHECK(req->proof);
                 return;
+        case PROVSIGN__REQUEST__BODY_GET_METRICS:
+                FUZZ_CHECK(req->get_metrics);
+                return;
         default:
                 FUZZ_CHECK(!"body_case outside the oneof");
         }
