@@ -1,6 +1,5 @@
 /* The agent's metrics registry and its text forms (see metrics.h). */
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,7 +224,7 @@ static void family(FILE *f, bool om, const char *name, const char *type, const c
 }
 
 static void put_number(FILE *f, double v) {
-        if (v == floor(v) && fabs(v) < 1e15)
+        if (v > -1e15 && v < 1e15 && v == (double) (int64_t) v)
                 fprintf(f, "%.0f", v);
         else
                 fprintf(f, "%.9g", v);
