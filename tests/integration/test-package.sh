@@ -340,7 +340,7 @@ AGENT_ARGV=(setpriv --reuid="$AGENT_UID" --regid="$AGENT_GID" --groups="$CLIENTS
         env SOFTHSM2_CONF="$SOFTHSM2_CONF" CREDENTIALS_DIRECTORY="$T/creds" "$S/usr/sbin/provsign-agent")
 systemd-socket-activate -l "$SOCK" "${AGENT_ARGV[@]}" --config "$PCONF" 2>>"$T/agent.log" &
 AGENT_PID=$!
-for _ in $(seq 1 50); do [ -S "$SOCK" ] && break; sleep 0.1; done
+check "systemd-socket-activate listens" wait_for 60 test -S "$SOCK"
 chgrp "$CLIENTS_GID" "$SOCK"
 chmod 0660 "$SOCK"
 
