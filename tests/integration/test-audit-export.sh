@@ -494,15 +494,16 @@ if [ -e /run/systemd/journal/socket ]; then
         echo "note: a real journald runs here; the structured-event check needs the stand-in socket and is not run"
 else
         mkdir -p /run/systemd/journal
-        sed -i "s|^log_origin = .*|log_origin = provsign.test/journal-$$|" "$CONF"
         python3 - /run/systemd/journal/socket "$T/journal.jsonl" <<'PY' &
 import json, os, socket, struct, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
 s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o666)
 out = open(sys.argv[2], "a", buffering=1)
 while True:
-    d = s.recv(1 << 20)
-    f, i = {}, 0
+    d, anc, _, _ = s.recvmsg(1 << 20, socket.CMSG_SPACE(12))
+    # the sender's pid, as journald's _PID: other tests' agents may log here too
+    f, i = {"_PID": str(struct.unpack("iII", anc[0][2][:12])[0]) if anc else ""}, 0
     while i < len(d):
         j = d.index(b"\n", i); line = d[i:j]
         if b"=" in line:
@@ -518,14 +519,17 @@ PY
         for _ in $(seq 1 50); do [ -S /run/systemd/journal/socket ] && break; sleep 0.1; done
         # journal_events = default: lifecycle, refusal, key event; no signatures
         start_agent
+        jpid1=$AGENT_PID
         cli "$RUNNER_UID" audit find --principal ci-release >/dev/null 2>&1
         jd1=$(random_digest)
         cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$jd1" >/dev/null || fail "sign (journal default)"
         cli "$OPERATOR_UID" key rotate --principal ci-release >/dev/null || fail "rotate (journal)"
         stop_agent
         # journal_events = all: every signature too, with its seq, key and digest
-        sed -i "s|^log_origin = .*|log_origin = provsign.test/journal-all-$$\njournal_events = all|" "$CONF"
+        echo "journal_events = all" >"$T/conf-journal-all"
+        sed -i "/^log_origin = /r $T/conf-journal-all" "$CONF"
         start_agent
+        jpid2=$AGENT_PID
         jd2=$(random_digest)
         cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$jd2" --json > "$T/journal-sign.json" || fail "sign (journal all)"
         stop_agent
@@ -536,10 +540,10 @@ PY
         rmdir /run/systemd/journal 2>/dev/null
         trap cleanup EXIT
         check "journald gets start, policy load, refusal, key event and stop with PROVSIGN_* fields; no signatures by default" \
-                python3 - "$T/journal.jsonl" "provsign.test/journal-$$" "$OPERATOR_UID" <<'PY'
+                python3 - "$T/journal.jsonl" "$jpid1" "$OPERATOR_UID" <<'PY'
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
-ev = [e for e in ev if e.get("PROVSIGN_ORIGIN") == sys.argv[2]]
+ev = [e for e in ev if e.get("_PID") == sys.argv[2]]
 kinds = [e["PROVSIGN_EVENT"] for e in ev]
 assert kinds[:2] == ["AGENT_START", "POLICY_LOAD"] and kinds[-1] == "AGENT_STOP", kinds
 r = [e for e in ev if e["PROVSIGN_EVENT"] == "REFUSED"]
@@ -553,10 +557,10 @@ assert k["PROVSIGN_PRINCIPAL"] == "ci-release" and len(k["PROVSIGN_KEYID"]) == 6
 assert k["PROVSIGN_UID"] == sys.argv[3]  and k["MESSAGE"].startswith("KEY_ROTATE " + k["PROVSIGN_KEYID"] + " of ci-release") and k["PRIORITY"] == "5", k
 PY
         check "journal_events = all adds one SIGN event per signature, naming its seq, key, digest and caller" \
-                python3 - "$T/journal.jsonl" "provsign.test/journal-all-$$" "$jd2" "$RUNNER_UID" "$T/journal-sign.json" <<'PY'
+                python3 - "$T/journal.jsonl" "$jpid2" "$jd2" "$RUNNER_UID" "$T/journal-sign.json" <<'PY'
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
-ev = [e for e in ev if e.get("PROVSIGN_ORIGIN") == sys.argv[2]]
+ev = [e for e in ev if e.get("_PID") == sys.argv[2]]
 s = [e for e in ev if e["PROVSIGN_EVENT"] == "SIGN"]
 assert len(s) == 1, [e["PROVSIGN_EVENT"] for e in ev]
 s = s[0]
