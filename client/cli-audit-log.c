@@ -444,13 +444,14 @@ out:
 }
 
 static void proof_help(void) {
-        printf("Usage: provsign audit proof --seq N\n"
+        printf("Usage: provsign audit proof --seq N [--json]\n"
                "\n"
                "Prints the inclusion proof of log entry N and the checkpoint it leads to,\n"
                "as a receipt JSON object (log_seq, log_time, leaf, tree_size,\n"
                "inclusion_proof, checkpoint): 'provsign receipt verify' checks it.\n"
                "\n"
                "  -s, --seq N    the entry\n"
+               "  -j, --json     accepted: the output is JSON already\n"
                "  -h, --help     show this help\n");
 }
 
@@ -492,7 +493,7 @@ int cmd_audit_proof(const struct cli_ctx *ctx, int argc, char **argv) {
 /* ---- audit find ---- */
 
 static void find_help(void) {
-        printf("Usage: provsign audit find (--digest ALG:HEX | --principal P) [--since T] [--until T]\n"
+        printf("Usage: provsign audit find (--digest ALG:HEX | --principal P) [--since T] [--until T] [--json]\n"
                "\n"
                "Prints the log entries (JSON Lines, as 'audit export') whose digest, or an\n"
                "annotation value of the form sha256:HEX, is ALG:HEX; or that name principal\n"
@@ -504,6 +505,7 @@ static void find_help(void) {
                "  -p, --principal P        entries of principal P\n"
                "  -s, --since T            logged at or after T\n"
                "  -u, --until T            logged at or before T\n"
+               "  -j, --json               accepted: the output is JSON Lines already\n"
                "  -h, --help               show this help\n");
 }
 

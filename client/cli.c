@@ -19,9 +19,9 @@
 
 static const struct cli_verb verbs[] = {
         { "sign",    cmd_sign,    "sign a digest with a principal's active key" },
-        { "key",     cmd_key,     "show and list keys (pubkey, list)" },
+        { "key",     cmd_key,     "keys: pubkey, list, rotate, revoke, destroy, bundle" },
         { "status",  cmd_status,  "show the agent's status and what you may do" },
-        { "audit",   cmd_audit,   "the audit log (checkpoint, log-key)" },
+        { "audit",   cmd_audit,   "the audit log: checkpoint, log-key, export, verify, proof, find" },
         { "receipt", cmd_receipt, "verify a signature's receipt offline (verify)" },
         { "attest",     cmd_attest,     "sign a payload as a DSSE envelope" },
         { "provenance", cmd_provenance, "sign SLSA provenance (in-toto) for build artifacts" },

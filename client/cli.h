@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -134,3 +135,8 @@ int cli_file_sha256(const char *verb, const char *what, const char *path, char h
  * agent-supplied text to a terminal. Returns a static buffer (truncated at
  * 1023 bytes, never inside a character); not reentrant. */
 const char *cli_safe(const char *s);
+
+/* cli_write_text: writes agent-supplied text of several lines (a
+ * checkpoint note) to f as cli_safe() would, but keeping newlines and
+ * tabs; no length limit. 0, -EIO. */
+int cli_write_text(FILE *f, const char *s);

@@ -210,7 +210,7 @@ has provsign -rw-r--r-- lib/systemd/system/provsign-metrics.service lib/systemd/
 has provsign -rw-r--r-- usr/share/man/man1/provsign.1.gz usr/share/bash-completion/completions/provsign
 has libprovsign0 lrwxrwxrwx "usr/lib/$MA/libprovsign.so.0"
 has libprovsign-dev lrwxrwxrwx "usr/lib/$MA/libprovsign.so"
-has libprovsign-dev -rw-r--r-- usr/include/provsign.h "usr/lib/$MA/pkgconfig/provsign.pc"
+has libprovsign-dev -rw-r--r-- usr/include/provsign.h "usr/lib/$MA/pkgconfig/provsign.pc" usr/share/man/man3/provsign.3.gz
 lib=$(readlink -f "$S/usr/lib/$MA/libprovsign.so.0")
 check "libprovsign.so.0 resolves to a file in libprovsign0" test -f "$lib"
 check "libprovsign0 holds only the library (no .so link, no header)" \
