@@ -30,7 +30,7 @@ typedef int (*audit_key_event_fn)(void *ctx, const Provsign__AuditEntry *e);
  * cuts a torn tail (logged), refuses corruption elsewhere (*ret_error names
  * the file and offset), rebuilds the tree (handing key events to
  * on_key_event, which may be NULL), finds or creates the log key
- * (CKA_LABEL provsign/log/<gen>) and starts the committer. */
+ * (CKA_LABEL provsign/<key_namespace>/log/<gen>) and starts the committer. */
 int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on_key_event, void *ctx,
                agent_audit **ret, char **ret_error);
 

@@ -286,25 +286,103 @@ static void test_recover_lost_sessions(void **state) {
 static void test_label_parse(void **state) {
         char owner[65];
         uint32_t gen;
-        assert_int_equal(keys_label_parse("provsign/ci-release/12", owner, sizeof owner, &gen), 0);
+        assert_int_equal(keys_label_parse("provsign/ci-a/ci-release/12", "ci-a", owner, sizeof owner, &gen), 0);
         assert_string_equal(owner, "ci-release");
         assert_int_equal(gen, 12);
-        assert_int_equal(keys_label_parse("provsign/log/1", owner, sizeof owner, &gen), 0);
+        assert_int_equal(keys_label_parse("provsign/host.example.com/log/1", "host.example.com", owner, sizeof owner,
+                                          &gen), 0);
         assert_string_equal(owner, "log");
-        assert_int_equal(keys_label_parse("provsign/x/0", owner, sizeof owner, &gen), -EINVAL);
-        assert_int_equal(keys_label_parse("provsign/x/01", owner, sizeof owner, &gen), -EINVAL);
-        assert_int_equal(keys_label_parse("provsign/x/1a", owner, sizeof owner, &gen), -EINVAL);
-        assert_int_equal(keys_label_parse("provsign//1", owner, sizeof owner, &gen), -EINVAL);
-        assert_int_equal(keys_label_parse("provsign/x/", owner, sizeof owner, &gen), -EINVAL);
-        assert_int_equal(keys_label_parse("other/x/1", owner, sizeof owner, &gen), -EINVAL);
-        assert_int_equal(keys_label_parse("provsign/x/9999999999", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(gen, 1);
+        /* another namespace, a prefix of it, or one it is a prefix of: not ours */
+        assert_int_equal(keys_label_parse("provsign/ci-b/ci-release/1", "ci-a", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign/ci-ab/ci-release/1", "ci-a", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign/ci/ci-release/1", "ci-a", owner, sizeof owner, &gen), -EINVAL);
+        /* a first-round label is in no namespace, even one named like its principal */
+        assert_int_equal(keys_label_parse("provsign/ci-release/1", "ci-release", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign/ci-a/owner", "ci-a", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign/ci-a/x/0", "ci-a", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign/ci-a/x/01", "ci-a", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign/ci-a/x/1a", "ci-a", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign/ci-a//1", "ci-a", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign/ci-a/x/", "ci-a", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign/ci-a/x/y/1", "ci-a", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("other/ci-a/x/1", "ci-a", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign/ci-a/x/9999999999", "ci-a", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign/ci-a/x/999999999", "ci-a", owner, sizeof owner, &gen), 0);
+        assert_int_equal(gen, 999999999u);
+        /* a bad namespace matches nothing */
+        assert_int_equal(keys_label_parse("provsign/a/b/x/1", "a/b", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign//x/1", "", owner, sizeof owner, &gen), -EINVAL);
         char small[3];
-        assert_int_equal(keys_label_parse("provsign/abc/1", small, sizeof small, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign/n/abc/1", "n", small, sizeof small, &gen), -EINVAL);
+
+        /* the first round's labels */
+        assert_int_equal(keys_label_parse_legacy("provsign/ci-release/12", owner, sizeof owner, &gen), 0);
+        assert_string_equal(owner, "ci-release");
+        assert_int_equal(gen, 12);
+        assert_int_equal(keys_label_parse_legacy("provsign/log/1", owner, sizeof owner, &gen), 0);
+        assert_string_equal(owner, "log");
+        assert_int_equal(keys_label_parse_legacy("provsign/ci-a/ci-release/1", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse_legacy("provsign/ci-a/owner", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse_legacy("provsign//1", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse_legacy("provsign/x/0", owner, sizeof owner, &gen), -EINVAL);
+}
+
+static void test_label_format(void **state) {
+        char label[KEYS_LABEL_MAX], owner[65];
+        uint32_t gen;
+        assert_int_equal(keys_label_format(label, sizeof label, "ci-a", "ci-release", 3), 0);
+        assert_string_equal(label, "provsign/ci-a/ci-release/3");
+        assert_int_equal(keys_label_parse(label, "ci-a", owner, sizeof owner, &gen), 0);
+        assert_string_equal(owner, "ci-release");
+        assert_int_equal(gen, 3);
+        /* the longest: a 64-byte namespace and a 64-byte principal fit */
+        char ns[65], p[65];
+        memset(ns, 'n', 64);
+        ns[64] = '\0';
+        memset(p, 'p', 64);
+        p[64] = '\0';
+        assert_int_equal(keys_label_format(label, sizeof label, ns, p, 999999999u), 0);
+        assert_int_equal(keys_label_parse(label, ns, owner, sizeof owner, &gen), 0);
+        assert_string_equal(owner, p);
+        assert_int_equal(gen, 999999999u);
+        assert_int_equal(keys_label_format(label, 20, "ci-a", "ci-release", 3), -ENAMETOOLONG);
+        assert_int_equal(keys_label_format(label, sizeof label, "ci/a", "x", 1), -EINVAL);
+        assert_int_equal(keys_label_format(label, sizeof label, "", "x", 1), -EINVAL);
+        assert_int_equal(keys_label_format(label, sizeof label, "ci-a", "", 1), -EINVAL);
+        assert_int_equal(keys_label_format(label, sizeof label, "ci-a", "a/b", 1), -EINVAL);
+        assert_int_equal(keys_label_format(label, sizeof label, "ci-a", "x", 0), -EINVAL);
+        assert_int_equal(keys_owner_label(label, sizeof label, "ci-a"), 0);
+        assert_string_equal(label, "provsign/ci-a/owner");
+
+        /* namespaces: 1..64 of A-Z a-z 0-9 . _ -; the default is the origin's host part */
+        assert_true(keys_namespace_valid("Build-host_01.example.com"));
+        assert_true(keys_namespace_valid(ns));
+        memset(ns, 'n', 65);
+        char longer[66];
+        memcpy(longer, ns, 65);
+        longer[65] = '\0';
+        assert_false(keys_namespace_valid(longer));
+        assert_false(keys_namespace_valid(""));
+        assert_false(keys_namespace_valid("a b"));
+        assert_false(keys_namespace_valid("a:1"));
+        assert_false(keys_namespace_valid("a/b"));
+        char d[KEYS_NAMESPACE_MAX + 1];
+        assert_int_equal(keys_namespace_from_origin("ci1.example.com/provsign", d), 0);
+        assert_string_equal(d, "ci1.example.com");
+        assert_int_equal(keys_namespace_from_origin("ci1.example.com/a/b", d), 0);
+        assert_string_equal(d, "ci1.example.com");
+        assert_int_equal(keys_namespace_from_origin("bare", d), 0);
+        assert_string_equal(d, "bare");
+        assert_int_equal(keys_namespace_from_origin("/provsign", d), -EINVAL);
+        assert_int_equal(keys_namespace_from_origin("host:8443/provsign", d), -EINVAL);
+        assert_int_equal(keys_namespace_from_origin(longer, d), -EINVAL);
 }
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_label_parse),   cmocka_unit_test(test_wrong_pin),
+                cmocka_unit_test(test_label_parse),   cmocka_unit_test(test_label_format),
+                cmocka_unit_test(test_wrong_pin),
                 cmocka_unit_test(test_missing_token), cmocka_unit_test(test_missing_module),
                 cmocka_unit_test(test_p256),          cmocka_unit_test(test_p384),
                 cmocka_unit_test(test_rsa3072),       cmocka_unit_test(test_concurrent),
