@@ -1,6 +1,7 @@
 /* The log's origin, recorded beside its segments (see origin.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,15 @@ static int write_line(int dir_fd, const char *name, const char *origin) {
         return r;
 }
 
+static int origin_differs(const char *recorded, const char *origin, const char *dir, const char *config_path,
+                          char **ret_error) {
+        return agent_errorf(ret_error, -EEXIST,
+                            "%s: log_origin \"%s\" differs from \"%s\", the origin of the log in %s "
+                            "(recorded in %s/" ORIGIN_FILE "): a log keeps its name for life; set "
+                            "log_origin back, or start a new log in another state_dir",
+                            config_path, origin, recorded, dir, dir);
+}
+
 int agent_origin_bind(int dir_fd, const char *dir, const char *origin, const char *config_path,
                       char **ret_error) {
         char recorded[ORIGIN_MAX];
@@ -66,11 +76,7 @@ int agent_origin_bind(int dir_fd, const char *dir, const char *origin, const cha
         if (r == 0) {
                 if (strcmp(recorded, origin) == 0)
                         return 0;
-                return agent_errorf(ret_error, -EEXIST,
-                                    "%s: log_origin \"%s\" differs from \"%s\", the origin of the log in %s "
-                                    "(recorded in %s/" ORIGIN_FILE "): a log keeps its name for life; set "
-                                    "log_origin back, or start a new log in another state_dir",
-                                    config_path, origin, recorded, dir, dir);
+                return origin_differs(recorded, origin, dir, config_path, ret_error);
         }
         if (r == -EBADMSG)
                 return agent_errorf(ret_error, r, "%s/" ORIGIN_FILE ": not one line naming the log's origin", dir);
@@ -89,7 +95,21 @@ int agent_namespace_bind(const agent_config *cfg, char **ret_owner, size_t *ret_
         int dir_fd = open(cfg->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dir_fd < 0)
                 return agent_errorf(ret_error, -errno, "state_dir %s: %s", cfg->state_dir, strerror(errno));
-        int r = read_line(dir_fd, NAMESPACE_FILE, line);
+        int r;
+        /* A renamed log_origin (which renames the default namespace) is
+         * told as such, before the namespace is compared. */
+        int log_fd = openat(dir_fd, "log", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (log_fd >= 0) {
+                char dir[PATH_MAX];
+                int rl = read_line(log_fd, ORIGIN_FILE, line);
+                close(log_fd);
+                snprintf(dir, sizeof dir, "%s/log", cfg->state_dir);
+                if (rl == 0 && strcmp(line, cfg->log_origin) != 0) {
+                        r = origin_differs(line, cfg->log_origin, dir, cfg->path, ret_error);
+                        goto out;
+                }
+        }
+        r = read_line(dir_fd, NAMESPACE_FILE, line);
         if (r == 0) {
                 if (sscanf(line, "%64s %64s", ns, id) != 2 || strlen(id) != 64 ||
                     strspn(id, "0123456789abcdef") != 64 || !keys_namespace_valid(ns)) {
