@@ -250,6 +250,108 @@ static void test_eddsa_detected(void **state) {
         assert_int_equal(system(cmd), 0);
 }
 
+/* Namespaces on a token of their own: the owner marker (created, matched,
+ * refused), the first round's labels relabelled once into the namespace,
+ * and a store that sees only its namespace. */
+static keys_store *open_ns(const char *tok, const char *p, size_t plen, const char *ns, const char *owner, bool legacy,
+                           int want, const char *want_msg) {
+        keys_store *s = NULL;
+        char *err = NULL;
+        keys_open_options o = { .ns = ns, .owner = (const uint8_t *) owner, .owner_len = owner ? strlen(owner) : 0,
+                                .adopt_legacy = legacy };
+        int r = keys_store_open_ns(MODULE, tok, p, plen, &o, &s, &err);
+        if (r != want)
+                fail_msg("open_ns %s: %d (wanted %d) %s", ns, r, want, err ? err : "");
+        if (want_msg)
+                assert_non_null(err), assert_non_null(strstr(err, want_msg));
+        free(err);
+        return s;
+}
+
+static void test_namespaces(void **state) {
+        char dir[256] = "/tmp/provsign-test-ns-XXXXXX", p[300], cmd[600];
+        assert_non_null(mkdtemp(dir));
+        make_token(dir, "ns-test");
+        snprintf(p, sizeof p, "%s/softhsm2.conf", dir);
+        char *old = strdup(getenv("SOFTHSM2_CONF"));
+        setenv("SOFTHSM2_CONF", p, 1);
+        char npin[64] = { 0 };
+        snprintf(p, sizeof p, "%s/pin", dir);
+        FILE *f = fopen(p, "r");
+        assert_non_null(f);
+        size_t n = fread(npin, 1, sizeof npin - 1, f);
+        fclose(f);
+
+        /* a first-round token: two keys and a log key without a namespace */
+        keys_store *s = NULL;
+        assert_int_equal(keys_store_open(MODULE, "ns-test", npin, n, &s, NULL), 0);
+        keys_key *k1 = NULL, *k2 = NULL, *kl = NULL;
+        assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/rel/1", &k1, NULL), 0);
+        assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/rel/2", &k2, NULL), 0);
+        assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/log/1", &kl, NULL), 0);
+        char id1[65], id2[65], idl[65];
+        strcpy(id1, keys_key_id_hex(k1));
+        strcpy(id2, keys_key_id_hex(k2));
+        strcpy(idl, keys_key_id_hex(kl));
+        keys_store_free(s);
+
+        /* namespace A claims the token and adopts all three, once */
+        s = open_ns("ns-test", npin, n, "host-a", "owner A", true, 0, NULL);
+        assert_string_equal(keys_store_namespace(s), "host-a");
+        assert_int_equal(keys_store_count(s), 3);
+        assert_non_null(keys_store_find_label(s, "provsign/host-a/rel/1"));
+        assert_non_null(keys_store_find_label(s, "provsign/host-a/rel/2"));
+        assert_non_null(keys_store_find_label(s, "provsign/host-a/log/1"));
+        assert_string_equal(keys_key_id_hex(keys_store_find_label(s, "provsign/host-a/rel/1")), id1);
+        const char *rk, *rl;
+        size_t relabelled = 0;
+        for (; keys_store_relabelled(s, relabelled, &rk, &rl) == 0; relabelled++)
+                assert_true(strcmp(rk, id1) == 0 ? strcmp(rl, "provsign/rel/1") == 0
+                            : strcmp(rk, id2) == 0 ? strcmp(rl, "provsign/rel/2") == 0
+                                                   : strcmp(rk, idl) == 0 && strcmp(rl, "provsign/log/1") == 0);
+        assert_int_equal(relabelled, 3);
+        /* its new keys: in its namespace; another namespace's label refused */
+        keys_key *ka = NULL;
+        assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/host-a/rel/3", &ka, NULL), 0);
+        assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/host-b/rel/1", &ka, NULL),
+                         -EINVAL);
+        keys_store_free(s);
+
+        /* the same owner again: accepted, nothing left to adopt */
+        s = open_ns("ns-test", npin, n, "host-a", "owner A", true, 0, NULL);
+        assert_int_equal(keys_store_count(s), 4);
+        assert_int_equal(keys_store_relabelled(s, 0, &rk, &rl), -ENOENT);
+        keys_store_free(s);
+        /* another owner of namespace A: refused, quoting the marker */
+        s = open_ns("ns-test", npin, n, "host-a", "owner X", true, -EEXIST, "provsign/host-a/owner says \"owner A\"");
+        assert_null(s);
+
+        /* namespace B sees none of A's keys, and its own only */
+        s = open_ns("ns-test", npin, n, "host-b", "owner B", true, 0, NULL);
+        assert_int_equal(keys_store_count(s), 0);
+        keys_key *kb = NULL;
+        assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/host-b/rel/1", &kb, NULL), 0);
+        assert_int_equal(keys_store_count(s), 1);
+        /* B destroying its key leaves A's alone */
+        assert_int_equal(keys_destroy(s, kb, NULL), 1);
+        keys_store_free(s);
+        s = open_ns("ns-test", npin, n, "host-a", "owner A", false, 0, NULL);
+        assert_int_equal(keys_store_count(s), 4);
+        keys_store_free(s);
+
+        /* one marker per namespace, as pkcs11-tool sees it */
+        snprintf(cmd, sizeof cmd,
+                 "PROVSIGN_PIN=$(cat %s/pin) pkcs11-tool --module " MODULE " --token-label ns-test --login "
+                 "--pin env:PROVSIGN_PIN --list-objects --type data 2>&1 | grep -c \"label: *'provsign/host-[ab]/owner'\" "
+                 "| grep -qx 2",
+                 dir);
+        assert_int_equal(system(cmd), 0);
+        setenv("SOFTHSM2_CONF", old, 1);
+        free(old);
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        assert_int_equal(system(cmd), 0);
+}
+
 /* The token "goes away" under the store: every session of the process on
  * its slot closed behind libp11's back (C_CloseAllSessions, which also
  * ends the login). The next keys_sign re-opens the token, logs in again,
@@ -387,6 +489,7 @@ int main(void) {
                 cmocka_unit_test(test_p256),          cmocka_unit_test(test_p384),
                 cmocka_unit_test(test_rsa3072),       cmocka_unit_test(test_concurrent),
                 cmocka_unit_test(test_eddsa_detected), cmocka_unit_test(test_recover_lost_sessions),
+                cmocka_unit_test(test_namespaces),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
