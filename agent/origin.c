@@ -96,6 +96,18 @@ int agent_namespace_bind(const agent_config *cfg, char **ret_owner, size_t *ret_
         if (dir_fd < 0)
                 return agent_errorf(ret_error, -errno, "state_dir %s: %s", cfg->state_dir, strerror(errno));
         int r;
+        /* Nothing is written to a state_dir others may write to (audit_open
+         * refuses it with the same words; its check_dir runs later). */
+        struct stat st;
+        if (fstat(dir_fd, &st) < 0) {
+                r = agent_errorf(ret_error, -errno, "state_dir %s: %s", cfg->state_dir, strerror(errno));
+                goto out;
+        }
+        if (st.st_mode & 0022) {
+                r = agent_errorf(ret_error, -EPERM, "state_dir %s is group- or world-writable (mode %04o); refusing",
+                                 cfg->state_dir, (unsigned) (st.st_mode & 07777));
+                goto out;
+        }
         /* A renamed log_origin (which renames the default namespace) is
          * told as such, before the namespace is compared. */
         int log_fd = openat(dir_fd, "log", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
