@@ -55,10 +55,12 @@ int keys_errorf(char **ret_error, int r, const char *fmt, ...) {
 
 /* libp11 reports PKCS#11 return values as the reason of the last OpenSSL
  * error it raised (ERR_CKR_error). Map the ones a caller acts on. */
-static int last_ckr_to_errno(void) {
+static int last_ckr_to_errno(unsigned long *ret_ckr) {
         unsigned long e = ERR_peek_last_error();
         unsigned long ckr = e ? (unsigned long) ERR_GET_REASON(e) : 0;
         ERR_clear_error();
+        if (ret_ckr)
+                *ret_ckr = ckr;
         switch (ckr) {
         case CKR_PIN_INCORRECT:
         case CKR_PIN_INVALID:
@@ -363,20 +365,36 @@ static int raw_login(keys_store *s, char **ret_error) {
         return 0;
 }
 
-static int store_login(keys_store *s, char **ret_error) {
-        int logged_in = 0;
-        if (PKCS11_is_logged_in(s->slot, 0, &logged_in) < 0)
-                ERR_clear_error();
-        if (logged_in || PKCS11_login(s->slot, 0, s->pin) == 0)
-                return 0;
-        int r = last_ckr_to_errno();
-        if (r == -EACCES)
-                return keys_errorf(ret_error, r, "wrong PIN for token \"%s\"", s->token_label);
-        if (r == -EPERM)
-                return keys_errorf(ret_error, r, "the PIN of token \"%s\" is locked", s->token_label);
-        if (r < 0)
-                return keys_errorf(ret_error, r, "login to token \"%s\" failed", s->token_label);
-        return 0;
+/* A login that fails for another reason than the PIN is tried again a few
+ * times: agents of a fleet that start together log in to one token at the
+ * same moment, and a token may answer one of them with a transient error
+ * (SoftHSM2 behind p11-kit server does; test-fleet). A wrong PIN is never
+ * retried: that would count against the token's lockout. A re-open after
+ * an outage tries once (it holds the store's write lock; the next request
+ * tries again). */
+#define LOGIN_ATTEMPTS 5
+#define LOGIN_DELAY_US 100000
+
+static int store_login(keys_store *s, int attempts, char **ret_error) {
+        unsigned long ckr = 0;
+        int r = -EIO;
+        for (int attempt = 0; attempt < attempts; attempt++) {
+                if (attempt > 0)
+                        usleep(LOGIN_DELAY_US * (useconds_t) attempt);
+                int logged_in = 0;
+                if (PKCS11_is_logged_in(s->slot, 0, &logged_in) < 0)
+                        ERR_clear_error();
+                if (logged_in || PKCS11_login(s->slot, 0, s->pin) == 0)
+                        return 0;
+                r = last_ckr_to_errno(&ckr);
+                if (r == 0)
+                        return 0;
+                if (r == -EACCES)
+                        return keys_errorf(ret_error, r, "wrong PIN for token \"%s\"", s->token_label);
+                if (r == -EPERM)
+                        return keys_errorf(ret_error, r, "the PIN of token \"%s\" is locked", s->token_label);
+        }
+        return keys_errorf(ret_error, r, "login to token \"%s\" failed (CKR 0x%lx)", s->token_label, ckr);
 }
 
 /* After a re-open: gives every known key the new token's private key
@@ -447,7 +465,7 @@ int keys_store_open_ns(const char *module_path, const char *token_label, const c
         r = keys_raw_open(s, resolved, ret_error);
         if (r < 0)
                 goto fail;
-        r = store_login(s, ret_error);
+        r = store_login(s, LOGIN_ATTEMPTS, ret_error);
         if (r < 0)
                 goto fail;
         r = raw_login(s, ret_error);
@@ -510,7 +528,7 @@ static int store_recover(keys_store *s, unsigned seen) {
                 r = rv == CKR_OK || rv == CKR_CRYPTOKI_ALREADY_INITIALIZED ? 0 : -EIO;
         }
         if (r >= 0)
-                r = store_login(s, NULL);
+                r = store_login(s, 1, NULL);
         if (r >= 0)
                 r = raw_login(s, NULL);
         if (r >= 0)
