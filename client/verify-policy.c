@@ -86,12 +86,14 @@ bool client_policy_rule_empty(const struct client_policy_rule *r) {
 static int section_end(struct policy_parser *pp) {
         const struct client_policy_rule *r = current(pp);
 
-        if (r && client_policy_rule_empty(r))
-                return proto_ini_reader_error(&pp->rd, -EINVAL,
-                                              "[artifact \"%s\"] (line %u) allows everything: give principals, "
-                                              "source_uri, source_refs, builder_ids, max_age or require_receipt",
-                                              r->pattern, r->line);
-        return 0;
+        if (!r || !client_policy_rule_empty(r))
+                return 0;
+        proto_ini_reader_error(&pp->rd, -EINVAL,
+                               "[artifact \"%s\"] allows everything: give principals, source_uri, "
+                               "source_uri_prefix, source_refs, builder_ids, max_age or require_receipt",
+                               r->pattern);
+        pp->rd.error_line = r->line;
+        return pp->rd.error;
 }
 
 /* "artifact PATTERN" or "artifact \"PATTERN\"" into a new copy of PATTERN. */
@@ -225,16 +227,18 @@ int client_policy_parse(const char *text, size_t len, struct client_policy *ret,
         r = ini_parse_stream(proto_ini_reader_next, &pp.rd, policy_handler, &pp);
         if (pp.rd.error == 0 && r == -2)
                 proto_ini_reader_error(&pp.rd, -ENOMEM, "out of memory");
-        else if (pp.rd.error == 0 && r != 0)
+        else if (pp.rd.error == 0 && r != 0) {
                 proto_ini_reader_error(&pp.rd, -EINVAL, "syntax error");
+                pp.rd.error_line = r > 0 ? (unsigned) r : 0;
+        }
         if (pp.rd.error == 0)
                 section_end(&pp);
         if (pp.rd.error == 0 && ret->n == 0) {
-                pp.rd.line = 0;
                 proto_ini_reader_error(&pp.rd, -EINVAL, "no [artifact \"PATTERN\"] section: every artifact would fail");
+                pp.rd.error_line = 0;
         }
         if (pp.rd.error < 0) {
-                unsigned line = pp.rd.line ? pp.rd.line : (r > 0 ? (unsigned) r : 0);
+                unsigned line = pp.rd.error_line;
 
                 if (line)
                         snprintf(msg, msg_size, ":%u: %s", line, pp.rd.message);
@@ -315,18 +319,20 @@ size_t client_policy_check(const struct client_policy_rule *rule, const struct c
                 c = add(&out[n++], "builder_id", in_list(&rule->builder_ids, f->builder_id, 0), f->builder_id);
                 join(c->allowed, sizeof c->allowed, &rule->builder_ids, "");
         }
-        if (rule->has_max_age) {
-                int64_t age = f->now_us > f->log_time_us ? (f->now_us - f->log_time_us) / 1000000 : 0;
-                char v[64];
-
-                snprintf(v, sizeof v, "%" PRId64 "s old", age);
-                c = add(&out[n++], "max_age", f->receipt && (uint64_t) age <= rule->max_age_s,
-                        f->receipt ? v : "unknown (no receipt: the log time is not proven)");
-                snprintf(c->allowed, sizeof c->allowed, "at most %" PRIu64 "s", rule->max_age_s);
-        }
         if (rule->require_receipt) {
                 c = add(&out[n++], "receipt", f->receipt, f->receipt ? "verified" : "(none)");
                 snprintf(c->allowed, sizeof c->allowed, "a verified receipt is required");
+        }
+        if (rule->has_max_age) {
+                /* microseconds: "1s" must refuse 1.5 s */
+                uint64_t age_us = f->now_us > f->log_time_us ? (uint64_t) (f->now_us - f->log_time_us) : 0;
+                bool young = rule->max_age_s > UINT64_MAX / 1000000 || age_us <= rule->max_age_s * 1000000;
+                char v[64];
+
+                snprintf(v, sizeof v, "%" PRIu64 ".%03" PRIu64 "s old", age_us / 1000000, age_us % 1000000 / 1000);
+                c = add(&out[n++], "max_age", f->receipt && young,
+                        f->receipt ? v : "unknown (no receipt: the log time is not proven)");
+                snprintf(c->allowed, sizeof c->allowed, "at most %" PRIu64 "s", rule->max_age_s);
         }
         return n;
 }

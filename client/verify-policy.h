@@ -81,7 +81,7 @@ struct client_policy_facts {
 };
 
 struct client_policy_check {
-        const char *field;     /* "principal", "source_uri", "source_ref", "builder_id", "max_age", "receipt" */
+        const char *field;     /* "principal", "source_uri", "source_ref", "builder_id", "receipt", "max_age" */
         bool ok;
         char value[256];       /* what the statement (or receipt) says; "(none)" when absent */
         char allowed[512];     /* what the rule allows */

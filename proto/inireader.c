@@ -18,6 +18,7 @@ int proto_ini_reader_error(struct proto_ini_reader *rd, int err, const char *fmt
         vsnprintf(rd->message, sizeof rd->message, fmt, ap);
         va_end(ap);
         rd->error = err;
+        rd->error_line = rd->line;
         return err;
 }
 

@@ -22,6 +22,7 @@ struct proto_ini_reader {
         size_t size, pos;
         unsigned line;             /* of the line last handed out */
         int error;                 /* 0, or the first error (negative) */
+        unsigned error_line;       /* its line (rd->line then; a caller may point elsewhere) */
         char message[256];         /* what the first error was */
         /* called with each section header's name (between "[" and "]", as
          * written); 0, or negative after proto_ini_reader_error() */
