@@ -266,13 +266,27 @@ static int verify_policy_flag(struct verify_opts *o, int c, const char *arg) {
 /* One option; CLI_EXIT_OK to go on, -1 after --help, else the exit code. */
 static int verify_option(struct verify_opts *o, int c, char **argv) {
         switch (c) {
-        case 'b': o->bundle_path = optarg; break;
-        case 'k': o->key_path = optarg; break;
-        case 'r': o->receipt_path = optarg; break;
-        case 'A': o->artifacts[o->n_art++] = optarg; break;
-        case 'p': o->principal = optarg; break;
-        case 'j': o->json = true; break;
-        case ARG_POLICY: o->policy_path = optarg; break;
+        case 'b':
+                o->bundle_path = optarg;
+                break;
+        case 'k':
+                o->key_path = optarg;
+                break;
+        case 'r':
+                o->receipt_path = optarg;
+                break;
+        case 'A':
+                o->artifacts[o->n_art++] = optarg;
+                break;
+        case 'p':
+                o->principal = optarg;
+                break;
+        case 'j':
+                o->json = true;
+                break;
+        case ARG_POLICY:
+                o->policy_path = optarg;
+                break;
         case ARG_METRICS_FILE:
                 if (!*optarg || strcmp(optarg, "-") == 0)
                         return cli_usage_error("verify", "--metrics-file needs a file path");
@@ -378,14 +392,21 @@ static int verify_read(const struct verify_opts *o, struct verify_state *v) {
 static const char *keyrule_reason(int rule) {
         switch (rule) {
         case CLIENT_KEYRULE_BUNDLE_MALFORMED:
-        case CLIENT_KEYRULE_BUNDLE_NOT_LOG_KEY: return "bundle";
-        case CLIENT_KEYRULE_ENVELOPE_MALFORMED: return "envelope";
-        case CLIENT_KEYRULE_KEY_UNKNOWN: return "key";
-        case CLIENT_KEYRULE_WRONG_PRINCIPAL: return "principal";
+        case CLIENT_KEYRULE_BUNDLE_NOT_LOG_KEY:
+                return "bundle";
+        case CLIENT_KEYRULE_ENVELOPE_MALFORMED:
+                return "envelope";
+        case CLIENT_KEYRULE_KEY_UNKNOWN:
+                return "key";
+        case CLIENT_KEYRULE_WRONG_PRINCIPAL:
+                return "principal";
         case CLIENT_KEYRULE_REVOKED_NO_RECEIPT:
-        case CLIENT_KEYRULE_AFTER_COMPROMISE: return "revoked";
-        case CLIENT_KEYRULE_RECEIPT_INVALID: return "receipt";
-        default: return "signature";
+        case CLIENT_KEYRULE_AFTER_COMPROMISE:
+                return "revoked";
+        case CLIENT_KEYRULE_RECEIPT_INVALID:
+                return "receipt";
+        default:
+                return "signature";
         }
 }
 
@@ -508,7 +529,8 @@ static int verify_policy(const struct verify_opts *o, struct verify_state *v) {
                 return CLI_EXIT_OK;
         if (!v->st)
                 return fail(v, "statement", "not an in-toto statement",
-                            "the payloadType is %s: the policy needs an in-toto statement", v->res.envelope->payload_type);
+                            "the payloadType is %s: the policy needs an in-toto statement",
+                            v->res.envelope->payload_type);
         facts = (struct client_policy_facts) {
                 .principal = v->res.key->principal,
                 .source_uri = v->st->source_uri,
@@ -567,7 +589,8 @@ static json_t *subjects_json(const struct verify_state *v) {
         for (size_t i = 0; v->st && i < v->st->n_subjects; i++) {
                 const struct proto_statement_subject *s = &v->st->subjects[i];
 
-                json_array_append_new(subj, json_pack("{s:o, s:O}", "name", name_or_null(s->name), "digest", s->digest));
+                json_array_append_new(subj,
+                                      json_pack("{s:o, s:O}", "name", name_or_null(s->name), "digest", s->digest));
         }
         return subj;
 }

@@ -128,8 +128,9 @@ static int on_section(struct proto_ini_reader *rd, const char *name) {
                                               name);
         for (size_t i = 0; i < p->n; i++)
                 if (strcmp(p->rules[i].pattern, pattern) == 0) {
-                        r = proto_ini_reader_error(rd, -EINVAL, "duplicate section [artifact \"%s\"] (first at line %u)",
-                                                   pattern, p->rules[i].line);
+                        r = proto_ini_reader_error(rd, -EINVAL,
+                                                   "duplicate section [artifact \"%s\"] (first at line %u)", pattern,
+                                                   p->rules[i].line);
                         free(pattern);
                         return r;
                 }
@@ -150,7 +151,8 @@ static int parse_list(struct policy_parser *pp, const char *key, const char *val
         char *copy = strdup(value), *save = NULL;
         int r = copy ? 0 : -ENOMEM;
 
-        for (char *tok = copy ? strtok_r(copy, " \t,", &save) : NULL; tok && r == 0; tok = strtok_r(NULL, " \t,", &save))
+        for (char *tok = copy ? strtok_r(copy, " \t,", &save) : NULL; tok && r == 0;
+             tok = strtok_r(NULL, " \t,", &save))
                 r = client_policy_list_add(l, tok);
         free(copy);
         if (r < 0)
@@ -166,8 +168,8 @@ static int parse_bool(struct policy_parser *pp, const char *key, const char *val
         else if (strcasecmp(value, "no") == 0 || strcasecmp(value, "false") == 0 || strcmp(value, "0") == 0)
                 *b = false;
         else
-                return proto_ini_reader_error(&pp->rd, -EINVAL, "bad boolean \"%s\" for %s (yes, no, true, false, 1, 0)",
-                                              value, key);
+                return proto_ini_reader_error(&pp->rd, -EINVAL,
+                                              "bad boolean \"%s\" for %s (yes, no, true, false, 1, 0)", value, key);
         return 0;
 }
 

@@ -135,7 +135,8 @@ static int parse_source(struct proto_statement *st, const json_t *bd, char *deta
                 if (r == 0 && st->source_uri)
                         r = opt_string(holder, "ref", &st->source_ref);
                 if (r < 0)
-                        return bad(detail, size, "externalParameters.%s: repository or ref is not a string", holders[i]);
+                        return bad(detail, size, "externalParameters.%s: repository or ref is not a string",
+                                   holders[i]);
                 if (st->source_uri)
                         st->source_from = from[i];
         }
