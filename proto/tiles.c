@@ -75,6 +75,7 @@ typedef struct cache_slot {
 
 struct proto_tile_store {
         int dir_fd;
+        bool nosync;
         pthread_mutex_t lock; /* the cache and bad */
         uint64_t clock;
         cache_slot cache[PROTO_TILE_CACHE];
@@ -232,7 +233,7 @@ int proto_tile_store_write_file(proto_tile_store *s, const char *path, const uin
         if (fd < 0)
                 return -errno;
         r = write_all(fd, data, len);
-        if (r >= 0 && fsync(fd) < 0)
+        if (r >= 0 && !s->nosync && fsync(fd) < 0)
                 r = -errno;
         if (close(fd) < 0 && r >= 0)
                 r = -errno;
@@ -242,6 +243,8 @@ int proto_tile_store_write_file(proto_tile_store *s, const char *path, const uin
                 (void) unlinkat(s->dir_fd, tmp, 0);
                 return r;
         }
+        if (s->nosync)
+                return 0;
         dfd = dlen ? openat(s->dir_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : fcntl(s->dir_fd, F_DUPFD_CLOEXEC, 3);
         if (dfd < 0)
                 return -errno;
@@ -276,6 +279,30 @@ int proto_tile_store_remove_partial(proto_tile_store *s, unsigned level, uint64_
         if (unlinkat(s->dir_fd, path, AT_REMOVEDIR) < 0 && errno != ENOTEMPTY && errno != EEXIST && errno != ENOENT)
                 return -errno;
         return 0;
+}
+
+int proto_tile_store_remove_stale(proto_tile_store *s, uint64_t old_size, uint64_t new_size) {
+        int ret = 0;
+
+        for (unsigned L = 0; 8 * L < 64; L++) {
+                uint64_t oc = old_size >> (8 * L), nc = new_size >> (8 * L);
+                unsigned ow = (unsigned) (oc % PROTO_TILE_WIDTH), nw = (unsigned) (nc % PROTO_TILE_WIDTH);
+
+                if (ow == 0 || (oc / PROTO_TILE_WIDTH == nc / PROTO_TILE_WIDTH && ow == nw))
+                        continue;
+                int r = proto_tile_store_remove_partial(s, L, oc / PROTO_TILE_WIDTH, ow);
+                if (r < 0 && ret == 0)
+                        ret = r;
+        }
+        return ret;
+}
+
+void proto_tile_store_set_durable(proto_tile_store *s, int durable) {
+        s->nosync = !durable;
+}
+
+int proto_tile_store_sync(proto_tile_store *s) {
+        return syncfs(s->dir_fd) < 0 ? -errno : 0;
 }
 
 void proto_tile_store_set_bad(proto_tile_store *s, unsigned level, uint64_t index, unsigned width) {

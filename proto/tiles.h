@@ -85,6 +85,21 @@ int proto_tile_store_write(proto_tile_store *s, unsigned level, uint64_t index, 
  * file is not an error. 0, -errno. */
 int proto_tile_store_remove_partial(proto_tile_store *s, unsigned level, uint64_t index, unsigned width);
 
+/* proto_tile_store_remove_stale: after the tiles of tree size new_size are
+ * written (and a checkpoint for it), removes the partial tiles of tree size
+ * old_size that new_size does not use (and their emptied "<N>.p"
+ * directories). 0 or the first -errno (the rest is still tried). */
+int proto_tile_store_remove_stale(proto_tile_store *s, uint64_t old_size, uint64_t new_size);
+
+/* proto_tile_store_set_durable: true (the default): every write is fsynced
+ * (file and directory) before it returns. false, for a bulk rebuild: writes
+ * are atomic (rename) but not synced; call proto_tile_store_sync() at the
+ * end. */
+void proto_tile_store_set_durable(proto_tile_store *s, int durable);
+
+/* proto_tile_store_sync: syncfs() of the store's file system. 0, -errno. */
+int proto_tile_store_sync(proto_tile_store *s);
+
 /* proto_tile_store_set_bad / proto_tile_store_bad: the path of the last tile
  * found not to match the tree (merkle.h sets it), "" if none. The string
  * lives as long as the store and changes on the next set_bad. */
