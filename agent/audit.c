@@ -30,6 +30,11 @@
 #define SEGMENT_SUFFIX ".seg"
 #define LOG_KEY_OWNER "log"
 #define CHECKPOINT_RETRY_MS 250
+/* The publisher writes the newest committed state at most this often: the
+ * groups in between are published together (their tiles and the last
+ * checkpoint), so publication costs no more than a few fsyncs a second
+ * whatever the signing rate. */
+#define PUBLISH_INTERVAL_MS 200
 #define PUBLISHED_CHECKPOINT "checkpoint"
 #define CHECKPOINT_MAX (64u * 1024u)
 /* While replaying a long tail into the tree (a rebuild): complete tiles are
@@ -43,6 +48,10 @@ struct agent_audit {
         pthread_cond_t cond;
         pthread_t committer;
         bool committer_started;
+        pthread_t publisher;
+        bool publisher_started;
+        pthread_cond_t pub_cond; /* a commit, or pub_stop */
+        bool pub_stop;
         bool stopping;
         bool failed;
 
@@ -195,9 +204,7 @@ static int publish_write(agent_audit *a, const proto_merkle_tiles *b, const char
                 r = proto_tile_store_write_file(a->tiles, PUBLISHED_CHECKPOINT, (const uint8_t *) note, strlen(note));
         if (r < 0)
                 return r;
-        uint64_t size = proto_merkle_tiles_size(b);
-        (void) proto_tile_store_remove_stale(a->tiles, a->published, size);
-        a->published = size;
+        (void) proto_tile_store_remove_stale(a->tiles, a->published, proto_merkle_tiles_size(b));
         return 0;
 }
 
@@ -208,6 +215,7 @@ static int publish_write(agent_audit *a, const proto_merkle_tiles *b, const char
 static void publish_finish(agent_audit *a, proto_merkle_tiles *b, int r) {
         if (r >= 0) {
                 proto_merkle_tree_tiles_written(a->tree, b);
+                a->published = proto_merkle_tiles_size(b);
                 if (a->publish_failing)
                         log_notice("audit log: publishing to %s works again", a->pub_dir);
         } else if (!a->publish_failing) {
@@ -218,7 +226,7 @@ static void publish_finish(agent_audit *a, proto_merkle_tiles *b, int r) {
         proto_merkle_tiles_free(b);
 }
 
-/* Publishes the checkpoint of `size` (== committed); called with the lock
+/* Publishes the checkpoint of `size` (<= committed); called with the lock
  * held, releases it while writing. */
 static void publish_group(agent_audit *a, uint64_t size) {
         proto_merkle_tiles *b = NULL;
@@ -230,6 +238,37 @@ static void publish_group(agent_audit *a, uint64_t size) {
         free(note);
         pthread_mutex_lock(&a->lock);
         publish_finish(a, b, r);
+}
+
+static void deadline_after_ms(struct timespec *ts, long ms) {
+        clock_gettime(CLOCK_REALTIME, ts);
+        ts->tv_nsec += ms * 1000000L;
+        ts->tv_sec += ts->tv_nsec / 1000000000L;
+        ts->tv_nsec %= 1000000000L;
+}
+
+/* The publisher thread: publishes the committed state whenever it moved,
+ * then rests PUBLISH_INTERVAL_MS; at stop, once more without rest. The
+ * committer never waits for it. */
+static void *publisher_main(void *arg) {
+        agent_audit *a = arg;
+        pthread_mutex_lock(&a->lock);
+        for (;;) {
+                while (a->committed == a->published && !a->pub_stop)
+                        pthread_cond_wait(&a->pub_cond, &a->lock);
+                if (a->committed == a->published)
+                        break; /* stopping, all published */
+                bool last = a->pub_stop;
+                publish_group(a, a->committed);
+                if (last)
+                        break;
+                struct timespec ts;
+                deadline_after_ms(&ts, PUBLISH_INTERVAL_MS);
+                while (!a->pub_stop && pthread_cond_timedwait(&a->pub_cond, &a->lock, &ts) != ETIMEDOUT)
+                        ;
+        }
+        pthread_mutex_unlock(&a->lock);
+        return NULL;
 }
 
 /* The committer's helper thread: signs a group's checkpoint while the
@@ -394,11 +433,7 @@ static void *committer_main(void *arg) {
                         a->checkpoint = note;
                         a->committed = end;
                         a->syncs++;
-                        wake_main(a);
-                        /* Replies go out now; publication follows, outside
-                         * the lock, while the next group gathers. */
-                        publish_group(a, end);
-                        continue;
+                        pthread_cond_signal(&a->pub_cond);
                 }
                 wake_main(a);
         }
@@ -1026,6 +1061,7 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
                 return -ENOMEM;
         pthread_mutex_init(&a->lock, NULL);
         pthread_cond_init(&a->cond, NULL);
+        pthread_cond_init(&a->pub_cond, NULL);
         a->dir_fd = a->seg_fd = a->efd = a->pub_fd = -1;
         a->store = store;
         a->on_key_event = on_key_event;
@@ -1099,6 +1135,10 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
         if (r < 0)
                 goto fail;
         a->committer_started = true;
+        r = -pthread_create(&a->publisher, NULL, publisher_main, a);
+        if (r < 0)
+                goto fail;
+        a->publisher_started = true;
 
         if (created) {
                 size_t spki_len;
@@ -1136,6 +1176,13 @@ void audit_close(agent_audit *a) {
                 pthread_mutex_unlock(&a->lock);
                 pthread_join(a->committer, NULL);
         }
+        if (a->publisher_started) {
+                pthread_mutex_lock(&a->lock);
+                a->pub_stop = true;
+                pthread_cond_signal(&a->pub_cond);
+                pthread_mutex_unlock(&a->lock);
+                pthread_join(a->publisher, NULL);
+        }
         if (a->seg_fd >= 0)
                 close(a->seg_fd);
         if (a->dir_fd >= 0)
@@ -1151,6 +1198,7 @@ void audit_close(agent_audit *a) {
         free(a->dir);
         pthread_mutex_destroy(&a->lock);
         pthread_cond_destroy(&a->cond);
+        pthread_cond_destroy(&a->pub_cond);
         free(a);
 }
 

@@ -121,19 +121,21 @@ static uint64_t split_point(uint64_t n) {
 
 /* Storage (merkle.h): the levels 0, 8, 16, ... of the tree, in tiles of 256
  * hashes (tiles.h). Tile level L index N holds level-8L hashes [N*256,
- * N*256 + 256), where the level-k hash i is MTH(D[i*2^k : (i+1)*2^k]). A
- * level-(8L + r) hash (0 < r < 8) is folded from 2^r level-8L hashes of one
- * tile. Per tile level, the tree holds the incomplete tile (the right edge:
- * (size >> 8L) % 256 hashes) and the complete tiles not handed to the store
- * yet (all of them when there is no store). */
+ * N*256 + 256), where the level-k hash i is MTH(D[i*2^k : (i+1)*2^k]). Each
+ * tile the tree holds also keeps the 255 nodes above its hashes (levels
+ * 8L+1 .. 8L+8, PROTO_TILE_NODE), so every stored hash is a lookup. Per tile
+ * level, the tree holds the incomplete tile (the right edge: (size >> 8L) %
+ * 256 hashes, and the nodes they complete) and the complete tiles not handed
+ * to the store yet (all of them when there is no store). */
 #define TILE_W PROTO_TILE_WIDTH
 #define TILE_LEVELS 8u /* 8 * 8 = 64 levels */
+#define NODE PROTO_TILE_NODE
 
-typedef uint8_t tile_hashes[TILE_W][HASH_LEN];
+typedef uint8_t tile_nodes[PROTO_TILE_NODES][HASH_LEN];
 
 typedef struct tile_level {
-        tile_hashes edge;    /* the incomplete tile */
-        tile_hashes **full;  /* complete tiles [first, first + n) in memory */
+        tile_nodes edge;     /* the incomplete tile */
+        tile_nodes **full;   /* complete tiles [first, first + n) in memory */
         uint64_t first;
         size_t n, cap;
 } tile_level;
@@ -186,45 +188,42 @@ uint64_t proto_merkle_tree_size(const proto_merkle_tree *t) {
         return t->size;
 }
 
-/* MTH of n (a power of two, <= 256) consecutive hashes of one level: the
- * perfect subtree above them. */
-static int fold(hasher *h, const uint8_t (*in)[HASH_LEN], size_t n, uint8_t out[HASH_LEN]) {
-        uint8_t tmp[TILE_W / 2][HASH_LEN];
-        int r;
+/* Puts hash w of a tile and hashes the nodes it completes (at most 8). */
+static int tile_put(hasher *h, tile_nodes tile, unsigned w, const uint8_t hash[HASH_LEN]) {
+        memcpy(tile[w], hash, HASH_LEN);
+        for (unsigned r = 1; r <= 8 && ((w + 1) & ((1u << r) - 1)) == 0; r++) {
+                unsigned j = ((w + 1) >> r) - 1;
+                int ret = hasher_node(h, tile[NODE(r - 1, 2 * j)], tile[NODE(r - 1, 2 * j + 1)], tile[NODE(r, j)]);
+                if (ret < 0)
+                        return ret;
+        }
+        return 0;
+}
 
-        assert(n > 0 && n <= TILE_W && (n & (n - 1)) == 0);
-        if (n == 1) {
-                memcpy(out, in[0], HASH_LEN);
-                return 0;
-        }
-        for (size_t i = 0; i < n / 2; i++) {
-                r = hasher_node(h, in[2 * i], in[2 * i + 1], tmp[i]);
-                if (r < 0)
-                        return r;
-        }
-        for (n /= 2; n > 1; n /= 2)
-                for (size_t i = 0; i < n / 2; i++) {
-                        r = hasher_node(h, tmp[2 * i], tmp[2 * i + 1], tmp[i]);
-                        if (r < 0)
-                                return r;
+/* The nodes of a tile whose first w hashes are set. */
+static int tile_complete_nodes(hasher *h, tile_nodes tile, unsigned w) {
+        for (unsigned r = 1; r <= 8; r++)
+                for (unsigned j = 0; (j + 1) << r <= w; j++) {
+                        int ret = hasher_node(h, tile[NODE(r - 1, 2 * j)], tile[NODE(r - 1, 2 * j + 1)],
+                                              tile[NODE(r, j)]);
+                        if (ret < 0)
+                                return ret;
                 }
-        memcpy(out, tmp[0], HASH_LEN);
         return 0;
 }
 
 int proto_merkle_tree_append(proto_merkle_tree *t, const uint8_t leaf_hash[PROTO_MERKLE_HASH_LEN]) {
-        tile_hashes *done[TILE_LEVELS] = { NULL };
-        uint8_t up[HASH_LEN];
+        tile_nodes *done[TILE_LEVELS] = { NULL };
         unsigned L, top;
         int r = 0;
 
         if (t->size >= (UINT64_C(1) << 62))
                 return -ENOMEM;
         /* The new leaf completes one tile per level whose count reaches a
-         * multiple of 256: levels 0 .. top-1. Allocate and hash into copies
-         * first, so a failure leaves the tree as it was. */
+         * multiple of 256: levels 0 .. top-1, and lands in the edge of level
+         * top. Allocate first, then write the edges only past their valid
+         * width, so a failure leaves the tree as it was. */
         top = (unsigned) __builtin_ctzll(t->size + 1) / 8;
-        memcpy(up, leaf_hash, HASH_LEN);
         for (L = 0; L < top; L++) {
                 tile_level *lv = &t->lv[L];
 
@@ -238,14 +237,15 @@ int proto_merkle_tree_append(proto_merkle_tree *t, const uint8_t leaf_hash[PROTO
                         lv->full = p;
                         lv->cap = cap;
                 }
-                done[L] = malloc(sizeof(tile_hashes));
+                done[L] = malloc(sizeof(tile_nodes));
                 if (!done[L]) {
                         r = -ENOMEM;
                         goto fail;
                 }
-                memcpy(*done[L], lv->edge, (TILE_W - 1) * HASH_LEN);
-                memcpy((*done[L])[TILE_W - 1], up, HASH_LEN);
-                r = fold(&t->hasher, (const uint8_t (*)[HASH_LEN]) * done[L], TILE_W, up);
+        }
+        for (L = 0; L <= top && L < TILE_LEVELS; L++) {
+                const uint8_t *up = L == 0 ? leaf_hash : t->lv[L - 1].edge[NODE(8, 0)];
+                r = tile_put(&t->hasher, t->lv[L].edge, (unsigned) (level_count(t->size, L) % TILE_W), up);
                 if (r < 0)
                         goto fail;
         }
@@ -253,10 +253,9 @@ int proto_merkle_tree_append(proto_merkle_tree *t, const uint8_t leaf_hash[PROTO
                 tile_level *lv = &t->lv[L];
                 if (lv->n == 0)
                         lv->first = level_count(t->size, L) / TILE_W;
+                memcpy(*done[L], lv->edge, sizeof(tile_nodes));
                 lv->full[lv->n++] = done[L];
         }
-        if (top < TILE_LEVELS)
-                memcpy(t->lv[top].edge[level_count(t->size, top) % TILE_W], up, HASH_LEN);
         t->size++;
         return 0;
 fail:
@@ -265,78 +264,72 @@ fail:
         return r;
 }
 
-static int tile_hashes_at(const proto_merkle_tree *t, hasher *h, unsigned L, uint64_t idx, size_t n,
-                          uint8_t out[][HASH_LEN]);
+static int node_at(const proto_merkle_tree *t, hasher *h, unsigned L, unsigned r, uint64_t j, uint8_t out[HASH_LEN]);
 
 /* A complete tile read from the store is checked against its hash one
  * level up (itself checked the same way, up to the right edge, which the
  * caller checks against a signed root) before it is used or cached. */
-static int load_tile(const proto_merkle_tree *t, hasher *h, unsigned L, uint64_t N, tile_hashes out) {
-        uint8_t want[1][HASH_LEN], got[HASH_LEN];
+static int load_tile(const proto_merkle_tree *t, hasher *h, unsigned L, uint64_t N, tile_nodes tile) {
+        uint8_t want[HASH_LEN];
         int r;
 
         if (!t->store)
                 return -ENOENT;
-        if (proto_tile_store_cached(t->store, L, N, out) == 0)
-                return 0;
-        r = proto_tile_store_read(t->store, L, N, TILE_W, out);
+        r = proto_tile_store_read(t->store, L, N, TILE_W, tile);
         if (r == -EBADMSG)
                 proto_tile_store_set_bad(t->store, L, N, TILE_W);
         if (r < 0)
                 return r;
         if (L + 1 >= TILE_LEVELS)
                 return -EBADMSG;
-        r = tile_hashes_at(t, h, L + 1, N, 1, want);
+        r = node_at(t, h, L + 1, 0, N, want);
+        if (r >= 0)
+                r = tile_complete_nodes(h, tile, TILE_W);
         if (r < 0)
                 return r;
-        r = fold(h, (const uint8_t (*)[HASH_LEN]) out, TILE_W, got);
-        if (r < 0)
-                return r;
-        if (memcmp(got, want[0], HASH_LEN) != 0) {
+        if (memcmp(tile[NODE(8, 0)], want, HASH_LEN) != 0) {
                 proto_tile_store_set_bad(t->store, L, N, TILE_W);
                 return -EBADMSG;
         }
-        proto_tile_store_cache_add(t->store, L, N, (const uint8_t (*)[HASH_LEN]) out);
+        proto_tile_store_cache_add(t->store, L, N, (const uint8_t (*)[HASH_LEN]) tile);
         return 0;
 }
 
-/* Level-8L hashes [idx, idx + n), all in one tile and below the size. */
-static int tile_hashes_at(const proto_merkle_tree *t, hasher *h, unsigned L, uint64_t idx, size_t n,
-                          uint8_t out[][HASH_LEN]) {
+/* The level-(8L + r) hash j (r < 8), which must be below the size. */
+static int node_at(const proto_merkle_tree *t, hasher *h, unsigned L, unsigned r, uint64_t j, uint8_t out[HASH_LEN]) {
         const tile_level *lv = &t->lv[L];
-        uint64_t N = idx / TILE_W, count = level_count(t->size, L);
-        size_t off = (size_t) (idx % TILE_W);
-        tile_hashes tile;
-        int r;
+        uint64_t N = j >> (8 - r), count = level_count(t->size, L);
+        size_t node = NODE(r, (size_t) (j & ((TILE_W >> r) - 1)));
+        tile_nodes *tile;
+        int ret;
 
-        assert(L < TILE_LEVELS && n > 0 && off + n <= TILE_W && idx + n <= count);
+        assert(L < TILE_LEVELS && r < 8 && (j + 1) << r <= count);
         if (N == count / TILE_W) {
-                memcpy(out, lv->edge[off], n * HASH_LEN);
+                memcpy(out, lv->edge[node], HASH_LEN);
                 return 0;
         }
         if (N >= lv->first && N - lv->first < lv->n) {
-                memcpy(out, (*lv->full[N - lv->first])[off], n * HASH_LEN);
+                memcpy(out, (*lv->full[N - lv->first])[node], HASH_LEN);
                 return 0;
         }
-        r = load_tile(t, h, L, N, tile);
-        if (r < 0)
-                return r;
-        memcpy(out, tile[off], n * HASH_LEN);
-        return 0;
+        if (!t->store)
+                return -ENOENT;
+        if (proto_tile_store_cached(t->store, L, N, node, out) == 0)
+                return 0;
+        tile = malloc(sizeof *tile);
+        if (!tile)
+                return -ENOMEM;
+        ret = load_tile(t, h, L, N, *tile);
+        if (ret >= 0)
+                memcpy(out, (*tile)[node], HASH_LEN);
+        free(tile);
+        return ret;
 }
 
 /* MTH(D[start : start + 2^k]) of a complete, aligned subtree. */
 static int perfect(const proto_merkle_tree *t, hasher *h, unsigned k, uint64_t start, uint8_t out[HASH_LEN]) {
-        uint8_t in[TILE_W / 2][HASH_LEN];
-        unsigned L = k / 8, rest = k % 8;
-        size_t n = (size_t) 1 << rest;
-        int r;
-
         assert(k < 64 && start % (UINT64_C(1) << k) == 0);
-        r = tile_hashes_at(t, h, L, start >> (8 * L), n, in);
-        if (r < 0)
-                return r;
-        return fold(h, (const uint8_t (*)[HASH_LEN]) in, n, out);
+        return node_at(t, h, k / 8, k % 8, start >> k, out);
 }
 
 /* MTH(D[s:e]) for s < e <= size where s is a multiple of the smallest power
@@ -388,11 +381,11 @@ int proto_merkle_tree_open_tiles(proto_tile_store *store, uint64_t size, proto_m
                 if (w == 0)
                         continue;
                 r = proto_tile_store_read(store, L, count / TILE_W, w, t->lv[L].edge);
-                if (r == -EBADMSG)
+                if (r == -EBADMSG || r == -ENOENT)
                         proto_tile_store_set_bad(store, L, count / TILE_W, w);
+                if (r >= 0)
+                        r = tile_complete_nodes(&t->hasher, t->lv[L].edge, w);
                 if (r < 0) {
-                        if (r == -ENOENT)
-                                proto_tile_store_set_bad(store, L, count / TILE_W, w);
                         proto_merkle_tree_free(t);
                         return r;
                 }
@@ -402,26 +395,29 @@ int proto_merkle_tree_open_tiles(proto_tile_store *store, uint64_t size, proto_m
 }
 
 int proto_merkle_tree_check_tiles(const proto_merkle_tree *t) {
-        tile_hashes tile;
+        tile_nodes *tile;
         hasher h;
         int r = 0;
 
         if (!t->store)
                 return 0;
+        tile = malloc(sizeof *tile);
+        if (!tile)
+                return -ENOMEM;
         r = hasher_init(&h);
-        if (r < 0)
-                return r;
         for (unsigned L = 0; L < TILE_LEVELS && r >= 0; L++) {
                 uint64_t full = level_count(t->size, L) / TILE_W;
                 const tile_level *lv = &t->lv[L];
 
                 if (full == 0 || (full - 1 >= lv->first && full - 1 - lv->first < lv->n))
                         continue;
-                r = load_tile(t, &h, L, full - 1, tile);
+                r = load_tile(t, &h, L, full - 1, *tile);
                 if (r == -ENOENT)
                         proto_tile_store_set_bad(t->store, L, full - 1, TILE_W);
         }
-        hasher_done(&h);
+        if (h.ctx)
+                hasher_done(&h);
+        free(tile);
         return r;
 }
 
@@ -465,8 +461,7 @@ static int tiles_add(proto_merkle_tiles *b, unsigned L, uint64_t N, unsigned w, 
 int proto_merkle_tree_tiles_at(const proto_merkle_tree *t, uint64_t m, proto_merkle_tiles **ret) {
         proto_merkle_tiles *b;
         size_t cap = 0;
-        hasher h;
-        int r;
+        int r = 0;
 
         if (m > t->size)
                 return -EINVAL;
@@ -477,27 +472,28 @@ int proto_merkle_tree_tiles_at(const proto_merkle_tree *t, uint64_t m, proto_mer
                 return -ENOMEM;
         b->size = m;
         b->t = calloc(cap, sizeof *b->t);
-        r = b->t ? hasher_init(&h) : -ENOMEM;
-        if (r < 0) {
+        if (!b->t) {
                 proto_merkle_tiles_free(b);
-                return r;
+                return -ENOMEM;
         }
         for (unsigned L = 0; L < TILE_LEVELS && r >= 0; L++) {
                 const tile_level *lv = &t->lv[L];
-                uint64_t count = level_count(m, L);
+                uint64_t count = level_count(m, L), N = count / TILE_W;
                 unsigned w = (unsigned) (count % TILE_W);
-                tile_hashes part;
 
-                b->full_end[L] = count / TILE_W;
-                for (size_t i = 0; i < lv->n && lv->first + i < count / TILE_W && r >= 0; i++)
+                b->full_end[L] = N;
+                for (size_t i = 0; i < lv->n && lv->first + i < N && r >= 0; i++)
                         r = tiles_add(b, L, lv->first + i, TILE_W, (const uint8_t (*)[HASH_LEN]) * lv->full[i]);
                 if (w == 0 || r < 0)
                         continue;
-                r = tile_hashes_at(t, &h, L, count - w, w, part);
-                if (r >= 0)
-                        r = tiles_add(b, L, count / TILE_W, w, (const uint8_t (*)[HASH_LEN]) part);
+                /* The partial tile of m: the edge, or a tile completed since. */
+                if (N == level_count(t->size, L) / TILE_W)
+                        r = tiles_add(b, L, N, w, (const uint8_t (*)[HASH_LEN]) lv->edge);
+                else if (N >= lv->first && N - lv->first < lv->n)
+                        r = tiles_add(b, L, N, w, (const uint8_t (*)[HASH_LEN]) * lv->full[N - lv->first]);
+                else
+                        r = -EINVAL; /* m is older than what was written */
         }
-        hasher_done(&h);
         if (r < 0) {
                 proto_merkle_tiles_free(b);
                 return r;

@@ -70,7 +70,7 @@ typedef struct cache_slot {
         unsigned level;
         uint64_t index;
         uint64_t last_use;
-        uint8_t h[PROTO_TILE_WIDTH][HL];
+        uint8_t h[PROTO_TILE_NODES][HL];
 } cache_slot;
 
 struct proto_tile_store {
@@ -143,16 +143,18 @@ out:
         return r;
 }
 
-int proto_tile_store_cached(proto_tile_store *s, unsigned level, uint64_t index,
-                            uint8_t out[PROTO_TILE_WIDTH][PROTO_TILE_HASH_LEN]) {
+int proto_tile_store_cached(proto_tile_store *s, unsigned level, uint64_t index, size_t node,
+                            uint8_t out[PROTO_TILE_HASH_LEN]) {
         int r = -ENOENT;
 
+        if (node >= PROTO_TILE_NODES)
+                return -EINVAL;
         pthread_mutex_lock(&s->lock);
         for (size_t i = 0; i < PROTO_TILE_CACHE; i++) {
                 cache_slot *c = &s->cache[i];
                 if (c->used && c->level == level && c->index == index) {
                         c->last_use = ++s->clock;
-                        memcpy(out, c->h, sizeof c->h);
+                        memcpy(out, c->h[node], HL);
                         r = 0;
                         break;
                 }
@@ -162,7 +164,7 @@ int proto_tile_store_cached(proto_tile_store *s, unsigned level, uint64_t index,
 }
 
 void proto_tile_store_cache_add(proto_tile_store *s, unsigned level, uint64_t index,
-                                const uint8_t tile[PROTO_TILE_WIDTH][PROTO_TILE_HASH_LEN]) {
+                                const uint8_t nodes[PROTO_TILE_NODES][PROTO_TILE_HASH_LEN]) {
         cache_slot *victim = NULL;
 
         pthread_mutex_lock(&s->lock);
@@ -179,7 +181,7 @@ void proto_tile_store_cache_add(proto_tile_store *s, unsigned level, uint64_t in
         victim->level = level;
         victim->index = index;
         victim->last_use = ++s->clock;
-        memcpy(victim->h, tile, sizeof victim->h);
+        memcpy(victim->h, nodes, sizeof victim->h);
         pthread_mutex_unlock(&s->lock);
 }
 

@@ -34,6 +34,11 @@
 #define PROTO_TILE_PATH_MAX 96u
 /* Full tiles kept in the store's cache. */
 #define PROTO_TILE_CACHE 64u
+/* A tile with the subtrees above its hashes, as cached: the 256 hashes of
+ * level 8L, then the 128 nodes of level 8L+1, ..., the 1 node of level
+ * 8L+8 (the tile's root): node r, j (level 8L+r) is at PROTO_TILE_NODE(r, j). */
+#define PROTO_TILE_NODES (2u * PROTO_TILE_WIDTH - 1u)
+#define PROTO_TILE_NODE(r, j) (2u * PROTO_TILE_WIDTH - ((2u * PROTO_TILE_WIDTH) >> (r)) + (j))
 
 /* proto_tile_path: the path of tile (level, index) of width hashes (1..256;
  * 256 is the full tile) into buf. 0, -EINVAL (level > 63, width out of
@@ -62,13 +67,14 @@ int proto_tile_store_read(proto_tile_store *s, unsigned level, uint64_t index, u
                           uint8_t out[][PROTO_TILE_HASH_LEN]);
 
 /* proto_tile_store_cached / proto_tile_store_cache_add: the bounded LRU
- * cache of full tiles (PROTO_TILE_CACHE of them). cached copies a cached
- * tile into out (0) or returns -ENOENT. cache_add stores a verified tile,
- * evicting the least recently used one. */
-int proto_tile_store_cached(proto_tile_store *s, unsigned level, uint64_t index,
-                            uint8_t out[PROTO_TILE_WIDTH][PROTO_TILE_HASH_LEN]);
+ * cache of full tiles with their nodes (PROTO_TILE_CACHE of them). cached
+ * copies node `node` (< PROTO_TILE_NODES) of a cached tile into out (0) or
+ * returns -ENOENT. cache_add stores a verified tile, evicting the least
+ * recently used one. */
+int proto_tile_store_cached(proto_tile_store *s, unsigned level, uint64_t index, size_t node,
+                            uint8_t out[PROTO_TILE_HASH_LEN]);
 void proto_tile_store_cache_add(proto_tile_store *s, unsigned level, uint64_t index,
-                                const uint8_t tile[PROTO_TILE_WIDTH][PROTO_TILE_HASH_LEN]);
+                                const uint8_t nodes[PROTO_TILE_NODES][PROTO_TILE_HASH_LEN]);
 
 /* proto_tile_store_write_file: writes len bytes at path (relative to the
  * store's directory, parents created mode 0755) atomically, file mode 0644.
