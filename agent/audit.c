@@ -968,10 +968,16 @@ static int tree_open(agent_audit *a, char **ret_error) {
                         return r;
         }
         a->published = size;
-        if (size < a->next_seq)
-                log_info("audit log: the tree holds %" PRIu64 " entries from %s; replaying %" PRIu64 " from %s", size,
-                         a->pub_dir, a->next_seq - size, a->dir);
-        return replay_tree(a, size, ret_error);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        r = replay_tree(a, size, ret_error);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (r >= 0)
+                log_info("audit log: the tree: %" PRIu64 " entries from the tiles in %s, %" PRIu64
+                         " replayed from the log in %.3f s",
+                         size, a->pub_dir, a->next_seq - size,
+                         (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9);
+        return r;
 }
 
 /* ---- Opening ---- */
