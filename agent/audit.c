@@ -174,6 +174,17 @@ static void wake_main(agent_audit *a) {
         (void) !write(a->efd, &one, sizeof one);
 }
 
+/* A proof or root that failed on a tile that does not hash to the tree
+ * (proto/merkle.h checks every tile read back) is said where the operator
+ * looks, naming the file; called with the lock held. */
+static int tree_read_error(agent_audit *a, int r) {
+        if (r == -EBADMSG && a->tiles)
+                log_error("audit log: %s/%s is damaged (it does not hash to the tree); proofs that need it fail until "
+                          "it is rebuilt (stop the agent, remove %s, start it)",
+                          a->pub_dir, proto_tile_store_bad(a->tiles), a->pub_dir);
+        return r;
+}
+
 /* ---- Publication (C2SP tlog-tiles in publish_dir) ---- */
 
 /* Under the lock (or before the committer runs): a copy of what to publish
@@ -1247,7 +1258,7 @@ int audit_checkpoint(agent_audit *a, uint64_t from_size, char **ret_note, uint64
         if (from_size > size)
                 r = -EINVAL;
         else if (from_size > 0)
-                r = proto_merkle_tree_consistency_proof(a->tree, from_size, size, proof, &n);
+                r = tree_read_error(a, proto_merkle_tree_consistency_proof(a->tree, from_size, size, proof, &n));
         char *note = r >= 0 ? strdup(a->checkpoint) : NULL;
         pthread_mutex_unlock(&a->lock);
         if (r < 0)
@@ -1276,7 +1287,8 @@ int audit_receipt(agent_audit *a, uint64_t seq, int64_t time_us, const uint8_t *
         provsign__receipt__init(r);
         pthread_mutex_lock(&a->lock);
         uint64_t size = a->committed;
-        int ret = seq < size ? proto_merkle_tree_inclusion_proof(a->tree, seq, size, proof, &n) : -EAGAIN;
+        int ret = seq < size ? tree_read_error(a, proto_merkle_tree_inclusion_proof(a->tree, seq, size, proof, &n))
+                             : -EAGAIN;
         char *note = ret >= 0 ? strdup(a->checkpoint) : NULL;
         pthread_mutex_unlock(&a->lock);
         if (ret < 0)
@@ -1331,8 +1343,8 @@ int audit_dir_fd(const agent_audit *a) {
 int audit_range_proof(agent_audit *a, uint64_t from, uint64_t to, uint64_t m, uint8_t left[][32], size_t *ret_n_left,
                       uint8_t right[][32], size_t *ret_n_right) {
         pthread_mutex_lock(&a->lock);
-        int r = m <= a->committed ? proto_merkle_tree_range_proof(a->tree, from, to, m, left, ret_n_left, right,
-                                                                  ret_n_right)
+        int r = m <= a->committed ? tree_read_error(a, proto_merkle_tree_range_proof(a->tree, from, to, m, left,
+                                                                                   ret_n_left, right, ret_n_right))
                                   : -EINVAL;
         pthread_mutex_unlock(&a->lock);
         return r;

@@ -7,6 +7,7 @@ PROVSIGN_DEPS=(
         softhsm2 opensc p11-kit p11-kit-modules util-linux procps python3 jq
         openssh-client                                # tests/bench/run: ssh-agent, ssh-add
         dpkg-dev debhelper lintian bash-completion   # packaging/build-deb, test-package
+        golang-go golang-golang-x-mod-dev             # tests/interop/tlog-tiles (test-tiles)
 )
 
 install_deps() {
