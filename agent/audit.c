@@ -73,7 +73,11 @@ struct agent_audit {
         int pub_fd;
         proto_tile_store *tiles;
         uint64_t published;      /* size of pub_dir/checkpoint; the committer's after start */
-        bool publish_failing;    /* committer only */
+        bool publish_failing;    /* publisher only */
+        bool publish_entries;    /* also tile/entries/ bundles */
+        uint64_t bundle_seq;     /* first entry of the first bundle not yet written whole */
+        uint64_t bundle_seg, bundle_off, bundle_pos; /* where entry bundle_pos starts (segment, offset) */
+        bool bundle_known;       /* bundle_seg/off/pos are set */
         uint64_t next_seq;       /* under lock */
         uint64_t written;        /* durable (written and synced), under lock */
         uint64_t committed;      /* durable and checkpointed, under lock */
@@ -205,17 +209,22 @@ static int publish_prepare(agent_audit *a, uint64_t size, proto_merkle_tiles **r
         return 0;
 }
 
-/* Without the lock: the tiles first, then the checkpoint that covers them,
+static int publish_bundles(agent_audit *a, uint64_t m);
+
+/* Without the lock: the entry bundles (publish_entries) and the tiles
+ * first, then the checkpoint that covers them,
  * each file atomically, then the partial tiles of the size published before
  * (a reader of the previous checkpoint may have them still: they go only
  * once a newer checkpoint is in place). */
-static int publish_write(agent_audit *a, const proto_merkle_tiles *b, const char *note) {
-        int r = proto_merkle_tiles_write(b, a->tiles);
+static int publish_write(agent_audit *a, const proto_merkle_tiles *b, const char *note, bool entries) {
+        int r = entries ? publish_bundles(a, proto_merkle_tiles_size(b)) : 0;
+        if (r >= 0)
+                r = proto_merkle_tiles_write(b, a->tiles);
         if (r >= 0)
                 r = proto_tile_store_write_file(a->tiles, PUBLISHED_CHECKPOINT, (const uint8_t *) note, strlen(note));
         if (r < 0)
                 return r;
-        (void) proto_tile_store_remove_stale(a->tiles, a->published, proto_merkle_tiles_size(b));
+        (void) proto_tile_store_remove_stale(a->tiles, a->published, proto_merkle_tiles_size(b), a->publish_entries);
         return 0;
 }
 
@@ -245,7 +254,7 @@ static void publish_group(agent_audit *a, uint64_t size) {
         int r = publish_prepare(a, size, &b, &note);
         pthread_mutex_unlock(&a->lock);
         if (r >= 0)
-                r = publish_write(a, b, note);
+                r = publish_write(a, b, note, a->publish_entries);
         free(note);
         pthread_mutex_lock(&a->lock);
         publish_finish(a, b, r);
@@ -264,6 +273,16 @@ static void deadline_after_ms(struct timespec *ts, long ms) {
 static void *publisher_main(void *arg) {
         agent_audit *a = arg;
         pthread_mutex_lock(&a->lock);
+        if (a->publish_entries) {
+                /* The bundles of what the start published. */
+                uint64_t m = a->published;
+                pthread_mutex_unlock(&a->lock);
+                int r = publish_bundles(a, m);
+                if (r < 0)
+                        log_warning("audit log: cannot publish the entry bundles to %s (%s); retrying at every commit",
+                                    a->pub_dir, strerror(-r));
+                pthread_mutex_lock(&a->lock);
+        }
         for (;;) {
                 while (a->committed == a->published && !a->pub_stop)
                         pthread_cond_wait(&a->pub_cond, &a->lock);
@@ -758,6 +777,145 @@ static int replay(agent_audit *a, char **ret_error) {
         return r;
 }
 
+/* ---- Entry bundles (publish_entries = yes) ---- */
+
+static int open_segment_ro(agent_audit *a, uint64_t first) {
+        char name[64];
+        snprintf(name, sizeof name, "%020" PRIu64 SEGMENT_SUFFIX, first);
+        int fd = openat(a->dir_fd, name, O_RDONLY | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
+/* The segment that holds entry seq (the last whose first entry <= seq). */
+static int segment_holding(agent_audit *a, uint64_t seq, uint64_t *ret_first) {
+        struct dirent **list = NULL;
+        int n = scandir(a->dir, &list, segment_filter, alphasort);
+        if (n < 0)
+                return -errno;
+        int r = -ENOENT;
+        for (int i = 0; i < n; i++) {
+                uint64_t first = strtoull(list[i]->d_name, NULL, 10);
+                if (first <= seq) {
+                        *ret_first = first;
+                        r = 0;
+                }
+                free(list[i]);
+        }
+        free(list);
+        return r;
+}
+
+static int pread_all(int fd, uint8_t *p, size_t n, uint64_t off) {
+        while (n > 0) {
+                ssize_t k = pread(fd, p, n, (off_t) off);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return k < 0 ? -errno : -ENODATA;
+                p += k;
+                n -= (size_t) k;
+                off += (uint64_t) k;
+        }
+        return 0;
+}
+
+/* Publisher thread, without the lock: writes the entry bundles up to
+ * entry m (the complete ones not written yet and the partial one), reading
+ * the records back from the segments (they are durable: m <= committed).
+ * The cursor (bundle_*) remembers where the first bundle not yet complete
+ * starts, so each publication reads only the entries since then. */
+static int publish_bundles(agent_audit *a, uint64_t m) {
+        uint8_t *rec = NULL, *buf = NULL;
+        size_t len = 0, cap = 0;
+        unsigned count = 0;
+        int fd = -1, r = 0;
+
+        if (!a->bundle_known) {
+                r = segment_holding(a, a->bundle_seq, &a->bundle_seg);
+                if (r < 0)
+                        return r;
+                a->bundle_off = 0;
+                a->bundle_pos = a->bundle_seg;
+                a->bundle_known = true;
+        }
+        uint64_t seg = a->bundle_seg, off = a->bundle_off, seq = a->bundle_pos;
+        rec = malloc(PROTO_RECORD_MAX_ENTRY + PROTO_RECORD_OVERHEAD);
+        fd = rec ? open_segment_ro(a, seg) : -ENOMEM;
+        if (fd < 0) {
+                r = fd;
+                goto out;
+        }
+        while (seq < m) {
+                if (seq == a->bundle_seq && count == 0) {
+                        a->bundle_seg = seg;
+                        a->bundle_off = off;
+                        a->bundle_pos = seq;
+                }
+                r = pread_all(fd, rec, PROTO_RECORD_HEADER, off);
+                if (r == -ENODATA) {
+                        /* The end of this segment: the next starts at seq. */
+                        close(fd);
+                        seg = seq;
+                        off = 0;
+                        fd = open_segment_ro(a, seg);
+                        if (fd < 0) {
+                                r = fd;
+                                goto out;
+                        }
+                        continue;
+                }
+                if (r < 0)
+                        goto out;
+                size_t n = (size_t) rec[0] << 24 | (size_t) rec[1] << 16 | (size_t) rec[2] << 8 | rec[3];
+                if (n == 0 || n > PROTO_RECORD_MAX_ENTRY) {
+                        r = -EBADMSG;
+                        goto out;
+                }
+                r = pread_all(fd, rec + PROTO_RECORD_HEADER, n + PROTO_RECORD_TRAILER, off + PROTO_RECORD_HEADER);
+                proto_cursor c = proto_cursor_make(rec, n + PROTO_RECORD_OVERHEAD);
+                const uint8_t *entry;
+                size_t en;
+                if (r >= 0)
+                        r = proto_record_next(&c, &entry, &en);
+                if (r < 0)
+                        goto out;
+                off += n + PROTO_RECORD_OVERHEAD;
+                if (seq++ < a->bundle_seq)
+                        continue;
+                r = proto_tile_bundle_add(&buf, &len, &cap, entry, en);
+                if (r < 0)
+                        goto out;
+                if (++count < PROTO_TILE_WIDTH)
+                        continue;
+                char path[PROTO_TILE_PATH_MAX];
+                r = proto_tile_entries_path(a->bundle_seq / PROTO_TILE_WIDTH, PROTO_TILE_WIDTH, path, sizeof path);
+                if (r >= 0)
+                        r = proto_tile_store_write_file(a->tiles, path, buf, len);
+                if (r < 0)
+                        goto out;
+                a->bundle_seq += PROTO_TILE_WIDTH;
+                count = 0;
+                len = 0;
+        }
+        if (seq == a->bundle_seq && count == 0) {
+                a->bundle_seg = seg;
+                a->bundle_off = off;
+                a->bundle_pos = seq;
+        }
+        if (count > 0) {
+                char path[PROTO_TILE_PATH_MAX];
+                r = proto_tile_entries_path(a->bundle_seq / PROTO_TILE_WIDTH, count, path, sizeof path);
+                if (r >= 0)
+                        r = proto_tile_store_write_file(a->tiles, path, buf, len);
+        }
+out:
+        if (fd >= 0)
+                close(fd);
+        free(rec);
+        free(buf);
+        return r;
+}
+
 /* ---- The tree at start: tiles, then the tail ---- */
 
 /* The checkpoint last published (publish_dir/checkpoint), verified with the
@@ -831,7 +989,7 @@ static int replay_flush(agent_audit *a, uint64_t *flushed) {
                 r = proto_merkle_tiles_write(b, a->tiles);
         if (r >= 0) {
                 proto_merkle_tree_tiles_written(a->tree, b);
-                (void) proto_tile_store_remove_stale(a->tiles, *flushed, size);
+                (void) proto_tile_store_remove_stale(a->tiles, *flushed, size, 0);
                 *flushed = size;
         }
         proto_merkle_tiles_free(b);
@@ -1124,6 +1282,17 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
                 r = tree_open(a, ret_error);
         if (r < 0)
                 goto fail;
+        a->publish_entries = cfg->publish_entries;
+        if (a->publish_entries) {
+                /* Bundles from the published size's bundle on, or from the
+                 * start when the last complete one is missing (turned on
+                 * for a log that has none: a backfill, by the publisher). */
+                uint64_t N = a->published / PROTO_TILE_WIDTH;
+                char path[PROTO_TILE_PATH_MAX];
+                if (N > 0 && proto_tile_entries_path(N - 1, PROTO_TILE_WIDTH, path, sizeof path) == 0 &&
+                    faccessat(a->pub_fd, path, F_OK, 0) == 0)
+                        a->bundle_seq = N * PROTO_TILE_WIDTH;
+        }
         /* A fresh checkpoint for what is on disk, before anything new. */
         uint8_t root[32];
         r = proto_merkle_tree_root_at(a->tree, a->committed, root);
@@ -1136,9 +1305,11 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
         {
                 proto_merkle_tiles *b = NULL;
                 char *note = NULL;
+                /* Entry bundles are the publisher's (a backfill after
+                 * publish_entries is turned on must not delay the start). */
                 r = publish_prepare(a, a->committed, &b, &note);
                 if (r >= 0)
-                        r = publish_write(a, b, note);
+                        r = publish_write(a, b, note, false);
                 free(note);
                 if (r < 0) {
                         proto_merkle_tiles_free(b);

@@ -283,9 +283,18 @@ int proto_tile_store_remove_partial(proto_tile_store *s, unsigned level, uint64_
         return 0;
 }
 
-int proto_tile_store_remove_stale(proto_tile_store *s, uint64_t old_size, uint64_t new_size) {
+int proto_tile_store_remove_stale(proto_tile_store *s, uint64_t old_size, uint64_t new_size, int entries) {
+        unsigned old_w = (unsigned) (old_size % PROTO_TILE_WIDTH), new_w = (unsigned) (new_size % PROTO_TILE_WIDTH);
+        char path[PROTO_TILE_PATH_MAX];
         int ret = 0;
 
+        if (entries && old_w != 0 && (old_size / PROTO_TILE_WIDTH != new_size / PROTO_TILE_WIDTH || old_w != new_w) &&
+            proto_tile_entries_path(old_size / PROTO_TILE_WIDTH, old_w, path, sizeof path) == 0) {
+                if (unlinkat(s->dir_fd, path, 0) < 0 && errno != ENOENT)
+                        ret = -errno;
+                *strrchr(path, '/') = '\0';
+                (void) unlinkat(s->dir_fd, path, AT_REMOVEDIR);
+        }
         for (unsigned L = 0; 8 * L < 64; L++) {
                 uint64_t oc = old_size >> (8 * L), nc = new_size >> (8 * L);
                 unsigned ow = (unsigned) (oc % PROTO_TILE_WIDTH), nw = (unsigned) (nc % PROTO_TILE_WIDTH);
@@ -297,6 +306,26 @@ int proto_tile_store_remove_stale(proto_tile_store *s, uint64_t old_size, uint64
                         ret = r;
         }
         return ret;
+}
+
+int proto_tile_bundle_add(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *entry, size_t n) {
+        if (n > 0xffff)
+                return -EMSGSIZE;
+        if (*cap - *len < n + 2) {
+                size_t c = *cap ? *cap : 4096;
+                while (c - *len < n + 2)
+                        c *= 2;
+                uint8_t *p = realloc(*buf, c);
+                if (!p)
+                        return -ENOMEM;
+                *buf = p;
+                *cap = c;
+        }
+        (*buf)[(*len)++] = (uint8_t) (n >> 8);
+        (*buf)[(*len)++] = (uint8_t) n;
+        memcpy(*buf + *len, entry, n);
+        *len += n;
+        return 0;
 }
 
 void proto_tile_store_set_durable(proto_tile_store *s, int durable) {

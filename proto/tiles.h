@@ -94,8 +94,15 @@ int proto_tile_store_remove_partial(proto_tile_store *s, unsigned level, uint64_
 /* proto_tile_store_remove_stale: after the tiles of tree size new_size are
  * written (and a checkpoint for it), removes the partial tiles of tree size
  * old_size that new_size does not use (and their emptied "<N>.p"
- * directories). 0 or the first -errno (the rest is still tried). */
-int proto_tile_store_remove_stale(proto_tile_store *s, uint64_t old_size, uint64_t new_size);
+ * directories); with entries, the partial entry bundle too. 0 or the first
+ * -errno (the rest is still tried). */
+int proto_tile_store_remove_stale(proto_tile_store *s, uint64_t old_size, uint64_t new_size, int entries);
+
+/* proto_tile_bundle_add: appends one entry to an entry bundle being built in
+ * *buf (len bytes used, cap allocated; grown with realloc, the caller
+ * free()s): a big-endian uint16 length, then the entry. 0, -EMSGSIZE (an
+ * entry over 65535 bytes cannot be in a bundle), -ENOMEM. */
+int proto_tile_bundle_add(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *entry, size_t n);
 
 /* proto_tile_store_set_durable: true (the default): every write is fsynced
  * (file and directory) before it returns. false, for a bulk rebuild: writes

@@ -6,7 +6,7 @@
 # an independent reader (Go's golang.org/x/mod/sumdb/tlog, tests/interop/
 # tlog-tiles) checks the tree hash, inclusion proofs of every exported entry
 # and consistency from an older checkpoint against the published
-# checkpoint. Tiles deleted -> rebuilt from the log, same root, receipts
+# checkpoint, and with publish_entries = yes the entry bundles. Tiles deleted -> rebuilt from the log, same root, receipts
 # still verify. A flipped byte in a tile the start reads -> the start is
 # refused naming it; in a deeper tile -> the proof that reads it fails and
 # the agent log names it. kill -9 under signing load, restart: the
@@ -142,6 +142,18 @@ expect_exit 0 "a proof elsewhere still works" cli "$AUDITOR_UID" audit proof --s
 stop_agent
 flip "tile/0/010" 100
 
+# publish_entries = yes: entry bundles for the whole log (a backfill), then
+# as it grows; every entry in them hashes to its leaf (the Go reader)
+write_config "publish_entries = yes"
+start_agent
+for i in $(seq 1 5); do
+        cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$(random_digest)" >/dev/null || fail "sign $i"
+done
+stop_agent
+size=$(sed -n 2p "$PUB/checkpoint")
+expect_exit 0 "Go's sumdb/tlog: the entry bundles hold every entry and hash to the leaves" "$GOCHECK" -entries "$PUB"
+check "... all $size of them" grep -q " $size entries in bundles" "$T/out"
+
 # kill -9 under signing load, three times; then the tiles and checkpoint agree
 start_agent
 mkdir -p "$T/c"
@@ -154,15 +166,15 @@ for run in 1 2 3; do
         kill -KILL "$AGENT_PID"
         wait "$AGENT_PID" 2>/dev/null
         AGENT_PID=
-        expect_exit 0 "kill -9 #$run: Go's sumdb/tlog verifies the published tiles against the published checkpoint" \
-                "$GOCHECK" "$PUB"
+        expect_exit 0 "kill -9 #$run: Go's sumdb/tlog verifies the published tiles and bundles against the published checkpoint" \
+                "$GOCHECK" -entries "$PUB"
         start_agent
 done
 touch "$T/stop"
 for j in $(jobs -p); do [ "$j" = "$AGENT_PID" ] || wait "$j"; done
 pass "the agent came back after each kill (its start checks the tiles against the published checkpoint)"
 stop_agent
-expect_exit 0 "after the campaign: the published tiles and checkpoint agree" "$GOCHECK" "$PUB"
+expect_exit 0 "after the campaign: the published tiles, entry bundles and checkpoint agree" "$GOCHECK" -entries "$PUB"
 expect_eq "$(layout)" "$(python3 - "$T/state/log" <<'PY'
 import glob, struct, sys
 n = 0

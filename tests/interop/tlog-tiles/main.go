@@ -10,12 +10,15 @@
 //     leaf hashed here from the exported entry bytes, and for sampled
 //     leaves otherwise;
 //   - consistency proofs (tlog.ProveTree, tlog.CheckTree) from an older
-//     checkpoint (-previous) and from sampled older sizes.
+//     checkpoint (-previous) and from sampled older sizes;
+//   - with -entries, the entry bundles (tile/entries/<N>, each entry a
+//     big-endian uint16 length and its bytes): every entry of the tree is
+//     there and hashes to its leaf in the (authenticated) level-0 tiles.
 //
 // The checkpoint's signature is not checked here (Go's note package knows
 // Ed25519 only; the log key is ECDSA P-256): provsign audit verify does that.
 //
-//	tlog-tiles-check [-export FILE] [-previous CHECKPOINT] DIR
+//	tlog-tiles-check [-export FILE] [-previous CHECKPOINT] [-entries] DIR
 //
 // Exit 0: everything holds; 1: a check failed (said on stderr); 2: usage.
 package main
@@ -113,9 +116,50 @@ func checkOld(size int64, root tlog.Hash, hr tlog.HashReader, m int64, oldRoot t
 	return nil
 }
 
+// checkBundles reads every entry bundle of a tree of size entries and
+// compares each entry's record hash with the leaf hash from the tiles.
+func checkBundles(dir string, size int64, hr tlog.HashReader) (int64, error) {
+	var i int64
+	for n := int64(0); n*256 < size; n++ {
+		w := size - n*256
+		if w > 256 {
+			w = 256
+		}
+		p := strings.TrimPrefix(tlog.Tile{H: tileHeight, L: 0, N: n, W: int(w)}.Path(), fmt.Sprintf("tile/%d/0/", tileHeight))
+		name := filepath.Join(dir, "tile", "entries", p)
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return i, err
+		}
+		for k := int64(0); k < w; k++ {
+			if len(data) < 2 {
+				return i, fmt.Errorf("%s: entry %d missing", name, k)
+			}
+			l := int(data[0])<<8 | int(data[1])
+			if len(data) < 2+l {
+				return i, fmt.Errorf("%s: entry %d truncated", name, k)
+			}
+			hs, err := hr.ReadHashes([]int64{tlog.StoredHashIndex(0, i)})
+			if err != nil {
+				return i, err
+			}
+			if tlog.RecordHash(data[2:2+l]) != hs[0] {
+				return i, fmt.Errorf("%s: entry %d (log entry %d) does not hash to its leaf", name, k, i)
+			}
+			data = data[2+l:]
+			i++
+		}
+		if len(data) != 0 {
+			return i, fmt.Errorf("%s: %d bytes after the last entry", name, len(data))
+		}
+	}
+	return i, nil
+}
+
 func run() error {
 	export := flag.String("export", "", "provsign audit export JSON lines: prove every entry")
 	previous := flag.String("previous", "", "an older checkpoint of the same log: prove consistency")
+	entries := flag.Bool("entries", false, "check the entry bundles tile/entries/<N> against the leaves")
 	flag.Parse()
 	if flag.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "usage: tlog-tiles-check [-export FILE] [-previous CHECKPOINT] DIR")
@@ -201,6 +245,15 @@ func run() error {
 		}
 	}
 
+	bundled := ""
+	if *entries {
+		n, err := checkBundles(dir, size, hr)
+		if err != nil {
+			return err
+		}
+		bundled = fmt.Sprintf(", %d entries in bundles match their leaves", n)
+	}
+
 	consistent := ""
 	if *previous != "" {
 		porigin, psize, proot, err := readCheckpoint(*previous)
@@ -218,8 +271,8 @@ func run() error {
 		}
 		consistent = fmt.Sprintf(", consistent with the checkpoint of %d entries", psize)
 	}
-	fmt.Printf("%s: %d entries, root %v: tree hash, %d exported entries and %d sampled proofs hold%s (%d tiles read)\n",
-		origin, size, root, proved, len(samples), consistent, tiles.reads)
+	fmt.Printf("%s: %d entries, root %v: tree hash, %d exported entries and %d sampled proofs hold%s%s (%d tiles read)\n",
+		origin, size, root, proved, len(samples), bundled, consistent, tiles.reads)
 	return nil
 }
 
