@@ -56,6 +56,22 @@ static void test_paths(void **state) {
         assert_int_equal(proto_tile_path(0, 1234067, 256, buf, 12), -ENOBUFS);
 }
 
+static void test_bundle(void **state) {
+        uint8_t *buf = NULL, big[65536] = { 0 };
+        size_t len = 0, cap = 0;
+
+        assert_int_equal(proto_tile_bundle_add(&buf, &len, &cap, (const uint8_t *) "abc", 3), 0);
+        assert_int_equal(proto_tile_bundle_add(&buf, &len, &cap, big, 300), 0);
+        assert_int_equal(len, 2 + 3 + 2 + 300);
+        assert_memory_equal(buf, "\x00\x03" "abc" "\x01\x2c", 7);
+        assert_int_equal(proto_tile_bundle_add(&buf, &len, &cap, big, 65535), 0);
+        assert_int_equal(buf[305 + 2], 0xff);
+        assert_int_equal(buf[305 + 3], 0xff);
+        assert_int_equal(proto_tile_bundle_add(&buf, &len, &cap, big, 65536), -EMSGSIZE);
+        assert_int_equal(len, 307 + 2 + 65535);
+        free(buf);
+}
+
 static void leaf(uint64_t i, uint8_t out[HL]) {
         for (size_t j = 0; j < HL; j++)
                 out[j] = (uint8_t) ((i >> (8 * (j % 8))) ^ (j * 37) ^ (i * 13));
@@ -275,6 +291,7 @@ static void test_damage(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_paths),
+                cmocka_unit_test(test_bundle),
                 cmocka_unit_test(test_tiled_equals_memory),
                 cmocka_unit_test(test_damage),
         };
