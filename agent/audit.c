@@ -24,6 +24,7 @@
 #include "note.h"
 #include "record.h"
 #include "entry.h"
+#include "fdio.h"
 #include "tiles.h"
 
 #define SEGMENT_MAX (64u * 1024u * 1024u)
@@ -139,21 +140,6 @@ static int open_segment(agent_audit *a, uint64_t first_seq) {
         return 0;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n) {
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                if (k == 0)
-                        return -EIO;
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
-
 static int write_batch(agent_audit *a, const uint8_t *buf, size_t len, uint64_t first_seq) {
         int r;
         if (a->seg_fd < 0 || a->seg_size >= SEGMENT_MAX) {
@@ -161,7 +147,7 @@ static int write_batch(agent_audit *a, const uint8_t *buf, size_t len, uint64_t 
                 if (r < 0)
                         return r;
         }
-        r = write_all(a->seg_fd, buf, len);
+        r = proto_fd_write_all(a->seg_fd, buf, len);
         if (r < 0)
                 return r;
         r = index_add_records(a->index, a->seg_first, a->seg_size, first_seq, buf, len);
@@ -805,20 +791,6 @@ static int segment_holding(agent_audit *a, uint64_t seq, uint64_t *ret_first) {
         return r;
 }
 
-static int pread_all(int fd, uint8_t *p, size_t n, uint64_t off) {
-        while (n > 0) {
-                ssize_t k = pread(fd, p, n, (off_t) off);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0)
-                        return k < 0 ? -errno : -ENODATA;
-                p += k;
-                n -= (size_t) k;
-                off += (uint64_t) k;
-        }
-        return 0;
-}
-
 /* Publisher thread, without the lock: writes the entry bundles up to
  * entry m (the complete ones not written yet and the partial one), reading
  * the records back from the segments (they are durable: m <= committed).
@@ -851,7 +823,7 @@ static int publish_bundles(agent_audit *a, uint64_t m) {
                         a->bundle_off = off;
                         a->bundle_pos = seq;
                 }
-                r = pread_all(fd, rec, PROTO_RECORD_HEADER, off);
+                r = proto_fd_pread_all(fd, rec, PROTO_RECORD_HEADER, off);
                 if (r == -ENODATA) {
                         /* The end of this segment: the next starts at seq. */
                         close(fd);
@@ -871,7 +843,7 @@ static int publish_bundles(agent_audit *a, uint64_t m) {
                         r = -EBADMSG;
                         goto out;
                 }
-                r = pread_all(fd, rec + PROTO_RECORD_HEADER, n + PROTO_RECORD_TRAILER, off + PROTO_RECORD_HEADER);
+                r = proto_fd_pread_all(fd, rec + PROTO_RECORD_HEADER, n + PROTO_RECORD_TRAILER, off + PROTO_RECORD_HEADER);
                 proto_cursor c = proto_cursor_make(rec, n + PROTO_RECORD_OVERHEAD);
                 const uint8_t *entry;
                 size_t en;

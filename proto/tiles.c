@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fdio.h"
 #include "tiles.h"
 
 #define HL PROTO_TILE_HASH_LEN
@@ -109,7 +110,7 @@ void proto_tile_store_free(proto_tile_store *s) {
 int proto_tile_store_read(proto_tile_store *s, unsigned level, uint64_t index, unsigned width,
                           uint8_t out[][PROTO_TILE_HASH_LEN]) {
         char path[PROTO_TILE_PATH_MAX];
-        size_t want = (size_t) width * HL, off = 0;
+        size_t want = (size_t) width * HL;
         struct stat st;
         int fd, r;
 
@@ -127,17 +128,9 @@ int proto_tile_store_read(proto_tile_store *s, unsigned level, uint64_t index, u
                 r = -EBADMSG;
                 goto out;
         }
-        while (off < want) {
-                ssize_t k = pread(fd, (uint8_t *) out + off, want - off, (off_t) off);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0) {
-                        r = k < 0 ? -errno : -EBADMSG;
-                        goto out;
-                }
-                off += (size_t) k;
-        }
-        r = 0;
+        r = proto_fd_pread_all(fd, out, want, 0);
+        if (r == -ENODATA)
+                r = -EBADMSG; /* shrunk since fstat */
 out:
         close(fd);
         return r;
@@ -202,19 +195,6 @@ static int make_parents(int dir_fd, const char *path) {
         return 0;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n) {
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0)
-                        return k < 0 ? -errno : -EIO;
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
-
 int proto_tile_store_write_file(proto_tile_store *s, const char *path, const uint8_t *data, size_t len) {
         char tmp[PROTO_TILE_PATH_MAX + 16], dir[PROTO_TILE_PATH_MAX];
         const char *slash = strrchr(path, '/');
@@ -234,7 +214,7 @@ int proto_tile_store_write_file(proto_tile_store *s, const char *path, const uin
         fd = openat(s->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (fd < 0)
                 return -errno;
-        r = write_all(fd, data, len);
+        r = proto_fd_write_all(fd, data, len);
         if (r >= 0 && !s->nosync && fsync(fd) < 0)
                 r = -errno;
         if (close(fd) < 0 && r >= 0)
