@@ -17,6 +17,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
+
+#include "hex.h"
 
 #include "merkle.h"
 #include "tiles.h"
@@ -211,6 +214,75 @@ static void flip(const char *rel, long off) {
         close(fd);
 }
 
+static void hex32(const char *hex, uint8_t out[HL]) {
+        size_t n = 0;
+        assert_int_equal(proto_hex_decode(hex, out, HL, &n), 0);
+        assert_int_equal(n, HL);
+}
+
+/* tests/vectors/tlog.json (golang.org/x/mod/sumdb/tlog) through a tree
+ * over a store, published after every entry and reopened from its tiles. */
+static void test_vectors(void **state) {
+        char path[512];
+        json_error_t jerr;
+        proto_merkle_tree *t = NULL, *b = NULL;
+        proto_tile_store *s = NULL;
+        uint8_t h[HL], want[HL], root[HL], p[MAXP][HL];
+        size_t np, i;
+        json_t *e;
+
+        snprintf(path, sizeof path, "%s/tests/vectors/tlog.json", getenv("SRCDIR") ? getenv("SRCDIR") : ".");
+        json_t *v = json_load_file(path, 0, &jerr);
+        assert_non_null(v);
+        json_t *entries = json_object_get(v, "entries"), *roots = json_object_get(v, "roots_hex");
+        assert_int_equal(make_store(&s), 0);
+        assert_int_equal(proto_merkle_tree_open_tiles(s, 0, &t), 0);
+        json_array_foreach(entries, i, e) {
+                const char *text = json_string_value(e);
+                char key[32];
+                assert_int_equal(proto_merkle_leaf_hash((const uint8_t *) text, strlen(text), h), 0);
+                assert_int_equal(proto_merkle_tree_append(t, h), 0);
+                flush(t, s, i + 1);
+                snprintf(key, sizeof key, "%zu", i + 1);
+                hex32(json_string_value(json_object_get(roots, key)), want);
+                assert_int_equal(proto_merkle_tree_open_tiles(s, i + 1, &b), 0);
+                assert_int_equal(proto_merkle_tree_root(b, root), 0);
+                assert_memory_equal(root, want, HL);
+                proto_merkle_tree_free(b);
+        }
+        assert_int_equal(proto_merkle_tree_open_tiles(s, 13, &b), 0);
+        json_array_foreach(json_object_get(v, "inclusion_size_13"), i, e) {
+                json_t *proof = json_object_get(e, "proof"), *x;
+                size_t k;
+                assert_int_equal(proto_merkle_tree_inclusion_proof(b, (uint64_t) json_integer_value(
+                                                                            json_object_get(e, "index")),
+                                                                   13, p, &np),
+                                 0);
+                assert_int_equal(np, json_array_size(proof));
+                json_array_foreach(proof, k, x) {
+                        hex32(json_string_value(x), want);
+                        assert_memory_equal(p[k], want, HL);
+                }
+        }
+        json_array_foreach(json_object_get(v, "consistency_to_13"), i, e) {
+                json_t *proof = json_object_get(e, "proof"), *x;
+                size_t k;
+                assert_int_equal(proto_merkle_tree_consistency_proof(
+                                         b, (uint64_t) json_integer_value(json_object_get(e, "old_size")), 13, p, &np),
+                                 0);
+                assert_int_equal(np, json_array_size(proof));
+                json_array_foreach(proof, k, x) {
+                        hex32(json_string_value(x), want);
+                        assert_memory_equal(p[k], want, HL);
+                }
+        }
+        proto_merkle_tree_free(b);
+        proto_merkle_tree_free(t);
+        proto_tile_store_free(s);
+        json_decref(v);
+        remove_store();
+}
+
 /* A fresh store over the same directory: an empty cache, as after a restart. */
 static void reopen(proto_tile_store **s) {
         int fd = open(tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -292,6 +364,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_paths),
                 cmocka_unit_test(test_bundle),
+                cmocka_unit_test(test_vectors),
                 cmocka_unit_test(test_tiled_equals_memory),
                 cmocka_unit_test(test_damage),
         };
