@@ -73,7 +73,7 @@ struct agent_audit {
         char *pub_dir;           /* publish_dir: checkpoint + tile/ (C2SP tlog-tiles) */
         int pub_fd;
         proto_tile_store *tiles;
-        uint64_t published;      /* size of pub_dir/checkpoint; the committer's after start */
+        uint64_t published;      /* size of pub_dir/checkpoint; under lock, written by the publisher */
         bool publish_failing;    /* publisher only */
         bool publish_entries;    /* also tile/entries/ bundles */
         uint64_t bundle_seq;     /* first entry of the first bundle not yet written whole */
@@ -198,10 +198,10 @@ static int publish_prepare(agent_audit *a, uint64_t size, proto_merkle_tiles **r
 static int publish_bundles(agent_audit *a, uint64_t m);
 
 /* Without the lock: the entry bundles (publish_entries) and the tiles
- * first, then the checkpoint that covers them,
- * each file atomically, then the partial tiles of the size published before
- * (a reader of the previous checkpoint may have them still: they go only
- * once a newer checkpoint is in place). */
+ * first, then the checkpoint that covers them, each file atomically, then
+ * the partial tiles of the size published before (a reader of the previous
+ * checkpoint may have them still: they go only once a newer checkpoint is
+ * in place). */
 static int publish_write(agent_audit *a, const proto_merkle_tiles *b, const char *note, bool entries) {
         int r = entries ? publish_bundles(a, proto_merkle_tiles_size(b)) : 0;
         if (r >= 0)
