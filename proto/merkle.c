@@ -502,6 +502,14 @@ int proto_merkle_tree_tiles_at(const proto_merkle_tree *t, uint64_t m, proto_mer
         return 0;
 }
 
+size_t proto_merkle_tree_memory(const proto_merkle_tree *t) {
+        size_t n = sizeof *t;
+
+        for (unsigned L = 0; L < TILE_LEVELS; L++)
+                n += t->lv[L].n * sizeof(tile_nodes) + t->lv[L].cap * sizeof *t->lv[L].full;
+        return n;
+}
+
 int proto_merkle_tiles_write(const proto_merkle_tiles *b, proto_tile_store *s) {
         for (size_t i = 0; i < b->n; i++) {
                 const tile_out *o = &b->t[i];

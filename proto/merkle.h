@@ -122,6 +122,10 @@ uint64_t proto_merkle_tiles_size(const proto_merkle_tiles *b);
  * everything). */
 void proto_merkle_tree_tiles_written(proto_merkle_tree *t, const proto_merkle_tiles *b);
 
+/* proto_merkle_tree_memory: bytes the tree holds (its right edge and the
+ * complete tiles not written out yet); the store's cache is not counted. */
+size_t proto_merkle_tree_memory(const proto_merkle_tree *t);
+
 /* proto_merkle_tiles_free: accepts NULL. */
 void proto_merkle_tiles_free(proto_merkle_tiles *b);
 

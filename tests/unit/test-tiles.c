@@ -283,6 +283,44 @@ static void test_vectors(void **state) {
         remove_store();
 }
 
+/* Over a store, the tree's memory does not grow with its size once its
+ * tiles are written out (the committer does so at every publication);
+ * without a store it does. */
+static void test_bounded_memory(void **state) {
+        proto_merkle_tree *t = NULL, *m = NULL;
+        proto_tile_store *s = NULL;
+        size_t at_first = 0, most = 0;
+        uint8_t h[HL];
+
+        assert_int_equal(make_store(&s), 0);
+        assert_int_equal(proto_merkle_tree_open_tiles(s, 0, &t), 0);
+        assert_int_equal(proto_merkle_tree_new(&m), 0);
+        for (uint64_t i = 0; i < 600000; i++) {
+                leaf(i, h);
+                assert_int_equal(proto_merkle_tree_append(t, h), 0);
+                assert_int_equal(proto_merkle_tree_append(m, h), 0);
+                if ((i + 1) % 5000 == 0) {
+                        size_t now = proto_merkle_tree_memory(t);
+                        if (most < now)
+                                most = now;
+                        flush(t, s, i + 1);
+                        if (i + 1 == 5000)
+                                at_first = now;
+                }
+        }
+        print_message("600,000 leaves: over a store at most %zu bytes (%zu after 5,000), in memory %zu\n", most,
+                      at_first, proto_merkle_tree_memory(m));
+        /* the edges (8 x 16 KiB) and the tiles of one 5,000-entry group
+         * (19 or 20 of 16 KiB): the same after 5,000 leaves as after 600,000 */
+        assert_true(most < at_first + 64 * 1024);
+        assert_true(most < 1024 * 1024);
+        assert_true(proto_merkle_tree_memory(m) > 600000 * 32);
+        proto_merkle_tree_free(t);
+        proto_merkle_tree_free(m);
+        proto_tile_store_free(s);
+        remove_store();
+}
+
 /* A fresh store over the same directory: an empty cache, as after a restart. */
 static void reopen(proto_tile_store **s) {
         int fd = open(tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -365,6 +403,7 @@ int main(void) {
                 cmocka_unit_test(test_paths),
                 cmocka_unit_test(test_bundle),
                 cmocka_unit_test(test_vectors),
+                cmocka_unit_test(test_bounded_memory),
                 cmocka_unit_test(test_tiled_equals_memory),
                 cmocka_unit_test(test_damage),
         };
