@@ -1103,6 +1103,11 @@ static int tree_open(agent_audit *a, char **ret_error) {
                 }
         }
         if (!have) {
+                /* A rebuild rewrites tiles without syncing each: the old
+                 * checkpoint goes first, so a crash in the middle means
+                 * another rebuild, never old checkpoint over torn tiles. */
+                if (unlinkat(a->pub_fd, PUBLISHED_CHECKPOINT, 0) == 0 && fsync(a->pub_fd) < 0)
+                        return agent_errorf(ret_error, -errno, "%s: %s", a->pub_dir, strerror(errno));
                 size = 0;
                 r = proto_merkle_tree_open_tiles(a->tiles, 0, &a->tree);
                 if (r < 0)
