@@ -524,10 +524,7 @@ int audit_append(agent_audit *a, Provsign__AuditEntry *e, uint64_t *ret_seq, uin
         r = proto_record_encode(rec + PROTO_RECORD_HEADER, n, rec, a->pending_cap - a->pending_len, &rec_len);
         if (r < 0)
                 goto out;
-        uint8_t leaf_hash[32];
-        r = proto_merkle_leaf_hash(rec + PROTO_RECORD_HEADER, n, leaf_hash);
-        if (r >= 0)
-                r = proto_merkle_tree_append(a->tree, leaf_hash);
+        r = proto_merkle_tree_append_entry(a->tree, rec + PROTO_RECORD_HEADER, n);
         if (r < 0)
                 goto out;
         if (ret_leaf) {
@@ -1011,10 +1008,7 @@ static int replay_tree(agent_audit *a, uint64_t from, char **ret_error) {
                         }
                         if (seq++ < from)
                                 continue;
-                        uint8_t h[32];
-                        r = proto_merkle_leaf_hash(entry, en, h);
-                        if (r >= 0)
-                                r = proto_merkle_tree_append(a->tree, h);
+                        r = proto_merkle_tree_append_entry(a->tree, entry, en);
                         if (r < 0)
                                 break;
                         uint64_t done = proto_merkle_tree_size(a->tree) - from;

@@ -264,6 +264,18 @@ fail:
         return r;
 }
 
+int proto_merkle_tree_append_entry(proto_merkle_tree *t, const uint8_t *entry, size_t len) {
+        uint8_t leaf[HASH_LEN];
+        int r;
+
+        if (!entry && len > 0)
+                return -EINVAL;
+        r = hasher_digest(&t->hasher, PREFIX_LEAF, entry, len, NULL, 0, leaf);
+        if (r < 0)
+                return r;
+        return proto_merkle_tree_append(t, leaf);
+}
+
 static int node_at(const proto_merkle_tree *t, hasher *h, unsigned L, unsigned r, uint64_t j, uint8_t out[HASH_LEN]);
 
 /* A complete tile read from the store is checked against its hash one

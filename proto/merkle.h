@@ -76,6 +76,11 @@ void proto_merkle_tree_free(proto_merkle_tree *t);
  * cannot grow further) or -EIO; on failure the tree is unchanged. */
 int proto_merkle_tree_append(proto_merkle_tree *t, const uint8_t leaf_hash[PROTO_MERKLE_HASH_LEN]);
 
+/* proto_merkle_tree_append_entry: proto_merkle_leaf_hash() of entry[0..len)
+ * then proto_merkle_tree_append(), with the tree's own hashing context (a
+ * replay of millions of entries saves a context per leaf). Same returns. */
+int proto_merkle_tree_append_entry(proto_merkle_tree *t, const uint8_t *entry, size_t len);
+
 /* proto_merkle_tree_size: the number of leaves. */
 uint64_t proto_merkle_tree_size(const proto_merkle_tree *t);
 
