@@ -8,6 +8,7 @@ PROVSIGN_DEPS=(
         openssh-client                                # tests/bench/run: ssh-agent, ssh-add
         dpkg-dev debhelper lintian bash-completion   # packaging/build-deb, test-package
         prometheus python3-prometheus-client         # test-metrics: promtool, the OpenMetrics parser
+        golang-go golang-golang-x-mod-dev             # tests/interop/tlog-tiles (test-tiles)
 )
 
 install_deps() {
