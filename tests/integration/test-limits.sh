@@ -1,6 +1,6 @@
 #!/bin/bash
 # Limits and process promises of the running agent (README "Config",
-# "Failure behaviour"): max_connections and max_connections_per_uid refuse
+# "Failure behaviour"): one key operation per principal at a time; max_connections and max_connections_per_uid refuse
 # with UNAVAILABLE and close; idle_timeout closes an idle connection and not
 # an active one; rate_limit refuses with RATE_LIMITED "retry in" and its
 # window resets; compromised_since more than 5 min ahead is refused; the
@@ -80,6 +80,27 @@ expect_eq "$(jq -r .keyid "$T/out")" "$NK" "... with the same key"
 expect_exit 0 "compromised_since 1 minute ahead (clock skew) is accepted" cli "$OPERATOR_UID" key revoke --key "$NK" \
         --reason test --compromised-since "$(date -u -d "+1 minute" +%Y-%m-%dT%H:%M:%SZ)" --json
 expect_eq "$(jq -r .key.state "$T/out")" revoked "... and the key is revoked"
+
+# ---- one key operation per principal at a time: two RotateKey of ci-rsa
+# (RSA-3072 generation takes a while in SoftHSM2) sent at once on two
+# connections; the second is refused while the first runs ----
+check "a second key operation on a principal while one runs: UNAVAILABLE, the first completes" \
+        as "$OPERATOR_UID" $PY -c '
+import sys
+from rawclient import *
+rot = frame(request(17, field_bytes(1, b"ci-rsa")))
+for attempt in range(5):
+    a, b = connect(sys.argv[1]), connect(sys.argv[1])
+    a.sendall(rot); b.sendall(rot)
+    ra, rb = read_response(a), read_response(b)
+    assert ra[0] == "OK", ra
+    if rb[0] == "OK":
+        continue  # the first was done before the second arrived: again
+    assert rb[0] == "UNAVAILABLE" and rb[1] == "another key operation on principal \"ci-rsa\" is under way; retry", rb
+    sys.exit(0)
+sys.exit("five pairs of rotations never overlapped")' "$SOCK"
+expect_exit 0 "key operations go on afterwards (rotate ci-release)" \
+        cli "$OPERATOR_UID" key rotate --principal ci-release
 
 # ---- max_connections_per_uid = 3, max_connections = 8 ----
 # hold NAME UID N: N connections of UID, each answered once, held until
