@@ -5,10 +5,12 @@
 #include <linux/close_range.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -17,6 +19,7 @@
 #include "config.h"
 #include "events.h"
 #include "log.h"
+#include "metrics.h"
 #include "pin.h"
 #include "ratelimit.h"
 #include "refusals.h"
@@ -30,9 +33,27 @@ static void usage(FILE *f) {
                 "or creates the config's socket.\n"
                 "\n"
                 "  -c, --config FILE   configuration (default %s)\n"
+                "      --allow-root    run even as uid 0 (refused otherwise: the agent\n"
+                "                      belongs under its own user, see provsign-agent(8))\n"
                 "  -h, --help          this text\n"
                 "      --version       print the version\n",
                 PROVSIGN_DEFAULT_CONFIG);
+}
+
+/* Connections cost a descriptor each: take the hard limit (the unit sets
+ * LimitNOFILE=). Nothing in the agent or the libraries it loads uses
+ * select(), which is why a soft limit stays at 1024 by default. Where
+ * setrlimit is filtered (SystemCallFilter=~@resources) the unit's limit
+ * applies as it is. */
+static void raise_nofile_limit(void) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+                return;
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_notice("cannot raise the descriptor limit from %llu to %llu: %s", (unsigned long long) was,
+                           (unsigned long long) rl.rlim_max, strerror(errno));
 }
 
 static void cloexec_inherited(void) {
@@ -52,7 +73,7 @@ static void cloexec_inherited(void) {
 
 /* The token threads: `workers` from the config, else one per CPU (2..16),
  * which keeps a CPU-bound token (SoftHSM2) busy; a network HSM that spends
- * its time waiting wants more (see README, Benchmarks). */
+ * its time waiting wants more (see docs/benchmarks.md). */
 static size_t worker_count(const agent_config *cfg) {
         if (cfg->workers)
                 return cfg->workers;
@@ -69,9 +90,11 @@ int main(int argc, char **argv) {
                 { "config", required_argument, NULL, 'c' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
+                { "allow-root", no_argument, NULL, 'R' },
                 {},
         };
         const char *config_path = PROVSIGN_DEFAULT_CONFIG;
+        bool allow_root = false;
         int c;
         while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) >= 0) {
                 switch (c) {
@@ -84,6 +107,9 @@ int main(int argc, char **argv) {
                 case 'V':
                         printf("provsign-agent %s\n", PROVSIGN_VERSION);
                         return 0;
+                case 'R':
+                        allow_root = true;
+                        break;
                 default:
                         fprintf(stderr, "Try 'provsign-agent --help'.\n");
                         return 2;
@@ -93,6 +119,14 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "provsign-agent: unexpected argument \"%s\"\nTry 'provsign-agent --help'.\n",
                         argv[optind]);
                 return 2;
+        }
+
+        /* As root, a bug in the agent or in the vendor's PKCS#11 module is a
+         * bug with every privilege; the packaged unit runs it as "provsign". */
+        if (geteuid() == 0 && !allow_root) {
+                fprintf(stderr, "provsign-agent: refusing to run as root (uid 0): run it under its own user "
+                                "(see provsign-agent(8), \"Without systemd\"), or pass --allow-root\n");
+                return 1;
         }
 
         /* No core dumps, no ptrace by same-uid processes: the process holds a
@@ -112,6 +146,8 @@ int main(int argc, char **argv) {
         sigaddset(&mask, SIGHUP);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         agent_log_init();
+        raise_nofile_limit();
+        metrics_init();
 
         agent a = { .started_us = agent_now_us() };
         char *err = NULL;
@@ -185,6 +221,7 @@ int main(int argc, char **argv) {
         registry_done(&a.registry);
         keys_store_free(a.store);
         agent_config_free(a.config);
+        metrics_free();
         return r < 0 ? 1 : 0;
 
 fail:

@@ -1,4 +1,4 @@
-/* Audit log exports (issue 5; DESIGN.md "The audit log"): the JSON Lines
+/* Audit log exports (docs/auditing.md): the JSON Lines
  * form of entries, and the offline verifier of an export.
  *
  * Export format, one JSON object per line:
@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -36,6 +37,12 @@ json_t *client_audit_entry_json(const Provsign__AuditEntry *e, const uint8_t *le
 /* The export's columns, in order (CSV header). */
 extern const char *const client_audit_columns[];
 #define CLIENT_AUDIT_N_COLUMNS 14u
+
+/* client_audit_csv_row: the CSV row of an entry's export object o (from
+ * client_audit_entry_json()), newline included, to f. Cells that a
+ * spreadsheet would take for a formula are neutralised with a leading
+ * single quote. 0, -ENOMEM, -EIO. */
+int client_audit_csv_row(FILE *f, json_t *o);
 
 
 typedef struct client_audit_verify client_audit_verify;

@@ -151,7 +151,7 @@ else
 fi
 
 # Pipelining: 40 Sign requests in one write on one connection. The agent
-# serves a connection's requests one at a time (README "Config",
+# serves a connection's requests one at a time (docs/operations.md "Config",
 # max_inflight_per_connection): all 40 are answered, in the order sent,
 # each with the receipt of its own digest.
 check "40 pipelined Sign requests on one connection: 40 answers, in order, each for its digest" hostile '

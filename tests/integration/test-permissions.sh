@@ -1,5 +1,5 @@
 #!/bin/bash
-# The permission matrix of DESIGN.md, every request x every kind of caller:
+# The permission matrix of docs/operations.md, every request x every kind of caller:
 # a signer of P, a signer of Q, an operator, an auditor, a stranger in the
 # socket group. Requests a caller may make get their own answer (OK, or the
 # exact status the request's content earns: NOT_FOUND for the all-zero
