@@ -129,18 +129,23 @@ assert closed(s)' "$SOCK" "$2"
 }
 hold r1 "$RUNNER_UID" 3
 check "uid $RUNNER_UID holds 3 connections" wait_for 60 test -e "$T/m/r1.up"
-check "a 4th connection of that uid: UNAVAILABLE, closed" refused "$RUNNER_UID" "too many connections from this uid"
-check "the agent logged it" grep -q "refused connection from uid $RUNNER_UID .*max_connections_per_uid reached" "$T/agent.log"
+check "a 4th connection of that uid: UNAVAILABLE, closed" refused "$RUNNER_UID" \
+        "too many connections from this uid (max_connections_per_uid)"
 expect_exit 0 "another uid is served meanwhile" cli "$STRANGER_UID" status
 hold r2 "$RUNNER2_UID" 3
 hold o1 "$OPERATOR_UID" 2
 check "8 connections held (3 + 3 + 2)" wait_for 60 eval 'test -e "$T/m/r2.up" && test -e "$T/m/o1.up"'
-check "a 9th connection (any uid): UNAVAILABLE, closed" refused "$STRANGER_UID" "too many connections"
-check "the agent logged it" grep -q "refused connection from uid $STRANGER_UID .*max_connections reached" "$T/agent.log"
+check "a 9th connection (any uid): UNAVAILABLE, closed" refused "$STRANGER_UID" "too many connections (max_connections)"
 touch "$T/m/r1.stop" "$T/m/r2.stop" "$T/m/o1.stop"
 for j in $(jobs -p); do [ "$j" = "$AGENT_PID" ] || [ "$j" = "$NPID" ] || wait "$j"; done
 served() { cli "$STRANGER_UID" status >/dev/null 2>&1; }
 check "once they are closed, new connections are served" wait_for 60 served
+# each refusal is in the audit log (REFUSED, UNAVAILABLE, the caller's uid)
+expect_exit 0 "audit export" cli "$AUDITOR_UID" audit export
+for u in "$RUNNER_UID" "$STRANGER_UID"; do
+        check "the audit log has the refused connection of uid $u" jq -se --arg uid "$u" '[.[] | select(.event == "REFUSED"
+                and .status == "UNAVAILABLE" and (.uid | tostring) == $uid)] | length == 1' "$T/out"
+done
 
 # ---- rate_limit: the window of a minute resets (same agent) ----
 signs_limited() { cli "$RUNNER_UID" sign --principal ci-limited --digest "sha256:$(random_digest)" >/dev/null 2>&1; }
