@@ -192,6 +192,16 @@ open_conn.settimeout(30)
 open_conn.sendall(frame(status_request()))
 st, msg, _ = read_response(open_conn)
 open(m + "/term.reply", "w").write("%s %s" % (st, msg))
+# a new connection now is not served (README: UNAVAILABLE "agent is shutting
+# down"; the agent stops accepting, so it may instead be closed at the exit)
+late = connect(sock); late.settimeout(60)
+try:
+    late.sendall(frame(status_request()))
+    r = read_response(late)
+    got = "%s %s" % (r[0], r[1]) if r else "closed"
+except OSError as e:
+    got = "closed (%s)" % type(e).__name__
+open(m + "/term.late", "w").write(got)
 while not os.path.exists(m + "/term.stop"): time.sleep(0.05)' "$SOCK" "$T/m" "$T/n/log" "$stops" > "$T/term.out" 2>&1 &
 TERMC=$!
 check "a connection is open and another has 3000 replies unread" wait_for 60 test -e "$T/m/term.up"
@@ -206,5 +216,7 @@ expect_eq "$?" 0 "... with status 0"
 AGENT_PID=
 touch "$T/m/term.stop"
 wait "$TERMC" || fail "the SIGTERM client: $(cat "$T/term.out")"
+echo "a connection made after SIGTERM got: $(cat "$T/m/term.late" 2>/dev/null)"
+check "a connection made after SIGTERM is not served" bash -c '[ -s "$1" ] && ! grep -q "^OK" "$1"' _ "$T/m/term.late"
 
 finish
