@@ -1,6 +1,6 @@
 #!/bin/bash
 # Limits and process promises of the running agent (README "Config",
-# "Failure behaviour"): max_connections and max_connections_per_uid refuse
+# "Failure behaviour"): one key operation per principal at a time; max_connections and max_connections_per_uid refuse
 # with UNAVAILABLE and close; idle_timeout closes an idle connection and not
 # an active one; rate_limit refuses with RATE_LIMITED "retry in" and its
 # window resets; compromised_since more than 5 min ahead is refused; the
@@ -88,6 +88,26 @@ expect_exit 0 "compromised_since 1 minute ahead (clock skew) is accepted" cli "$
         --reason test --compromised-since "$(date -u -d "+1 minute" +%Y-%m-%dT%H:%M:%SZ)" --json
 expect_eq "$(jq -r .key.state "$T/out")" revoked "... and the key is revoked"
 
+# ---- one key operation per principal at a time: two RotateKey of ci-rsa
+# (RSA-3072 generation takes a while in SoftHSM2) sent at once on two
+# connections; the second is refused while the first runs ----
+check "a second key operation on a principal while one runs: UNAVAILABLE, the first completes" \
+        as "$OPERATOR_UID" $PY -c '
+import sys
+from rawclient import *
+rot = frame(request(17, field_bytes(1, b"ci-rsa")))
+for attempt in range(5):
+    a, b = connect(sys.argv[1]), connect(sys.argv[1])
+    a.sendall(rot); b.sendall(rot)
+    r = sorted([read_response(a)[:2], read_response(b)[:2]])  # either may be taken first
+    if r == [("OK", ""), ("OK", "")]:
+        continue  # one was done before the other arrived: again
+    assert r[0][0] == "OK" and r[1] == ("UNAVAILABLE", "another key operation on principal \"ci-rsa\" is under way; retry"), r
+    sys.exit(0)
+sys.exit("five pairs of rotations never overlapped")' "$SOCK"
+expect_exit 0 "key operations go on afterwards (rotate ci-release)" \
+        cli "$OPERATOR_UID" key rotate --principal ci-release
+
 # ---- max_connections_per_uid = 3, max_connections = 8 ----
 # hold NAME UID N: N connections of UID, each answered once, held until
 # $T/m/NAME.stop exists
@@ -127,6 +147,12 @@ touch "$T/m/r1.stop" "$T/m/r2.stop" "$T/m/o1.stop"
 for j in $(jobs -p); do [ "$j" = "$AGENT_PID" ] || [ "$j" = "$NPID" ] || wait "$j"; done
 served() { cli "$STRANGER_UID" status >/dev/null 2>&1; }
 check "once they are closed, new connections are served" wait_for 60 served
+# each refusal is in the audit log (REFUSED, UNAVAILABLE, the caller's uid)
+expect_exit 0 "audit export" cli "$AUDITOR_UID" audit export
+for u in "$RUNNER_UID" "$STRANGER_UID"; do
+        check "the audit log has the refused connection of uid $u" jq -se --arg uid "$u" '[.[] | select(.event == "REFUSED"
+                and .status == "UNAVAILABLE" and (.uid | tostring) == $uid)] | length == 1' "$T/out"
+done
 
 # ---- rate_limit: the window of a minute resets (same agent) ----
 signs_limited() { cli "$RUNNER_UID" sign --principal ci-limited --digest "sha256:$(random_digest)" >/dev/null 2>&1; }
@@ -173,6 +199,16 @@ open_conn.settimeout(30)
 open_conn.sendall(frame(status_request()))
 st, msg, _ = read_response(open_conn)
 open(m + "/term.reply", "w").write("%s %s" % (st, msg))
+# a new connection now is not served (README: UNAVAILABLE "agent is shutting
+# down"; the agent stops accepting, so it may instead be closed at the exit)
+late = connect(sock); late.settimeout(60)
+try:
+    late.sendall(frame(status_request()))
+    r = read_response(late)
+    got = "%s %s" % (r[0], r[1]) if r else "closed"
+except OSError as e:
+    got = "closed (%s)" % type(e).__name__
+open(m + "/term.late", "w").write(got)
 while not os.path.exists(m + "/term.stop"): time.sleep(0.05)' "$SOCK" "$T/m" "$T/n/log" "$stops" > "$T/term.out" 2>&1 &
 TERMC=$!
 check "a connection is open and another has 3000 replies unread" wait_for 60 test -e "$T/m/term.up"
@@ -187,5 +223,7 @@ expect_eq "$?" 0 "... with status 0"
 AGENT_PID=
 touch "$T/m/term.stop"
 wait "$TERMC" || fail "the SIGTERM client: $(cat "$T/term.out")"
+echo "a connection made after SIGTERM got: $(cat "$T/m/term.late" 2>/dev/null)"
+check "a connection made after SIGTERM is not served" bash -c '[ -s "$1" ] && ! grep -q "^OK" "$1"' _ "$T/m/term.late"
 
 finish
