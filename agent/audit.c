@@ -137,12 +137,14 @@ static int write_batch(agent_audit *a, const uint8_t *buf, size_t len, uint64_t 
         r = write_all(a->seg_fd, buf, len);
         if (r < 0)
                 return r;
-        r = index_add_records(a->index, a->seg_first, a->seg_size, first_seq, buf, len);
-        if (r < 0)
-                return r;
+        uint64_t off = a->seg_size;
         a->seg_size += len;
         if (fdatasync(a->seg_fd) < 0)
                 return -errno;
+        /* After the records are durable, so the index is never ahead of
+         * the log. Derived data: a failure is logged there and caught up
+         * at the next start; signing goes on. */
+        (void) index_add_records(a->index, a->seg_first, off, first_seq, buf, len);
         return 0;
 }
 
@@ -490,20 +492,6 @@ static int entry_head(const uint8_t *p, size_t n, proto_entry_head *ret) {
         return 0;
 }
 
-static bool is_key_event(int event) {
-        return event == PROVSIGN__AUDIT_EVENT__KEY_CREATE || event == PROVSIGN__AUDIT_EVENT__KEY_ROTATE ||
-               event == PROVSIGN__AUDIT_EVENT__KEY_REVOKE || event == PROVSIGN__AUDIT_EVENT__KEY_DESTROY;
-}
-
-/* Hands a replayed key event to the registry (full decode: they are few). */
-static int replay_key_event(agent_audit *a, const uint8_t *p, size_t n) {
-        Provsign__AuditEntry *e = provsign__audit_entry__unpack(NULL, n, p);
-        if (!e)
-                return -EBADMSG;
-        int r = a->on_key_event ? a->on_key_event(a->on_key_event_ctx, e) : 0;
-        provsign__audit_entry__free_unpacked(e, NULL);
-        return r;
-}
 
 /* Is there a whole record with a matching CRC32C anywhere in p[1..len)?
  * Only called on the bad tail of the last segment at start-up. */
@@ -586,18 +574,8 @@ static int replay_segment(agent_audit *a, const char *name, bool last, char **re
                                       a->dir, name, off - proto_record_size(n), a->next_seq,
                                       decodes ? "has the wrong sequence number" : "does not decode");
                 }
-                if (is_key_event(head.event)) {
-                        r = replay_key_event(a, entry, n);
-                        if (r < 0) {
-                                free(buf);
-                                return agent_errorf(ret_error, r, "%s/%s: key event at entry %" PRIu64 ": %s", a->dir,
-                                                    name, a->next_seq, strerror(-r));
-                        }
-                }
                 uint8_t h[32];
-                r = index_add(a->index, first, off - proto_record_size(n), a->next_seq, entry, n);
-                if (r >= 0)
-                        r = proto_merkle_leaf_hash(entry, n, h);
+                r = proto_merkle_leaf_hash(entry, n, h);
                 if (r >= 0)
                         r = proto_merkle_tree_append(a->tree, h);
                 if (r < 0) {
@@ -628,6 +606,53 @@ static int replay(agent_audit *a, char **ret_error) {
         for (int i = 0; i < n; i++)
                 free(list[i]);
         free(list);
+        return r;
+}
+
+/* ---- The index and the key state at start ---- */
+
+#define KEY_EVENT_BATCH 256u
+
+/* Brings the index (index.h) up to the log's next_seq, catching up from
+ * its last entry or rebuilding it, then hands every key event it lists to
+ * on_key_event, in log order, each read back through its locator and
+ * decoded in full (they are few): the registry's state without a scan of
+ * the log. */
+static int index_and_key_events(agent_audit *a, const char *state_dir, char **ret_error) {
+        char *path = NULL;
+        if (asprintf(&path, "%s/" INDEX_FILE, state_dir) < 0)
+                return -ENOMEM;
+        int r = index_open(path, &a->index);
+        free(path);
+        if (r >= 0)
+                r = index_sync(a->index, a->dir_fd, a->next_seq, ret_error);
+        if (r < 0 || !a->on_key_event)
+                return r;
+        agent_logreader *rd = NULL;
+        r = logreader_new(a->dir_fd, a->index, &rd);
+        uint64_t seqs[KEY_EVENT_BATCH], from = 0;
+        size_t n = KEY_EVENT_BATCH;
+        while (r >= 0 && n == KEY_EVENT_BATCH) {
+                r = index_key_events(a->index, from, seqs, KEY_EVENT_BATCH, &n);
+                for (size_t i = 0; r >= 0 && i < n; i++) {
+                        const uint8_t *p;
+                        size_t len;
+                        Provsign__AuditEntry *e = NULL;
+                        r = logreader_get(rd, seqs[i], &p, &len);
+                        if (r >= 0 && !(e = provsign__audit_entry__unpack(NULL, len, p)))
+                                r = -EBADMSG;
+                        if (r >= 0)
+                                r = a->on_key_event(a->on_key_event_ctx, e);
+                        if (e)
+                                provsign__audit_entry__free_unpacked(e, NULL);
+                        if (r < 0)
+                                r = agent_errorf(ret_error, r, "%s: key event at entry %" PRIu64 ": %s", a->dir, seqs[i],
+                                                 strerror(-r));
+                }
+                if (n)
+                        from = seqs[n - 1] + 1;
+        }
+        logreader_free(rd);
         return r;
 }
 
@@ -724,12 +749,13 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
                 goto fail;
         }
         r = proto_merkle_tree_new(&a->tree);
-        if (r >= 0)
-                r = index_new(&a->index);
         if (r < 0)
                 goto fail;
 
         r = replay(a, ret_error);
+        if (r < 0)
+                goto fail;
+        r = index_and_key_events(a, cfg->state_dir, ret_error);
         if (r < 0)
                 goto fail;
         a->committed = a->written = a->next_seq;
@@ -795,7 +821,7 @@ void audit_close(agent_audit *a) {
         if (a->efd >= 0)
                 close(a->efd);
         proto_merkle_tree_free(a->tree);
-        index_free(a->index);
+        index_close(a->index);
         free(a->pending);
         free(a->checkpoint);
         free(a->verifier_key);

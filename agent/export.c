@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "entry.h"
 #include "export.h"
 #include "frame.h"
 #include "index.h"
@@ -219,27 +220,46 @@ fail:
 
 /* ---- Find ---- */
 
-typedef struct find_stream {
-        server_stream base;
-        agent_logreader *reader;
+/* What a find (or a filtered export) asks for, checked exactly against
+ * each candidate entry the index gives. */
+typedef struct entry_filter {
         uint8_t digest[48];
         size_t digest_len;
         char *principal;         /* NULL: any */
+        char *keyid;             /* NULL: any */
         int64_t since_us, until_us;
-        uint64_t *cands;         /* digest mode: candidate seqs */
-        size_t n_cands, i_cands;
-        uint64_t lo, hi;         /* principal mode: next seq to ask the index for; end */
-        uint64_t scanned;
-        bool done;
-} find_stream;
+} entry_filter;
 
-static void find_free(server_stream *s) {
-        find_stream *f = (find_stream *) s;
-        logreader_free(f->reader);
+static void filter_done(entry_filter *f) {
         free(f->principal);
-        free(f->cands);
-        free(f);
-        live_streams--;
+        free(f->keyid);
+}
+
+/* Takes the request's filter fields; -EINVAL with *ret_why for bad ones. */
+static int filter_init(entry_filter *f, const ProtobufCBinaryData *digest, const char *principal, const char *keyid,
+                       int64_t since_us, int64_t until_us, const char **ret_why) {
+        memset(f, 0, sizeof *f);
+        if (digest->len && digest->len != 32 && digest->len != 48) {
+                *ret_why = "a digest is 32 (sha256) or 48 (sha384) bytes";
+                return -EINVAL;
+        }
+        if (since_us < 0 || until_us < 0 || (until_us && since_us > until_us)) {
+                *ret_why = "invalid time window";
+                return -EINVAL;
+        }
+        memcpy(f->digest, digest->data, digest->len);
+        f->digest_len = digest->len;
+        f->since_us = since_us;
+        f->until_us = until_us;
+        if ((principal[0] && !(f->principal = strdup(principal))) || (keyid[0] && !(f->keyid = strdup(keyid)))) {
+                filter_done(f);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static bool filter_any(const entry_filter *f) {
+        return f->digest_len || f->principal || f->keyid || f->since_us || f->until_us;
 }
 
 struct match_ctx {
@@ -248,24 +268,30 @@ struct match_ctx {
         bool hit;
 };
 
-static void match_value(void *ctx, const uint8_t *v, size_t len) {
+static void match_value(void *ctx, const char *v, size_t len) {
         struct match_ctx *m = ctx;
         uint8_t d[48];
-        size_t n = index_digest_value(v, len, d);
-        if (n && n == m->len && memcmp(d, m->digest, n) == 0)
+        size_t n;
+        int alg;
+        if (proto_digest_spec_parse_n(v, len, &alg, d, &n) == 0 && n == m->len && memcmp(d, m->digest, n) == 0)
                 m->hit = true;
 }
 
-static bool find_match(find_stream *f, const uint8_t *entry, size_t n) {
-        index_fields fl;
+static bool same_str(const char *want, const char *got, size_t got_len) {
+        return strlen(want) == got_len && memcmp(want, got, got_len) == 0;
+}
+
+static bool filter_match(const entry_filter *f, const uint8_t *entry, size_t n) {
+        proto_entry_fields fl;
         struct match_ctx m = { .digest = f->digest, .len = f->digest_len };
-        if (index_scan_entry(entry, n, &fl, f->digest_len ? match_value : NULL, &m) < 0)
+        if (proto_entry_scan(entry, n, &fl, f->digest_len ? match_value : NULL, &m) < 0)
                 return false;
         if (f->digest_len && !m.hit &&
             !(fl.digest_len == f->digest_len && memcmp(fl.digest, f->digest, f->digest_len) == 0))
                 return false;
-        if (f->principal &&
-            (fl.principal_len != strlen(f->principal) || memcmp(fl.principal, f->principal, fl.principal_len) != 0))
+        if (f->principal && !same_str(f->principal, fl.principal, fl.principal_len))
+                return false;
+        if (f->keyid && !same_str(f->keyid, fl.keyid, fl.keyid_len))
                 return false;
         if (f->since_us && fl.time_us < f->since_us)
                 return false;
@@ -274,40 +300,65 @@ static bool find_match(find_stream *f, const uint8_t *entry, size_t n) {
         return true;
 }
 
-/* The next candidate seq, or false when there are no more. */
-static bool find_candidate(find_stream *f, agent_index *x, uint64_t *ret) {
-        if (f->digest_len) {
-                while (f->i_cands < f->n_cands) {
-                        uint64_t s = f->cands[f->i_cands++];
-                        if (s >= f->lo && s < f->hi) {
-                                *ret = s;
-                                return true;
-                        }
-                }
-                return false;
+/* Candidates of a filter from the index, FIND_BATCH at a time, inside the
+ * seq window [lo, hi). */
+typedef struct candidates {
+        uint64_t seqs[FIND_BATCH];
+        size_t n, i;
+        uint64_t lo, hi;
+        bool end;
+} candidates;
+
+/* The next candidate seq: 1, 0 when there are no more, or -EIO. */
+static int next_candidate(candidates *c, const entry_filter *f, agent_index *x, uint64_t *ret) {
+        if (c->i == c->n) {
+                if (c->end || c->lo >= c->hi)
+                        return 0;
+                index_query q = { .digest = f->digest_len ? f->digest : NULL, .digest_len = f->digest_len,
+                                  .principal = f->principal, .keyid = f->keyid, .from = c->lo, .to = c->hi };
+                int r = index_query_seqs(x, &q, c->seqs, FIND_BATCH, &c->n);
+                if (r < 0)
+                        return r;
+                c->i = 0;
+                c->end = c->n < FIND_BATCH;
+                if (c->n == 0)
+                        return 0;
+                c->lo = c->seqs[c->n - 1] + 1;
         }
-        if (f->i_cands == f->n_cands) {
-                size_t got = 0;
-                if (f->lo < f->hi)
-                        index_principal_seqs(x, f->principal, f->lo, f->hi, f->cands, FIND_BATCH, &got);
-                f->n_cands = got;
-                f->i_cands = 0;
-                if (got == 0)
-                        return false;
-                f->lo = f->cands[got - 1] + 1;
-        }
-        *ret = f->cands[f->i_cands++];
-        return true;
+        *ret = c->seqs[c->i++];
+        return 1;
 }
 
-typedef struct find_ctx_stream {
-        find_stream f;
+/* The seq window of a filter inside [from, to) (to <= committed). */
+static void filter_window(const entry_filter *f, agent_index *x, uint64_t from, uint64_t to, candidates *c) {
+        uint64_t lo = 0, hi = to;
+        if (f->since_us || f->until_us)
+                index_time_window(x, f->since_us, f->until_us, &lo, &hi);
+        c->lo = lo > from ? lo : from;
+        c->hi = hi < to ? hi : to;
+        c->n = c->i = 0;
+        c->end = false;
+}
+
+typedef struct find_stream {
+        server_stream base;
+        agent_logreader *reader;
         agent_index *x;
-} find_ctx_stream;
+        entry_filter filter;
+        candidates cands;
+        uint64_t scanned;
+} find_stream;
+
+static void find_free(server_stream *s) {
+        find_stream *f = (find_stream *) s;
+        logreader_free(f->reader);
+        filter_done(&f->filter);
+        free(f);
+        live_streams--;
+}
 
 static int find_next(server_stream *s, uint8_t **ret, size_t *ret_len, bool *ret_last) {
-        find_ctx_stream *fc = (find_ctx_stream *) s;
-        find_stream *f = &fc->f;
+        find_stream *f = (find_stream *) s;
         ProtobufCBinaryData leaves[FRAME_BUDGET / 8];
         uint8_t *arena = malloc(FRAME_BUDGET);
         if (!arena)
@@ -318,8 +369,9 @@ static int find_next(server_stream *s, uint8_t **ret, size_t *ret_len, bool *ret
         /* Bounded work per frame: at most 4 * FIND_BATCH entries examined. */
         for (unsigned examined = 0; examined < 4 * FIND_BATCH && n < sizeof leaves / sizeof leaves[0]; examined++) {
                 uint64_t seq;
-                if (!find_candidate(f, fc->x, &seq)) {
-                        more = false;
+                r = next_candidate(&f->cands, &f->filter, f->x, &seq);
+                if (r <= 0) {
+                        more = r < 0;
                         break;
                 }
                 const uint8_t *entry;
@@ -328,11 +380,11 @@ static int find_next(server_stream *s, uint8_t **ret, size_t *ret_len, bool *ret
                 if (r < 0)
                         break;
                 f->scanned++;
-                if (!find_match(f, entry, len))
+                if (!filter_match(&f->filter, entry, len))
                         continue;
                 if (used + leaf_cost(len) > FRAME_BUDGET) {
                         /* Keep it for the next frame. */
-                        f->i_cands--;
+                        f->cands.i--;
                         f->scanned--;
                         break;
                 }
@@ -365,57 +417,35 @@ bool export_handle_find(agent *a, agent_conn *c, const struct handler *h, Provsi
                        live_streams);
                 return false;
         }
-        if (!q->digest.len && !q->principal[0]) {
-                refuse(a, c, "Find", PROVSIGN__STATUS__INVALID_ARGUMENT, "find needs a digest or a principal");
+        if (!q->digest.len && !q->principal[0] && !q->keyid[0]) {
+                refuse(a, c, "Find", PROVSIGN__STATUS__INVALID_ARGUMENT, "find needs a digest, a principal or a key id");
                 return false;
         }
-        if (q->digest.len && q->digest.len != 32 && q->digest.len != 48) {
-                refuse(a, c, "Find", PROVSIGN__STATUS__INVALID_ARGUMENT, "a digest is 32 (sha256) or 48 (sha384) bytes");
+        find_stream *f = calloc(1, sizeof *f);
+        const char *why = NULL;
+        int r = f ? filter_init(&f->filter, &q->digest, q->principal, q->keyid, q->since_us, q->until_us, &why)
+                  : -ENOMEM;
+        if (r == -EINVAL) {
+                free(f);
+                refuse(a, c, "Find", PROVSIGN__STATUS__INVALID_ARGUMENT, "%s", why);
                 return false;
         }
-        if (q->since_us < 0 || q->until_us < 0 || (q->until_us && q->since_us > q->until_us)) {
-                refuse(a, c, "Find", PROVSIGN__STATUS__INVALID_ARGUMENT, "invalid time window");
-                return false;
-        }
-        agent_index *x = audit_index(a->audit);
-        find_ctx_stream *fc = calloc(1, sizeof *fc);
-        int r = -ENOMEM;
-        if (!fc)
-                goto fail;
-        find_stream *f = &fc->f;
-        fc->x = x;
-        f->since_us = q->since_us;
-        f->until_us = q->until_us;
-        uint64_t committed = audit_committed(a->audit), lo, hi;
-        index_time_window(x, q->since_us, q->until_us, &lo, &hi);
-        f->lo = lo;
-        f->hi = hi < committed ? hi : committed;
-        if (q->principal[0] && !(f->principal = strdup(q->principal)))
-                goto fail;
-        if (q->digest.len) {
-                memcpy(f->digest, q->digest.data, q->digest.len);
-                f->digest_len = q->digest.len;
-                r = index_find_digest(x, f->digest, f->digest_len, &f->cands, &f->n_cands);
-        } else {
-                f->cands = calloc(FIND_BATCH, sizeof *f->cands);
-                r = f->cands ? 0 : -ENOMEM;
-        }
-        if (r >= 0)
-                r = logreader_new(audit_dir_fd(a->audit), x, &f->reader);
         if (r < 0)
                 goto fail;
+        f->x = audit_index(a->audit);
+        filter_window(&f->filter, f->x, 0, audit_committed(a->audit), &f->cands);
+        r = logreader_new(audit_dir_fd(a->audit), f->x, &f->reader);
+        if (r < 0) {
+                filter_done(&f->filter);
+                goto fail;
+        }
         f->base.next = find_next;
         f->base.free = find_free;
         live_streams++;
         server_stream_start(a, c, &f->base);
         return false;
 fail:
-        if (fc) {
-                logreader_free(fc->f.reader);
-                free(fc->f.principal);
-                free(fc->f.cands);
-                free(fc);
-        }
+        free(f);
         server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "find failed: %s", strerror(-r));
         return false;
 }
@@ -433,13 +463,13 @@ bool export_handle_proof(agent *a, agent_conn *c, const struct handler *h, Provs
         agent_logreader *rd = NULL;
         const uint8_t *entry;
         size_t n;
-        index_fields f;
+        proto_entry_head f;
         Provsign__Receipt receipt;
         int r = logreader_new(audit_dir_fd(a->audit), audit_index(a->audit), &rd);
         if (r >= 0)
                 r = logreader_get(rd, seq, &entry, &n);
         if (r >= 0)
-                r = index_scan_entry(entry, n, &f, NULL, NULL);
+                r = proto_entry_peek(entry, n, &f);
         if (r >= 0)
                 r = audit_receipt(a->audit, seq, f.time_us, entry, n, &receipt);
         if (r < 0) {
