@@ -961,3 +961,10 @@ int audit_range_proof(agent_audit *a, uint64_t from, uint64_t to, uint64_t m, ui
         pthread_mutex_unlock(&a->lock);
         return r;
 }
+
+int audit_inclusion_proof(agent_audit *a, uint64_t seq, uint64_t m, uint8_t proof[][32], size_t *ret_n) {
+        pthread_mutex_lock(&a->lock);
+        int r = m <= a->committed ? proto_merkle_tree_inclusion_proof(a->tree, seq, m, proof, ret_n) : -EINVAL;
+        pthread_mutex_unlock(&a->lock);
+        return r;
+}

@@ -92,5 +92,10 @@ int audit_dir_fd(const agent_audit *a);
 int audit_range_proof(agent_audit *a, uint64_t from, uint64_t to, uint64_t m, uint8_t left[][32], size_t *ret_n_left,
                       uint8_t right[][32], size_t *ret_n_right);
 
+/* audit_inclusion_proof: the inclusion path of entry seq in the tree of
+ * size m <= committed (capacity PROTO_MERKLE_MAX_PROOF), *ret_n hashes;
+ * -EINVAL otherwise. */
+int audit_inclusion_proof(agent_audit *a, uint64_t seq, uint64_t m, uint8_t proof[][32], size_t *ret_n);
+
 /* Statistics for status and benchmarks. */
 uint64_t audit_syncs(agent_audit *a);

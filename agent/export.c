@@ -64,161 +64,7 @@ static size_t leaf_cost(size_t n) {
         return n + 1 + 3; /* tag + length varint */
 }
 
-/* ---- Export ---- */
-
-typedef struct export_stream {
-        server_stream base;
-        agent_logreader *reader;
-        uint64_t next, to;       /* next seq to send; last seq (inclusive) */
-        uint8_t *final;          /* the done frame, packed up front */
-        size_t final_len;
-} export_stream;
-
-static void export_free(server_stream *s) {
-        export_stream *e = (export_stream *) s;
-        logreader_free(e->reader);
-        free(e->final);
-        free(e);
-        live_streams--;
-}
-
-static int export_next(server_stream *s, uint8_t **ret, size_t *ret_len, bool *ret_last) {
-        export_stream *e = (export_stream *) s;
-        if (e->next > e->to) {
-                *ret = e->final;
-                *ret_len = e->final_len;
-                e->final = NULL;
-                *ret_last = true;
-                return 0;
-        }
-        ProtobufCBinaryData leaves[FRAME_BUDGET / 8];
-        uint8_t *arena = malloc(FRAME_BUDGET);
-        if (!arena)
-                return -ENOMEM;
-        size_t used = 0, n = 0;
-        uint64_t first = e->next;
-        int r = 0;
-        while (e->next <= e->to && n < sizeof leaves / sizeof leaves[0]) {
-                const uint8_t *entry;
-                size_t len;
-                r = logreader_get(e->reader, e->next, &entry, &len);
-                if (r < 0)
-                        break;
-                if (used + leaf_cost(len) > FRAME_BUDGET) {
-                        if (n == 0)
-                                r = -EMSGSIZE;
-                        break;
-                }
-                memcpy(arena + used, entry, len);
-                leaves[n++] = (ProtobufCBinaryData){ .len = len, .data = arena + used };
-                used += len;
-                e->next++;
-        }
-        if (r >= 0) {
-                Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
-                Provsign__ExportResponse er = PROVSIGN__EXPORT_RESPONSE__INIT;
-                er.first_seq = first;
-                er.leaves = leaves;
-                er.n_leaves = n;
-                resp.body_case = PROVSIGN__RESPONSE__BODY_EXPORT;
-                resp.export = &er;
-                r = pack(&resp, ret, ret_len);
-                *ret_last = false;
-        } else
-                log_error("export: cannot read log entry %" PRIu64 ": %s", e->next, strerror(-r));
-        free(arena);
-        return r;
-}
-
-static ProtobufCBinaryData *hash_list(uint8_t h[][32], size_t n, ProtobufCBinaryData *out) {
-        for (size_t i = 0; i < n; i++)
-                out[i] = (ProtobufCBinaryData){ .len = 32, .data = h[i] };
-        return out;
-}
-
-bool export_handle_export(agent *a, agent_conn *c, const struct handler *h, Provsign__Request *req) {
-        (void) h;
-        const Provsign__ExportRequest *x = req->export;
-        char *note = NULL;
-        uint64_t size = 0;
-        uint8_t cons[PROTO_MERKLE_MAX_PROOF][32], left[PROTO_MERKLE_MAX_PROOF][32], right[PROTO_MERKLE_MAX_PROOF][32];
-        ProtobufCBinaryData hc[PROTO_MERKLE_MAX_PROOF], hl[PROTO_MERKLE_MAX_PROOF], hr[PROTO_MERKLE_MAX_PROOF];
-        size_t nc = 0, nl = 0, nr = 0;
-        export_stream *e = NULL;
-
-        if (live_streams >= EXPORT_MAX_STREAMS) {
-                refuse(a, c, "Export", PROVSIGN__STATUS__UNAVAILABLE, "%u exports or finds are running; try again later",
-                       live_streams);
-                return false;
-        }
-        int r = audit_checkpoint(a->audit, x->previous_size, &note, &size, cons, &nc);
-        if (r == -EINVAL) {
-                refuse(a, c, "Export", PROVSIGN__STATUS__INVALID_ARGUMENT,
-                       "previous_size %" PRIu64 " is beyond the log's %" PRIu64 " entries", x->previous_size, size);
-                return false;
-        }
-        if (r < 0)
-                goto fail;
-        uint64_t to = x->to_seq ? x->to_seq : size - 1;
-        if (size == 0 || x->from_seq >= size || to >= size || x->from_seq > to) {
-                refuse(a, c, "Export", PROVSIGN__STATUS__INVALID_ARGUMENT,
-                       "entries %" PRIu64 "..%" PRIu64 " are not in the log (it has %" PRIu64 " committed entries)",
-                       x->from_seq, to, size);
-                free(note);
-                return false;
-        }
-        r = audit_range_proof(a->audit, x->from_seq, to + 1, size, left, &nl, right, &nr);
-        if (r < 0)
-                goto fail;
-
-        e = calloc(1, sizeof *e);
-        if (!e) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        r = logreader_new(audit_dir_fd(a->audit), audit_index(a->audit), &e->reader);
-        if (r < 0)
-                goto fail;
-        Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
-        Provsign__ExportResponse er = PROVSIGN__EXPORT_RESPONSE__INIT;
-        er.first_seq = to + 1;
-        er.done = true;
-        er.checkpoint = note;
-        er.tree_size = size;
-        er.left = hash_list(left, nl, hl);
-        er.n_left = nl;
-        er.right = hash_list(right, nr, hr);
-        er.n_right = nr;
-        er.from_size = x->previous_size;
-        er.consistency_proof = hash_list(cons, nc, hc);
-        er.n_consistency_proof = nc;
-        resp.body_case = PROVSIGN__RESPONSE__BODY_EXPORT;
-        resp.export = &er;
-        r = pack(&resp, &e->final, &e->final_len);
-        if (r < 0)
-                goto fail;
-        free(note);
-        e->next = x->from_seq;
-        e->to = to;
-        e->base.next = export_next;
-        e->base.free = export_free;
-        live_streams++;
-        log_info("export of entries %" PRIu64 "..%" PRIu64 " (checkpoint %" PRIu64 ") for uid %u",
-                 x->from_seq, to, size, (unsigned) server_conn_caller(c)->uid);
-        server_stream_start(a, c, &e->base);
-        return false;
-fail:
-        if (e) {
-                logreader_free(e->reader);
-                free(e->final);
-                free(e);
-        }
-        free(note);
-        server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "export failed: %s", strerror(-r));
-        return false;
-}
-
-/* ---- Find ---- */
+/* ---- Filters (find, and sparse exports) ---- */
 
 /* What a find (or a filtered export) asks for, checked exactly against
  * each candidate entry the index gives. */
@@ -339,6 +185,280 @@ static void filter_window(const entry_filter *f, agent_index *x, uint64_t from, 
         c->n = c->i = 0;
         c->end = false;
 }
+
+/* ---- Export ---- */
+
+typedef struct export_stream {
+        server_stream base;
+        agent_audit *audit;
+        agent_logreader *reader;
+        uint64_t next, to;       /* next seq to send; last seq (inclusive) */
+        uint8_t *first;          /* sparse: the checkpoint frame, sent first */
+        size_t first_len;
+        uint8_t *final;          /* the done frame, packed up front */
+        size_t final_len;
+        bool sparse;             /* filtered: matching entries, each with its proof */
+        uint64_t size;           /* the checkpoint's tree size */
+        agent_index *x;
+        entry_filter filter;
+        candidates cands;
+} export_stream;
+
+static void export_free(server_stream *s) {
+        export_stream *e = (export_stream *) s;
+        logreader_free(e->reader);
+        filter_done(&e->filter);
+        free(e->first);
+        free(e->final);
+        free(e);
+        live_streams--;
+}
+
+/* Bytes an inclusion proof of n hashes adds to a frame. */
+static size_t proof_cost(size_t n) {
+        return n * (PROTO_MERKLE_HASH_LEN + 2) + 1 + 3;
+}
+
+#define MAX_LEAVES (FRAME_BUDGET / 8)
+/* Leaves of a sparse frame: each comes with a proof of ~20-40 hashes, so
+ * fewer fit under FRAME_BUDGET anyway. */
+#define MAX_SPARSE 128u
+
+/* A frame of a sparse export: the next matching entries with their
+ * inclusion proofs; bounded work (4 * FIND_BATCH entries examined). */
+static int export_next_sparse(export_stream *e, uint8_t *arena, ProtobufCBinaryData *leaves,
+                              Provsign__ExportResponse *er) {
+        /* Main thread only, packed by the caller before the next frame of any stream. */
+        static uint8_t hashes[MAX_SPARSE][PROTO_MERKLE_MAX_PROOF][PROTO_MERKLE_HASH_LEN];
+        static ProtobufCBinaryData hl[MAX_SPARSE][PROTO_MERKLE_MAX_PROOF];
+        static Provsign__InclusionProof proofs[MAX_SPARSE], *pp[MAX_SPARSE];
+        size_t used = 0, n = 0;
+        int r = 0;
+        bool more = true;
+        for (unsigned examined = 0; examined < 4 * FIND_BATCH && n < MAX_SPARSE; examined++) {
+                uint64_t seq;
+                r = next_candidate(&e->cands, &e->filter, e->x, &seq);
+                if (r <= 0) {
+                        more = r < 0;
+                        break;
+                }
+                const uint8_t *entry;
+                size_t len, np;
+                r = logreader_get(e->reader, seq, &entry, &len);
+                if (r < 0)
+                        break;
+                if (!filter_match(&e->filter, entry, len))
+                        continue;
+                r = audit_inclusion_proof(e->audit, seq, e->size, hashes[n], &np);
+                if (r < 0)
+                        break;
+                if (used + leaf_cost(len) + proof_cost(np) > FRAME_BUDGET) {
+                        e->cands.i--; /* for the next frame */
+                        break;
+                }
+                memcpy(arena + used, entry, len);
+                leaves[n] = (ProtobufCBinaryData){ .len = len, .data = arena + used };
+                used += len + proof_cost(np);
+                provsign__inclusion_proof__init(&proofs[n]);
+                for (size_t i = 0; i < np; i++)
+                        hl[n][i] = (ProtobufCBinaryData){ .len = PROTO_MERKLE_HASH_LEN, .data = hashes[n][i] };
+                proofs[n].hashes = hl[n];
+                proofs[n].n_hashes = np;
+                pp[n] = &proofs[n];
+                n++;
+        }
+        if (r < 0)
+                return r;
+        er->sparse = true;
+        er->leaves = leaves;
+        er->n_leaves = n;
+        er->proofs = pp;
+        er->n_proofs = n;
+        if (!more)
+                e->next = e->to + 1; /* the done frame next */
+        return 0;
+}
+
+static int export_next(server_stream *s, uint8_t **ret, size_t *ret_len, bool *ret_last) {
+        export_stream *e = (export_stream *) s;
+        if (e->first) {
+                *ret = e->first;
+                *ret_len = e->first_len;
+                e->first = NULL;
+                *ret_last = false;
+                return 0;
+        }
+        if (e->next > e->to) {
+                *ret = e->final;
+                *ret_len = e->final_len;
+                e->final = NULL;
+                *ret_last = true;
+                return 0;
+        }
+        ProtobufCBinaryData leaves[MAX_LEAVES];
+        uint8_t *arena = malloc(FRAME_BUDGET);
+        if (!arena)
+                return -ENOMEM;
+        Provsign__ExportResponse er = PROVSIGN__EXPORT_RESPONSE__INIT;
+        int r = 0;
+        if (e->sparse) {
+                er.first_seq = e->cands.lo;
+                r = export_next_sparse(e, arena, leaves, &er);
+        } else {
+                size_t used = 0, n = 0;
+                er.first_seq = e->next;
+                while (e->next <= e->to && n < MAX_LEAVES) {
+                        const uint8_t *entry;
+                        size_t len;
+                        r = logreader_get(e->reader, e->next, &entry, &len);
+                        if (r < 0)
+                                break;
+                        if (used + leaf_cost(len) > FRAME_BUDGET) {
+                                if (n == 0)
+                                        r = -EMSGSIZE;
+                                break;
+                        }
+                        memcpy(arena + used, entry, len);
+                        leaves[n++] = (ProtobufCBinaryData){ .len = len, .data = arena + used };
+                        used += len;
+                        e->next++;
+                }
+                er.leaves = leaves;
+                er.n_leaves = n;
+        }
+        if (r >= 0) {
+                Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
+                resp.body_case = PROVSIGN__RESPONSE__BODY_EXPORT;
+                resp.export = &er;
+                r = pack(&resp, ret, ret_len);
+                *ret_last = false;
+        } else
+                log_error("export: cannot read log entry %" PRIu64 ": %s", e->next, strerror(-r));
+        free(arena);
+        return r;
+}
+
+static ProtobufCBinaryData *hash_list(uint8_t h[][32], size_t n, ProtobufCBinaryData *out) {
+        for (size_t i = 0; i < n; i++)
+                out[i] = (ProtobufCBinaryData){ .len = 32, .data = h[i] };
+        return out;
+}
+
+bool export_handle_export(agent *a, agent_conn *c, const struct handler *h, Provsign__Request *req) {
+        (void) h;
+        const Provsign__ExportRequest *x = req->export;
+        char *note = NULL;
+        uint64_t size = 0;
+        uint8_t cons[PROTO_MERKLE_MAX_PROOF][32], left[PROTO_MERKLE_MAX_PROOF][32], right[PROTO_MERKLE_MAX_PROOF][32];
+        ProtobufCBinaryData hc[PROTO_MERKLE_MAX_PROOF], hl[PROTO_MERKLE_MAX_PROOF], hr[PROTO_MERKLE_MAX_PROOF];
+        size_t nc = 0, nl = 0, nr = 0;
+        export_stream *e = NULL;
+        const char *why = NULL;
+
+        if (live_streams >= EXPORT_MAX_STREAMS) {
+                refuse(a, c, "Export", PROVSIGN__STATUS__UNAVAILABLE, "%u exports or finds are running; try again later",
+                       live_streams);
+                return false;
+        }
+        e = calloc(1, sizeof *e);
+        if (!e) {
+                server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "export failed: %s", strerror(ENOMEM));
+                return false;
+        }
+        int r = filter_init(&e->filter, &x->digest, x->principal, x->keyid, x->since_us, x->until_us, &why);
+        if (r == -EINVAL) {
+                free(e);
+                refuse(a, c, "Export", PROVSIGN__STATUS__INVALID_ARGUMENT, "%s", why);
+                return false;
+        }
+        if (r < 0)
+                goto fail;
+        e->sparse = filter_any(&e->filter);
+        r = audit_checkpoint(a->audit, x->previous_size, &note, &size, cons, &nc);
+        if (r == -EINVAL) {
+                filter_done(&e->filter);
+                free(e);
+                refuse(a, c, "Export", PROVSIGN__STATUS__INVALID_ARGUMENT,
+                       "previous_size %" PRIu64 " is beyond the log's %" PRIu64 " entries", x->previous_size, size);
+                return false;
+        }
+        if (r < 0)
+                goto fail;
+        uint64_t to = x->to_seq ? x->to_seq : size - 1;
+        if (size == 0 || x->from_seq >= size || to >= size || x->from_seq > to) {
+                refuse(a, c, "Export", PROVSIGN__STATUS__INVALID_ARGUMENT,
+                       "entries %" PRIu64 "..%" PRIu64 " are not in the log (it has %" PRIu64 " committed entries)",
+                       x->from_seq, to, size);
+                filter_done(&e->filter);
+                free(e);
+                free(note);
+                return false;
+        }
+        if (!e->sparse)
+                r = audit_range_proof(a->audit, x->from_seq, to + 1, size, left, &nl, right, &nr);
+        if (r < 0)
+                goto fail;
+        e->audit = a->audit;
+        e->x = audit_index(a->audit);
+        e->size = size;
+        r = logreader_new(audit_dir_fd(a->audit), e->x, &e->reader);
+        if (r < 0)
+                goto fail;
+        Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
+        Provsign__ExportResponse er = PROVSIGN__EXPORT_RESPONSE__INIT;
+        resp.body_case = PROVSIGN__RESPONSE__BODY_EXPORT;
+        resp.export = &er;
+        er.checkpoint = note;
+        er.tree_size = size;
+        er.from_size = x->previous_size;
+        er.consistency_proof = hash_list(cons, nc, hc);
+        er.n_consistency_proof = nc;
+        if (e->sparse) {
+                /* The checkpoint first, then the entries, then an empty done frame. */
+                er.sparse = true;
+                er.first_seq = x->from_seq;
+                r = pack(&resp, &e->first, &e->first_len);
+                Provsign__ExportResponse done = PROVSIGN__EXPORT_RESPONSE__INIT;
+                done.sparse = true;
+                done.done = true;
+                done.first_seq = to + 1;
+                resp.export = &done;
+                if (r >= 0)
+                        r = pack(&resp, &e->final, &e->final_len);
+                filter_window(&e->filter, e->x, x->from_seq, to + 1, &e->cands);
+        } else {
+                er.first_seq = to + 1;
+                er.done = true;
+                er.left = hash_list(left, nl, hl);
+                er.n_left = nl;
+                er.right = hash_list(right, nr, hr);
+                er.n_right = nr;
+                r = pack(&resp, &e->final, &e->final_len);
+        }
+        if (r < 0)
+                goto fail;
+        free(note);
+        e->next = x->from_seq;
+        e->to = to;
+        e->base.next = export_next;
+        e->base.free = export_free;
+        live_streams++;
+        log_info("%sexport of entries %" PRIu64 "..%" PRIu64 " (checkpoint %" PRIu64 ") for uid %u",
+                 e->sparse ? "filtered " : "", x->from_seq, to, size, (unsigned) server_conn_caller(c)->uid);
+        server_stream_start(a, c, &e->base);
+        return false;
+fail:
+        logreader_free(e->reader);
+        filter_done(&e->filter);
+        free(e->first);
+        free(e->final);
+        free(e);
+        free(note);
+        server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "export failed: %s", strerror(-r));
+        return false;
+}
+
+/* ---- Find ---- */
 
 typedef struct find_stream {
         server_stream base;

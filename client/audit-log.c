@@ -137,7 +137,12 @@ struct client_audit_verify {
         json_t *final;           /* the final object, once seen */
         char *origin;
         uint64_t checkpoint_size;
+        uint8_t root[PROTO_MERKLE_HASH_LEN]; /* the checkpoint's, once checked */
         bool consistent_previous;
+
+        /* A sparse (filtered) export: the checkpoint object comes first and
+         * every entry carries its inclusion proof, checked as it comes. */
+        bool sparse, ended;
 };
 
 int client_audit_verify_new(const char *log_key_pem, const char *previous, client_audit_verify **ret) {
@@ -400,6 +405,38 @@ static const char *first_difference(json_t *want, json_t *got) {
         return NULL;
 }
 
+static int hash_array(json_t *a, uint8_t (**ret)[PROTO_MERKLE_HASH_LEN], size_t *ret_n);
+
+/* A sparse export's entry e (leaf[0..n)): after the entries before it, in
+ * the checkpoint's tree, its inclusion proof (taken out of o) leading to
+ * the checkpoint's root. Key states are not checked: the key events are
+ * (mostly) not in a filtered export. */
+static int verify_sparse_entry(client_audit_verify *v, json_t *o, const Provsign__AuditEntry *e, const uint8_t *leaf,
+                               size_t n) {
+        uint8_t (*proof)[PROTO_MERKLE_HASH_LEN] = NULL, h[PROTO_MERKLE_HASH_LEN];
+        size_t np = 0;
+        uint64_t seq = e->seq;
+        if (v->n && seq < v->next)
+                return fail(v, true, seq, "seq %" PRIu64 " after seq %" PRIu64 " (an entry is repeated or out of order)",
+                            seq, v->next - 1);
+        if (seq >= v->checkpoint_size)
+                return fail(v, true, seq, "not covered by the checkpoint (tree size %" PRIu64 ")", v->checkpoint_size);
+        if (hash_array(json_object_get(o, "inclusion_proof"), &proof, &np) < 0)
+                return fail(v, true, seq, "\"inclusion_proof\" is not a list of base64 hashes");
+        int r = proto_merkle_leaf_hash(leaf, n, h);
+        if (r >= 0)
+                r = proto_merkle_verify_inclusion(h, seq, v->checkpoint_size, (const uint8_t (*)[32]) proof, np, v->root);
+        free(proof);
+        if (r == -ENOMEM || r == -EIO)
+                return r;
+        if (r < 0)
+                return fail(v, true, seq, "its inclusion proof does not lead to the checkpoint's root (edited?)");
+        if (!v->n)
+                v->from = seq;
+        v->n++;
+        return 0;
+}
+
 static int add_hash(client_audit_verify *v, const uint8_t *leaf, size_t n) {
         if (v->n == v->cap_hashes) {
                 size_t cap = v->cap_hashes ? v->cap_hashes * 2 : 1024;
@@ -441,14 +478,33 @@ static int verify_entry(client_audit_verify *v, json_t *o) {
         if (!v->n) {
                 v->from = v->next = expect = e->seq;
         }
+        if (v->sparse)
+                expect = e->seq;
         want = client_audit_entry_json(e, leaf, n);
         if (!want) {
                 r = fail(v, true, expect, "the entry's strings are not valid UTF-8");
                 goto out;
         }
+        if (v->sparse) {
+                json_t *p = json_object_get(o, "inclusion_proof");
+                if (p && json_object_set(want, "inclusion_proof", p) < 0) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
         const char *diff = first_difference(want, o);
         if (diff) {
                 r = fail(v, true, expect, "field \"%s\" does not match the entry's leaf (edited)", diff);
+                goto out;
+        }
+        if (v->sparse) {
+                r = verify_sparse_entry(v, o, e, leaf, n);
+                if (r == 0) {
+                        if (v->n == 1)
+                                v->first_time = e->time_us;
+                        v->last_time = e->time_us;
+                        v->next = e->seq + 1;
+                }
                 goto out;
         }
         if (e->seq != expect) {
@@ -476,6 +532,8 @@ out:
         return r;
 }
 
+static int check_checkpoint(client_audit_verify *v);
+
 int client_audit_verify_line(client_audit_verify *v, const char *line, size_t len) {
         json_error_t err;
         if (v->failed)
@@ -489,7 +547,28 @@ int client_audit_verify_line(client_audit_verify *v, const char *line, size_t le
                 json_decref(o);
                 return fail(v, v->n > 0, here, "line %" PRIu64 " is not a JSON object (truncated or edited?)", v->lines);
         }
-        if (json_object_get(o, "checkpoint")) {
+        if (v->ended) {
+                json_decref(o);
+                return fail(v, false, 0, "line %" PRIu64 ": data after the end of a sparse export", v->lines);
+        }
+        if (v->lines == 1 && json_object_get(o, "checkpoint") && json_is_true(json_object_get(o, "sparse"))) {
+                /* A sparse export: its checkpoint first. */
+                v->sparse = true;
+                v->final = o;
+                return check_checkpoint(v);
+        }
+        if (v->sparse && json_object_get(o, "end")) {
+                json_t *jn = json_object_get(o, "entries");
+                bool ok = json_is_true(json_object_get(o, "end")) && json_is_integer(jn) &&
+                          (uint64_t) json_integer_value(jn) == v->n && json_object_size(o) == 2;
+                json_decref(o);
+                v->ended = true;
+                if (!ok)
+                        return fail(v, false, 0, "the end object does not count the %" PRIu64 " entries read (lines"
+                                    " removed or added?)", v->n);
+                return 0;
+        }
+        if (!v->sparse && json_object_get(o, "checkpoint")) {
                 v->final = o;
                 return 0;
         }
@@ -522,27 +601,19 @@ static int hash_array(json_t *a, uint8_t (**ret)[PROTO_MERKLE_HASH_LEN], size_t 
         return 0;
 }
 
-int client_audit_verify_finish(client_audit_verify *v) {
+/* The checks of the checkpoint object v->final: the note's signature,
+ * tree_size, the consistency proof from the previous checkpoint. Sets
+ * origin, checkpoint_size and root. 0, 1 (failed) or -ENOMEM. */
+static int check_checkpoint(client_audit_verify *v) {
         struct client_receipt_result res = { 0 }, prev = { 0 };
-        uint8_t (*left)[PROTO_MERKLE_HASH_LEN] = NULL, (*right)[PROTO_MERKLE_HASH_LEN] = NULL,
-                (*cons)[PROTO_MERKLE_HASH_LEN] = NULL;
-        size_t nl = 0, nr = 0, nc = 0;
+        uint8_t (*cons)[PROTO_MERKLE_HASH_LEN] = NULL;
+        size_t nc = 0;
         int r;
-
-        if (v->failed)
-                return 1;
-        if (!v->final) {
-                if (!v->n)
-                        return fail(v, false, 0, "the export is empty");
-                return fail(v, true, v->next, "the export ends after seq %" PRIu64
-                            " without its final checkpoint object (truncated)", v->next - 1);
-        }
-        if (!v->n)
-                return fail(v, false, 0, "the export has a checkpoint but no entries");
         json_t *jcp = json_object_get(v->final, "checkpoint"), *jsize = json_object_get(v->final, "tree_size"),
                *jcons = json_object_get(v->final, "consistency");
         if (!json_is_string(jcp) || !json_is_integer(jsize) || json_integer_value(jsize) < 0 || !jcons) {
-                r = fail(v, false, 0, "the final object lacks checkpoint, tree_size or consistency");
+                r = fail(v, false, 0, "the %s object lacks checkpoint, tree_size or consistency",
+                         v->sparse ? "first" : "final");
                 goto out;
         }
         r = client_checkpoint_verify(json_string_value(jcp), v->log_key_pem, &res);
@@ -558,29 +629,10 @@ int client_audit_verify_finish(client_audit_verify *v) {
                 goto out;
         }
         v->checkpoint_size = res.checkpoint_size;
+        memcpy(v->root, res.root, sizeof v->root);
         if ((uint64_t) json_integer_value(jsize) != res.checkpoint_size) {
                 r = fail(v, false, 0, "tree_size %" PRIu64 " is not the checkpoint's size %" PRIu64,
                          (uint64_t) json_integer_value(jsize), res.checkpoint_size);
-                goto out;
-        }
-        if (v->next > res.checkpoint_size) {
-                r = fail(v, true, res.checkpoint_size,
-                         "not covered by the checkpoint (tree size %" PRIu64 ", older than the entries?)",
-                         res.checkpoint_size);
-                goto out;
-        }
-        if (hash_array(json_object_get(v->final, "left"), &left, &nl) < 0 ||
-            hash_array(json_object_get(v->final, "right"), &right, &nr) < 0) {
-                r = fail(v, false, 0, "left/right are not lists of base64 hashes");
-                goto out;
-        }
-        r = proto_merkle_verify_range(v->from, v->next, res.checkpoint_size, (const uint8_t (*)[32]) v->hashes,
-                                      (const uint8_t (*)[32]) left, nl, (const uint8_t (*)[32]) right, nr, res.root);
-        if (r == -ENOMEM || r == -EIO)
-                goto out;
-        if (r < 0) {
-                r = fail(v, false, 0, "checkpoint: entries %" PRIu64 "..%" PRIu64
-                         " (with left/right) do not hash to the checkpoint's root", v->from, v->next - 1);
                 goto out;
         }
         if (v->previous) {
@@ -628,9 +680,57 @@ int client_audit_verify_finish(client_audit_verify *v) {
 out:
         client_receipt_result_done(&res);
         client_receipt_result_done(&prev);
+        free(cons);
+        return r;
+}
+
+int client_audit_verify_finish(client_audit_verify *v) {
+        uint8_t (*left)[PROTO_MERKLE_HASH_LEN] = NULL, (*right)[PROTO_MERKLE_HASH_LEN] = NULL;
+        size_t nl = 0, nr = 0;
+        int r;
+
+        if (v->failed)
+                return 1;
+        if (v->sparse) {
+                /* Checkpoint and entries were checked as they came. */
+                if (!v->ended)
+                        return fail(v, v->n > 0, v->next, "the sparse export ends %s without its end object (truncated)",
+                                    v->n ? "after an entry" : "after its checkpoint");
+                return 0;
+        }
+        if (!v->final) {
+                if (!v->n)
+                        return fail(v, false, 0, "the export is empty");
+                return fail(v, true, v->next, "the export ends after seq %" PRIu64
+                            " without its final checkpoint object (truncated)", v->next - 1);
+        }
+        if (!v->n)
+                return fail(v, false, 0, "the export has a checkpoint but no entries");
+        r = check_checkpoint(v);
+        if (r != 0)
+                return r;
+        if (v->next > v->checkpoint_size)
+                return fail(v, true, v->checkpoint_size,
+                            "not covered by the checkpoint (tree size %" PRIu64 ", older than the entries?)",
+                            v->checkpoint_size);
+        if (hash_array(json_object_get(v->final, "left"), &left, &nl) < 0 ||
+            hash_array(json_object_get(v->final, "right"), &right, &nr) < 0) {
+                r = fail(v, false, 0, "left/right are not lists of base64 hashes");
+                goto out;
+        }
+        r = proto_merkle_verify_range(v->from, v->next, v->checkpoint_size, (const uint8_t (*)[32]) v->hashes,
+                                      (const uint8_t (*)[32]) left, nl, (const uint8_t (*)[32]) right, nr, v->root);
+        if (r == -ENOMEM || r == -EIO)
+                goto out;
+        if (r < 0) {
+                r = fail(v, false, 0, "checkpoint: entries %" PRIu64 "..%" PRIu64
+                         " (with left/right) do not hash to the checkpoint's root", v->from, v->next - 1);
+                goto out;
+        }
+        r = 0;
+out:
         free(left);
         free(right);
-        free(cons);
         return r;
 }
 
@@ -643,8 +743,9 @@ json_t *client_audit_verify_summary(const client_audit_verify *v) {
         bool ok = o &&
                   put(o, "verified", json_true()) &&
                   put(o, "entries", json_integer((json_int_t) v->n)) &&
-                  put(o, "first_seq", json_integer((json_int_t) v->from)) &&
-                  put(o, "last_seq", json_integer((json_int_t) (v->next - 1))) &&
+                  put(o, "first_seq", v->n ? json_integer((json_int_t) v->from) : json_null()) &&
+                  put(o, "last_seq", v->n ? json_integer((json_int_t) (v->next - 1)) : json_null()) &&
+                  put(o, "sparse", json_boolean(v->sparse)) &&
                   put(o, "principals", json_integer((json_int_t) signers)) &&
                   put(o, "keys", json_integer((json_int_t) v->n_keys)) &&
                   put(o, "keys_unknown_before_range", json_integer((json_int_t) v->unknown_before)) &&

@@ -176,15 +176,25 @@ static void csv_cell(FILE *f, const char *s) {
         fputc('"', f);
 }
 
-static int print_entry(enum format fmt, const uint8_t *leaf, size_t n, uint64_t *ret_seq) {
+static json_t *b64_list(ProtobufCBinaryData *h, size_t n);
+
+/* One entry; proof (a sparse export's inclusion proof, stolen) is added to
+ * the JSON object as "inclusion_proof". */
+static int print_entry(enum format fmt, const uint8_t *leaf, size_t n, uint64_t *ret_seq, json_t *proof) {
         Provsign__AuditEntry *e = provsign__audit_entry__unpack(NULL, n, leaf);
-        if (!e)
+        if (!e) {
+                json_decref(proof);
                 return -EPROTO;
+        }
         *ret_seq = e->seq;
         json_t *o = client_audit_entry_json(e, leaf, n);
         provsign__audit_entry__free_unpacked(e, NULL);
-        if (!o)
+        if (!o || (proof && json_object_set_new(o, "inclusion_proof", proof) < 0)) {
+                if (!o)
+                        json_decref(proof);
+                json_decref(o);
                 return -EPROTO;
+        }
         int r = 0;
         if (fmt == FORMAT_JSONL) {
                 if (json_dumpf(o, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER) < 0)
@@ -227,11 +237,84 @@ static json_t *b64_list(ProtobufCBinaryData *h, size_t n) {
         return a;
 }
 
+/* ---- Filters (export and find) ---- */
+
+static int parse_time(const char *s, int64_t *ret) {
+        char buf[PROTO_TIME_LEN + 1];
+        /* Second precision "…:SSZ" is the same instant with .000000. */
+        if (strlen(s) == 20 && s[19] == 'Z') {
+                memcpy(buf, s, 19);
+                memcpy(buf + 19, ".000000Z", 9);
+                s = buf;
+        }
+        return proto_time_parse_us(s, ret);
+}
+
+struct filter_opts {
+        uint8_t digest[48];
+        ProtobufCBinaryData digest_bin;
+        char *principal, *keyid;     /* borrowed from argv; "" when not given */
+        int64_t since_us, until_us;
+};
+
+#define FILTER_OPTIONS \
+        { "digest", required_argument, NULL, 'd' }, \
+        { "principal", required_argument, NULL, 'P' }, \
+        { "key", required_argument, NULL, 'K' }, \
+        { "since", required_argument, NULL, 's' }, \
+        { "until", required_argument, NULL, 'u' }
+#define FILTER_SHORT "d:P:K:s:u:"
+
+/* One filter option c (FILTER_OPTIONS): 1 when it was one and is valid, 0
+ * when c is not a filter option, or the usage error's exit code (< 0 as
+ * -code). */
+static int filter_opt(const char *verb, int c, const char *arg, struct filter_opts *f) {
+        int alg;
+        size_t dlen;
+        switch (c) {
+        case 'd':
+                if (proto_digest_spec_parse(arg, &alg, f->digest, &dlen) < 0)
+                        return -cli_usage_error(verb, "invalid --digest '%s': expected sha256:HEX or sha384:HEX", arg);
+                f->digest_bin = (ProtobufCBinaryData){ .len = dlen, .data = f->digest };
+                return 1;
+        case 'P':
+                f->principal = (char *) arg;
+                return 1;
+        case 'K':
+                f->keyid = (char *) arg;
+                return 1;
+        case 's':
+                if (parse_time(arg, &f->since_us) < 0 || f->since_us == 0)
+                        return -cli_usage_error(verb, "invalid --since '%s': expected RFC 3339 UTC", arg);
+                return 1;
+        case 'u':
+                if (parse_time(arg, &f->until_us) < 0 || f->until_us == 0)
+                        return -cli_usage_error(verb, "invalid --until '%s': expected RFC 3339 UTC", arg);
+                return 1;
+        default:
+                return 0;
+        }
+}
+
+static bool filter_any(const struct filter_opts *f) {
+        return f->digest_bin.len || f->principal[0] || f->keyid[0] || f->since_us || f->until_us;
+}
+
+#define FILTER_HELP \
+        "  -d, --digest ALG:HEX     entries whose digest, or an annotation value of the\n" \
+        "                           form sha256:HEX, is ALG:HEX (sha256 or sha384)\n" \
+        "  -P, --principal NAME     entries of principal NAME\n" \
+        "  -K, --key KEYID          entries naming key KEYID (signatures, key events)\n" \
+        "  -s, --since T            logged at or after T (RFC 3339 UTC, e.g.\n" \
+        "                           2026-11-25T18:20:01Z or with microseconds)\n" \
+        "  -u, --until T            logged at or before T\n"
+
 /* ---- audit export ---- */
 
 static void export_help(void) {
-        printf("Usage: provsign audit export [--from SEQ] [--to SEQ] [--previous-size M]\n"
-               "                             [--format jsonl|csv]\n"
+        printf("Usage: provsign audit export [--from-seq SEQ] [--to-seq SEQ] [--previous-size M]\n"
+               "                             [--digest ALG:HEX] [--principal NAME] [--key KEYID]\n"
+               "                             [--since T] [--until T] [--format jsonl|csv]\n"
                "\n"
                "Streams the agent's audit log to stdout (auditor role). JSON Lines: one\n"
                "object per entry (seq, time, event, uid, gid, pid, exe, principal, keyid,\n"
@@ -242,38 +325,75 @@ static void export_help(void) {
                "with 'provsign audit verify'. CSV has the entry columns only (for\n"
                "spreadsheets; it cannot be verified).\n"
                "\n"
-               "  -f, --from SEQ            first entry (default 0)\n"
-               "  -t, --to SEQ              last entry, inclusive (default: the newest)\n"
-               "  -p, --previous-size M     include a consistency proof from tree size M\n"
-               "                            (the size of the checkpoint you kept)\n"
-               "  -F, --format jsonl|csv    output format (default jsonl)\n"
-               "  -h, --help                show this help\n");
+               "With a filter (--digest, --principal, --key, --since, --until) the export\n"
+               "is sparse: only the matching entries of the range, found through the\n"
+               "agent's index. It starts with the checkpoint object (\"sparse\": true),\n"
+               "each entry carries its \"inclusion_proof\" in the checkpoint's tree, and\n"
+               "it ends with {\"end\": true, \"entries\": N}.\n"
+               "\n"
+               "  -f, --from-seq SEQ       first entry (default 0; also --from)\n"
+               "  -t, --to-seq SEQ         last entry, inclusive (default: the newest; also --to)\n"
+               "  -p, --previous-size M    include a consistency proof from tree size M\n"
+               "                           (the size of the checkpoint you kept)\n"
+               FILTER_HELP
+               "  -F, --format jsonl|csv   output format (default jsonl)\n"
+               "  -h, --help               show this help\n");
+}
+
+/* The checkpoint object of an export (last line; a sparse export's first). */
+static int print_checkpoint(const Provsign__ExportResponse *x) {
+        json_t *cons = json_null();
+        if (x->from_size > 0)
+                cons = json_pack("{s:I, s:o}", "from_size", (json_int_t) x->from_size, "proof",
+                                 b64_list(x->consistency_proof, x->n_consistency_proof));
+        json_t *o = x->sparse ? json_pack("{s:s, s:I, s:b, s:o}", "checkpoint", x->checkpoint, "tree_size",
+                                          (json_int_t) x->tree_size, "sparse", 1, "consistency", cons)
+                              : json_pack("{s:s, s:I, s:o, s:o, s:o}", "checkpoint", x->checkpoint, "tree_size",
+                                          (json_int_t) x->tree_size, "left", b64_list(x->left, x->n_left), "right",
+                                          b64_list(x->right, x->n_right), "consistency", cons);
+        return cli_print_json(o);
+}
+
+static json_t *proof_json(const Provsign__ExportResponse *x, size_t i) {
+        if (i >= x->n_proofs || !x->proofs[i])
+                return NULL;
+        return b64_list(x->proofs[i]->hashes, x->proofs[i]->n_hashes);
 }
 
 int cmd_audit_export(const struct cli_ctx *ctx, int argc, char **argv) {
         static const struct option options[] = {
+                { "from-seq", required_argument, NULL, 'f' },
+                { "to-seq", required_argument, NULL, 't' },
                 { "from", required_argument, NULL, 'f' },
                 { "to", required_argument, NULL, 't' },
                 { "previous-size", required_argument, NULL, 'p' },
                 { "format", required_argument, NULL, 'F' },
+                FILTER_OPTIONS,
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
         static const char verb[] = "audit export";
         Provsign__ExportRequest er = PROVSIGN__EXPORT_REQUEST__INIT;
+        struct filter_opts fo = { .principal = (char *) "", .keyid = (char *) "" };
         enum format fmt = FORMAT_JSONL;
-        bool to_set = false;
+        bool to_set = false, sparse = false, header = false;
         int c, r, fd = -1;
+        uint64_t count = 0;
 
-        while ((c = getopt_long(argc, argv, ":f:t:p:F:h", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, ":f:t:p:F:h" FILTER_SHORT, options, NULL)) >= 0) {
+                int k = filter_opt(verb, c, optarg, &fo);
+                if (k < 0)
+                        return -k;
+                if (k > 0)
+                        continue;
                 switch (c) {
                 case 'f':
                         if (parse_u64(optarg, &er.from_seq) < 0)
-                                return cli_usage_error(verb, "invalid --from '%s': expected a sequence number", optarg);
+                                return cli_usage_error(verb, "invalid --from-seq '%s': expected a sequence number", optarg);
                         break;
                 case 't':
                         if (parse_u64(optarg, &er.to_seq) < 0)
-                                return cli_usage_error(verb, "invalid --to '%s': expected a sequence number", optarg);
+                                return cli_usage_error(verb, "invalid --to-seq '%s': expected a sequence number", optarg);
                         to_set = true;
                         break;
                 case 'p':
@@ -295,15 +415,25 @@ int cmd_audit_export(const struct cli_ctx *ctx, int argc, char **argv) {
                 default:
                         return cli_getopt_error(verb, c, argv);
                 }
+        }
         r = cli_extra_args(verb, argc, argv);
         if (r != CLI_EXIT_OK)
                 return r;
         if (to_set && er.to_seq < er.from_seq)
-                return cli_usage_error(verb, "--to %" PRIu64 " is before --from %" PRIu64, er.to_seq, er.from_seq);
+                return cli_usage_error(verb, "--to-seq %" PRIu64 " is before --from-seq %" PRIu64, er.to_seq, er.from_seq);
         if (to_set && er.to_seq == 0) {
-                /* to_seq 0 means "the newest" on the wire: only entry 0 is --to 0. */
-                return cli_usage_error(verb, "--to 0: export entry 0 with --from 0 --to 0 is not supported; omit --to");
+                /* to_seq 0 means "the newest" on the wire: only entry 0 is --to-seq 0. */
+                return cli_usage_error(verb, "--to-seq 0: export entry 0 with --from-seq 0 --to-seq 0 is not supported;"
+                                             " omit --to-seq");
         }
+        if (fo.until_us && fo.since_us > fo.until_us)
+                return cli_usage_error(verb, "--since is after --until");
+        er.digest = fo.digest_bin;
+        er.principal = fo.principal;
+        er.keyid = fo.keyid;
+        er.since_us = fo.since_us;
+        er.until_us = fo.until_us;
+        sparse = filter_any(&fo);
 
         Provsign__Request req = PROVSIGN__REQUEST__INIT;
         req.body_case = PROVSIGN__REQUEST__BODY_EXPORT;
@@ -330,37 +460,47 @@ int cmd_audit_export(const struct cli_ctx *ctx, int argc, char **argv) {
                         goto out;
                 }
                 Provsign__ExportResponse *x = resp->body_case == PROVSIGN__RESPONSE__BODY_EXPORT ? resp->export : NULL;
-                if (!x || (!x->done && x->first_seq != expect)) {
+                /* A sparse export: the checkpoint first, proofs with every leaf,
+                 * seqs ascending; a full one: consecutive leaves. */
+                bool bad = !x || x->sparse != sparse || (!sparse && !x->done && x->first_seq != expect) ||
+                           (sparse && !header && (x->done || !x->checkpoint[0] || x->n_leaves)) ||
+                           (sparse && x->n_proofs != x->n_leaves);
+                if (bad) {
                         provsign__response__free_unpacked(resp, NULL);
                         r = stream_failed(ctx, verb, -EPROTO, NULL);
                         goto out;
                 }
+                if (sparse && !header) {
+                        header = true;
+                        r = fmt == FORMAT_JSONL ? print_checkpoint(x) : CLI_EXIT_OK;
+                        provsign__response__free_unpacked(resp, NULL);
+                        if (r != CLI_EXIT_OK)
+                                goto out;
+                        continue;
+                }
                 for (size_t i = 0; i < x->n_leaves; i++) {
                         uint64_t seq;
-                        r = print_entry(fmt, x->leaves[i].data, x->leaves[i].len, &seq);
-                        if (r < 0 || seq != expect) {
+                        json_t *proof = NULL;
+                        if (sparse && fmt == FORMAT_JSONL && !(proof = proof_json(x, i)))
+                                r = -EPROTO;
+                        else
+                                r = print_entry(fmt, x->leaves[i].data, x->leaves[i].len, &seq, proof);
+                        if (r < 0 || (sparse ? seq < expect : seq != expect)) {
                                 provsign__response__free_unpacked(resp, NULL);
                                 r = stream_failed(ctx, verb, r < 0 ? r : -EPROTO, NULL);
                                 goto out;
                         }
-                        expect++;
+                        expect = seq + 1;
+                        count++;
                 }
                 if (x->done) {
-                        if (fmt == FORMAT_JSONL) {
-                                json_t *cons = json_null();
-                                if (x->from_size > 0)
-                                        cons = json_pack("{s:I, s:o}", "from_size", (json_int_t) x->from_size, "proof",
-                                                         b64_list(x->consistency_proof, x->n_consistency_proof));
-                                json_t *o = json_pack("{s:s, s:I, s:o, s:o, s:o}", "checkpoint", x->checkpoint,
-                                                      "tree_size", (json_int_t) x->tree_size, "left",
-                                                      b64_list(x->left, x->n_left), "right",
-                                                      b64_list(x->right, x->n_right), "consistency", cons);
-                                provsign__response__free_unpacked(resp, NULL);
-                                r = cli_print_json(o);
-                        } else {
-                                provsign__response__free_unpacked(resp, NULL);
+                        if (fmt != FORMAT_JSONL)
                                 r = CLI_EXIT_OK;
-                        }
+                        else if (sparse)
+                                r = cli_print_json(json_pack("{s:b, s:I}", "end", 1, "entries", (json_int_t) count));
+                        else
+                                r = print_checkpoint(x);
+                        provsign__response__free_unpacked(resp, NULL);
                         if (fflush(stdout) != 0 || ferror(stdout)) {
                                 fprintf(stderr, "provsign: %s: cannot write the export: %m\n", verb);
                                 r = CLI_EXIT_LOCAL;
@@ -623,67 +763,38 @@ out:
 /* ---- audit find ---- */
 
 static void find_help(void) {
-        printf("Usage: provsign audit find (--digest ALG:HEX | --principal P) [--since T] [--until T]\n"
+        printf("Usage: provsign audit find (--digest ALG:HEX | --principal NAME | --key KEYID)...\n"
+               "                           [--since T] [--until T]\n"
                "\n"
-               "Prints the log entries (JSON Lines, as 'audit export') whose digest, or an\n"
-               "annotation value of the form sha256:HEX, is ALG:HEX; or that name principal\n"
-               "P; optionally only those logged between --since and --until (RFC 3339 UTC,\n"
-               "e.g. 2026-11-25T18:20:01Z or with microseconds). The agent answers from\n"
-               "its index, without reading the whole log.\n"
+               "Prints the log entries (JSON Lines, as 'audit export') that match every\n"
+               "filter given. The agent answers from its index (index.sqlite in its\n"
+               "state directory), without reading the whole log.\n"
                "\n"
-               "  -d, --digest ALG:HEX     sha256:HEX or sha384:HEX\n"
-               "  -p, --principal P        entries of principal P\n"
-               "  -s, --since T            logged at or after T\n"
-               "  -u, --until T            logged at or before T\n"
+               FILTER_HELP
                "  -h, --help               show this help\n");
-}
-
-static int parse_time(const char *s, int64_t *ret) {
-        char buf[PROTO_TIME_LEN + 1];
-        /* Second precision "…:SSZ" is the same instant with .000000. */
-        if (strlen(s) == 20 && s[19] == 'Z') {
-                memcpy(buf, s, 19);
-                memcpy(buf + 19, ".000000Z", 9);
-                s = buf;
-        }
-        return proto_time_parse_us(s, ret);
 }
 
 int cmd_audit_find(const struct cli_ctx *ctx, int argc, char **argv) {
         static const struct option options[] = {
-                { "digest", required_argument, NULL, 'd' },
-                { "principal", required_argument, NULL, 'p' },
-                { "since", required_argument, NULL, 's' },
-                { "until", required_argument, NULL, 'u' },
+                FILTER_OPTIONS,
                 { "json", no_argument, NULL, 'j' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
         static const char verb[] = "audit find";
         Provsign__FindRequest fr = PROVSIGN__FIND_REQUEST__INIT;
-        uint8_t digest[48];
-        int c, r, fd = -1, alg;
-        size_t dlen;
+        struct filter_opts fo = { .principal = (char *) "", .keyid = (char *) "" };
+        int c, r, fd = -1;
 
-        while ((c = getopt_long(argc, argv, ":d:p:s:u:jh", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, ":jhp:" FILTER_SHORT, options, NULL)) >= 0) {
+                int k = filter_opt(verb, c, optarg, &fo);
+                if (k < 0)
+                        return -k;
+                if (k > 0)
+                        continue;
                 switch (c) {
-                case 'd':
-                        if (proto_digest_spec_parse(optarg, &alg, digest, &dlen) < 0)
-                                return cli_usage_error(verb, "invalid --digest '%s': expected sha256:HEX or sha384:HEX",
-                                                       optarg);
-                        fr.digest.data = digest;
-                        fr.digest.len = dlen;
-                        break;
                 case 'p':
-                        fr.principal = optarg;
-                        break;
-                case 's':
-                        if (parse_time(optarg, &fr.since_us) < 0 || fr.since_us == 0)
-                                return cli_usage_error(verb, "invalid --since '%s': expected RFC 3339 UTC", optarg);
-                        break;
-                case 'u':
-                        if (parse_time(optarg, &fr.until_us) < 0 || fr.until_us == 0)
-                                return cli_usage_error(verb, "invalid --until '%s': expected RFC 3339 UTC", optarg);
+                        fo.principal = optarg; /* the short option before --key came */
                         break;
                 case 'j':
                         break; /* the output is JSON anyway */
@@ -693,13 +804,19 @@ int cmd_audit_find(const struct cli_ctx *ctx, int argc, char **argv) {
                 default:
                         return cli_getopt_error(verb, c, argv);
                 }
+        }
         r = cli_extra_args(verb, argc, argv);
         if (r != CLI_EXIT_OK)
                 return r;
-        if (!fr.digest.len == !fr.principal[0])
-                return cli_usage_error(verb, "name exactly one of --digest and --principal");
-        if (fr.until_us && fr.since_us > fr.until_us)
+        if (!fo.digest_bin.len && !fo.principal[0] && !fo.keyid[0])
+                return cli_usage_error(verb, "name at least one of --digest, --principal and --key");
+        if (fo.until_us && fo.since_us > fo.until_us)
                 return cli_usage_error(verb, "--since is after --until");
+        fr.digest = fo.digest_bin;
+        fr.principal = fo.principal;
+        fr.keyid = fo.keyid;
+        fr.since_us = fo.since_us;
+        fr.until_us = fo.until_us;
 
         Provsign__Request req = PROVSIGN__REQUEST__INIT;
         req.body_case = PROVSIGN__REQUEST__BODY_FIND;
@@ -727,7 +844,7 @@ int cmd_audit_find(const struct cli_ctx *ctx, int argc, char **argv) {
                 Provsign__FindResponse *x = resp->find;
                 for (size_t i = 0; i < x->n_leaves; i++) {
                         uint64_t seq;
-                        if (print_entry(FORMAT_JSONL, x->leaves[i].data, x->leaves[i].len, &seq) < 0) {
+                        if (print_entry(FORMAT_JSONL, x->leaves[i].data, x->leaves[i].len, &seq, NULL) < 0) {
                                 provsign__response__free_unpacked(resp, NULL);
                                 r = stream_failed(ctx, verb, -EPROTO, NULL);
                                 goto out;
