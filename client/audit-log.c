@@ -540,7 +540,7 @@ int client_audit_verify_line(client_audit_verify *v, const char *line, size_t le
                 return 1;
         v->lines++;
         uint64_t here = v->n ? v->next : 0;
-        if (v->final)
+        if (v->final && !v->sparse)
                 return fail(v, false, 0, "line %" PRIu64 ": data after the final checkpoint object", v->lines);
         json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &err);
         if (!json_is_object(o)) {
