@@ -234,7 +234,16 @@ static int create_fresh(agent_index *x) {
                 log_error("audit index: cannot remove %s: %s", x->path, strerror(-r));
                 return r;
         }
-        r = open_conn(x->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &x->w);
+        /* Like the segments: 0600 (SQLite gives its -wal and -shm files the
+         * database file's mode). */
+        int fd = open(x->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+                r = -errno;
+                log_error("audit index: cannot create %s: %s", x->path, strerror(-r));
+                return r;
+        }
+        close(fd);
+        r = open_conn(x->path, SQLITE_OPEN_READWRITE, &x->w);
         if (r >= 0)
                 r = exec(x->w, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-65536;");
         if (r >= 0)
@@ -525,6 +534,12 @@ int index_sync(agent_index *x, int log_dir_fd, uint64_t log_size, char **ret_err
                 }
                 if (r >= 0)
                         r = finish_fresh(x);
+                /* Reopened: the bulk load's page cache goes back to the system. */
+                close_all(x);
+                if (r >= 0)
+                        r = open_existing(x);
+                if (r >= 0)
+                        r = prepare_all(x->w, w_sql, x->ws, W_N);
                 if (r >= 0)
                         r = open_reader(x);
                 if (r >= 0 && log_size > 0)

@@ -526,7 +526,9 @@ static void verify_help(void) {
                "active key at that position (from the key events); the leaves hash into\n"
                "the checkpoint's root; the checkpoint is signed by the log key; and with\n"
                "--previous, the log is an extension of that older checkpoint (nothing\n"
-               "removed or rewritten). Prints a summary; on failure, the first sequence\n"
+               "removed or rewritten). A filtered (sparse) export is checked entry by\n"
+               "entry: each leaf's inclusion proof leads to the checkpoint's root.\n"
+               "Prints a summary; on failure, the first sequence\n"
                "number that fails and why, and exits 1.\n"
                "\n"
                "  -k, --log-key PEM            the log's public key (a copy you keep)\n"
@@ -642,6 +644,21 @@ int cmd_audit_verify(const struct cli_ctx *ctx, int argc, char **argv) {
         else if (!s) {
                 fprintf(stderr, "provsign: out of memory\n");
                 r = CLI_EXIT_LOCAL;
+        } else if (json_is_true(json_object_get(s, "sparse"))) {
+                json_t *n = json_object_get(s, "entries");
+                printf("verified: %" JSON_INTEGER_FORMAT " entries of a filtered export, each proven in the checkpoint's"
+                       " tree (key states not checked)\n", json_integer_value(n));
+                if (json_integer_value(n) > 0)
+                        printf("seqs: %" JSON_INTEGER_FORMAT "..%" JSON_INTEGER_FORMAT "\n",
+                               json_integer_value(json_object_get(s, "first_seq")),
+                               json_integer_value(json_object_get(s, "last_seq")));
+                printf("checkpoint: %s, tree size %" JSON_INTEGER_FORMAT "\n",
+                       cli_safe(json_string_value(json_object_get(s, "origin"))),
+                       json_integer_value(json_object_get(s, "checkpoint_size")));
+                if (prev)
+                        printf("consistent with the previous checkpoint\n");
+                json_decref(s);
+                r = CLI_EXIT_OK;
         } else {
                 printf("verified: %" JSON_INTEGER_FORMAT " entries (seq %" JSON_INTEGER_FORMAT "..%" JSON_INTEGER_FORMAT ")\n",
                        json_integer_value(json_object_get(s, "entries")), json_integer_value(json_object_get(s, "first_seq")),
