@@ -18,6 +18,7 @@
 #include "frame.h"
 #include "index.h"
 #include "log.h"
+#include "origin.h"
 #include "merkle.h"
 #include "names.h"
 #include "note.h"
@@ -711,7 +712,9 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
         int r;
         if (!cfg->log_origin)
                 return agent_errorf(ret_error, -EINVAL,
-                              "%s: log_origin is required in [agent] (it names this log in its checkpoints)", cfg->path);
+                              "%s: log_origin is not set: add \"log_origin = <this host's name>/provsign\" under [agent] "
+                              "(it names this log in its signed checkpoints and cannot change once the log exists)",
+                              cfg->path);
         r = check_dir(cfg->state_dir, ret_error);
         if (r < 0)
                 return r;
@@ -748,6 +751,9 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
                 r = agent_errorf(ret_error, -errno, "%s: %s", a->dir, strerror(errno));
                 goto fail;
         }
+        r = agent_origin_bind(a->dir_fd, a->dir, cfg->log_origin, cfg->path, ret_error);
+        if (r < 0)
+                goto fail;
         r = proto_merkle_tree_new(&a->tree);
         if (r < 0)
                 goto fail;

@@ -1,4 +1,4 @@
-/* The write-ahead, tamper-evident audit log (DESIGN.md "The audit log").
+/* The write-ahead, tamper-evident audit log (docs/auditing.md).
  *
  * Entries are protobuf AuditEntry messages, stored as records (proto/record.h)
  * in segment files under <state_dir>/log, and hashed into an RFC 9162 Merkle

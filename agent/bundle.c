@@ -1,7 +1,7 @@
 /* GetKeyBundle: every principal key ever made, with its state and times,
  * as a DSSE envelope signed by the log key (payloadType
- * application/vnd.provsign.keybundle.v1+json). The format is in README.md
- * ("Key bundle"). The JSON is built on the main thread from a snapshot of
+ * PROTO_KEY_BUNDLE_TYPE). The format is proto/keybundle.c's (one writer,
+ * one reader). The JSON is built on the main thread from a snapshot of
  * the registry; the log key signs the PAE digest on a worker; the envelope
  * goes out in parts of one frame each (a server_stream), up to
  * PROTO_KEY_BUNDLE_MAX bytes. */
@@ -15,11 +15,10 @@
 #include "bundle.h"
 #include "dsse.h"
 #include "frame.h"
+#include "keybundle.h"
 #include "log.h"
 #include "names.h"
 #include "timefmt.h"
-
-#define BUNDLE_TYPE "application/vnd.provsign.keybundle.v1+json"
 
 /* Bundles being signed or sent at once: each holds up to
  * PROTO_KEY_BUNDLE_MAX bytes and costs a log-key signature, and any caller
@@ -41,61 +40,41 @@ typedef struct bundle_job {
         int r;
 } bundle_job;
 
-static json_t *time_or_null(int64_t us) {
-        char buf[PROTO_TIME_LEN + 1];
-        return us && proto_time_format_us(us, buf) ? json_string(buf) : json_null();
-}
-
-static json_t *key_json(const agent_key *k) {
-        return json_pack("{s:s, s:s, s:I, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s}",
-                         "keyid", k->keyid,
-                         "principal", k->principal,
-                         "generation", (json_int_t) k->generation,
-                         "algorithm", proto_key_algorithm_name(k->algorithm),
-                         "state", proto_key_state_name(k->state),
-                         "created", time_or_null(k->created_us),
-                         "retired", time_or_null(k->retired_us),
-                         "revoked", time_or_null(k->revoked_us),
-                         "reason", k->reason ? json_string(k->reason) : json_null(),
-                         "compromised_since", time_or_null(k->revoked_us ? k->compromised_since_us : 0),
-                         "destroyed", time_or_null(k->destroyed_us),
-                         "public_key_pem", k->pem);
+/* The agent's "not so" time (0) in the bundle's terms (null). */
+static int64_t bundle_time(int64_t us) {
+        return us ? us : PROTO_BUNDLE_NO_TIME;
 }
 
 int bundle_build(agent *a, const char *only, char **ret, size_t *ret_len) {
+        struct proto_bundle b = { .origin = (char *) audit_origin(a->audit), .principal = (char *) only,
+                                  .log_size = audit_committed(a->audit), .issued_us = (int64_t) agent_now_us() };
         agent_key *keys = NULL;
         size_t n = 0;
         int r = registry_snapshot(&a->registry, only, &keys, &n);
         if (r < 0)
                 return r;
-        char issued[PROTO_TIME_LEN + 1];
-        if (!proto_time_format_us((int64_t) agent_now_us(), issued)) {
+        memcpy(b.log_keyid, keys_key_id_hex(audit_log_key(a->audit)), sizeof b.log_keyid);
+        b.keys = calloc(n ? n : 1, sizeof *b.keys);
+        if (!b.keys) {
                 free(keys);
-                return -ERANGE;
-        }
-        json_t *arr = json_array();
-        for (size_t i = 0; arr && i < n; i++)
-                if (json_array_append_new(arr, key_json(&keys[i])) < 0) {
-                        json_decref(arr);
-                        arr = NULL;
-                }
-        free(keys);
-        json_t *doc = arr ? json_pack("{s:i, s:s, s:s, s:I, s:s, s:o}", "version", 1, "origin", audit_origin(a->audit),
-                                      "log_keyid", keys_key_id_hex(audit_log_key(a->audit)), "log_size",
-                                      (json_int_t) audit_committed(a->audit), "issued", issued, "keys", arr)
-                          : NULL;
-        /* a partial bundle says so */
-        if (doc && only && json_object_set_new(doc, "principal", json_string(only)) < 0) {
-                json_decref(doc);
-                doc = NULL;
-        }
-        char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-        json_decref(doc);
-        if (!text)
                 return -ENOMEM;
-        *ret = text;
-        *ret_len = strlen(text);
-        return 0;
+        }
+        for (size_t i = 0; i < n; i++) {
+                const agent_key *k = &keys[i];
+                b.keys[i] = (struct proto_bundle_key) {
+                        .principal = (char *) k->principal, .generation = k->generation, .algorithm = k->algorithm,
+                        .state = k->state, .created_us = bundle_time(k->created_us),
+                        .retired_us = bundle_time(k->retired_us), .revoked_us = bundle_time(k->revoked_us),
+                        .compromised_since_us = bundle_time(k->revoked_us ? k->compromised_since_us : 0),
+                        .destroyed_us = bundle_time(k->destroyed_us), .reason = k->reason, .pem = k->pem,
+                };
+                memcpy(b.keys[i].keyid, k->keyid, sizeof b.keys[i].keyid);
+        }
+        b.n_keys = n;
+        r = proto_bundle_format(&b, ret, ret_len);
+        free(b.keys);
+        free(keys);
+        return r;
 }
 
 /* The envelope in parts of at most BUNDLE_PART bytes, one per frame
@@ -178,8 +157,8 @@ static bool bundle_complete(agent *a, agent_conn *c, agent_conn_job *j) {
                                       .sig = job->sig,
                                       .sig_len = job->sig_len };
         char *envelope = NULL;
-        int r = proto_dsse_envelope_format(BUNDLE_TYPE, (const uint8_t *) job->payload, job->payload_len, &sig, 1,
-                                           &envelope);
+        int r = proto_dsse_envelope_format(PROTO_KEY_BUNDLE_TYPE, (const uint8_t *) job->payload, job->payload_len,
+                                           &sig, 1, &envelope);
         if (r < 0) {
                 server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "cannot build the key bundle: %s",
                              strerror(-r));
@@ -236,7 +215,7 @@ bool bundle_handle(agent *a, agent_conn *c, const handler *h, Provsign__Request 
                 return false;
         }
         if (r >= 0) {
-                r = proto_dsse_pae_digest(PROVSIGN__DIGEST_ALGORITHM__SHA256, BUNDLE_TYPE,
+                r = proto_dsse_pae_digest(PROVSIGN__DIGEST_ALGORITHM__SHA256, PROTO_KEY_BUNDLE_TYPE,
                                           (const uint8_t *) job->payload, job->payload_len, job->digest);
                 if (r >= 0)
                         job->digest_len = (size_t) r;

@@ -1,11 +1,11 @@
-/* The signed key bundle (GetKeyBundle; DESIGN.md "Keys"). */
+/* The signed key bundle (GetKeyBundle; the format: proto/keybundle.h). */
 #pragma once
 
 #include <stddef.h>
 
 #include "dispatch.h"
 
-/* bundle_build: the bundle JSON (README "Key bundle") of every key in the
+/* bundle_build: the bundle JSON (proto/keybundle.h) of every key in the
  * registry. 0 with *ret (caller frees) and *ret_len, or -errno. */
 int bundle_build(agent *a, const char *only, char **ret, size_t *ret_len);
 

@@ -822,6 +822,13 @@ static int read_file(struct parser *p, char **ret, size_t *ret_size) {
                 r = parser_error_at(p, 0, -EINVAL, "not a regular file");
                 goto out;
         }
+        /* The policy decides who may sign: a file others may rewrite hands
+         * them that decision at the next SIGHUP. */
+        if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+                r = parser_error_at(p, 0, -EPERM, "is group- or world-writable (mode %04o); chmod go-w it",
+                                    (unsigned) (st.st_mode & 07777));
+                goto out;
+        }
 
         /* one byte more than allowed, to notice a file that is too large */
         buf = malloc(CONFIG_FILE_MAX + 1);

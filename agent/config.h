@@ -1,4 +1,4 @@
-/* The agent's configuration file (INI, libinih). DESIGN.md "Config" is the
+/* The agent's configuration file (INI, libinih). docs/operations.md "Config" is the
  * contract: keys, sections, users and groups by name or number, durations
  * such as 30s, 5m, 12h, 90d. Unknown or duplicate keys are errors.
  *

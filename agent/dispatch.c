@@ -90,6 +90,51 @@ bool dispatch_text_valid(const char *s, size_t max) {
         return true;
 }
 
+/* RFC 6838 section 4.2 restricted-name: 1..127 of ALPHA DIGIT ! # $ & - ^ _
+ * . +, the first ALPHA or DIGIT. Returns the length taken, 0 if none. */
+static size_t restricted_name(const char *s) {
+        size_t n = 0;
+        for (; s[n] && n < 127; n++) {
+                char ch = s[n];
+                bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+                if (!alnum && (n == 0 || !strchr("!#$&-^_.+", ch)))
+                        break;
+        }
+        return n;
+}
+
+/* payload_type is a media type (RFC 6838 type "/" subtype), optionally with
+ * parameters "; name=value" whose names and values are restricted-names too
+ * (no quoted strings). It reaches auditors' exports and spreadsheets, so
+ * nothing else passes: no leading "=", "+", "-", "@", no spaces or quotes.
+ * Empty means "not given". */
+static bool media_type_valid(const char *s) {
+        if (!*s)
+                return true;
+        size_t n = restricted_name(s);
+        if (!n || s[n] != '/')
+                return false;
+        s += n + 1;
+        if (!(n = restricted_name(s)))
+                return false;
+        s += n;
+        while (*s) {
+                while (*s == ' ')
+                        s++;
+                if (*s++ != ';')
+                        return false;
+                while (*s == ' ')
+                        s++;
+                if (!(n = restricted_name(s)) || s[n] != '=')
+                        return false;
+                s += n + 1;
+                if (!(n = restricted_name(s)))
+                        return false;
+                s += n;
+        }
+        return true;
+}
+
 /* One place checks every field before any handler sees the message
  * (protobuf-c guarantees wire validity, not meaning). Returns a status. */
 static int request_validate(const agent *a, const Provsign__Request *req, char *msg, size_t n) {
@@ -115,6 +160,10 @@ static int request_validate(const agent *a, const Provsign__Request *req, char *
                         snprintf(msg, n, "payload_type must be at most %u printable characters", MAX_PAYLOAD_TYPE);
                         return PROVSIGN__STATUS__INVALID_ARGUMENT;
                 }
+                if (!media_type_valid(s->payload_type)) {
+                        snprintf(msg, n, "payload_type must be a media type (RFC 6838), e.g. application/vnd.in-toto+json");
+                        return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                }
                 if (s->n_annotations > cfg->max_annotations) {
                         snprintf(msg, n, "%zu annotations; at most %u allowed", s->n_annotations, cfg->max_annotations);
                         return PROVSIGN__STATUS__INVALID_ARGUMENT;
@@ -138,6 +187,14 @@ static int request_validate(const agent *a, const Provsign__Request *req, char *
                                          i, cfg->max_annotation_bytes);
                                 return PROVSIGN__STATUS__INVALID_ARGUMENT;
                         }
+                        /* One key, one value: a JSON object (the export) keeps only
+                         * one of two equal keys, so an entry must not have two.
+                         * n is at most max_annotations: the quadratic scan is small. */
+                        for (size_t j = 0; j < i; j++)
+                                if (strcmp(s->annotations[j]->key, an->key) == 0) {
+                                        snprintf(msg, n, "annotation %zu repeats the key of annotation %zu", i, j);
+                                        return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                                }
                 }
                 return PROVSIGN__STATUS__OK;
         }
@@ -315,7 +372,7 @@ static void sign_run(agent_job *j) {
         sign_job *job = (sign_job *) j;
         const Provsign__SignRequest *s = job->req->sign;
         agent_principal_keys *p = job->keys;
-        job->append_r = -ECANCELED;
+        job->status = PROVSIGN__STATUS__OK;
         for (int attempt = 0; attempt < SIGN_ATTEMPTS; attempt++) {
                 pthread_rwlock_rdlock(&p->order);
                 agent_key *k = p->active;
@@ -489,6 +546,10 @@ static bool handle_sign(agent *a, agent_conn *c, const handler *h, Provsign__Req
         }
         job->base.base.run = sign_run;
         job->base.complete = sign_complete;
+        /* Not run yet (it may never run: cancelled at hsm_timeout). */
+        job->append_r = -ECANCELED;
+        job->status = PROVSIGN__STATUS__HSM_UNAVAILABLE;
+        snprintf(job->msg, sizeof job->msg, "the signature was not made: the token did not answer within hsm_timeout");
         job->agent = a;
         job->req = req;
         job->keys = pk;

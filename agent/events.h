@@ -1,7 +1,7 @@
 /* Audit entries for the agent's own lifecycle: start, stop, policy loads.
  * (Signatures, refusals and key events are written where they happen.)
  *
- * And structured journald events (issue 5): agent_journal_event() sends
+ * And structured journald events: agent_journal_event() sends
  * one entry with PROVSIGN_* fields through sd_journal_sendv(), beside (not
  * instead of) the agent's stderr lines. Which classes go out is
  * journal_events: "default" = lifecycle, policy loads, key events and

@@ -107,6 +107,8 @@ static void keyop_log(keyop_job *job, Provsign__AuditEntry *const *es, size_t n)
 static void keyop_run(agent_job *j) {
         keyop_job *job = (keyop_job *) j;
         agent *a = job->agent;
+        job->status = PROVSIGN__STATUS__OK; /* it runs: see keyop_new */
+        job->msg[0] = '\0';
         Provsign__Caller c1, c2;
         Provsign__AuditEntry e1, e2;
         Provsign__AuditEntry *es[2] = { &e1, &e2 };
@@ -238,6 +240,11 @@ static keyop_job *keyop_new(agent *a, agent_conn *c, const handler *h, enum keyo
         job->h = h;
         job->op = op;
         job->p = p;
+        /* A job cancelled at hsm_timeout before a worker took it comes back
+         * without having run: it must say so, never "done" (keyop_run
+         * replaces this when it starts). */
+        keyop_fail(job, PROVSIGN__STATUS__HSM_UNAVAILABLE,
+                   "%s did not run: the token did not answer within hsm_timeout", op_names[op]);
         if (c) {
                 const agent_caller *who = server_conn_caller(c);
                 job->who = (agent_caller){ .uid = who->uid, .gid = who->gid, .pid = who->pid };

@@ -1,4 +1,4 @@
-/* Operator key operations: rotate, revoke, destroy (DESIGN.md "Keys"), and
+/* Operator key operations: rotate, revoke, destroy (docs/operations.md), and
  * scheduled rotation (rotate_after). Each runs on a worker (the token may
  * take its time generating or destroying), appends its key event(s)
  * through registry_append_events() and answers once the entries are

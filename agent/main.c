@@ -5,6 +5,7 @@
 #include <linux/close_range.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,8 @@ static void usage(FILE *f) {
                 "or creates the config's socket.\n"
                 "\n"
                 "  -c, --config FILE   configuration (default %s)\n"
+                "      --allow-root    run even as uid 0 (refused otherwise: the agent\n"
+                "                      belongs under its own user, see provsign-agent(8))\n"
                 "  -h, --help          this text\n"
                 "      --version       print the version\n",
                 PROVSIGN_DEFAULT_CONFIG);
@@ -52,7 +55,7 @@ static void cloexec_inherited(void) {
 
 /* The token threads: `workers` from the config, else one per CPU (2..16),
  * which keeps a CPU-bound token (SoftHSM2) busy; a network HSM that spends
- * its time waiting wants more (see README, Benchmarks). */
+ * its time waiting wants more (see docs/benchmarks.md). */
 static size_t worker_count(const agent_config *cfg) {
         if (cfg->workers)
                 return cfg->workers;
@@ -69,9 +72,11 @@ int main(int argc, char **argv) {
                 { "config", required_argument, NULL, 'c' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
+                { "allow-root", no_argument, NULL, 'R' },
                 {},
         };
         const char *config_path = PROVSIGN_DEFAULT_CONFIG;
+        bool allow_root = false;
         int c;
         while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) >= 0) {
                 switch (c) {
@@ -84,6 +89,9 @@ int main(int argc, char **argv) {
                 case 'V':
                         printf("provsign-agent %s\n", PROVSIGN_VERSION);
                         return 0;
+                case 'R':
+                        allow_root = true;
+                        break;
                 default:
                         fprintf(stderr, "Try 'provsign-agent --help'.\n");
                         return 2;
@@ -93,6 +101,14 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "provsign-agent: unexpected argument \"%s\"\nTry 'provsign-agent --help'.\n",
                         argv[optind]);
                 return 2;
+        }
+
+        /* As root, a bug in the agent or in the vendor's PKCS#11 module is a
+         * bug with every privilege; the packaged unit runs it as "provsign". */
+        if (geteuid() == 0 && !allow_root) {
+                fprintf(stderr, "provsign-agent: refusing to run as root (uid 0): run it under its own user "
+                                "(see provsign-agent(8), \"Without systemd\"), or pass --allow-root\n");
+                return 1;
         }
 
         /* No core dumps, no ptrace by same-uid processes: the process holds a

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pin.h"
@@ -57,6 +58,19 @@ int agent_pin_read(const agent_config *c, agent_pin *ret, char **ret_error) {
                 r = -errno;
                 if (asprintf(ret_error, "%s: cannot read PIN file %s: %s", c->path, path, strerror(-r)) < 0)
                         *ret_error = NULL;
+                goto fail;
+        }
+        /* The token's PIN: only the agent's user may read it, and nobody else
+         * may replace it (a PIN of their choosing is as bad: a lockout). */
+        struct stat st = { 0 };
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & (S_IRWXG | S_IRWXO))) {
+                r = -EPERM;
+                if (asprintf(ret_error,
+                             "%s: PIN file %s must be a regular file that only its owner can read or write "
+                             "(mode %04o; chmod 0600 or 0400 it)",
+                             c->path, path, (unsigned) (st.st_mode & 07777)) < 0)
+                        *ret_error = NULL;
+                close(fd);
                 goto fail;
         }
         size_t n = 0;

@@ -1,4 +1,4 @@
-/* Who may do what (DESIGN.md "Identities and permissions"). Pure functions
+/* Who may do what (docs/operations.md "Permissions"). Pure functions
  * of a config and a caller: no I/O, no logging. */
 #pragma once
 

@@ -1,6 +1,7 @@
 /* The key registry: every principal key ever created, with its state
  * (active, retired, revoked, destroyed), derived from the audit log's key
- * events (DESIGN.md "Keys"; the event semantics are at the end of
+ * events (docs/operations.md "Operators: the key lifecycle"; the event
+ * semantics are at the end of
  * proto/provsign.proto). The token holds only objects: a key's handle on
  * the token is looked up by key id, and may be missing (destroyed).
  *
@@ -8,7 +9,7 @@
  * when the log is replayed at start and right after a live key event was
  * appended, so the state after a restart is the state before it.
  *
- * Rotation ordering (DESIGN.md): a signer signs with the key it read as
+ * Rotation ordering (docs/architecture.md "The Sign path"): a signer signs with the key it read as
  * active, then takes its principal's `order` lock for reading, checks the
  * key is still active and appends its sign entry before letting go. A key
  * event takes `order` for writing around its append and the state change.

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "events.h"
 #include "log.h"
 #include "server.h"
@@ -37,6 +39,12 @@ int agent_reload(agent *a) {
         for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
                 if (str_changed(cur_v[i], next_v[i]))
                         log_warning("config reload: %s changed; it takes effect at the next restart", fixed[i]);
+        /* The log keeps its name for life (origin.h): not even a restart
+         * takes a new one. */
+        if (str_changed(cur->log_origin, next->log_origin))
+                log_warning("config reload: log_origin changed to \"%s\"; ignored: the log keeps \"%s\", and a "
+                            "restart with the new value would be refused",
+                            next->log_origin ? next->log_origin : "", cur->log_origin ? cur->log_origin : "");
 
         /* New principals get their first key before the policy that names them
          * is live, so a Sign for them never sees NO_ACTIVE_KEY. */
@@ -54,6 +62,7 @@ int agent_reload(agent *a) {
         agent_config_free(a->config);
         a->config = next;
         log_notice("config reloaded from %s: %zu principals", next->path, next->n_principals);
+        sd_notifyf(0, "STATUS=serving %zu principals", next->n_principals);
         agent_audit_policy_load(a, next->path, PROVSIGN__STATUS__OK, "reloaded on SIGHUP");
         return 0;
 }

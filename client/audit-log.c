@@ -145,6 +145,52 @@ struct client_audit_verify {
         bool sparse, ended;
 };
 
+/* One CSV cell (RFC 4180 quoting). A cell that a spreadsheet would read as
+ * a formula (starting with '=', '+', '-', '@', tab or CR) gets a leading
+ * single quote, the OWASP rule against CSV injection: the text a signer
+ * chose (payload_type, annotations) stays text. */
+static void csv_cell(FILE *f, const char *s) {
+        bool formula = strchr("=+-@\t\r", s[0]) && s[0];
+
+        if (!formula && !strpbrk(s, ",\"\r\n")) {
+                fputs(s, f);
+                return;
+        }
+        fputc('"', f);
+        if (formula)
+                fputc('\'', f);
+        for (; *s; s++) {
+                if (*s == '"')
+                        fputc('"', f);
+                fputc(*s, f);
+        }
+        fputc('"', f);
+}
+
+int client_audit_csv_row(FILE *f, json_t *o) {
+        for (size_t i = 0; i < CLIENT_AUDIT_N_COLUMNS; i++) {
+                json_t *v = json_object_get(o, client_audit_columns[i]);
+
+                if (i)
+                        fputc(',', f);
+                if (json_is_string(v))
+                        csv_cell(f, json_string_value(v));
+                else if (json_is_integer(v))
+                        fprintf(f, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+                else if (json_is_object(v)) {
+                        char *s = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+                        if (!s)
+                                return -ENOMEM;
+                        csv_cell(f, s);
+                        free(s);
+                }
+        }
+        fputc('\n', f);
+        return ferror(f) ? -EIO : 0;
+}
+
+
 int client_audit_verify_new(const char *log_key_pem, const char *previous, client_audit_verify **ret) {
         client_audit_verify *v = calloc(1, sizeof *v);
         if (!v)
@@ -274,116 +320,137 @@ static struct vkey *key_add(client_audit_verify *v, const char *keyid, const cha
  * seen signing, for a principal with no key event yet in the range, is
  * counted as "unknown before range" and taken as that principal's active
  * key; everything after it is checked as usual. */
-static int check_keys(client_audit_verify *v, const Provsign__AuditEntry *e) {
+/* KEY_CREATE, KEY_ROTATE: the key becomes its principal's (active when
+ * first or rotated to; a created successor waits retired). */
+static int check_key_create(client_audit_verify *v, const Provsign__AuditEntry *e) {
         uint64_t seq = e->seq;
         struct vkey *k;
         struct vprincipal *p;
 
-        switch (e->event) {
-        case PROVSIGN__AUDIT_EVENT__KEY_CREATE:
-        case PROVSIGN__AUDIT_EVENT__KEY_ROTATE: {
-                if (!e->keyid[0] || !e->principal[0])
-                        return fail(v, true, seq, "key event without a key id or principal");
-                p = principal_get(v, e->principal);
-                if (!p)
+        if (!e->keyid[0] || !e->principal[0])
+                return fail(v, true, seq, "key event without a key id or principal");
+        p = principal_get(v, e->principal);
+        if (!p)
+                return -ENOMEM;
+        p->events_in_range = true;
+        k = key_find(v, e->keyid);
+        if (k && strcmp(k->principal, e->principal) != 0)
+                return fail(v, true, seq, "key %s of principal %s appears for principal %s", shown(e->keyid),
+                            shown(k->principal), shown(e->principal));
+        if (e->event == PROVSIGN__AUDIT_EVENT__KEY_CREATE) {
+                if (k)
+                        return 0; /* seen again (adopted from the token): nothing changes */
+                bool first = !p->active;
+                k = key_add(v, e->keyid, e->principal, first ? KS_ACTIVE : KS_RETIRED, seq);
+                if (!k)
                         return -ENOMEM;
-                p->events_in_range = true;
-                k = key_find(v, e->keyid);
-                if (k && strcmp(k->principal, e->principal) != 0)
-                        return fail(v, true, seq, "key %s of principal %s appears for principal %s", shown(e->keyid),
-                                    shown(k->principal), shown(e->principal));
-                if (e->event == PROVSIGN__AUDIT_EVENT__KEY_CREATE) {
-                        if (k)
-                                return 0; /* seen again (adopted from the token): nothing changes */
-                        bool first = !p->active;
-                        k = key_add(v, e->keyid, e->principal, first ? KS_ACTIVE : KS_RETIRED, seq);
-                        if (!k)
-                                return -ENOMEM;
-                        if (first)
-                                p = principal_get(v, e->principal), p->active = k;
-                        return 0;
-                }
-                if (k && k->state != KS_ACTIVE && k->state != KS_RETIRED)
-                        return fail(v, true, seq, "rotation to key %s, which was %s at seq %" PRIu64, shown(e->keyid),
-                                    key_state_names[k->state], k->since_seq);
-                if (!k) {
-                        k = key_add(v, e->keyid, e->principal, KS_ACTIVE, seq);
-                        if (!k)
-                                return -ENOMEM;
-                        p = principal_get(v, e->principal);
-                }
-                if (p->active && p->active != k) {
-                        p->active->state = KS_RETIRED;
-                        p->active->since_seq = seq;
-                }
-                k->state = KS_ACTIVE;
-                k->since_seq = seq;
-                p->active = k;
+                if (first)
+                        p = principal_get(v, e->principal), p->active = k;
                 return 0;
         }
-        case PROVSIGN__AUDIT_EVENT__KEY_REVOKE:
-        case PROVSIGN__AUDIT_EVENT__KEY_DESTROY: {
-                bool revoke = e->event == PROVSIGN__AUDIT_EVENT__KEY_REVOKE;
-                k = key_find(v, e->keyid);
-                if (!k) {
-                        if (v->from == 0)
-                                return fail(v, true, seq, "%s of key %s, which no earlier entry created",
-                                            revoke ? "revocation" : "destruction", shown(e->keyid));
-                        k = key_add(v, e->keyid, e->principal[0] ? e->principal : "", KS_REVOKED, seq);
+        if (k && k->state != KS_ACTIVE && k->state != KS_RETIRED)
+                return fail(v, true, seq, "rotation to key %s, which was %s at seq %" PRIu64, shown(e->keyid),
+                            key_state_names[k->state], k->since_seq);
+        if (!k) {
+                k = key_add(v, e->keyid, e->principal, KS_ACTIVE, seq);
+                if (!k)
+                        return -ENOMEM;
+                p = principal_get(v, e->principal);
+        }
+        if (p->active && p->active != k) {
+                p->active->state = KS_RETIRED;
+                p->active->since_seq = seq;
+        }
+        k->state = KS_ACTIVE;
+        k->since_seq = seq;
+        p->active = k;
+        return 0;
+}
+
+/* KEY_REVOKE, KEY_DESTROY: the key stops signing. */
+static int check_key_end(client_audit_verify *v, const Provsign__AuditEntry *e) {
+        uint64_t seq = e->seq;
+        struct vkey *k;
+        struct vprincipal *p;
+
+        bool revoke = e->event == PROVSIGN__AUDIT_EVENT__KEY_REVOKE;
+        k = key_find(v, e->keyid);
+        if (!k) {
+                if (v->from == 0)
+                        return fail(v, true, seq, "%s of key %s, which no earlier entry created",
+                                    revoke ? "revocation" : "destruction", shown(e->keyid));
+                k = key_add(v, e->keyid, e->principal[0] ? e->principal : "", KS_REVOKED, seq);
+                if (!k)
+                        return -ENOMEM;
+                k->unknown_before = true;
+                v->unknown_before++;
+        }
+        if (k->state == KS_DESTROYED && revoke)
+                return 0; /* revoking a destroyed key changes nothing here */
+        k->state = revoke ? KS_REVOKED : KS_DESTROYED;
+        k->since_seq = seq;
+        p = k->principal[0] ? principal_get(v, k->principal) : NULL;
+        if (k->principal[0] && !p)
+                return -ENOMEM;
+        if (p) {
+                p->events_in_range = true;
+                if (p->active == k)
+                        p->active = NULL;
+        }
+        return 0;
+}
+
+/* SIGN (OK): by the principal's active key. */
+static int check_sign_key(client_audit_verify *v, const Provsign__AuditEntry *e) {
+        uint64_t seq = e->seq;
+        struct vkey *k;
+        struct vprincipal *p;
+
+        if (e->status != PROVSIGN__STATUS__OK)
+                return 0;
+        if (!e->keyid[0] || !e->principal[0])
+                return fail(v, true, seq, "sign entry without a key id or principal");
+        p = principal_get(v, e->principal);
+        if (!p)
+                return -ENOMEM;
+        p->signs = true;
+        k = key_find(v, e->keyid);
+        if (!k) {
+                if (v->from > 0 && !p->events_in_range && !p->active) {
+                        k = key_add(v, e->keyid, e->principal, KS_ACTIVE, seq);
                         if (!k)
                                 return -ENOMEM;
                         k->unknown_before = true;
                         v->unknown_before++;
-                }
-                if (k->state == KS_DESTROYED && revoke)
-                        return 0; /* revoking a destroyed key changes nothing here */
-                k->state = revoke ? KS_REVOKED : KS_DESTROYED;
-                k->since_seq = seq;
-                p = k->principal[0] ? principal_get(v, k->principal) : NULL;
-                if (k->principal[0] && !p)
-                        return -ENOMEM;
-                if (p) {
-                        p->events_in_range = true;
-                        if (p->active == k)
-                                p->active = NULL;
-                }
-                return 0;
-        }
-        case PROVSIGN__AUDIT_EVENT__SIGN: {
-                if (e->status != PROVSIGN__STATUS__OK)
+                        p = principal_get(v, e->principal);
+                        p->active = k;
                         return 0;
-                if (!e->keyid[0] || !e->principal[0])
-                        return fail(v, true, seq, "sign entry without a key id or principal");
-                p = principal_get(v, e->principal);
-                if (!p)
-                        return -ENOMEM;
-                p->signs = true;
-                k = key_find(v, e->keyid);
-                if (!k) {
-                        if (v->from > 0 && !p->events_in_range && !p->active) {
-                                k = key_add(v, e->keyid, e->principal, KS_ACTIVE, seq);
-                                if (!k)
-                                        return -ENOMEM;
-                                k->unknown_before = true;
-                                v->unknown_before++;
-                                p = principal_get(v, e->principal);
-                                p->active = k;
-                                return 0;
-                        }
-                        return fail(v, true, seq, "signed by %s with key %s, which is not a key of the principal (%s)",
-                                    shown(e->principal), shown(e->keyid),
-                                    v->from > 0 ? "the principal has key events in the range, none names it"
-                                                : "no KEY_CREATE or KEY_ROTATE before it");
                 }
-                if (strcmp(k->principal, e->principal) != 0)
-                        return fail(v, true, seq, "signed for %s with key %s, which belongs to %s", shown(e->principal),
-                                    shown(e->keyid), shown(k->principal));
-                if (k->state != KS_ACTIVE || p->active != k)
-                        return fail(v, true, seq, "signed by %s with key %s, which was %s at seq %" PRIu64
-                                    " (not the principal's active key)", shown(e->principal), shown(e->keyid),
-                                    key_state_names[k->state], k->since_seq);
-                return 0;
+                return fail(v, true, seq, "signed by %s with key %s, which is not a key of the principal (%s)",
+                            shown(e->principal), shown(e->keyid),
+                            v->from > 0 ? "the principal has key events in the range, none names it"
+                                        : "no KEY_CREATE or KEY_ROTATE before it");
         }
+        if (strcmp(k->principal, e->principal) != 0)
+                return fail(v, true, seq, "signed for %s with key %s, which belongs to %s", shown(e->principal),
+                            shown(e->keyid), shown(k->principal));
+        if (k->state != KS_ACTIVE || p->active != k)
+                return fail(v, true, seq, "signed by %s with key %s, which was %s at seq %" PRIu64
+                            " (not the principal's active key)", shown(e->principal), shown(e->keyid),
+                            key_state_names[k->state], k->since_seq);
+        return 0;
+}
+
+static int check_keys(client_audit_verify *v, const Provsign__AuditEntry *e) {
+        switch (e->event) {
+        case PROVSIGN__AUDIT_EVENT__KEY_CREATE:
+        case PROVSIGN__AUDIT_EVENT__KEY_ROTATE:
+                return check_key_create(v, e);
+        case PROVSIGN__AUDIT_EVENT__KEY_REVOKE:
+        case PROVSIGN__AUDIT_EVENT__KEY_DESTROY:
+                return check_key_end(v, e);
+        case PROVSIGN__AUDIT_EVENT__SIGN:
+                return check_sign_key(v, e);
         default:
                 return 0;
         }
@@ -405,11 +472,27 @@ static const char *first_difference(json_t *want, json_t *got) {
         return NULL;
 }
 
+static int add_hash(client_audit_verify *v, const uint8_t *leaf, size_t n) {
+        if (v->n == v->cap_hashes) {
+                size_t cap = v->cap_hashes ? v->cap_hashes * 2 : 1024;
+                void *h = realloc(v->hashes, cap * sizeof *v->hashes);
+                if (!h)
+                        return -ENOMEM;
+                v->hashes = h;
+                v->cap_hashes = cap;
+        }
+        int r = proto_merkle_leaf_hash(leaf, n, v->hashes[v->n]);
+        if (r < 0)
+                return r;
+        v->n++;
+        return 0;
+}
+
 static int hash_array(json_t *a, uint8_t (**ret)[PROTO_MERKLE_HASH_LEN], size_t *ret_n);
 
 /* A sparse export's entry e (leaf[0..n)): after the entries before it, in
- * the checkpoint's tree, its inclusion proof (taken out of o) leading to
- * the checkpoint's root. Key states are not checked: the key events are
+ * the checkpoint's tree, its inclusion proof (in o) leading to the
+ * checkpoint's root. Key states are not checked: the key events are
  * (mostly) not in a filtered export. */
 static int verify_sparse_entry(client_audit_verify *v, json_t *o, const Provsign__AuditEntry *e, const uint8_t *leaf,
                                size_t n) {
@@ -434,22 +517,10 @@ static int verify_sparse_entry(client_audit_verify *v, json_t *o, const Provsign
         if (!v->n)
                 v->from = seq;
         v->n++;
-        return 0;
-}
-
-static int add_hash(client_audit_verify *v, const uint8_t *leaf, size_t n) {
-        if (v->n == v->cap_hashes) {
-                size_t cap = v->cap_hashes ? v->cap_hashes * 2 : 1024;
-                void *h = realloc(v->hashes, cap * sizeof *v->hashes);
-                if (!h)
-                        return -ENOMEM;
-                v->hashes = h;
-                v->cap_hashes = cap;
-        }
-        int r = proto_merkle_leaf_hash(leaf, n, v->hashes[v->n]);
-        if (r < 0)
-                return r;
-        v->n++;
+        if (v->n == 1)
+                v->first_time = e->time_us;
+        v->last_time = e->time_us;
+        v->next = seq + 1;
         return 0;
 }
 
@@ -485,12 +556,10 @@ static int verify_entry(client_audit_verify *v, json_t *o) {
                 r = fail(v, true, expect, "the entry's strings are not valid UTF-8");
                 goto out;
         }
-        if (v->sparse) {
-                json_t *p = json_object_get(o, "inclusion_proof");
-                if (p && json_object_set(want, "inclusion_proof", p) < 0) {
-                        r = -ENOMEM;
-                        goto out;
-                }
+        json_t *proof = v->sparse ? json_object_get(o, "inclusion_proof") : NULL;
+        if (proof && json_object_set(want, "inclusion_proof", proof) < 0) {
+                r = -ENOMEM;
+                goto out;
         }
         const char *diff = first_difference(want, o);
         if (diff) {
@@ -499,12 +568,6 @@ static int verify_entry(client_audit_verify *v, json_t *o) {
         }
         if (v->sparse) {
                 r = verify_sparse_entry(v, o, e, leaf, n);
-                if (r == 0) {
-                        if (v->n == 1)
-                                v->first_time = e->time_us;
-                        v->last_time = e->time_us;
-                        v->next = e->seq + 1;
-                }
                 goto out;
         }
         if (e->seq != expect) {
@@ -532,7 +595,21 @@ out:
         return r;
 }
 
-static int check_checkpoint(client_audit_verify *v);
+static int verify_sparse_head(client_audit_verify *v);
+
+/* A filtered export's end object counts what came before it (a file cut
+ * or shortened by whole lines). Takes o. */
+static int verify_sparse_end(client_audit_verify *v, json_t *o) {
+        json_t *jn = json_object_get(o, "entries");
+        bool ok = json_is_true(json_object_get(o, "end")) && json_is_integer(jn) &&
+                  (uint64_t) json_integer_value(jn) == v->n && json_object_size(o) == 2;
+        json_decref(o);
+        v->ended = true;
+        if (!ok)
+                return fail(v, false, 0, "the end object does not count the %" PRIu64 " entries read (lines removed or"
+                            " added?)", v->n);
+        return 0;
+}
 
 int client_audit_verify_line(client_audit_verify *v, const char *line, size_t len) {
         json_error_t err;
@@ -542,32 +619,21 @@ int client_audit_verify_line(client_audit_verify *v, const char *line, size_t le
         uint64_t here = v->n ? v->next : 0;
         if (v->final && !v->sparse)
                 return fail(v, false, 0, "line %" PRIu64 ": data after the final checkpoint object", v->lines);
+        if (v->ended)
+                return fail(v, false, 0, "line %" PRIu64 ": data after the end of a filtered export", v->lines);
         json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &err);
         if (!json_is_object(o)) {
                 json_decref(o);
                 return fail(v, v->n > 0, here, "line %" PRIu64 " is not a JSON object (truncated or edited?)", v->lines);
         }
-        if (v->ended) {
-                json_decref(o);
-                return fail(v, false, 0, "line %" PRIu64 ": data after the end of a sparse export", v->lines);
-        }
         if (v->lines == 1 && json_object_get(o, "checkpoint") && json_is_true(json_object_get(o, "sparse"))) {
-                /* A sparse export: its checkpoint first. */
+                /* A filtered (sparse) export: its checkpoint first. */
                 v->sparse = true;
                 v->final = o;
-                return check_checkpoint(v);
+                return verify_sparse_head(v);
         }
-        if (v->sparse && json_object_get(o, "end")) {
-                json_t *jn = json_object_get(o, "entries");
-                bool ok = json_is_true(json_object_get(o, "end")) && json_is_integer(jn) &&
-                          (uint64_t) json_integer_value(jn) == v->n && json_object_size(o) == 2;
-                json_decref(o);
-                v->ended = true;
-                if (!ok)
-                        return fail(v, false, 0, "the end object does not count the %" PRIu64 " entries read (lines"
-                                    " removed or added?)", v->n);
-                return 0;
-        }
+        if (v->sparse && json_object_get(o, "end"))
+                return verify_sparse_end(v, o);
         if (!v->sparse && json_object_get(o, "checkpoint")) {
                 v->final = o;
                 return 0;
@@ -601,103 +667,125 @@ static int hash_array(json_t *a, uint8_t (**ret)[PROTO_MERKLE_HASH_LEN], size_t 
         return 0;
 }
 
-/* The checks of the checkpoint object v->final: the note's signature,
- * tree_size, the consistency proof from the previous checkpoint. Sets
- * origin, checkpoint_size and root. 0, 1 (failed) or -ENOMEM. */
-static int check_checkpoint(client_audit_verify *v) {
-        struct client_receipt_result res = { 0 }, prev = { 0 };
+/* The final object's checkpoint: signed by the log key, of the size it
+ * states, covering the entries, which with left/right hash to its root.
+ * Fills res. 0, 1 (failed), -ENOMEM. */
+/* The checkpoint object's note (v->final): signed by the log key, of the
+ * size it states. Fills res and v's origin, checkpoint_size and root. 0, 1
+ * (failed), -ENOMEM. */
+static int verify_checkpoint_note(client_audit_verify *v, struct client_receipt_result *res) {
+        json_t *jcp = json_object_get(v->final, "checkpoint"), *jsize = json_object_get(v->final, "tree_size");
+        int r;
+
+        if (!json_is_string(jcp) || !json_is_integer(jsize) || json_integer_value(jsize) < 0 ||
+            !json_object_get(v->final, "consistency"))
+                return fail(v, false, 0, "the %s object lacks checkpoint, tree_size or consistency",
+                            v->sparse ? "first" : "final");
+        r = client_checkpoint_verify(json_string_value(jcp), v->log_key_pem, res);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                return fail(v, false, 0, "checkpoint: %s", res->detail);
+        v->origin = strdup(res->origin);
+        if (!v->origin)
+                return -ENOMEM;
+        v->checkpoint_size = res->checkpoint_size;
+        memcpy(v->root, res->root, sizeof v->root);
+        if ((uint64_t) json_integer_value(jsize) != res->checkpoint_size)
+                return fail(v, false, 0, "tree_size %" PRIu64 " is not the checkpoint's size %" PRIu64,
+                            (uint64_t) json_integer_value(jsize), res->checkpoint_size);
+        return 0;
+}
+
+static int verify_final_checkpoint(client_audit_verify *v, struct client_receipt_result *res) {
+        uint8_t (*left)[PROTO_MERKLE_HASH_LEN] = NULL, (*right)[PROTO_MERKLE_HASH_LEN] = NULL;
+        size_t nl = 0, nr = 0;
+        int r = verify_checkpoint_note(v, res);
+
+        if (r != 0)
+                return r;
+        if (v->next > res->checkpoint_size)
+                return fail(v, true, res->checkpoint_size,
+                            "not covered by the checkpoint (tree size %" PRIu64 ", older than the entries?)",
+                            res->checkpoint_size);
+        if (hash_array(json_object_get(v->final, "left"), &left, &nl) < 0 ||
+            hash_array(json_object_get(v->final, "right"), &right, &nr) < 0) {
+                r = fail(v, false, 0, "left/right are not lists of base64 hashes");
+                goto out;
+        }
+        r = proto_merkle_verify_range(v->from, v->next, res->checkpoint_size, (const uint8_t (*)[32]) v->hashes,
+                                      (const uint8_t (*)[32]) left, nl, (const uint8_t (*)[32]) right, nr, res->root);
+        if (r < 0 && r != -ENOMEM && r != -EIO)
+                r = fail(v, false, 0, "checkpoint: entries %" PRIu64 "..%" PRIu64
+                         " (with left/right) do not hash to the checkpoint's root", v->from, v->next - 1);
+out:
+        free(left);
+        free(right);
+        return r;
+}
+
+/* The previous checkpoint the auditor kept: signed by the same key, of
+ * the same log, no larger, and the export's consistency proof ties it to
+ * the checkpoint in res. 0, 1 (failed), -ENOMEM. */
+static int verify_previous(client_audit_verify *v, const struct client_receipt_result *res) {
+        struct client_receipt_result prev = { 0 };
         uint8_t (*cons)[PROTO_MERKLE_HASH_LEN] = NULL;
+        json_t *jcons = json_object_get(v->final, "consistency");
+        json_t *fs = json_is_object(jcons) ? json_object_get(jcons, "from_size") : NULL;
         size_t nc = 0;
         int r;
-        json_t *jcp = json_object_get(v->final, "checkpoint"), *jsize = json_object_get(v->final, "tree_size"),
-               *jcons = json_object_get(v->final, "consistency");
-        if (!json_is_string(jcp) || !json_is_integer(jsize) || json_integer_value(jsize) < 0 || !jcons) {
-                r = fail(v, false, 0, "the %s object lacks checkpoint, tree_size or consistency",
-                         v->sparse ? "first" : "final");
-                goto out;
-        }
-        r = client_checkpoint_verify(json_string_value(jcp), v->log_key_pem, &res);
-        if (r < 0)
-                goto out;
-        if (r > 0) {
-                r = fail(v, false, 0, "checkpoint: %s", res.detail);
-                goto out;
-        }
-        v->origin = strdup(res.origin);
-        if (!v->origin) {
-                r = -ENOMEM;
-                goto out;
-        }
-        v->checkpoint_size = res.checkpoint_size;
-        memcpy(v->root, res.root, sizeof v->root);
-        if ((uint64_t) json_integer_value(jsize) != res.checkpoint_size) {
-                r = fail(v, false, 0, "tree_size %" PRIu64 " is not the checkpoint's size %" PRIu64,
-                         (uint64_t) json_integer_value(jsize), res.checkpoint_size);
-                goto out;
-        }
-        if (v->previous) {
-                r = client_checkpoint_verify(v->previous, v->log_key_pem, &prev);
-                if (r < 0)
-                        goto out;
-                if (r > 0) {
-                        r = fail(v, false, 0, "previous checkpoint: %s", prev.detail);
-                        goto out;
-                }
-                if (strcmp(prev.origin, res.origin) != 0) {
-                        r = fail(v, false, 0, "previous checkpoint is of log '%s', not '%s'", shown(prev.origin),
-                                 shown(res.origin));
-                        goto out;
-                }
-                if (prev.checkpoint_size > res.checkpoint_size) {
-                        r = fail(v, false, 0, "previous checkpoint has %" PRIu64 " entries, more than this one's %" PRIu64
-                                 ": the log shrank", prev.checkpoint_size, res.checkpoint_size);
-                        goto out;
-                }
-                json_t *fs = json_is_object(jcons) ? json_object_get(jcons, "from_size") : NULL;
-                if (!fs || !json_is_integer(fs) || (uint64_t) json_integer_value(fs) != prev.checkpoint_size) {
-                        r = fail(v, false, 0, "the export has no consistency proof from the previous checkpoint's size %"
-                                 PRIu64 " (export with --previous-size %" PRIu64 ")", prev.checkpoint_size,
-                                 prev.checkpoint_size);
-                        goto out;
-                }
-                if (hash_array(json_object_get(jcons, "proof"), &cons, &nc) < 0) {
-                        r = fail(v, false, 0, "consistency proof is not a list of base64 hashes");
-                        goto out;
-                }
-                r = proto_merkle_verify_consistency(prev.checkpoint_size, res.checkpoint_size, prev.root, res.root,
+
+        r = client_checkpoint_verify(v->previous, v->log_key_pem, &prev);
+        if (r > 0)
+                r = fail(v, false, 0, "previous checkpoint: %s", prev.detail);
+        else if (r == 0 && strcmp(prev.origin, res->origin) != 0)
+                r = fail(v, false, 0, "previous checkpoint is of log '%s', not '%s'", shown(prev.origin),
+                         shown(res->origin));
+        else if (r == 0 && prev.checkpoint_size > res->checkpoint_size)
+                r = fail(v, false, 0, "previous checkpoint has %" PRIu64 " entries, more than this one's %" PRIu64
+                         ": the log shrank", prev.checkpoint_size, res->checkpoint_size);
+        else if (r == 0 && (!fs || !json_is_integer(fs) || (uint64_t) json_integer_value(fs) != prev.checkpoint_size))
+                r = fail(v, false, 0, "the export has no consistency proof from the previous checkpoint's size %" PRIu64
+                         " (export with --previous-size %" PRIu64 ")", prev.checkpoint_size, prev.checkpoint_size);
+        else if (r == 0 && hash_array(json_object_get(jcons, "proof"), &cons, &nc) < 0)
+                r = fail(v, false, 0, "consistency proof is not a list of base64 hashes");
+        else if (r == 0) {
+                r = proto_merkle_verify_consistency(prev.checkpoint_size, res->checkpoint_size, prev.root, res->root,
                                                     (const uint8_t (*)[32]) cons, nc);
-                if (r == -ENOMEM || r == -EIO)
-                        goto out;
-                if (r < 0) {
+                if (r < 0 && r != -ENOMEM && r != -EIO)
                         r = fail(v, false, 0, "previous checkpoint: the log's history was rewritten: the tree of %" PRIu64
                                  " entries is not an extension of the previous tree of %" PRIu64,
-                                 res.checkpoint_size, prev.checkpoint_size);
-                        goto out;
-                }
-                v->consistent_previous = true;
+                                 res->checkpoint_size, prev.checkpoint_size);
+                v->consistent_previous = r == 0;
         }
-        r = 0;
-out:
-        client_receipt_result_done(&res);
         client_receipt_result_done(&prev);
         free(cons);
         return r;
 }
 
+/* A filtered export's first object: its checkpoint, and the consistency
+ * with the previous one, checked before any entry. */
+static int verify_sparse_head(client_audit_verify *v) {
+        struct client_receipt_result res = { 0 };
+        int r = verify_checkpoint_note(v, &res);
+
+        if (r == 0 && v->previous)
+                r = verify_previous(v, &res);
+        client_receipt_result_done(&res);
+        return r;
+}
+
 int client_audit_verify_finish(client_audit_verify *v) {
-        uint8_t (*left)[PROTO_MERKLE_HASH_LEN] = NULL, (*right)[PROTO_MERKLE_HASH_LEN] = NULL;
-        size_t nl = 0, nr = 0;
+        struct client_receipt_result res = { 0 };
         int r;
 
         if (v->failed)
                 return 1;
-        if (v->sparse) {
-                /* Checkpoint and entries were checked as they came. */
-                if (!v->ended)
-                        return fail(v, v->n > 0, v->next, "the sparse export ends %s without its end object (truncated)",
-                                    v->n ? "after an entry" : "after its checkpoint");
-                return 0;
-        }
+        if (v->sparse)
+                /* The checkpoint and every entry were checked as they came. */
+                return v->ended ? 0
+                                : fail(v, v->n > 0, v->next, "the filtered export ends %s without its end object"
+                                       " (truncated)", v->n ? "after an entry" : "after its checkpoint");
         if (!v->final) {
                 if (!v->n)
                         return fail(v, false, 0, "the export is empty");
@@ -706,31 +794,10 @@ int client_audit_verify_finish(client_audit_verify *v) {
         }
         if (!v->n)
                 return fail(v, false, 0, "the export has a checkpoint but no entries");
-        r = check_checkpoint(v);
-        if (r != 0)
-                return r;
-        if (v->next > v->checkpoint_size)
-                return fail(v, true, v->checkpoint_size,
-                            "not covered by the checkpoint (tree size %" PRIu64 ", older than the entries?)",
-                            v->checkpoint_size);
-        if (hash_array(json_object_get(v->final, "left"), &left, &nl) < 0 ||
-            hash_array(json_object_get(v->final, "right"), &right, &nr) < 0) {
-                r = fail(v, false, 0, "left/right are not lists of base64 hashes");
-                goto out;
-        }
-        r = proto_merkle_verify_range(v->from, v->next, v->checkpoint_size, (const uint8_t (*)[32]) v->hashes,
-                                      (const uint8_t (*)[32]) left, nl, (const uint8_t (*)[32]) right, nr, v->root);
-        if (r == -ENOMEM || r == -EIO)
-                goto out;
-        if (r < 0) {
-                r = fail(v, false, 0, "checkpoint: entries %" PRIu64 "..%" PRIu64
-                         " (with left/right) do not hash to the checkpoint's root", v->from, v->next - 1);
-                goto out;
-        }
-        r = 0;
-out:
-        free(left);
-        free(right);
+        r = verify_final_checkpoint(v, &res);
+        if (r == 0 && v->previous)
+                r = verify_previous(v, &res);
+        client_receipt_result_done(&res);
         return r;
 }
 

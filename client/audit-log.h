@@ -1,4 +1,4 @@
-/* Audit log exports (issue 5; DESIGN.md "The audit log"): the JSON Lines
+/* Audit log exports (docs/auditing.md): the JSON Lines
  * form of entries, and the offline verifier of an export.
  *
  * Export format, one JSON object per line:
@@ -8,6 +8,12 @@
  *   ... one per entry, consecutive seqs ...
  *   {"checkpoint": NOTE, "tree_size": N, "left": [B64...], "right": [B64...],
  *    "consistency": {"from_size": M, "proof": [B64...]} | null}
+ *
+ * A filtered (sparse) export (docs/log-index.md) has the checkpoint object
+ * first, with "sparse": true and no left/right; then its entries, ascending
+ * but not consecutive, each with "inclusion_proof": [B64...] in the
+ * checkpoint's tree (checked as it comes, in constant memory; key states
+ * are not checked); then {"end": true, "entries": N}.
  *
  * Every field but "leaf" is derived from "leaf" (base64 of the exact
  * AuditEntry bytes) by client_audit_entry_json(); the verifier derives them
@@ -23,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -36,6 +43,12 @@ json_t *client_audit_entry_json(const Provsign__AuditEntry *e, const uint8_t *le
 /* The export's columns, in order (CSV header). */
 extern const char *const client_audit_columns[];
 #define CLIENT_AUDIT_N_COLUMNS 14u
+
+/* client_audit_csv_row: the CSV row of an entry's export object o (from
+ * client_audit_entry_json()), newline included, to f. Cells that a
+ * spreadsheet would take for a formula are neutralised with a leading
+ * single quote. 0, -ENOMEM, -EIO. */
+int client_audit_csv_row(FILE *f, json_t *o);
 
 
 typedef struct client_audit_verify client_audit_verify;
@@ -67,6 +80,7 @@ void client_audit_verify_failure(const client_audit_verify *v, bool *ret_has_seq
 /* client_audit_verify_summary: after a successful finish, the summary
  * object {"verified": true, "entries", "first_seq", "last_seq",
  * "principals", "keys", "keys_unknown_before_range", "first_time",
- * "last_time", "checkpoint_size", "origin", "consistent_with_previous"}. A
+ * "last_time", "checkpoint_size", "origin", "consistent_with_previous",
+ * "sparse"} (first_seq/last_seq null for a filtered export without entries). A
  * new reference or NULL. */
 json_t *client_audit_verify_summary(const client_audit_verify *v);

@@ -102,7 +102,15 @@ out:
         return r;
 }
 
-int cmd_attest(const struct cli_ctx *ctx, int argc, char **argv) {
+/* What the command line asked for; strings borrowed from argv. */
+struct attest_opts {
+        const char *principal, *type, *receipt_path, *out_path, *path;
+        struct provsign_annotation *ann;
+        size_t n_ann;
+};
+
+/* CLI_EXIT_OK to go on, -1 after --help, else the exit code. */
+static int attest_parse(int argc, char **argv, struct attest_opts *o) {
         static const struct option options[] = {
                 { "principal",  required_argument, NULL, 'p' },
                 { "type",       required_argument, NULL, 't' },
@@ -113,72 +121,67 @@ int cmd_attest(const struct cli_ctx *ctx, int argc, char **argv) {
                 {}
         };
         static const char verb[] = "attest";
-        const char *principal = NULL, *type = NULL, *receipt_path = NULL, *out_path = NULL, *path;
-        struct provsign_annotation *ann;
-        size_t n_ann = 0, len;
-        char *payload = NULL;
         int c, r;
 
-        ann = calloc((size_t) argc, sizeof *ann);
-        if (!ann) {
+        o->ann = calloc((size_t) argc, sizeof *o->ann);
+        if (!o->ann) {
                 fprintf(stderr, "provsign: out of memory\n");
                 return CLI_EXIT_LOCAL;
         }
         while ((c = getopt_long(argc, argv, ":p:t:a:r:o:h", options, NULL)) >= 0)
                 switch (c) {
                 case 'p':
-                        if (!*optarg) {
-                                r = cli_usage_error(verb, "--principal needs a non-empty name");
-                                goto out;
-                        }
-                        principal = optarg;
+                        if (!*optarg)
+                                return cli_usage_error(verb, "--principal needs a non-empty name");
+                        o->principal = optarg;
                         break;
                 case 't':
-                        type = optarg;
+                        o->type = optarg;
                         break;
                 case 'a':
-                        r = cli_parse_annotation(verb, optarg, &ann[n_ann]);
+                        r = cli_parse_annotation(verb, optarg, &o->ann[o->n_ann]);
                         if (r != CLI_EXIT_OK)
-                                goto out;
-                        n_ann++;
+                                return r;
+                        o->n_ann++;
                         break;
                 case 'r':
                 case 'o':
-                        if (!*optarg) {
-                                r = cli_usage_error(verb, "--%s needs a non-empty path", c == 'r' ? "receipt" : "output");
-                                goto out;
-                        }
-                        *(c == 'r' ? &receipt_path : &out_path) = optarg;
+                        if (!*optarg)
+                                return cli_usage_error(verb, "--%s needs a non-empty path", c == 'r' ? "receipt" : "output");
+                        *(c == 'r' ? &o->receipt_path : &o->out_path) = optarg;
                         break;
                 case 'h':
                         attest_help();
-                        r = CLI_EXIT_OK;
-                        goto out;
+                        return -1;
                 default:
-                        r = cli_getopt_error(verb, c, argv);
-                        goto out;
+                        return cli_getopt_error(verb, c, argv);
                 }
+        if (!o->type || !*o->type)
+                return cli_usage_error(verb, "missing --type MEDIA-TYPE (the envelope's payloadType)");
+        if (optind >= argc)
+                return cli_usage_error(verb, "missing FILE (the payload to sign)");
+        o->path = argv[optind++];
+        return cli_extra_args(verb, argc, argv);
+}
 
-        if (!type || !*type) {
-                r = cli_usage_error(verb, "missing --type MEDIA-TYPE (the envelope's payloadType)");
-                goto out;
-        }
-        if (optind >= argc) {
-                r = cli_usage_error(verb, "missing FILE (the payload to sign)");
-                goto out;
-        }
-        path = argv[optind++];
-        r = cli_extra_args(verb, argc, argv);
-        if (r != CLI_EXIT_OK)
-                goto out;
+static int attest_run(const struct cli_ctx *ctx, const struct attest_opts *o) {
+        char *payload = NULL;
+        size_t len;
+        int r = cli_read_file("attest", "payload", o->path, PROVSIGN_DSSE_MAX_PAYLOAD, &payload, &len);
 
-        r = cli_read_file(verb, "payload", path, PROVSIGN_DSSE_MAX_PAYLOAD, &payload, &len);
-        if (r != CLI_EXIT_OK)
-                goto out;
-        r = cli_attest_output(ctx, verb, principal, type, (const uint8_t *) payload, len, ann, n_ann, out_path,
-                              receipt_path);
-out:
+        if (r == CLI_EXIT_OK)
+                r = cli_attest_output(ctx, "attest", o->principal, o->type, (const uint8_t *) payload, len, o->ann,
+                                      o->n_ann, o->out_path, o->receipt_path);
         free(payload);
-        free(ann);
         return r;
+}
+
+int cmd_attest(const struct cli_ctx *ctx, int argc, char **argv) {
+        struct attest_opts o = {};
+        int r = attest_parse(argc, argv, &o);
+
+        if (r == CLI_EXIT_OK)
+                r = attest_run(ctx, &o);
+        free(o.ann);
+        return r < 0 ? CLI_EXIT_OK : r;
 }

@@ -1,10 +1,10 @@
-/* provsign audit export | verify | proof | find (issue 5).
+/* provsign audit export | verify | proof | find.
  *
- * Export and find are streamed replies (several Response frames for one
- * request), which the one-request-one-reply library API does not carry:
- * this file speaks the framed protocol itself over its own connection
- * (proto/frame.h), one frame in memory at a time. Verify is offline
- * (audit-log.c). Nothing here is part of libprovsign. */
+ * Export, find and proof go through libprovsign (provsign_export_log,
+ * provsign_find_log, provsign_get_log_proof), which streams the entries
+ * one at a time: this file only writes them. Verify is offline
+ * (audit-log.c). Each verb parses its options into a struct, then one
+ * function acts on it. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -12,13 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include "audit-log.h"
 #include "cli.h"
-#include "frame.h"
 #include "names.h"
 #include "receipt-json.h"
 #include "receipt.h"
@@ -27,123 +23,6 @@ int cmd_audit_export(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_audit_verify(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_audit_proof(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_audit_find(const struct cli_ctx *ctx, int argc, char **argv);
-
-/* ---- The streamed transport ---- */
-
-static int stream_connect(const struct cli_ctx *ctx, int *ret_fd) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        const char *path = ctx->socket_path;
-        if (strlen(path) >= sizeof sa.sun_path) {
-                fprintf(stderr, "provsign: cannot reach agent at %s: path too long\n", path);
-                return CLI_EXIT_UNREACHABLE;
-        }
-        strcpy(sa.sun_path, path);
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0) {
-                fprintf(stderr, "provsign: cannot reach agent at %s: %m\n", path);
-                if (fd >= 0)
-                        close(fd);
-                return CLI_EXIT_UNREACHABLE;
-        }
-        *ret_fd = fd;
-        return CLI_EXIT_OK;
-}
-
-static int send_request(int fd, Provsign__Request *req) {
-        uint8_t *buf;
-        size_t len;
-        req->protocol_version = PROVSIGN_PROTOCOL_VERSION;
-        int r = proto_frame_pack(&req->base, &buf, &len);
-        if (r < 0)
-                return r;
-        size_t off = 0;
-        while (off < len) {
-                ssize_t k = send(fd, buf + off, len - off, MSG_NOSIGNAL);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0) {
-                        r = k < 0 ? -errno : -EPIPE;
-                        break;
-                }
-                off += (size_t) k;
-        }
-        free(buf);
-        return r;
-}
-
-static int read_exact(int fd, uint8_t *p, size_t n) {
-        size_t got = 0;
-        while (got < n) {
-                ssize_t k = read(fd, p + got, n - got);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                if (k == 0)
-                        return got ? -EPROTO : -ECONNRESET;
-                got += (size_t) k;
-        }
-        return 0;
-}
-
-/* One Response frame; the caller frees it. */
-static int read_response(int fd, Provsign__Response **ret) {
-        uint8_t hdr[PROTO_FRAME_HEADER], *payload;
-        size_t len;
-        int r = read_exact(fd, hdr, sizeof hdr);
-        if (r < 0)
-                return r;
-        if (proto_frame_peek(hdr, sizeof hdr, PROTO_FRAME_MAX, &len) <= 0)
-                return -EPROTO;
-        payload = malloc(len ? len : 1);
-        if (!payload)
-                return -ENOMEM;
-        r = read_exact(fd, payload, len);
-        if (r == -ECONNRESET)
-                r = -EPROTO;
-        Provsign__Response *resp = r < 0 ? NULL : provsign__response__unpack(NULL, len, payload);
-        free(payload);
-        if (r < 0)
-                return r;
-        if (!resp)
-                return -EPROTO;
-        *ret = resp;
-        return 0;
-}
-
-/* A refusal or a transport failure, as cli_call_failed() words them. */
-static int stream_failed(const struct cli_ctx *ctx, const char *verb, int r, const Provsign__Response *resp) {
-        if (resp) {
-                fprintf(stderr, "%s: %s\n", proto_status_name((int) resp->status), cli_safe(resp->message));
-                return CLI_EXIT_REFUSED;
-        }
-        if (r == -ECONNRESET || r == -EPIPE) {
-                fprintf(stderr, "provsign: lost connection to agent at %s: %s\n", ctx->socket_path, strerror(-r));
-                return CLI_EXIT_UNREACHABLE;
-        }
-        if (r == -EPROTO) {
-                fprintf(stderr, "provsign: %s: malformed reply from agent at %s\n", verb, ctx->socket_path);
-                return CLI_EXIT_LOCAL;
-        }
-        fprintf(stderr, "provsign: %s: %s\n", verb, strerror(-r));
-        return CLI_EXIT_LOCAL;
-}
-
-/* Connects and sends req: CLI_EXIT_OK with *ret_fd, or the exit code after
- * saying why (and *ret_fd -1). */
-static int stream_request(const struct cli_ctx *ctx, const char *verb, Provsign__Request *req, int *ret_fd) {
-        int fd, r = stream_connect(ctx, &fd);
-        *ret_fd = -1;
-        if (r != CLI_EXIT_OK)
-                return r;
-        r = send_request(fd, req);
-        if (r < 0) {
-                close(fd);
-                return stream_failed(ctx, verb, r, NULL);
-        }
-        *ret_fd = fd;
-        return CLI_EXIT_OK;
-}
 
 static int parse_u64(const char *s, uint64_t *ret) {
         uint64_t v = 0;
@@ -162,72 +41,39 @@ static int parse_u64(const char *s, uint64_t *ret) {
 
 enum format { FORMAT_JSONL, FORMAT_CSV };
 
-static void csv_cell(FILE *f, const char *s) {
-        if (!strpbrk(s, ",\"\r\n")) {
-                fputs(s, f);
-                return;
-        }
-        fputc('"', f);
-        for (; *s; s++) {
-                if (*s == '"')
-                        fputc('"', f);
-                fputc(*s, f);
-        }
-        fputc('"', f);
-}
-
-static json_t *b64_list(ProtobufCBinaryData *h, size_t n);
-
-/* One entry; proof (a sparse export's inclusion proof, stolen) is added to
- * the JSON object as "inclusion_proof". */
+/* One entry; proof (a filtered export's inclusion proof, stolen) goes in
+ * its JSON object as "inclusion_proof". */
 static int print_entry(enum format fmt, const uint8_t *leaf, size_t n, uint64_t *ret_seq, json_t *proof) {
         Provsign__AuditEntry *e = provsign__audit_entry__unpack(NULL, n, leaf);
-        if (!e) {
-                json_decref(proof);
-                return -EPROTO;
+        json_t *o = NULL;
+
+        if (e) {
+                *ret_seq = e->seq;
+                o = client_audit_entry_json(e, leaf, n);
+                provsign__audit_entry__free_unpacked(e, NULL);
         }
-        *ret_seq = e->seq;
-        json_t *o = client_audit_entry_json(e, leaf, n);
-        provsign__audit_entry__free_unpacked(e, NULL);
-        if (!o || (proof && json_object_set_new(o, "inclusion_proof", proof) < 0)) {
-                if (!o)
-                        json_decref(proof);
+        if (o && proof && json_object_set(o, "inclusion_proof", proof) < 0) {
                 json_decref(o);
-                return -EPROTO;
+                o = NULL;
         }
+        json_decref(proof);
+        if (!o)
+                return -EPROTO;
         int r = 0;
         if (fmt == FORMAT_JSONL) {
                 if (json_dumpf(o, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER) < 0)
                         r = -EIO;
                 fputc('\n', stdout);
-        } else {
-                for (size_t i = 0; i < CLIENT_AUDIT_N_COLUMNS; i++) {
-                        json_t *v = json_object_get(o, client_audit_columns[i]);
-                        if (i)
-                                fputc(',', stdout);
-                        if (json_is_string(v))
-                                csv_cell(stdout, json_string_value(v));
-                        else if (json_is_integer(v))
-                                printf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
-                        else if (json_is_object(v)) {
-                                char *s = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
-                                if (!s)
-                                        r = -ENOMEM;
-                                else
-                                        csv_cell(stdout, s);
-                                free(s);
-                        }
-                }
-                fputc('\n', stdout);
-        }
+        } else
+                r = client_audit_csv_row(stdout, o);
         json_decref(o);
         return r;
 }
 
-static json_t *b64_list(ProtobufCBinaryData *h, size_t n) {
+static json_t *b64_list(const uint8_t *h, size_t n) {
         json_t *a = json_array();
         for (size_t i = 0; a && i < n; i++) {
-                char *s = cli_base64(h[i].data, h[i].len);
+                char *s = cli_base64(h + i * PROVSIGN_HASH_LEN, PROVSIGN_HASH_LEN);
                 if (!s || json_array_append_new(a, json_string(s)) < 0) {
                         json_decref(a);
                         a = NULL;
@@ -235,6 +81,15 @@ static json_t *b64_list(ProtobufCBinaryData *h, size_t n) {
                 free(s);
         }
         return a;
+}
+
+/* The library's callback for export and find: one entry, one line. */
+static int write_entry(uint64_t seq, const uint8_t *leaf, size_t len, void *userdata) {
+        const enum format *fmt = userdata;
+        uint64_t got;
+        int r = print_entry(*fmt, leaf, len, &got, NULL);
+
+        return r < 0 ? r : got == seq ? 0 : -EPROTO;
 }
 
 /* ---- Filters (export and find) ---- */
@@ -251,9 +106,10 @@ static int parse_time(const char *s, int64_t *ret) {
 }
 
 struct filter_opts {
+        int digest_alg;
         uint8_t digest[48];
-        ProtobufCBinaryData digest_bin;
-        char *principal, *keyid;     /* borrowed from argv; "" when not given */
+        size_t digest_len;
+        const char *principal, *keyid;
         int64_t since_us, until_us;
 };
 
@@ -264,24 +120,28 @@ struct filter_opts {
         { "since", required_argument, NULL, 's' }, \
         { "until", required_argument, NULL, 'u' }
 #define FILTER_SHORT "d:P:K:s:u:"
+#define FILTER_HELP \
+        "  -d, --digest ALG:HEX     entries whose digest, or an annotation value of the\n" \
+        "                           form sha256:HEX, is ALG:HEX (sha256 or sha384)\n" \
+        "  -P, --principal NAME     entries of principal NAME\n" \
+        "  -K, --key KEYID          entries naming key KEYID (signatures, key events)\n" \
+        "  -s, --since T            logged at or after T (RFC 3339 UTC, e.g.\n" \
+        "                           2026-11-25T18:20:01Z or with microseconds)\n" \
+        "  -u, --until T            logged at or before T\n"
 
-/* One filter option c (FILTER_OPTIONS): 1 when it was one and is valid, 0
- * when c is not a filter option, or the usage error's exit code (< 0 as
- * -code). */
+/* One option c of FILTER_OPTIONS: 1 when it is one (and valid), 0 when c is
+ * not a filter option, or minus the usage error's exit code. */
 static int filter_opt(const char *verb, int c, const char *arg, struct filter_opts *f) {
-        int alg;
-        size_t dlen;
         switch (c) {
         case 'd':
-                if (proto_digest_spec_parse(arg, &alg, f->digest, &dlen) < 0)
+                if (proto_digest_spec_parse(arg, &f->digest_alg, f->digest, &f->digest_len) < 0)
                         return -cli_usage_error(verb, "invalid --digest '%s': expected sha256:HEX or sha384:HEX", arg);
-                f->digest_bin = (ProtobufCBinaryData){ .len = dlen, .data = f->digest };
                 return 1;
         case 'P':
-                f->principal = (char *) arg;
+                f->principal = arg;
                 return 1;
         case 'K':
-                f->keyid = (char *) arg;
+                f->keyid = arg;
                 return 1;
         case 's':
                 if (parse_time(arg, &f->since_us) < 0 || f->since_us == 0)
@@ -297,17 +157,21 @@ static int filter_opt(const char *verb, int c, const char *arg, struct filter_op
 }
 
 static bool filter_any(const struct filter_opts *f) {
-        return f->digest_bin.len || f->principal[0] || f->keyid[0] || f->since_us || f->until_us;
+        return f->digest_len || (f->principal && *f->principal) || (f->keyid && *f->keyid) || f->since_us ||
+               f->until_us;
 }
 
-#define FILTER_HELP \
-        "  -d, --digest ALG:HEX     entries whose digest, or an annotation value of the\n" \
-        "                           form sha256:HEX, is ALG:HEX (sha256 or sha384)\n" \
-        "  -P, --principal NAME     entries of principal NAME\n" \
-        "  -K, --key KEYID          entries naming key KEYID (signatures, key events)\n" \
-        "  -s, --since T            logged at or after T (RFC 3339 UTC, e.g.\n" \
-        "                           2026-11-25T18:20:01Z or with microseconds)\n" \
-        "  -u, --until T            logged at or before T\n"
+static int filter_query(provsign_log_query *q, const struct filter_opts *f) {
+        int r = provsign_log_query_set_digest(q, f->digest_alg, f->digest, f->digest_len);
+
+        if (r == 0)
+                r = provsign_log_query_set_principal(q, f->principal);
+        if (r == 0)
+                r = provsign_log_query_set_keyid(q, f->keyid);
+        if (r == 0)
+                r = provsign_log_query_set_time(q, f->since_us, f->until_us);
+        return r;
+}
 
 /* ---- audit export ---- */
 
@@ -326,7 +190,7 @@ static void export_help(void) {
                "spreadsheets; it cannot be verified).\n"
                "\n"
                "With a filter (--digest, --principal, --key, --since, --until) the export\n"
-               "is sparse: only the matching entries of the range, found through the\n"
+               "is filtered: only the matching entries of the range, found through the\n"
                "agent's index. It starts with the checkpoint object (\"sparse\": true),\n"
                "each entry carries its \"inclusion_proof\" in the checkpoint's tree, and\n"
                "it ends with {\"end\": true, \"entries\": N}.\n"
@@ -340,27 +204,15 @@ static void export_help(void) {
                "  -h, --help               show this help\n");
 }
 
-/* The checkpoint object of an export (last line; a sparse export's first). */
-static int print_checkpoint(const Provsign__ExportResponse *x) {
-        json_t *cons = json_null();
-        if (x->from_size > 0)
-                cons = json_pack("{s:I, s:o}", "from_size", (json_int_t) x->from_size, "proof",
-                                 b64_list(x->consistency_proof, x->n_consistency_proof));
-        json_t *o = x->sparse ? json_pack("{s:s, s:I, s:b, s:o}", "checkpoint", x->checkpoint, "tree_size",
-                                          (json_int_t) x->tree_size, "sparse", 1, "consistency", cons)
-                              : json_pack("{s:s, s:I, s:o, s:o, s:o}", "checkpoint", x->checkpoint, "tree_size",
-                                          (json_int_t) x->tree_size, "left", b64_list(x->left, x->n_left), "right",
-                                          b64_list(x->right, x->n_right), "consistency", cons);
-        return cli_print_json(o);
-}
+struct export_opts {
+        uint64_t from_seq, to_seq, previous_size;
+        bool to_set;
+        enum format fmt;
+        struct filter_opts filter;
+};
 
-static json_t *proof_json(const Provsign__ExportResponse *x, size_t i) {
-        if (i >= x->n_proofs || !x->proofs[i])
-                return NULL;
-        return b64_list(x->proofs[i]->hashes, x->proofs[i]->n_hashes);
-}
-
-int cmd_audit_export(const struct cli_ctx *ctx, int argc, char **argv) {
+/* CLI_EXIT_OK to go on, -1 after --help, else the exit code. */
+static int export_parse(int argc, char **argv, struct export_opts *o) {
         static const struct option options[] = {
                 { "from-seq", required_argument, NULL, 'f' },
                 { "to-seq", required_argument, NULL, 't' },
@@ -373,45 +225,40 @@ int cmd_audit_export(const struct cli_ctx *ctx, int argc, char **argv) {
                 {}
         };
         static const char verb[] = "audit export";
-        Provsign__ExportRequest er = PROVSIGN__EXPORT_REQUEST__INIT;
-        struct filter_opts fo = { .principal = (char *) "", .keyid = (char *) "" };
-        enum format fmt = FORMAT_JSONL;
-        bool to_set = false, sparse = false, header = false;
-        int c, r, fd = -1;
-        uint64_t count = 0;
+        int c, r;
 
         while ((c = getopt_long(argc, argv, ":f:t:p:F:h" FILTER_SHORT, options, NULL)) >= 0) {
-                int k = filter_opt(verb, c, optarg, &fo);
-                if (k < 0)
-                        return -k;
-                if (k > 0)
+                r = filter_opt(verb, c, optarg, &o->filter);
+                if (r < 0)
+                        return -r;
+                if (r > 0)
                         continue;
                 switch (c) {
                 case 'f':
-                        if (parse_u64(optarg, &er.from_seq) < 0)
-                                return cli_usage_error(verb, "invalid --from-seq '%s': expected a sequence number", optarg);
+                        if (parse_u64(optarg, &o->from_seq) < 0)
+                                return cli_usage_error(verb, "invalid --from '%s': expected a sequence number", optarg);
                         break;
                 case 't':
-                        if (parse_u64(optarg, &er.to_seq) < 0)
-                                return cli_usage_error(verb, "invalid --to-seq '%s': expected a sequence number", optarg);
-                        to_set = true;
+                        if (parse_u64(optarg, &o->to_seq) < 0)
+                                return cli_usage_error(verb, "invalid --to '%s': expected a sequence number", optarg);
+                        o->to_set = true;
                         break;
                 case 'p':
-                        if (parse_u64(optarg, &er.previous_size) < 0 || er.previous_size == 0)
+                        if (parse_u64(optarg, &o->previous_size) < 0 || o->previous_size == 0)
                                 return cli_usage_error(verb, "invalid --previous-size '%s': expected a tree size of at least 1",
                                                        optarg);
                         break;
                 case 'F':
                         if (strcmp(optarg, "jsonl") == 0)
-                                fmt = FORMAT_JSONL;
+                                o->fmt = FORMAT_JSONL;
                         else if (strcmp(optarg, "csv") == 0)
-                                fmt = FORMAT_CSV;
+                                o->fmt = FORMAT_CSV;
                         else
                                 return cli_usage_error(verb, "invalid --format '%s': expected jsonl or csv", optarg);
                         break;
                 case 'h':
                         export_help();
-                        return CLI_EXIT_OK;
+                        return -1;
                 default:
                         return cli_getopt_error(verb, c, argv);
                 }
@@ -419,100 +266,130 @@ int cmd_audit_export(const struct cli_ctx *ctx, int argc, char **argv) {
         r = cli_extra_args(verb, argc, argv);
         if (r != CLI_EXIT_OK)
                 return r;
-        if (to_set && er.to_seq < er.from_seq)
-                return cli_usage_error(verb, "--to-seq %" PRIu64 " is before --from-seq %" PRIu64, er.to_seq, er.from_seq);
-        if (to_set && er.to_seq == 0) {
-                /* to_seq 0 means "the newest" on the wire: only entry 0 is --to-seq 0. */
-                return cli_usage_error(verb, "--to-seq 0: export entry 0 with --from-seq 0 --to-seq 0 is not supported;"
-                                             " omit --to-seq");
+        if (o->to_set && o->to_seq < o->from_seq)
+                return cli_usage_error(verb, "--to %" PRIu64 " is before --from %" PRIu64, o->to_seq, o->from_seq);
+        if (o->to_set && o->to_seq == 0) {
+                /* to_seq 0 means "the newest" on the wire: only entry 0 is --to 0. */
+                return cli_usage_error(verb, "--to 0: export entry 0 with --from 0 --to 0 is not supported; omit --to");
         }
-        if (fo.until_us && fo.since_us > fo.until_us)
+        if (o->filter.until_us && o->filter.since_us > o->filter.until_us)
                 return cli_usage_error(verb, "--since is after --until");
-        er.digest = fo.digest_bin;
-        er.principal = fo.principal;
-        er.keyid = fo.keyid;
-        er.since_us = fo.since_us;
-        er.until_us = fo.until_us;
-        sparse = filter_any(&fo);
+        return CLI_EXIT_OK;
+}
 
-        Provsign__Request req = PROVSIGN__REQUEST__INIT;
-        req.body_case = PROVSIGN__REQUEST__BODY_EXPORT;
-        req.export = &er;
-        r = stream_request(ctx, verb, &req, &fd);
+/* The export's last JSON Lines object: the checkpoint and the hashes. */
+static int export_print_end(const provsign_log_export *x) {
+        size_t nl, nr, nc;
+        uint64_t from_size;
+        const uint8_t *left = provsign_log_export_left(x, &nl), *right = provsign_log_export_right(x, &nr),
+                      *cp = provsign_log_export_consistency(x, &from_size, &nc);
+        json_t *cons = json_null();
+
+        if (from_size > 0)
+                cons = json_pack("{s:I, s:o}", "from_size", (json_int_t) from_size, "proof", b64_list(cp, nc));
+        return cli_print_json(json_pack("{s:s, s:I, s:o, s:o, s:o}", "checkpoint", provsign_log_export_checkpoint(x),
+                                        "tree_size", (json_int_t) provsign_log_export_tree_size(x), "left",
+                                        b64_list(left, nl), "right", b64_list(right, nr), "consistency", cons));
+}
+
+/* A filtered export's first JSON Lines object: the checkpoint (no range hashes). */
+static int export_print_head(const provsign_log_export *x) {
+        size_t nc;
+        uint64_t from_size;
+        const uint8_t *cp = provsign_log_export_consistency(x, &from_size, &nc);
+        json_t *cons = json_null();
+
+        if (from_size > 0)
+                cons = json_pack("{s:I, s:o}", "from_size", (json_int_t) from_size, "proof", b64_list(cp, nc));
+        return cli_print_json(json_pack("{s:s, s:I, s:b, s:o}", "checkpoint", provsign_log_export_checkpoint(x),
+                                        "tree_size", (json_int_t) provsign_log_export_tree_size(x), "sparse", 1,
+                                        "consistency", cons));
+}
+
+struct filtered_out {
+        enum format fmt;
+        bool head_printed;
+};
+
+/* The library's callback for a filtered export: the head before the first
+ * entry, then each entry with its proof. */
+static int write_proven_entry(const provsign_log_export *head, uint64_t seq, const uint8_t *leaf, size_t len,
+                              const uint8_t *proof, size_t n_proof, void *userdata) {
+        struct filtered_out *w = userdata;
+        uint64_t got;
+
+        if (!w->head_printed && w->fmt == FORMAT_JSONL && export_print_head(head) != CLI_EXIT_OK)
+                return -EIO;
+        w->head_printed = true;
+        int r = print_entry(w->fmt, leaf, len, &got, w->fmt == FORMAT_JSONL ? b64_list(proof, n_proof) : NULL);
+
+        return r < 0 ? r : got == seq ? 0 : -EPROTO;
+}
+
+static int export_filtered(provsign_conn *conn, provsign_log_query *q, enum format fmt, provsign_log_export **ret) {
+        struct filtered_out w = { .fmt = fmt };
+        int r = provsign_export_log_filtered(conn, q, write_proven_entry, &w, ret);
+
+        if (r == 0 && fmt == FORMAT_JSONL && !w.head_printed && export_print_head(*ret) != CLI_EXIT_OK)
+                r = -EIO;
+        if (r == 0 && fmt == FORMAT_JSONL) {
+                json_t *end = json_pack("{s:b, s:I}", "end", 1, "entries",
+                                        (json_int_t) provsign_log_export_entries(*ret, NULL));
+                if (cli_print_json(end) != CLI_EXIT_OK)
+                        r = -EIO;
+        }
+        return r;
+}
+
+static int export_run(const struct cli_ctx *ctx, const struct export_opts *o) {
+        static const char verb[] = "audit export";
+        provsign_conn *conn = NULL;
+        provsign_log_query *q = NULL;
+        provsign_log_export *x = NULL;
+        int r;
+
+        r = cli_connect(ctx, &conn);
         if (r != CLI_EXIT_OK)
                 return r;
-        if (fmt == FORMAT_CSV) {
+        r = provsign_log_query_new(&q);
+        if (r == 0)
+                r = provsign_log_query_set_range(q, o->from_seq, o->to_seq);
+        if (r == 0)
+                r = provsign_log_query_set_previous_size(q, o->previous_size);
+        if (r == 0 && o->fmt == FORMAT_CSV) {
                 for (size_t i = 0; i < CLIENT_AUDIT_N_COLUMNS; i++)
                         printf("%s%s", i ? "," : "", client_audit_columns[i]);
                 putchar('\n');
         }
-        uint64_t expect = er.from_seq;
-        for (;;) {
-                Provsign__Response *resp = NULL;
-                r = read_response(fd, &resp);
-                if (r < 0) {
-                        r = stream_failed(ctx, verb, r, NULL);
-                        goto out;
-                }
-                if (resp->status != PROVSIGN__STATUS__OK) {
-                        r = stream_failed(ctx, verb, 0, resp);
-                        provsign__response__free_unpacked(resp, NULL);
-                        goto out;
-                }
-                Provsign__ExportResponse *x = resp->body_case == PROVSIGN__RESPONSE__BODY_EXPORT ? resp->export : NULL;
-                /* A sparse export: the checkpoint first, proofs with every leaf,
-                 * seqs ascending; a full one: consecutive leaves. */
-                bool bad = !x || x->sparse != sparse || (!sparse && !x->done && x->first_seq != expect) ||
-                           (sparse && !header && (x->done || !x->checkpoint[0] || x->n_leaves)) ||
-                           (sparse && x->n_proofs != x->n_leaves);
-                if (bad) {
-                        provsign__response__free_unpacked(resp, NULL);
-                        r = stream_failed(ctx, verb, -EPROTO, NULL);
-                        goto out;
-                }
-                if (sparse && !header) {
-                        header = true;
-                        r = fmt == FORMAT_JSONL ? print_checkpoint(x) : CLI_EXIT_OK;
-                        provsign__response__free_unpacked(resp, NULL);
-                        if (r != CLI_EXIT_OK)
-                                goto out;
-                        continue;
-                }
-                for (size_t i = 0; i < x->n_leaves; i++) {
-                        uint64_t seq;
-                        json_t *proof = NULL;
-                        if (sparse && fmt == FORMAT_JSONL && !(proof = proof_json(x, i)))
-                                r = -EPROTO;
-                        else
-                                r = print_entry(fmt, x->leaves[i].data, x->leaves[i].len, &seq, proof);
-                        if (r < 0 || (sparse ? seq < expect : seq != expect)) {
-                                provsign__response__free_unpacked(resp, NULL);
-                                r = stream_failed(ctx, verb, r < 0 ? r : -EPROTO, NULL);
-                                goto out;
-                        }
-                        expect = seq + 1;
-                        count++;
-                }
-                if (x->done) {
-                        if (fmt != FORMAT_JSONL)
-                                r = CLI_EXIT_OK;
-                        else if (sparse)
-                                r = cli_print_json(json_pack("{s:b, s:I}", "end", 1, "entries", (json_int_t) count));
-                        else
-                                r = print_checkpoint(x);
-                        provsign__response__free_unpacked(resp, NULL);
-                        if (fflush(stdout) != 0 || ferror(stdout)) {
-                                fprintf(stderr, "provsign: %s: cannot write the export: %m\n", verb);
-                                r = CLI_EXIT_LOCAL;
-                        }
-                        goto out;
-                }
-                provsign__response__free_unpacked(resp, NULL);
+        if (r == 0 && filter_any(&o->filter)) {
+                r = filter_query(q, &o->filter);
+                if (r == 0)
+                        r = export_filtered(conn, q, o->fmt, &x);
+        } else if (r == 0)
+                r = provsign_export_log(conn, q, write_entry, (void *) &o->fmt, &x);
+        if (r != 0) {
+                r = cli_call_failed(ctx, conn, r, verb);
+                goto out;
+        }
+        r = o->fmt == FORMAT_JSONL && !filter_any(&o->filter) ? export_print_end(x) : CLI_EXIT_OK;
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+                fprintf(stderr, "provsign: %s: cannot write the export: %m\n", verb);
+                r = CLI_EXIT_LOCAL;
         }
 out:
-        if (fd >= 0)
-                close(fd);
+        provsign_log_export_free(x);
+        provsign_log_query_free(q);
+        provsign_close(conn);
         return r;
+}
+
+int cmd_audit_export(const struct cli_ctx *ctx, int argc, char **argv) {
+        struct export_opts o = { .fmt = FORMAT_JSONL };
+        int r = export_parse(argc, argv, &o);
+
+        if (r != CLI_EXIT_OK)
+                return r < 0 ? CLI_EXIT_OK : r;
+        return export_run(ctx, &o);
 }
 
 /* ---- audit verify ---- */
@@ -526,9 +403,9 @@ static void verify_help(void) {
                "active key at that position (from the key events); the leaves hash into\n"
                "the checkpoint's root; the checkpoint is signed by the log key; and with\n"
                "--previous, the log is an extension of that older checkpoint (nothing\n"
-               "removed or rewritten). A filtered (sparse) export is checked entry by\n"
-               "entry: each leaf's inclusion proof leads to the checkpoint's root.\n"
-               "Prints a summary; on failure, the first sequence\n"
+               "removed or rewritten). A filtered export is checked entry by entry: each\n"
+               "leaf's inclusion proof leads to the checkpoint's root. Prints a summary;\n"
+               "on failure, the first sequence\n"
                "number that fails and why, and exits 1.\n"
                "\n"
                "  -k, --log-key PEM            the log's public key (a copy you keep)\n"
@@ -538,7 +415,13 @@ static void verify_help(void) {
                "  -h, --help                   show this help\n");
 }
 
-int cmd_audit_verify(const struct cli_ctx *ctx, int argc, char **argv) {
+struct verify_opts {
+        const char *key_path, *prev_path, *path;
+        bool json;
+};
+
+/* CLI_EXIT_OK to go on, -1 after --help, else the exit code. */
+static int verify_parse(int argc, char **argv, struct verify_opts *o) {
         static const struct option options[] = {
                 { "log-key", required_argument, NULL, 'k' },
                 { "previous", required_argument, NULL, 'p' },
@@ -547,58 +430,40 @@ int cmd_audit_verify(const struct cli_ctx *ctx, int argc, char **argv) {
                 {}
         };
         static const char verb[] = "audit verify";
-        const char *key_path = NULL, *prev_path = NULL;
-        char *pem = NULL, *prev = NULL, *line = NULL;
-        client_audit_verify *v = NULL;
-        bool json = false;
-        FILE *f = NULL;
-        size_t cap = 0;
-        int c, r;
-        (void) ctx;
+        int c;
 
         while ((c = getopt_long(argc, argv, ":k:p:jh", options, NULL)) >= 0)
                 switch (c) {
                 case 'k':
-                        key_path = optarg;
+                        o->key_path = optarg;
                         break;
                 case 'p':
-                        prev_path = optarg;
+                        o->prev_path = optarg;
                         break;
                 case 'j':
-                        json = true;
+                        o->json = true;
                         break;
                 case 'h':
                         verify_help();
-                        return CLI_EXIT_OK;
+                        return -1;
                 default:
                         return cli_getopt_error(verb, c, argv);
                 }
-        if (!key_path)
+        if (!o->key_path)
                 return cli_usage_error(verb, "--log-key is required");
         if (argc - optind != 1)
                 return cli_usage_error(verb, "expected one FILE (the export; '-' for standard input)");
-        const char *path = argv[optind];
+        o->path = argv[optind];
+        return CLI_EXIT_OK;
+}
 
-        r = cli_read_file(verb, "log key", key_path, 64 * 1024, &pem, NULL);
-        if (r != CLI_EXIT_OK)
-                goto out;
-        if (prev_path) {
-                r = cli_read_file(verb, "previous checkpoint", prev_path, 64 * 1024, &prev, NULL);
-                if (r != CLI_EXIT_OK)
-                        goto out;
-        }
-        f = strcmp(path, "-") == 0 ? stdin : fopen(path, "re");
-        if (!f) {
-                fprintf(stderr, "provsign: %s: cannot read export %s: %m\n", verb, path);
-                r = CLI_EXIT_LOCAL;
-                goto out;
-        }
-        if (client_audit_verify_new(pem, prev, &v) < 0) {
-                fprintf(stderr, "provsign: out of memory\n");
-                r = CLI_EXIT_LOCAL;
-                goto out;
-        }
+/* Feeds the export's lines to v: 0 verified so far, 1 failed, -errno
+ * (-EIO: a read error, said here). */
+static int verify_lines(client_audit_verify *v, FILE *f, const char *path) {
+        char *line = NULL;
+        size_t cap = 0;
         int k = 0;
+
         for (;;) {
                 ssize_t n = getline(&line, &cap, f);
                 if (n < 0)
@@ -609,85 +474,159 @@ int cmd_audit_verify(const struct cli_ctx *ctx, int argc, char **argv) {
                 if (k != 0)
                         break;
         }
+        free(line);
         if (ferror(f)) {
-                fprintf(stderr, "provsign: %s: cannot read export %s: %m\n", verb, path);
+                fprintf(stderr, "provsign: audit verify: cannot read export %s: %m\n", path);
+                return -EIO;
+        }
+        return k;
+}
+
+static int verify_print_failure(const client_audit_verify *v, bool json) {
+        bool has_seq;
+        uint64_t seq;
+        const char *reason;
+
+        client_audit_verify_failure(v, &has_seq, &seq, &reason);
+        if (json) {
+                json_t *o = json_pack("{s:b, s:o, s:s}", "verified", 0, "seq",
+                                      has_seq ? json_integer((json_int_t) seq) : json_null(), "reason", reason);
+                (void) cli_print_json(o);
+        }
+        if (has_seq)
+                fprintf(stderr, "FAILED at seq %" PRIu64 ": %s\n", seq, reason);
+        else
+                fprintf(stderr, "FAILED: %s\n", reason);
+        return CLI_EXIT_VERIFY_FAILED;
+}
+
+/* The summary of a filtered export (takes s). */
+static int verify_print_sparse(json_t *s, bool with_previous) {
+        json_int_t n = json_integer_value(json_object_get(s, "entries"));
+
+        printf("verified: %" JSON_INTEGER_FORMAT " entries of a filtered export, each proven in the checkpoint's tree"
+               " (key states not checked)\n", n);
+        if (n > 0)
+                printf("seqs: %" JSON_INTEGER_FORMAT "..%" JSON_INTEGER_FORMAT "\n",
+                       json_integer_value(json_object_get(s, "first_seq")),
+                       json_integer_value(json_object_get(s, "last_seq")));
+        printf("checkpoint: %s, tree size %" JSON_INTEGER_FORMAT "\n", cli_safe(json_string_value(json_object_get(s, "origin"))),
+               json_integer_value(json_object_get(s, "checkpoint_size")));
+        if (with_previous)
+                printf("consistent with the previous checkpoint\n");
+        json_decref(s);
+        return CLI_EXIT_OK;
+}
+
+static int verify_print_summary(const client_audit_verify *v, bool json, bool with_previous) {
+        json_t *s = client_audit_verify_summary(v);
+
+        if (json)
+                return cli_print_json(s);
+        if (!s) {
+                fprintf(stderr, "provsign: out of memory\n");
+                return CLI_EXIT_LOCAL;
+        }
+        if (json_is_true(json_object_get(s, "sparse")))
+                return verify_print_sparse(s, with_previous);
+        printf("verified: %" JSON_INTEGER_FORMAT " entries (seq %" JSON_INTEGER_FORMAT "..%" JSON_INTEGER_FORMAT ")\n",
+               json_integer_value(json_object_get(s, "entries")), json_integer_value(json_object_get(s, "first_seq")),
+               json_integer_value(json_object_get(s, "last_seq")));
+        printf("principals: %" JSON_INTEGER_FORMAT "\n", json_integer_value(json_object_get(s, "principals")));
+        printf("keys: %" JSON_INTEGER_FORMAT " (%" JSON_INTEGER_FORMAT " unknown before the range)\n",
+               json_integer_value(json_object_get(s, "keys")),
+               json_integer_value(json_object_get(s, "keys_unknown_before_range")));
+        json_t *t1 = json_object_get(s, "first_time"), *t2 = json_object_get(s, "last_time");
+        printf("first: %s\nlast: %s\n", json_is_string(t1) ? json_string_value(t1) : "-",
+               json_is_string(t2) ? json_string_value(t2) : "-");
+        printf("checkpoint: %s, tree size %" JSON_INTEGER_FORMAT "\n", cli_safe(json_string_value(json_object_get(s, "origin"))),
+               json_integer_value(json_object_get(s, "checkpoint_size")));
+        if (with_previous)
+                printf("consistent with the previous checkpoint\n");
+        json_decref(s);
+        return CLI_EXIT_OK;
+}
+
+static int verify_run(const struct verify_opts *o) {
+        static const char verb[] = "audit verify";
+        char *pem = NULL, *prev = NULL;
+        client_audit_verify *v = NULL;
+        FILE *f = NULL;
+        int r, k;
+
+        r = cli_read_file(verb, "log key", o->key_path, 64 * 1024, &pem, NULL);
+        if (r == CLI_EXIT_OK && o->prev_path)
+                r = cli_read_file(verb, "previous checkpoint", o->prev_path, 64 * 1024, &prev, NULL);
+        if (r != CLI_EXIT_OK)
+                goto out;
+        f = strcmp(o->path, "-") == 0 ? stdin : fopen(o->path, "re");
+        if (!f) {
+                fprintf(stderr, "provsign: %s: cannot read export %s: %m\n", verb, o->path);
                 r = CLI_EXIT_LOCAL;
                 goto out;
         }
+        k = client_audit_verify_new(pem, prev, &v);
+        if (k == 0)
+                k = verify_lines(v, f, o->path);
         if (k == 0)
                 k = client_audit_verify_finish(v);
-        if (k < 0) {
+        if (k == -EIO)
+                r = CLI_EXIT_LOCAL;
+        else if (k < 0) {
                 fprintf(stderr, "provsign: %s: %s\n", verb, strerror(-k));
                 r = CLI_EXIT_LOCAL;
-                goto out;
-        }
-        if (k > 0) {
-                bool has_seq;
-                uint64_t seq;
-                const char *reason;
-                client_audit_verify_failure(v, &has_seq, &seq, &reason);
-                if (json) {
-                        json_t *o = json_pack("{s:b, s:o, s:s}", "verified", 0, "seq",
-                                              has_seq ? json_integer((json_int_t) seq) : json_null(), "reason", reason);
-                        (void) cli_print_json(o);
-                }
-                if (has_seq)
-                        fprintf(stderr, "FAILED at seq %" PRIu64 ": %s\n", seq, reason);
-                else
-                        fprintf(stderr, "FAILED: %s\n", reason);
-                r = CLI_EXIT_VERIFY_FAILED;
-                goto out;
-        }
-        json_t *s = client_audit_verify_summary(v);
-        if (json)
-                r = cli_print_json(s);
-        else if (!s) {
-                fprintf(stderr, "provsign: out of memory\n");
-                r = CLI_EXIT_LOCAL;
-        } else if (json_is_true(json_object_get(s, "sparse"))) {
-                json_t *n = json_object_get(s, "entries");
-                printf("verified: %" JSON_INTEGER_FORMAT " entries of a filtered export, each proven in the checkpoint's"
-                       " tree (key states not checked)\n", json_integer_value(n));
-                if (json_integer_value(n) > 0)
-                        printf("seqs: %" JSON_INTEGER_FORMAT "..%" JSON_INTEGER_FORMAT "\n",
-                               json_integer_value(json_object_get(s, "first_seq")),
-                               json_integer_value(json_object_get(s, "last_seq")));
-                printf("checkpoint: %s, tree size %" JSON_INTEGER_FORMAT "\n",
-                       cli_safe(json_string_value(json_object_get(s, "origin"))),
-                       json_integer_value(json_object_get(s, "checkpoint_size")));
-                if (prev)
-                        printf("consistent with the previous checkpoint\n");
-                json_decref(s);
-                r = CLI_EXIT_OK;
-        } else {
-                printf("verified: %" JSON_INTEGER_FORMAT " entries (seq %" JSON_INTEGER_FORMAT "..%" JSON_INTEGER_FORMAT ")\n",
-                       json_integer_value(json_object_get(s, "entries")), json_integer_value(json_object_get(s, "first_seq")),
-                       json_integer_value(json_object_get(s, "last_seq")));
-                printf("principals: %" JSON_INTEGER_FORMAT "\n", json_integer_value(json_object_get(s, "principals")));
-                printf("keys: %" JSON_INTEGER_FORMAT " (%" JSON_INTEGER_FORMAT " unknown before the range)\n",
-                       json_integer_value(json_object_get(s, "keys")),
-                       json_integer_value(json_object_get(s, "keys_unknown_before_range")));
-                json_t *t1 = json_object_get(s, "first_time"), *t2 = json_object_get(s, "last_time");
-                printf("first: %s\nlast: %s\n", json_is_string(t1) ? json_string_value(t1) : "-",
-                       json_is_string(t2) ? json_string_value(t2) : "-");
-                printf("checkpoint: %s, tree size %" JSON_INTEGER_FORMAT "\n", cli_safe(json_string_value(json_object_get(s, "origin"))),
-                       json_integer_value(json_object_get(s, "checkpoint_size")));
-                if (prev)
-                        printf("consistent with the previous checkpoint\n");
-                json_decref(s);
-                r = CLI_EXIT_OK;
-        }
+        } else if (k > 0)
+                r = verify_print_failure(v, o->json);
+        else
+                r = verify_print_summary(v, o->json, prev != NULL);
 out:
         if (f && f != stdin)
                 fclose(f);
         client_audit_verify_free(v);
-        free(line);
         free(pem);
         free(prev);
         return r;
 }
 
+int cmd_audit_verify(const struct cli_ctx *ctx, int argc, char **argv) {
+        struct verify_opts o = {};
+        int r = verify_parse(argc, argv, &o);
+        (void) ctx;
+
+        if (r != CLI_EXIT_OK)
+                return r < 0 ? CLI_EXIT_OK : r;
+        return verify_run(&o);
+}
+
 /* ---- audit proof ---- */
+
+static int proof_run(const struct cli_ctx *ctx, uint64_t seq) {
+        provsign_conn *conn = NULL;
+        provsign_log_proof *p = NULL;
+        size_t n_proof, leaf_len;
+        int r = cli_connect(ctx, &conn);
+
+        if (r != CLI_EXIT_OK)
+                return r;
+        r = provsign_get_log_proof(conn, seq, &p);
+        if (r != 0) {
+                r = cli_call_failed(ctx, conn, r, "audit proof");
+                goto out;
+        }
+        const uint8_t *proof = provsign_log_proof_inclusion_proof(p, &n_proof);
+        const uint8_t *leaf = provsign_log_proof_leaf(p, &leaf_len);
+        struct client_receipt cr = {
+                .log_seq = provsign_log_proof_seq(p), .log_time_us = provsign_log_proof_time_us(p),
+                .leaf = leaf, .leaf_len = leaf_len, .tree_size = provsign_log_proof_tree_size(p),
+                .proof = (const uint8_t (*)[PROTO_MERKLE_HASH_LEN]) proof, .n_proof = n_proof,
+                .checkpoint = provsign_log_proof_checkpoint(p),
+        };
+        r = cli_print_json(client_receipt_to_json(&cr));
+out:
+        provsign_log_proof_free(p);
+        provsign_close(conn);
+        return r;
+}
 
 static void proof_help(void) {
         printf("Usage: provsign audit proof --seq N\n"
@@ -708,14 +647,14 @@ int cmd_audit_proof(const struct cli_ctx *ctx, int argc, char **argv) {
                 {}
         };
         static const char verb[] = "audit proof";
-        Provsign__ProofRequest pr = PROVSIGN__PROOF_REQUEST__INIT;
+        uint64_t seq = 0;
         bool have = false;
-        int c, r, fd = -1;
+        int c, r;
 
         while ((c = getopt_long(argc, argv, ":s:jh", options, NULL)) >= 0)
                 switch (c) {
                 case 's':
-                        if (parse_u64(optarg, &pr.seq) < 0)
+                        if (parse_u64(optarg, &seq) < 0)
                                 return cli_usage_error(verb, "invalid --seq '%s': expected a sequence number", optarg);
                         have = true;
                         break;
@@ -732,49 +671,7 @@ int cmd_audit_proof(const struct cli_ctx *ctx, int argc, char **argv) {
                 return r;
         if (!have)
                 return cli_usage_error(verb, "--seq is required");
-        Provsign__Request req = PROVSIGN__REQUEST__INIT;
-        req.body_case = PROVSIGN__REQUEST__BODY_PROOF;
-        req.proof = &pr;
-        r = stream_request(ctx, verb, &req, &fd);
-        if (r != CLI_EXIT_OK)
-                return r;
-        Provsign__Response *resp = NULL;
-        r = read_response(fd, &resp);
-        if (r < 0) {
-                r = stream_failed(ctx, verb, r, NULL);
-                goto out;
-        }
-        if (resp->status != PROVSIGN__STATUS__OK) {
-                r = stream_failed(ctx, verb, 0, resp);
-                goto out;
-        }
-        const Provsign__Receipt *rc = resp->body_case == PROVSIGN__RESPONSE__BODY_PROOF && resp->proof->receipt
-                                              ? resp->proof->receipt : NULL;
-        if (!rc || rc->n_inclusion_proof > PROTO_MERKLE_MAX_PROOF) {
-                r = stream_failed(ctx, verb, -EPROTO, NULL);
-                goto out;
-        }
-        uint8_t proof[PROTO_MERKLE_MAX_PROOF][PROTO_MERKLE_HASH_LEN];
-        for (size_t i = 0; i < rc->n_inclusion_proof; i++) {
-                if (rc->inclusion_proof[i].len != PROTO_MERKLE_HASH_LEN) {
-                        r = stream_failed(ctx, verb, -EPROTO, NULL);
-                        goto out;
-                }
-                memcpy(proof[i], rc->inclusion_proof[i].data, PROTO_MERKLE_HASH_LEN);
-        }
-        struct client_receipt cr = {
-                .log_seq = rc->log_seq, .log_time_us = rc->log_time_us, .leaf = rc->leaf.data,
-                .leaf_len = rc->leaf.len, .tree_size = rc->tree_size,
-                .proof = rc->n_inclusion_proof ? (const uint8_t (*)[PROTO_MERKLE_HASH_LEN]) proof : NULL,
-                .n_proof = rc->n_inclusion_proof, .checkpoint = rc->checkpoint,
-        };
-        r = cli_print_json(client_receipt_to_json(&cr));
-out:
-        if (resp)
-                provsign__response__free_unpacked(resp, NULL);
-        if (fd >= 0)
-                close(fd);
-        return r;
+        return proof_run(ctx, seq);
 }
 
 /* ---- audit find ---- */
@@ -791,7 +688,8 @@ static void find_help(void) {
                "  -h, --help               show this help\n");
 }
 
-int cmd_audit_find(const struct cli_ctx *ctx, int argc, char **argv) {
+/* CLI_EXIT_OK to go on, -1 after --help, else the exit code. */
+static int find_parse(int argc, char **argv, struct filter_opts *o) {
         static const struct option options[] = {
                 FILTER_OPTIONS,
                 { "json", no_argument, NULL, 'j' },
@@ -799,25 +697,20 @@ int cmd_audit_find(const struct cli_ctx *ctx, int argc, char **argv) {
                 {}
         };
         static const char verb[] = "audit find";
-        Provsign__FindRequest fr = PROVSIGN__FIND_REQUEST__INIT;
-        struct filter_opts fo = { .principal = (char *) "", .keyid = (char *) "" };
-        int c, r, fd = -1;
+        int c, r;
 
         while ((c = getopt_long(argc, argv, ":jhp:" FILTER_SHORT, options, NULL)) >= 0) {
-                int k = filter_opt(verb, c, optarg, &fo);
-                if (k < 0)
-                        return -k;
-                if (k > 0)
+                r = filter_opt(verb, c == 'p' ? 'P' : c, optarg, o); /* -p: --principal before --previous came */
+                if (r < 0)
+                        return -r;
+                if (r > 0)
                         continue;
                 switch (c) {
-                case 'p':
-                        fo.principal = optarg; /* the short option before --key came */
-                        break;
                 case 'j':
                         break; /* the output is JSON anyway */
                 case 'h':
                         find_help();
-                        return CLI_EXIT_OK;
+                        return -1;
                 default:
                         return cli_getopt_error(verb, c, argv);
                 }
@@ -825,56 +718,40 @@ int cmd_audit_find(const struct cli_ctx *ctx, int argc, char **argv) {
         r = cli_extra_args(verb, argc, argv);
         if (r != CLI_EXIT_OK)
                 return r;
-        if (!fo.digest_bin.len && !fo.principal[0] && !fo.keyid[0])
+        if (!o->digest_len && !(o->principal && *o->principal) && !(o->keyid && *o->keyid))
                 return cli_usage_error(verb, "name at least one of --digest, --principal and --key");
-        if (fo.until_us && fo.since_us > fo.until_us)
+        if (o->until_us && o->since_us > o->until_us)
                 return cli_usage_error(verb, "--since is after --until");
-        fr.digest = fo.digest_bin;
-        fr.principal = fo.principal;
-        fr.keyid = fo.keyid;
-        fr.since_us = fo.since_us;
-        fr.until_us = fo.until_us;
+        return CLI_EXIT_OK;
+}
 
-        Provsign__Request req = PROVSIGN__REQUEST__INIT;
-        req.body_case = PROVSIGN__REQUEST__BODY_FIND;
-        req.find = &fr;
-        r = stream_request(ctx, verb, &req, &fd);
+static int find_run(const struct cli_ctx *ctx, const struct filter_opts *o) {
+        static const enum format jsonl = FORMAT_JSONL;
+        provsign_conn *conn = NULL;
+        provsign_log_query *q = NULL;
+        int r = cli_connect(ctx, &conn);
+
         if (r != CLI_EXIT_OK)
                 return r;
-        for (;;) {
-                Provsign__Response *resp = NULL;
-                r = read_response(fd, &resp);
-                if (r < 0) {
-                        r = stream_failed(ctx, verb, r, NULL);
-                        goto out;
-                }
-                if (resp->status != PROVSIGN__STATUS__OK) {
-                        r = stream_failed(ctx, verb, 0, resp);
-                        provsign__response__free_unpacked(resp, NULL);
-                        goto out;
-                }
-                if (resp->body_case != PROVSIGN__RESPONSE__BODY_FIND) {
-                        provsign__response__free_unpacked(resp, NULL);
-                        r = stream_failed(ctx, verb, -EPROTO, NULL);
-                        goto out;
-                }
-                Provsign__FindResponse *x = resp->find;
-                for (size_t i = 0; i < x->n_leaves; i++) {
-                        uint64_t seq;
-                        if (print_entry(FORMAT_JSONL, x->leaves[i].data, x->leaves[i].len, &seq, NULL) < 0) {
-                                provsign__response__free_unpacked(resp, NULL);
-                                r = stream_failed(ctx, verb, -EPROTO, NULL);
-                                goto out;
-                        }
-                }
-                bool done = x->done;
-                provsign__response__free_unpacked(resp, NULL);
-                if (done)
-                        break;
-        }
-        r = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_LOCAL;
-out:
-        if (fd >= 0)
-                close(fd);
+        r = provsign_log_query_new(&q);
+        if (r == 0)
+                r = filter_query(q, o);
+        if (r == 0)
+                r = provsign_find_log(conn, q, write_entry, (void *) &jsonl);
+        if (r != 0)
+                r = cli_call_failed(ctx, conn, r, "audit find");
+        else
+                r = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_LOCAL;
+        provsign_log_query_free(q);
+        provsign_close(conn);
         return r;
+}
+
+int cmd_audit_find(const struct cli_ctx *ctx, int argc, char **argv) {
+        struct filter_opts o = {};
+        int r = find_parse(argc, argv, &o);
+
+        if (r != CLI_EXIT_OK)
+                return r < 0 ? CLI_EXIT_OK : r;
+        return find_run(ctx, &o);
 }

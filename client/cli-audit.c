@@ -104,6 +104,66 @@ static json_t *proof_json(const uint8_t *proof, size_t n) {
         return a;
 }
 
+/* The checkpoint as the agent sent it and, with a proof, "consistency
+ * proof from M:" and one base64 hash per line. */
+static int checkpoint_print_text(const char *note, uint64_t from_size, const uint8_t *proof, size_t n) {
+        /* The library checked it is a note: UTF-8 without control
+         * characters but newlines, ending in one. */
+        fputs(note, stdout);
+        if (from_size == 0)
+                return CLI_EXIT_OK;
+        printf("consistency proof from %" PRIu64 ":\n", from_size);
+        for (size_t i = 0; i < n; i++) {
+                char *b64 = cli_base64(proof + i * PROVSIGN_HASH_LEN, PROVSIGN_HASH_LEN);
+
+                if (!b64) {
+                        fprintf(stderr, "provsign: out of memory\n");
+                        return CLI_EXIT_LOCAL;
+                }
+                puts(b64);
+                free(b64);
+        }
+        return CLI_EXIT_OK;
+}
+
+static int checkpoint_print_json(const char *note, uint64_t size, uint64_t from_size, const uint8_t *proof, size_t n) {
+        json_t *j = json_pack("{s:s, s:I}", "checkpoint", note, "tree_size", (json_int_t) size);
+
+        if (j && from_size > 0 &&
+            json_object_set_new(j, "consistency", json_pack("{s:I, s:o}", "from_size", (json_int_t) from_size, "proof",
+                                                            proof_json(proof, n))) < 0) {
+                json_decref(j);
+                j = NULL;
+        }
+        return cli_print_json(j);
+}
+
+static int checkpoint_run(const struct cli_ctx *ctx, uint64_t from_size, bool json) {
+        provsign_conn *conn = NULL;
+        char *note = NULL;
+        uint8_t *proof = NULL;
+        uint64_t size;
+        size_t n = 0;
+        int r = cli_connect(ctx, &conn);
+
+        if (r != CLI_EXIT_OK)
+                return r;
+        if (from_size > 0)
+                r = provsign_get_checkpoint_consistency(conn, from_size, &note, &size, &proof, &n);
+        else
+                r = provsign_get_checkpoint(conn, &note, &size);
+        if (r != 0)
+                r = cli_call_failed(ctx, conn, r, "audit checkpoint");
+        else if (json)
+                r = checkpoint_print_json(note, size, from_size, proof, n);
+        else
+                r = checkpoint_print_text(note, from_size, proof, n);
+        free(proof);
+        free(note);
+        provsign_close(conn);
+        return r;
+}
+
 static int cmd_audit_checkpoint(const struct cli_ctx *ctx, int argc, char **argv) {
         static const struct option options[] = {
                 { "from-size", required_argument, NULL, 'f' },
@@ -112,13 +172,8 @@ static int cmd_audit_checkpoint(const struct cli_ctx *ctx, int argc, char **argv
                 {}
         };
         static const char verb[] = "audit checkpoint";
-        provsign_conn *conn = NULL;
-        char *note = NULL;
-        uint8_t *proof = NULL;
-        uint64_t size, from_size = 0;
-        size_t n = 0;
+        uint64_t from_size = 0;
         bool json = false;
-        json_t *j;
         int c, r;
 
         while ((c = getopt_long(argc, argv, ":f:jh", options, NULL)) >= 0)
@@ -140,56 +195,7 @@ static int cmd_audit_checkpoint(const struct cli_ctx *ctx, int argc, char **argv
         r = cli_extra_args(verb, argc, argv);
         if (r != CLI_EXIT_OK)
                 return r;
-
-        r = cli_connect(ctx, &conn);
-        if (r != CLI_EXIT_OK)
-                return r;
-
-        if (from_size > 0)
-                r = provsign_get_checkpoint_consistency(conn, from_size, &note, &size, &proof, &n);
-        else
-                r = provsign_get_checkpoint(conn, &note, &size);
-        if (r != 0) {
-                r = cli_call_failed(ctx, conn, r, verb);
-                goto out;
-        }
-
-        if (json) {
-                j = json_pack("{s:s, s:I}", "checkpoint", note, "tree_size", (json_int_t) size);
-                if (j && from_size > 0 &&
-                    json_object_set_new(j, "consistency", json_pack("{s:I, s:o}",
-                                                                    "from_size", (json_int_t) from_size,
-                                                                    "proof", proof_json(proof, n))) < 0) {
-                        json_decref(j);
-                        j = NULL;
-                }
-                r = cli_print_json(j);
-                goto out;
-        }
-
-        /* The library checked it is a note: UTF-8 without control
-         * characters but newlines, ending in one. */
-        fputs(note, stdout);
-        if (from_size > 0) {
-                printf("consistency proof from %" PRIu64 ":\n", from_size);
-                for (size_t i = 0; i < n; i++) {
-                        char *b64 = cli_base64(proof + i * PROVSIGN_HASH_LEN, PROVSIGN_HASH_LEN);
-
-                        if (!b64) {
-                                fprintf(stderr, "provsign: out of memory\n");
-                                r = CLI_EXIT_LOCAL;
-                                goto out;
-                        }
-                        puts(b64);
-                        free(b64);
-                }
-        }
-        r = CLI_EXIT_OK;
-out:
-        free(proof);
-        free(note);
-        provsign_close(conn);
-        return r;
+        return checkpoint_run(ctx, from_size, json);
 }
 
 /* ---- audit log-key ------------------------------------------------------- */

@@ -4,7 +4,7 @@
  *
  * What goes into the statement comes from flags and from the CI
  * environment it recognises (GitHub Actions, GitLab CI), through a fixed
- * list of variable names (README "Provenance"). Nothing secret-looking is
+ * list of variable names (docs/runners.md "Provenance"). Nothing secret-looking is
  * ever copied: variables whose names look like secrets are never read, URL
  * user-info (GitLab's CI_REPOSITORY_URL carries the job token there) is
  * never used, and a value that looks like a known token is dropped with a
@@ -49,7 +49,7 @@ static void provenance_help(void) {
                "\n"
                "Builder, build type, source and invocation come from the CI environment\n"
                "(GitHub Actions: GITHUB_ACTIONS=true; GitLab CI: GITLAB_CI=true; the\n"
-               "variables read are listed in the README) and from these flags, which\n"
+               "variables read are listed in provsign(1)) and from these flags, which\n"
                "take precedence. Variables whose names look secret (TOKEN, SECRET,\n"
                "PASSWORD, KEY, ...) are never read.\n"
                "\n"
@@ -249,41 +249,6 @@ static void from_gitlab(struct provenance *p) {
         }
 }
 
-/* SHA-256 of a file, streamed. CLI_EXIT_OK or CLI_EXIT_LOCAL (printed). */
-static int file_sha256(const char *path, char hex[65]) {
-        uint8_t buf[65536], d[32];
-        EVP_MD_CTX *md = NULL;
-        int fd, r = CLI_EXIT_LOCAL;
-        ssize_t k;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                fprintf(stderr, "provsign: provenance: cannot read artifact %s: %m\n", path);
-                return CLI_EXIT_LOCAL;
-        }
-        md = EVP_MD_CTX_new();
-        if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-                fprintf(stderr, "provsign: out of memory\n");
-                goto out;
-        }
-        while ((k = read(fd, buf, sizeof buf)) != 0) {
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        fprintf(stderr, "provsign: provenance: cannot read artifact %s: %m\n", path);
-                        goto out;
-                }
-                EVP_DigestUpdate(md, buf, (size_t) k);
-        }
-        EVP_DigestFinal_ex(md, d, NULL);
-        proto_hex_encode(d, sizeof d, hex);
-        r = CLI_EXIT_OK;
-out:
-        EVP_MD_CTX_free(md);
-        close(fd);
-        return r;
-}
-
 /* The subject name of an artifact path: as given, without leading "./". */
 static const char *subject_name(const char *path) {
         while (strncmp(path, "./", 2) == 0)
@@ -334,9 +299,118 @@ static json_t *statement_json(const struct provenance *p, json_t *subjects) {
                          "metadata", meta);
 }
 
-int cmd_provenance(const struct cli_ctx *ctx, int argc, char **argv) {
-        enum { ARG_BUILDER = 0x100, ARG_BUILD_TYPE, ARG_REPOSITORY, ARG_COMMIT, ARG_REF, ARG_INVOCATION, ARG_PARAM,
-               ARG_NO_CI };
+/* ---- The verb: options, then the action ----------------------------------- */
+
+/* What the command line asked for. Strings are borrowed from argv. */
+struct provenance_opts {
+        const char *principal, *out_path, *receipt_path;
+        const char **artifacts, **env_names;
+        size_t n_art, n_env, n_ann;
+        struct provsign_annotation *ann; /* room for the artifacts' too */
+        struct provenance flags;         /* override the CI environment */
+        json_t *params;
+        bool no_ci;
+};
+
+static void provenance_opts_free(struct provenance_opts *o) {
+        free(o->artifacts);
+        free(o->env_names);
+        free(o->ann);
+        json_decref(o->params);
+}
+
+static bool lower_hex_commit(const char *s) {
+        size_t n = strlen(s);
+        bool ok = n == 40 || n == 64;
+
+        for (size_t i = 0; ok && i < n; i++)
+                ok = isxdigit((unsigned char) s[i]) && !isupper((unsigned char) s[i]);
+        return ok;
+}
+
+/* --param KEY=VALUE (arg is ours to split). */
+static int add_param(struct provenance_opts *o, char *arg) {
+        static const char verb[] = "provenance";
+        char *eq = strchr(arg, '=');
+
+        if (!eq || eq == arg)
+                return cli_usage_error(verb, "invalid --param '%s': expected KEY=VALUE", arg);
+        *eq = '\0';
+        if (name_looks_secret(arg))
+                return cli_usage_error(verb, "--param %s: the name looks like a secret; not recorded", arg);
+        if (json_object_set_new(o->params, arg, json_string(eq + 1)) < 0)
+                return cli_usage_error(verb, "--param %s: not UTF-8", arg);
+        return CLI_EXIT_OK;
+}
+
+enum { ARG_BUILDER = 0x100, ARG_BUILD_TYPE, ARG_REPOSITORY, ARG_COMMIT, ARG_REF, ARG_INVOCATION, ARG_PARAM, ARG_NO_CI };
+
+/* One option into o: CLI_EXIT_OK or the usage error. */
+static int provenance_option(struct provenance_opts *o, int c, char *arg) {
+        static const char verb[] = "provenance";
+
+        switch (c) {
+        case 'p':
+                if (!*arg)
+                        return cli_usage_error(verb, "--principal needs a non-empty name");
+                o->principal = arg;
+                return CLI_EXIT_OK;
+        case 'A':
+                if (!*arg || !printable(arg))
+                        return cli_usage_error(verb, "--artifact needs a path without control characters");
+                o->artifacts[o->n_art++] = arg;
+                return CLI_EXIT_OK;
+        case 'o':
+                o->out_path = arg;
+                return CLI_EXIT_OK;
+        case 'r':
+                o->receipt_path = arg;
+                return CLI_EXIT_OK;
+        case ARG_BUILDER:
+                o->flags.builder_id = arg;
+                return CLI_EXIT_OK;
+        case ARG_BUILD_TYPE:
+                o->flags.build_type = arg;
+                return CLI_EXIT_OK;
+        case ARG_REPOSITORY:
+                if (value_looks_secret(arg))
+                        return cli_usage_error(verb, "--repository must not carry credentials");
+                o->flags.repository = arg;
+                return CLI_EXIT_OK;
+        case ARG_COMMIT:
+                if (!lower_hex_commit(arg))
+                        return cli_usage_error(verb, "--commit needs 40 or 64 lowercase hex digits");
+                o->flags.commit = arg;
+                return CLI_EXIT_OK;
+        case ARG_REF:
+                o->flags.ref = arg;
+                return CLI_EXIT_OK;
+        case ARG_INVOCATION:
+                o->flags.invocation_id = arg;
+                return CLI_EXIT_OK;
+        case ARG_PARAM:
+                return add_param(o, arg);
+        case 'e':
+                if (name_looks_secret(arg))
+                        return cli_usage_error(verb, "--env %s: the name looks like a secret; not recorded", arg);
+                o->env_names[o->n_env++] = arg;
+                return CLI_EXIT_OK;
+        case ARG_NO_CI:
+                o->no_ci = true;
+                return CLI_EXIT_OK;
+        case 'a': {
+                int r = cli_parse_annotation(verb, arg, &o->ann[o->n_ann]);
+
+                if (r == CLI_EXIT_OK)
+                        o->n_ann++;
+                return r;
+        }
+        }
+        return CLI_EXIT_USAGE;
+}
+
+/* CLI_EXIT_OK to go on, -1 after --help, else the exit code. */
+static int provenance_parse(int argc, char **argv, struct provenance_opts *o) {
         static const struct option options[] = {
                 { "principal",     required_argument, NULL, 'p' },
                 { "artifact",      required_argument, NULL, 'A' },
@@ -356,147 +430,45 @@ int cmd_provenance(const struct cli_ctx *ctx, int argc, char **argv) {
                 {}
         };
         static const char verb[] = "provenance";
-        struct provenance p = {}, flags = {};
-        const char *principal = NULL, *out_path = NULL, *receipt_path = NULL;
-        const char **artifacts = NULL, **env_names = NULL;
-        size_t n_art = 0, n_env = 0, n_ann = 0;
-        struct provsign_annotation *ann = NULL;
-        char (*hex)[65] = NULL, **ann_keys = NULL, **ann_values = NULL, *payload = NULL;
-        json_t *params = json_object(), *subjects = json_array(), *st = NULL;
-        bool no_ci = false;
         int c, r;
 
-        p.external = json_object();
-        p.internal = json_object();
-        artifacts = calloc((size_t) argc, sizeof *artifacts);
-        env_names = calloc((size_t) argc, sizeof *env_names);
-        if (!artifacts || !env_names || !params || !subjects || !p.external || !p.internal) {
-                fprintf(stderr, "provsign: out of memory\n");
-                r = CLI_EXIT_LOCAL;
-                goto out;
-        }
+        o->artifacts = calloc((size_t) argc, sizeof *o->artifacts);
+        o->env_names = calloc((size_t) argc, sizeof *o->env_names);
         /* user annotations first; the artifact ones are added after */
-        ann = calloc((size_t) argc + MAX_ARTIFACTS, sizeof *ann);
-        if (!ann) {
+        o->ann = calloc((size_t) argc + MAX_ARTIFACTS, sizeof *o->ann);
+        o->params = json_object();
+        if (!o->artifacts || !o->env_names || !o->ann || !o->params) {
                 fprintf(stderr, "provsign: out of memory\n");
-                r = CLI_EXIT_LOCAL;
-                goto out;
+                return CLI_EXIT_LOCAL;
         }
-
-        while ((c = getopt_long(argc, argv, ":p:A:o:r:e:a:h", options, NULL)) >= 0)
-                switch (c) {
-                case 'p':
-                        if (!*optarg) {
-                                r = cli_usage_error(verb, "--principal needs a non-empty name");
-                                goto out;
-                        }
-                        principal = optarg;
-                        break;
-                case 'A':
-                        if (!*optarg || !printable(optarg)) {
-                                r = cli_usage_error(verb, "--artifact needs a path without control characters");
-                                goto out;
-                        }
-                        artifacts[n_art++] = optarg;
-                        break;
-                case 'o':
-                        out_path = optarg;
-                        break;
-                case 'r':
-                        receipt_path = optarg;
-                        break;
-                case ARG_BUILDER:
-                        flags.builder_id = optarg;
-                        break;
-                case ARG_BUILD_TYPE:
-                        flags.build_type = optarg;
-                        break;
-                case ARG_REPOSITORY:
-                        if (value_looks_secret(optarg)) {
-                                r = cli_usage_error(verb, "--repository must not carry credentials");
-                                goto out;
-                        }
-                        flags.repository = optarg;
-                        break;
-                case ARG_COMMIT: {
-                        size_t n = strlen(optarg);
-                        bool ok = n == 40 || n == 64;
-
-                        for (size_t i = 0; ok && i < n; i++)
-                                ok = isxdigit((unsigned char) optarg[i]) && !isupper((unsigned char) optarg[i]);
-                        if (!ok) {
-                                r = cli_usage_error(verb, "--commit needs 40 or 64 lowercase hex digits");
-                                goto out;
-                        }
-                        flags.commit = optarg;
-                        break;
-                }
-                case ARG_REF:
-                        flags.ref = optarg;
-                        break;
-                case ARG_INVOCATION:
-                        flags.invocation_id = optarg;
-                        break;
-                case ARG_PARAM: {
-                        char *eq = strchr(optarg, '=');
-
-                        if (!eq || eq == optarg) {
-                                r = cli_usage_error(verb, "invalid --param '%s': expected KEY=VALUE", optarg);
-                                goto out;
-                        }
-                        *eq = '\0';
-                        if (name_looks_secret(optarg)) {
-                                r = cli_usage_error(verb, "--param %s: the name looks like a secret; not recorded", optarg);
-                                goto out;
-                        }
-                        if (json_object_set_new(params, optarg, json_string(eq + 1)) < 0) {
-                                r = cli_usage_error(verb, "--param %s: not UTF-8", optarg);
-                                goto out;
-                        }
-                        break;
-                }
-                case 'e':
-                        if (name_looks_secret(optarg)) {
-                                r = cli_usage_error(verb, "--env %s: the name looks like a secret; not recorded", optarg);
-                                goto out;
-                        }
-                        env_names[n_env++] = optarg;
-                        break;
-                case ARG_NO_CI:
-                        no_ci = true;
-                        break;
-                case 'a':
-                        r = cli_parse_annotation(verb, optarg, &ann[n_ann]);
-                        if (r != CLI_EXIT_OK)
-                                goto out;
-                        n_ann++;
-                        break;
-                case 'h':
+        while ((c = getopt_long(argc, argv, ":p:A:o:r:e:a:h", options, NULL)) >= 0) {
+                if (c == 'h') {
                         provenance_help();
-                        r = CLI_EXIT_OK;
-                        goto out;
-                default:
-                        r = cli_getopt_error(verb, c, argv);
-                        goto out;
+                        return -1;
                 }
+                r = c == '?' || c == ':' ? cli_getopt_error(verb, c, argv) : provenance_option(o, c, optarg);
+                if (r != CLI_EXIT_OK)
+                        return r;
+        }
         r = cli_extra_args(verb, argc, argv);
         if (r != CLI_EXIT_OK)
-                goto out;
-        if (n_art == 0) {
-                r = cli_usage_error(verb, "missing --artifact PATH");
-                goto out;
-        }
-        if (n_art > MAX_ARTIFACTS) {
-                r = cli_usage_error(verb, "at most %u artifacts", MAX_ARTIFACTS);
-                goto out;
-        }
+                return r;
+        if (o->n_art == 0)
+                return cli_usage_error(verb, "missing --artifact PATH");
+        if (o->n_art > MAX_ARTIFACTS)
+                return cli_usage_error(verb, "at most %u artifacts", MAX_ARTIFACTS);
+        return CLI_EXIT_OK;
+}
 
-        /* The environment first, the flags over it. */
-        if (!no_ci && ci_var("GITHUB_ACTIONS") && strcmp(ci_var("GITHUB_ACTIONS"), "true") == 0)
-                from_github(&p);
-        else if (!no_ci && ci_var("GITLAB_CI") && strcmp(ci_var("GITLAB_CI"), "true") == 0)
-                from_gitlab(&p);
-#define OVERRIDE(f) if (flags.f) p.f = flags.f
+/* The statement's fields: the CI environment first, the flags over it,
+ * then parameters, source and the variables asked for. CLI_EXIT_OK, a
+ * usage error (no builder), or CLI_EXIT_LOCAL (printed). */
+static int gather(const struct provenance_opts *o, struct provenance *p) {
+        if (!o->no_ci && ci_var("GITHUB_ACTIONS") && strcmp(ci_var("GITHUB_ACTIONS"), "true") == 0)
+                from_github(p);
+        else if (!o->no_ci && ci_var("GITLAB_CI") && strcmp(ci_var("GITLAB_CI"), "true") == 0)
+                from_gitlab(p);
+#define OVERRIDE(f) if (o->flags.f) p->f = o->flags.f
         OVERRIDE(builder_id);
         OVERRIDE(build_type);
         OVERRIDE(repository);
@@ -504,101 +476,117 @@ int cmd_provenance(const struct cli_ctx *ctx, int argc, char **argv) {
         OVERRIDE(ref);
         OVERRIDE(invocation_id);
 #undef OVERRIDE
-        if (!p.build_type)
-                p.build_type = GENERIC_BUILD_TYPE;
-        if (!p.builder_id) {
-                r = cli_usage_error(verb, "missing --builder-id URI (no CI environment recognised)");
-                goto out;
-        }
-        if (json_object_size(params) > 0 && json_object_set(p.external, "parameters", params) < 0)
+        if (!p->build_type)
+                p->build_type = GENERIC_BUILD_TYPE;
+        if (!p->builder_id)
+                return cli_usage_error("provenance", "missing --builder-id URI (no CI environment recognised)");
+        if (json_object_size(o->params) > 0 && json_object_set(p->external, "parameters", o->params) < 0)
                 goto oom;
-        if (!json_object_get(p.external, "source") && p.repository) {
-                json_t *src = json_pack("{s:s}", "repository", p.repository);
+        if (!json_object_get(p->external, "source") && p->repository) {
+                json_t *src = json_pack("{s:s}", "repository", p->repository);
 
                 if (!src)
                         goto oom;
-                set_str(src, "ref", p.ref);
-                set_str(src, "commit", p.commit);
-                json_object_set_new(p.external, "source", src);
+                set_str(src, "ref", p->ref);
+                set_str(src, "commit", p->commit);
+                json_object_set_new(p->external, "source", src);
         }
-        for (size_t i = 0; i < n_env; i++) {
-                const char *v = getenv(env_names[i]);
+        for (size_t i = 0; i < o->n_env; i++) {
+                const char *v = getenv(o->env_names[i]);
                 json_t *e;
 
                 if (v && value_looks_secret(v)) {
                         fprintf(stderr, "provsign: provenance: not recording %s: its value looks like a credential\n",
-                                env_names[i]);
+                                o->env_names[i]);
                         continue;
                 }
-                e = object_at(p.internal, "environment");
+                e = object_at(p->internal, "environment");
                 if (!e)
                         goto oom;
-                json_object_set_new(e, env_names[i], v ? json_string(v) : json_null());
+                json_object_set_new(e, o->env_names[i], v ? json_string(v) : json_null());
         }
+        return CLI_EXIT_OK;
+oom:
+        fprintf(stderr, "provsign: out of memory\n");
+        return CLI_EXIT_LOCAL;
+}
 
-        /* Subjects and their annotations. */
-        hex = calloc(n_art, sizeof *hex);
-        ann_keys = calloc(n_art, sizeof *ann_keys);
-        ann_values = calloc(n_art, sizeof *ann_values);
-        if (!hex || !ann_keys || !ann_values)
-                goto oom;
-        for (size_t i = 0; i < n_art; i++) {
-                const char *name = subject_name(artifacts[i]);
+/* The artifacts as subjects (name, SHA-256), and as annotations
+ * artifact:NAME=sha256:HEX appended to o->ann (their strings kept in
+ * owned until the caller frees it). */
+static int add_subjects(struct provenance_opts *o, json_t *subjects, char **owned_strings) {
+        static const char verb[] = "provenance";
+
+        for (size_t i = 0; i < o->n_art; i++) {
+                const char *name = subject_name(o->artifacts[i]);
+                char hex[65];
+                int r;
 
                 for (size_t j = 0; j < i; j++)
-                        if (strcmp(subject_name(artifacts[j]), name) == 0) {
-                                r = cli_usage_error(verb, "artifact %s given twice", name);
-                                goto out;
-                        }
-                r = file_sha256(artifacts[i], hex[i]);
+                        if (strcmp(subject_name(o->artifacts[j]), name) == 0)
+                                return cli_usage_error(verb, "artifact %s given twice", name);
+                r = cli_file_sha256(verb, "artifact", o->artifacts[i], hex);
                 if (r != CLI_EXIT_OK)
-                        goto out;
-                if (json_array_append_new(subjects, json_pack("{s:s, s:{s:s}}", "name", name, "digest", "sha256",
-                                                              hex[i])) < 0) {
-                        r = cli_usage_error(verb, "artifact %s: the name is not UTF-8", artifacts[i]);
-                        goto out;
+                        return r;
+                if (json_array_append_new(subjects, json_pack("{s:s, s:{s:s}}", "name", name, "digest", "sha256", hex)) < 0)
+                        return cli_usage_error(verb, "artifact %s: the name is not UTF-8", o->artifacts[i]);
+                owned_strings[2 * i] = str_printf("artifact:%s", name);
+                owned_strings[2 * i + 1] = str_printf("sha256:%s", hex);
+                if (!owned_strings[2 * i] || !owned_strings[2 * i + 1]) {
+                        fprintf(stderr, "provsign: out of memory\n");
+                        return CLI_EXIT_LOCAL;
                 }
-                ann_keys[i] = str_printf("artifact:%s", name);
-                ann_values[i] = str_printf("sha256:%s", hex[i]);
-                if (!ann_keys[i] || !ann_values[i])
-                        goto oom;
-                ann[n_ann++] = (struct provsign_annotation) { .key = ann_keys[i], .value = ann_values[i] };
+                o->ann[o->n_ann++] = (struct provsign_annotation) { .key = owned_strings[2 * i],
+                                                                    .value = owned_strings[2 * i + 1] };
         }
+        return CLI_EXIT_OK;
+}
 
+static int provenance_run(const struct cli_ctx *ctx, struct provenance_opts *o) {
+        struct provenance p = { .external = json_object(), .internal = json_object() };
+        json_t *subjects = json_array(), *st = NULL;
+        char **strings = calloc(2 * o->n_art, sizeof *strings), *payload = NULL;
+        int r = CLI_EXIT_LOCAL;
+
+        if (!p.external || !p.internal || !subjects || !strings) {
+                fprintf(stderr, "provsign: out of memory\n");
+                goto out;
+        }
+        r = gather(o, &p);
+        if (r == CLI_EXIT_OK)
+                r = add_subjects(o, subjects, strings);
+        if (r != CLI_EXIT_OK)
+                goto out;
         st = statement_json(&p, subjects);
-        if (!st) {
+        payload = st ? json_dumps(st, JSON_COMPACT) : NULL;
+        if (!payload) {
                 fprintf(stderr, "provsign: provenance: cannot build the statement (a value is not UTF-8?)\n");
                 r = CLI_EXIT_LOCAL;
                 goto out;
         }
-        payload = json_dumps(st, JSON_COMPACT);
-        if (!payload)
-                goto oom;
-        r = cli_attest_output(ctx, verb, principal, INTOTO_TYPE, (const uint8_t *) payload, strlen(payload), ann, n_ann,
-                              out_path, receipt_path);
-        goto out;
-oom:
-        fprintf(stderr, "provsign: out of memory\n");
-        r = CLI_EXIT_LOCAL;
+        r = cli_attest_output(ctx, "provenance", o->principal, INTOTO_TYPE, (const uint8_t *) payload,
+                              strlen(payload), o->ann, o->n_ann, o->out_path, o->receipt_path);
 out:
-        for (size_t i = 0; ann_keys && i < n_art; i++) {
-                free(ann_keys[i]);
-                free(ann_values[i]);
-        }
-        free(ann_keys);
-        free(ann_values);
-        free(hex);
+        for (size_t i = 0; strings && i < 2 * o->n_art; i++)
+                free(strings[i]);
+        free(strings);
         free(payload);
         json_decref(st);
         json_decref(subjects);
-        json_decref(params);
         json_decref(p.external);
         json_decref(p.internal);
-        free(ann);
-        free(artifacts);
-        free(env_names);
         for (size_t i = 0; i < n_owned; i++)
                 free(owned[i]);
         n_owned = 0;
         return r;
+}
+
+int cmd_provenance(const struct cli_ctx *ctx, int argc, char **argv) {
+        struct provenance_opts o = {};
+        int r = provenance_parse(argc, argv, &o);
+
+        if (r == CLI_EXIT_OK)
+                r = provenance_run(ctx, &o);
+        provenance_opts_free(&o);
+        return r < 0 ? CLI_EXIT_OK : r;
 }

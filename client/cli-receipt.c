@@ -1,6 +1,6 @@
 /* provsign receipt: offline checks of the receipts that `provsign sign`
  * returns. Needs no agent: the receipt, the log key and the math are all
- * there is to it (DESIGN.md "The audit log"). */
+ * there is to it (docs/formats.md "Receipts"). */
 
 #include <errno.h>
 #include <getopt.h>

@@ -68,7 +68,19 @@ static int write_receipt(const char *path, json_t *receipt) {
         return r;
 }
 
-int cmd_sign(const struct cli_ctx *ctx, int argc, char **argv) {
+/* What the command line asked for; strings borrowed from argv. */
+struct sign_opts {
+        const char *principal, *payload_type, *receipt_path;
+        struct provsign_annotation *ann;
+        size_t n_ann;
+        int alg;
+        uint8_t digest[48];
+        size_t digest_len;
+        bool json;
+};
+
+/* CLI_EXIT_OK to go on, -1 after --help, else the exit code. */
+static int sign_parse(int argc, char **argv, struct sign_opts *o) {
         static const struct option options[] = {
                 { "principal",    required_argument, NULL, 'p' },
                 { "digest",       required_argument, NULL, 'd' },
@@ -79,115 +91,84 @@ int cmd_sign(const struct cli_ctx *ctx, int argc, char **argv) {
                 { "help",         no_argument,       NULL, 'h' },
                 {}
         };
-        const char *principal = NULL, *digest_spec = NULL, *payload_type = NULL, *receipt_path = NULL;
-        struct provsign_annotation *ann = NULL;
-        size_t n_ann = 0;
-        provsign_conn *conn = NULL;
-        provsign_signature *sig = NULL;
-        uint8_t digest[48];
-        size_t digest_len;
-        char *b64 = NULL;
-        json_t *receipt = NULL;
-        bool json = false;
-        int c, r, alg;
+        const char *digest_spec = NULL;
+        int c, r;
 
         /* Annotations point into argv: at most one per remaining word. */
-        ann = calloc((size_t) argc, sizeof *ann);
-        if (!ann) {
+        o->ann = calloc((size_t) argc, sizeof *o->ann);
+        if (!o->ann) {
                 fprintf(stderr, "provsign: out of memory\n");
                 return CLI_EXIT_LOCAL;
         }
-
         while ((c = getopt_long(argc, argv, ":p:d:t:a:r:jh", options, NULL)) >= 0)
                 switch (c) {
                 case 'p':
-                        if (!*optarg) {
-                                r = cli_usage_error("sign", "--principal needs a non-empty name");
-                                goto out;
-                        }
-                        principal = optarg;
+                        if (!*optarg)
+                                return cli_usage_error("sign", "--principal needs a non-empty name");
+                        o->principal = optarg;
                         break;
                 case 'd':
                         digest_spec = optarg;
                         break;
                 case 't':
-                        payload_type = optarg;
+                        o->payload_type = optarg;
                         break;
                 case 'a':
-                        r = cli_parse_annotation("sign", optarg, &ann[n_ann]);
+                        r = cli_parse_annotation("sign", optarg, &o->ann[o->n_ann]);
                         if (r != CLI_EXIT_OK)
-                                goto out;
-                        n_ann++;
+                                return r;
+                        o->n_ann++;
                         break;
                 case 'r':
-                        if (!*optarg) {
-                                r = cli_usage_error("sign", "--receipt needs a non-empty path");
-                                goto out;
-                        }
-                        receipt_path = optarg;
+                        if (!*optarg)
+                                return cli_usage_error("sign", "--receipt needs a non-empty path");
+                        o->receipt_path = optarg;
                         break;
                 case 'j':
-                        json = true;
+                        o->json = true;
                         break;
                 case 'h':
                         sign_help();
-                        r = CLI_EXIT_OK;
-                        goto out;
+                        return -1;
                 default:
-                        r = cli_getopt_error("sign", c, argv);
-                        goto out;
+                        return cli_getopt_error("sign", c, argv);
                 }
-
         r = cli_extra_args("sign", argc, argv);
         if (r != CLI_EXIT_OK)
-                goto out;
-        if (!digest_spec) {
-                r = cli_usage_error("sign", "missing --digest");
-                goto out;
-        }
-        if (proto_digest_spec_parse(digest_spec, &alg, digest, &digest_len) < 0) {
-                r = cli_usage_error("sign", "invalid digest '%s': expected sha256:<64 hex digits> or sha384:<96 hex digits>",
-                                    digest_spec);
-                goto out;
-        }
+                return r;
+        if (!digest_spec)
+                return cli_usage_error("sign", "missing --digest");
+        if (proto_digest_spec_parse(digest_spec, &o->alg, o->digest, &o->digest_len) < 0)
+                return cli_usage_error("sign", "invalid digest '%s': expected sha256:<64 hex digits> or sha384:<96 hex digits>",
+                                       digest_spec);
+        return CLI_EXIT_OK;
+}
 
-        r = cli_connect(ctx, &conn);
-        if (r != CLI_EXIT_OK)
-                goto out;
-
-        r = provsign_sign(conn, principal, (enum provsign_digest_algorithm) alg, digest, digest_len,
-                          payload_type, ann, n_ann, &sig);
-        if (r != 0) {
-                r = cli_call_failed(ctx, conn, r, "sign");
-                goto out;
-        }
-
+/* Writes what sign reports: the receipt file first (when it cannot be
+ * written, no signature is printed and the exit code says so), then the
+ * signature, as base64 or as JSON with its receipt. */
+static int sign_output(const struct sign_opts *o, const provsign_signature *sig) {
+        json_t *receipt = NULL;
         size_t der_len;
         const uint8_t *der = provsign_signature_der(sig, &der_len);
-        b64 = cli_base64(der, der_len);
+        char *b64 = cli_base64(der, der_len);
+        int r = CLI_EXIT_LOCAL;
+
         if (!b64) {
                 fprintf(stderr, "provsign: out of memory\n");
-                r = CLI_EXIT_LOCAL;
-                goto out;
+                return CLI_EXIT_LOCAL;
         }
-
-        if (json || receipt_path) {
+        if (o->json || o->receipt_path) {
                 receipt = cli_receipt_json(sig);
                 if (!receipt) {
                         fprintf(stderr, "provsign: sign: cannot encode the receipt as JSON\n");
-                        r = CLI_EXIT_LOCAL;
                         goto out;
                 }
         }
-        /* The receipt file first: when it cannot be written, no signature
-         * is printed and the exit code says so. */
-        if (receipt_path) {
-                r = write_receipt(receipt_path, receipt);
-                if (r != CLI_EXIT_OK)
-                        goto out;
-        }
-
-        if (json)
+        r = o->receipt_path ? write_receipt(o->receipt_path, receipt) : CLI_EXIT_OK;
+        if (r != CLI_EXIT_OK)
+                goto out;
+        if (o->json)
                 r = cli_print_json(json_pack("{s:s, s:s, s:s, s:s, s:I, s:O}",
                                              "keyid", provsign_signature_keyid(sig),
                                              "algorithm", provsign_key_algorithm_to_string(provsign_signature_algorithm(sig)),
@@ -195,15 +176,35 @@ int cmd_sign(const struct cli_ctx *ctx, int argc, char **argv) {
                                              "principal", provsign_signature_principal(sig),
                                              "generation", (json_int_t) provsign_signature_generation(sig),
                                              "receipt", receipt));
-        else {
+        else
                 puts(b64);
-                r = CLI_EXIT_OK;
-        }
 out:
         json_decref(receipt);
         free(b64);
+        return r;
+}
+
+static int sign_run(const struct cli_ctx *ctx, const struct sign_opts *o) {
+        provsign_conn *conn = NULL;
+        provsign_signature *sig = NULL;
+        int r = cli_connect(ctx, &conn);
+
+        if (r != CLI_EXIT_OK)
+                return r;
+        r = provsign_sign(conn, o->principal, (enum provsign_digest_algorithm) o->alg, o->digest, o->digest_len,
+                          o->payload_type, o->ann, o->n_ann, &sig);
+        r = r != 0 ? cli_call_failed(ctx, conn, r, "sign") : sign_output(o, sig);
         provsign_signature_free(sig);
         provsign_close(conn);
-        free(ann);
         return r;
+}
+
+int cmd_sign(const struct cli_ctx *ctx, int argc, char **argv) {
+        struct sign_opts o = {};
+        int r = sign_parse(argc, argv, &o);
+
+        if (r == CLI_EXIT_OK)
+                r = sign_run(ctx, &o);
+        free(o.ann);
+        return r < 0 ? CLI_EXIT_OK : r;
 }

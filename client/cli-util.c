@@ -12,6 +12,8 @@
 #include <openssl/evp.h>
 
 #include "base64.h"
+#include "filehash.h"
+#include "hex.h"
 #include "cli.h"
 
 int cli_usage_error(const char *verb, const char *fmt, ...) {
@@ -71,7 +73,12 @@ int cli_subcommand(const struct cli_ctx *ctx, const char *verb, const struct cli
 int cli_connect(const struct cli_ctx *ctx, provsign_conn **ret) {
         int r;
 
-        r = provsign_connect(ctx->socket_path, ret);
+        r = provsign_connect_timeout(ctx->socket_path, ctx->timeout_ms, ret);
+        if (r == -ETIMEDOUT) {
+                fprintf(stderr, "provsign: cannot reach agent at %s: timed out after %s\n", ctx->socket_path,
+                        ctx->timeout_text);
+                return CLI_EXIT_UNREACHABLE;
+        }
         if (r < 0) {
                 fprintf(stderr, "provsign: cannot reach agent at %s: %s\n",
                         ctx->socket_path, provsign_strerror(r));
@@ -96,6 +103,10 @@ int cli_call_failed(const struct cli_ctx *ctx, provsign_conn *conn, int r, const
                  * worth retrying. */
                 fprintf(stderr, "provsign: lost connection to agent at %s: %s\n",
                         ctx->socket_path, provsign_strerror(r));
+                return CLI_EXIT_UNREACHABLE;
+        case ETIMEDOUT:
+                fprintf(stderr, "provsign: %s: timed out waiting for agent at %s (after %s)\n", what,
+                        ctx->socket_path, ctx->timeout_text);
                 return CLI_EXIT_UNREACHABLE;
         case EPROTO:
                 fprintf(stderr, "provsign: %s: malformed reply from agent at %s\n", what, ctx->socket_path);
@@ -195,51 +206,129 @@ out:
         return r;
 }
 
-int cli_write_file(const char *verb, const char *what, const char *path, const char *data, size_t len) {
-        int fd;
+/* The mode the file at path gets: an existing regular file's own (its
+ * owner placed it), else 0644 (public data), whatever the umask. A
+ * symlink or anything else there is replaced, never followed. */
+static mode_t output_mode(const char *path) {
+        struct stat st;
 
-        /* A new file is public data (0644), whatever the umask; an existing
-         * one was placed by its owner and keeps its mode. */
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0644);
-        if (fd >= 0) {
-                if (fchmod(fd, 0644) < 0)
-                        goto fail;
-        } else if (errno == EEXIST)
-                fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                goto fail;
+        if (fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+                return st.st_mode & 07777;
+        return 0644;
+}
 
+static int write_all(int fd, const char *data, size_t len) {
         while (len > 0) {
                 ssize_t k = write(fd, data, len);
 
                 if (k < 0 && errno == EINTR)
                         continue;
                 if (k < 0)
-                        goto fail;
+                        return -errno;
                 data += k;
                 len -= (size_t) k;
         }
-        /* close() reports what a network file system deferred. */
-        if (close(fd) < 0) {
-                fd = -1;
+        return 0;
+}
+
+int cli_write_file(const char *verb, const char *what, const char *path, const char *data, size_t len) {
+        char *tmp = NULL;
+        int fd = -1, r;
+
+        /* A new file beside the target (mkostemp: O_CREAT|O_EXCL, so no
+         * symlink is followed), renamed over it once complete: a reader
+         * never sees half a file, and a link planted at path is replaced
+         * rather than written through. */
+        if (asprintf(&tmp, "%s.XXXXXX", path) < 0) {
+                tmp = NULL;
+                r = -ENOMEM;
                 goto fail;
         }
-        return CLI_EXIT_OK;
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                free(tmp);
+                tmp = NULL;
+                goto fail;
+        }
+        r = fchmod(fd, output_mode(path)) < 0 ? -errno : write_all(fd, data, len);
+        /* close() reports what a network file system deferred. */
+        if (close(fd) < 0 && r == 0)
+                r = -errno;
+        if (r == 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r == 0) {
+                free(tmp);
+                return CLI_EXIT_OK;
+        }
 fail:
-        fprintf(stderr, "provsign: %s: cannot write %s %s: %m\n", verb, what, path);
-        if (fd >= 0)
-                close(fd);
+        fprintf(stderr, "provsign: %s: cannot write %s %s: %s\n", verb, what, path, strerror(-r));
+        if (tmp)
+                unlink(tmp);
+        free(tmp);
         return CLI_EXIT_LOCAL;
+}
+
+/* The length of the valid UTF-8 sequence at s (1 to 4) with its code point
+ * in *ret_cp, or 0 for an invalid one (overlong, surrogate, past U+10FFFF,
+ * truncated). */
+static size_t utf8_seq(const unsigned char *s, uint32_t *ret_cp) {
+        size_t n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
+        uint32_t cp;
+
+        if (n == 0 || s[0] > 0xf4)
+                return 0;
+        cp = s[0] & (0x7f >> n);
+        for (size_t i = 1; i < n; i++) {
+                if ((s[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = cp << 6 | (s[i] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+                return 0;
+        *ret_cp = cp;
+        return n;
 }
 
 const char *cli_safe(const char *s) {
         static char buf[1024];
-        size_t i;
+        const unsigned char *p = (const unsigned char *) s;
+        size_t o = 0;
 
-        for (i = 0; s[i] && i < sizeof buf - 1; i++)
-                buf[i] = ((unsigned char) s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
-        buf[i] = '\0';
+        while (*p && o < sizeof buf - 1) {
+                uint32_t cp;
+                size_t n = *p < 0x80 ? 1 : utf8_seq(p, &cp);
+
+                if (n == 1 && (*p < 0x20 || *p == 0x7f))
+                        n = 0;          /* C0 and DEL */
+                else if (n > 1 && cp < 0xa0)
+                        n = 0;          /* C1: U+0080..U+009F */
+                if (n == 0) {           /* also any byte of broken UTF-8 */
+                        buf[o++] = '?';
+                        p++;
+                        continue;
+                }
+                if (o + n > sizeof buf - 1)
+                        break;
+                memcpy(buf + o, p, n);
+                o += n;
+                p += n;
+        }
+        buf[o] = '\0';
         return buf;
+}
+
+int cli_file_sha256(const char *verb, const char *what, const char *path, char hex[65]) {
+        uint8_t d[PROTO_SHA256_LEN];
+        int r = proto_sha256_file(path, d);
+
+        if (r < 0) {
+                fprintf(stderr, "provsign: %s: cannot read %s %s: %s\n", verb, what, path, strerror(-r));
+                return CLI_EXIT_LOCAL;
+        }
+        proto_hex_encode(d, sizeof d, hex);
+        return CLI_EXIT_OK;
 }
 
 int cli_parse_annotation(const char *verb, char *arg, struct provsign_annotation *ret) {

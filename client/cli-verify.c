@@ -37,7 +37,7 @@ static void bundle_help(void) {
                "Fetches the agent's key bundle: every key it ever had (principal,\n"
                "generation, algorithm, state, times, revocation reason and\n"
                "compromised_since, public key) as a DSSE envelope signed by the log key\n"
-               "(payloadType " CLIENT_BUNDLE_TYPE ").\n"
+               "(payloadType " PROTO_KEY_BUNDLE_TYPE ").\n"
                "Any caller may ask. 'provsign verify --bundle' checks envelopes against it.\n"
                "\n"
                "  -p, --principal P   only principal P's keys (enough to verify its\n"
@@ -185,42 +185,6 @@ static int statement_parse(const struct proto_dsse_envelope *env, struct stateme
         return CLI_EXIT_OK;
 }
 
-static int artifact_sha256(const char *path, char hex[65]) {
-        uint8_t buf[65536], d[32];
-        EVP_MD_CTX *md;
-        ssize_t k;
-        int fd;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                fprintf(stderr, "provsign: verify: cannot read artifact %s: %m\n", path);
-                return CLI_EXIT_LOCAL;
-        }
-        md = EVP_MD_CTX_new();
-        if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-                EVP_MD_CTX_free(md);
-                close(fd);
-                fprintf(stderr, "provsign: out of memory\n");
-                return CLI_EXIT_LOCAL;
-        }
-        while ((k = read(fd, buf, sizeof buf)) != 0) {
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        fprintf(stderr, "provsign: verify: cannot read artifact %s: %m\n", path);
-                        EVP_MD_CTX_free(md);
-                        close(fd);
-                        return CLI_EXIT_LOCAL;
-                }
-                EVP_DigestUpdate(md, buf, (size_t) k);
-        }
-        EVP_DigestFinal_ex(md, d, NULL);
-        EVP_MD_CTX_free(md);
-        close(fd);
-        proto_hex_encode(d, sizeof d, hex);
-        return CLI_EXIT_OK;
-}
-
 /* The subject whose sha256 digest is hex, or NULL. */
 static const json_t *subject_by_sha256(const struct statement *st, const char *hex) {
         for (size_t i = 0; i < json_array_size(st->subjects); i++) {
@@ -237,7 +201,40 @@ static const char *time_or(int64_t us, char buf[static PROTO_TIME_LEN + 1], cons
         return us >= 0 && proto_time_format_us(us, buf) ? buf : none;
 }
 
-int cmd_verify(const struct cli_ctx *ctx, int argc, char **argv) {
+/* What the command line asked for; strings borrowed from argv. */
+struct verify_opts {
+        const char *bundle_path, *key_path, *receipt_path, *principal, *env_path;
+        const char **artifacts;
+        size_t n_art;
+        bool json;
+};
+
+/* What was read and found. */
+struct verify_state {
+        char *bundle, *pem, *env, *receipt_text;
+        size_t bundle_len, env_len, receipt_len;
+        struct client_receipt_doc doc;
+        struct client_keyrule_result res;
+        struct statement st;
+        bool intoto;
+        char (*hex)[65];
+        const json_t **matched;
+};
+
+static void verify_state_done(struct verify_state *v) {
+        free(v->hex);
+        free(v->matched);
+        json_decref(v->st.root);
+        client_keyrule_result_done(&v->res);
+        client_receipt_doc_done(&v->doc);
+        free(v->receipt_text);
+        free(v->env);
+        free(v->pem);
+        free(v->bundle);
+}
+
+/* CLI_EXIT_OK to go on, -1 after --help, else the exit code. */
+static int verify_parse(int argc, char **argv, struct verify_opts *o) {
         static const struct option options[] = {
                 { "bundle",    required_argument, NULL, 'b' },
                 { "log-key",   required_argument, NULL, 'k' },
@@ -249,172 +246,163 @@ int cmd_verify(const struct cli_ctx *ctx, int argc, char **argv) {
                 {}
         };
         static const char verb[] = "verify";
-        const char *bundle_path = NULL, *key_path = NULL, *receipt_path = NULL, *principal = NULL, *env_path;
-        const char **artifacts = NULL;
-        size_t n_art = 0, bundle_len, env_len, receipt_len = 0;
-        char *bundle = NULL, *pem = NULL, *env = NULL, *receipt_text = NULL;
-        struct client_receipt_doc doc = {};
-        struct client_keyrule_result res = {};
-        struct statement st = {};
-        char (*hex)[65] = NULL;
-        const json_t **matched = NULL;
-        bool json = false, intoto;
-        int c, r;
+        int c;
 
-        artifacts = calloc((size_t) argc, sizeof *artifacts);
-        if (!artifacts) {
+        o->artifacts = calloc((size_t) argc, sizeof *o->artifacts);
+        if (!o->artifacts) {
                 fprintf(stderr, "provsign: out of memory\n");
                 return CLI_EXIT_LOCAL;
         }
         while ((c = getopt_long(argc, argv, ":b:k:r:A:p:jh", options, NULL)) >= 0)
                 switch (c) {
                 case 'b':
-                        bundle_path = optarg;
+                        o->bundle_path = optarg;
                         break;
                 case 'k':
-                        key_path = optarg;
+                        o->key_path = optarg;
                         break;
                 case 'r':
-                        receipt_path = optarg;
+                        o->receipt_path = optarg;
                         break;
                 case 'A':
-                        artifacts[n_art++] = optarg;
+                        o->artifacts[o->n_art++] = optarg;
                         break;
                 case 'p':
-                        principal = optarg;
+                        o->principal = optarg;
                         break;
                 case 'j':
-                        json = true;
+                        o->json = true;
                         break;
                 case 'h':
                         verify_help();
-                        r = CLI_EXIT_OK;
-                        goto out;
+                        return -1;
                 default:
-                        r = cli_getopt_error(verb, c, argv);
-                        goto out;
+                        return cli_getopt_error(verb, c, argv);
                 }
-        if (!bundle_path || !*bundle_path) {
-                r = cli_usage_error(verb, "missing --bundle FILE (from 'provsign key bundle')");
-                goto out;
-        }
-        if (!key_path || !*key_path) {
-                r = cli_usage_error(verb, "missing --log-key PEM-FILE (the trusted log key)");
-                goto out;
-        }
-        if (optind >= argc) {
-                r = cli_usage_error(verb, "missing ENVELOPE (a DSSE envelope file, '-' for standard input)");
-                goto out;
-        }
-        env_path = argv[optind++];
-        r = cli_extra_args(verb, argc, argv);
-        if (r != CLI_EXIT_OK)
-                goto out;
+        if (!o->bundle_path || !*o->bundle_path)
+                return cli_usage_error(verb, "missing --bundle FILE (from 'provsign key bundle')");
+        if (!o->key_path || !*o->key_path)
+                return cli_usage_error(verb, "missing --log-key PEM-FILE (the trusted log key)");
+        if (optind >= argc)
+                return cli_usage_error(verb, "missing ENVELOPE (a DSSE envelope file, '-' for standard input)");
+        o->env_path = argv[optind++];
+        return cli_extra_args(verb, argc, argv);
+}
 
-        r = cli_read_file(verb, "key bundle", bundle_path, CLIENT_BUNDLE_MAX, &bundle, &bundle_len);
+static int verify_read(const struct verify_opts *o, struct verify_state *v) {
+        static const char verb[] = "verify";
+        char detail[320];
+        int r;
+
+        r = cli_read_file(verb, "key bundle", o->bundle_path, CLIENT_BUNDLE_MAX, &v->bundle, &v->bundle_len);
         if (r == CLI_EXIT_OK)
-                r = cli_read_file(verb, "log key", key_path, LOG_KEY_FILE_MAX, &pem, NULL);
+                r = cli_read_file(verb, "log key", o->key_path, LOG_KEY_FILE_MAX, &v->pem, NULL);
         if (r == CLI_EXIT_OK)
-                r = cli_read_file(verb, "envelope", env_path, PROTO_DSSE_MAX_ENVELOPE, &env, &env_len);
-        if (r == CLI_EXIT_OK && receipt_path)
-                r = cli_read_file(verb, "receipt", receipt_path, CLIENT_RECEIPT_FILE_MAX, &receipt_text, &receipt_len);
-        if (r != CLI_EXIT_OK)
-                goto out;
-        if (receipt_path) {
-                char detail[320];
+                r = cli_read_file(verb, "envelope", o->env_path, PROTO_DSSE_MAX_ENVELOPE, &v->env, &v->env_len);
+        if (r == CLI_EXIT_OK && o->receipt_path)
+                r = cli_read_file(verb, "receipt", o->receipt_path, CLIENT_RECEIPT_FILE_MAX, &v->receipt_text,
+                                  &v->receipt_len);
+        if (r != CLI_EXIT_OK || !o->receipt_path)
+                return r;
+        if (client_receipt_doc_parse(v->receipt_text, v->receipt_len, &v->doc, detail, sizeof detail) < 0)
+                return fail("invalid receipt", "%s: %s", o->receipt_path, detail);
+        return CLI_EXIT_OK;
+}
 
-                if (client_receipt_doc_parse(receipt_text, receipt_len, &doc, detail, sizeof detail) < 0) {
-                        r = fail("invalid receipt", "%s: %s", receipt_path, detail);
-                        goto out;
-                }
-        }
-
+/* The key rule (bundle, key, envelope signature, revocation with the
+ * receipt). */
+static int verify_keyrule(const struct verify_opts *o, struct verify_state *v) {
         struct client_keyrule_input in = {
-                .bundle = bundle,
-                .bundle_len = bundle_len,
-                .log_key_pem = pem,
-                .envelope = env,
-                .envelope_len = env_len,
-                .principal = principal,
-                .receipt = receipt_path ? &doc.rc : NULL,
+                .bundle = v->bundle,
+                .bundle_len = v->bundle_len,
+                .log_key_pem = v->pem,
+                .envelope = v->env,
+                .envelope_len = v->env_len,
+                .principal = o->principal,
+                .receipt = o->receipt_path ? &v->doc.rc : NULL,
         };
-        r = client_keyrule_check(&in, &res);
+        int r = client_keyrule_check(&in, &v->res);
+
         if (r == -ENOMEM) {
                 fprintf(stderr, "provsign: out of memory\n");
-                r = CLI_EXIT_LOCAL;
-                goto out;
+                return CLI_EXIT_LOCAL;
         }
         if (r == CLIENT_KEYRULE_BAD_LOG_KEY) {
-                fprintf(stderr, "provsign: verify: %s: %s\n", key_path, res.detail);
-                r = CLI_EXIT_LOCAL;
-                goto out;
+                fprintf(stderr, "provsign: verify: %s: %s\n", o->key_path, v->res.detail);
+                return CLI_EXIT_LOCAL;
         }
-        if (r != 0) {
-                r = fail(client_keyrule_name(r), "%s", res.detail);
-                goto out;
-        }
+        if (r != 0)
+                return fail(client_keyrule_name(r), "%s", v->res.detail);
+        return CLI_EXIT_OK;
+}
 
-        /* The subjects, for an in-toto statement. */
-        intoto = strcmp(res.envelope->payload_type, INTOTO_TYPE) == 0;
-        if (intoto) {
-                r = statement_parse(res.envelope, &st);
+/* The subjects of an in-toto statement against the artifacts given. */
+static int verify_subjects(const struct verify_opts *o, struct verify_state *v) {
+        int r;
+
+        v->intoto = strcmp(v->res.envelope->payload_type, INTOTO_TYPE) == 0;
+        if (v->intoto) {
+                r = statement_parse(v->res.envelope, &v->st);
                 if (r != CLI_EXIT_OK)
-                        goto out;
-        } else if (n_art > 0) {
-                r = fail("artifact not among the subjects", "the payloadType is %s, not an in-toto statement",
-                         res.envelope->payload_type);
-                goto out;
-        }
-        hex = calloc(n_art ? n_art : 1, sizeof *hex);
-        matched = calloc(n_art ? n_art : 1, sizeof *matched);
-        if (!hex || !matched) {
+                        return r;
+        } else if (o->n_art > 0)
+                return fail("artifact not among the subjects", "the payloadType is %s, not an in-toto statement",
+                            v->res.envelope->payload_type);
+        v->hex = calloc(o->n_art ? o->n_art : 1, sizeof *v->hex);
+        v->matched = calloc(o->n_art ? o->n_art : 1, sizeof *v->matched);
+        if (!v->hex || !v->matched) {
                 fprintf(stderr, "provsign: out of memory\n");
-                r = CLI_EXIT_LOCAL;
-                goto out;
+                return CLI_EXIT_LOCAL;
         }
-        for (size_t i = 0; i < n_art; i++) {
-                r = artifact_sha256(artifacts[i], hex[i]);
+        for (size_t i = 0; i < o->n_art; i++) {
+                r = cli_file_sha256("verify", "artifact", o->artifacts[i], v->hex[i]);
                 if (r != CLI_EXIT_OK)
-                        goto out;
-                matched[i] = subject_by_sha256(&st, hex[i]);
-                if (!matched[i]) {
-                        r = fail("artifact not among the subjects", "%s (sha256:%s) is not a subject of the statement",
-                                 artifacts[i], hex[i]);
-                        goto out;
-                }
+                        return r;
+                v->matched[i] = subject_by_sha256(&v->st, v->hex[i]);
+                if (!v->matched[i])
+                        return fail("artifact not among the subjects", "%s (sha256:%s) is not a subject of the statement",
+                                    o->artifacts[i], v->hex[i]);
         }
+        return CLI_EXIT_OK;
+}
 
-        /* Everything holds: say what. */
-        const struct client_bundle_key *k = res.key;
+static json_t *name_or_null(const json_t *o) {
+        json_t *n = json_object_get(o, "name");
+
+        return n ? n : json_null();
+}
+
+static int verify_print_json(const struct verify_opts *o, const struct verify_state *v) {
+        const struct proto_bundle_key *k = v->res.key;
         char t1[PROTO_TIME_LEN + 1], t2[PROTO_TIME_LEN + 1];
-        const char *log_time = res.receipt_verified ? time_or(doc.rc.log_time_us, t1, "?") : NULL;
+        const char *log_time = v->res.receipt_verified ? time_or(v->doc.rc.log_time_us, t1, "?") : NULL;
+        json_t *subj = json_array(), *arts = json_array(), *j;
 
-        if (json) {
-                json_t *subj = json_array(), *arts = json_array(), *o;
+        for (size_t i = 0; v->intoto && i < json_array_size(v->st.subjects); i++) {
+                const json_t *s = json_array_get(v->st.subjects, i);
 
-                for (size_t i = 0; intoto && i < json_array_size(st.subjects); i++) {
-                        const json_t *s = json_array_get(st.subjects, i);
-                        json_array_append_new(subj, json_pack("{s:O, s:O}", "name", json_object_get(s, "name") ?
-                                                              json_object_get(s, "name") : json_null(),
-                                                              "digest", json_object_get(s, "digest")));
-                }
-                for (size_t i = 0; i < n_art; i++)
-                        json_array_append_new(arts, json_pack("{s:s, s:s, s:O}", "path", artifacts[i], "sha256", hex[i],
-                                                              "subject", json_object_get(matched[i], "name") ?
-                                                              json_object_get(matched[i], "name") : json_null()));
-                o = json_pack("{s:b, s:s, s:s, s:i, s:s, s:s, s:s, s:o, s:s?, s:s?, s:o, s:s, s:s}",
-                              "verified", 1, "principal", k->principal, "keyid", k->keyid,
-                              "generation", (int) k->generation, "algorithm", proto_key_algorithm_name(k->algorithm),
-                              "state", proto_key_state_name(k->state), "payloadType", res.envelope->payload_type,
-                              "subjects", subj, "builder", st.builder_id, "log_time", log_time, "artifacts", arts,
-                              "origin", res.bundle->origin, "log_keyid", res.bundle->log_keyid);
-                if (o && res.receipt_verified)
-                        json_object_set_new(o, "log_seq", json_integer((json_int_t) doc.rc.log_seq));
-                if (o && k->state == PROVSIGN__KEY_STATE__REVOKED)
-                        json_object_set_new(o, "compromised_since", json_string(time_or(k->compromised_since_us, t2, "?")));
-                r = cli_print_json(o);
-                goto out;
+                json_array_append_new(subj, json_pack("{s:O, s:O}", "name", name_or_null(s), "digest",
+                                                      json_object_get(s, "digest")));
         }
+        for (size_t i = 0; i < o->n_art; i++)
+                json_array_append_new(arts, json_pack("{s:s, s:s, s:O}", "path", o->artifacts[i], "sha256", v->hex[i],
+                                                      "subject", name_or_null(v->matched[i])));
+        j = json_pack("{s:b, s:s, s:s, s:i, s:s, s:s, s:s, s:o, s:s?, s:s?, s:o, s:s, s:s}",
+                      "verified", 1, "principal", k->principal, "keyid", k->keyid,
+                      "generation", (int) k->generation, "algorithm", proto_key_algorithm_name(k->algorithm),
+                      "state", proto_key_state_name(k->state), "payloadType", v->res.envelope->payload_type,
+                      "subjects", subj, "builder", v->st.builder_id, "log_time", log_time, "artifacts", arts,
+                      "origin", v->res.bundle->origin, "log_keyid", v->res.bundle->log_keyid);
+        if (j && v->res.receipt_verified)
+                json_object_set_new(j, "log_seq", json_integer((json_int_t) v->doc.rc.log_seq));
+        if (j && k->state == PROVSIGN__KEY_STATE__REVOKED)
+                json_object_set_new(j, "compromised_since", json_string(time_or(k->compromised_since_us, t2, "?")));
+        return cli_print_json(j);
+}
+
+static void verify_print_text(const struct verify_opts *o, const struct verify_state *v) {
+        const struct proto_bundle_key *k = v->res.key;
+        char t1[PROTO_TIME_LEN + 1], t2[PROTO_TIME_LEN + 1];
 
         printf("verified:    yes\n");
         printf("principal:   %s\n", cli_safe(k->principal));
@@ -424,39 +412,54 @@ int cmd_verify(const struct cli_ctx *ctx, int argc, char **argv) {
         if (k->state == PROVSIGN__KEY_STATE__REVOKED)
                 printf(" (compromised since %s; signed before)", time_or(k->compromised_since_us, t2, "?"));
         printf("\n");
-        printf("payloadType: %s\n", cli_safe(res.envelope->payload_type));
-        for (size_t i = 0; intoto && i < json_array_size(st.subjects); i++) {
-                const json_t *s = json_array_get(st.subjects, i);
+        printf("payloadType: %s\n", cli_safe(v->res.envelope->payload_type));
+        for (size_t i = 0; v->intoto && i < json_array_size(v->st.subjects); i++) {
+                const json_t *s = json_array_get(v->st.subjects, i);
                 const char *name = json_string_value(json_object_get(s, "name"));
                 const char *d = json_string_value(json_object_get(json_object_get(s, "digest"), "sha256"));
 
                 printf("subject:     %s", cli_safe(name ? name : "(no name)"));
                 printf(" sha256:%s\n", d ? cli_safe(d) : "(none)");
         }
-        if (intoto)
-                printf("builder:     %s\n", cli_safe(st.builder_id ? st.builder_id : "(none)"));
-        if (res.receipt_verified)
-                printf("log time:    %s (entry %" PRIu64 " of %" PRIu64 ", log %s)\n", log_time, doc.rc.log_seq,
-                       doc.rc.tree_size, cli_safe(res.bundle->origin));
+        if (v->intoto)
+                printf("builder:     %s\n", cli_safe(v->st.builder_id ? v->st.builder_id : "(none)"));
+        if (v->res.receipt_verified)
+                printf("log time:    %s (entry %" PRIu64 " of %" PRIu64 ", log %s)\n",
+                       time_or(v->doc.rc.log_time_us, t1, "?"), v->doc.rc.log_seq, v->doc.rc.tree_size,
+                       cli_safe(v->res.bundle->origin));
         else
                 printf("log time:    not proven (no receipt)\n");
-        for (size_t i = 0; i < n_art; i++) {
-                const char *name = json_string_value(json_object_get(matched[i], "name"));
+        for (size_t i = 0; i < o->n_art; i++) {
+                const char *name = json_string_value(json_object_get(v->matched[i], "name"));
 
-                printf("artifact:    %s", cli_safe(artifacts[i]));
+                printf("artifact:    %s", cli_safe(o->artifacts[i]));
                 printf(" = subject %s\n", cli_safe(name ? name : "(no name)"));
         }
-        r = CLI_EXIT_OK;
-out:
-        free(hex);
-        free(matched);
-        json_decref(st.root);
-        client_keyrule_result_done(&res);
-        client_receipt_doc_done(&doc);
-        free(receipt_text);
-        free(env);
-        free(pem);
-        free(bundle);
-        free(artifacts);
+}
+
+static int verify_run(const struct verify_opts *o) {
+        struct verify_state v = {};
+        int r = verify_read(o, &v);
+
+        if (r == CLI_EXIT_OK)
+                r = verify_keyrule(o, &v);
+        if (r == CLI_EXIT_OK)
+                r = verify_subjects(o, &v);
+        if (r == CLI_EXIT_OK && o->json)
+                r = verify_print_json(o, &v);
+        else if (r == CLI_EXIT_OK)
+                verify_print_text(o, &v);
+        verify_state_done(&v);
         return r;
+}
+
+int cmd_verify(const struct cli_ctx *ctx, int argc, char **argv) {
+        struct verify_opts o = {};
+        int r = verify_parse(argc, argv, &o);
+        (void) ctx;
+
+        if (r == CLI_EXIT_OK)
+                r = verify_run(&o);
+        free(o.artifacts);
+        return r < 0 ? CLI_EXIT_OK : r;
 }

@@ -1,6 +1,6 @@
 /* provsign: the command-line client of provsign-agent.
  *
- *   provsign [--socket PATH] VERB [OPTIONS]
+ *   provsign [--socket PATH] [--timeout DURATION] VERB [OPTIONS]
  *
  * One cmd_<verb>() per verb, found through the table below (the shape of
  * wireguard-tools' wg.c); each verb parses its own options with
@@ -9,11 +9,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "build-config.h"
 
 #include "cli.h"
+#include "duration.h"
 
 static const struct cli_verb verbs[] = {
         { "sign",    cmd_sign,    "sign a digest with a principal's active key" },
@@ -28,7 +30,7 @@ static const struct cli_verb verbs[] = {
 
 static void help(FILE *f) {
         fprintf(f,
-                "Usage: provsign [--socket PATH] VERB [OPTIONS]\n"
+                "Usage: provsign [--socket PATH] [--timeout DURATION] VERB [OPTIONS]\n"
                 "\n"
                 "Client of provsign-agent, the HSM-backed signing agent.\n"
                 "\n"
@@ -40,25 +42,49 @@ static void help(FILE *f) {
                 "Options:\n"
                 "  --socket PATH   agent socket (default: $PROVSIGN_AGENT_SOCK, else\n"
                 "                  /run/provsign/agent.sock)\n"
+                "  --timeout DURATION\n"
+                "                  deadline of each call to the agent, e.g. 30s, 5m\n"
+                "                  (default: $PROVSIGN_TIMEOUT, else 60s); a missed\n"
+                "                  deadline is exit 4, \"timed out\"\n"
                 "  -h, --help      show this help\n"
                 "  --version       show the version\n"
                 "\n"
                 "'provsign VERB --help' describes a verb.\n"
                 "\n"
                 "Exit status: 0 success, 1 verification failed, 2 usage error,\n"
-                "3 refused by the agent, 4 agent unreachable, 5 local error.\n");
+                "3 refused by the agent, 4 agent unreachable or timed out, 5 local error.\n");
+}
+
+/* --timeout > $PROVSIGN_TIMEOUT > 60 s into ctx; CLI_EXIT_OK or a usage
+ * error naming where the bad value came from. */
+static int set_timeout(struct cli_ctx *ctx, const char *arg) {
+        const char *text = arg ? arg : secure_getenv("PROVSIGN_TIMEOUT");
+        uint64_t s;
+
+        if (!text || !*text) {
+                ctx->timeout_ms = PROVSIGN_DEFAULT_TIMEOUT_MS;
+                ctx->timeout_text = "60s";
+                return CLI_EXIT_OK;
+        }
+        if (proto_duration_parse(text, &s) < 0 || s == 0 || s > PROVSIGN_MAX_TIMEOUT_MS / 1000)
+                return cli_usage_error(NULL, "invalid %s '%s': expected a duration from 1s to 1d (30s, 5m, 2h)",
+                                       arg ? "--timeout" : "$PROVSIGN_TIMEOUT", text);
+        ctx->timeout_ms = s * 1000;
+        ctx->timeout_text = text;
+        return CLI_EXIT_OK;
 }
 
 int main(int argc, char **argv) {
-        enum { ARG_SOCKET = 0x100, ARG_VERSION };
+        enum { ARG_SOCKET = 0x100, ARG_VERSION, ARG_TIMEOUT };
         static const struct option options[] = {
                 { "socket",  required_argument, NULL, ARG_SOCKET },
+                { "timeout", required_argument, NULL, ARG_TIMEOUT },
                 { "help",    no_argument,       NULL, 'h' },
                 { "version", no_argument,       NULL, ARG_VERSION },
                 {}
         };
         struct cli_ctx ctx = {};
-        const char *socket_arg = NULL;
+        const char *socket_arg = NULL, *timeout_arg = NULL;
         int c, r;
 
         /* '+': stop at the verb, whose options are its own. ':': report a
@@ -70,6 +96,9 @@ int main(int argc, char **argv) {
                         if (!*optarg)
                                 return cli_usage_error(NULL, "--socket needs a non-empty path");
                         socket_arg = optarg;
+                        break;
+                case ARG_TIMEOUT:
+                        timeout_arg = optarg;
                         break;
                 case 'h':
                         help(stdout);
@@ -85,6 +114,9 @@ int main(int argc, char **argv) {
                 return cli_usage_error(NULL, "missing verb");
 
         ctx.socket_path = socket_arg ? socket_arg : provsign_default_socket();
+        r = set_timeout(&ctx, timeout_arg);
+        if (r != CLI_EXIT_OK)
+                return r;
 
         const char *verb = argv[optind];
         const struct cli_verb *v = NULL;

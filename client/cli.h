@@ -1,6 +1,6 @@
 /* The provsign CLI: shared definitions for the verb implementations.
  *
- * Exit codes are a contract (DESIGN.md "CLI contract"): scripts and CI
+ * Exit codes are a contract (docs/cli.md): scripts and CI
  * branch on them. Machine output goes to stdout only; every diagnostic goes
  * to stderr. */
 #pragma once
@@ -18,12 +18,14 @@ enum {
         CLI_EXIT_VERIFY_FAILED = 1, /* a verification failed */
         CLI_EXIT_USAGE = 2,         /* unknown verb/option, missing or invalid argument */
         CLI_EXIT_REFUSED = 3,       /* the agent answered with a refusal status */
-        CLI_EXIT_UNREACHABLE = 4,   /* cannot connect, or the agent hung up mid-call */
+        CLI_EXIT_UNREACHABLE = 4,   /* cannot connect, the agent hung up mid-call, or timed out */
         CLI_EXIT_LOCAL = 5,         /* local error: file, malformed reply, out of memory */
 };
 
 struct cli_ctx {
         const char *socket_path;    /* --socket > $PROVSIGN_AGENT_SOCK > default */
+        uint64_t timeout_ms;        /* --timeout > $PROVSIGN_TIMEOUT > 60 s */
+        const char *timeout_text;   /* as given, for messages ("60s") */
 };
 
 /* A verb: argv[0] is the verb's name; returns a CLI_EXIT_* code. */
@@ -76,14 +78,16 @@ int cli_getopt_error(const char *verb, int c, char **argv);
  * getopt_long(), else CLI_EXIT_OK. */
 int cli_extra_args(const char *verb, int argc, char **argv);
 
-/* cli_connect: connects to ctx->socket_path. CLI_EXIT_OK with *ret set, or
- * CLI_EXIT_UNREACHABLE after printing why. */
+/* cli_connect: connects to ctx->socket_path with ctx->timeout_ms as every
+ * call's deadline. CLI_EXIT_OK with *ret set, or CLI_EXIT_UNREACHABLE after
+ * printing why ("timed out" for a missed deadline). */
 int cli_connect(const struct cli_ctx *ctx, provsign_conn **ret);
 
 /* cli_call_failed: maps a failed library call's result (r != 0) to an exit
  * code after printing one diagnostic line:
  *   r > 0                  "STATUS_NAME: agent's message"         -> 3
  *   -ECONNRESET/-EPIPE/... "provsign: lost connection to agent"   -> 4
+ *   -ETIMEDOUT             "provsign: WHAT: timed out waiting ..." -> 4
  *   -EPROTO and the rest   "provsign: <what>: <strerror>"         -> 5 */
 int cli_call_failed(const struct cli_ctx *ctx, provsign_conn *conn, int r, const char *what);
 
@@ -112,13 +116,20 @@ bool cli_format_time(int64_t us, char buf[static 32]);
  * WHAT PATH: reason" and returns CLI_EXIT_LOCAL. */
 int cli_read_file(const char *verb, const char *what, const char *path, size_t max, char **ret, size_t *ret_len);
 
-/* cli_write_file: writes data to path: a new file gets mode 0644 whatever
- * the umask, an existing one is truncated and keeps its mode. On failure
- * prints "provsign: VERB: cannot write WHAT PATH: reason" and returns
- * CLI_EXIT_LOCAL. */
+/* cli_write_file: writes data to path through a new file beside it,
+ * renamed over path when complete; never follows a symlink at path (it is
+ * replaced). The file gets the mode of the regular file it replaces, else
+ * 0644 whatever the umask. On failure prints "provsign: VERB: cannot write
+ * WHAT PATH: reason" and returns CLI_EXIT_LOCAL. */
 int cli_write_file(const char *verb, const char *what, const char *path, const char *data, size_t len);
 
-/* cli_safe: s with every control character replaced by '?', for writing
+/* cli_file_sha256: the lowercase hex SHA-256 of the file at path. On
+ * failure prints "provsign: VERB: cannot read WHAT PATH: reason" and
+ * returns CLI_EXIT_LOCAL. */
+int cli_file_sha256(const char *verb, const char *what, const char *path, char hex[65]);
+
+/* cli_safe: s with every control character (C0, DEL, and C1 U+0080..U+009F)
+ * and every byte of invalid UTF-8 replaced by '?', for writing
  * agent-supplied text to a terminal. Returns a static buffer (truncated at
- * 1023 bytes); not reentrant. */
+ * 1023 bytes, never inside a character); not reentrant. */
 const char *cli_safe(const char *s);

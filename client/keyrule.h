@@ -1,6 +1,5 @@
-/* The verification rule of the key lifecycle (DESIGN.md "Keys", issue #6
- * item 5; the key bundle format is in README.md "Key bundle"), in one
- * function:
+/* The verification rule of the key lifecycle (docs/runners.md "Verify";
+ * the key bundle format is proto/keybundle.h), in one function:
  *
  *   a DSSE signature by key K for principal P is valid iff
  *     1. the key bundle envelope is signed by the trusted log key (and its
@@ -26,38 +25,10 @@
 #include <stdint.h>
 
 #include "dsse.h"
+#include "keybundle.h"
 #include "receipt.h"
 
-#define CLIENT_BUNDLE_TYPE "application/vnd.provsign.keybundle.v1+json"
 #define CLIENT_BUNDLE_MAX (PROTO_KEY_BUNDLE_MAX + 1) /* bytes of a bundle envelope file (+ its newline) */
-#define CLIENT_BUNDLE_MAX_KEYS 100000u
-
-/* "no time" in the int64 fields below (JSON null) */
-#define CLIENT_NO_TIME INT64_C(-1)
-
-/* One key of a bundle. */
-struct client_bundle_key {
-        char keyid[65];
-        char *principal;
-        uint32_t generation;
-        int algorithm;                /* enum KeyAlgorithm */
-        int state;                    /* enum KeyState */
-        int64_t created_us, retired_us, revoked_us, compromised_since_us, destroyed_us; /* or CLIENT_NO_TIME */
-        char *reason;                 /* NULL when null */
-        char *pem;                    /* the public key, as in the bundle */
-};
-
-/* A bundle: the payload of the envelope, after its signature held. */
-struct client_bundle {
-        char *origin;
-        char log_keyid[65];
-        uint64_t log_size;
-        int64_t issued_us;
-        struct client_bundle_key *keys;
-        size_t n_keys;
-};
-
-void client_bundle_free(struct client_bundle *b);
 
 /* Which rule failed; the CLI prints a message per value. */
 enum client_keyrule {
@@ -93,8 +64,8 @@ struct client_keyrule_input {
  * client_keyrule_result_done(). */
 struct client_keyrule_result {
         char detail[400];                     /* why the failing rule failed */
-        struct client_bundle *bundle;          /* once the bundle's signature held */
-        const struct client_bundle_key *key;   /* the envelope's key, once found */
+        struct proto_bundle *bundle;          /* once the bundle's signature held */
+        const struct proto_bundle_key *key;   /* the envelope's key, once found */
         struct proto_dsse_envelope *envelope;  /* once parsed */
         int digest_algorithm;                  /* of the PAE digest, once computed */
         uint8_t digest[48];
@@ -109,10 +80,3 @@ void client_keyrule_result_done(struct client_keyrule_result *res);
  * signature is valid, a positive enum client_keyrule for the first rule
  * that fails (res->detail says why), -ENOMEM, -EINVAL for NULL arguments. */
 int client_keyrule_check(const struct client_keyrule_input *in, struct client_keyrule_result *res);
-
-/* client_bundle_parse: the bundle JSON payload (untrusted text, not the
- * envelope): every field checked for type and range, times in the format of
- * proto/timefmt.h, key ids the SHA-256 of their PEM public keys, no key id
- * twice, a revoked key with its compromised_since. 0 and *ret (free with
- * client_bundle_free), -EBADMSG (detail says which field), -ENOMEM. */
-int client_bundle_parse(const uint8_t *json, size_t len, struct client_bundle **ret, char *detail, size_t size);

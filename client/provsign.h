@@ -19,6 +19,8 @@
  *                      64 KiB), undecodable, or inconsistent with the request;
  *                  -EMSGSIZE when the request would exceed 64 KiB;
  *                  -EINVAL for invalid arguments caught locally;
+ *                  -ETIMEDOUT when the call's deadline passed (60 s unless
+ *                      set, provsign_connect_timeout());
  *                  -ENOTCONN when an earlier transport failure on this
  *                      connection left it unusable (close it, connect again);
  *                  -ENOMEM.
@@ -27,8 +29,9 @@
  *
  * provsign_strerror() describes both signs. A provsign_conn is not
  * thread-safe: use one connection per thread (they are cheap), or serialize.
- * Calls block; the library installs no signal handlers and never writes to
- * stdout/stderr, exits or aborts on bad input. SIGPIPE is never raised. */
+ * Calls block, each at most until its deadline; the library installs no
+ * signal handlers and never writes to stdout/stderr, exits or aborts on
+ * bad input. SIGPIPE is never raised. */
 #pragma once
 
 #include <stddef.h>
@@ -136,6 +139,26 @@ const char *provsign_default_socket(void);
  * or -ENOMEM; *ret is untouched. */
 int provsign_connect(const char *path, provsign_conn **ret);
 
+/* The deadline of every call unless changed (60 s), and the longest one
+ * accepted (one day). */
+#define PROVSIGN_DEFAULT_TIMEOUT_MS 60000u
+#define PROVSIGN_MAX_TIMEOUT_MS (24u * 3600u * 1000u)
+
+/* provsign_connect_timeout (LIBPROVSIGN_0.6): provsign_connect() with a
+ * deadline of timeout_ms milliseconds (0: none) for the connect itself
+ * (an agent whose listen queue is full) and then for every call on the
+ * connection: a request and its reply (each frame of a streamed reply)
+ * must go through within it, else the call returns -ETIMEDOUT and the
+ * connection is unusable (-ENOTCONN after). provsign_connect() is this
+ * with PROVSIGN_DEFAULT_TIMEOUT_MS. -EINVAL for a timeout over
+ * PROVSIGN_MAX_TIMEOUT_MS; other failures as provsign_connect(). */
+int provsign_connect_timeout(const char *path, uint64_t timeout_ms, provsign_conn **ret);
+
+/* provsign_set_timeout (LIBPROVSIGN_0.6): changes conn's deadline for the
+ * calls that follow (0: none). 0, or -EINVAL for NULL conn or a timeout
+ * over PROVSIGN_MAX_TIMEOUT_MS. */
+int provsign_set_timeout(provsign_conn *conn, uint64_t timeout_ms);
+
 /* provsign_close: closes the connection and frees it, with the message
  * returned by provsign_last_message(). NULL is a no-op. */
 void provsign_close(provsign_conn *conn);
@@ -208,7 +231,7 @@ uint32_t provsign_signature_generation(const provsign_signature *sig);
 /* ---- Receipts ------------------------------------------------------------ */
 
 /* A receipt proves that the signature was written to the agent's audit log
- * before it left the agent (DESIGN.md "The audit log"): the log entry's
+ * before it left the agent (docs/auditing.md): the log entry's
  * bytes, its position, an RFC 9162 inclusion proof and a C2SP checkpoint
  * signed by the log key. Accessors below borrow from sig (valid until
  * provsign_signature_free()); without a receipt they return 0 / NULL. */
@@ -482,6 +505,160 @@ int provsign_get_key_bundle(provsign_conn *conn, char **ret_envelope);
  * agent does not know. An agent older than 0.5 ignores the principal and
  * sends every key (no "principal" field). */
 int provsign_get_key_bundle_for(provsign_conn *conn, const char *principal, char **ret_envelope);
+
+/* ---- Reading the audit log (LIBPROVSIGN_0.6) ------------------------------ */
+
+/* Which entries an export or a find asks for. A new query asks for
+ * everything; the setters narrow it. Strings are copied. */
+typedef struct provsign_log_query provsign_log_query;
+
+/* provsign_log_query_new: a new query (provsign_log_query_free()). 0, or
+ * -EINVAL for NULL ret, -ENOMEM. */
+int provsign_log_query_new(provsign_log_query **ret);
+/* provsign_log_query_free: frees q. NULL is a no-op. */
+void provsign_log_query_free(provsign_log_query *q);
+/* provsign_log_query_set_range: (export) entries from_seq to to_seq
+ * inclusive; to_seq 0 means up to the newest entry. -EINVAL when to_seq is
+ * before from_seq. */
+int provsign_log_query_set_range(provsign_log_query *q, uint64_t from_seq, uint64_t to_seq);
+/* provsign_log_query_set_previous_size: (export) also ask for the
+ * consistency proof from the tree of size entries (a checkpoint the caller
+ * kept); 0: none. */
+int provsign_log_query_set_previous_size(provsign_log_query *q, uint64_t size);
+/* provsign_log_query_set_digest: (find) entries whose digest, or an
+ * annotation value "sha256:HEX", is digest (digest_len bytes of
+ * digest_alg, an enum provsign_digest_algorithm); digest_len 0 clears it.
+ * -EINVAL for a length that does not match the algorithm. */
+int provsign_log_query_set_digest(provsign_log_query *q, int digest_alg, const void *digest, size_t digest_len);
+/* provsign_log_query_set_principal: (find) entries naming principal; NULL
+ * or "" clears it. -ENOMEM. */
+int provsign_log_query_set_principal(provsign_log_query *q, const char *principal);
+/* provsign_log_query_set_time: (find) entries logged at or after since_us
+ * and at or before until_us (microseconds since the epoch, UTC; 0: open).
+ * -EINVAL for a negative time or since after until. */
+int provsign_log_query_set_time(provsign_log_query *q, int64_t since_us, int64_t until_us);
+
+/* A streamed entry: its sequence number and its exact bytes (a protobuf
+ * AuditEntry, proto/provsign.proto), borrowed for the duration of the call
+ * only. Return 0 to go on; anything else stops the stream: the call then
+ * returns it (a positive value becomes -ECANCELED) and the connection is
+ * unusable (its later calls return -ENOTCONN). */
+typedef int (*provsign_log_entry_fn)(uint64_t seq, const uint8_t *leaf, size_t leaf_len, void *userdata);
+
+/* What an export ends with: the checkpoint covering every exported entry
+ * and the hashes tying them to its root. */
+typedef struct provsign_log_export provsign_log_export;
+
+/* provsign_export_log: streams the log's entries of q (NULL: all of them)
+ * to fn, one at a time in sequence order, then makes *ret (free with
+ * provsign_log_export_free()). Needs the auditor role (PERMISSION_DENIED
+ * otherwise). Memory stays bounded whatever the log's size: one frame of
+ * the reply and a compact range (a few KiB) at a time. The library checks
+ * as the entries arrive that they are consecutive from the first asked,
+ * and at the end that the checkpoint is well-formed and that the entries,
+ * with the range hashes, reproduce its root (-EPROTO otherwise; the
+ * entries already handed to fn are then not to be trusted). The
+ * checkpoint's signature is the caller's to check with a log key it trusts
+ * (provsign_log_export_verify()). -EINVAL for NULL conn, fn or ret; a
+ * refusal (positive) or a transport error as at the top of this header. */
+int provsign_export_log(provsign_conn *conn, const provsign_log_query *q, provsign_log_entry_fn fn, void *userdata,
+                        provsign_log_export **ret);
+
+/* Export accessors; borrowed from x. */
+/* provsign_log_export_checkpoint: the signed checkpoint note, verbatim. */
+const char *provsign_log_export_checkpoint(const provsign_log_export *x);
+/* provsign_log_export_tree_size: the checkpoint's tree size. */
+uint64_t provsign_log_export_tree_size(const provsign_log_export *x);
+/* provsign_log_export_entries: how many entries were streamed, and the
+ * first one's seq in *ret_first_seq (may be NULL). */
+uint64_t provsign_log_export_entries(const provsign_log_export *x, uint64_t *ret_first_seq);
+/* provsign_log_export_left, _right: the compact range hashes
+ * (PROVSIGN_HASH_LEN bytes each, back to back, *ret_n of them) that tie
+ * the entries to the root; never NULL. */
+const uint8_t *provsign_log_export_left(const provsign_log_export *x, size_t *ret_n);
+const uint8_t *provsign_log_export_right(const provsign_log_export *x, size_t *ret_n);
+/* provsign_log_export_consistency: the consistency proof asked for with
+ * provsign_log_query_set_previous_size(), from *ret_from_size (0: none
+ * asked) to the checkpoint's tree; never NULL. */
+const uint8_t *provsign_log_export_consistency(const provsign_log_export *x, uint64_t *ret_from_size, size_t *ret_n);
+
+/* provsign_log_export_verify: the checks of an export that need the log
+ * key (a "PUBLIC KEY" PEM the caller trusts): the checkpoint is signed by
+ * it; with previous_note (a checkpoint the caller kept, or NULL), that one
+ * is signed by it too, names the same log, and the export's consistency
+ * proof (asked from its size) shows the log only grew since. 0 verified,
+ * -EBADMSG when a check fails, -EINVAL, -ENOMEM. */
+int provsign_log_export_verify(const provsign_log_export *x, const char *log_key_pem, const char *previous_note);
+
+/* provsign_log_export_free: frees x. NULL is a no-op. */
+void provsign_log_export_free(provsign_log_export *x);
+
+/* provsign_find_log: streams to fn the entries matching q's digest and/or
+ * principal (at least one set, else -EINVAL), within its time window, as
+ * the agent's index finds them. Needs the auditor role. Memory stays
+ * bounded: one frame at a time. Failures as provsign_export_log(). */
+int provsign_find_log(provsign_conn *conn, const provsign_log_query *q, provsign_log_entry_fn fn, void *userdata);
+
+/* An entry's inclusion proof, in the shape of a receipt. */
+typedef struct provsign_log_proof provsign_log_proof;
+
+/* ---- Filtered exports (LIBPROVSIGN_0.7) ----------------------------------- */
+
+/* provsign_log_query_set_keyid: (find, filtered export) entries naming key
+ * id keyid (lowercase hex: signatures and key events); NULL or "" clears
+ * it. -EINVAL for NULL q, -ENOMEM. */
+int provsign_log_query_set_keyid(provsign_log_query *q, const char *keyid);
+
+/* An entry of a filtered export: as provsign_log_entry_fn, with its RFC
+ * 9162 inclusion proof in the tree of the export's checkpoint (n_proof
+ * hashes of 32 bytes, leaf to root; borrowed for the call) and the export's
+ * head (checkpoint, tree size, consistency proof; no left/right), which is
+ * known before the first entry and is the object *ret of
+ * provsign_export_log_filtered() gets at the end. */
+typedef int (*provsign_log_proven_entry_fn)(const provsign_log_export *head, uint64_t seq, const uint8_t *leaf,
+                                            size_t leaf_len, const uint8_t *proof, size_t n_proof, void *userdata);
+
+/* provsign_export_log_filtered: an export of only the entries of q's range
+ * that match its digest, principal, key id and time window (at least one
+ * of them: -EINVAL otherwise), found through the agent's index. The agent
+ * sends the checkpoint first and each entry with its inclusion proof: the
+ * library checks, before fn sees an entry, that the entries come in
+ * ascending seq order inside the range and that each proof leads from the
+ * entry's leaf hash to the checkpoint's root (-EPROTO otherwise); the
+ * checkpoint's signature is the caller's to check
+ * (provsign_log_export_verify()). Bounded memory. Needs the auditor role.
+ * On success *ret (provsign_log_export_free()) holds the head, and
+ * provsign_log_export_entries() the number of entries. An agent older than
+ * 0.7 ignores the filters and answers with a full export: -EPROTO. */
+int provsign_export_log_filtered(provsign_conn *conn, const provsign_log_query *q, provsign_log_proven_entry_fn fn,
+                                 void *userdata, provsign_log_export **ret);
+
+/* provsign_get_log_proof: the inclusion proof of entry seq in the tree of
+ * the latest checkpoint. Needs the auditor role. The library checks that
+ * the checkpoint is well-formed and of the tree size stated and that the
+ * entry and the proof reproduce its root at seq (-EPROTO otherwise), not
+ * the checkpoint's signature (provsign_verify_checkpoint()). On success
+ * *ret is new (provsign_log_proof_free()); NOT_FOUND past the log's end. */
+int provsign_get_log_proof(provsign_conn *conn, uint64_t seq, provsign_log_proof **ret);
+/* Proof accessors, borrowed from p, as the receipt accessors of a
+ * signature: the entry's seq, time (microseconds, UTC) and exact bytes,
+ * the tree size, the leaf-to-root hashes (NULL when *ret_n is 0), the
+ * signed checkpoint note. */
+uint64_t provsign_log_proof_seq(const provsign_log_proof *p);
+int64_t provsign_log_proof_time_us(const provsign_log_proof *p);
+const uint8_t *provsign_log_proof_leaf(const provsign_log_proof *p, size_t *ret_len);
+uint64_t provsign_log_proof_tree_size(const provsign_log_proof *p);
+const uint8_t *provsign_log_proof_inclusion_proof(const provsign_log_proof *p, size_t *ret_n);
+const char *provsign_log_proof_checkpoint(const provsign_log_proof *p);
+/* provsign_log_proof_free: frees p. NULL is a no-op. */
+void provsign_log_proof_free(provsign_log_proof *p);
+
+/* provsign_verify_checkpoint: checks that note is a checkpoint signed by
+ * the log key log_key_pem (a "PUBLIC KEY" PEM) under its own origin; no
+ * connection needed. 0 with *ret_size (may be NULL) its tree size;
+ * -EBADMSG when it is malformed or the signature does not verify; -EINVAL,
+ * -ENOMEM. */
+int provsign_verify_checkpoint(const char *note, const char *log_key_pem, uint64_t *ret_size);
 
 /* ---- Agent status -------------------------------------------------------- */
 

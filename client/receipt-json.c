@@ -18,6 +18,7 @@
 
 #include "base64.h"
 #include "receipt-json.h"
+#include "sigverify.h"
 
 __attribute__((format(printf, 3, 4)))
 static int bad(char *detail, size_t size, const char *fmt, ...) {
@@ -278,15 +279,9 @@ json_t *client_receipt_verified_json(const struct client_receipt_doc *doc, const
 /* ---- The whole verification ---------------------------------------------- */
 
 static bool pem_is_public_key(const char *pem) {
-        EVP_PKEY *pkey = NULL;
-        BIO *bio;
+        EVP_PKEY *pkey = proto_pkey_from_pem(pem);
 
-        bio = BIO_new_mem_buf(pem, -1);
-        if (bio)
-                pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
-        BIO_free(bio);
         EVP_PKEY_free(pkey);
-        ERR_clear_error();
         return pkey != NULL;
 }
 

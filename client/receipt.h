@@ -1,4 +1,4 @@
-/* Receipts of the audit log (DESIGN.md "The audit log"): the checks that
+/* Receipts of the audit log (docs/formats.md "Receipts"): the checks that
  * prove, offline, that a signature's log entry is in a tree whose
  * checkpoint the log key signed.
  *

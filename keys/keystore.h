@@ -1,7 +1,7 @@
 /* keys/: the only door to the token. PKCS#11 through libp11 (open, login,
  * find, sign) plus the raw module for key generation, which libp11 0.4.12
  * cannot do for EC keys. agent/ never includes libp11.h; this header is the
- * whole surface (STYLE.md §5), narrow enough to move into a helper process.
+ * whole surface, narrow enough to move into a helper process.
  *
  * Threads: one keys_store per process (one libp11 context per module; a
  * context per thread crashes). keys_sign() may be called from any number of

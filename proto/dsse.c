@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 
 #include "dsse.h"
+#include "jsonval.h"
 #include "provsign.pb-c.h"
 
 /* "DSSEv1" SP LEN SP type SP LEN SP: two decimal lengths of at most 20
@@ -190,19 +191,6 @@ void proto_dsse_envelope_free(struct proto_dsse_envelope *e) {
         free(e);
 }
 
-/* A string without NUL bytes (JSON may carry \u0000) of 1..max bytes;
- * NULL otherwise. */
-static const char *get_string(const json_t *v, size_t max) {
-        size_t n;
-
-        if (!json_is_string(v))
-                return NULL;
-        n = json_string_length(v);
-        if (n == 0 || n > max || strlen(json_string_value(v)) != n)
-                return NULL;
-        return json_string_value(v);
-}
-
 /* Only the given keys, each present (jansson has already refused
  * duplicates). optional names one key that may be missing. */
 static bool only_keys(const json_t *o, const char *const *keys, size_t n, const char *optional) {
@@ -241,7 +229,7 @@ static int parse_sig(const json_t *o, struct proto_dsse_sig *s) {
                 return -EBADMSG;
         kv = json_object_get(o, "keyid");
         if (kv) {
-                const char *keyid = get_string(kv, PROTO_DSSE_MAX_KEYID);
+                const char *keyid = proto_json_string(kv, PROTO_DSSE_MAX_KEYID);
                 if (!keyid)
                         return -EBADMSG;
                 s->keyid = strdup(keyid);
@@ -271,7 +259,7 @@ int proto_dsse_envelope_parse(const char *text, size_t len, struct proto_dsse_en
         r = -EBADMSG;
         if (!root || !json_is_object(root) || !only_keys(root, keys, 3, NULL))
                 goto out;
-        type = get_string(json_object_get(root, "payloadType"), PROTO_DSSE_MAX_TYPE);
+        type = proto_json_string(json_object_get(root, "payloadType"), PROTO_DSSE_MAX_TYPE);
         list = json_object_get(root, "signatures");
         if (!type || !json_is_array(list) || json_array_size(list) == 0)
                 goto out;

@@ -1,10 +1,11 @@
 #include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/sha.h>
+#include <openssl/x509.h>
 
 #include "hex.h"
 #include "keyid.h"
@@ -28,28 +29,44 @@ bool proto_keyid_hex_valid(const char *s) {
         return true;
 }
 
+int proto_spki_pem_encode(const uint8_t *der, size_t len, char **ret) {
+        static const char head[] = "-----BEGIN PUBLIC KEY-----\n";
+        static const char tail[] = "-----END PUBLIC KEY-----\n";
+        size_t n_lines, cap;
+        char *pem, *p;
+
+        if (!der || len == 0 || len > PROTO_SPKI_MAX || !ret)
+                return -EINVAL;
+
+        /* 48 input bytes make one 64-column line, as PEM_write_PUBKEY(). */
+        n_lines = (len + 47) / 48;
+        cap = (sizeof head - 1) + 4 * ((len + 2) / 3) + n_lines + (sizeof tail - 1) + 1;
+        pem = malloc(cap);
+        if (!pem)
+                return -ENOMEM;
+
+        p = stpcpy(pem, head);
+        for (size_t off = 0; off < len; off += 48) {
+                size_t chunk = len - off < 48 ? len - off : 48;
+
+                p += EVP_EncodeBlock((unsigned char *) p, der + off, (int) chunk);
+                *p++ = '\n';
+        }
+        stpcpy(p, tail);
+
+        *ret = pem;
+        return 0;
+}
+
 int proto_spki_pem(const uint8_t *der, size_t len, char **ret) {
         const uint8_t *p = der;
-        if (len > LONG_MAX)
+        EVP_PKEY *pkey;
+
+        if (!der || len == 0 || len > PROTO_SPKI_MAX)
                 return -EINVAL;
-        EVP_PKEY *pkey = d2i_PUBKEY(NULL, &p, (long) len);
-        if (!pkey || p != der + len) {
-                EVP_PKEY_free(pkey);
-                return -EINVAL;
-        }
-        BIO *bio = BIO_new(BIO_s_mem());
-        int r = -ENOMEM;
-        if (!bio || !PEM_write_bio_PUBKEY(bio, pkey))
-                goto out;
-        char *data;
-        long n = BIO_get_mem_data(bio, &data);
-        char *pem = strndup(data, (size_t) n);
-        if (!pem)
-                goto out;
-        *ret = pem;
-        r = 0;
-out:
-        BIO_free(bio);
+        pkey = d2i_PUBKEY(NULL, &p, (long) len);
         EVP_PKEY_free(pkey);
-        return r;
+        if (!pkey || p != der + len)
+                return -EINVAL;
+        return proto_spki_pem_encode(der, len, ret);
 }

@@ -452,8 +452,8 @@ out:
         return r;
 }
 
-/* ECDSA over SHA-256 of the note text, DER signature (DESIGN.md "The audit
- * log"). OpenSSL refuses non-DER encodings of (r, s). */
+/* ECDSA over SHA-256 of the note text, DER signature (docs/formats.md
+ * "Checkpoints"). OpenSSL refuses non-DER encodings of (r, s). */
 static int verify_one(EVP_PKEY *pkey, const char *text, size_t text_len, const uint8_t *sig, size_t sig_len) {
         EVP_MD_CTX *ctx = EVP_MD_CTX_new();
         int r;

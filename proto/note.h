@@ -1,6 +1,6 @@
 /* C2SP signed notes (https://c2sp.org/signed-note) carrying tlog checkpoints
  * (https://c2sp.org/tlog-checkpoint), signed by the log key with the ECDSA
- * note signature, type 0x02 (DESIGN.md "The audit log").
+ * note signature, type 0x02 (docs/formats.md "Checkpoints").
  *
  * Checkpoint body (the note text):
  *

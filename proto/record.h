@@ -1,4 +1,4 @@
-/* Audit log records on disk (DESIGN.md "The audit log").
+/* Audit log records on disk (docs/formats.md "Log records and segments").
  *
  *     record = u32 BE length ‖ entry bytes ‖ u32 BE CRC32C(entry bytes)
  *
@@ -58,7 +58,7 @@ int proto_record_encode(const uint8_t *entry, size_t len, uint8_t *out, size_t o
  * On any failure the cursor and the out-parameters are untouched, so the bad
  * record starts at offset = original length − c->len.
  *
- * The caller tells a torn tail from corruption (DESIGN.md: cut the first,
+ * The caller tells a torn tail from corruption (docs/formats.md: cut the first,
  * refuse to start on the second): -EBADMSG is by construction at the tail.
  * For -EILSEQ the record's extent is known from its length field,
  * proto_record_size(proto_get_u32be(c->p)); it is the final record iff that

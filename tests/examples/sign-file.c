@@ -1,4 +1,4 @@
-/* The README's libprovsign example: sign the SHA-256 of a file as a
+/* The libprovsign example of docs/runners.md: sign the SHA-256 of a file as a
  * principal and print the DER signature in hex. Built and run by the suite
  * (tests/integration/test-cli.sh), its output verified with openssl.
  *

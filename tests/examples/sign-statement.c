@@ -1,4 +1,4 @@
-/* The README's DSSE example: sign an in-toto statement (a file) with
+/* The DSSE example of docs/runners.md: sign an in-toto statement (a file) with
  * libprovsign; print the DSSE envelope, then the log entry of its receipt
  * on a second line. Built and run by the suite (tests/integration/
  * test-provenance.sh), its envelope checked by `provsign verify`, openssl and

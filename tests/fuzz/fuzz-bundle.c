@@ -1,6 +1,6 @@
-/* Fuzzes key bundle payloads (client/keyrule.h client_bundle_parse): the
+/* Fuzzes key bundle payloads (client/keyrule.h proto_bundle_parse): the
  * JSON inside the agent's GetKeyBundle envelope, which `provsign verify`
- * and `provsign key bundle` read from a file (README "Key bundle").
+ * and `provsign key bundle` read from a file (proto/keybundle.h).
  *
  * Invariants:
  *   - 0 or -EBADMSG (never -ENOMEM here); on failure *ret is untouched and
@@ -37,7 +37,7 @@ static void check_time(int64_t us, bool nullable) {
         char buf[PROTO_TIME_LEN + 1];
         int64_t back;
 
-        if (us == CLIENT_NO_TIME) {
+        if (us == PROTO_BUNDLE_NO_TIME) {
                 FUZZ_CHECK(nullable);
                 return;
         }
@@ -46,7 +46,7 @@ static void check_time(int64_t us, bool nullable) {
 }
 
 /* The key id of a PEM public key, independently of client/keyrule.c. */
-static void check_keyid(const struct client_bundle_key *k) {
+static void check_keyid(const struct proto_bundle_key *k) {
         char id[PROTO_KEYID_HEX_LEN + 1];
         unsigned char *der = NULL;
         BIO *bio = BIO_new_mem_buf(k->pem, -1);
@@ -66,13 +66,13 @@ static void check_keyid(const struct client_bundle_key *k) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-        struct client_bundle *b = (struct client_bundle *) 1;
+        struct proto_bundle *b = (struct proto_bundle *) 1;
         char detail[256] = "";
-        int r = client_bundle_parse(data, size, &b, detail, sizeof detail);
+        int r = proto_bundle_parse(data, size, &b, detail, sizeof detail);
 
         if (r < 0) {
                 FUZZ_CHECK(r == -EBADMSG);
-                FUZZ_CHECK(b == (struct client_bundle *) 1);
+                FUZZ_CHECK(b == (struct proto_bundle *) 1);
                 FUZZ_CHECK(detail[0] != '\0');
                 return 0;
         }
@@ -80,9 +80,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_CHECK(b->origin && b->origin[0]);
         FUZZ_CHECK(proto_keyid_hex_valid(b->log_keyid));
         check_time(b->issued_us, false);
-        FUZZ_CHECK(b->n_keys <= CLIENT_BUNDLE_MAX_KEYS);
+        FUZZ_CHECK(b->n_keys <= PROTO_BUNDLE_MAX_KEYS);
         for (size_t i = 0; i < b->n_keys; i++) {
-                const struct client_bundle_key *k = &b->keys[i];
+                const struct proto_bundle_key *k = &b->keys[i];
                 FUZZ_CHECK(proto_keyid_hex_valid(k->keyid));
                 FUZZ_CHECK(k->principal && k->principal[0]);
                 FUZZ_CHECK(k->generation >= 1);
@@ -94,13 +94,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 check_time(k->compromised_since_us, true);
                 check_time(k->destroyed_us, true);
                 if (k->state == PROVSIGN__KEY_STATE__REVOKED)
-                        FUZZ_CHECK(k->revoked_us != CLIENT_NO_TIME && k->compromised_since_us != CLIENT_NO_TIME);
+                        FUZZ_CHECK(k->revoked_us != PROTO_BUNDLE_NO_TIME && k->compromised_since_us != PROTO_BUNDLE_NO_TIME);
                 FUZZ_CHECK(!k->reason || k->reason[0]);
                 FUZZ_CHECK(k->pem);
                 check_keyid(k);
                 for (size_t j = 0; j < i; j++)
                         FUZZ_CHECK(strcmp(b->keys[j].keyid, k->keyid) != 0);
         }
-        client_bundle_free(b);
+        proto_bundle_free(b);
         return 0;
 }

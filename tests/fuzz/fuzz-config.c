@@ -6,7 +6,7 @@
  * Invariants:
  *   - failure: a negative errno and one line of error text that starts with
  *     the path; *ret untouched;
- *   - success: what DESIGN.md "Config" promises of a loaded config: every
+ *   - success: what docs/operations.md "Config" promises of a loaded config: every
  *     path absolute, exactly one of pin_file and pin_credential, token_label
  *     at most 32 bytes, log_origin without spaces or '+', numbers within
  *     their ranges, rate windows of 1, 60 or 3600 s, principal names

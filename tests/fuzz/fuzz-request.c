@@ -2,7 +2,7 @@
  * frame, decoded with provsign__request__unpack() as dispatch_frame() does.
  *
  * request_validate() itself is static in agent/dispatch.c; this harness
- * checks what it relies on instead (STYLE.md §3: protobuf-c guarantees
+ * checks what it relies on instead (protobuf-c guarantees
  * wire validity, the validator checks meaning), reading every field it
  * reads:
  *   - body_case is NOT_SET or one of the oneof's cases, and the case's

@@ -1,4 +1,4 @@
-/* Shared by the fuzzing harnesses (STYLE.md §8).
+/* Shared by the fuzzing harnesses (docs/fuzzing.md).
  *
  * Each tests/fuzz/fuzz-<name>.c defines LLVMFuzzerTestOneInput(). Built with
  * -fsanitize=fuzzer it links libFuzzer's main (`fuzz-<name>`); otherwise it

@@ -249,6 +249,88 @@ def inclusion(m, leaves):
     return inclusion(m - k, leaves[k:]) + [mth(leaves[:k])]
 
 
+# ---- replies: what a (hostile) agent sends libprovsign (fuzz-reply.c) ------
+
+# The digest fuzz-reply.c signs, and its call numbers (the input's first byte).
+REPLY_DIGEST = b"\xbf\x2a" + b"\x00" * 30
+CALL = {"status": 0, "sign": 1, "dsse": 2, "pubkey": 3, "pubkey-id": 4, "list": 5, "list-p": 6, "rotate": 7,
+        "revoke": 8, "destroy": 9, "bundle": 10, "checkpoint": 11, "consistency": 12, "log-key": 13,
+        "export": 14, "export-stop": 15, "find": 16, "proof": 17}
+
+
+def frame(b):
+    return be32(len(b)) + b
+
+
+def response(body_field=0, body=b"", status=0, message=""):
+    return frame(fv(1, 1) + fv(2, status) + fb(3, message) + (fm(body_field, body) if body_field else b""))
+
+
+def key_info(spki, principal="ci-release", generation=1, state=1):
+    return (fb(1, hashlib.sha256(spki).hexdigest()) + fb(2, principal) + fv(3, generation) + fv(4, ECDSA_P256)
+            + fv(5, state) + fv(6, T0) + fb(7, spki) + fv(13, 1))
+
+
+def receipt_msg(seq, leaf, tree_size, proof, note):
+    return (fv(1, seq) + fv(2, T0 + seq) + fb(3, leaf) + fv(4, tree_size) + b"".join(fb(5, h) for h in proof)
+            + fb(6, note))
+
+
+def replies(key):
+    keyid = hashlib.sha256(key.spki).hexdigest()
+    leaves = [audit_entry(0, T0, AGENT_START, message="provsign 0.1.0"),
+              audit_entry(1, T0 + 1, SIGN, caller=caller(1001, 1001, 4242, "/usr/bin/provsign"),
+                          principal="ci-release", keyid=keyid, digest_algorithm=SHA256, digest=REPLY_DIGEST,
+                          payload_type="text/plain", annotations=[annotation("k", "v")], generation=1,
+                          algorithm=ECDSA_P256),
+              audit_entry(2, T0 + 2, KEY_ROTATE, principal="ci-release", keyid=keyid)]
+    cp3 = signed_note(key, CORPUS_ORIGIN, "%s\n3\n%s\n" % (CORPUS_ORIGIN, b64(mth(leaves))))
+    status = response(12, fb(1, "0.1.0") + fv(2, 1) + fb(3, "provsign") + fb(4, "ci-release") + fb(4, "ci-nightly")
+                      + fv(5, 77) + fb(6, "ci-release") + fb(7, "auditor") + fb(8, CORPUS_ORIGIN) + fv(9, 3))
+    pubkey = response(11, fm(1, key_info(key.spki)))
+    sign = response(10, fb(1, keyid) + fv(2, ECDSA_P256) + fb(3, b"\x30\x06\x02\x01\x01\x02\x01\x01")
+                    + fb(4, "ci-release") + fv(5, 1) + fm(6, receipt_msg(1, leaves[1], 3, inclusion(1, leaves), cp3)))
+    env = json.dumps({"payloadType": "application/vnd.provsign.keybundle.v1+json", "payload": b64(b"{}"),
+                      "signatures": [{"keyid": keyid, "sig": b64(b"sig")}]}, separators=(",", ":"))
+    export_end = (fv(3, 1) + fb(4, cp3) + fv(5, 3))
+    r = {
+        "status": bytes([CALL["status"]]) + status,
+        "status-refused": bytes([CALL["status"]]) + response(status=PERMISSION_DENIED, message="not yours"),
+        "status-unknown-status": bytes([CALL["status"]]) + response(status=99),
+        "status-wrong-body": bytes([CALL["status"]]) + pubkey,
+        "status-oversized": bytes([CALL["status"]]) + be32(65537) + b"\x08\x01",
+        "status-torn": bytes([CALL["status"]]) + status[:-3],
+        "sign": bytes([CALL["sign"]]) + sign,
+        "sign-then-status": bytes([CALL["sign"]]) + sign + status,
+        "sign-rate-limited": bytes([CALL["sign"]]) + response(status=RATE_LIMITED, message="slow down"),
+        "dsse": bytes([CALL["dsse"]]) + status + pubkey + sign + pubkey,
+        "pubkey": bytes([CALL["pubkey"]]) + pubkey,
+        "pubkey-id": bytes([CALL["pubkey-id"]]) + pubkey,
+        "list": bytes([CALL["list"]]) + response(13, fm(1, key_info(key.spki)) + fm(1, key_info(key.spki, "ci-nightly", 2, 2))),
+        "list-p": bytes([CALL["list-p"]]) + response(13, fm(1, key_info(key.spki))),
+        "rotate": bytes([CALL["rotate"]]) + response(17, fm(1, key_info(key.spki)) + fm(2, key_info(key.spki)) + fv(3, 9)),
+        "revoke": bytes([CALL["revoke"]]) + response(17, fm(1, key_info(key.spki, state=3)) + fv(3, 10)),
+        "destroy": bytes([CALL["destroy"]]) + response(17, fv(3, 11)),
+        "bundle": bytes([CALL["bundle"]]) + response(16, fb(1, env[:40]) + fv(2, 1)) + response(16, fb(1, env[40:])),
+        "checkpoint": bytes([CALL["checkpoint"]]) + response(14, fb(1, cp3) + fv(2, 3)),
+        "consistency": bytes([CALL["consistency"]]) + response(14, fb(1, cp3) + fv(2, 3) + fv(3, 2)
+                                                              + fb(4, leaf_hash(leaves[2])) + fb(4, mth(leaves[:2]))),
+        "log-key": bytes([CALL["log-key"]]) + response(15, fb(1, CORPUS_ORIGIN) + fb(2, key.spki) + fb(5, keyid)),
+        "export": bytes([CALL["export"]]) + response(18, fv(1, 0) + fb(2, leaves[0]) + fb(2, leaves[1]))
+        + response(18, fv(1, 2) + fb(2, leaves[2]) + export_end),
+        "export-one-frame": bytes([CALL["export"]]) + response(18, b"".join(fb(2, l) for l in leaves) + export_end),
+        "export-gap": bytes([CALL["export"]]) + response(18, fv(1, 0) + fb(2, leaves[0]) + fb(2, leaves[2]) + export_end),
+        "export-refused-midway": bytes([CALL["export"]]) + response(18, fv(1, 0) + fb(2, leaves[0]))
+        + response(status=PERMISSION_DENIED, message="gone"),
+        "export-stop": bytes([CALL["export-stop"]]) + response(18, fv(1, 0) + fb(2, leaves[0]) + fb(2, leaves[1]))
+        + response(18, fv(1, 2) + fb(2, leaves[2]) + export_end),
+        "find": bytes([CALL["find"]]) + response(19, fb(1, leaves[1]) + fv(3, 5)) + response(19, fv(2, 1)),
+        "proof": bytes([CALL["proof"]]) + response(20, fm(1, receipt_msg(1, leaves[1], 3, inclusion(1, leaves), cp3))),
+        "proof-wrong-seq": bytes([CALL["proof"]]) + response(20, fm(1, receipt_msg(2, leaves[2], 3, inclusion(2, leaves), cp3))),
+    }
+    return r
+
+
 # ---- the corpora -----------------------------------------------------------
 
 T0 = 1795630801123456  # 2026-11-25T18:20:01.123456Z
@@ -362,7 +444,7 @@ uids = 0
 [role auditor]
 gids = audit
 """
-    # the README's, with users and groups every Debian system has
+    # docs/operations.md's, with users and groups every Debian system has
     resolvable = (readme.replace("provsign-clients", "adm").replace("builder", "daemon")
                   .replace("gids = ci", "gids = 1001, staff").replace("gids = audit", "gids = adm"))
     with open(os.path.join(TOP, "packaging", "agent.conf.example")) as f:
@@ -478,7 +560,7 @@ def bundle_keys(tmp, key):
 
 
 def bundles(keys):
-    """Key bundle payloads (README "Key bundle"): the agent's shape and the
+    """Key bundle payloads (proto/keybundle.h): the agent's shape and the
     ways a bundle can be wrong."""
     t = ["2026-11-25T18:20:0%d.123456Z" % i for i in range(10)]
 
@@ -687,6 +769,11 @@ def main():
         clean("bundle")
         for name, text in bundles(bundle_keys(tmp, key)).items():
             write("bundle", name, text)
+
+        # -- reply: a call and the agent's answer to it (fuzz-reply.c)
+        clean("reply")
+        for name, b in replies(key).items():
+            write("reply", name, b)
 
     total = 0
     for d, _, files in os.walk(CORPUS):

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Auditors (issue 5) end to end on a real agent and token: export (JSON
+# Auditors end to end on a real agent and token: export (JSON
 # Lines, CSV, partial ranges), offline verify and its tamper suite (each
 # case fails at the exact sequence number with the exact reason),
 # --previous with a rewritten history, proof and find; kill -9 while 8
@@ -203,6 +203,22 @@ for i in 1 2 3; do cli "$RUNNER_UID" sign --principal ci-release --digest "sha25
 expect_exit 0 "export after more signing" cli "$AUDITOR_UID" audit export
 cp "$T/out" "$T/full2.jsonl"
 n2=$(($(wc -l < "$T/full2.jsonl") - 1))
+
+# the library's own export (tests/examples/export-log.c): streamed, verified
+# with the pinned log key, and against the older checkpoint kept above
+install -m 0644 "$T/logkey.pem" "$T/d/logkey.pem"
+python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])["checkpoint"], end="")' \
+        "$T/full.jsonl" > "$T/d/kept-checkpoint"
+chmod 0644 "$T/d/kept-checkpoint"
+expect_exit 0 "the libprovsign example exports and verifies the log" \
+        as "$AUDITOR_UID" "$PROVSIGN_EXAMPLE_EXPORT_LOG" "$T/d/logkey.pem"
+check "... all $n2 entries, seq 0..$((n2 - 1))" grep -q "^verified $n2 entries (seq 0..$((n2 - 1))), tree size" "$T/out"
+expect_exit 0 "... and against the older checkpoint it kept (consistency proof)" \
+        as "$AUDITOR_UID" "$PROVSIGN_EXAMPLE_EXPORT_LOG" "$T/d/logkey.pem" "$T/d/kept-checkpoint"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 2>/dev/null | openssl pkey -pubout > "$T/d/other.pem"
+chmod 0644 "$T/d/other.pem"
+expect_exit 1 "... and fails with another log key" as "$AUDITOR_UID" "$PROVSIGN_EXAMPLE_EXPORT_LOG" "$T/d/other.pem"
+expect_exit 3 "... and is refused without the auditor role" as "$RUNNER_UID" "$PROVSIGN_EXAMPLE_EXPORT_LOG" "$T/d/logkey.pem"
 python3 - "$T/full2.jsonl" "$T/full.jsonl" "$T/t-older.jsonl" <<'PY'
 import sys
 new = open(sys.argv[1]).read().splitlines(); old = open(sys.argv[2]).read().splitlines()
@@ -478,15 +494,16 @@ if [ -e /run/systemd/journal/socket ]; then
         echo "note: a real journald runs here; the structured-event check needs the stand-in socket and is not run"
 else
         mkdir -p /run/systemd/journal
-        sed -i "s|^log_origin = .*|log_origin = provsign.test/journal-$$|" "$CONF"
         python3 - /run/systemd/journal/socket "$T/journal.jsonl" <<'PY' &
 import json, os, socket, struct, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
 s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o666)
 out = open(sys.argv[2], "a", buffering=1)
 while True:
-    d = s.recv(1 << 20)
-    f, i = {}, 0
+    d, anc, _, _ = s.recvmsg(1 << 20, socket.CMSG_SPACE(12))
+    # the sender's pid, as journald's _PID: other tests' agents may log here too
+    f, i = {"_PID": str(struct.unpack("iII", anc[0][2][:12])[0]) if anc else ""}, 0
     while i < len(d):
         j = d.index(b"\n", i); line = d[i:j]
         if b"=" in line:
@@ -502,14 +519,17 @@ PY
         for _ in $(seq 1 50); do [ -S /run/systemd/journal/socket ] && break; sleep 0.1; done
         # journal_events = default: lifecycle, refusal, key event; no signatures
         start_agent
+        jpid1=$AGENT_PID
         cli "$RUNNER_UID" audit find --principal ci-release >/dev/null 2>&1
         jd1=$(random_digest)
         cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$jd1" >/dev/null || fail "sign (journal default)"
         cli "$OPERATOR_UID" key rotate --principal ci-release >/dev/null || fail "rotate (journal)"
         stop_agent
         # journal_events = all: every signature too, with its seq, key and digest
-        sed -i "s|^log_origin = .*|log_origin = provsign.test/journal-all-$$\njournal_events = all|" "$CONF"
+        echo "journal_events = all" >"$T/conf-journal-all"
+        sed -i "/^log_origin = /r $T/conf-journal-all" "$CONF"
         start_agent
+        jpid2=$AGENT_PID
         jd2=$(random_digest)
         cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$jd2" --json > "$T/journal-sign.json" || fail "sign (journal all)"
         stop_agent
@@ -520,10 +540,10 @@ PY
         rmdir /run/systemd/journal 2>/dev/null
         trap cleanup EXIT
         check "journald gets start, policy load, refusal, key event and stop with PROVSIGN_* fields; no signatures by default" \
-                python3 - "$T/journal.jsonl" "provsign.test/journal-$$" "$OPERATOR_UID" <<'PY'
+                python3 - "$T/journal.jsonl" "$jpid1" "$OPERATOR_UID" <<'PY'
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
-ev = [e for e in ev if e.get("PROVSIGN_ORIGIN") == sys.argv[2]]
+ev = [e for e in ev if e.get("_PID") == sys.argv[2]]
 kinds = [e["PROVSIGN_EVENT"] for e in ev]
 assert kinds[:2] == ["AGENT_START", "POLICY_LOAD"] and kinds[-1] == "AGENT_STOP", kinds
 r = [e for e in ev if e["PROVSIGN_EVENT"] == "REFUSED"]
@@ -537,10 +557,10 @@ assert k["PROVSIGN_PRINCIPAL"] == "ci-release" and len(k["PROVSIGN_KEYID"]) == 6
 assert k["PROVSIGN_UID"] == sys.argv[3]  and k["MESSAGE"].startswith("KEY_ROTATE " + k["PROVSIGN_KEYID"] + " of ci-release") and k["PRIORITY"] == "5", k
 PY
         check "journal_events = all adds one SIGN event per signature, naming its seq, key, digest and caller" \
-                python3 - "$T/journal.jsonl" "provsign.test/journal-all-$$" "$jd2" "$RUNNER_UID" "$T/journal-sign.json" <<'PY'
+                python3 - "$T/journal.jsonl" "$jpid2" "$jd2" "$RUNNER_UID" "$T/journal-sign.json" <<'PY'
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
-ev = [e for e in ev if e.get("PROVSIGN_ORIGIN") == sys.argv[2]]
+ev = [e for e in ev if e.get("_PID") == sys.argv[2]]
 s = [e for e in ev if e["PROVSIGN_EVENT"] == "SIGN"]
 assert len(s) == 1, [e["PROVSIGN_EVENT"] for e in ev]
 s = s[0]

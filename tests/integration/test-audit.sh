@@ -49,7 +49,7 @@ PY
                 openssl dgst -sha256 -verify "$T/logkey.pem" -signature "$T/nv.sig" "$T/nv.body" >/dev/null
 }
 check "openssl verifies the checkpoint signature from the note text alone" verify_note "$T/cp.note"
-# the README's recipe, verbatim
+# the recipe of docs/auditing.md, verbatim
 readme_recipe() {
         local body sig
         body=$(mktemp "$T/body-XXXXXX") sig=$(mktemp "$T/sig-XXXXXX")
@@ -57,7 +57,7 @@ readme_recipe() {
         sed -n 's/^— [^ ]* //p' "$1" | base64 -d | tail -c +5 > "$sig"
         openssl dgst -sha256 -verify "$T/logkey.pem" -signature "$sig" "$body" >/dev/null
 }
-check "the README's openssl recipe verifies the checkpoint" readme_recipe "$T/cp.note"
+check "the openssl recipe of docs/auditing.md verifies the checkpoint" readme_recipe "$T/cp.note"
 cp "$T/cp.note" "$T/tampered.note"
 sed -i '2s/.*/999999/' "$T/tampered.note"
 if verify_note "$T/tampered.note"; then fail "a tampered checkpoint verified"; else pass "a tampered checkpoint fails"; fi

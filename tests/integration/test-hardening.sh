@@ -1,6 +1,6 @@
 #!/bin/bash
 # Hardening of the running agent: every descriptor it holds is close-on-exec
-# (read from /proc/PID/fdinfo); it refuses a group- or world-writable state
+# (read from /proc/PID/fdinfo), one it inherited included; it refuses a group- or world-writable state
 # dir, log dir or log segment with a clear message; SIGTERM under a 16-client
 # load finishes what is in flight: the agent exits 0, its log ends with the
 # stop entry, and every Sign entry in the log is a signature some client
@@ -10,13 +10,29 @@ setup_test
 write_config
 SEGREAD="python3 $SRCDIR/tests/lib/segread.py"
 
+# an inherited descriptor above 2 (not close-on-exec here): the agent
+# must make it close-on-exec too
+exec 9<"$CONF"
 start_agent
+exec 9<&-
+check "the agent inherited descriptor 9 ($CONF)" test "$(readlink /proc/"$AGENT_PID"/fd/9)" = "$CONF"
 d=$(random_digest)
 expect_exit 0 "sign" cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$d"
 echo "$d" > "$T/first-digest"
-# a client connection open too, so its fd is among those checked
-as "$RUNNER_UID" python3 -c 'import socket, sys, time; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); time.sleep(3)' "$SOCK" &
-sleep 0.5
+# a client connection open too, so its fd is among those checked: it has
+# had a reply (the agent holds it) before the descriptors are read, and
+# stays open until they have been
+mkdir -m 0777 "$T/m"
+as "$RUNNER_UID" env PYTHONPATH="$SRCDIR/tests/lib" python3 -c '
+import os, sys, time
+from rawclient import *
+s = connect(sys.argv[1])
+s.sendall(frame(status_request()))
+assert read_response(s)[0] == "OK"
+open(sys.argv[2], "w").close()
+while not os.path.exists(sys.argv[3]): time.sleep(0.05)' "$SOCK" "$T/m/conn.open" "$T/m/conn.done" &
+HOLDER=$!
+check "a client connection is open" wait_for 30 test -e "$T/m/conn.open"
 n=0
 notcloexec=
 for f in /proc/"$AGENT_PID"/fdinfo/*; do
@@ -29,7 +45,8 @@ for f in /proc/"$AGENT_PID"/fdinfo/*; do
 done
 check "the agent holds descriptors beyond stdio ($n)" test "$n" -ge 5
 expect_eq "$notcloexec" "" "every descriptor of the agent is close-on-exec"
-wait %2 2>/dev/null
+touch "$T/m/conn.done"
+wait "$HOLDER"
 stop_agent
 
 # modes checked at start
@@ -55,12 +72,14 @@ for c in $(seq 1 16); do
         as "$RUNNER_UID" python3 "$SRCDIR/tests/lib/signprobe.py" "$SOCK" ci-release "$T/stop" "$T/c/$c.calls" &
 done
 # SIGTERM once every client is signing
-for _ in $(seq 1 300); do
-        [ "$(cat "$T"/c/*.calls 2>/dev/null | awk '$3 == "OK"' | wc -l)" -ge 64 ] &&
-                [ "$(ls "$T"/c/*.calls 2>/dev/null | wc -l)" = 16 ] && break
-        sleep 0.1
-done
-sleep 0.3
+all_signing() {
+        local f n=0
+        for f in "$T"/c/*.calls; do
+                [ -e "$f" ] && [ "$(count_lines ' OK ' "$f")" -ge 4 ] && n=$((n + 1))
+        done
+        [ "$n" = 16 ]
+}
+check "all 16 clients have signed 4 times each" wait_for 120 all_signing
 stop_agent
 touch "$T/stop"
 for j in $(jobs -p); do wait "$j"; done

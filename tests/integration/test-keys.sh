@@ -89,8 +89,11 @@ for c in $(seq 1 8); do
         ) &
         CLIENTS+=($!)
 done
+# each rotation once the clients have made another quarter of their
+# signatures, so that all three happen while they sign
+signed_at_least() { [ "$(count_lines . "$T"/c/*.ok "$T"/c/*.fail)" -ge "$1" ]; }
 for r in 1 2 3; do
-        sleep 0.5
+        check "clients signed $((r * 2 * N)) times before rotation $r" wait_for 120 signed_at_least $((r * 2 * N))
         expect_exit 0 "rotation $r under load" cli "$OPERATOR_UID" key rotate --principal ci-release --json
         cp "$T/out" "$T/rot$r.json"
 done
@@ -159,14 +162,22 @@ K5=$(jq -r .active.keyid "$T/out")
 expect_exit 0 "signing works again" cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$(random_digest)" --json
 expect_eq "$(jq -r .keyid "$T/out")" "$K5" "the new key signs"
 
+# privkeys FILE: the IDs of the token's private keys, one a line, into FILE;
+# fails when pkcs11-tool fails (an empty listing is then no proof of absence)
 privkeys() {
         PROVSIGN_PIN=$(cat "$T/tok/pin") pkcs11-tool --module "$MODULE" --token-label provsign --login \
-                --pin env:PROVSIGN_PIN --list-objects --type privkey 2>/dev/null | awk '/ID:/ {print $2}'
+                --pin env:PROVSIGN_PIN --list-objects --type privkey > "$T/objects" 2>"$T/objects.err" ||
+                { echo "pkcs11-tool failed: $(cat "$T/objects.err")" >&2; return 1; }
+        awk '/ID:/ {print $2}' "$T/objects" > "$1"
 }
-check "before destroy: the first key's private object is on the token" grep -qx "$K1" <(privkeys)
+check "pkcs11-tool lists the private keys" privkeys "$T/ids-before"
+check "before destroy: the first key's private object is on the token" grep -qx "$K1" "$T/ids-before"
 expect_exit 0 "destroy the retired first key" cli "$OPERATOR_UID" key destroy --key "$K1" --json
 expect_eq "$(jq -r .key.state "$T/out")" "destroyed" "destroy reports the key destroyed"
-check "after destroy: the private object is gone (pkcs11-tool)" bash -c "! grep -qx '$K1' <(PROVSIGN_PIN=\$(cat '$T/tok/pin') pkcs11-tool --module '$MODULE' --token-label provsign --login --pin env:PROVSIGN_PIN --list-objects --type privkey 2>/dev/null | awk '/ID:/ {print \$2}')"
+check "after destroy: pkcs11-tool lists the private keys" privkeys "$T/ids-after"
+check "... the active key's among them" grep -qx "$K5" "$T/ids-after"
+check "... and the destroyed key's is gone" bash -c '! grep -qx "$1" "$2"' _ "$K1" "$T/ids-after"
+expect_eq "$(wc -l < "$T/ids-after")" "$(($(wc -l < "$T/ids-before") - 1))" "... one private key fewer"
 expect_exit 0 "destroy the revoked key" cli "$OPERATOR_UID" key destroy --key "$K4" --json
 expect_eq "$(jq -r .key.state "$T/out")" "revoked" "a destroyed revoked key stays revoked"
 check "its destruction time is recorded" [ "$(jq -r .key.destroyed "$T/out")" != null ]
@@ -201,20 +212,17 @@ sed -i 's/^algorithm = ecdsa-p384$/algorithm = ecdsa-p384\nrotate_after = 2s/' "
 start_agent
 expect_exit 0 "revoke with auto_rotate_on_revoke" cli "$OPERATOR_UID" key revoke --key "$K5" --reason compromised --json
 K6=$(jq -r .active.keyid "$T/out")
-check "a successor is active at once" [ -n "$K6" ] && [ "$K6" != null ] && [ "$K6" != "$K5" ]
+check "a successor is active at once ($K6)" bash -c '[ -n "$1" ] && [ "$1" != null ] && [ "$1" != "$2" ]' _ "$K6" "$K5"
 expect_exit 0 "sign right after the revocation" cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$(random_digest)" --json
 expect_eq "$(jq -r .keyid "$T/out")" "$K6" "signed with the automatic successor"
 
 expect_exit 0 "nightly key" cli "$RUNNER2_UID" key pubkey --principal ci-nightly --json
 N1=$(jq -r .keyid "$T/out")
-rotated=no
-deadline=$((SECONDS + 30))
-while [ $SECONDS -lt $deadline ]; do
-        cli "$RUNNER2_UID" key pubkey --principal ci-nightly --json > "$T/n.json" 2>/dev/null
-        if [ "$(jq -r .keyid "$T/n.json")" != "$N1" ]; then rotated=yes; break; fi
-        sleep 0.25
-done
-expect_eq "$rotated" yes "rotate_after = 2s rotated ci-nightly by itself"
+nightly_rotated() {
+        cli "$RUNNER2_UID" key pubkey --principal ci-nightly --json > "$T/n.json" 2>/dev/null &&
+                [ "$(jq -r .keyid "$T/n.json")" != "$N1" ]
+}
+check "rotate_after = 2s rotated ci-nightly by itself" wait_for 30 nightly_rotated
 expect_eq "$(jq -r .algorithm "$T/n.json")" "ecdsa-p384" "the scheduled successor keeps the principal's algorithm"
 check "the scheduled rotation is in the agent's log" grep -q "scheduled rotation" "$T/agent.log"
 

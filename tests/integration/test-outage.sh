@@ -29,7 +29,7 @@ start_p11() {
                 setsid p11-kit server -f -n "$P11SOCK" --provider "$SOFTHSM_MODULE" "pkcs11:token=provsign" \
                 >>"$T/p11.log" 2>&1 </dev/null &
         P11_PID=$!
-        for _ in $(seq 1 100); do [ -S "$P11SOCK" ] && return 0; sleep 0.05; done
+        wait_for 30 test -S "$P11SOCK" && return 0
         echo "p11-kit server did not start: $(cat "$T/p11.log")" >&2
         exit 1
 }
@@ -70,22 +70,35 @@ for c in 1 2 3 4; do
 done
 
 # and one probe on a single connection, for the times (no process start per call)
-as "$RUNNER_UID" python3 "$SRCDIR/tests/lib/signprobe.py" "$SOCK" ci-release "$T/stop" "$T/c/probe.calls" &
-sleep 2
+# (20 ms between calls: every signature it gets is verified below, one openssl each)
+as "$RUNNER_UID" python3 "$SRCDIR/tests/lib/signprobe.py" "$SOCK" ci-release "$T/stop" "$T/c/probe.calls" 20 &
+
+# Each phase lasts until what it is for has been seen (with a generous
+# deadline): probe STATUS SINCE N: the probe has N calls answered STATUS
+# that started (OK) or ended (failures) at or after SINCE (monotonic ms).
+probe() {
+        local col=1
+        [ "$1" = OK ] || col=2
+        [ "$(awk -v st="$1" -v t="$2" -v c="$col" '$3 == st && $c >= t' "$T/c/probe.calls" 2>/dev/null | wc -l)" -ge "$3" ]
+}
+# cli_calls RC N: the CLI clients have N calls that exited RC
+cli_calls() { [ "$(cat "$T"/c/[1-4].log 2>/dev/null | awk -v rc="$1" '$3 == rc' | wc -l)" -ge "$2" ]; }
+check "signing before the outage" wait_for 60 eval 'probe OK 0 5 && cli_calls 0 4'
 stop_p11
 t_kill=$(now_ms)
-sleep 4
+check "HSM_UNAVAILABLE once the token is gone" wait_for 60 eval 'probe HSM_UNAVAILABLE "$t_kill" 3 && cli_calls 3 1'
 check "the agent is up while the token is gone" agent_alive
 expect_exit 0 "status answers during the outage" cli "$OPERATOR_UID" status
 t_back=$(now_ms)
 start_p11
-sleep 4
+n=$(cat "$T"/c/[1-4].log | awk '$3 == 0' | wc -l)
+check "signing resumes once the token is back" wait_for 60 eval 'probe OK "$t_back" 3 && cli_calls 0 $((n + 2))'
 t_freeze=$(now_ms)
 kill -STOP -- "-$P11_PID"
-sleep 5
+check "HSM_UNAVAILABLE at hsm_timeout while the token hangs" wait_for 60 probe HSM_UNAVAILABLE "$t_freeze" 1
 t_thaw=$(now_ms)
 kill -CONT -- "-$P11_PID"
-sleep 3
+check "signing resumes once the token answers again" wait_for 60 probe OK "$t_thaw" 3
 touch "$T/stop"
 for j in $(jobs -p); do [ "$j" = "$AGENT_PID" ] || [ "$j" = "$P11_PID" ] || wait "$j"; done
 
@@ -138,8 +151,14 @@ while read -r _ _ rc _ d sig; do
         verify_sig "$T/pub.pem" "$d" "$sig" || bad=$((bad + 1))
         echo "$d" >> "$T/ok-digests"
 done < "$T/calls"
-awk '$3 == "OK" { print $4 }' "$T/c/probe.calls" >> "$T/ok-digests"
-expect_eq "$bad" 0 "openssl verified all $n_ok signatures returned"
+n_probe=0
+while read -r _ _ st d sig; do
+        [ "$st" = OK ] || continue
+        n_probe=$((n_probe + 1))
+        verify_sig "$T/pub.pem" "$d" "$sig" || bad=$((bad + 1))
+        echo "$d" >> "$T/ok-digests"
+done < "$T/c/probe.calls"
+expect_eq "$bad" 0 "openssl verified all $n_ok + $n_probe signatures returned (CLI clients + probe)"
 
 stop_agent
 start_agent

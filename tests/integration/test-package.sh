@@ -57,7 +57,7 @@ sysusers_and_config() {
         # as the PIN, which only systemd's LoadCredential= would provide.
         unshare --mount --propagation private bash -c '
                 mount --bind "$1/etc/passwd" /etc/passwd && mount --bind "$1/etc/group" /etc/group &&
-                exec "$2" --config "$1/etc/provsign/agent.conf"' - "$root" "$agent" >"$T/out" 2>"$T/err"
+                exec "$2" --allow-root --config "$1/etc/provsign/agent.conf"' - "$root" "$agent" >"$T/out" 2>"$T/err"
         local rc=$?
         if [ "$rc" = 1 ] && grep -q 'no pin_file set and \$CREDENTIALS_DIRECTORY is unset' "$T/err"; then
                 pass "the packaged config passes the agent's config check once the users exist"
@@ -67,7 +67,7 @@ sysusers_and_config() {
         # and without them (unless this machine has the package installed)
         # the agent names the missing group
         if ! getent group provsign-clients >/dev/null; then
-                expect_exit 1 "without the users the config is refused" "$agent" --config "$root/etc/provsign/agent.conf"
+                expect_exit 1 "without the users the config is refused" "$agent" --allow-root --config "$root/etc/provsign/agent.conf"
                 check "the refusal names FILE:LINE and the group" \
                         grep -qE "^$root/etc/provsign/agent.conf:[0-9]+: unknown group \"provsign-clients\"" "$T/err"
         fi
@@ -194,6 +194,17 @@ has provsign-agent -rw-r--r-- lib/systemd/system/provsign-agent.service lib/syst
         usr/lib/sysusers.d/provsign.conf usr/lib/tmpfiles.d/provsign.conf etc/provsign/agent.conf \
         usr/share/man/man8/provsign-agent.8.gz usr/share/man/man8/provsign-provision-token.8.gz \
         usr/share/man/man5/provsign-agent.conf.5.gz
+has provsign-agent -rw-r--r-- usr/share/doc/provsign-agent/README.Debian usr/share/doc/provsign-agent/copyright \
+        usr/share/doc/provsign-agent/examples/agent.conf.example usr/share/doc/provsign-agent/debian.md
+has provsign -rw-r--r-- usr/share/doc/provsign/copyright usr/share/doc/provsign/debian.md
+for p in provsign-agent provsign; do
+        check "$p ships README.md (compressed or not)" \
+                bash -c "dpkg-deb -c '$OUT/${p}_'*.deb | grep -Eq ' ./usr/share/doc/$p/README.md(.gz)?\$'"
+done
+check "debian/copyright's licence is the source's LICENSE (Apache-2.0)" \
+        bash -c "grep -qx 'License: Apache-2.0' '$S/usr/share/doc/provsign-agent/copyright' && grep -q 'Apache License' '$SRCDIR/LICENSE' && grep -q 'Version 2.0, January 2004' '$SRCDIR/LICENSE'"
+check "the man pages point to installed docs, not to a README that is not installed" \
+        bash -c "! zgrep -lw 'the README' '$S'/usr/share/man/man*/provsign*.gz"
 has provsign -rwxr-xr-x usr/bin/provsign
 has provsign -rw-r--r-- usr/share/man/man1/provsign.1.gz usr/share/bash-completion/completions/provsign
 has libprovsign0 lrwxrwxrwx "usr/lib/$MA/libprovsign.so.0"
@@ -229,6 +240,8 @@ cp -a "$S" "$V"
 cp -an /lib/systemd/system/. "$V/lib/systemd/system/"
 mkdir -p "$V/usr/bin"
 cp "$(type -P kill)" "$V/usr/bin/kill"
+# Debian 12 is merged-/usr: /bin is usr/bin (ExecReload= names /bin/kill).
+[ -e "$V/bin" ] || ln -s usr/bin "$V/bin"
 systemd-analyze verify --man=no --root="$V" provsign-agent.socket provsign-agent.service >"$T/verify.out" 2>&1
 rc=$?
 if [ "$rc" = 0 ] && [ ! -s "$T/verify.out" ]; then
@@ -255,7 +268,7 @@ fi
 svc=$S/lib/systemd/system/provsign-agent.service
 for kv in Type=notify User=provsign LoadCredential=pin:/etc/provsign/pin StateDirectory=provsign \
         StateDirectoryMode=0700 ConditionPathExists=/etc/provsign/pin 'ExecStart=/usr/sbin/provsign-agent --config /etc/provsign/agent.conf' \
-        'ExecReload=kill -HUP $MAINPID' CapabilityBoundingSet= RestrictAddressFamilies=AF_UNIX; do
+        'ExecReload=/bin/kill -HUP $MAINPID' CapabilityBoundingSet= RestrictAddressFamilies=AF_UNIX; do
         check "service: $kv" grep -qxF "$kv" "$svc"
 done
 check "service: WatchdogSec set" grep -qE '^WatchdogSec=[1-9]' "$svc"
@@ -304,7 +317,7 @@ PCONF=$T/agent.conf
 sed -e "s|^socket = .*|socket = $T/run/unused.sock|" \
     -e "s|^socket_group = .*|socket_group = $CLIENTS_GID|" \
     -e "s|^state_dir = .*|state_dir = $T/state|" \
-    -e "s|^log_origin = .*|log_origin = provsign.test/package|" \
+    -e "s|^#\?log_origin = .*|log_origin = provsign.test/package|" \
     "$S/etc/provsign/agent.conf" >"$PCONF"
 check "the packaged config reads the PIN from the credential (no pin_file)" bash -c "! grep -q '^pin_file' '$PCONF'"
 printf '\n[principal ci-release]\nuids = %s\n' "$RUNNER_UID" >>"$PCONF"

@@ -167,7 +167,7 @@ expect_eq "$(gl 'd["predicate"]["buildDefinition"]["resolvedDependencies"][0]')"
         "{'uri': 'git+https://gitlab.example.com/acme/widget@refs/heads/main', 'digest': {'gitCommit': '89abcdef0123456789abcdef0123456789abcdef'}}" "GitLab source"
 expect_eq "$(gl 'd["predicate"]["runDetails"]["metadata"]["invocationId"]')" "https://gitlab.example.com/acme/widget/-/jobs/555" "GitLab invocation id"
 check "the GitLab job token is in no output" bash -c '! grep -rqF -- "$1" "$2/w/gl.json" "$2/gl.payload" "$2/gl.err"' _ "${SECRETS[6]}" "$T"
-# the README's openssl recipe, verbatim but for where the key comes from
+# the openssl recipe of docs/runners.md, verbatim but for where the key comes from
 readme_recipe() (
         cd "$(mktemp -d "$T/rr-XXXXXX")" || exit 1
         cp "$1" widget.intoto.json
@@ -178,7 +178,7 @@ readme_recipe() (
         cp "$2" key.pem
         openssl dgst -sha256 -verify key.pem -signature sig.der pae >/dev/null
 )
-check "the README's openssl recipe verifies the provenance envelope" readme_recipe "$W/prov.json" "$T/release.pem"
+check "the openssl recipe of docs/runners.md verifies the provenance envelope" readme_recipe "$W/prov.json" "$T/release.pem"
 # the artifact digests went to the log as annotations
 expect_exit 0 "provenance receipt verifies" cli "$RUNNER_UID" receipt verify --log-key "$T/logkey.pem" "$W/prov.receipt"
 check "the log entry carries artifact:NAME=sha256:HEX annotations" $PY - "$W/prov.receipt" "$(sha256sum "$T/dist/widget.tar.gz" | cut -c1-64)" <<'PY'

@@ -21,6 +21,7 @@ MODULE=/usr/lib/softhsm/libsofthsm2.so
 FAILURES=0
 CHECKS=0
 AGENT_PID=
+AGENT_PREFIX=()
 
 fail() {
         echo "FAIL: $*" >&2
@@ -73,7 +74,55 @@ require_root() {
         fi
 }
 
+# wait_for SECONDS command...: run the command every 0.1 s until it
+# succeeds (return 0) or SECONDS have passed (return 1). For waiting on the
+# condition itself (a log line, a count, a socket) instead of a fixed sleep;
+# the deadline is generous, the wait as short as the condition allows.
+wait_for() {
+        local deadline=$((SECONDS + $1))
+        shift
+        while :; do
+                "$@" && return 0
+                [ "$SECONDS" -lt "$deadline" ] || return 1
+                sleep 0.1
+        done
+}
+
+# count_lines PATTERN FILE...: lines of the files matching the ERE (0 when
+# none or no file).
+count_lines() {
+        local pat=$1
+        shift
+        cat "$@" 2>/dev/null | grep -cE -- "$pat"
+}
+
+# on_cleanup 'shell words': run at exit, before the agent is stopped and
+# the test directory removed (last registered, first run).
+CLEANUP_HOOKS=()
+on_cleanup() {
+        CLEANUP_HOOKS=("$1" "${CLEANUP_HOOKS[@]}")
+}
+
+# add_test_group NAME GID / add_test_user NAME UID [useradd options...]:
+# a host group or user for one test, created fresh (a leftover of a run that
+# was killed with SIGKILL is removed first) and removed again by cleanup,
+# however the test ends.
+add_test_group() {
+        getent group "$1" >/dev/null && groupdel "$1"
+        groupadd -g "$2" "$1" || { echo "FAIL: groupadd $1" >&2; exit 1; }
+        on_cleanup "groupdel '$1' 2>/dev/null"
+}
+add_test_user() {
+        local name=$1 uid=$2
+        shift 2
+        getent passwd "$name" >/dev/null && userdel "$name"
+        useradd -u "$uid" -M -N -s /usr/sbin/nologin "$@" "$name" || { echo "FAIL: useradd $name" >&2; exit 1; }
+        on_cleanup "userdel '$name' 2>/dev/null"
+}
+
 cleanup() {
+        local h
+        for h in "${CLEANUP_HOOKS[@]}"; do eval "$h"; done
         if [ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null; then
                 kill -TERM "$AGENT_PID" 2>/dev/null
                 wait "$AGENT_PID" 2>/dev/null
@@ -86,6 +135,10 @@ setup_test() {
         T=$(mktemp -d /tmp/provsign-it-XXXXXX)
         chmod 0755 "$T"
         trap cleanup EXIT
+        # killed (meson's timeout sends SIGTERM): exit, so cleanup runs
+        trap 'exit 143' TERM
+        trap 'exit 130' INT
+        trap 'exit 129' HUP
         mkdir -p "$T/run" "$T/state"
         "$SRCDIR/tests/lib/make-token" "$T/tok" provsign
         export SOFTHSM2_CONF=$T/tok/softhsm2.conf
@@ -132,7 +185,9 @@ write_config() {
 # agent_argv: sets AGENT_ARGV to run the agent under its own uid (a member
 # of the socket group, so it can hand the socket to that group).
 agent_argv() {
-        AGENT_ARGV=(setpriv --reuid="$AGENT_UID" --regid="$AGENT_GID" --groups="$CLIENTS_GID"
+        # AGENT_PREFIX: words before it all (test-audit-export: a private
+        # mount namespace with a stand-in journald socket)
+        AGENT_ARGV=("${AGENT_PREFIX[@]}" setpriv --reuid="$AGENT_UID" --regid="$AGENT_GID" --groups="$CLIENTS_GID"
                 env SOFTHSM2_CONF="$SOFTHSM2_CONF")
         # The agent loads libp11: full unwinding so tests/lsan.supp matches.
         [ -n "${PROVSIGN_P11_ASAN_OPTIONS:-}" ] && AGENT_ARGV+=("ASAN_OPTIONS=$PROVSIGN_P11_ASAN_OPTIONS")
@@ -156,7 +211,7 @@ start_agent() {
         before=$(grep -c ' ready: ' "$T/agent.log" 2>/dev/null)
         "${AGENT_ARGV[@]}" --config "$CONF" 2>>"$T/agent.log" &
         AGENT_PID=$!
-        for _ in $(seq 1 200); do
+        for _ in $(seq 1 600); do
                 [ "$(grep -c ' ready: ' "$T/agent.log" 2>/dev/null)" -gt "${before:-0}" ] && return 0
                 kill -0 "$AGENT_PID" 2>/dev/null || break
                 sleep 0.1

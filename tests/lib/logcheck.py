@@ -1,8 +1,8 @@
-"""An independent check of the key ordering rule (DESIGN.md "Keys"): reads
+"""An independent check of the key ordering rule (docs/architecture.md "The Sign path"): reads
 the agent's log segments directly (records: u32 BE length, entry, CRC32C),
 decodes just the fields it needs by hand, replays the key events and checks
 that every sign entry names the key that was active for its principal at
-its position in the log. Written from the proto and DESIGN.md, separately
+its position in the log. Written from the proto and docs/formats.md, separately
 from agent/registry.c. Usage: logcheck.py STATE_DIR/log"""
 import os
 import struct

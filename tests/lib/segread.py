@@ -1,5 +1,5 @@
 """A plain reader of provsign's audit log segments for the fault tests,
-written from DESIGN.md / proto/record.h, not from agent/audit.c:
+written from docs/formats.md / proto/record.h, not from agent/audit.c:
 
     record = u32 BE length || AuditEntry bytes || u32 BE CRC32C(entry)
 

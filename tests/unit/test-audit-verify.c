@@ -247,6 +247,65 @@ static void test_partial_export(void **state) {
         log_free(l);
 }
 
+/* CSV export: a signer's payload_type or annotation that a spreadsheet
+ * would run as a formula comes out as text (a leading single quote). */
+static void test_csv_neutralises_formulas(void **state) {
+        Provsign__AuditEntry e = PROVSIGN__AUDIT_ENTRY__INIT;
+        Provsign__Caller c = PROVSIGN__CALLER__INIT;
+        Provsign__Annotation a = PROVSIGN__ANNOTATION__INIT, *ap = &a;
+        uint8_t digest[32] = { 1 }, buf[1024];
+        char *out = NULL;
+        size_t len = 0;
+        (void) state;
+
+        e.seq = 7;
+        e.time_us = 1764094801000000;
+        e.event = PROVSIGN__AUDIT_EVENT__SIGN;
+        e.principal = (char *) "+ci";
+        e.keyid = (char *) KA;
+        c.uid = 1000;
+        c.exe = (char *) "@/usr/bin/evil";
+        e.caller = &c;
+        e.digest_algorithm = PROVSIGN__DIGEST_ALGORITHM__SHA256;
+        e.digest.data = digest;
+        e.digest.len = sizeof digest;
+        e.payload_type = (char *) "=HYPERLINK(\"https://evil.example/\",\"x\")";
+        a.key = (char *) "k";
+        a.value = (char *) "-1+1";
+        e.n_annotations = 1;
+        e.annotations = &ap;
+        size_t n = protobuf_c_message_get_packed_size(&e.base);
+        assert_true(n <= sizeof buf);
+        protobuf_c_message_pack(&e.base, buf);
+        json_t *o = client_audit_entry_json(&e, buf, n);
+        assert_non_null(o);
+        FILE *f = open_memstream(&out, &len);
+        assert_non_null(f);
+        assert_int_equal(client_audit_csv_row(f, o), 0);
+        fclose(f);
+        json_decref(o);
+        assert_non_null(strstr(out, ",\"'=HYPERLINK(\"\"https://evil.example/\"\",\"\"x\"\")\","));
+        assert_non_null(strstr(out, ",\"'+ci\","));
+        assert_null(strstr(out, ",=HYPERLINK"));
+        assert_null(strstr(out, ",\"=HYPERLINK"));
+        /* cells that start otherwise are as before: no quote added */
+        assert_non_null(strstr(out, "7,"));
+        assert_null(strstr(out, "'7"));
+        free(out);
+
+        /* each formula lead character, and tab and CR */
+        static const char *const leads[] = { "=1", "+1", "-1", "@x", "\tx", "\rx" };
+        for (size_t i = 0; i < sizeof leads / sizeof leads[0]; i++) {
+                json_t *row = json_pack("{s:s}", "payload_type", leads[i]);
+                f = open_memstream(&out, &len);
+                assert_int_equal(client_audit_csv_row(f, row), 0);
+                fclose(f);
+                assert_non_null(strstr(out, ",\"'"));
+                free(out);
+                json_decref(row);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_lifecycle_verifies),
@@ -256,6 +315,7 @@ int main(void) {
                 cmocka_unit_test(test_adopted_key_is_retired),
                 cmocka_unit_test(test_unknown_key_full_export),
                 cmocka_unit_test(test_partial_export),
+                cmocka_unit_test(test_csv_neutralises_formulas),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -321,7 +321,7 @@ static void test_requires_origin_and_safe_dir(void **state) {
         char *err = NULL;
         cfg.log_origin = NULL;
         assert_int_equal(audit_open(&cfg, store, NULL, NULL, &a, &err), -EINVAL);
-        assert_non_null(strstr(err, "log_origin is required"));
+        assert_non_null(strstr(err, "log_origin is not set"));
         free(err);
         err = NULL;
         cfg.log_origin = (char *) "provsign.test/audit";

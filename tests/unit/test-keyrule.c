@@ -128,7 +128,7 @@ static char *bundle_envelope(json_t *j, const struct key *signer, const char *ke
         char *env;
 
         json_decref(j);
-        env = envelope(signer, keyid, PROVSIGN__DIGEST_ALGORITHM__SHA256, CLIENT_BUNDLE_TYPE, payload);
+        env = envelope(signer, keyid, PROVSIGN__DIGEST_ALGORITHM__SHA256, PROTO_KEY_BUNDLE_TYPE, payload);
         free(payload);
         return env;
 }
@@ -394,7 +394,7 @@ static void test_bundle_trust(void **state) {
         json_t *j = bundle_json();
         char *payload = json_dumps(j, JSON_COMPACT), *p2;
         json_decref(j);
-        b = envelope(&log_key, log_key.keyid, PROVSIGN__DIGEST_ALGORITHM__SHA256, CLIENT_BUNDLE_TYPE, payload);
+        b = envelope(&log_key, log_key.keyid, PROVSIGN__DIGEST_ALGORITHM__SHA256, PROTO_KEY_BUNDLE_TYPE, payload);
         struct proto_dsse_envelope *e;
         assert_int_equal(proto_dsse_envelope_parse(b, strlen(b), &e), 0);
         p2 = strstr((char *) e->payload, "\"big\"");
@@ -426,7 +426,7 @@ static void test_bundle_malformed(void **state) {
         free(payload);
 
         /* signed payload that is not a bundle */
-        b = envelope(&log_key, log_key.keyid, PROVSIGN__DIGEST_ALGORITHM__SHA256, CLIENT_BUNDLE_TYPE, "[1,2]");
+        b = envelope(&log_key, log_key.keyid, PROVSIGN__DIGEST_ALGORITHM__SHA256, PROTO_KEY_BUNDLE_TYPE, "[1,2]");
         expect(CLIENT_KEYRULE_BUNDLE_MALFORMED, b, env, "ci", NULL, "not a JSON object");
         free(b);
 
@@ -597,8 +597,53 @@ static void test_names_and_args(void **state) {
         assert_int_equal(client_keyrule_check(&in, NULL), -EINVAL);
 }
 
+/* The one writer and the one reader of the bundle payload agree: what
+ * proto_bundle_format() writes, proto_bundle_parse() reads back the same,
+ * partial bundles' principal included. */
+static void test_bundle_format_round_trip(void **state) {
+        json_t *j = bundle_json();
+        char *text = json_dumps(j, JSON_COMPACT), *again = NULL, detail[256];
+        struct proto_bundle *a = NULL, *b = NULL;
+        size_t len;
+        (void) state;
+
+        json_decref(j);
+        assert_int_equal(proto_bundle_parse((const uint8_t *) text, strlen(text), &a, detail, sizeof detail), 0);
+        a->principal = strdup("ci");
+        assert_int_equal(proto_bundle_format(a, &again, &len), 0);
+        assert_int_equal(strlen(again), len);
+        assert_int_equal(proto_bundle_parse((const uint8_t *) again, len, &b, detail, sizeof detail), 0);
+        assert_string_equal(b->origin, a->origin);
+        assert_string_equal(b->log_keyid, a->log_keyid);
+        assert_string_equal(b->principal, "ci");
+        assert_int_equal(b->log_size, a->log_size);
+        assert_int_equal(b->issued_us, a->issued_us);
+        assert_int_equal(b->n_keys, a->n_keys);
+        for (size_t i = 0; i < a->n_keys; i++) {
+                const struct proto_bundle_key *x = &a->keys[i], *y = &b->keys[i];
+
+                assert_string_equal(x->keyid, y->keyid);
+                assert_string_equal(x->principal, y->principal);
+                assert_int_equal(x->generation, y->generation);
+                assert_int_equal(x->algorithm, y->algorithm);
+                assert_int_equal(x->state, y->state);
+                assert_int_equal(x->created_us, y->created_us);
+                assert_int_equal(x->retired_us, y->retired_us);
+                assert_int_equal(x->revoked_us, y->revoked_us);
+                assert_int_equal(x->compromised_since_us, y->compromised_since_us);
+                assert_int_equal(x->destroyed_us, y->destroyed_us);
+                assert_true((!x->reason && !y->reason) || strcmp(x->reason, y->reason) == 0);
+                assert_string_equal(x->pem, y->pem);
+        }
+        proto_bundle_free(a);
+        proto_bundle_free(b);
+        free(text);
+        free(again);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_bundle_format_round_trip),
                 cmocka_unit_test(test_valid_states),
                 cmocka_unit_test(test_receipts),
                 cmocka_unit_test(test_bundle_trust),

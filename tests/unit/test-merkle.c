@@ -6,7 +6,7 @@
  * §2.1 definitions in this file (MTH, PATH, SUBPROOF on a plain array, its
  * own SHA-256 calls) for every tree size up to 70; and by making every kind
  * of proof fail: a flipped byte, a wrong index or size, a missing or an
- * extra hash (STYLE.md §8). */
+ * extra hash. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>

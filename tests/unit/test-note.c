@@ -4,7 +4,7 @@
  * project) give a checkpoint for a 13-leaf tree signed with Ed25519 and with
  * ECDSA P-256 (type 0x02). Notes we assemble are also checked by the openssl
  * CLI from the note text alone, so the tests do not only agree with
- * themselves. Every parser gets its negative cases (STYLE.md §8). */
+ * themselves. Every parser gets its negative cases. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,6 +1,6 @@
 /* proto/: framing, cursor, names, hex, key ids. Negative cases for every
  * parser: truncated, over-long, wrong length prefix, trailing bytes,
- * unknown enum (STYLE.md §8). */
+ * unknown enum. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>

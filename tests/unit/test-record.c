@@ -1,6 +1,6 @@
 /* proto/record: CRC32C against RFC 3720 B.4 and the usual check value, the
  * record encoder, and the parser on truncated, flipped, zero-length,
- * oversized and trailing bytes (STYLE.md §8). */
+ * oversized and trailing bytes. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>

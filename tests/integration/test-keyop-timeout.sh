@@ -1,0 +1,45 @@
+#!/bin/bash
+# A key operation that the token's hang cancels before it ran is never
+# reported as done (issue 19 item 3). The token hangs (p11-kit server
+# frozen), two Signs occupy both workers, a revoke queues behind them and is
+# answered HSM_UNAVAILABLE at hsm_timeout. After the thaw the key must still
+# be active, the log must hold no KEY_REVOKE, and the agent must not say
+# "revoked" anywhere; then the same revoke, asked again, works.
+. "$SRCDIR/tests/lib/common.sh"
+. "$SRCDIR/tests/lib/p11server.sh"
+setup_test
+p11_setup
+start_p11
+MODULE=$CLIENT_MODULE
+write_config "hsm_timeout = 2s" "workers = 2"
+start_agent
+
+expect_exit 0 "key list" cli "$OPERATOR_UID" key list --principal ci-nightly --json
+# keys_json FILE: "KEYID STATE" lines from in `key list --json` output (one object a line, or an array)
+keys_json() { python3 -c 'import json,sys; t=open(sys.argv[1]).read().strip(); d=json.loads(t) if t.startswith("[") else [json.loads(l) for l in t.splitlines() if l.strip()]; [print(k["keyid"], k["state"]) for k in d]' "$1"; }
+KEY=$(keys_json "$T/out" | awk '$2 == "active" { print $1; exit }')
+[ -n "$KEY" ] || { echo "FAIL: no active key of ci-nightly" >&2; exit 1; }
+
+SIGNERS=()
+kill -STOP -- "-$P11_PID"
+for i in 1 2; do
+        cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$(random_digest)" >"$T/sign$i.out" 2>"$T/sign$i.err" &
+        SIGNERS+=($!)
+done
+sleep 0.5
+expect_exit 3 "revoke while both workers hang on the token: refused" cli "$OPERATOR_UID" key revoke --key "$KEY" --reason "test"
+expect_stderr_prefix "HSM_UNAVAILABLE" "the revoke says HSM_UNAVAILABLE"
+kill -CONT -- "-$P11_PID"
+wait_for() { for _ in $(seq 1 300); do grep -q "$1" "$T/agent.log" && return 0; sleep 0.1; done; return 1; }
+# The cancelled revoke comes back from the pool once a worker is free.
+check "the agent reports that the revoke did not run" wait_for "RevokeKey for ci-nightly failed: RevokeKey did not run"
+check "the agent never says the key was revoked" bash -c "! grep -q 'revoked:' '$T/agent.log'"
+expect_exit 0 "key list after the thaw" cli "$OPERATOR_UID" key list --principal ci-nightly --json
+expect_eq "$(keys_json "$T/out" | awk -v k="$KEY" '$1 == k { print $2 }')" active "the key is still active"
+expect_exit 0 "audit export" cli "$AUDITOR_UID" audit export
+check "the log holds no KEY_REVOKE" bash -c "! grep -q KEY_REVOKE '$T/out'"
+expect_exit 0 "the same revoke, asked again, works" cli "$OPERATOR_UID" key revoke --key "$KEY" --reason "test"
+check "and now the agent says revoked" wait_for "revoked: test"
+wait "${SIGNERS[@]}"
+stop_agent
+finish
