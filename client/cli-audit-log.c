@@ -500,6 +500,16 @@ static int verify_print_failure(const client_audit_verify *v, bool json) {
         return CLI_EXIT_VERIFY_FAILED;
 }
 
+/* The summary's last lines (takes s). */
+static int verify_print_checkpoint(json_t *s, bool with_previous) {
+        printf("checkpoint: %s, tree size %" JSON_INTEGER_FORMAT "\n", cli_safe(json_string_value(json_object_get(s, "origin"))),
+               json_integer_value(json_object_get(s, "checkpoint_size")));
+        if (with_previous)
+                printf("consistent with the previous checkpoint\n");
+        json_decref(s);
+        return CLI_EXIT_OK;
+}
+
 /* The summary of a filtered export (takes s). */
 static int verify_print_sparse(json_t *s, bool with_previous) {
         json_int_t n = json_integer_value(json_object_get(s, "entries"));
@@ -510,12 +520,7 @@ static int verify_print_sparse(json_t *s, bool with_previous) {
                 printf("seqs: %" JSON_INTEGER_FORMAT "..%" JSON_INTEGER_FORMAT "\n",
                        json_integer_value(json_object_get(s, "first_seq")),
                        json_integer_value(json_object_get(s, "last_seq")));
-        printf("checkpoint: %s, tree size %" JSON_INTEGER_FORMAT "\n", cli_safe(json_string_value(json_object_get(s, "origin"))),
-               json_integer_value(json_object_get(s, "checkpoint_size")));
-        if (with_previous)
-                printf("consistent with the previous checkpoint\n");
-        json_decref(s);
-        return CLI_EXIT_OK;
+        return verify_print_checkpoint(s, with_previous);
 }
 
 static int verify_print_summary(const client_audit_verify *v, bool json, bool with_previous) {
@@ -539,12 +544,7 @@ static int verify_print_summary(const client_audit_verify *v, bool json, bool wi
         json_t *t1 = json_object_get(s, "first_time"), *t2 = json_object_get(s, "last_time");
         printf("first: %s\nlast: %s\n", json_is_string(t1) ? json_string_value(t1) : "-",
                json_is_string(t2) ? json_string_value(t2) : "-");
-        printf("checkpoint: %s, tree size %" JSON_INTEGER_FORMAT "\n", cli_safe(json_string_value(json_object_get(s, "origin"))),
-               json_integer_value(json_object_get(s, "checkpoint_size")));
-        if (with_previous)
-                printf("consistent with the previous checkpoint\n");
-        json_decref(s);
-        return CLI_EXIT_OK;
+        return verify_print_checkpoint(s, with_previous);
 }
 
 static int verify_run(const struct verify_opts *o) {

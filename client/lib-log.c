@@ -274,28 +274,23 @@ _public_ int provsign_log_query_set_digest(provsign_log_query *q, int digest_alg
         return 0;
 }
 
-_public_ int provsign_log_query_set_principal(provsign_log_query *q, const char *principal) {
-        char *p = NULL;
+/* A query's string field: a copy of s, or NULL for NULL or "". */
+static int set_string(char **field, const char *s) {
+        char *copy = NULL;
 
-        if (!q)
-                return -EINVAL;
-        if (principal && *principal && !(p = strdup(principal)))
+        if (s && *s && !(copy = strdup(s)))
                 return -ENOMEM;
-        free(q->principal);
-        q->principal = p;
+        free(*field);
+        *field = copy;
         return 0;
 }
 
-_public_ int provsign_log_query_set_keyid(provsign_log_query *q, const char *keyid) {
-        char *k = NULL;
+_public_ int provsign_log_query_set_principal(provsign_log_query *q, const char *principal) {
+        return q ? set_string(&q->principal, principal) : -EINVAL;
+}
 
-        if (!q)
-                return -EINVAL;
-        if (keyid && *keyid && !(k = strdup(keyid)))
-                return -ENOMEM;
-        free(q->keyid);
-        q->keyid = k;
-        return 0;
+_public_ int provsign_log_query_set_keyid(provsign_log_query *q, const char *keyid) {
+        return q ? set_string(&q->keyid, keyid) : -EINVAL;
 }
 
 _public_ int provsign_log_query_set_time(provsign_log_query *q, int64_t since_us, int64_t until_us) {
@@ -642,6 +637,17 @@ _public_ const uint8_t *provsign_log_export_consistency(const provsign_log_expor
 
 /* ---- Filtered exports ---------------------------------------------------- */
 
+/* q's filter into an ExportRequest or a FindRequest m (the same field names). */
+#define QUERY_FILTER(m, q)                                                              \
+        do {                                                                            \
+                (m).digest.data = (uint8_t *) (q)->digest;                              \
+                (m).digest.len = (q)->digest_len;                                       \
+                (m).principal = (q)->principal ? (q)->principal : (char *) "";          \
+                (m).keyid = (q)->keyid ? (q)->keyid : (char *) "";                      \
+                (m).since_us = (q)->since_us;                                           \
+                (m).until_us = (q)->until_us;                                           \
+        } while (0)
+
 /* The state of a filtered export being read. */
 struct sparse {
         provsign_log_export *head;   /* from the first frame */
@@ -754,12 +760,7 @@ _public_ int provsign_export_log_filtered(provsign_conn *conn, const provsign_lo
         er.from_seq = q->from_seq;
         er.to_seq = q->to_seq;
         er.previous_size = q->previous_size;
-        er.digest.data = (uint8_t *) q->digest;
-        er.digest.len = q->digest_len;
-        er.principal = q->principal ? q->principal : (char *) "";
-        er.keyid = q->keyid ? q->keyid : (char *) "";
-        er.since_us = q->since_us;
-        er.until_us = q->until_us;
+        QUERY_FILTER(er, q);
         req.body_case = PROVSIGN__REQUEST__BODY_EXPORT;
         req.export = &er;
         sp.from = sp.next = q->from_seq;
@@ -802,12 +803,7 @@ _public_ int provsign_find_log(provsign_conn *conn, const provsign_log_query *q,
 
         if (!conn || !q || !fn || (q->digest_len == 0 && !q->principal && !q->keyid))
                 return -EINVAL;
-        fr.digest.data = (uint8_t *) q->digest;
-        fr.digest.len = q->digest_len;
-        fr.principal = q->principal ? q->principal : (char *) "";
-        fr.keyid = q->keyid ? q->keyid : (char *) "";
-        fr.since_us = q->since_us;
-        fr.until_us = q->until_us;
+        QUERY_FILTER(fr, q);
         req.body_case = PROVSIGN__REQUEST__BODY_FIND;
         req.find = &fr;
 
