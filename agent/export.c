@@ -147,32 +147,51 @@ static bool filter_match(const entry_filter *f, const uint8_t *entry, size_t n) 
 }
 
 /* Candidates of a filter from the index, FIND_BATCH at a time, inside the
- * seq window [lo, hi). */
+ * seq window [lo, hi); then every seq of the window the index did not hold
+ * yet when the request came (the batches queued for its indexer: a group
+ * commit or two), matched like the rest. */
 typedef struct candidates {
         uint64_t seqs[FIND_BATCH];
         size_t n, i;
-        uint64_t lo, hi;
-        bool end;
+        uint64_t lo, hi;         /* the indexed part still to ask: [lo, min(hi, indexed)) */
+        uint64_t indexed;        /* index_size() at the request */
+        uint64_t tail;           /* next seq of the unindexed tail [indexed, hi) */
+        bool end;                /* the index has no more */
 } candidates;
 
 /* The next candidate seq: 1, 0 when there are no more, or -EIO. */
 static int next_candidate(candidates *c, const entry_filter *f, agent_index *x, uint64_t *ret) {
-        if (c->i == c->n) {
-                if (c->end || c->lo >= c->hi)
-                        return 0;
-                index_query q = { .digest = f->digest_len ? f->digest : NULL, .digest_len = f->digest_len,
-                                  .principal = f->principal, .keyid = f->keyid, .from = c->lo, .to = c->hi };
-                int r = index_query_seqs(x, &q, c->seqs, FIND_BATCH, &c->n);
-                if (r < 0)
-                        return r;
-                c->i = 0;
+        if (c->i == c->n && !c->end) {
+                uint64_t to = c->hi < c->indexed ? c->hi : c->indexed;
+                c->n = c->i = 0;
+                if (c->lo < to) {
+                        index_query q = { .digest = f->digest_len ? f->digest : NULL, .digest_len = f->digest_len,
+                                          .principal = f->principal, .keyid = f->keyid, .from = c->lo, .to = to };
+                        int r = index_query_seqs(x, &q, c->seqs, FIND_BATCH, &c->n);
+                        if (r < 0)
+                                return r;
+                }
                 c->end = c->n < FIND_BATCH;
-                if (c->n == 0)
-                        return 0;
-                c->lo = c->seqs[c->n - 1] + 1;
+                if (c->n)
+                        c->lo = c->seqs[c->n - 1] + 1;
         }
-        *ret = c->seqs[c->i++];
-        return 1;
+        if (c->i < c->n) {
+                *ret = c->seqs[c->i++];
+                return 1;
+        }
+        if (c->tail < c->hi) {
+                *ret = c->tail++;
+                return 1;
+        }
+        return 0;
+}
+
+/* Puts back the candidate last returned (for the next frame). */
+static void unget_candidate(candidates *c, uint64_t seq) {
+        if (c->i > 0 && c->seqs[c->i - 1] == seq)
+                c->i--;
+        else
+                c->tail = seq;
 }
 
 /* The seq window of a filter inside [from, to) (to <= committed). */
@@ -180,8 +199,14 @@ static void filter_window(const entry_filter *f, agent_index *x, uint64_t from, 
         uint64_t lo = 0, hi = to;
         if (f->since_us || f->until_us)
                 index_time_window(x, f->since_us, f->until_us, &lo, &hi);
+        c->indexed = index_size(x);
         c->lo = lo > from ? lo : from;
+        /* The time window covers the indexed entries only: the tail's times
+         * are checked one by one. */
         c->hi = hi < to ? hi : to;
+        if (hi >= c->indexed)
+                c->hi = to;
+        c->tail = c->indexed > c->lo ? c->indexed : c->lo;
         c->n = c->i = 0;
         c->end = false;
 }
@@ -253,7 +278,7 @@ static int export_next_sparse(export_stream *e, uint8_t *arena, ProtobufCBinaryD
                 if (r < 0)
                         break;
                 if (used + leaf_cost(len) + proof_cost(np) > FRAME_BUDGET) {
-                        e->cands.i--; /* for the next frame */
+                        unget_candidate(&e->cands, seq); /* for the next frame */
                         break;
                 }
                 memcpy(arena + used, entry, len);
@@ -504,7 +529,7 @@ static int find_next(server_stream *s, uint8_t **ret, size_t *ret_len, bool *ret
                         continue;
                 if (used + leaf_cost(len) > FRAME_BUDGET) {
                         /* Keep it for the next frame. */
-                        f->cands.i--;
+                        unget_candidate(&f->cands, seq);
                         f->scanned--;
                         break;
                 }

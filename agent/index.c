@@ -85,15 +85,39 @@ static const char secondary_sql[] =
         "CREATE INDEX IF NOT EXISTS entries_principal ON entries(principal);"
         "CREATE INDEX IF NOT EXISTS entries_keyid ON entries(keyid);";
 
+/* A batch of records the committer handed over, waiting for the indexer. */
+typedef struct pending_batch {
+        struct pending_batch *next;
+        uint64_t seg, off, first_seq;
+        size_t len;
+        uint8_t data[];
+} pending_batch;
+
+/* Batches queued beyond this make the committer wait (the disk under the
+ * index is slower than the log's). */
+#define QUEUE_MAX (32u * 1024u * 1024u)
+
 struct agent_index {
         char *path;
         sqlite3 *w, *r;
         sqlite3_stmt *ws[W_N], *rs[R_N];
         pthread_mutex_t lock;    /* r, rs[], size */
         uint64_t size;
-        bool broken;             /* writer only: a write failed, stop until restart */
         name_slot names[NAME_CACHE]; /* writer only */
         size_t n_names;
+
+        /* The indexer thread: writes what the committer queued, all the
+         * batches queued at a time in one transaction, so the committer's
+         * group commit never waits for SQLite. */
+        pthread_t thread;
+        bool thread_started;
+        pthread_mutex_t qlock;   /* everything below */
+        pthread_cond_t qcond, qdone;
+        pending_batch *head, *tail;
+        size_t queued_bytes;
+        uint64_t queued_size;    /* the seq after the last queued record */
+        bool busy, stopping;
+        bool broken;             /* a write failed: no more until the next start */
 };
 
 static void close_db(sqlite3 **db, sqlite3_stmt **st, size_t n) {
@@ -113,11 +137,17 @@ static void close_all(agent_index *x) {
         x->n_names = 0;
 }
 
+static void stop_thread(agent_index *x);
+
 void index_close(agent_index *x) {
         if (!x)
                 return;
+        stop_thread(x);
         close_all(x);
         pthread_mutex_destroy(&x->lock);
+        pthread_mutex_destroy(&x->qlock);
+        pthread_cond_destroy(&x->qcond);
+        pthread_cond_destroy(&x->qdone);
         free(x->path);
         free(x);
 }
@@ -132,6 +162,9 @@ int index_open(const char *path, agent_index **ret) {
                 return -ENOMEM;
         }
         pthread_mutex_init(&x->lock, NULL);
+        pthread_mutex_init(&x->qlock, NULL);
+        pthread_cond_init(&x->qcond, NULL);
+        pthread_cond_init(&x->qdone, NULL);
         *ret = x;
         return 0;
 }
@@ -381,44 +414,150 @@ static void set_size(agent_index *x, uint64_t size) {
         pthread_mutex_unlock(&x->lock);
 }
 
-int index_add_records(agent_index *x, uint64_t seg_first, uint64_t off, uint64_t first_seq, const uint8_t *buf,
-                      size_t len) {
-        if (x->broken || !x->w)
-                return -EIO;
-        if (first_seq != x->size) {
-                log_error("audit index: entry %" PRIu64 " follows %" PRIu64 " indexed entries; indexing stops until the"
-                          " next start", first_seq, x->size);
-                x->broken = true;
-                return -EINVAL;
-        }
-        proto_cursor c = proto_cursor_make(buf, len);
-        uint64_t seq = first_seq;
+/* Indexes the batches of list in one transaction (the indexer thread, or
+ * the caller when there is none). 0 or the error, logged; the index then
+ * stops until the next start. */
+static int write_batches(agent_index *x, const pending_batch *list) {
+        uint64_t seq = list->first_seq;
         int r = step_done(x, x->ws[W_BEGIN]);
-        while (r >= 0) {
-                size_t at = len - c.len;
-                const uint8_t *entry;
-                size_t n;
-                r = proto_record_next(&c, &entry, &n);
-                if (r == -ENODATA) {
-                        r = 0;
-                        break;
+        for (const pending_batch *b = list; b && r >= 0; b = b->next) {
+                proto_cursor c = proto_cursor_make(b->data, b->len);
+                while (r >= 0) {
+                        size_t at = b->len - c.len;
+                        const uint8_t *entry;
+                        size_t n;
+                        r = proto_record_next(&c, &entry, &n);
+                        if (r == -ENODATA) {
+                                r = 0;
+                                break;
+                        }
+                        if (r >= 0)
+                                r = add_entry(x, b->seg, b->off + at, seq, entry, n);
+                        if (r >= 0)
+                                seq++;
                 }
-                if (r >= 0)
-                        r = add_entry(x, seg_first, off + at, seq, entry, n);
-                if (r >= 0)
-                        seq++;
         }
         if (r >= 0)
                 r = step_done(x, x->ws[W_COMMIT]);
         if (r < 0) {
                 (void) step_done(x, x->ws[W_ROLLBACK]);
-                log_error("audit index: cannot index entries %" PRIu64 "..: %s; find and export stop at entry %" PRIu64
-                          " until the next start, which catches up", first_seq, strerror(-r), x->size);
-                x->broken = true;
+                log_error("audit index: cannot index entries %" PRIu64 "..: %s; find and export read the entries after"
+                          " %" PRIu64 " from the segments until the next start, which catches up", list->first_seq,
+                          strerror(-r), x->size);
                 return r;
         }
         set_size(x, seq);
         return 0;
+}
+
+static void free_batches(pending_batch *b) {
+        while (b) {
+                pending_batch *next = b->next;
+                free(b);
+                b = next;
+        }
+}
+
+static void *indexer_main(void *arg) {
+        agent_index *x = arg;
+        pthread_mutex_lock(&x->qlock);
+        for (;;) {
+                while (!x->head && !x->stopping)
+                        pthread_cond_wait(&x->qcond, &x->qlock);
+                if (!x->head)
+                        break;
+                pending_batch *list = x->head;
+                x->head = x->tail = NULL;
+                x->queued_bytes = 0;
+                x->busy = true;
+                pthread_cond_broadcast(&x->qdone); /* room for the committer */
+                pthread_mutex_unlock(&x->qlock);
+                int r = x->broken ? -EIO : write_batches(x, list);
+                free_batches(list);
+                pthread_mutex_lock(&x->qlock);
+                if (r < 0)
+                        x->broken = true;
+                x->busy = false;
+                pthread_cond_broadcast(&x->qdone);
+        }
+        pthread_mutex_unlock(&x->qlock);
+        return NULL;
+}
+
+static void start_thread(agent_index *x) {
+        x->queued_size = x->size;
+        x->thread_started = pthread_create(&x->thread, NULL, indexer_main, x) == 0;
+        if (!x->thread_started)
+                log_warning("audit index: no indexer thread (%s): the committer indexes each group itself",
+                            strerror(errno));
+}
+
+/* Writes what is queued and stops the indexer. */
+static void stop_thread(agent_index *x) {
+        if (!x->thread_started)
+                return;
+        pthread_mutex_lock(&x->qlock);
+        x->stopping = true;
+        pthread_cond_signal(&x->qcond);
+        pthread_mutex_unlock(&x->qlock);
+        pthread_join(x->thread, NULL);
+        x->thread_started = false;
+}
+
+void index_flush(agent_index *x) {
+        pthread_mutex_lock(&x->qlock);
+        while (x->head || x->busy)
+                pthread_cond_wait(&x->qdone, &x->qlock);
+        pthread_mutex_unlock(&x->qlock);
+}
+
+int index_add_records(agent_index *x, uint64_t seg_first, uint64_t off, uint64_t first_seq, const uint8_t *buf,
+                      size_t len) {
+        pending_batch *b = malloc(sizeof *b + len);
+        int r = 0;
+        if (!b)
+                return -ENOMEM;
+        *b = (pending_batch){ .seg = seg_first, .off = off, .first_seq = first_seq, .len = len };
+        memcpy(b->data, buf, len);
+        pthread_mutex_lock(&x->qlock);
+        uint64_t expect = x->thread_started ? x->queued_size : x->size;
+        if (x->broken || !x->w)
+                r = -EIO;
+        else if (first_seq != expect) {
+                log_error("audit index: entry %" PRIu64 " follows %" PRIu64 " indexed entries; indexing stops until the"
+                          " next start", first_seq, expect);
+                x->broken = true;
+                r = -EINVAL;
+        }
+        while (r == 0 && x->thread_started && x->queued_bytes > QUEUE_MAX && !x->broken)
+                pthread_cond_wait(&x->qdone, &x->qlock);
+        if (r == 0 && x->thread_started) {
+                if (x->tail)
+                        x->tail->next = b;
+                else
+                        x->head = b;
+                x->tail = b;
+                x->queued_bytes += len;
+                proto_cursor c = proto_cursor_make(buf, len);
+                const uint8_t *entry;
+                size_t n;
+                while (proto_record_next(&c, &entry, &n) == 0)
+                        x->queued_size++;
+                pthread_cond_signal(&x->qcond);
+                b = NULL;
+        }
+        pthread_mutex_unlock(&x->qlock);
+        if (r == 0 && b) {
+                /* No indexer thread: write it here. */
+                r = write_batches(x, b);
+                if (r < 0) {
+                        pthread_mutex_lock(&x->qlock);
+                        x->broken = true;
+                        pthread_mutex_unlock(&x->qlock);
+                }
+        }
+        free(b);
+        return r;
 }
 
 /* ---- Catching up with the log at start ---- */
@@ -553,6 +692,8 @@ out:
         logreader_free(rd);
         if (r == -ENOMEM)
                 return agent_errorf(ret_error, r, "audit index: out of memory");
+        if (r >= 0)
+                start_thread(x);
         return r;
 }
 
@@ -806,13 +947,24 @@ int logreader_get_at(agent_logreader *r, uint64_t seq, const uint8_t **ret, size
                      uint64_t *ret_off) {
         int k;
         if (!r->positioned || seq < r->next_seq || seq - r->next_seq >= SKIP_MAX) {
-                uint64_t seg, off;
+                uint64_t seg, off, n;
                 if (!r->x)
                         return -ENOENT;
                 k = index_locate(r->x, seq, &seg, &off);
-                if (k < 0)
+                if (k == -ENOENT && seq >= (n = index_size(r->x))) {
+                        /* Not indexed yet (queued for the indexer): read on
+                         * from the last indexed entry, or the log's start. */
+                        if (n == 0)
+                                logreader_seek(r, 0, 0, 0);
+                        else if ((k = index_locate(r->x, n - 1, &seg, &off)) == 0)
+                                logreader_seek(r, n - 1, seg, off);
+                        if (k == -ENOENT && n > 0)
+                                return k;
+                        k = 0;
+                } else if (k < 0)
                         return k;
-                logreader_seek(r, seq, seg, off);
+                else
+                        logreader_seek(r, seq, seg, off);
         }
         if (r->fd < 0) {
                 k = open_seg(r, r->want_seg);

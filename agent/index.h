@@ -12,9 +12,10 @@
  * the segments at the next start, or rebuilds a missing, unreadable or
  * foreign index from them.
  *
- * Threads: two connections. The writer (index_sync at start, then
- * index_add_records from audit.c's committer) and the readers (every
- * other function, from any thread; serialized by a mutex inside). */
+ * Threads: two connections. The writer (index_sync at start, then the
+ * indexer thread fed by index_add_records from audit.c's committer) and
+ * the readers (every other function, from any thread; serialized by a
+ * mutex inside). */
 #pragma once
 
 #include <stdbool.h>
@@ -41,15 +42,24 @@ void index_close(agent_index *x);
  * set (the segments cannot be read). */
 int index_sync(agent_index *x, int log_dir_fd, uint64_t log_size, char **ret_error);
 
-/* index_add_records: indexes every record in buf[0..len), a batch written
- * at byte offset `off` of segment seg_first, its first entry first_seq,
- * in one transaction. A failure (disk full, a damaged file) is logged
- * once and stops the indexing until the next start, which catches up:
- * signing never fails for the index's sake. 0 or the error. */
+/* index_add_records: queues every record in buf[0..len) (copied), a batch
+ * written at byte offset `off` of segment seg_first, its first entry
+ * first_seq, for the indexer thread (started by index_sync), which writes
+ * all the batches queued at a time in one transaction. It waits only when
+ * more than 32 MiB are queued. A failure (disk full, a damaged file) is
+ * logged once and stops the indexing until the next start, which catches
+ * up: signing never fails for the index's sake. 0, -EINVAL (not the next
+ * seq), -EIO (the index stopped), -ENOMEM. */
 int index_add_records(agent_index *x, uint64_t seg_first, uint64_t off, uint64_t first_seq, const uint8_t *buf,
                       size_t len);
 
-/* index_size: entries indexed (the last one's seq + 1). */
+/* index_flush: waits until everything queued is written (or failed). */
+void index_flush(agent_index *x);
+
+/* index_size: entries indexed (the last one's seq + 1). It may lag the
+ * committed entries by the batches queued: readers take the entries after
+ * it from the segments (logreader_get reads on from the last indexed
+ * entry; find and filtered exports scan that tail). */
 uint64_t index_size(agent_index *x);
 
 /* index_locate: the segment (first seq) and record offset of entry seq.
