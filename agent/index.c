@@ -96,6 +96,10 @@ typedef struct pending_batch {
 /* Batches queued beyond this make the committer wait (the disk under the
  * index is slower than the log's). */
 #define QUEUE_MAX (32u * 1024u * 1024u)
+/* The indexer waits up to GATHER_MS after the first batch, or until
+ * GATHER_BYTES are queued, to write several group commits at once. */
+#define GATHER_MS 5
+#define GATHER_BYTES (256u * 1024u)
 
 struct agent_index {
         char *path;
@@ -466,6 +470,17 @@ static void *indexer_main(void *arg) {
                         pthread_cond_wait(&x->qcond, &x->qlock);
                 if (!x->head)
                         break;
+                /* A transaction costs about as much as tens of entries:
+                 * gather what a few more group commits bring (readers take
+                 * the unindexed tail from the segments meanwhile). */
+                struct timespec until;
+                clock_gettime(CLOCK_REALTIME, &until);
+                until.tv_nsec += GATHER_MS * 1000000L;
+                until.tv_sec += until.tv_nsec / 1000000000L;
+                until.tv_nsec %= 1000000000L;
+                while (!x->stopping && x->queued_bytes < GATHER_BYTES &&
+                       pthread_cond_timedwait(&x->qcond, &x->qlock, &until) == 0)
+                        ;
                 pending_batch *list = x->head;
                 x->head = x->tail = NULL;
                 x->queued_bytes = 0;
