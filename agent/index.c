@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -690,6 +691,7 @@ int index_sync(agent_index *x, int log_dir_fd, uint64_t log_size, char **ret_err
                         r = finish_fresh(x);
                 /* Reopened: the bulk load's page cache goes back to the system. */
                 close_all(x);
+                malloc_trim(0);
                 if (r >= 0)
                         r = open_existing(x);
                 if (r >= 0)
