@@ -28,3 +28,4 @@ typedef struct agent {
 
 uint64_t agent_now_us(void);
 uint64_t agent_monotonic_ms(void);
+uint64_t agent_monotonic_ns(void);

@@ -18,6 +18,7 @@
 #include "frame.h"
 #include "index.h"
 #include "log.h"
+#include "metrics.h"
 #include "origin.h"
 #include "merkle.h"
 #include "names.h"
@@ -53,6 +54,7 @@ struct agent_audit {
 
         proto_merkle_tree *tree; /* leaves [0, next_seq) */
         uint64_t next_seq;       /* under lock */
+        int64_t last_time_us;    /* the last entry's time, under lock */
         uint64_t written;        /* durable (written and synced), under lock */
         uint64_t committed;      /* durable and checkpointed, under lock */
         char *checkpoint;        /* note for size `committed`, under lock */
@@ -128,10 +130,36 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
         return 0;
 }
 
+/* Out of descriptors (EMFILE: this process, ENFILE: the system) is a state
+ * that passes, not a broken log: nothing is written yet, so the new segment
+ * is tried again until it opens (or the agent stops); the group waits, and
+ * its callers get their answer at hsm_timeout meanwhile. */
+#define SEGMENT_OPEN_RETRY_MS 100
+
+static int open_segment_retrying(agent_audit *a, uint64_t first_seq) {
+        bool said = false;
+        for (;;) {
+                int r = open_segment(a, first_seq);
+                if (r != -EMFILE && r != -ENFILE)
+                        return r;
+                pthread_mutex_lock(&a->lock);
+                bool stopping = a->stopping;
+                pthread_mutex_unlock(&a->lock);
+                if (stopping)
+                        return r;
+                if (!said)
+                        log_warning("audit log: cannot open a new segment (%s); retrying every %dms", strerror(-r),
+                                    SEGMENT_OPEN_RETRY_MS);
+                said = true;
+                struct timespec ts = { 0, SEGMENT_OPEN_RETRY_MS * 1000000L };
+                nanosleep(&ts, NULL);
+        }
+}
+
 static int write_batch(agent_audit *a, const uint8_t *buf, size_t len, uint64_t first_seq) {
         int r;
         if (a->seg_fd < 0 || a->seg_size >= SEGMENT_MAX) {
-                r = open_segment(a, first_seq);
+                r = open_segment_retrying(a, first_seq);
                 if (r < 0)
                         return r;
         }
@@ -277,8 +305,18 @@ static void *committer_main(void *arg) {
                 bool posted = r >= 0 && parallel;
                 if (posted)
                         ckpt_post(&k, end, root);
-                if (r >= 0 && len > 0)
+                if (r >= 0 && len > 0) {
+                        struct timespec t0, t1;
+                        clock_gettime(CLOCK_MONOTONIC, &t0);
                         r = write_batch(a, batch, len, first);
+                        clock_gettime(CLOCK_MONOTONIC, &t1);
+                        if (r >= 0) {
+                                metrics_observe(METRICS_FDATASYNC_SECONDS, (double) (t1.tv_sec - t0.tv_sec) +
+                                                                                   (double) (t1.tv_nsec - t0.tv_nsec) / 1e9);
+                                metrics_observe(METRICS_GROUP_ENTRIES, (double) (end - first));
+                                metrics_add(METRICS_LOG_WRITTEN_BYTES, len);
+                        }
+                }
                 char *note = NULL;
                 if (r < 0) {
                         pthread_mutex_lock(&a->lock);
@@ -312,6 +350,7 @@ static void *committer_main(void *arg) {
                                 log_notice("audit log: checkpoint for %" PRIu64 " entries signed; the token is back",
                                            end);
                         sign_failing = false;
+                        metrics_checkpoint_signed();
                         free(a->checkpoint);
                         a->checkpoint = note;
                         a->committed = end;
@@ -364,7 +403,20 @@ int audit_append(agent_audit *a, Provsign__AuditEntry *e, uint64_t *ret_seq, uin
                 goto out;
         }
         e->seq = a->next_seq;
-        e->time_us = now_us();
+        /* Strictly increasing within a run: an entry is never dated the
+         * microsecond of the one before it, so a revocation dated by its own
+         * entry postdates every signature logged before it. */
+        int64_t t = now_us();
+        if (t <= a->last_time_us)
+                t = a->last_time_us + 1;
+        a->last_time_us = t;
+        e->time_us = t;
+        /* A KEY_REVOKE without a compromise time is dated by its own entry
+         * (the registry holds the principal's order lock meanwhile): every
+         * signature the key made before is in the log ahead of it and valid,
+         * none after it exists. */
+        if (e->event == PROVSIGN__AUDIT_EVENT__KEY_REVOKE && e->compromised_since_us == 0)
+                e->compromised_since_us = t;
         size_t n = protobuf_c_message_get_packed_size(&e->base);
         if (n == 0 || n > PROTO_RECORD_MAX_ENTRY) {
                 r = -EMSGSIZE;
@@ -973,4 +1025,19 @@ int audit_inclusion_proof(agent_audit *a, uint64_t seq, uint64_t m, uint8_t proo
         int r = m <= a->committed ? proto_merkle_tree_inclusion_proof(a->tree, seq, m, proof, ret_n) : -EINVAL;
         pthread_mutex_unlock(&a->lock);
         return r;
+}
+
+uint64_t audit_bytes(const agent_audit *a) {
+        DIR *d = opendir(a->dir);
+        if (!d)
+                return 0;
+        uint64_t total = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                struct stat st;
+                if (segment_filter(de) && fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+                        total += (uint64_t) st.st_size;
+        }
+        closedir(d);
+        return total;
 }

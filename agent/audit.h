@@ -43,8 +43,9 @@ void audit_close(agent_audit *a);
 int audit_fd(const agent_audit *a);
 void audit_ack(agent_audit *a);
 
-/* audit_append: stamps e->seq and e->time_us, encodes it and queues it for
- * the next group commit. On success *ret_seq is its sequence number and,
+/* audit_append: stamps e->seq and e->time_us (strictly increasing; a
+ * KEY_REVOKE without compromised_since_us gets its own time there too),
+ * encodes it and queues it for the next group commit. On success *ret_seq is its sequence number and,
  * when ret_leaf is not NULL, *ret_leaf and *ret_leaf_len a malloc'd copy of the
  * exact entry bytes (the caller frees). -EIO once the log has failed (it
  * stays failed: signing fails closed), -EMSGSIZE, -ENOMEM. */
@@ -62,6 +63,10 @@ bool audit_wake_pending(agent_audit *a);
  * the current checkpoint. */
 uint64_t audit_committed(agent_audit *a);
 bool audit_failed(agent_audit *a);
+
+/* audit_bytes: the size of the log's segment files now (a directory scan;
+ * for metrics). 0 when the directory cannot be read. */
+uint64_t audit_bytes(const agent_audit *a);
 
 /* audit_receipt: fills r (caller frees with audit_receipt_done) for a
  * committed entry: inclusion proof and checkpoint of the current tree. */

@@ -38,6 +38,7 @@
 #include <ini.h>
 
 #include "config.h"
+#include "duration.h"
 #include "frame.h"
 #include "names.h"
 #include "provsign.pb-c.h"
@@ -153,39 +154,9 @@ static int parse_u64(const char *s, uint64_t *ret) {
         return 0;
 }
 
+/* "30s", "5m", "12h", "90d", or bare seconds: proto/duration.c. */
 static int duration_parse(const char *s, uint64_t *ret_s) {
-        uint64_t v, mult;
-        char *end;
-
-        if (!s || !isdigit((unsigned char) s[0]))
-                return -EINVAL;
-        errno = 0;
-        unsigned long long n = strtoull(s, &end, 10);
-        if (errno == ERANGE)
-                return -ERANGE;
-        if (errno != 0)
-                return -EINVAL;
-
-        if (end[0] == '\0')
-                mult = 1;
-        else if (end[1] != '\0')
-                return -EINVAL;
-        else if (end[0] == 's')
-                mult = 1;
-        else if (end[0] == 'm')
-                mult = 60;
-        else if (end[0] == 'h')
-                mult = 3600;
-        else if (end[0] == 'd')
-                mult = DAY_S;
-        else
-                return -EINVAL;
-
-        v = n;
-        if (v > UINT64_MAX / mult)
-                return -ERANGE;
-        *ret_s = v * mult;
-        return 0;
+        return proto_duration_parse(s, ret_s);
 }
 
 int agent_parse_duration(const char *s, uint64_t *ret_s) {

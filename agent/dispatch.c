@@ -21,6 +21,7 @@
 #include "bundle.h"
 #include "dispatch.h"
 #include "keyops.h"
+#include "metrics.h"
 #include "server.h"
 
 #define MAX_NAME 64u
@@ -34,19 +35,31 @@
  * max_annotation_bytes say, so nothing is signed that cannot be answered. */
 #define SIGN_REQUEST_BUDGET (24u * 1024u)
 
-/* A refusal: logged once here (the audit log takes these over with its
- * issue), then answered. */
-void dispatch_refuse(agent *a, agent_conn *c, const handler *h, int status, const char *fmt, ...) {
+static void refuse_va(agent *a, agent_conn *c, const char *name, int status, const char *fmt, va_list ap)
+        __attribute__((format(printf, 5, 0)));
+static void refuse_va(agent *a, agent_conn *c, const char *name, int status, const char *fmt, va_list ap) {
         char msg[512];
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        refusals_record(a, server_conn_caller(c), name, NULL, status, msg);
+        server_reply(a, c, NULL, status, false, "%s", msg);
+}
+
+void dispatch_refuse(agent *a, agent_conn *c, const handler *h, int status, const char *fmt, ...) {
+        va_list ap;
+        /* metrics: a Sign refused before it reached a worker (sign_complete
+         * counts the others, with their principal). */
+        if (h && h->body == PROVSIGN__REQUEST__BODY_SIGN && h->handle)
+                metrics_sign(NULL, status, -1);
+        va_start(ap, fmt);
+        refuse_va(a, c, h ? h->name : "request", status, fmt, ap);
+        va_end(ap);
+}
+
+void dispatch_refuse_named(agent *a, agent_conn *c, const char *name, int status, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
+        refuse_va(a, c, name, status, fmt, ap);
         va_end(ap);
-        const agent_caller *who = server_conn_caller(c);
-        log_notice("refused %s from uid %u pid %d (%s): %s: %s", h ? h->name : "request", (unsigned) who->uid,
-                   (int) who->pid, who->exe ? who->exe : "?", proto_status_name(status), msg);
-        refusals_record(a, who, h ? h->name : "request", NULL, status, msg);
-        server_reply(a, c, NULL, status, false, "%s", msg);
 }
 
 static bool name_valid(const char *s) {
@@ -264,6 +277,7 @@ static int request_validate(const agent *a, const Provsign__Request *req, char *
         case PROVSIGN__REQUEST__BODY_GET_LOG_KEY:
         case PROVSIGN__REQUEST__BODY_EXPORT:
         case PROVSIGN__REQUEST__BODY_PROOF:
+        case PROVSIGN__REQUEST__BODY_GET_METRICS:
                 return PROVSIGN__STATUS__OK;
         case PROVSIGN__REQUEST__BODY__NOT_SET:
         default:
@@ -293,6 +307,7 @@ typedef struct sign_job {
         char msg[256];
         int append_r;            /* audit log result */
         int64_t time_us;
+        uint64_t start_ns;       /* request decoded (metrics: sign latency) */
         uint8_t *leaf;
         size_t leaf_len;
         uint8_t sig[KEYS_MAX_SIGNATURE];
@@ -390,7 +405,9 @@ static void sign_run(agent_job *j) {
                                          proto_key_algorithm_name(k->algorithm), p->name,
                                          proto_digest_name(proto_key_algorithm_digest(k->algorithm)),
                                          proto_digest_name(s->digest_algorithm));
+                uint64_t t0 = agent_monotonic_ns();
                 int r = keys_sign(job->agent->store, tk, s->digest.data, s->digest.len, job->sig, &job->sig_len);
+                metrics_observe(METRICS_TOKEN_SECONDS, (double) (agent_monotonic_ns() - t0) / 1e9);
                 if (r < 0 && r != -ENOENT)
                         return sign_fail(job, PROVSIGN__STATUS__HSM_UNAVAILABLE, "the token failed to sign: %s",
                                          strerror(-r));
@@ -417,9 +434,18 @@ void dispatch_park(agent *a, agent_conn_job *job) {
         a->parked_tail = job;
 }
 
+/* metrics: a Sign answered (or given up) after its worker ran. */
+static void sign_count(const sign_job *job, int status) {
+        metrics_sign(job->principal, status, (double) (agent_monotonic_ns() - job->start_ns) / 1e9);
+}
+
 static bool sign_complete(agent *a, agent_conn *c, agent_conn_job *j) {
         sign_job *job = (sign_job *) j;
         const handler h = { PROVSIGN__REQUEST__BODY_SIGN, "Sign", POLICY_SIGNER, NULL };
+        if (job->status != PROVSIGN__STATUS__OK)
+                sign_count(job, job->status);
+        else if (job->append_r < 0 || audit_failed(a->audit))
+                sign_count(job, PROVSIGN__STATUS__UNAVAILABLE);
         if (!c) {
                 if (job->status == PROVSIGN__STATUS__OK && job->append_r >= 0 && job->key)
                         sign_journal(a, job, false);
@@ -447,6 +473,7 @@ static bool sign_complete(agent *a, agent_conn *c, agent_conn_job *j) {
 
         Provsign__Receipt receipt;
         int r = audit_receipt(a->audit, job->base.wait_seq, job->time_us, job->leaf, job->leaf_len, &receipt);
+        sign_count(job, r < 0 ? PROVSIGN__STATUS__INTERNAL : PROVSIGN__STATUS__OK);
         if (r < 0) {
                 server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "cannot build the receipt: %s",
                              strerror(-r));
@@ -553,6 +580,7 @@ static bool handle_sign(agent *a, agent_conn *c, const handler *h, Provsign__Req
         job->agent = a;
         job->req = req;
         job->keys = pk;
+        job->start_ns = agent_monotonic_ns();
         snprintf(job->principal, sizeof job->principal, "%s", p->name);
         job->who = (agent_caller){ .uid = who->uid, .gid = who->gid, .pid = who->pid };
         if (who->exe)
@@ -688,6 +716,38 @@ out:
         return false;
 }
 
+/* ---- Metrics ---- */
+
+static bool handle_get_metrics(agent *a, agent_conn *c, const handler *h, Provsign__Request *req) {
+        (void) h;
+        unsigned reopens = 0;
+        bool token_up = keys_store_health(a->store, &reopens) >= 0;
+        metrics_gauges g = {
+                .log_entries = audit_committed(a->audit),
+                .log_bytes = audit_bytes(a->audit),
+                .connections = server_connections(a),
+                .token_up = token_up,
+                .token_reopens = reopens,
+                .principals = a->config->n_principals,
+                .uptime_s = (double) (agent_now_us() - a->started_us) / 1e6,
+        };
+        char *text = NULL;
+        size_t len = 0;
+        int r = metrics_render(&g, !req->get_metrics->prometheus_text, &text, &len);
+        if (r < 0) {
+                server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "out of memory");
+                return false;
+        }
+        Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
+        Provsign__GetMetricsResponse mr = PROVSIGN__GET_METRICS_RESPONSE__INIT;
+        mr.text = text;
+        resp.body_case = PROVSIGN__RESPONSE__BODY_METRICS;
+        resp.metrics = &mr;
+        server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);
+        free(text);
+        return false;
+}
+
 /* ---- Status ---- */
 
 static bool handle_status(agent *a, agent_conn *c, const handler *h, Provsign__Request *req) {
@@ -754,6 +814,7 @@ static const handler handlers[] = {
         { PROVSIGN__REQUEST__BODY_EXPORT, "Export", POLICY_AUDITOR, export_handle_export },
         { PROVSIGN__REQUEST__BODY_FIND, "Find", POLICY_AUDITOR, export_handle_find },
         { PROVSIGN__REQUEST__BODY_PROOF, "Proof", POLICY_AUDITOR, export_handle_proof },
+        { PROVSIGN__REQUEST__BODY_GET_METRICS, "GetMetrics", POLICY_ANY, handle_get_metrics },
 };
 
 static const char *role_name(enum policy_access r) {
@@ -763,9 +824,9 @@ static const char *role_name(enum policy_access r) {
 void dispatch_frame(agent *a, agent_conn *c, const uint8_t *payload, size_t len) {
         Provsign__Request *req = provsign__request__unpack(NULL, len, payload);
         if (!req) {
-                const agent_caller *who = server_conn_caller(c);
-                log_notice("undecodable request of %zu bytes from uid %u pid %d; closing", len, (unsigned) who->uid,
-                           (int) who->pid);
+                char msg[64];
+                snprintf(msg, sizeof msg, "undecodable request of %zu bytes; connection closed", len);
+                refusals_record(a, server_conn_caller(c), "request", NULL, PROVSIGN__STATUS__INVALID_ARGUMENT, msg);
                 server_reply(a, c, NULL, PROVSIGN__STATUS__INVALID_ARGUMENT, true, "undecodable request");
                 return;
         }

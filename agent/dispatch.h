@@ -16,9 +16,14 @@ typedef struct handler {
         bool (*handle)(agent *a, agent_conn *c, const struct handler *h, Provsign__Request *req);
 } handler;
 
-/* dispatch_refuse: logs the refusal (journal and, rate-limited, the audit
- * log) and answers it with status and the formatted message. */
+/* dispatch_refuse: records the refusal (refusals_record: audit log, stderr
+ * and journal, rate-limited per uid) and answers it with status and the
+ * formatted message. h may be NULL ("request"). */
 void dispatch_refuse(agent *a, agent_conn *c, const handler *h, int status, const char *fmt, ...)
+        __attribute__((format(printf, 5, 6)));
+
+/* dispatch_refuse_named: the same, for a request named by name. */
+void dispatch_refuse_named(agent *a, agent_conn *c, const char *name, int status, const char *fmt, ...)
         __attribute__((format(printf, 5, 6)));
 
 /* dispatch_park: keeps job until the log has committed job->wait_seq;

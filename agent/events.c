@@ -7,12 +7,13 @@
 
 #include <sys/uio.h>
 
-#include <openssl/evp.h>
 #include <systemd/sd-journal.h>
 
 #include "events.h"
+#include "filehash.h"
 #include "names.h"
 #include "log.h"
+#include "metrics.h"
 
 void agent_audit_lifecycle(agent *a, int event, const char *message) {
         Provsign__AuditEntry e = PROVSIGN__AUDIT_ENTRY__INIT;
@@ -27,24 +28,6 @@ void agent_audit_lifecycle(agent *a, int event, const char *message) {
         agent_journal_event(a, AGENT_JOURNAL_LIFECYCLE, LOG_NOTICE, &f, "%s", message);
 }
 
-static int hash_file(const char *path, uint8_t out[32]) {
-        FILE *f = fopen(path, "rbe");
-        if (!f)
-                return -errno;
-        EVP_MD_CTX *md = EVP_MD_CTX_new();
-        int r = -ENOMEM;
-        if (md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1) {
-                uint8_t buf[8192];
-                size_t n;
-                while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-                        EVP_DigestUpdate(md, buf, n);
-                r = ferror(f) ? -EIO : (EVP_DigestFinal_ex(md, out, NULL) == 1 ? 0 : -EIO);
-        }
-        EVP_MD_CTX_free(md);
-        fclose(f);
-        return r;
-}
-
 void agent_audit_policy_load(agent *a, const char *path, int status, const char *message) {
         uint8_t digest[32];
         Provsign__AuditEntry e = PROVSIGN__AUDIT_ENTRY__INIT;
@@ -54,7 +37,7 @@ void agent_audit_policy_load(agent *a, const char *path, int status, const char 
         char msg[600];
         snprintf(msg, sizeof msg, "%s: %s", path, message);
         e.message = msg;
-        if (hash_file(path, digest) == 0) {
+        if (proto_sha256_file(path, digest) == 0) {
                 e.digest_algorithm = PROVSIGN__DIGEST_ALGORITHM__SHA256;
                 e.digest.data = digest;
                 e.digest.len = sizeof digest;
@@ -145,6 +128,7 @@ void agent_journal_event(const agent *a, enum agent_journal_class cls, int prior
 
 void agent_journal_key_event(void *ctx, const Provsign__AuditEntry *e, uint64_t seq) {
         const agent *a = ctx;
+        metrics_key_event((int) e->event);
         const char *name = proto_audit_event_name((int) e->event);
         agent_caller who = { 0 };
         agent_journal_fields f = { .event = name, .has_seq = true, .seq = seq, .principal = e->principal,

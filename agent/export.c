@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dispatch.h"
 #include "entry.h"
 #include "export.h"
 #include "frame.h"
@@ -38,20 +39,8 @@
 
 static unsigned live_streams;
 
-static void refuse(agent *a, agent_conn *c, const char *name, int status, const char *fmt, ...)
-        __attribute__((format(printf, 5, 6)));
-static void refuse(agent *a, agent_conn *c, const char *name, int status, const char *fmt, ...) {
-        char msg[512];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        const agent_caller *who = server_conn_caller(c);
-        log_notice("refused %s from uid %u pid %d (%s): %s: %s", name, (unsigned) who->uid, (int) who->pid,
-                   who->exe ? who->exe : "?", proto_status_name(status), msg);
-        refusals_record(a, who, name, NULL, status, msg);
-        server_reply(a, c, NULL, status, false, "%s", msg);
-}
+/* Refusals take the one shared path (rate-limited log, line and event). */
+#define refuse dispatch_refuse_named
 
 static int pack(Provsign__Response *resp, uint8_t **ret, size_t *ret_len) {
         resp->protocol_version = PROVSIGN_PROTOCOL_VERSION;

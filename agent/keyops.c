@@ -306,8 +306,12 @@ bool keyops_handle_revoke(agent *a, agent_conn *c, const handler *h, Provsign__R
                 dispatch_refuse(a, c, h, PROVSIGN__STATUS__INVALID_ARGUMENT, "key %s is already revoked", rq->keyid);
                 return false;
         }
+        /* No compromise time given: 0, which the log replaces with the
+         * KEY_REVOKE entry's own time (audit_append), not the time the request
+         * came: the key signs until that entry, after a successor's
+         * generation, and every signature it made meanwhile must verify. */
         int64_t now = (int64_t) agent_now_us();
-        int64_t since = rq->compromised_since_us ? rq->compromised_since_us : now;
+        int64_t since = rq->compromised_since_us;
         if (since > now + COMPROMISE_SKEW_US) {
                 dispatch_refuse(a, c, h, PROVSIGN__STATUS__INVALID_ARGUMENT,
                                 "compromised_since is in the future; a compromise is dated at or before now");

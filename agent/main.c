@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -18,6 +19,7 @@
 #include "config.h"
 #include "events.h"
 #include "log.h"
+#include "metrics.h"
 #include "pin.h"
 #include "ratelimit.h"
 #include "refusals.h"
@@ -36,6 +38,22 @@ static void usage(FILE *f) {
                 "  -h, --help          this text\n"
                 "      --version       print the version\n",
                 PROVSIGN_DEFAULT_CONFIG);
+}
+
+/* Connections cost a descriptor each: take the hard limit (the unit sets
+ * LimitNOFILE=). Nothing in the agent or the libraries it loads uses
+ * select(), which is why a soft limit stays at 1024 by default. Where
+ * setrlimit is filtered (SystemCallFilter=~@resources) the unit's limit
+ * applies as it is. */
+static void raise_nofile_limit(void) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+                return;
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_notice("cannot raise the descriptor limit from %llu to %llu: %s", (unsigned long long) was,
+                           (unsigned long long) rl.rlim_max, strerror(errno));
 }
 
 static void cloexec_inherited(void) {
@@ -128,6 +146,8 @@ int main(int argc, char **argv) {
         sigaddset(&mask, SIGHUP);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         agent_log_init();
+        raise_nofile_limit();
+        metrics_init();
 
         agent a = { .started_us = agent_now_us() };
         char *err = NULL;
@@ -201,6 +221,7 @@ int main(int argc, char **argv) {
         registry_done(&a.registry);
         keys_store_free(a.store);
         agent_config_free(a.config);
+        metrics_free();
         return r < 0 ? 1 : 0;
 
 fail:

@@ -12,10 +12,12 @@
 
 #define MAX_GROUPS 1024
 
-static int load_groups(agent_caller *c) {
+int agent_groups_of_uid(uid_t uid, gid_t **ret_groups, int *ret_n) {
         char buf[4096];
         struct passwd pw, *res = NULL;
-        if (getpwuid_r(c->uid, &pw, buf, sizeof buf, &res) != 0 || !res)
+        *ret_groups = NULL;
+        *ret_n = 0;
+        if (getpwuid_r(uid, &pw, buf, sizeof buf, &res) != 0 || !res)
                 return 0; /* no passwd entry: primary gid only */
         int n = 32;
         for (;;) {
@@ -24,8 +26,8 @@ static int load_groups(agent_caller *c) {
                         return -ENOMEM;
                 int want = n;
                 if (getgrouplist(res->pw_name, res->pw_gid, g, &want) >= 0) {
-                        c->groups = g;
-                        c->n_groups = want;
+                        *ret_groups = g;
+                        *ret_n = want;
                         return 0;
                 }
                 free(g);
@@ -33,6 +35,12 @@ static int load_groups(agent_caller *c) {
                         return 0;
                 n = want;
         }
+}
+
+void agent_caller_set_groups(agent_caller *c, gid_t *groups, int n) {
+        free(c->groups);
+        c->groups = groups;
+        c->n_groups = n;
 }
 
 int agent_caller_from_fd(int fd, agent_caller *ret) {
@@ -43,9 +51,6 @@ int agent_caller_from_fd(int fd, agent_caller *ret) {
         if (len != sizeof cred || cred.pid <= 0)
                 return -EPROTO;
         agent_caller c = { .uid = cred.uid, .gid = cred.gid, .pid = cred.pid };
-        int r = load_groups(&c);
-        if (r < 0)
-                return r;
         char link[64], exe[PATH_MAX];
         snprintf(link, sizeof link, "/proc/%d/exe", (int) cred.pid);
         ssize_t n = readlink(link, exe, sizeof exe - 1);

@@ -62,8 +62,11 @@ int agent_pin_read(const agent_config *c, agent_pin *ret, char **ret_error) {
         }
         /* The token's PIN: only the agent's user may read it, and nobody else
          * may replace it (a PIN of their choosing is as bad: a lockout). */
+        /* A credential's mode is systemd's business (with ACLs its group bits
+         * show the ACL mask): only a writable one is refused. */
+        mode_t forbidden = c->pin_file ? (S_IRWXG | S_IRWXO) : (S_IWGRP | S_IWOTH);
         struct stat st = { 0 };
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & (S_IRWXG | S_IRWXO))) {
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & forbidden)) {
                 r = -EPERM;
                 if (asprintf(ret_error,
                              "%s: PIN file %s must be a regular file that only its owner can read or write "

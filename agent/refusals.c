@@ -5,6 +5,7 @@
 
 #include "events.h"
 #include "log.h"
+#include "metrics.h"
 #include "names.h"
 #include "refusals.h"
 
@@ -24,6 +25,7 @@ static void append_summary(agent *a, const tracked *t) {
         char msg[160];
         snprintf(msg, sizeof msg, "%" PRIu64 " refusals of uid %u not logged individually in a %us window",
                  t->suppressed, (unsigned) t->uid, REFUSAL_WINDOW_S);
+        agent_caller who = { .uid = t->uid };
         Provsign__Caller caller = PROVSIGN__CALLER__INIT;
         caller.uid = t->uid;
         Provsign__AuditEntry e = PROVSIGN__AUDIT_ENTRY__INIT;
@@ -32,8 +34,12 @@ static void append_summary(agent *a, const tracked *t) {
         e.suppressed = t->suppressed;
         e.message = msg;
         uint64_t seq;
-        if (audit_append(a->audit, &e, &seq, NULL, NULL) < 0)
+        int r = audit_append(a->audit, &e, &seq, NULL, NULL);
+        if (r < 0)
                 log_warning("audit log: cannot record a refusal summary for uid %u", (unsigned) t->uid);
+        log_notice("%s", msg);
+        agent_journal_fields f = { .event = "REFUSED_SUMMARY", .has_seq = r >= 0, .seq = seq, .who = &who };
+        agent_journal_event(a, AGENT_JOURNAL_REFUSAL, LOG_NOTICE, &f, "%s", msg);
 }
 
 void refusals_tick(agent *a, bool force) {
@@ -52,6 +58,7 @@ void refusals_tick(agent *a, bool force) {
 
 void refusals_record(agent *a, const agent_caller *who, const char *request, const char *principal, int status,
                      const char *message) {
+        metrics_refusal(request, status);
         uint64_t now = agent_monotonic_ms();
         tracked *t = NULL;
         for (size_t i = 0; i < n_tracked; i++)
@@ -76,6 +83,12 @@ void refusals_record(agent *a, const agent_caller *who, const char *request, con
                 return;
         }
         t->logged++;
+        /* The stderr line (journald's, under systemd) follows the same limit:
+         * an unlimited one lets a stranger trip journald's per-unit rate
+         * limit and so silence every other message of the agent. */
+        log_notice("refused %s from uid %u pid %d (%s): %s: %s%s", request, (unsigned) who->uid, (int) who->pid,
+                   who->exe ? who->exe : "?", proto_status_name(status), message,
+                   t->logged == REFUSALS_PER_WINDOW ? " (further refusals of this uid are counted, not logged, for the rest of the window)" : "");
         Provsign__Caller caller = PROVSIGN__CALLER__INIT;
         caller.uid = who->uid;
         caller.gid = who->gid;

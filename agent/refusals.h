@@ -1,7 +1,9 @@
-/* Refusal entries in the audit log, rate-limited per uid so that no caller
- * can flood the log: each uid gets REFUSALS_PER_WINDOW entries per window;
- * past that, refusals are counted, and one REFUSED_SUMMARY entry says how
- * many were not logged once the window ends. Main thread only. */
+/* Refusals, the one path for all of them: an audit log entry, a stderr
+ * line and a journald event each, rate-limited per uid so that no caller
+ * can flood the log or the journal: each uid gets REFUSALS_PER_WINDOW of
+ * them per window; past that, refusals are counted, and once the window
+ * ends one REFUSED_SUMMARY entry (and one line, one event) says how many
+ * were not logged. Main thread only. */
 #pragma once
 
 #include "agent.h"

@@ -61,6 +61,7 @@ int agent_reload(agent *a) {
         }
         agent_config_free(a->config);
         a->config = next;
+        (void) server_connection_limit(a); /* warns if the new max_connections is capped */
         log_notice("config reloaded from %s: %zu principals", next->path, next->n_principals);
         sd_notifyf(0, "STATUS=serving %zu principals", next->n_principals);
         agent_audit_policy_load(a, next->path, PROVSIGN__STATUS__OK, "reloaded on SIGHUP");

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -18,14 +19,28 @@
 #include "frame.h"
 #include "keyops.h"
 #include "log.h"
+#include "metrics.h"
 #include "refusals.h"
 #include "server.h"
 
 #define READ_CHUNK 4096u
 #define SHUTDOWN_GRACE_MS 10000u
 #define DEADLINE_TICK_MS 100u
+/* Descriptors kept back from connections: the token (SoftHSM2 opens its
+ * object files, a network HSM its sockets), the log (segments, its
+ * directory, tiles, the index), epoll, signalfd, eventfds, journald. */
+#define FD_RESERVE 128u
+/* accept4 failed for want of descriptors (or memory): the listening socket
+ * is left alone this long instead of spinning on it (it stays readable). */
+#define ACCEPT_PAUSE_MS 250u
+#define ACCEPT_WARN_EVERY_MS 10000u
 
-enum source_kind { SOURCE_LISTEN, SOURCE_WORKERS, SOURCE_SIGNAL, SOURCE_AUDIT, SOURCE_CONN };
+enum source_kind { SOURCE_LISTEN, SOURCE_WORKERS, SOURCE_SIGNAL, SOURCE_AUDIT, SOURCE_RESOLVER, SOURCE_CONN };
+
+/* Threads for supplementary group look-ups (NSS: LDAP or sssd may take
+ * seconds), so the event loop never waits on them. Not the token workers:
+ * a hung token must not hold up accepting connections either. */
+#define RESOLVER_THREADS 2u
 
 struct source {
         enum source_kind kind;
@@ -40,6 +55,7 @@ struct agent_conn {
         uint8_t *wbuf;           /* reply not yet written */
         size_t wlen, woff;
         bool busy;               /* a job is out for this connection */
+        bool resolving;          /* its groups are being looked up: nothing is dispatched until they are */
         agent_conn_job *job;     /* that job (NULL when not busy) */
         uint64_t job_deadline_ms; /* hsm_timeout: answer HSM_UNAVAILABLE then */
         bool close_after_write;
@@ -62,7 +78,9 @@ struct agent_server {
         char *socket_path;       /* set when we created it (unlinked at exit) */
         int epfd;
         int sigfd;
-        struct source listen_src, workers_src, signal_src, audit_src;
+        struct source listen_src, workers_src, signal_src, audit_src, resolver_src;
+        agent_workers *resolver; /* group look-ups (RESOLVER_THREADS) */
+        uint64_t groups_gen;     /* bumped at every reload: groups looked up before are stale */
         agent_conn *conns;
         agent_conn *graveyard;   /* closed, freed at the end of the loop turn */
         agent_conn *ready;       /* idle again with input waiting (see run_ready) */
@@ -72,12 +90,28 @@ struct agent_server {
         bool stopping;
         unsigned token_reopens;  /* last seen keys_store_health() counts */
         bool token_down;
+        size_t fd_budget;        /* connections that fit RLIMIT_NOFILE less FD_RESERVE */
+        uint32_t capped_from;    /* the max_connections last reported as capped */
+        bool accept_paused;      /* listen fd out of epoll until accept_resume_ms */
+        uint64_t accept_resume_ms;
+        uint64_t accept_warned_ms;
+        uint64_t accept_failures; /* since the last warning */
 };
 
 uint64_t agent_now_us(void) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+uint64_t agent_monotonic_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+size_t server_connections(const agent *a) {
+        return a->server ? a->server->n_conns : 0;
 }
 
 uint64_t agent_monotonic_ms(void) {
@@ -144,6 +178,40 @@ static int listen_on_path(const agent_config *cfg, int *ret_fd, char **ret_error
         return 0;
 }
 
+/* How many connections fit the descriptor limit (main.c raised the soft
+ * limit to the hard one): each takes one descriptor, and FD_RESERVE stay
+ * for the token and the log, which must never be the ones to run out. */
+static int fd_budget(size_t *ret, char **ret_error) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return agent_errorf(ret_error, -errno, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+        if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > SIZE_MAX / 2) {
+                *ret = SIZE_MAX / 2;
+                return 0;
+        }
+        if (rl.rlim_cur < 2 * FD_RESERVE)
+                return agent_errorf(ret_error, -EMFILE,
+                                    "the descriptor limit (RLIMIT_NOFILE %llu) is too low: the agent keeps %u for the "
+                                    "token and the log and needs as many for connections (LimitNOFILE= in the unit)",
+                                    (unsigned long long) rl.rlim_cur, FD_RESERVE);
+        *ret = (size_t) rl.rlim_cur - FD_RESERVE;
+        return 0;
+}
+
+size_t server_connection_limit(agent *a) {
+        agent_server *s = a->server;
+        uint32_t want = a->config->max_connections;
+        if (want <= s->fd_budget)
+                return want;
+        if (s->capped_from != want) {
+                s->capped_from = want;
+                log_warning("max_connections = %u does not fit the descriptor limit (RLIMIT_NOFILE) less %u kept for "
+                            "the token and the log: serving at most %zu connections (raise LimitNOFILE=)",
+                            want, FD_RESERVE, s->fd_budget);
+        }
+        return s->fd_budget;
+}
+
 int server_open(agent *a, char **ret_error) {
         agent_server *s = calloc(1, sizeof *s);
         if (!s)
@@ -153,7 +221,15 @@ int server_open(agent *a, char **ret_error) {
         s->workers_src.kind = SOURCE_WORKERS;
         s->signal_src.kind = SOURCE_SIGNAL;
         s->audit_src.kind = SOURCE_AUDIT;
+        s->resolver_src.kind = SOURCE_RESOLVER;
         a->server = s;
+        int rw = workers_start(RESOLVER_THREADS, &s->resolver);
+        if (rw < 0)
+                return agent_errorf(ret_error, rw, "cannot start the group look-up threads: %s", strerror(-rw));
+        int rb = fd_budget(&s->fd_budget, ret_error);
+        if (rb < 0)
+                return rb;
+        (void) server_connection_limit(a);
 
         int n = sd_listen_fds(1);
         if (n < 0)
@@ -184,7 +260,96 @@ int server_open(agent *a, char **ret_error) {
  * from that flag whenever it is idle again. While a job is out, a reply is
  * unsent or a stream is under way nothing is read, exactly as before. */
 static bool conn_idle(const agent_conn *c) {
-        return c->fd >= 0 && !c->busy && c->wlen == 0 && !c->close_after_write && !c->stream;
+        return c->fd >= 0 && !c->busy && !c->resolving && c->wlen == 0 && !c->close_after_write && !c->stream;
+}
+
+/* ---- Supplementary groups, looked up off the loop ----
+ *
+ * A new connection reads nothing until its uid's groups are known; after
+ * every reload (SIGHUP: the group database may have changed with the
+ * policy) every open connection's groups are looked up again and, until
+ * they are, it is dispatched nothing more, so a user who left a
+ * principal's group stops signing for it on connections opened before. */
+typedef struct groups_job {
+        agent_job base;
+        uid_t uid;
+        uint64_t gen;            /* s->groups_gen when asked */
+        gid_t *groups;
+        int n_groups;
+        int r;
+} groups_job;
+
+static void groups_run(agent_job *j) {
+        groups_job *g = (groups_job *) j;
+        g->r = agent_groups_of_uid(g->uid, &g->groups, &g->n_groups);
+}
+
+static int groups_lookup(agent_server *s, uid_t uid) {
+        groups_job *g = calloc(1, sizeof *g);
+        if (!g)
+                return -ENOMEM;
+        g->base.run = groups_run;
+        g->uid = uid;
+        g->gen = s->groups_gen;
+        workers_submit(s->resolver, &g->base);
+        return 0;
+}
+
+static void groups_job_free(groups_job *g) {
+        free(g->groups);
+        free(g);
+}
+
+static void conn_close(agent_server *s, agent_conn *c);
+static void conn_mark_ready(agent_server *s, agent_conn *c);
+
+/* On the main thread: hands a look-up's groups to every connection of its
+ * uid that waits for them. A look-up from before the last reload is
+ * dropped: a newer one for the same uid is on its way. */
+static void groups_done(agent_server *s) {
+        agent_job *list = workers_take_done(s->resolver);
+        while (list) {
+                groups_job *g = (groups_job *) list;
+                list = list->next;
+                if (g->gen != s->groups_gen) {
+                        groups_job_free(g);
+                        continue;
+                }
+                for (agent_conn *c = s->conns, *next; c; c = next) {
+                        next = c->next;
+                        if (!c->resolving || c->caller.uid != g->uid)
+                                continue;
+                        gid_t *copy = g->n_groups ? malloc((size_t) g->n_groups * sizeof *copy) : NULL;
+                        if (g->r < 0 || (g->n_groups && !copy)) {
+                                log_error("cannot look up the groups of uid %u: %s; closing its connection",
+                                          (unsigned) g->uid, strerror(g->r < 0 ? -g->r : ENOMEM));
+                                free(copy);
+                                conn_close(s, c);
+                                continue;
+                        }
+                        if (copy)
+                                memcpy(copy, g->groups, (size_t) g->n_groups * sizeof *copy);
+                        agent_caller_set_groups(&c->caller, copy, g->n_groups);
+                        c->resolving = false;
+                        if (conn_idle(c) && (c->rlen > 0 || c->readable))
+                                conn_mark_ready(s, c);
+                }
+                groups_job_free(g);
+        }
+}
+
+/* After a reload: every open connection's groups are stale. One look-up
+ * per distinct uid. */
+static void groups_refresh_all(agent_server *s) {
+        s->groups_gen++;
+        for (agent_conn *c = s->conns; c; c = c->next) {
+                bool asked = false;
+                for (agent_conn *d = s->conns; d != c && !asked; d = d->next)
+                        asked = d->caller.uid == c->caller.uid;
+                c->resolving = true;
+                if (!asked && groups_lookup(s, c->caller.uid) < 0)
+                        log_error("cannot look up the groups of uid %u again: out of memory", (unsigned) c->caller.uid);
+        }
 }
 
 /* Queues c to be served at the end of the loop turn (never from inside a
@@ -439,7 +604,6 @@ static size_t expire_jobs(agent *a) {
                 char msg[160];
                 snprintf(msg, sizeof msg, "the token did not answer within hsm_timeout (%llus)",
                          (unsigned long long) a->config->hsm_timeout_s);
-                log_warning("uid %u pid %d: %s", (unsigned) c->caller.uid, (int) c->caller.pid, msg);
                 refusals_record(a, &c->caller, "request", NULL, PROVSIGN__STATUS__HSM_UNAVAILABLE, msg);
                 server_reply(a, c, NULL, PROVSIGN__STATUS__HSM_UNAVAILABLE, false, "%s", msg);
                 n++;
@@ -452,6 +616,8 @@ static void watch_token(agent *a) {
         agent_server *s = a->server;
         unsigned reopens = 0;
         bool down = keys_store_health(a->store, &reopens) < 0;
+        if (down && !s->token_down)
+                metrics_add(METRICS_TOKEN_OUTAGES, 1);
         if (down && !s->token_down)
                 log_error("token \"%s\" is unavailable; Sign requests get HSM_UNAVAILABLE until it is back",
                           a->config->token_label);
@@ -531,6 +697,40 @@ static void refuse_connection(int fd, const char *why) {
         close(fd);
 }
 
+/* accept4 failed with the socket still readable (EMFILE, ENFILE, ENOBUFS,
+ * ENOMEM): with a level-triggered listen fd, trying again at once spins the
+ * loop at a full core and writes a line per turn. Take the socket out of
+ * epoll for ACCEPT_PAUSE_MS instead (the kernel queues new connections in
+ * the backlog meanwhile), and say so at most every ACCEPT_WARN_EVERY_MS. */
+static void accept_pause(agent_server *s, int err) {
+        uint64_t now = agent_monotonic_ms();
+        s->accept_failures++;
+        if (!s->accept_warned_ms || now - s->accept_warned_ms >= ACCEPT_WARN_EVERY_MS) {
+                log_warning("accept: %s; not accepting for %ums at a time (%llu pauses since the last message)",
+                            strerror(err), ACCEPT_PAUSE_MS, (unsigned long long) s->accept_failures);
+                s->accept_warned_ms = now;
+                s->accept_failures = 0;
+        }
+        if (epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->listen_fd, NULL) == 0) {
+                s->accept_paused = true;
+                s->accept_resume_ms = now + ACCEPT_PAUSE_MS;
+        }
+}
+
+static void accept_resume(agent_server *s, uint64_t now) {
+        if (!s->accept_paused || now < s->accept_resume_ms)
+                return;
+        s->accept_paused = false;
+        if (s->stopping)
+                return;
+        struct epoll_event e = { .events = EPOLLIN, .data.ptr = &s->listen_src };
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->listen_fd, &e) < 0) {
+                log_error("cannot watch the listening socket again: %s", strerror(errno));
+                s->accept_paused = true;
+                s->accept_resume_ms = now + ACCEPT_PAUSE_MS;
+        }
+}
+
 static void accept_conns(agent *a) {
         agent_server *s = a->server;
         for (;;) {
@@ -539,7 +739,7 @@ static void accept_conns(agent *a) {
                         if (errno == EINTR || errno == ECONNABORTED)
                                 continue;
                         if (errno != EAGAIN && errno != EWOULDBLOCK)
-                                log_warning("accept: %s", strerror(errno));
+                                accept_pause(s, errno);
                         return;
                 }
                 agent_conn *c = calloc(1, sizeof *c);
@@ -558,24 +758,25 @@ static void accept_conns(agent *a) {
                         continue;
                 }
                 const agent_config *cfg = a->config;
-                if (s->n_conns >= cfg->max_connections || s->stopping) {
-                        log_notice("refused connection from uid %u pid %d: %s", (unsigned) c->caller.uid,
-                                   (int) c->caller.pid, s->stopping ? "shutting down" : "max_connections reached");
-                        refuse_connection(fd, s->stopping ? "agent is shutting down" : "too many connections");
+                if (s->n_conns >= server_connection_limit(a) || s->stopping) {
+                        const char *why = s->stopping ? "agent is shutting down" : "too many connections (max_connections)";
+                        refusals_record(a, &c->caller, "connect", NULL, PROVSIGN__STATUS__UNAVAILABLE, why);
+                        refuse_connection(fd, why);
                         conn_free(c);
                         continue;
                 }
                 if (conns_of_uid(s, c->caller.uid) >= cfg->max_connections_per_uid) {
-                        log_notice("refused connection from uid %u pid %d: max_connections_per_uid reached",
-                                   (unsigned) c->caller.uid, (int) c->caller.pid);
-                        refuse_connection(fd, "too many connections from this uid");
+                        const char *why = "too many connections from this uid (max_connections_per_uid)";
+                        refusals_record(a, &c->caller, "connect", NULL, PROVSIGN__STATUS__UNAVAILABLE, why);
+                        refuse_connection(fd, why);
                         conn_free(c);
                         continue;
                 }
                 c->last_activity_ms = agent_monotonic_ms();
                 c->readable = true;
+                c->resolving = true;
                 struct epoll_event e = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c };
-                if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
+                if (groups_lookup(s, c->caller.uid) < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
                         close(fd);
                         conn_free(c);
                         continue;
@@ -591,15 +792,16 @@ static void accept_conns(agent *a) {
 /* Frame first, parse second: only complete frames within the limit reach
  * dispatch_frame(); one request is handled at a time per connection. */
 static void conn_process(agent *a, agent_conn *c) {
-        while (!c->busy && c->wlen == 0 && !c->close_after_write && !c->stream && c->fd >= 0) {
+        while (!c->busy && !c->resolving && c->wlen == 0 && !c->close_after_write && !c->stream && c->fd >= 0) {
                 size_t plen = 0;
                 int r = proto_frame_peek(c->rbuf, c->rlen, PROTO_FRAME_MAX, &plen);
                 if (r == 0)
                         return;
                 if (r < 0) {
-                        log_notice("uid %u pid %d sent a frame of %u bytes (limit %u); closing",
-                                   (unsigned) c->caller.uid, (int) c->caller.pid, proto_get_u32be(c->rbuf),
-                                   PROTO_FRAME_MAX);
+                        char msg[96];
+                        snprintf(msg, sizeof msg, "frame of %u bytes exceeds the %u-byte limit; connection closed",
+                                 proto_get_u32be(c->rbuf), PROTO_FRAME_MAX);
+                        refusals_record(a, &c->caller, "request", NULL, PROVSIGN__STATUS__INVALID_ARGUMENT, msg);
                         server_reply(a, c, NULL, PROVSIGN__STATUS__INVALID_ARGUMENT, true,
                                      "frame of %u bytes exceeds the %u-byte limit", proto_get_u32be(c->rbuf),
                                      PROTO_FRAME_MAX);
@@ -647,8 +849,9 @@ static void conn_read(agent *a, agent_conn *c) {
                         return;
                 }
                 if (k <= 0) {
+                        /* Not a refusal, and unlimited: debug only. */
                         if (c->rlen > 0)
-                                log_notice("uid %u pid %d disconnected in the middle of a frame",
+                                log_debug("uid %u pid %d disconnected in the middle of a frame",
                                            (unsigned) c->caller.uid, (int) c->caller.pid);
                         conn_close(a->server, c);
                         return;
@@ -684,6 +887,7 @@ static void conn_read(agent *a, agent_conn *c) {
 }
 
 static void sweep_timeouts(agent *a) {
+        char msg[128];
         const agent_config *cfg = a->config;
         uint64_t now = agent_monotonic_ms();
         for (agent_conn *c = a->server->conns, *next; c; c = next) {
@@ -692,9 +896,10 @@ static void sweep_timeouts(agent *a) {
                         continue;
                 if ((c->rlen > 0 || c->wlen > 0) && now - (c->rlen > 0 ? c->frame_start_ms : c->last_activity_ms) >
                                                             cfg->read_timeout_s * 1000u) {
-                        log_notice("uid %u pid %d: read timeout (%llus) with a partial frame; closing",
-                                   (unsigned) c->caller.uid, (int) c->caller.pid,
-                                   (unsigned long long) cfg->read_timeout_s);
+                        snprintf(msg, sizeof msg, "read timeout (%llus) with %s; connection closed",
+                                 (unsigned long long) cfg->read_timeout_s,
+                                 c->rlen > 0 ? "a partial request" : "its reply unread");
+                        refusals_record(a, &c->caller, "request", NULL, PROVSIGN__STATUS__UNAVAILABLE, msg);
                         conn_close(a->server, c);
                 } else if (c->rlen == 0 && c->wlen == 0 && now - c->last_activity_ms > cfg->idle_timeout_s * 1000u) {
                         conn_close(a->server, c);
@@ -731,6 +936,9 @@ static int setup_loop(agent *a) {
         e.data.ptr = &s->audit_src;
         if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, audit_fd(a->audit), &e) < 0)
                 return -errno;
+        e.data.ptr = &s->resolver_src;
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, workers_fd(s->resolver), &e) < 0)
+                return -errno;
         workers_set_wake_hook(a->workers, audit_wake_pending_hook, a->audit);
         return 0;
 }
@@ -740,11 +948,13 @@ static void handle_signals(agent *a) {
         while (read(a->server->sigfd, &si, sizeof si) == sizeof si) {
                 if (si.ssi_signo == SIGHUP) {
                         (void) agent_reload(a);
+                        groups_refresh_all(a->server);
                 } else if (!a->server->stopping) {
                         log_notice("received %s; finishing in-flight requests", strsignal((int) si.ssi_signo));
                         a->server->stopping = true;
                         sd_notify(0, "STOPPING=1");
-                        epoll_ctl(a->server->epfd, EPOLL_CTL_DEL, a->server->listen_fd, NULL);
+                        if (!a->server->accept_paused)
+                                epoll_ctl(a->server->epfd, EPOLL_CTL_DEL, a->server->listen_fd, NULL);
                 }
         }
 }
@@ -771,7 +981,7 @@ int server_run(agent *a) {
                                 break;
                 }
                 struct epoll_event ev[64];
-                int timeout = s->flush ? 0 : s->busy_conns ? (int) DEADLINE_TICK_MS : 500;
+                int timeout = s->flush ? 0 : (s->busy_conns || s->accept_paused) ? (int) DEADLINE_TICK_MS : 500;
                 int n = epoll_wait(s->epfd, ev, 64, timeout);
                 if (n < 0 && errno != EINTR)
                         return agent_log_errno(LOG_ERR, -errno, "epoll_wait");
@@ -786,6 +996,9 @@ int server_run(agent *a) {
                                 break;
                         case SOURCE_SIGNAL:
                                 handle_signals(a);
+                                break;
+                        case SOURCE_RESOLVER:
+                                groups_done(s);
                                 break;
                         case SOURCE_AUDIT:
                                 audit_ack(a->audit);
@@ -813,6 +1026,7 @@ int server_run(agent *a) {
                         }
                 }
                 uint64_t now = agent_monotonic_ms();
+                accept_resume(s, now);
                 if (now - last_tick >= DEADLINE_TICK_MS) {
                         /* Frames pipelined behind an expired job are served by
                          * run_ready below (its reply queued the connection). */
@@ -876,6 +1090,10 @@ void server_free(agent_server *s) {
                 unlink(s->socket_path);
         free(s->socket_path);
         bury_closed(s);
+        for (agent_job *j = workers_stop(s->resolver), *next; j; j = next) {
+                next = j->next;
+                groups_job_free((groups_job *) j);
+        }
         if (s->epfd >= 0)
                 close(s->epfd);
         if (s->sigfd >= 0)

@@ -32,9 +32,17 @@ struct agent_conn_job {
  * negative errno with *ret_error set. */
 int server_open(agent *a, char **ret_error);
 
+/* server_connection_limit: max_connections, or fewer where it does not fit
+ * the descriptor limit less the descriptors kept for the token and the log
+ * (said once per configured value, with a warning). */
+size_t server_connection_limit(agent *a);
+
 /* server_run: serves until SIGTERM/SIGINT, then finishes in-flight requests.
  * SIGHUP reloads the config (agent_reload). 0 or a negative errno. */
 int server_run(agent *a);
+
+/* server_connections: client connections open now. */
+size_t server_connections(const agent *a);
 
 /* server_submit_background: hands a job nobody waits on (a scheduled key
  * rotation) to the worker pool; its complete() is called with c == NULL. */

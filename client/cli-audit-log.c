@@ -629,13 +629,14 @@ out:
 }
 
 static void proof_help(void) {
-        printf("Usage: provsign audit proof --seq N\n"
+        printf("Usage: provsign audit proof --seq N [--json]\n"
                "\n"
                "Prints the inclusion proof of log entry N and the checkpoint it leads to,\n"
                "as a receipt JSON object (log_seq, log_time, leaf, tree_size,\n"
                "inclusion_proof, checkpoint): 'provsign receipt verify' checks it.\n"
                "\n"
                "  -s, --seq N    the entry\n"
+               "  -j, --json     accepted: the output is JSON already\n"
                "  -h, --help     show this help\n");
 }
 
@@ -678,13 +679,14 @@ int cmd_audit_proof(const struct cli_ctx *ctx, int argc, char **argv) {
 
 static void find_help(void) {
         printf("Usage: provsign audit find (--digest ALG:HEX | --principal NAME | --key KEYID)...\n"
-               "                           [--since T] [--until T]\n"
+               "                           [--since T] [--until T] [--json]\n"
                "\n"
                "Prints the log entries (JSON Lines, as 'audit export') that match every\n"
                "filter given. The agent answers from its index (index.sqlite in its\n"
                "state directory), without reading the whole log.\n"
                "\n"
                FILTER_HELP
+               "  -j, --json               accepted: the output is JSON Lines already\n"
                "  -h, --help               show this help\n");
 }
 

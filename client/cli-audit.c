@@ -107,9 +107,9 @@ static json_t *proof_json(const uint8_t *proof, size_t n) {
 /* The checkpoint as the agent sent it and, with a proof, "consistency
  * proof from M:" and one base64 hash per line. */
 static int checkpoint_print_text(const char *note, uint64_t from_size, const uint8_t *proof, size_t n) {
-        /* The library checked it is a note: UTF-8 without control
-         * characters but newlines, ending in one. */
-        fputs(note, stdout);
+        /* The library checked it is a note (UTF-8 without C0 controls but
+         * newlines, ending in one); C1 controls are the agent's to send. */
+        (void) cli_write_text(stdout, note);
         if (from_size == 0)
                 return CLI_EXIT_OK;
         printf("consistency proof from %" PRIu64 ":\n", from_size);
@@ -243,7 +243,7 @@ static int cmd_audit_log_key(const struct cli_ctx *ctx, int argc, char **argv) {
                 /* The library made both from checked values: the origin is
                  * a note key name (no spaces, '+' or control characters). */
                 fputs(provsign_log_key_pem(key), stdout);
-                printf("%s\n", provsign_log_key_verifier_key(key));
+                printf("%s\n", cli_safe(provsign_log_key_verifier_key(key)));
                 r = CLI_EXIT_OK;
         }
 out:

@@ -85,6 +85,33 @@ static void pubkey_help(void) {
                "  -h, --help          show this help\n");
 }
 
+static int pubkey_run(const struct cli_ctx *ctx, const char *principal, const char *keyid, bool json) {
+        provsign_conn *conn = NULL;
+        provsign_key *key = NULL;
+        int r;
+
+        r = cli_connect(ctx, &conn);
+        if (r != CLI_EXIT_OK)
+                return r;
+
+        r = provsign_get_public_key(conn, principal, keyid, &key);
+        if (r != 0) {
+                r = cli_call_failed(ctx, conn, r, "key pubkey");
+                goto out;
+        }
+
+        if (json)
+                r = cli_print_json(key_to_json(key, true));
+        else {
+                fputs(provsign_key_pem(key), stdout);
+                r = CLI_EXIT_OK;
+        }
+out:
+        provsign_key_free(key);
+        provsign_close(conn);
+        return r;
+}
+
 static int cmd_key_pubkey(const struct cli_ctx *ctx, int argc, char **argv) {
         static const struct option options[] = {
                 { "principal", required_argument, NULL, 'p' },
@@ -95,8 +122,6 @@ static int cmd_key_pubkey(const struct cli_ctx *ctx, int argc, char **argv) {
         };
         const char *principal = NULL;
         char *keyid = NULL;
-        provsign_conn *conn = NULL;
-        provsign_key *key = NULL;
         bool json = false;
         int c, r;
 
@@ -129,26 +154,7 @@ static int cmd_key_pubkey(const struct cli_ctx *ctx, int argc, char **argv) {
         if (!principal == !keyid)
                 return cli_usage_error("key pubkey", "exactly one of --principal and --key is required");
 
-        r = cli_connect(ctx, &conn);
-        if (r != CLI_EXIT_OK)
-                return r;
-
-        r = provsign_get_public_key(conn, principal, keyid, &key);
-        if (r != 0) {
-                r = cli_call_failed(ctx, conn, r, "key pubkey");
-                goto out;
-        }
-
-        if (json)
-                r = cli_print_json(key_to_json(key, true));
-        else {
-                fputs(provsign_key_pem(key), stdout);
-                r = CLI_EXIT_OK;
-        }
-out:
-        provsign_key_free(key);
-        provsign_close(conn);
-        return r;
+        return pubkey_run(ctx, principal, keyid, json);
 }
 
 static void list_help(void) {
@@ -216,40 +222,11 @@ static void print_key_table(const provsign_key_list *list) {
         }
 }
 
-static int cmd_key_list(const struct cli_ctx *ctx, int argc, char **argv) {
-        static const struct option options[] = {
-                { "principal", required_argument, NULL, 'p' },
-                { "json",      no_argument,       NULL, 'j' },
-                { "help",      no_argument,       NULL, 'h' },
-                {}
-        };
-        const char *principal = NULL;
+static int list_run(const struct cli_ctx *ctx, const char *principal, bool json) {
         provsign_conn *conn = NULL;
         provsign_key_list *list = NULL;
         json_t *array = NULL;
-        bool json = false;
-        int c, r;
-
-        while ((c = getopt_long(argc, argv, ":p:jh", options, NULL)) >= 0)
-                switch (c) {
-                case 'p':
-                        if (!*optarg)
-                                return cli_usage_error("key list", "--principal needs a non-empty name");
-                        principal = optarg;
-                        break;
-                case 'j':
-                        json = true;
-                        break;
-                case 'h':
-                        list_help();
-                        return CLI_EXIT_OK;
-                default:
-                        return cli_getopt_error("key list", c, argv);
-                }
-
-        r = cli_extra_args("key list", argc, argv);
-        if (r != CLI_EXIT_OK)
-                return r;
+        int r;
 
         r = cli_connect(ctx, &conn);
         if (r != CLI_EXIT_OK)
@@ -278,6 +255,41 @@ out:
         provsign_key_list_free(list);
         provsign_close(conn);
         return r;
+}
+
+static int cmd_key_list(const struct cli_ctx *ctx, int argc, char **argv) {
+        static const struct option options[] = {
+                { "principal", required_argument, NULL, 'p' },
+                { "json",      no_argument,       NULL, 'j' },
+                { "help",      no_argument,       NULL, 'h' },
+                {}
+        };
+        const char *principal = NULL;
+        bool json = false;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, ":p:jh", options, NULL)) >= 0)
+                switch (c) {
+                case 'p':
+                        if (!*optarg)
+                                return cli_usage_error("key list", "--principal needs a non-empty name");
+                        principal = optarg;
+                        break;
+                case 'j':
+                        json = true;
+                        break;
+                case 'h':
+                        list_help();
+                        return CLI_EXIT_OK;
+                default:
+                        return cli_getopt_error("key list", c, argv);
+                }
+
+        r = cli_extra_args("key list", argc, argv);
+        if (r != CLI_EXIT_OK)
+                return r;
+
+        return list_run(ctx, principal, json);
 }
 
 /* ---- rotate, revoke, destroy ---- */

@@ -80,49 +80,13 @@ static int print_verified(const struct client_receipt_doc *doc, const struct cli
         return CLI_EXIT_OK;
 }
 
-static int cmd_receipt_verify(const struct cli_ctx *ctx, int argc, char **argv) {
-        static const struct option options[] = {
-                { "log-key", required_argument, NULL, 'k' },
-                { "json",    no_argument,       NULL, 'j' },
-                { "help",    no_argument,       NULL, 'h' },
-                {}
-        };
+static int receipt_verify_run(const char *key_path, const char *path, bool json) {
         static const char verb[] = "receipt verify";
         struct client_receipt_doc doc = {};
         struct client_receipt_result res = {};
-        const char *key_path = NULL, *path;
         char *pem = NULL, *text = NULL;
         size_t text_len;
-        bool json = false;
-        int c, r;
-
-        while ((c = getopt_long(argc, argv, ":k:jh", options, NULL)) >= 0)
-                switch (c) {
-                case 'k':
-                        if (!*optarg)
-                                return cli_usage_error(verb, "--log-key needs a non-empty path");
-                        key_path = optarg;
-                        break;
-                case 'j':
-                        json = true;
-                        break;
-                case 'h':
-                        verify_help();
-                        return CLI_EXIT_OK;
-                default:
-                        return cli_getopt_error(verb, c, argv);
-                }
-
-        if (!key_path)
-                return cli_usage_error(verb, "missing --log-key PEM-FILE");
-        if (optind >= argc)
-                return cli_usage_error(verb, "missing FILE (a receipt, or the output of 'provsign sign --json')");
-        path = argv[optind++];
-        r = cli_extra_args(verb, argc, argv);
-        if (r != CLI_EXIT_OK)
-                return r;
-        if (strcmp(path, "-") == 0 && strcmp(key_path, "-") == 0)
-                return cli_usage_error(verb, "FILE and --log-key cannot both be standard input");
+        int r;
 
         r = cli_read_file(verb, "log key", key_path, LOG_KEY_FILE_MAX, &pem, NULL);
         if (r != CLI_EXIT_OK)
@@ -155,4 +119,47 @@ out:
         free(text);
         free(pem);
         return r;
+}
+
+static int cmd_receipt_verify(const struct cli_ctx *ctx, int argc, char **argv) {
+        static const struct option options[] = {
+                { "log-key", required_argument, NULL, 'k' },
+                { "json",    no_argument,       NULL, 'j' },
+                { "help",    no_argument,       NULL, 'h' },
+                {}
+        };
+        static const char verb[] = "receipt verify";
+        const char *key_path = NULL, *path;
+        bool json = false;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, ":k:jh", options, NULL)) >= 0)
+                switch (c) {
+                case 'k':
+                        if (!*optarg)
+                                return cli_usage_error(verb, "--log-key needs a non-empty path");
+                        key_path = optarg;
+                        break;
+                case 'j':
+                        json = true;
+                        break;
+                case 'h':
+                        verify_help();
+                        return CLI_EXIT_OK;
+                default:
+                        return cli_getopt_error(verb, c, argv);
+                }
+
+        if (!key_path)
+                return cli_usage_error(verb, "missing --log-key PEM-FILE");
+        if (optind >= argc)
+                return cli_usage_error(verb, "missing FILE (a receipt, or the output of 'provsign sign --json')");
+        path = argv[optind++];
+        r = cli_extra_args(verb, argc, argv);
+        if (r != CLI_EXIT_OK)
+                return r;
+        if (strcmp(path, "-") == 0 && strcmp(key_path, "-") == 0)
+                return cli_usage_error(verb, "FILE and --log-key cannot both be standard input");
+
+        return receipt_verify_run(key_path, path, json);
 }

@@ -38,32 +38,10 @@ static void print_strv(const char *label, const char *const *v) {
         putchar('\n');
 }
 
-int cmd_status(const struct cli_ctx *ctx, int argc, char **argv) {
-        static const struct option options[] = {
-                { "json", no_argument, NULL, 'j' },
-                { "help", no_argument, NULL, 'h' },
-                {}
-        };
+static int status_run(const struct cli_ctx *ctx, bool json) {
         provsign_conn *conn = NULL;
         provsign_agent_status *st = NULL;
-        bool json = false;
-        int c, r;
-
-        while ((c = getopt_long(argc, argv, ":jh", options, NULL)) >= 0)
-                switch (c) {
-                case 'j':
-                        json = true;
-                        break;
-                case 'h':
-                        status_help();
-                        return CLI_EXIT_OK;
-                default:
-                        return cli_getopt_error("status", c, argv);
-                }
-
-        r = cli_extra_args("status", argc, argv);
-        if (r != CLI_EXIT_OK)
-                return r;
+        int r;
 
         r = cli_connect(ctx, &conn);
         if (r != CLI_EXIT_OK)
@@ -106,4 +84,32 @@ out:
         provsign_agent_status_free(st);
         provsign_close(conn);
         return r;
+}
+
+int cmd_status(const struct cli_ctx *ctx, int argc, char **argv) {
+        static const struct option options[] = {
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
+                {}
+        };
+        bool json = false;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, ":jh", options, NULL)) >= 0)
+                switch (c) {
+                case 'j':
+                        json = true;
+                        break;
+                case 'h':
+                        status_help();
+                        return CLI_EXIT_OK;
+                default:
+                        return cli_getopt_error("status", c, argv);
+                }
+
+        r = cli_extra_args("status", argc, argv);
+        if (r != CLI_EXIT_OK)
+                return r;
+
+        return status_run(ctx, json);
 }

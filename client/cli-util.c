@@ -291,32 +291,56 @@ static size_t utf8_seq(const unsigned char *s, uint32_t *ret_cp) {
         return n;
 }
 
-const char *cli_safe(const char *s) {
-        static char buf[1024];
+/* Copies s into out (room for size bytes, NUL included) with every
+ * control character and byte of broken UTF-8 replaced by '?', but newline
+ * and tab when multiline. Stops before a character that does not fit;
+ * returns where it stopped in s. */
+static const char *safe_copy(const char *s, bool multiline, char *out, size_t size) {
         const unsigned char *p = (const unsigned char *) s;
         size_t o = 0;
 
-        while (*p && o < sizeof buf - 1) {
+        while (*p && o < size - 1) {
                 uint32_t cp;
                 size_t n = *p < 0x80 ? 1 : utf8_seq(p, &cp);
 
-                if (n == 1 && (*p < 0x20 || *p == 0x7f))
-                        n = 0;          /* C0 and DEL */
-                else if (n > 1 && cp < 0xa0)
-                        n = 0;          /* C1: U+0080..U+009F */
-                if (n == 0) {           /* also any byte of broken UTF-8 */
-                        buf[o++] = '?';
-                        p++;
+                bool control = (n == 1 && (*p < 0x20 || *p == 0x7f) && !(multiline && (*p == '\n' || *p == '\t'))) ||
+                               (n > 1 && cp < 0xa0); /* C0, DEL; C1: U+0080..U+009F */
+
+                if (n == 0 || control) { /* one '?' per control, and per byte of broken UTF-8 */
+                        out[o++] = '?';
+                        p += n ? n : 1;
                         continue;
                 }
-                if (o + n > sizeof buf - 1)
+                if (o + n > size - 1)
                         break;
-                memcpy(buf + o, p, n);
+                memcpy(out + o, p, n);
                 o += n;
                 p += n;
         }
-        buf[o] = '\0';
+        out[o] = '\0';
+        return (const char *) p;
+}
+
+const char *cli_safe(const char *s) {
+        static char buf[1024];
+
+        safe_copy(s, false, buf, sizeof buf);
         return buf;
+}
+
+int cli_write_text(FILE *f, const char *s) {
+        char buf[1024];
+
+        while (*s) {
+                const char *next = safe_copy(s, true, buf, sizeof buf);
+
+                if (next == s)          /* cannot happen with 1 KiB; never loop */
+                        return -EINVAL;
+                if (fputs(buf, f) == EOF)
+                        return -EIO;
+                s = next;
+        }
+        return 0;
 }
 
 int cli_file_sha256(const char *verb, const char *what, const char *path, char hex[65]) {

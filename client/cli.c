@@ -19,13 +19,14 @@
 
 static const struct cli_verb verbs[] = {
         { "sign",    cmd_sign,    "sign a digest with a principal's active key" },
-        { "key",     cmd_key,     "show and list keys (pubkey, list)" },
+        { "key",     cmd_key,     "keys: pubkey, list, rotate, revoke, destroy, bundle" },
         { "status",  cmd_status,  "show the agent's status and what you may do" },
-        { "audit",   cmd_audit,   "the audit log (checkpoint, log-key)" },
+        { "audit",   cmd_audit,   "the audit log: checkpoint, log-key, export, verify, proof, find" },
         { "receipt", cmd_receipt, "verify a signature's receipt offline (verify)" },
         { "attest",     cmd_attest,     "sign a payload as a DSSE envelope" },
         { "provenance", cmd_provenance, "sign SLSA provenance (in-toto) for build artifacts" },
         { "verify",     cmd_verify,     "verify an envelope offline against the key bundle" },
+        { "metrics",    cmd_metrics,    "the agent's metrics as OpenMetrics or Prometheus text" },
 };
 
 static void help(FILE *f) {

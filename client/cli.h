@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -43,6 +44,7 @@ int cmd_receipt(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_attest(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_provenance(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_verify(const struct cli_ctx *ctx, int argc, char **argv);
+int cmd_metrics(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_key_bundle(const struct cli_ctx *ctx, int argc, char **argv);
 
 /* cli_receipt_json: the receipt of sig as the JSON object of `sign --json`
@@ -133,3 +135,8 @@ int cli_file_sha256(const char *verb, const char *what, const char *path, char h
  * agent-supplied text to a terminal. Returns a static buffer (truncated at
  * 1023 bytes, never inside a character); not reentrant. */
 const char *cli_safe(const char *s);
+
+/* cli_write_text: writes agent-supplied text of several lines (a
+ * checkpoint note) to f as cli_safe() would, but keeping newlines and
+ * tabs; no length limit. 0, -EIO. */
+int cli_write_text(FILE *f, const char *s);

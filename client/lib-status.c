@@ -35,6 +35,36 @@ static int strv_copy(char *const *src, size_t n, char ***ret) {
         return 0;
 }
 
+/* ---- Metrics ------------------------------------------------------------- */
+
+_public_ int provsign_get_metrics(provsign_conn *conn, int prometheus_text, char **ret) {
+        Provsign__Request req = PROVSIGN__REQUEST__INIT;
+        Provsign__GetMetricsRequest mr = PROVSIGN__GET_METRICS_REQUEST__INIT;
+        Provsign__Response *resp = NULL;
+
+        if (!conn || !ret)
+                return -EINVAL;
+        mr.prometheus_text = prometheus_text != 0;
+        req.body_case = PROVSIGN__REQUEST__BODY_GET_METRICS;
+        req.get_metrics = &mr;
+        int r = client_conn_transact(conn, &req, &resp);
+        if (r != 0)
+                return r;
+        if (resp->body_case != PROVSIGN__RESPONSE__BODY_METRICS || !resp->metrics || !resp->metrics->text) {
+                r = -EPROTO;
+                goto out;
+        }
+        char *text = strdup(resp->metrics->text);
+        if (!text) {
+                r = -ENOMEM;
+                goto out;
+        }
+        *ret = text;
+out:
+        provsign__response__free_unpacked(resp, NULL);
+        return r;
+}
+
 /* ---- Agent status -------------------------------------------------------- */
 
 _public_ int provsign_status(provsign_conn *conn, provsign_agent_status **ret) {

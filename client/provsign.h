@@ -602,7 +602,7 @@ int provsign_find_log(provsign_conn *conn, const provsign_log_query *q, provsign
 /* An entry's inclusion proof, in the shape of a receipt. */
 typedef struct provsign_log_proof provsign_log_proof;
 
-/* ---- Filtered exports (LIBPROVSIGN_0.7) ----------------------------------- */
+/* ---- Filtered exports (LIBPROVSIGN_0.8) ----------------------------------- */
 
 /* provsign_log_query_set_keyid: (find, filtered export) entries naming key
  * id keyid (lowercase hex: signatures and key events); NULL or "" clears
@@ -629,7 +629,7 @@ typedef int (*provsign_log_proven_entry_fn)(const provsign_log_export *head, uin
  * (provsign_log_export_verify()). Bounded memory. Needs the auditor role.
  * On success *ret (provsign_log_export_free()) holds the head, and
  * provsign_log_export_entries() the number of entries. An agent older than
- * 0.7 ignores the filters and answers with a full export: -EPROTO. */
+ * 0.8 ignores the filters and answers with a full export: -EPROTO. */
 int provsign_export_log_filtered(provsign_conn *conn, const provsign_log_query *q, provsign_log_proven_entry_fn fn,
                                  void *userdata, provsign_log_export **ret);
 
@@ -661,6 +661,13 @@ void provsign_log_proof_free(provsign_log_proof *p);
 int provsign_verify_checkpoint(const char *note, const char *log_key_pem, uint64_t *ret_size);
 
 /* ---- Agent status -------------------------------------------------------- */
+
+/* provsign_get_metrics: the agent's counters, histograms and gauges as text:
+ * OpenMetrics 1.0, or with prometheus_text non-zero the Prometheus 0.0.4 text format
+ * (node_exporter's textfile collector). Any connected caller may ask. On
+ * success returns 0 and *ret is a new NUL-terminated string the caller
+ * frees with free(). */
+int provsign_get_metrics(provsign_conn *conn, int prometheus_text, char **ret);
 
 /* provsign_status: asks the agent about itself and about what this caller
  * may do. Any connected caller may ask. On success returns 0 and *ret is a

@@ -285,6 +285,7 @@ out:
 int keys_destroy(keys_store *s, keys_key *k, char **ret_error) {
         CK_SESSION_HANDLE sh;
         int r;
+        pthread_mutex_lock(&s->raw_lock);
         pthread_rwlock_wrlock(&s->lock);
         if (!s->fn || open_session(s, &sh) < 0) {
                 r = keys_errorf(ret_error, -EIO, "cannot open a session on the token");
@@ -312,5 +313,6 @@ int keys_destroy(keys_store *s, keys_key *k, char **ret_error) {
                 keys_key_forget_private(k);
 out:
         pthread_rwlock_unlock(&s->lock);
+        pthread_mutex_unlock(&s->raw_lock);
         return r < 0 ? r : (int) found;
 }

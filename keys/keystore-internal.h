@@ -43,8 +43,15 @@ struct keys_store {
         bool raw_session_open;
         bool raw_initialized;    /* its C_Initialize was ours (not ALREADY_INITIALIZED) */
 
-        /* Readers: keys_sign. Writer: refresh/generate (they grow keys[]). */
+        /* Readers: keys_sign. Writers: refresh (it grows keys[]), re-open,
+         * destroy; held briefly (a key's generation takes raw_lock only, and
+         * the write lock just for adding the new key). */
         pthread_rwlock_t lock;
+        /* Serialises use of the raw module side that may take long (key
+         * generation) with what tears that side down or uses it otherwise
+         * (re-open, destroy): order reopen_lock, raw_lock, lock. Signers
+         * never take it, so a generation does not stall them. */
+        pthread_mutex_t raw_lock;
         keys_key **keys;
         size_t n_keys;
 
@@ -69,7 +76,8 @@ void keys_raw_close(keys_store *s);
 /* keys_raw_has_eddsa: 1 if the token holds an EdDSA key, 0 if not, <0 on error. */
 int keys_raw_has_eddsa(keys_store *s);
 /* keys_raw_generate: generates the pair, sets CKA_ID to its key id, returns
- * the DER SPKI (caller frees). Caller holds the write lock. */
+ * the DER SPKI (caller frees). Caller holds raw_lock (not the rwlock: it
+ * opens a session of its own, so signers carry on meanwhile). */
 int keys_raw_generate(keys_store *s, int algorithm, const char *label, uint8_t **ret_spki,
                       size_t *ret_spki_len, char **ret_error);
 

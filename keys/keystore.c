@@ -160,6 +160,7 @@ void keys_store_free(keys_store *s) {
         free(s->module_path);
         free(s->token_label);
         pthread_mutex_destroy(&s->reopen_lock);
+        pthread_mutex_destroy(&s->raw_lock);
         pthread_rwlock_destroy(&s->lock);
         free(s);
 }
@@ -411,6 +412,7 @@ int keys_store_open(const char *module_path, const char *token_label, const char
         pthread_rwlock_init(&s->lock, &attr);
         pthread_rwlockattr_destroy(&attr);
         pthread_mutex_init(&s->reopen_lock, NULL);
+        pthread_mutex_init(&s->raw_lock, NULL);
         s->token_label = strdup(token_label);
         s->module_path = strdup(resolved);
         if (!s->token_label || !s->module_path || pin_keep(s, pin, pin_len) < 0) {
@@ -457,6 +459,9 @@ static int store_recover(keys_store *s, unsigned seen) {
                 s->down_since_ms = now;
         __atomic_store_n(&s->broken, 1, __ATOMIC_RELEASE);
 
+        /* A generation under way finishes (or fails) first: it uses the raw
+         * side this tears down. */
+        pthread_mutex_lock(&s->raw_lock);
         pthread_rwlock_wrlock(&s->lock);
         raw_detach(s);
         store_detach(s);
@@ -480,6 +485,7 @@ static int store_recover(keys_store *s, unsigned seen) {
         if (r >= 0)
                 r = store_refresh_locked(s, NULL);
         pthread_rwlock_unlock(&s->lock);
+        pthread_mutex_unlock(&s->raw_lock);
         ERR_clear_error();
         if (r < 0) {
                 r = -EIO;
@@ -532,18 +538,26 @@ int keys_generate(keys_store *s, int algorithm, const char *label, keys_key **re
 
         if (strncmp(label, KEYS_LABEL_PREFIX, strlen(KEYS_LABEL_PREFIX)) != 0)
                 return -EINVAL;
-        pthread_rwlock_wrlock(&s->lock);
-        if (!s->slot) {
+        /* The generation itself (seconds for RSA-3072 on a slow HSM) holds
+         * raw_lock only: signers of every key carry on, and only the short
+         * insert of the new key below takes the write lock. raw_lock keeps a
+         * re-open from tearing the raw side down meanwhile, and keeps s->slot
+         * and the labels stable (a second generation waits for this one). */
+        pthread_mutex_lock(&s->raw_lock);
+        pthread_rwlock_rdlock(&s->lock);
+        if (!s->slot)
                 r = keys_errorf(ret_error, -EIO, "token \"%s\" is unavailable", s->token_label);
-                goto out;
-        }
-        if (keys_store_find_label(s, label)) {
+        else if (keys_store_find_label(s, label))
                 r = keys_errorf(ret_error, -EEXIST, "a key labelled \"%s\" already exists", label);
-                goto out;
-        }
+        else
+                r = 0;
+        pthread_rwlock_unlock(&s->lock);
+        if (r < 0)
+                goto out_raw;
         r = keys_raw_generate(s, algorithm, label, &spki, &spki_len, ret_error);
         if (r < 0)
-                goto out;
+                goto out_raw;
+        pthread_rwlock_wrlock(&s->lock);
         r = store_refresh_locked(s, ret_error);
         if (r < 0)
                 goto out;
@@ -558,6 +572,8 @@ int keys_generate(keys_store *s, int algorithm, const char *label, keys_key **re
         r = 0;
 out:
         pthread_rwlock_unlock(&s->lock);
+out_raw:
+        pthread_mutex_unlock(&s->raw_lock);
         free(spki);
         return r;
 }

@@ -5,9 +5,11 @@
  *
  * Threads: one keys_store per process (one libp11 context per module; a
  * context per thread crashes). keys_sign() may be called from any number of
- * threads at once. keys_store_refresh() and keys_generate() take the store's
- * write lock and wait for signers to drain, so a keys_key handle a caller
- * holds stays valid until keys_store_free().
+ * threads at once. keys_generate() runs beside them (only the short insert
+ * of the new key takes the store's write lock, which waits for signers to
+ * drain); keys_destroy() and a re-open after an outage take the write lock
+ * throughout. A keys_key handle a caller holds stays valid until
+ * keys_store_free().
  *
  * Errors are negative errno values; keys_store_open and keys_generate can
  * also hand back one line of explanation (caller frees):

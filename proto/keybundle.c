@@ -161,96 +161,85 @@ static int parse_key(const json_t *o, size_t i, struct proto_bundle_key *k, char
 #undef BAD
 }
 
+/* The bundle's top-level fields but its keys, into b. 0, -EBADMSG (detail
+ * says which), -ENOMEM. */
+static int parse_header(const json_t *root, struct proto_bundle *b, char *detail, size_t size) {
+        const json_t *v;
+        const char *s;
+
+        if (!json_is_object(root))
+                return fail(detail, size, -EBADMSG, "the bundle is not a JSON object");
+        v = json_object_get(root, "version");
+        if (!json_is_integer(v) || json_integer_value(v) != 1)
+                return fail(detail, size, -EBADMSG, "version: not 1");
+        s = get_string(root, "origin", 1024);
+        if (!s)
+                return fail(detail, size, -EBADMSG, "origin: missing or not a string");
+        b->origin = strdup(s);
+        if (!b->origin)
+                return -ENOMEM;
+        s = get_string(root, "log_keyid", PROTO_KEYID_HEX_LEN);
+        if (!s || !proto_keyid_hex_valid(s))
+                return fail(detail, size, -EBADMSG, "log_keyid: not 64 lowercase hex digits");
+        memcpy(b->log_keyid, s, sizeof b->log_keyid);
+        v = json_object_get(root, "log_size");
+        if (!json_is_integer(v) || json_integer_value(v) < 0)
+                return fail(detail, size, -EBADMSG, "log_size: not a non-negative integer");
+        b->log_size = (uint64_t) json_integer_value(v);
+        if (get_time(root, "issued", false, &b->issued_us) < 0)
+                return fail(detail, size, -EBADMSG, "issued: not a time");
+        v = json_object_get(root, "principal");
+        if (v && !(s = get_string(root, "principal", 1024)))
+                return fail(detail, size, -EBADMSG, "principal: not a non-empty string");
+        if (v && !(b->principal = strdup(s)))
+                return -ENOMEM;
+        return 0;
+}
+
+/* The keys: each well-formed, no key id twice. */
+static int parse_keys(const json_t *keys, struct proto_bundle *b, char *detail, size_t size) {
+        if (!json_is_array(keys) || json_array_size(keys) > PROTO_BUNDLE_MAX_KEYS)
+                return fail(detail, size, -EBADMSG, "keys: not an array of at most %u keys", PROTO_BUNDLE_MAX_KEYS);
+        if (json_array_size(keys) > 0) {
+                b->keys = calloc(json_array_size(keys), sizeof *b->keys);
+                if (!b->keys)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < json_array_size(keys); i++) {
+                int r;
+
+                b->n_keys++;
+                r = parse_key(json_array_get(keys, i), i, &b->keys[i], detail, size);
+                if (r < 0)
+                        return r;
+                for (size_t j = 0; j < i; j++)
+                        if (strcmp(b->keys[j].keyid, b->keys[i].keyid) == 0)
+                                return fail(detail, size, -EBADMSG, "keys[%zu]: keyid %s listed twice", i,
+                                            b->keys[i].keyid);
+        }
+        return 0;
+}
+
 int proto_bundle_parse(const uint8_t *text, size_t len, struct proto_bundle **ret, char *detail, size_t size) {
-        struct proto_bundle *b = NULL;
-        const json_t *v, *keys;
+        struct proto_bundle *b;
         json_error_t jerr;
         json_t *root;
-        const char *s;
         int r;
 
         root = json_loadb((const char *) text, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!root)
                 return fail(detail, size, -EBADMSG, "the bundle is not JSON: %s", jerr.text);
-        r = -ENOMEM;
         b = calloc(1, sizeof *b);
-        if (!b)
-                goto out;
-        r = -EBADMSG;
-        if (!json_is_object(root)) {
-                fail(detail, size, r, "the bundle is not a JSON object");
-                goto out;
-        }
-        v = json_object_get(root, "version");
-        if (!json_is_integer(v) || json_integer_value(v) != 1) {
-                fail(detail, size, r, "version: not 1");
-                goto out;
-        }
-        s = get_string(root, "origin", 1024);
-        if (!s) {
-                fail(detail, size, r, "origin: missing or not a string");
-                goto out;
-        }
-        b->origin = strdup(s);
-        s = get_string(root, "log_keyid", PROTO_KEYID_HEX_LEN);
-        if (!s || !proto_keyid_hex_valid(s)) {
-                fail(detail, size, r, "log_keyid: not 64 lowercase hex digits");
-                goto out;
-        }
-        memcpy(b->log_keyid, s, sizeof b->log_keyid);
-        v = json_object_get(root, "log_size");
-        if (!json_is_integer(v) || json_integer_value(v) < 0) {
-                fail(detail, size, r, "log_size: not a non-negative integer");
-                goto out;
-        }
-        b->log_size = (uint64_t) json_integer_value(v);
-        if (get_time(root, "issued", false, &b->issued_us) < 0) {
-                fail(detail, size, r, "issued: not a time");
-                goto out;
-        }
-        v = json_object_get(root, "principal");
-        if (v && !(s = get_string(root, "principal", 1024))) {
-                fail(detail, size, r, "principal: not a non-empty string");
-                goto out;
-        }
-        if (v && !(b->principal = strdup(s))) {
-                r = -ENOMEM;
-                goto out;
-        }
-        keys = json_object_get(root, "keys");
-        if (!json_is_array(keys) || json_array_size(keys) > PROTO_BUNDLE_MAX_KEYS) {
-                fail(detail, size, r, "keys: not an array of at most %u keys", PROTO_BUNDLE_MAX_KEYS);
-                goto out;
-        }
-        if (!b->origin) {
-                r = -ENOMEM;
-                goto out;
-        }
-        if (json_array_size(keys) > 0) {
-                b->keys = calloc(json_array_size(keys), sizeof *b->keys);
-                if (!b->keys) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-        }
-        for (size_t i = 0; i < json_array_size(keys); i++) {
-                b->n_keys++;
-                r = parse_key(json_array_get(keys, i), i, &b->keys[i], detail, size);
-                if (r < 0)
-                        goto out;
-                for (size_t j = 0; j < i; j++)
-                        if (strcmp(b->keys[j].keyid, b->keys[i].keyid) == 0) {
-                                r = fail(detail, size, -EBADMSG, "keys[%zu]: keyid %s listed twice", i, b->keys[i].keyid);
-                                goto out;
-                        }
+        r = b ? parse_header(root, b, detail, size) : -ENOMEM;
+        if (r == 0)
+                r = parse_keys(json_object_get(root, "keys"), b, detail, size);
+        json_decref(root);
+        if (r < 0) {
+                proto_bundle_free(b);
+                return r;
         }
         *ret = b;
-        b = NULL;
-        r = 0;
-out:
-        proto_bundle_free(b);
-        json_decref(root);
-        return r;
+        return 0;
 }
 
 /* ---- The writer ------------------------------------------------------------ */

@@ -17,7 +17,17 @@
  *     unpack again and pack to the same bytes (a fixed point; not for a
  *     message with an unknown field 0, see fuzz-pb.h); when they fit a
  *     frame, proto_frame_pack() frames them and proto_frame_peek() reads the
- *     same length back. */
+ *     same length back;
+ *   - request_validate(), the agent's own (agent/dispatch.c, compiled into
+ *     this harness below: it is static there), under the default limits and
+ *     under tight ones (2 annotations of at most 16 bytes), so small inputs
+ *     reach every limit: it answers OK or INVALID_ARGUMENT with a message;
+ *     what it accepts meets README's limits, restated here independently
+ *     (digest length of its algorithm, payload_type <= 256 printable bytes,
+ *     at most max_annotations, each with a non-empty key and key + value <=
+ *     max_annotation_bytes, all printable, 24 KiB in all; exactly one of principal and
+ *     keyid; a revocation's 64-hex keyid and 1..1024-byte reason); what the
+ *     tight limits accept the default ones accept too; no body is refused. */
 
 #include <errno.h>
 #include <stdbool.h>
@@ -30,6 +40,11 @@
 
 #include "fuzz-pb.h"
 #include "fuzz.h"
+
+/* The validator the agent runs, not a copy: request_validate() is static in
+ * agent/dispatch.c, so that file is compiled into this harness (its other
+ * symbols take the place of dispatch.o from the agent's testable library). */
+#include "../../agent/dispatch.c"
 
 static size_t check_string(const char *s) {
         FUZZ_CHECK(s);
@@ -134,6 +149,9 @@ static void check_fields(const Provsign__Request *req) {
         case PROVSIGN__REQUEST__BODY_PROOF:
                 FUZZ_CHECK(req->proof);
                 return;
+        case PROVSIGN__REQUEST__BODY_GET_METRICS:
+                FUZZ_CHECK(req->get_metrics);
+                return;
         default:
                 FUZZ_CHECK(!"body_case outside the oneof");
         }
@@ -189,6 +207,81 @@ static void check_repack(const Provsign__Request *req) {
                 provsign__request__free_unpacked(again, NULL);
 }
 
+static bool printable(const char *s) {
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+                if (*p < 0x20 || *p == 0x7f)
+                        return false;
+        return true;
+}
+
+/* What an accepted request must be (README "Config", DESIGN.md). */
+static void check_accepted(const Provsign__Request *req, const agent_config *cfg) {
+        switch (req->body_case) {
+        case PROVSIGN__REQUEST__BODY_SIGN: {
+                const Provsign__SignRequest *s = req->sign;
+                size_t want = s->digest_algorithm == PROVSIGN__DIGEST_ALGORITHM__SHA256   ? 32
+                              : s->digest_algorithm == PROVSIGN__DIGEST_ALGORITHM__SHA384 ? 48
+                                                                                          : 0;
+                FUZZ_CHECK(want && s->digest.len == want);
+                FUZZ_CHECK(!s->principal[0] || name_valid(s->principal));
+                FUZZ_CHECK(strlen(s->payload_type) <= 256 && printable(s->payload_type));
+                FUZZ_CHECK(s->n_annotations <= cfg->max_annotations);
+                /* the whole must fit a reply: 24 KiB, counting 8 bytes of
+                 * framing per annotation */
+                size_t total = strlen(s->payload_type);
+                for (size_t i = 0; i < s->n_annotations; i++) {
+                        const Provsign__Annotation *an = s->annotations[i];
+                        FUZZ_CHECK(an->key[0] && printable(an->key) && printable(an->value));
+                        FUZZ_CHECK(strlen(an->key) + strlen(an->value) <= cfg->max_annotation_bytes);
+                        total += strlen(an->key) + strlen(an->value) + 8;
+                }
+                FUZZ_CHECK(total <= 24 * 1024);
+                return;
+        }
+        case PROVSIGN__REQUEST__BODY_GET_PUBLIC_KEY: {
+                const Provsign__GetPublicKeyRequest *g = req->get_public_key;
+                FUZZ_CHECK(!g->principal[0] != !g->keyid[0]);
+                FUZZ_CHECK(!g->keyid[0] || lower_hex64(g->keyid));
+                FUZZ_CHECK(!g->principal[0] || name_valid(g->principal));
+                return;
+        }
+        case PROVSIGN__REQUEST__BODY_REVOKE_KEY: {
+                const Provsign__RevokeKeyRequest *r = req->revoke_key;
+                FUZZ_CHECK(lower_hex64(r->keyid));
+                FUZZ_CHECK(r->reason[0] && strlen(r->reason) <= 1024 && printable(r->reason));
+                FUZZ_CHECK(r->compromised_since_us >= 0);
+                return;
+        }
+        case PROVSIGN__REQUEST__BODY_DESTROY_KEY:
+                FUZZ_CHECK(lower_hex64(req->destroy_key->keyid));
+                return;
+        case PROVSIGN__REQUEST__BODY_ROTATE_KEY:
+                FUZZ_CHECK(name_valid(req->rotate_key->principal));
+                return;
+        case PROVSIGN__REQUEST__BODY__NOT_SET:
+                FUZZ_CHECK(!"a request without a body was accepted");
+                return;
+        default:
+                return;
+        }
+}
+
+/* request_validate under one config: returns whether it accepted. */
+static bool check_validate(const Provsign__Request *req, agent_config *cfg) {
+        agent a = { .config = cfg };
+        char msg[256];
+
+        memset(msg, 0, sizeof msg);
+        int st = request_validate(&a, req, msg, sizeof msg);
+        FUZZ_CHECK(st == PROVSIGN__STATUS__OK || st == PROVSIGN__STATUS__INVALID_ARGUMENT);
+        if (st != PROVSIGN__STATUS__OK) {
+                FUZZ_CHECK(msg[0] && memchr(msg, 0, sizeof msg));
+                return false;
+        }
+        check_accepted(req, cfg);
+        return true;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         Provsign__Request *req;
 
@@ -200,6 +293,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 return 0;
         check_fields(req);
         check_repack(req);
+        {
+                agent_config defaults = { .max_annotations = 32, .max_annotation_bytes = 4096 };
+                agent_config tight = { .max_annotations = 2, .max_annotation_bytes = 16 };
+                bool tight_ok = check_validate(req, &tight);
+                bool default_ok = check_validate(req, &defaults);
+                FUZZ_CHECK(!tight_ok || default_ok);
+        }
         provsign__request__free_unpacked(req, NULL);
         return 0;
 }

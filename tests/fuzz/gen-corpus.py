@@ -353,6 +353,13 @@ def requests():
         "sign-empty-annotation-key": request(10, fv(2, SHA256) + fb(3, DIGEST) + fm(5, annotation("", "v"))),
         "sign-33-annotations": request(10, fv(2, SHA256) + fb(3, DIGEST)
                                        + b"".join(fm(5, annotation("k%d" % i, "v")) for i in range(33))),
+        # the annotation limits (fuzz-request also validates under 2 annotations of 16 bytes)
+        "sign-annotation-4097-bytes": request(10, fv(2, SHA256) + fb(3, DIGEST) + fm(5, annotation("k", "v" * 4096))),
+        "sign-annotations-over-budget": request(10, fv(2, SHA256) + fb(3, DIGEST)
+                                                + b"".join(fm(5, annotation("k%d" % i, "v" * 4000)) for i in range(7))),
+        "sign-three-annotations": request(10, fv(2, SHA256) + fb(3, DIGEST)
+                                          + b"".join(fm(5, annotation(k, "1")) for k in "abc")),
+        "sign-annotation-17-bytes": request(10, fv(2, SHA256) + fb(3, DIGEST) + fm(5, annotation("artifact", "123456789"))),
         "get-public-key-principal": request(11, fb(1, "ci-release")),
         "get-public-key-keyid": request(11, fb(2, KEYID)),
         "get-public-key-both": request(11, fb(1, "ci-release") + fb(2, KEYID)),

@@ -363,23 +363,21 @@ expect_exit 3 "find needs the auditor role" cli "$RUNNER_UID" audit find --princ
 expect_exit 2 "find needs --digest or --principal" cli "$AUDITOR_UID" audit find
 
 # ---- real key events: rotate and revoke, then verify; a signature forged
-# onto the retired key fails at its seq (needs `provsign key rotate`, which
-# arrives with the key lifecycle issue; the unit test covers the rules) ----
-if "$PROVSIGN_CLI" key rotate --help >/dev/null 2>&1; then
-        old_key=$(python3 -c '
+# onto the retired key fails at its seq ----
+old_key=$(python3 -c '
 import json, sys
 for l in open(sys.argv[1]).read().splitlines()[:-1]:
     o = json.loads(l)
     if o["event"] == "SIGN" and o["principal"] == "ci-release": k = o["keyid"]
 print(k)' "$T/rewritten.jsonl")
-        expect_exit 0 "key rotate ci-release" cli "$OPERATOR_UID" key rotate --principal ci-release
-        expect_exit 0 "sign with the new key" cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$(random_digest)" --json
-        new_seq=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["receipt"]["log_seq"])' "$T/out")
-        expect_exit 0 "key revoke the old key" cli "$OPERATOR_UID" key revoke --key "$old_key" --reason "test"
-        expect_exit 0 "export after rotate and revoke" cli "$AUDITOR_UID" audit export
-        cp "$T/out" "$T/rot.jsonl"
-        expect_exit 0 "the export with real key events verifies" "$PROVSIGN_CLI" audit verify --log-key "$T/logkey.pem" "$T/rot.jsonl"
-        python3 - "$T/rot.jsonl" "$T/t-oldkey.jsonl" "$new_seq" "$old_key" <<'PY'
+expect_exit 0 "key rotate ci-release" cli "$OPERATOR_UID" key rotate --principal ci-release
+expect_exit 0 "sign with the new key" cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$(random_digest)" --json
+new_seq=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["receipt"]["log_seq"])' "$T/out")
+expect_exit 0 "key revoke the old key" cli "$OPERATOR_UID" key revoke --key "$old_key" --reason "test"
+expect_exit 0 "export after rotate and revoke" cli "$AUDITOR_UID" audit export
+cp "$T/out" "$T/rot.jsonl"
+expect_exit 0 "the export with real key events verifies" "$PROVSIGN_CLI" audit verify --log-key "$T/logkey.pem" "$T/rot.jsonl"
+python3 - "$T/rot.jsonl" "$T/t-oldkey.jsonl" "$new_seq" "$old_key" <<'PY'
 import base64, json, sys
 lines = open(sys.argv[1]).read().splitlines(); s = int(sys.argv[3]); old = sys.argv[4]
 e = json.loads(lines[s]); leaf = base64.b64decode(e["leaf"])
@@ -387,11 +385,8 @@ leaf = leaf.replace(e["keyid"].encode(), old.encode()); e["keyid"] = old
 e["leaf"] = base64.b64encode(leaf).decode(); lines[s] = json.dumps(e, separators=(",", ":"))
 open(sys.argv[2], "w").write("".join(l + "\n" for l in lines))
 PY
-        expect_exit 1 "a signature moved onto the retired key fails" "$PROVSIGN_CLI" audit verify --log-key "$T/logkey.pem" "$T/t-oldkey.jsonl"
-        check "... at its seq, naming the retired key" grep -q "^FAILED at seq $new_seq: signed by ci-release with key $old_key, which was retired at seq" "$T/err"
-else
-        echo "note: this build has no 'provsign key rotate'; key-event rules are checked by unit/test-audit-verify only"
-fi
+expect_exit 1 "a signature moved onto the retired key fails" "$PROVSIGN_CLI" audit verify --log-key "$T/logkey.pem" "$T/t-oldkey.jsonl"
+check "... at its seq, naming the retired key" grep -q "^FAILED at seq $new_seq: signed by ci-release with key $old_key, which was retired at seq" "$T/err"
 
 # ---- kill -9 while 8 clients sign; restart; the export holds them all ----
 stop_agent
@@ -409,7 +404,7 @@ for c in $(seq 1 8); do
         ) &
 done
 # kill once the clients are well under way (at least 16 signatures out)
-for _ in $(seq 1 300); do [ "$(cat "$T"/k/* 2>/dev/null | wc -l)" -ge 16 ] && break; sleep 0.1; done
+check "the clients have 16 signatures before the kill" wait_for 120 eval '[ "$(count_lines . "$T"/k/*)" -ge 16 ]'
 kill -KILL "$AGENT_PID"
 wait "$AGENT_PID" 2>/dev/null
 AGENT_PID=
@@ -443,42 +438,70 @@ chown -R "$AGENT_UID:$AGENT_GID" "$T/tok" "$T/big"
 cp "$CONF" "$T/conf-small"
 sed -i "s|^state_dir = .*|state_dir = $T/big|" "$CONF"
 start_agent
-as "$AUDITOR_UID" python3 - "$SOCK" "$T/slowdir/slow" <<'PY' &
-import socket, struct, sys, time
+timeouts_before=$(count_lines 'read timeout' "$T/agent.log")
+as "$AUDITOR_UID" env PYTHONPATH="$SRCDIR/tests/lib" python3 - "$SOCK" "$T/slowdir/slow" <<'PY' &
+import os, socket, struct, sys, time
+from rawclient import fields
 req = bytes([0x08, 0x01, 0xa2, 0x01, 0x00])           # Request{protocol_version 1, export {}}
-conns = []
-for i in range(5):
+def export(): 
     s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(struct.pack(">I", len(req)) + req)
-    conns.append(s); time.sleep(0.2)
+    return s
+def frames(data):
+    """the complete frames in data: (done flag of each ExportResponse, bytes)"""
+    out, i = [], 0
+    while i + 4 <= len(data):
+        n = struct.unpack(">I", data[i:i + 4])[0]
+        if i + 4 + n > len(data): break
+        f = fields(data[i + 4:i + 4 + n]); i += 4 + n
+        e = fields(f[18][0]) if 18 in f else {}   # Response.export
+        out.append(bool(e.get(3, [0])[0]))
+    return out
+conns = []
+for i in range(4):
+    s = export(); s.settimeout(30)
+    assert s.recv(1, socket.MSG_PEEK), "export %d did not start" % i   # its stream has begun
+    conns.append(s)
 # the fifth is refused at once: Response.status (field 2) = UNAVAILABLE (8)
-f = conns[4]; f.settimeout(5); hdr = f.recv(4); body = f.recv(struct.unpack(">I", hdr)[0])
+f = export(); f.settimeout(30); hdr = f.recv(4); body = f.recv(struct.unpack(">I", hdr)[0])
 open(sys.argv[2] + ".fifth", "w").write(body.hex())
-time.sleep(5)                                           # > read_timeout (2s): the agent gives up on us
+# until the agent has given up on the four (read_timeout 2s; the test waits for its log lines)
+while not os.path.exists(sys.argv[2] + ".go"): time.sleep(0.05)
 got = []
-for s in conns[:4]:
-    s.settimeout(5); n = 0
+for s in conns:
+    s.settimeout(30); data = b""
     try:
         while True:
             b = s.recv(1 << 16)
             if not b: break
-            n += len(b)
+            data += b
     except OSError:
         pass
-    got.append(n)
-open(sys.argv[2], "w").write(" ".join(map(str, got)))
+    got.append((len(data), any(frames(data))))
+# a reader that reads: the whole export, up to its done frame
+s = export(); s.settimeout(60); data = b""
+while True:
+    hdr = s.recv(4, socket.MSG_WAITALL); n = struct.unpack(">I", hdr)[0]
+    data += hdr + s.recv(n, socket.MSG_WAITALL)
+    if any(frames(data[-4 - n:])): break
+open(sys.argv[2], "w").write(" ".join("%d:%s" % (n, "done" if d else "cut") for n, d in got) + " full:%d" % len(data))
 PY
 SLOW=$!
-sleep 1.5
+check "four exports stream, a fifth has its answer" wait_for 120 test -e "$T/slowdir/slow.fifth"
 expect_exit 0 "signing works while 4 exports wait on readers that do not read" \
         cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$(random_digest)"
 expect_exit 0 "status answers meanwhile" cli "$STRANGER_UID" status
+check "the agent logged the read timeouts of the four" \
+        wait_for 120 eval '[ "$(count_lines "read timeout" "$T/agent.log")" -ge $((timeouts_before + 4)) ]'
+touch "$T/slowdir/slow.go"
 wait "$SLOW"
 check "a fifth concurrent export is refused with UNAVAILABLE" grep -q "^0801100[0-9a-f]*" "$T/slowdir/slow.fifth"
 check "... status 8 (UNAVAILABLE)" grep -q "^08011008" "$T/slowdir/slow.fifth"
-big=$(stat -c %s "$T"/big/log/*.seg | paste -sd+ | bc)
-check "the stalled exports were cut off by read_timeout, not streamed into memory (got $(cat "$T/slowdir/slow") bytes of $big)" \
-        python3 -c 'import sys; got = list(map(int, open(sys.argv[1]).read().split())); assert len(got) == 4 and max(got) < int(sys.argv[2]), got' "$T/slowdir/slow" "$big"
-check "the agent logged the read timeouts" grep -q "read timeout" "$T/agent.log"
+check "the stalled exports were cut off by read_timeout before their last frame, with less than a whole export ($(cat "$T/slowdir/slow") bytes)" \
+        python3 -c '
+import sys
+w = open(sys.argv[1]).read().split()
+full = int(w[-1].split(":")[1]); got = [x.split(":") for x in w[:-1]]
+assert len(got) == 4 and all(d == "cut" and int(n) < full for n, d in got), (got, full)' "$T/slowdir/slow"
 # (the generated part: the agent adopted this token's other keys without
 # key events in the new log, so only the generated range verifies whole)
 expect_exit 0 "an export of the big log's generated entries" cli "$AUDITOR_UID" audit export --to 3000
@@ -488,13 +511,13 @@ check "... with its key event and all 3000 generated signatures" grep -q "^verif
 stop_agent
 cp "$T/conf-small" "$CONF"
 
-# ---- journald: structured events (a stand-in journald socket when the
-# machine has none; the agent's libsystemd writes the native protocol) ----
-if [ -e /run/systemd/journal/socket ]; then
-        echo "note: a real journald runs here; the structured-event check needs the stand-in socket and is not run"
-else
-        mkdir -p /run/systemd/journal
-        python3 - /run/systemd/journal/socket "$T/journal.jsonl" <<'PY' &
+# ---- journald: structured events, to a stand-in journald socket: the
+# agent runs in a private mount namespace where /run/systemd/journal is the
+# stand-in's directory (whether or not a real journald runs here); its
+# libsystemd writes the native protocol there ----
+mkdir -p "$T/journal"
+chmod 0755 "$T/journal"
+python3 - "$T/journal/socket" "$T/journal.jsonl" <<'PY' &
 import json, os, socket, struct, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
@@ -513,34 +536,35 @@ while True:
         f[k.decode()] = v.decode()
     out.write(json.dumps(f) + "\n")
 PY
-        JPID=$!
-        # never leave the stand-in behind, whatever happens next
-        trap 'kill "$JPID" 2>/dev/null; rm -f /run/systemd/journal/socket; rmdir /run/systemd/journal 2>/dev/null; cleanup' EXIT
-        for _ in $(seq 1 50); do [ -S /run/systemd/journal/socket ] && break; sleep 0.1; done
-        # journal_events = default: lifecycle, refusal, key event; no signatures
-        start_agent
-        jpid1=$AGENT_PID
-        cli "$RUNNER_UID" audit find --principal ci-release >/dev/null 2>&1
-        jd1=$(random_digest)
-        cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$jd1" >/dev/null || fail "sign (journal default)"
-        cli "$OPERATOR_UID" key rotate --principal ci-release >/dev/null || fail "rotate (journal)"
-        stop_agent
-        # journal_events = all: every signature too, with its seq, key and digest
-        echo "journal_events = all" >"$T/conf-journal-all"
-        sed -i "/^log_origin = /r $T/conf-journal-all" "$CONF"
-        start_agent
-        jpid2=$AGENT_PID
-        jd2=$(random_digest)
-        cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$jd2" --json > "$T/journal-sign.json" || fail "sign (journal all)"
-        stop_agent
-        sed -i "/^journal_events = all$/d" "$CONF"
-        sleep 0.3
-        kill "$JPID"; wait "$JPID" 2>/dev/null
-        rm -f /run/systemd/journal/socket
-        rmdir /run/systemd/journal 2>/dev/null
-        trap cleanup EXIT
-        check "journald gets start, policy load, refusal, key event and stop with PROVSIGN_* fields; no signatures by default" \
-                python3 - "$T/journal.jsonl" "$jpid1" "$OPERATOR_UID" <<'PY'
+JPID=$!
+on_cleanup 'kill "$JPID" 2>/dev/null'
+check "the stand-in journald socket is up" wait_for 30 test -S "$T/journal/socket"
+AGENT_PREFIX=(unshare --mount --propagation private sh -c
+        'mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/systemd/journal &&
+         mount --bind "$0" /run/systemd/journal && exec "$@"' "$T/journal")
+# journal_events = default: lifecycle, refusal, key event; no signatures
+start_agent
+jpid1=$AGENT_PID
+cli "$RUNNER_UID" audit find --principal ci-release >/dev/null 2>&1
+jd1=$(random_digest)
+cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$jd1" >/dev/null || fail "sign (journal default)"
+cli "$OPERATOR_UID" key rotate --principal ci-release >/dev/null || fail "rotate (journal)"
+stop_agent
+# journal_events = all: every signature too, with its seq, key and digest
+echo "journal_events = all" >"$T/conf-journal-all"
+sed -i "/^log_origin = /r $T/conf-journal-all" "$CONF"
+start_agent
+jpid2=$AGENT_PID
+jd2=$(random_digest)
+cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$jd2" --json > "$T/journal-sign.json" || fail "sign (journal all)"
+stop_agent
+AGENT_PREFIX=()
+sed -i "/^journal_events = all$/d" "$CONF"
+check "the stand-in received the second agent's stop" wait_for 30 \
+        grep -q "\"_PID\": \"$jpid2\".*\"PROVSIGN_EVENT\": \"AGENT_STOP\"" "$T/journal.jsonl"
+kill "$JPID"; wait "$JPID" 2>/dev/null
+check "journald gets start, policy load, refusal, key event and stop with PROVSIGN_* fields; no signatures by default" \
+        python3 - "$T/journal.jsonl" "$jpid1" "$OPERATOR_UID" <<'PY'
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
 ev = [e for e in ev if e.get("_PID") == sys.argv[2]]
@@ -556,8 +580,8 @@ k = k[0]
 assert k["PROVSIGN_PRINCIPAL"] == "ci-release" and len(k["PROVSIGN_KEYID"]) == 64 and int(k["PROVSIGN_SEQ"]) > 0, k
 assert k["PROVSIGN_UID"] == sys.argv[3]  and k["MESSAGE"].startswith("KEY_ROTATE " + k["PROVSIGN_KEYID"] + " of ci-release") and k["PRIORITY"] == "5", k
 PY
-        check "journal_events = all adds one SIGN event per signature, naming its seq, key, digest and caller" \
-                python3 - "$T/journal.jsonl" "$jpid2" "$jd2" "$RUNNER_UID" "$T/journal-sign.json" <<'PY'
+check "journal_events = all adds one SIGN event per signature, naming its seq, key, digest and caller" \
+        python3 - "$T/journal.jsonl" "$jpid2" "$jd2" "$RUNNER_UID" "$T/journal-sign.json" <<'PY'
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
 ev = [e for e in ev if e.get("_PID") == sys.argv[2]]
@@ -569,5 +593,4 @@ assert s["PROVSIGN_DIGEST"] == "sha256:" + sys.argv[3] and s["PROVSIGN_PRINCIPAL
 assert s["PROVSIGN_KEYID"] == got["keyid"] and int(s["PROVSIGN_SEQ"]) == got["receipt"]["log_seq"], (s, got)
 assert s["PROVSIGN_UID"] == sys.argv[4] and s["PROVSIGN_STATUS"] == "OK" and s["PRIORITY"] == "6", s
 PY
-fi
 finish

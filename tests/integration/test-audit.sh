@@ -126,11 +126,9 @@ for c in $(seq 1 8); do
         ) &
 done
 # kill once the clients are well under way (at least 16 signatures
-# answered), whatever the machine's load; a minute at most
-for _ in $(seq 1 600); do
-        [ "$(find "$T/k" -name '*.json' -size +0 | wc -l)" -ge 16 ] && break
-        sleep 0.1
-done
+# answered), whatever the machine's load
+check "16 signatures answered before the kill" \
+        wait_for 120 eval '[ "$(find "$T/k" -name "*.json" -size +0 | wc -l)" -ge 16 ]'
 kill -KILL "$AGENT_PID"
 wait "$AGENT_PID" 2>/dev/null
 AGENT_PID=
@@ -175,7 +173,7 @@ size=$(du -cb "$T"/state/log/*.seg | tail -1 | cut -f1)
 agent_argv
 prlimit --fsize=$((size + 600)) "${AGENT_ARGV[@]}" --config "$CONF" 2>>"$T/agent.log" &
 AGENT_PID=$!
-for _ in $(seq 1 100); do [ "$(grep -c ' ready: ' "$T/agent.log")" -ge 3 ] && break; sleep 0.1; done
+check "the agent under the file size limit is ready" wait_for 60 eval '[ "$(grep -c " ready: " "$T/agent.log")" -ge 3 ]'
 for i in 1 2 3 4 5 6 7 8; do
         d=$(random_digest)
         cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$d" > "$T/full-$i.out" 2> "$T/full-$i.err"

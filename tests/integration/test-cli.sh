@@ -36,7 +36,7 @@ c, _ = s.accept(); c.recv(65536)
 c.sendall(b"\x00\x00\x00\x05\xff\xff\xff\xff\xff"); c.close()
 PY
 fake=$!
-for _ in $(seq 1 50); do [ -S "$T/fake.sock" ] && break; sleep 0.1; done
+check "the fake agent listens" wait_for 60 test -S "$T/fake.sock"
 expect_exit 5 "exit 5: malformed reply" "$PROVSIGN_CLI" --socket "$T/fake.sock" status
 wait "$fake"
 

@@ -3,7 +3,8 @@
 # answers, and one whose listen queue is full (every call has a deadline:
 # --timeout > $PROVSIGN_TIMEOUT > 60 s, a missed one is exit 4 "timed
 # out"); a symlink planted where the CLI writes its output (replaced, never
-# followed); control characters in what the agent says (never echoed raw).
+# followed); control characters in what the agent says, one line or a
+# checkpoint note of several (never echoed raw).
 . "$SRCDIR/tests/lib/common.sh"
 setup_test
 write_config
@@ -119,5 +120,37 @@ b = open(sys.argv[1], "rb").read()
 assert b"\x1b" not in b and b"\x07" not in b, b
 assert b"\xc2\x9b" not in b and b"\xc2\x85" not in b, b
 assert b"evil" in b and b"end" in b, b' "$T/err"
+
+# a checkpoint note (printed as several lines) whose origin carries a C1 CSI
+python3 - "$T/cp.sock" <<'PY' &
+import base64, os, socket, struct, sys
+def fv(n, v):
+    out = bytes([n << 3]); b = bytearray()
+    while True:
+        x = v & 0x7f; v >>= 7
+        b.append(x | (0x80 if v else 0))
+        if not v: return out + bytes(b)
+def fb(n, b):
+    return bytes([n << 3 | 2]) + fv(0, len(b))[1:] + b
+origin = "evil\u009b31m.example/log"
+note = "%s\n1\n%s\n\n\u2014 %s %s\n" % (origin, base64.b64encode(b"r" * 32).decode(), origin,
+                                       base64.b64encode(b"hash" + b"s" * 64).decode())
+body = fv(1, 1) + fb(14, fb(1, note.encode()) + fv(2, 1))
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1] + ".tmp"); s.listen(1)
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+c, _ = s.accept(); c.recv(65536)
+c.sendall(struct.pack(">I", len(body)) + body); c.close()
+PY
+cpf=$!
+for _ in $(seq 1 100); do [ -S "$T/cp.sock" ] && break; sleep 0.1; done
+expect_exit 0 "audit checkpoint prints a note whose origin carries a C1 control" \
+        "$PROVSIGN_CLI" --socket "$T/cp.sock" audit checkpoint
+wait "$cpf"
+check "... with the C1 control masked, the lines kept" python3 -c '
+import sys
+b = open(sys.argv[1], "rb").read()
+assert b"\xc2\x9b" not in b and b"\x9b" not in b, b
+assert b.count(b"\n") == 5 and b.startswith(b"evil?31m.example/log\n1\n"), b' "$T/out"
 
 finish

@@ -86,6 +86,97 @@ check "signing still works with the old policy" hostile '
 st, msg, f = sign_with(b"text/plain")
 assert st == "OK", (st, msg)'
 
+# ---- items 2, 7: every refusal is logged, and no uid can flood the log or
+# the journal with them ----
+# Uids with no other part in the policy, each in the socket group.
+U_GARBAGE=64951 U_BIGFRAME=64952 U_STALL=64953 U_CONNS=64954 U_FLOOD=64955
+raw_as() {
+        local uid=$1
+        shift
+        as "$uid" env PYTHONPATH="$SRCDIR/tests/lib" SOCK="$SOCK" python3 -c "
+import os, struct, time, socket
+from rawclient import *
+path = os.environ['SOCK']
+$1"
+}
+check "an undecodable request: INVALID_ARGUMENT" raw_as "$U_GARBAGE" '
+s = connect(path)
+s.sendall(frame(b"\xff" * 11))
+st, msg, _ = read_response(s)
+assert st == "INVALID_ARGUMENT", st'
+check "an oversized frame: INVALID_ARGUMENT" raw_as "$U_BIGFRAME" '
+s = connect(path)
+s.sendall(struct.pack(">I", 70000))
+st, msg, _ = read_response(s)
+assert st == "INVALID_ARGUMENT", st'
+check "a half frame: closed at read_timeout (2s)" raw_as "$U_STALL" '
+s = connect(path)
+s.sendall(struct.pack(">I", 100) + b"\x08")
+s.settimeout(10)
+assert closed(s)'
+check "130 connections of one uid: the ones over max_connections_per_uid (128) are refused" raw_as "$U_CONNS" '
+socks = [connect(path) for _ in range(128)]
+time.sleep(0.5)
+extra = connect(path)
+st, msg, _ = read_response(extra)
+assert st == "UNAVAILABLE" and "max_connections_per_uid" in msg, (st, msg)
+extra = connect(path)
+st, msg, _ = read_response(extra)
+assert st == "UNAVAILABLE", st'
+lines_before=$(wc -l < "$T/agent.log")
+check "a stranger sends 3,000 Signs it may not make, all refused" raw_as "$U_FLOOD" '
+s = connect(path)
+n = 0
+for burst in range(30):
+    s.sendall(frame(sign_request("ci-release", b"\x01" * 32)) * 100)
+    for _ in range(100):
+        st, msg, _ = read_response(s)
+        assert st == "PERMISSION_DENIED", (st, msg)
+        n += 1
+assert n == 3000'
+check "the auditor sends 200 Finds without a digest or principal (export.c refuses these)" raw_as "$AUDITOR_UID" '
+s = connect(path)
+s.sendall(frame(request(21)) * 200)
+for _ in range(200):
+    st, msg, _ = read_response(s)
+    assert st == "INVALID_ARGUMENT" and "find needs" in msg, (st, msg)'
+lines_after=$(wc -l < "$T/agent.log")
+grown=$((lines_after - lines_before))
+check "3,200 refusals of two uids add at most 2 x 20 + 5 stderr lines (added $grown)" test "$grown" -le 45
+check "the flooding uid's refusals are on stderr, up to the limit" grep -q "refused Sign from uid $U_FLOOD .*PERMISSION_DENIED.*counted, not logged" "$T/agent.log"
+check "so are the Find refusals" grep -q "refused Find from uid $AUDITOR_UID .*INVALID_ARGUMENT" "$T/agent.log"
+check "agent alive after the flood" agent_alive
+
 # @END@
+stop_agent
+
+check "at shutdown: the summary line counts the suppressed refusals" grep -q "2980 refusals of uid $U_FLOOD not logged individually" "$T/agent.log"
+check "... and the Find ones" grep -q "180 refusals of uid $AUDITOR_UID not logged individually" "$T/agent.log"
+start_agent
+expect_exit 0 "audit export" cli "$AUDITOR_UID" audit export
+cp "$T/out" "$T/export.jsonl"
+# refused UID TEXT: a REFUSED entry of UID whose bytes contain TEXT
+refused() {
+        python3 - "$T/export.jsonl" "$@" <<'PY'
+import base64, binascii, json, sys
+path, uid, text = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode()
+def raw(leaf):
+    try:
+        return binascii.unhexlify(leaf)
+    except (binascii.Error, ValueError):
+        return base64.b64decode(leaf)
+hits = [e for e in map(json.loads, open(path)) if e.get("event") == "REFUSED" and e.get("uid") == uid and text in raw(e["leaf"])]
+sys.exit(0 if hits else 1)
+PY
+}
+count_events() {
+        python3 -c 'import json, sys; print(sum(1 for e in map(json.loads, open(sys.argv[1])) if e.get("event") == sys.argv[2] and e.get("uid") == int(sys.argv[3])))' "$T/export.jsonl" "$1" "$2"
+}
+check "item 7: the undecodable request is a REFUSED entry" refused "$U_GARBAGE" "undecodable"
+check "item 7: the oversized frame is a REFUSED entry" refused "$U_BIGFRAME" "exceeds the 65536-byte limit"
+check "item 7: the read timeout is a REFUSED entry" refused "$U_STALL" "read timeout"
+check "item 7: the connection over the per-uid limit is a REFUSED entry" refused "$U_CONNS" "max_connections_per_uid"
+expect_eq "$(count_events REFUSED "$U_FLOOD")" 20 "the flood left 20 REFUSED entries of its uid"
+expect_eq "$(count_events REFUSED_SUMMARY "$U_FLOOD")" 1 "and one REFUSED_SUMMARY"
 stop_agent
 finish

@@ -171,5 +171,11 @@ import json, sys
 logged = set(json.load(open(sys.argv[1]))["sign_digests"])
 print(sum(1 for l in open(sys.argv[2]) if l.strip() not in logged))' "$T/seg.json" "$T/ok-digests")
 expect_eq "$missing" 0 "every returned signature is in the log ($(wc -l < "$T/ok-digests"))"
+# a Sign the token failed is a refusal: a REFUSED entry (rate-limited per uid)
+expect_exit 0 "audit export" cli "$AUDITOR_UID" audit export
+# (their principal is null: the agent does not record it for a token failure)
+check "the log has REFUSED entries for the Signs the token failed (status HSM_UNAVAILABLE, the caller's uid)" \
+        jq -se --arg uid "$RUNNER_UID" '[.[] | select(.event == "REFUSED" and .status == "HSM_UNAVAILABLE"
+                and (.uid | tostring) == $uid)] | length > 0' "$T/out"
 stop_agent
 finish

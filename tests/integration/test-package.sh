@@ -206,10 +206,11 @@ check "debian/copyright's licence is the source's LICENSE (Apache-2.0)" \
 check "the man pages point to installed docs, not to a README that is not installed" \
         bash -c "! zgrep -lw 'the README' '$S'/usr/share/man/man*/provsign*.gz"
 has provsign -rwxr-xr-x usr/bin/provsign
+has provsign -rw-r--r-- lib/systemd/system/provsign-metrics.service lib/systemd/system/provsign-metrics.timer
 has provsign -rw-r--r-- usr/share/man/man1/provsign.1.gz usr/share/bash-completion/completions/provsign
 has libprovsign0 lrwxrwxrwx "usr/lib/$MA/libprovsign.so.0"
 has libprovsign-dev lrwxrwxrwx "usr/lib/$MA/libprovsign.so"
-has libprovsign-dev -rw-r--r-- usr/include/provsign.h "usr/lib/$MA/pkgconfig/provsign.pc"
+has libprovsign-dev -rw-r--r-- usr/include/provsign.h "usr/lib/$MA/pkgconfig/provsign.pc" usr/share/man/man3/provsign.3.gz
 lib=$(readlink -f "$S/usr/lib/$MA/libprovsign.so.0")
 check "libprovsign.so.0 resolves to a file in libprovsign0" test -f "$lib"
 check "libprovsign0 holds only the library (no .so link, no header)" \
@@ -224,6 +225,12 @@ check "postinst creates the users (systemd-sysusers)" grep -q 'systemd-sysusers.
 check "postinst applies tmpfiles" grep -q 'systemd-tmpfiles.*--create provsign.conf' "$T/ctl/postinst"
 check "postinst enables the socket" grep -q "deb-systemd-helper enable 'provsign-agent.socket'" "$T/ctl/postinst"
 check "postinst starts the socket" grep -q "deb-systemd-invoke \$_dh_action 'provsign-agent.socket'" "$T/ctl/postinst"
+dpkg-deb -e "$OUT"/provsign_*.deb "$T/ctl-cli"
+# --no-enable: the timer is only re-enabled where an admin had enabled it.
+check "provsign's postinst never starts the metrics units" \
+        bash -c "! grep -q \"deb-systemd-invoke .*provsign-metrics\" '$T/ctl-cli/postinst'"
+check "and enables the timer only where it was enabled" bash -c \
+        "[ \"\$(grep -c \"deb-systemd-helper enable 'provsign-metrics\" '$T/ctl-cli/postinst')\" = \"\$(grep -c \"was-enabled 'provsign-metrics\" '$T/ctl-cli/postinst')\" ]"
 check "postinst never starts or enables the service" bash -c "! grep -E \"(invoke|helper) .*'provsign-agent.service'\" '$T/ctl/postinst'"
 # Every systemctl / deb-systemd-invoke call sits under the "systemd is
 # running" test, so chroots and containers without systemd install it.
@@ -333,7 +340,7 @@ AGENT_ARGV=(setpriv --reuid="$AGENT_UID" --regid="$AGENT_GID" --groups="$CLIENTS
         env SOFTHSM2_CONF="$SOFTHSM2_CONF" CREDENTIALS_DIRECTORY="$T/creds" "$S/usr/sbin/provsign-agent")
 systemd-socket-activate -l "$SOCK" "${AGENT_ARGV[@]}" --config "$PCONF" 2>>"$T/agent.log" &
 AGENT_PID=$!
-for _ in $(seq 1 50); do [ -S "$SOCK" ] && break; sleep 0.1; done
+check "systemd-socket-activate listens" wait_for 60 test -S "$SOCK"
 chgrp "$CLIENTS_GID" "$SOCK"
 chmod 0660 "$SOCK"
 

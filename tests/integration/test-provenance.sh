@@ -190,14 +190,32 @@ PY
 cd / || exit 1
 
 # ---- the sigstore JavaScript verifier ----
+# Its node_modules come from `npm ci` of the committed lockfile, once per
+# lockfile: a cache keyed by the lockfile's SHA-256, outside the build dir
+# (PROVSIGN_TEST_CACHE; tests/run-suite gives its two builds one fresh cache,
+# so a suite run installs once).
 SIG=$T/sigstore
 mkdir -p "$SIG"
-cp "$SRCDIR/tests/interop/sigstore/package.json" "$SRCDIR/tests/interop/sigstore/package-lock.json" \
-        "$SRCDIR/tests/interop/sigstore/verify-envelope.js" "$SIG/"
+cp "$SRCDIR/tests/interop/sigstore/verify-envelope.js" "$SIG/"
+sigstore_modules() {
+        local lock=$SRCDIR/tests/interop/sigstore/package-lock.json
+        local dir
+        dir=${PROVSIGN_TEST_CACHE:-/var/tmp/provsign-test-cache}/sigstore-$(sha256sum "$lock" | cut -c1-16)
+        if [ ! -e "$dir/complete" ]; then
+                local tmp
+                mkdir -p "${dir%/*}" && tmp=$(mktemp -d "$dir.XXXXXX") || return 1
+                cp "$SRCDIR/tests/interop/sigstore/package.json" "$lock" "$tmp/"
+                (cd "$tmp" && npm ci --no-audit --no-fund --ignore-scripts) >"$T/npm.log" 2>&1 &&
+                        touch "$tmp/complete" || { rm -rf "$tmp"; return 1; }
+                # another run may have finished first: keep one, atomically
+                mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
+        fi
+        ln -s "$dir/node_modules" "$SIG/node_modules"
+}
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
         fail "node and npm are needed for the sigstore verifier (Node 20)"
-elif ! (cd "$SIG" && npm ci --no-audit --no-fund --ignore-scripts >"$T/npm.log" 2>&1); then
-        fail "npm ci of @sigstore/verify failed (registry unreachable?): $(tail -5 "$T/npm.log")"
+elif ! sigstore_modules; then
+        fail "npm ci of @sigstore/verify failed (registry unreachable?): $(tail -5 "$T/npm.log" 2>/dev/null)"
 else
         sigver=$(node -p 'require(process.argv[1] + "/node_modules/@sigstore/verify/package.json").version' "$SIG")
         check "@sigstore/verify is the pinned 3.x ($sigver)" test "${sigver%%.*}" = 3

@@ -12,10 +12,7 @@ hup() {
         local before
         before=$(grep -c "config re" "$T/agent.log")
         kill -HUP "$AGENT_PID"
-        for _ in $(seq 1 100); do
-                [ "$(grep -c "config re" "$T/agent.log")" -gt "$before" ] && return 0
-                sleep 0.05
-        done
+        wait_for 60 eval '[ "$(grep -c "config re" "$T/agent.log")" -gt "$before" ]' && return 0
         fail "no reload outcome logged after SIGHUP ($1)"
 }
 

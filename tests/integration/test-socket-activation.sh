@@ -13,7 +13,7 @@ agent_argv
 # unit would: SocketMode=0660, SocketGroup=): the test sets them once it exists.
 systemd-socket-activate -l "$SOCK" "${AGENT_ARGV[@]}" --config "$CONF" 2>>"$T/agent.log" &
 AGENT_PID=$!
-for _ in $(seq 1 50); do [ -S "$SOCK" ] && break; sleep 0.1; done
+check "systemd-socket-activate listens" wait_for 60 test -S "$SOCK"
 chgrp "$CLIENTS_GID" "$SOCK"
 chmod 0660 "$SOCK"
 

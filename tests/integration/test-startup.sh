@@ -52,7 +52,7 @@ chown -R "$AGENT_UID" "$T/creds"
 agent_argv
 "${AGENT_ARGV[@]:0:5}" CREDENTIALS_DIRECTORY="$T/creds" "${AGENT_ARGV[@]:5}" --config "$CONF" 2>>"$T/agent.log" &
 AGENT_PID=$!
-for _ in $(seq 1 100); do grep -q ' ready: ' "$T/agent.log" && break; sleep 0.1; done
+check "the agent with the credentials PIN is ready" wait_for 60 grep -q ' ready: ' "$T/agent.log"
 expect_exit 0 "agent started with the PIN from \$CREDENTIALS_DIRECTORY" cli "$RUNNER_UID" status
 stop_agent
 

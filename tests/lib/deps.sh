@@ -7,6 +7,7 @@ PROVSIGN_DEPS=(
         softhsm2 opensc p11-kit p11-kit-modules util-linux procps python3 jq
         openssh-client                                # tests/bench/run: ssh-agent, ssh-add
         dpkg-dev debhelper lintian bash-completion   # packaging/build-deb, test-package
+        prometheus python3-prometheus-client         # test-metrics: promtool, the OpenMetrics parser
 )
 
 install_deps() {
