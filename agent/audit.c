@@ -545,7 +545,6 @@ static int entry_head(const uint8_t *p, size_t n, proto_entry_head *ret) {
         return 0;
 }
 
-
 /* Is there a whole record with a matching CRC32C anywhere in p[1..len)?
  * Only called on the bad tail of the last segment at start-up. */
 static bool valid_record_after(const uint8_t *p, size_t len) {

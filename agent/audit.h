@@ -21,15 +21,16 @@
 
 typedef struct agent_audit agent_audit;
 
-/* Called during replay, in log order, with every key event (KEY_CREATE,
+/* Called at open, in log order, with every key event (KEY_CREATE,
  * KEY_ROTATE, KEY_REVOKE, KEY_DESTROY; borrowed, valid for the call): the
  * key registry is derived from these. A negative return refuses to start. */
 typedef int (*audit_key_event_fn)(void *ctx, const Provsign__AuditEntry *e);
 
 /* audit_open: opens (creating if needed) the log under cfg->state_dir,
  * cuts a torn tail (logged), refuses corruption elsewhere (*ret_error names
- * the file and offset), rebuilds the tree (handing key events to
- * on_key_event, which may be NULL), finds or creates the log key
+ * the file and offset), rebuilds the tree, catches up (or rebuilds) the
+ * index on disk (index.h) and hands the key events it lists to
+ * on_key_event (which may be NULL), finds or creates the log key
  * (CKA_LABEL provsign/log/<gen>) and starts the committer. */
 int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on_key_event, void *ctx,
                agent_audit **ret, char **ret_error);
