@@ -556,14 +556,53 @@ static void stream_abandon(provsign_conn *conn, int r, bool done) {
                 conn->broken = true;
 }
 
+/* One frame of a streamed reply; sets *done on the last. 0 to go on. */
+typedef int (*stream_frame_fn)(provsign_conn *conn, const Provsign__Response *resp, bool *done, void *ctx);
+
+/* Sends req and hands each frame of the reply to frame, to the last one
+ * or the first failure (the connection is then out of step). */
+static int stream_frames(provsign_conn *conn, Provsign__Request *req, stream_frame_fn frame, void *ctx) {
+        Provsign__Response *resp = NULL;
+        bool done = false;
+        int r = client_conn_transact(conn, req, &resp);
+
+        while (r == 0) {
+                r = frame(conn, resp, &done, ctx);
+                provsign__response__free_unpacked(resp, NULL);
+                resp = NULL;
+                if (r != 0 || done)
+                        break;
+                r = client_conn_next(conn, &resp);
+        }
+        stream_abandon(conn, r, done);
+        return r;
+}
+
+struct export_ctx {
+        const provsign_log_query *q;
+        struct range *g;
+        provsign_log_entry_fn fn;
+        void *userdata;
+        provsign_log_export **ret;
+};
+
+static int export_stream_frame(provsign_conn *conn, const Provsign__Response *resp, bool *done, void *ctx) {
+        struct export_ctx *c = ctx;
+        const Provsign__ExportResponse *x = resp->body_case == PROVSIGN__RESPONSE__BODY_EXPORT ? resp->export : NULL;
+        int r = x ? export_frame(conn, x, c->g, c->fn, c->userdata) : -EPROTO;
+
+        *done = x && x->done;
+        if (r == 0 && *done)
+                r = export_end(c->g, c->q->previous_size, x, c->ret);
+        return r;
+}
+
 _public_ int provsign_export_log(provsign_conn *conn, const provsign_log_query *q, provsign_log_entry_fn fn,
                                  void *userdata, provsign_log_export **ret) {
         static const provsign_log_query everything = {};
         Provsign__Request req = PROVSIGN__REQUEST__INIT;
         Provsign__ExportRequest er = PROVSIGN__EXPORT_REQUEST__INIT;
-        Provsign__Response *resp = NULL;
         struct range *g;
-        bool done = false;
         int r;
 
         if (!conn || !fn || !ret)
@@ -580,22 +619,8 @@ _public_ int provsign_export_log(provsign_conn *conn, const provsign_log_query *
         if (!g)
                 return -ENOMEM;
         g->from = g->next = q->from_seq;
-        r = client_conn_transact(conn, &req, &resp);
-        while (r == 0) {
-                const Provsign__ExportResponse *x =
-                        resp->body_case == PROVSIGN__RESPONSE__BODY_EXPORT ? resp->export : NULL;
-
-                r = x ? export_frame(conn, x, g, fn, userdata) : -EPROTO;
-                done = x && x->done;
-                if (r == 0 && done)
-                        r = export_end(g, q->previous_size, x, ret);
-                provsign__response__free_unpacked(resp, NULL);
-                resp = NULL;
-                if (r != 0 || done)
-                        break;
-                r = client_conn_next(conn, &resp);
-        }
-        stream_abandon(conn, r, done);
+        struct export_ctx c = { .q = q, .g = g, .fn = fn, .userdata = userdata, .ret = ret };
+        r = stream_frames(conn, &req, export_stream_frame, &c);
         free(g);
         return r;
 }
@@ -653,6 +678,9 @@ struct sparse {
         provsign_log_export *head;   /* from the first frame */
         uint8_t root[PROTO_MERKLE_HASH_LEN];
         uint64_t from, to, next;     /* the range [from, to]; the lowest seq still allowed */
+        uint64_t previous_size;
+        provsign_log_proven_entry_fn fn;
+        void *userdata;
 };
 
 /* The first frame: the checkpoint (well-formed, of the size it states) and
@@ -745,13 +773,21 @@ static int sparse_frame(provsign_conn *conn, struct sparse *sp, uint64_t previou
         return r;
 }
 
+static int sparse_stream_frame(provsign_conn *conn, const Provsign__Response *resp, bool *done, void *ctx) {
+        struct sparse *sp = ctx;
+        const Provsign__ExportResponse *x = resp->body_case == PROVSIGN__RESPONSE__BODY_EXPORT ? resp->export : NULL;
+
+        *done = x && x->done;
+        if (!x || (*done && (!sp->head || !x->sparse || x->n_leaves)))
+                return -EPROTO;
+        return *done ? 0 : sparse_frame(conn, sp, sp->previous_size, x, sp->fn, sp->userdata);
+}
+
 _public_ int provsign_export_log_filtered(provsign_conn *conn, const provsign_log_query *q,
                                           provsign_log_proven_entry_fn fn, void *userdata, provsign_log_export **ret) {
         Provsign__Request req = PROVSIGN__REQUEST__INIT;
         Provsign__ExportRequest er = PROVSIGN__EXPORT_REQUEST__INIT;
-        Provsign__Response *resp = NULL;
         struct sparse sp = { 0 };
-        bool done = false;
         int r;
 
         if (!conn || !q || !fn || !ret ||
@@ -765,24 +801,10 @@ _public_ int provsign_export_log_filtered(provsign_conn *conn, const provsign_lo
         req.export = &er;
         sp.from = sp.next = q->from_seq;
         sp.to = q->to_seq ? q->to_seq : UINT64_MAX;
-
-        r = client_conn_transact(conn, &req, &resp);
-        while (r == 0) {
-                const Provsign__ExportResponse *x =
-                        resp->body_case == PROVSIGN__RESPONSE__BODY_EXPORT ? resp->export : NULL;
-
-                done = x && x->done;
-                if (!x || (done && (!sp.head || !x->sparse || x->n_leaves)))
-                        r = -EPROTO;
-                else if (!done)
-                        r = sparse_frame(conn, &sp, q->previous_size, x, fn, userdata);
-                provsign__response__free_unpacked(resp, NULL);
-                resp = NULL;
-                if (r != 0 || done)
-                        break;
-                r = client_conn_next(conn, &resp);
-        }
-        stream_abandon(conn, r, done);
+        sp.previous_size = q->previous_size;
+        sp.fn = fn;
+        sp.userdata = userdata;
+        r = stream_frames(conn, &req, sparse_stream_frame, &sp);
         if (r == 0) {
                 *ret = sp.head;
                 return 0;
@@ -793,36 +815,34 @@ _public_ int provsign_export_log_filtered(provsign_conn *conn, const provsign_lo
 
 /* ---- Find ---------------------------------------------------------------- */
 
+struct find_ctx {
+        provsign_log_entry_fn fn;
+        void *userdata;
+};
+
+static int find_stream_frame(provsign_conn *conn, const Provsign__Response *resp, bool *done, void *ctx) {
+        struct find_ctx *c = ctx;
+        const Provsign__FindResponse *x = resp->body_case == PROVSIGN__RESPONSE__BODY_FIND ? resp->find : NULL;
+        int r = x && (x->n_leaves == 0 || x->leaves) ? 0 : -EPROTO;
+
+        for (size_t i = 0; r == 0 && i < x->n_leaves; i++)
+                r = deliver(conn, c->fn, c->userdata, &x->leaves[i], NULL);
+        *done = x && x->done;
+        return r;
+}
+
 _public_ int provsign_find_log(provsign_conn *conn, const provsign_log_query *q, provsign_log_entry_fn fn,
                                void *userdata) {
         Provsign__Request req = PROVSIGN__REQUEST__INIT;
         Provsign__FindRequest fr = PROVSIGN__FIND_REQUEST__INIT;
-        Provsign__Response *resp = NULL;
-        bool done = false;
-        int r;
 
         if (!conn || !q || !fn || (q->digest_len == 0 && !q->principal && !q->keyid))
                 return -EINVAL;
         QUERY_FILTER(fr, q);
         req.body_case = PROVSIGN__REQUEST__BODY_FIND;
         req.find = &fr;
-
-        r = client_conn_transact(conn, &req, &resp);
-        while (r == 0) {
-                const Provsign__FindResponse *x = resp->body_case == PROVSIGN__RESPONSE__BODY_FIND ? resp->find : NULL;
-
-                r = x && (x->n_leaves == 0 || x->leaves) ? 0 : -EPROTO;
-                for (size_t i = 0; r == 0 && i < x->n_leaves; i++)
-                        r = deliver(conn, fn, userdata, &x->leaves[i], NULL);
-                done = x && x->done;
-                provsign__response__free_unpacked(resp, NULL);
-                resp = NULL;
-                if (r != 0 || done)
-                        break;
-                r = client_conn_next(conn, &resp);
-        }
-        stream_abandon(conn, r, done);
-        return r;
+        struct find_ctx c = { .fn = fn, .userdata = userdata };
+        return stream_frames(conn, &req, find_stream_frame, &c);
 }
 
 /* ---- Inclusion proofs ---------------------------------------------------- */

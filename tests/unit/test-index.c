@@ -136,6 +136,17 @@ static size_t query(agent_index *x, const index_query *q0, uint64_t *out, size_t
         return n;
 }
 
+/* Entry seq read back through rd is entry seq. */
+static void read_back(agent_logreader *rd, uint64_t seq) {
+        const uint8_t *e;
+        size_t len;
+        assert_int_equal(logreader_get(rd, seq, &e, &len), 0);
+        Provsign__AuditEntry *pe = provsign__audit_entry__unpack(NULL, len, e);
+        assert_non_null(pe);
+        assert_int_equal(pe->seq, seq);
+        provsign__audit_entry__free_unpacked(pe, NULL);
+}
+
 /* Every answer the index gives about a log of `size` entries. */
 static void check_answers(agent_index *x, uint64_t size) {
         uint64_t out[2000];
@@ -184,16 +195,10 @@ static void check_answers(agent_index *x, uint64_t size) {
         assert_int_equal(logreader_new(dir_fd, x, &rd), 0);
         const uint64_t probes[] = { size - 1, 0, 99, 100, 101, 250, 5, size / 2 };
         for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
-                const uint8_t *e;
-                size_t len;
                 uint64_t seg, off;
                 assert_int_equal(index_locate(x, probes[i], &seg, &off), 0);
                 assert_int_equal(seg, probes[i] - probes[i] % PER_SEGMENT);
-                assert_int_equal(logreader_get(rd, probes[i], &e, &len), 0);
-                Provsign__AuditEntry *pe = provsign__audit_entry__unpack(NULL, len, e);
-                assert_non_null(pe);
-                assert_int_equal(pe->seq, probes[i]);
-                provsign__audit_entry__free_unpacked(pe, NULL);
+                read_back(rd, probes[i]);
         }
         logreader_free(rd);
         assert_int_equal(index_locate(x, size, &lo, &hi), -ENOENT);
@@ -229,16 +234,10 @@ static void test_catch_up(void **state) {
         agent_index *x = sync_ok(320);
         write_log(320, 570);
         agent_logreader *rd;
-        const uint8_t *e;
-        size_t len;
         assert_int_equal(logreader_new(dir_fd, x, &rd), 0);
         const uint64_t probes[] = { 450, 321, 569, 10 };
         for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
-                assert_int_equal(logreader_get(rd, probes[i], &e, &len), 0);
-                Provsign__AuditEntry *pe = provsign__audit_entry__unpack(NULL, len, e);
-                assert_non_null(pe);
-                assert_int_equal(pe->seq, probes[i]);
-                provsign__audit_entry__free_unpacked(pe, NULL);
+                read_back(rd, probes[i]);
         }
         logreader_free(rd);
         index_close(x);
