@@ -179,12 +179,14 @@ static int write_batch(agent_audit *a, const uint8_t *buf, size_t len, uint64_t 
         r = proto_fd_write_all(a->seg_fd, buf, len);
         if (r < 0)
                 return r;
-        r = index_add_records(a->index, a->seg_first, a->seg_size, first_seq, buf, len);
-        if (r < 0)
-                return r;
+        uint64_t off = a->seg_size;
         a->seg_size += len;
         if (fdatasync(a->seg_fd) < 0)
                 return -errno;
+        /* After the records are durable, so the index is never ahead of
+         * the log. Derived data: a failure is logged there and caught up
+         * at the next start; signing goes on. */
+        (void) index_add_records(a->index, a->seg_first, off, first_seq, buf, len);
         return 0;
 }
 
@@ -677,21 +679,6 @@ static int entry_head(const uint8_t *p, size_t n, proto_entry_head *ret) {
         return 0;
 }
 
-static bool is_key_event(int event) {
-        return event == PROVSIGN__AUDIT_EVENT__KEY_CREATE || event == PROVSIGN__AUDIT_EVENT__KEY_ROTATE ||
-               event == PROVSIGN__AUDIT_EVENT__KEY_REVOKE || event == PROVSIGN__AUDIT_EVENT__KEY_DESTROY;
-}
-
-/* Hands a replayed key event to the registry (full decode: they are few). */
-static int replay_key_event(agent_audit *a, const uint8_t *p, size_t n) {
-        Provsign__AuditEntry *e = provsign__audit_entry__unpack(NULL, n, p);
-        if (!e)
-                return -EBADMSG;
-        int r = a->on_key_event ? a->on_key_event(a->on_key_event_ctx, e) : 0;
-        provsign__audit_entry__free_unpacked(e, NULL);
-        return r;
-}
-
 /* Is there a whole record with a matching CRC32C anywhere in p[1..len)?
  * Only called on the bad tail of the last segment at start-up. */
 static bool valid_record_after(const uint8_t *p, size_t len) {
@@ -705,9 +692,10 @@ static bool valid_record_after(const uint8_t *p, size_t len) {
         return false;
 }
 
-/* Replays one segment into the tree. A bad record at the very end of the
- * last segment is a torn write: cut it (and say so). Anywhere else it is
- * corruption: refuse, naming the file and offset. */
+/* Reads one segment, checking every record and counting them into
+ * next_seq. A bad record at the very end of the last segment is a torn
+ * write: cut it (and say so). Anywhere else it is corruption: refuse,
+ * naming the file and offset. */
 static int replay_segment(agent_audit *a, const char *name, bool last, char **ret_error) {
         uint8_t *buf = NULL;
         size_t len = 0;
@@ -773,15 +761,7 @@ static int replay_segment(agent_audit *a, const char *name, bool last, char **re
                                       a->dir, name, off - proto_record_size(n), a->next_seq,
                                       decodes ? "has the wrong sequence number" : "does not decode");
                 }
-                if (is_key_event(head.event)) {
-                        r = replay_key_event(a, entry, n);
-                        if (r < 0) {
-                                free(buf);
-                                return agent_errorf(ret_error, r, "%s/%s: key event at entry %" PRIu64 ": %s", a->dir,
-                                                    name, a->next_seq, strerror(-r));
-                        }
-                }
-                r = index_add(a->index, first, off - proto_record_size(n), a->next_seq, entry, n);
+                r = 0;
                 if (r < 0) {
                         free(buf);
                         return r;
@@ -799,14 +779,42 @@ static int replay_segment(agent_audit *a, const char *name, bool last, char **re
         return 0;
 }
 
+/* The start reads only the last segment: its torn tail is cut and its
+ * records counted, which gives next_seq. The tree comes from the tiles and
+ * the tail after them (tree_open, replay_tree), the key state and the index
+ * from the index and the tail after it (index_and_key_events): nothing
+ * reads the whole log, so the start does not grow with its history. Earlier
+ * segments are checked by name (in order) and mode (not group- or
+ * world-writable, regular files) only; their bytes are under the tiles'
+ * hashes, whose root start checks against the signed checkpoint, and
+ * under every auditor's verification. */
 static int replay(agent_audit *a, char **ret_error) {
         struct dirent **list = NULL;
         int n = scandir(a->dir, &list, segment_filter, alphasort);
         if (n < 0)
                 return agent_errorf(ret_error, -errno, "%s: %s", a->dir, strerror(errno));
         int r = 0;
-        for (int i = 0; i < n && r >= 0; i++)
-                r = replay_segment(a, list[i]->d_name, i == n - 1, ret_error);
+        uint64_t prev = 0;
+        for (int i = 0; i < n && r >= 0; i++) {
+                const char *name = list[i]->d_name;
+                uint64_t first = strtoull(name, NULL, 10);
+                struct stat st;
+                if (i > 0 && first <= prev)
+                        r = agent_errorf(ret_error, -EBADMSG, "%s/%s: segments out of order; refusing to start", a->dir,
+                                         name);
+                else if (fstatat(a->dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        r = agent_errorf(ret_error, -errno, "%s/%s: %s", a->dir, name, strerror(errno));
+                else if (!S_ISREG(st.st_mode))
+                        r = agent_errorf(ret_error, -EINVAL, "%s/%s is not a regular file; refusing", a->dir, name);
+                else if (st.st_mode & 0022)
+                        r = agent_errorf(ret_error, -EPERM, "%s/%s is group- or world-writable; refusing (chmod go-w it)",
+                                         a->dir, name);
+                prev = first;
+        }
+        if (r >= 0 && n > 0) {
+                a->next_seq = strtoull(list[n - 1]->d_name, NULL, 10);
+                r = replay_segment(a, list[n - 1]->d_name, true, ret_error);
+        }
         for (int i = 0; i < n; i++)
                 free(list[i]);
         free(list);
@@ -1134,10 +1142,6 @@ static int tree_open(agent_audit *a, char **ret_error) {
                         log_warning("audit log: %s/%s is missing; rebuilding the tiles from the log", a->pub_dir,
                                     proto_tile_store_bad(a->tiles));
                         proto_merkle_tree_free(a->tree);
-        proto_tile_store_free(a->tiles);
-        if (a->pub_fd >= 0)
-                close(a->pub_fd);
-        free(a->pub_dir);
                         a->tree = NULL;
                         have = 0;
                 } else if (r == -EBADMSG) {
@@ -1170,6 +1174,53 @@ static int tree_open(agent_audit *a, char **ret_error) {
                          " replayed from the log in %.3f s",
                          size, a->pub_dir, a->next_seq - size,
                          (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9);
+        return r;
+}
+
+/* ---- The index and the key state at start ---- */
+
+#define KEY_EVENT_BATCH 256u
+
+/* Brings the index (index.h) up to the log's next_seq, catching up from
+ * its last entry or rebuilding it, then hands every key event it lists to
+ * on_key_event, in log order, each read back through its locator and
+ * decoded in full (they are few): the registry's state without a scan of
+ * the log. */
+static int index_and_key_events(agent_audit *a, const char *state_dir, char **ret_error) {
+        char *path = NULL;
+        if (asprintf(&path, "%s/" INDEX_FILE, state_dir) < 0)
+                return -ENOMEM;
+        int r = index_open(path, &a->index);
+        free(path);
+        if (r >= 0)
+                r = index_sync(a->index, a->dir_fd, a->next_seq, ret_error);
+        if (r < 0 || !a->on_key_event)
+                return r;
+        agent_logreader *rd = NULL;
+        r = logreader_new(a->dir_fd, a->index, &rd);
+        uint64_t seqs[KEY_EVENT_BATCH], from = 0;
+        size_t n = KEY_EVENT_BATCH;
+        while (r >= 0 && n == KEY_EVENT_BATCH) {
+                r = index_key_events(a->index, from, seqs, KEY_EVENT_BATCH, &n);
+                for (size_t i = 0; r >= 0 && i < n; i++) {
+                        const uint8_t *p;
+                        size_t len;
+                        Provsign__AuditEntry *e = NULL;
+                        r = logreader_get(rd, seqs[i], &p, &len);
+                        if (r >= 0 && !(e = provsign__audit_entry__unpack(NULL, len, p)))
+                                r = -EBADMSG;
+                        if (r >= 0)
+                                r = a->on_key_event(a->on_key_event_ctx, e);
+                        if (e)
+                                provsign__audit_entry__free_unpacked(e, NULL);
+                        if (r < 0)
+                                r = agent_errorf(ret_error, r, "%s: key event at entry %" PRIu64 ": %s", a->dir, seqs[i],
+                                                 strerror(-r));
+                }
+                if (n)
+                        from = seqs[n - 1] + 1;
+        }
+        logreader_free(rd);
         return r;
 }
 
@@ -1293,11 +1344,11 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
         r = agent_origin_bind(a->dir_fd, a->dir, cfg->log_origin, cfg->path, ret_error);
         if (r < 0)
                 goto fail;
-        r = index_new(&a->index);
-        if (r < 0)
-                goto fail;
 
         r = replay(a, ret_error);
+        if (r < 0)
+                goto fail;
+        r = index_and_key_events(a, cfg->state_dir, ret_error);
         if (r < 0)
                 goto fail;
         a->committed = a->written = a->next_seq;
@@ -1406,8 +1457,12 @@ void audit_close(agent_audit *a) {
                 close(a->dir_fd);
         if (a->efd >= 0)
                 close(a->efd);
-        proto_merkle_tree_free(a->tree);
-        index_free(a->index);
+        proto_merkle_tree_free(a->tree); /* before the store its tiles come from */
+        proto_tile_store_free(a->tiles);
+        if (a->pub_fd >= 0)
+                close(a->pub_fd);
+        free(a->pub_dir);
+        index_close(a->index);
         free(a->pending);
         free(a->checkpoint);
         free(a->verifier_key);
@@ -1546,6 +1601,13 @@ int audit_range_proof(agent_audit *a, uint64_t from, uint64_t to, uint64_t m, ui
         int r = m <= a->committed ? tree_read_error(a, proto_merkle_tree_range_proof(a->tree, from, to, m, left,
                                                                                    ret_n_left, right, ret_n_right))
                                   : -EINVAL;
+        pthread_mutex_unlock(&a->lock);
+        return r;
+}
+
+int audit_inclusion_proof(agent_audit *a, uint64_t seq, uint64_t m, uint8_t proof[][32], size_t *ret_n) {
+        pthread_mutex_lock(&a->lock);
+        int r = m <= a->committed ? proto_merkle_tree_inclusion_proof(a->tree, seq, m, proof, ret_n) : -EINVAL;
         pthread_mutex_unlock(&a->lock);
         return r;
 }
