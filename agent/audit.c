@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <openssl/sha.h>
+#include <systemd/sd-daemon.h>
 
 #include "audit.h"
 #include "frame.h"
@@ -25,17 +26,35 @@
 #include "note.h"
 #include "record.h"
 #include "entry.h"
+#include "fdio.h"
+#include "tiles.h"
 
 #define SEGMENT_MAX (64u * 1024u * 1024u)
 #define SEGMENT_SUFFIX ".seg"
 #define LOG_KEY_OWNER "log"
 #define CHECKPOINT_RETRY_MS 250
+/* The publisher writes the newest committed state at most this often: the
+ * groups in between are published together (their tiles and the last
+ * checkpoint), so publication costs no more than a few fsyncs a second
+ * whatever the signing rate. */
+#define PUBLISH_INTERVAL_MS 200
+#define PUBLISHED_CHECKPOINT "checkpoint"
+#define CHECKPOINT_MAX (64u * 1024u)
+/* While replaying a long tail into the tree (a rebuild): complete tiles are
+ * written out every so many entries, so memory stays bounded, and progress
+ * is reported every REPLAY_PROGRESS entries. */
+#define REPLAY_FLUSH (UINT64_C(1) << 16)
+#define REPLAY_PROGRESS UINT64_C(1000000)
 
 struct agent_audit {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         pthread_t committer;
         bool committer_started;
+        pthread_t publisher;
+        bool publisher_started;
+        pthread_cond_t pub_cond; /* a commit, or pub_stop */
+        bool pub_stop;
         bool stopping;
         bool failed;
 
@@ -52,7 +71,16 @@ struct agent_audit {
         uint8_t log_key_hash[4];
         char *verifier_key;
 
-        proto_merkle_tree *tree; /* leaves [0, next_seq) */
+        proto_merkle_tree *tree; /* leaves [0, next_seq), complete tiles in `tiles` */
+        char *pub_dir;           /* publish_dir: checkpoint + tile/ (C2SP tlog-tiles) */
+        int pub_fd;
+        proto_tile_store *tiles;
+        uint64_t published;      /* size of pub_dir/checkpoint; under lock, written by the publisher */
+        bool publish_failing;    /* publisher only */
+        bool publish_entries;    /* also tile/entries/ bundles */
+        uint64_t bundle_seq;     /* first entry of the first bundle not yet written whole */
+        uint64_t bundle_seg, bundle_off, bundle_pos; /* where entry bundle_pos starts (segment, offset) */
+        bool bundle_known;       /* bundle_seg/off/pos are set */
         uint64_t next_seq;       /* under lock */
         int64_t last_time_us;    /* the last entry's time, under lock */
         uint64_t written;        /* durable (written and synced), under lock */
@@ -115,21 +143,6 @@ static int open_segment(agent_audit *a, uint64_t first_seq) {
         return 0;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n) {
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                if (k == 0)
-                        return -EIO;
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
-
 /* Out of descriptors (EMFILE: this process, ENFILE: the system) is a state
  * that passes, not a broken log: nothing is written yet, so the new segment
  * is tried again until it opens (or the agent stops); the group waits, and
@@ -163,21 +176,146 @@ static int write_batch(agent_audit *a, const uint8_t *buf, size_t len, uint64_t 
                 if (r < 0)
                         return r;
         }
-        r = write_all(a->seg_fd, buf, len);
+        r = proto_fd_write_all(a->seg_fd, buf, len);
         if (r < 0)
                 return r;
-        r = index_add_records(a->index, a->seg_first, a->seg_size, first_seq, buf, len);
-        if (r < 0)
-                return r;
+        uint64_t off = a->seg_size;
         a->seg_size += len;
         if (fdatasync(a->seg_fd) < 0)
                 return -errno;
+        /* After the records are durable, so the index is never ahead of
+         * the log. Derived data: a failure is logged there and caught up
+         * at the next start; signing goes on. */
+        (void) index_add_records(a->index, a->seg_first, off, first_seq, buf, len);
         return 0;
 }
 
 static void wake_main(agent_audit *a) {
         uint64_t one = 1;
         (void) !write(a->efd, &one, sizeof one);
+}
+
+/* A proof or root that failed on a tile that does not hash to the tree
+ * (proto/merkle.h checks every tile read back) is said where the operator
+ * looks, naming the file; called with the lock held. */
+static int tree_read_error(agent_audit *a, int r) {
+        if (r == -EBADMSG && a->tiles)
+                log_error("audit log: %s/%s is damaged (it does not hash to the tree); proofs that need it fail until "
+                          "it is rebuilt (stop the agent, remove %s, start it)",
+                          a->pub_dir, proto_tile_store_bad(a->tiles), a->pub_dir);
+        return r;
+}
+
+/* ---- Publication (C2SP tlog-tiles in publish_dir) ---- */
+
+/* Under the lock (or before the committer runs): a copy of what to publish
+ * for `size` (the tiles the tree holds below it, its partial tiles) and the
+ * note of that size. */
+static int publish_prepare(agent_audit *a, uint64_t size, proto_merkle_tiles **ret_tiles, char **ret_note) {
+        proto_merkle_tiles *b = NULL;
+        int r = proto_merkle_tree_tiles_at(a->tree, size, &b);
+        if (r < 0)
+                return r;
+        char *note = strdup(a->checkpoint);
+        if (!note) {
+                proto_merkle_tiles_free(b);
+                return -ENOMEM;
+        }
+        *ret_tiles = b;
+        *ret_note = note;
+        return 0;
+}
+
+static int publish_bundles(agent_audit *a, uint64_t m);
+
+/* Without the lock: the entry bundles (publish_entries) and the tiles
+ * first, then the checkpoint that covers them, each file atomically, then
+ * the partial tiles of the size published before (a reader of the previous
+ * checkpoint may have them still: they go only once a newer checkpoint is
+ * in place). */
+static int publish_write(agent_audit *a, const proto_merkle_tiles *b, const char *note, bool entries) {
+        int r = entries ? publish_bundles(a, proto_merkle_tiles_size(b)) : 0;
+        if (r >= 0)
+                r = proto_merkle_tiles_write(b, a->tiles);
+        if (r >= 0)
+                r = proto_tile_store_write_file(a->tiles, PUBLISHED_CHECKPOINT, (const uint8_t *) note, strlen(note));
+        if (r < 0)
+                return r;
+        (void) proto_tile_store_remove_stale(a->tiles, a->published, proto_merkle_tiles_size(b), a->publish_entries);
+        return 0;
+}
+
+/* Under the lock again: the written tiles leave memory. A failure to publish
+ * does not stop signing (the log and its checkpoints are intact; tiles
+ * derive from them): it is said once, and the next group tries again with
+ * everything not written yet. */
+static void publish_finish(agent_audit *a, proto_merkle_tiles *b, int r) {
+        if (r >= 0) {
+                proto_merkle_tree_tiles_written(a->tree, b);
+                a->published = proto_merkle_tiles_size(b);
+                if (a->publish_failing)
+                        log_notice("audit log: publishing to %s works again", a->pub_dir);
+        } else if (!a->publish_failing) {
+                log_warning("audit log: cannot publish the checkpoint and tiles to %s (%s); retrying at every commit",
+                            a->pub_dir, strerror(-r));
+        }
+        a->publish_failing = r < 0;
+        proto_merkle_tiles_free(b);
+}
+
+/* Publishes the checkpoint of `size` (<= committed); called with the lock
+ * held, releases it while writing. */
+static void publish_group(agent_audit *a, uint64_t size) {
+        proto_merkle_tiles *b = NULL;
+        char *note = NULL;
+        int r = publish_prepare(a, size, &b, &note);
+        pthread_mutex_unlock(&a->lock);
+        if (r >= 0)
+                r = publish_write(a, b, note, a->publish_entries);
+        free(note);
+        pthread_mutex_lock(&a->lock);
+        publish_finish(a, b, r);
+}
+
+static void deadline_after_ms(struct timespec *ts, long ms) {
+        clock_gettime(CLOCK_REALTIME, ts);
+        ts->tv_nsec += ms * 1000000L;
+        ts->tv_sec += ts->tv_nsec / 1000000000L;
+        ts->tv_nsec %= 1000000000L;
+}
+
+/* The publisher thread: publishes the committed state whenever it moved,
+ * then rests PUBLISH_INTERVAL_MS; at stop, once more without rest. The
+ * committer never waits for it. */
+static void *publisher_main(void *arg) {
+        agent_audit *a = arg;
+        pthread_mutex_lock(&a->lock);
+        if (a->publish_entries) {
+                /* The bundles of what the start published. */
+                uint64_t m = a->published;
+                pthread_mutex_unlock(&a->lock);
+                int r = publish_bundles(a, m);
+                if (r < 0)
+                        log_warning("audit log: cannot publish the entry bundles to %s (%s); retrying at every commit",
+                                    a->pub_dir, strerror(-r));
+                pthread_mutex_lock(&a->lock);
+        }
+        for (;;) {
+                while (a->committed == a->published && !a->pub_stop)
+                        pthread_cond_wait(&a->pub_cond, &a->lock);
+                if (a->committed == a->published)
+                        break; /* stopping, all published */
+                bool last = a->pub_stop;
+                publish_group(a, a->committed);
+                if (last)
+                        break;
+                struct timespec ts;
+                deadline_after_ms(&ts, PUBLISH_INTERVAL_MS);
+                while (!a->pub_stop && pthread_cond_timedwait(&a->pub_cond, &a->lock, &ts) != ETIMEDOUT)
+                        ;
+        }
+        pthread_mutex_unlock(&a->lock);
+        return NULL;
 }
 
 /* The committer's helper thread: signs a group's checkpoint while the
@@ -353,6 +491,7 @@ static void *committer_main(void *arg) {
                         a->checkpoint = note;
                         a->committed = end;
                         a->syncs++;
+                        pthread_cond_signal(&a->pub_cond);
                 }
                 wake_main(a);
         }
@@ -440,10 +579,7 @@ int audit_append(agent_audit *a, Provsign__AuditEntry *e, uint64_t *ret_seq, uin
         r = proto_record_encode(rec + PROTO_RECORD_HEADER, n, rec, a->pending_cap - a->pending_len, &rec_len);
         if (r < 0)
                 goto out;
-        uint8_t leaf_hash[32];
-        r = proto_merkle_leaf_hash(rec + PROTO_RECORD_HEADER, n, leaf_hash);
-        if (r >= 0)
-                r = proto_merkle_tree_append(a->tree, leaf_hash);
+        r = proto_merkle_tree_append_entry(a->tree, rec + PROTO_RECORD_HEADER, n);
         if (r < 0)
                 goto out;
         if (ret_leaf) {
@@ -543,21 +679,6 @@ static int entry_head(const uint8_t *p, size_t n, proto_entry_head *ret) {
         return 0;
 }
 
-static bool is_key_event(int event) {
-        return event == PROVSIGN__AUDIT_EVENT__KEY_CREATE || event == PROVSIGN__AUDIT_EVENT__KEY_ROTATE ||
-               event == PROVSIGN__AUDIT_EVENT__KEY_REVOKE || event == PROVSIGN__AUDIT_EVENT__KEY_DESTROY;
-}
-
-/* Hands a replayed key event to the registry (full decode: they are few). */
-static int replay_key_event(agent_audit *a, const uint8_t *p, size_t n) {
-        Provsign__AuditEntry *e = provsign__audit_entry__unpack(NULL, n, p);
-        if (!e)
-                return -EBADMSG;
-        int r = a->on_key_event ? a->on_key_event(a->on_key_event_ctx, e) : 0;
-        provsign__audit_entry__free_unpacked(e, NULL);
-        return r;
-}
-
 /* Is there a whole record with a matching CRC32C anywhere in p[1..len)?
  * Only called on the bad tail of the last segment at start-up. */
 static bool valid_record_after(const uint8_t *p, size_t len) {
@@ -571,9 +692,10 @@ static bool valid_record_after(const uint8_t *p, size_t len) {
         return false;
 }
 
-/* Replays one segment into the tree. A bad record at the very end of the
- * last segment is a torn write: cut it (and say so). Anywhere else it is
- * corruption: refuse, naming the file and offset. */
+/* Reads one segment, checking every record and counting them into
+ * next_seq. A bad record at the very end of the last segment is a torn
+ * write: cut it (and say so). Anywhere else it is corruption: refuse,
+ * naming the file and offset. */
 static int replay_segment(agent_audit *a, const char *name, bool last, char **ret_error) {
         uint8_t *buf = NULL;
         size_t len = 0;
@@ -639,20 +761,7 @@ static int replay_segment(agent_audit *a, const char *name, bool last, char **re
                                       a->dir, name, off - proto_record_size(n), a->next_seq,
                                       decodes ? "has the wrong sequence number" : "does not decode");
                 }
-                if (is_key_event(head.event)) {
-                        r = replay_key_event(a, entry, n);
-                        if (r < 0) {
-                                free(buf);
-                                return agent_errorf(ret_error, r, "%s/%s: key event at entry %" PRIu64 ": %s", a->dir,
-                                                    name, a->next_seq, strerror(-r));
-                        }
-                }
-                uint8_t h[32];
-                r = index_add(a->index, first, off - proto_record_size(n), a->next_seq, entry, n);
-                if (r >= 0)
-                        r = proto_merkle_leaf_hash(entry, n, h);
-                if (r >= 0)
-                        r = proto_merkle_tree_append(a->tree, h);
+                r = 0;
                 if (r < 0) {
                         free(buf);
                         return r;
@@ -670,17 +779,448 @@ static int replay_segment(agent_audit *a, const char *name, bool last, char **re
         return 0;
 }
 
+/* The start reads only the last segment: its torn tail is cut and its
+ * records counted, which gives next_seq. The tree comes from the tiles and
+ * the tail after them (tree_open, replay_tree), the key state and the index
+ * from the index and the tail after it (index_and_key_events): nothing
+ * reads the whole log, so the start does not grow with its history. Earlier
+ * segments are checked by name (in order) and mode (not group- or
+ * world-writable, regular files) only; their bytes are under the tiles'
+ * hashes, whose root start checks against the signed checkpoint, and
+ * under every auditor's verification. */
 static int replay(agent_audit *a, char **ret_error) {
         struct dirent **list = NULL;
         int n = scandir(a->dir, &list, segment_filter, alphasort);
         if (n < 0)
                 return agent_errorf(ret_error, -errno, "%s: %s", a->dir, strerror(errno));
         int r = 0;
-        for (int i = 0; i < n && r >= 0; i++)
-                r = replay_segment(a, list[i]->d_name, i == n - 1, ret_error);
+        uint64_t prev = 0;
+        for (int i = 0; i < n && r >= 0; i++) {
+                const char *name = list[i]->d_name;
+                uint64_t first = strtoull(name, NULL, 10);
+                struct stat st;
+                if (i > 0 && first <= prev)
+                        r = agent_errorf(ret_error, -EBADMSG, "%s/%s: segments out of order; refusing to start", a->dir,
+                                         name);
+                else if (fstatat(a->dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        r = agent_errorf(ret_error, -errno, "%s/%s: %s", a->dir, name, strerror(errno));
+                else if (!S_ISREG(st.st_mode))
+                        r = agent_errorf(ret_error, -EINVAL, "%s/%s is not a regular file; refusing", a->dir, name);
+                else if (st.st_mode & 0022)
+                        r = agent_errorf(ret_error, -EPERM, "%s/%s is group- or world-writable; refusing (chmod go-w it)",
+                                         a->dir, name);
+                prev = first;
+        }
+        if (r >= 0 && n > 0) {
+                a->next_seq = strtoull(list[n - 1]->d_name, NULL, 10);
+                r = replay_segment(a, list[n - 1]->d_name, true, ret_error);
+        }
         for (int i = 0; i < n; i++)
                 free(list[i]);
         free(list);
+        return r;
+}
+
+/* ---- Entry bundles (publish_entries = yes) ---- */
+
+static int open_segment_ro(agent_audit *a, uint64_t first) {
+        char name[64];
+        snprintf(name, sizeof name, "%020" PRIu64 SEGMENT_SUFFIX, first);
+        int fd = openat(a->dir_fd, name, O_RDONLY | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
+/* The segment that holds entry seq (the last whose first entry <= seq). */
+static int segment_holding(agent_audit *a, uint64_t seq, uint64_t *ret_first) {
+        struct dirent **list = NULL;
+        int n = scandir(a->dir, &list, segment_filter, alphasort);
+        if (n < 0)
+                return -errno;
+        int r = -ENOENT;
+        for (int i = 0; i < n; i++) {
+                uint64_t first = strtoull(list[i]->d_name, NULL, 10);
+                if (first <= seq) {
+                        *ret_first = first;
+                        r = 0;
+                }
+                free(list[i]);
+        }
+        free(list);
+        return r;
+}
+
+/* Publisher thread, without the lock: writes the entry bundles up to
+ * entry m (the complete ones not written yet and the partial one), reading
+ * the records back from the segments (they are durable: m <= committed).
+ * The cursor (bundle_*) remembers where the first bundle not yet complete
+ * starts, so each publication reads only the entries since then. */
+static int publish_bundles(agent_audit *a, uint64_t m) {
+        uint8_t *rec = NULL, *buf = NULL;
+        size_t len = 0, cap = 0;
+        unsigned count = 0;
+        int fd = -1, r = 0;
+
+        if (!a->bundle_known) {
+                r = segment_holding(a, a->bundle_seq, &a->bundle_seg);
+                if (r < 0)
+                        return r;
+                a->bundle_off = 0;
+                a->bundle_pos = a->bundle_seg;
+                a->bundle_known = true;
+        }
+        uint64_t seg = a->bundle_seg, off = a->bundle_off, seq = a->bundle_pos;
+        rec = malloc(PROTO_RECORD_MAX_ENTRY + PROTO_RECORD_OVERHEAD);
+        fd = rec ? open_segment_ro(a, seg) : -ENOMEM;
+        if (fd < 0) {
+                r = fd;
+                goto out;
+        }
+        while (seq < m) {
+                if (seq == a->bundle_seq && count == 0) {
+                        a->bundle_seg = seg;
+                        a->bundle_off = off;
+                        a->bundle_pos = seq;
+                }
+                r = proto_fd_pread_all(fd, rec, PROTO_RECORD_HEADER, off);
+                if (r == -ENODATA) {
+                        /* The end of this segment: the next starts at seq. */
+                        close(fd);
+                        seg = seq;
+                        off = 0;
+                        fd = open_segment_ro(a, seg);
+                        if (fd < 0) {
+                                r = fd;
+                                goto out;
+                        }
+                        continue;
+                }
+                if (r < 0)
+                        goto out;
+                size_t n = (size_t) rec[0] << 24 | (size_t) rec[1] << 16 | (size_t) rec[2] << 8 | rec[3];
+                if (n == 0 || n > PROTO_RECORD_MAX_ENTRY) {
+                        r = -EBADMSG;
+                        goto out;
+                }
+                r = proto_fd_pread_all(fd, rec + PROTO_RECORD_HEADER, n + PROTO_RECORD_TRAILER, off + PROTO_RECORD_HEADER);
+                proto_cursor c = proto_cursor_make(rec, n + PROTO_RECORD_OVERHEAD);
+                const uint8_t *entry;
+                size_t en;
+                if (r >= 0)
+                        r = proto_record_next(&c, &entry, &en);
+                if (r < 0)
+                        goto out;
+                off += n + PROTO_RECORD_OVERHEAD;
+                if (seq++ < a->bundle_seq)
+                        continue;
+                r = proto_tile_bundle_add(&buf, &len, &cap, entry, en);
+                if (r < 0)
+                        goto out;
+                if (++count < PROTO_TILE_WIDTH)
+                        continue;
+                char path[PROTO_TILE_PATH_MAX];
+                r = proto_tile_entries_path(a->bundle_seq / PROTO_TILE_WIDTH, PROTO_TILE_WIDTH, path, sizeof path);
+                if (r >= 0)
+                        r = proto_tile_store_write_file(a->tiles, path, buf, len);
+                if (r < 0)
+                        goto out;
+                a->bundle_seq += PROTO_TILE_WIDTH;
+                count = 0;
+                len = 0;
+        }
+        if (seq == a->bundle_seq && count == 0) {
+                a->bundle_seg = seg;
+                a->bundle_off = off;
+                a->bundle_pos = seq;
+        }
+        if (count > 0) {
+                char path[PROTO_TILE_PATH_MAX];
+                r = proto_tile_entries_path(a->bundle_seq / PROTO_TILE_WIDTH, count, path, sizeof path);
+                if (r >= 0)
+                        r = proto_tile_store_write_file(a->tiles, path, buf, len);
+        }
+out:
+        if (fd >= 0)
+                close(fd);
+        free(rec);
+        free(buf);
+        return r;
+}
+
+/* ---- The tree at start: tiles, then the tail ---- */
+
+/* The checkpoint last published (publish_dir/checkpoint), verified with the
+ * log key. 1 with its size and root; 0 when there is none that can be used
+ * (missing, unreadable, not ours: said why); < 0 only for errors that stop
+ * the start. */
+static int load_published(agent_audit *a, uint64_t *ret_size, uint8_t ret_root[32]) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        char *body = NULL, *origin = NULL;
+        int r = read_file(a->pub_fd, PUBLISHED_CHECKPOINT, &buf, &len);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0) {
+                log_warning("audit log: %s/%s: %s; rebuilding the tiles from the log", a->pub_dir, PUBLISHED_CHECKPOINT,
+                            strerror(-r));
+                return 0;
+        }
+        size_t spki_len;
+        const uint8_t *spki = keys_key_spki(a->log_key, &spki_len);
+        if (len > CHECKPOINT_MAX)
+                r = -EMSGSIZE;
+        else
+                r = proto_note_verify((const char *) buf, len, a->origin, spki, spki_len, &body);
+        if (r >= 0)
+                r = proto_checkpoint_parse(body, strlen(body), &origin, ret_size, ret_root);
+        if (r >= 0 && strcmp(origin, a->origin) != 0)
+                r = -EBADMSG;
+        if (r < 0)
+                log_warning("audit log: %s/%s is not a checkpoint of this log signed by its log key (%s); "
+                            "rebuilding the tiles from the log",
+                            a->pub_dir, PUBLISHED_CHECKPOINT, strerror(-r));
+        free(buf);
+        free(body);
+        free(origin);
+        return r < 0 ? 0 : 1;
+}
+
+/* The partial tiles of a tree of `size`, for a message. */
+static void partial_tiles(uint64_t size, char *buf, size_t len) {
+        size_t off = 0;
+        buf[0] = '\0';
+        for (unsigned L = 0; 8 * L < 64 && (size >> (8 * L)) > 0; L++) {
+                uint64_t c = size >> (8 * L);
+                char path[PROTO_TILE_PATH_MAX];
+                if (c % PROTO_TILE_WIDTH == 0 ||
+                    proto_tile_path(L, c / PROTO_TILE_WIDTH, (unsigned) (c % PROTO_TILE_WIDTH), path, sizeof path) < 0)
+                        continue;
+                int k = snprintf(buf + off, len - off, "%s%s", off ? ", " : "", path);
+                if (k < 0 || (size_t) k >= len - off)
+                        break;
+                off += (size_t) k;
+        }
+}
+
+static void replay_progress(agent_audit *a, uint64_t done, uint64_t total) {
+        log_notice("audit log: rebuilding the Merkle tree tiles in %s: %" PRIu64 " of %" PRIu64 " entries", a->pub_dir,
+                   done, total);
+        /* Under systemd: more time for the start, and say why. */
+        sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%" PRIu64 "\nSTATUS=rebuilding the Merkle tree tiles: %" PRIu64 " of %" PRIu64
+                      " entries",
+                   (uint64_t) 60 * 1000000, done, total);
+}
+
+/* Writes out the complete tiles (and partial tiles) of the tree so far. */
+static int replay_flush(agent_audit *a, uint64_t *flushed) {
+        proto_merkle_tiles *b = NULL;
+        uint64_t size = proto_merkle_tree_size(a->tree);
+        int r = proto_merkle_tree_tiles_at(a->tree, size, &b);
+        if (r >= 0)
+                r = proto_merkle_tiles_write(b, a->tiles);
+        if (r >= 0) {
+                proto_merkle_tree_tiles_written(a->tree, b);
+                (void) proto_tile_store_remove_stale(a->tiles, *flushed, size, 0);
+                *flushed = size;
+        }
+        proto_merkle_tiles_free(b);
+        return r;
+}
+
+/* Appends the leaves [from, next_seq) to the tree, reading only the
+ * segments from the one that holds `from` (segment names carry their first
+ * entry). The records were checked by replay(). */
+static int replay_tree(agent_audit *a, uint64_t from, char **ret_error) {
+        struct dirent **list = NULL;
+        uint64_t total = a->next_seq - from, flushed = from;
+        bool loud = total >= REPLAY_PROGRESS;
+        int n = scandir(a->dir, &list, segment_filter, alphasort), r = 0, i0 = 0;
+        if (n < 0)
+                return agent_errorf(ret_error, -errno, "%s: %s", a->dir, strerror(errno));
+        for (int i = 0; i < n; i++)
+                if (strtoull(list[i]->d_name, NULL, 10) <= from)
+                        i0 = i;
+        if (loud)
+                replay_progress(a, 0, total);
+        /* Tiles of a rebuild: atomic but synced once at the end. */
+        proto_tile_store_set_durable(a->tiles, 0);
+        for (int i = i0; i < n && r >= 0 && proto_merkle_tree_size(a->tree) < a->next_seq; i++) {
+                uint8_t *buf = NULL;
+                size_t len = 0;
+                const char *name = list[i]->d_name;
+                r = read_file(a->dir_fd, name, &buf, &len);
+                if (r < 0) {
+                        r = agent_errorf(ret_error, r, "%s/%s: %s", a->dir, name, strerror(-r));
+                        break;
+                }
+                uint64_t seq = strtoull(name, NULL, 10);
+                proto_cursor c = proto_cursor_make(buf, len);
+                while (proto_merkle_tree_size(a->tree) < a->next_seq) {
+                        const uint8_t *entry;
+                        size_t en;
+                        r = proto_record_next(&c, &entry, &en);
+                        if (r == -ENODATA) {
+                                r = 0;
+                                break;
+                        }
+                        if (r < 0) {
+                                r = agent_errorf(ret_error, -EBADMSG, "%s/%s: corrupt audit log at offset %zu: %s",
+                                                 a->dir, name, len - c.len, record_error(r));
+                                break;
+                        }
+                        if (seq++ < from)
+                                continue;
+                        r = proto_merkle_tree_append_entry(a->tree, entry, en);
+                        if (r < 0)
+                                break;
+                        uint64_t done = proto_merkle_tree_size(a->tree) - from;
+                        if (done % REPLAY_FLUSH == 0) {
+                                r = replay_flush(a, &flushed);
+                                if (r < 0) {
+                                        r = agent_errorf(ret_error, r, "%s: cannot write tiles: %s", a->pub_dir,
+                                                         strerror(-r));
+                                        break;
+                                }
+                        }
+                        if (loud && done % REPLAY_PROGRESS == 0)
+                                replay_progress(a, done, total);
+                }
+                free(buf);
+        }
+        for (int i = 0; i < n; i++)
+                free(list[i]);
+        free(list);
+        if (r >= 0 && proto_merkle_tree_size(a->tree) != a->next_seq)
+                r = agent_errorf(ret_error, -EBADMSG, "%s: the segments hold %" PRIu64 " entries, expected %" PRIu64,
+                                 a->dir, proto_merkle_tree_size(a->tree), a->next_seq);
+        if (r >= 0 && flushed != from)
+                r = proto_tile_store_sync(a->tiles);
+        proto_tile_store_set_durable(a->tiles, 1);
+        if (r >= 0 && loud)
+                log_notice("audit log: the Merkle tree tiles in %s are rebuilt (%" PRIu64 " entries)", a->pub_dir,
+                           a->next_seq);
+        return r;
+}
+
+/* The tree, in bounded time: its right edge from the partial tiles of the
+ * last published checkpoint (size S, verified with the log key), checked
+ * against that checkpoint's root, then only the entries from S on replayed
+ * from the segments. Without a usable checkpoint or tiles the tiles are
+ * rebuilt from the whole log. Tiles that do not match a checkpoint they
+ * claim to support refuse the start, naming them. */
+static int tree_open(agent_audit *a, char **ret_error) {
+        uint64_t size = 0;
+        uint8_t root[32], got[32];
+        int have = load_published(a, &size, root);
+        int r;
+
+        /* Only a disk that lost synced writes (or a log restored from an
+         * older copy) gets here: the log stays the source of truth, and the
+         * published tree will visibly fork from that checkpoint. */
+        if (have && size > a->next_seq) {
+                log_error("audit log: %s/%s covers %" PRIu64 " entries but the log in %s holds only %" PRIu64
+                          ": entries the log had committed are gone; rebuilding the tiles from the log",
+                          a->pub_dir, PUBLISHED_CHECKPOINT, size, a->dir, a->next_seq);
+                have = 0;
+        }
+        if (have) {
+                r = proto_merkle_tree_open_tiles(a->tiles, size, &a->tree);
+                if (r >= 0) {
+                        r = proto_merkle_tree_root_at(a->tree, size, got);
+                        if (r >= 0 && memcmp(got, root, sizeof root) != 0) {
+                                char names[512];
+                                partial_tiles(size, names, sizeof names);
+                                return agent_errorf(ret_error, -EBADMSG,
+                                                    "%s: the tiles do not hash to the root of its checkpoint (%" PRIu64
+                                                    " entries): one of %s is damaged; refusing to start (remove %s "
+                                                    "to rebuild it from the log)",
+                                                    a->pub_dir, size, *names ? names : "the tiles", a->pub_dir);
+                        }
+                }
+                if (r >= 0)
+                        r = proto_merkle_tree_check_tiles(a->tree);
+                if (r == -ENOENT) {
+                        log_warning("audit log: %s/%s is missing; rebuilding the tiles from the log", a->pub_dir,
+                                    proto_tile_store_bad(a->tiles));
+                        proto_merkle_tree_free(a->tree);
+                        a->tree = NULL;
+                        have = 0;
+                } else if (r == -EBADMSG) {
+                        return agent_errorf(ret_error, r,
+                                            "%s/%s is damaged (it does not hash to the tree of the checkpoint); "
+                                            "refusing to start (remove %s to rebuild it from the log)",
+                                            a->pub_dir, proto_tile_store_bad(a->tiles), a->pub_dir);
+                } else if (r < 0) {
+                        return agent_errorf(ret_error, r, "%s: cannot read the tiles: %s", a->pub_dir, strerror(-r));
+                }
+        }
+        if (!have) {
+                /* A rebuild rewrites tiles without syncing each: the old
+                 * checkpoint goes first, so a crash in the middle means
+                 * another rebuild, never old checkpoint over torn tiles. */
+                if (unlinkat(a->pub_fd, PUBLISHED_CHECKPOINT, 0) == 0 && fsync(a->pub_fd) < 0)
+                        return agent_errorf(ret_error, -errno, "%s: %s", a->pub_dir, strerror(errno));
+                size = 0;
+                r = proto_merkle_tree_open_tiles(a->tiles, 0, &a->tree);
+                if (r < 0)
+                        return r;
+        }
+        a->published = size;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        r = replay_tree(a, size, ret_error);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (r >= 0)
+                log_info("audit log: the tree: %" PRIu64 " entries from the tiles in %s, %" PRIu64
+                         " replayed from the log in %.3f s",
+                         size, a->pub_dir, a->next_seq - size,
+                         (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9);
+        return r;
+}
+
+/* ---- The index and the key state at start ---- */
+
+#define KEY_EVENT_BATCH 256u
+
+/* Brings the index (index.h) up to the log's next_seq, catching up from
+ * its last entry or rebuilding it, then hands every key event it lists to
+ * on_key_event, in log order, each read back through its locator and
+ * decoded in full (they are few): the registry's state without a scan of
+ * the log. */
+static int index_and_key_events(agent_audit *a, const char *state_dir, char **ret_error) {
+        char *path = NULL;
+        if (asprintf(&path, "%s/" INDEX_FILE, state_dir) < 0)
+                return -ENOMEM;
+        int r = index_open(path, &a->index);
+        free(path);
+        if (r >= 0)
+                r = index_sync(a->index, a->dir_fd, a->next_seq, ret_error);
+        if (r < 0 || !a->on_key_event)
+                return r;
+        agent_logreader *rd = NULL;
+        r = logreader_new(a->dir_fd, a->index, &rd);
+        uint64_t seqs[KEY_EVENT_BATCH], from = 0;
+        size_t n = KEY_EVENT_BATCH;
+        while (r >= 0 && n == KEY_EVENT_BATCH) {
+                r = index_key_events(a->index, from, seqs, KEY_EVENT_BATCH, &n);
+                for (size_t i = 0; r >= 0 && i < n; i++) {
+                        const uint8_t *p;
+                        size_t len;
+                        Provsign__AuditEntry *e = NULL;
+                        r = logreader_get(rd, seqs[i], &p, &len);
+                        if (r >= 0 && !(e = provsign__audit_entry__unpack(NULL, len, p)))
+                                r = -EBADMSG;
+                        if (r >= 0)
+                                r = a->on_key_event(a->on_key_event_ctx, e);
+                        if (e)
+                                provsign__audit_entry__free_unpacked(e, NULL);
+                        if (r < 0)
+                                r = agent_errorf(ret_error, r, "%s: key event at entry %" PRIu64 ": %s", a->dir, seqs[i],
+                                                 strerror(-r));
+                }
+                if (n)
+                        from = seqs[n - 1] + 1;
+        }
+        logreader_free(rd);
         return r;
 }
 
@@ -743,6 +1283,27 @@ static int check_dir(const char *path, char **ret_error) {
         return 0;
 }
 
+/* publish_dir (default <state_dir>/tlog): created if needed, and like the
+ * state directory writable by the agent only. */
+static int open_publish_dir(agent_audit *a, const agent_config *cfg, char **ret_error) {
+        int r;
+        if (cfg->publish_dir)
+                a->pub_dir = strdup(cfg->publish_dir);
+        else if (asprintf(&a->pub_dir, "%s/tlog", cfg->state_dir) < 0)
+                a->pub_dir = NULL;
+        if (!a->pub_dir)
+                return -ENOMEM;
+        if (mkdir(a->pub_dir, 0755) < 0 && errno != EEXIST)
+                return agent_errorf(ret_error, -errno, "cannot create publish_dir %s: %s", a->pub_dir, strerror(errno));
+        r = check_dir(a->pub_dir, ret_error);
+        if (r < 0)
+                return r;
+        a->pub_fd = open(a->pub_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (a->pub_fd < 0)
+                return agent_errorf(ret_error, -errno, "%s: %s", a->pub_dir, strerror(errno));
+        return proto_tile_store_open(a->pub_fd, &a->tiles);
+}
+
 int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on_key_event, void *ctx,
                agent_audit **ret, char **ret_error) {
         int r;
@@ -760,7 +1321,8 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
                 return -ENOMEM;
         pthread_mutex_init(&a->lock, NULL);
         pthread_cond_init(&a->cond, NULL);
-        a->dir_fd = a->seg_fd = a->efd = -1;
+        pthread_cond_init(&a->pub_cond, NULL);
+        a->dir_fd = a->seg_fd = a->efd = a->pub_fd = -1;
         a->store = store;
         a->on_key_event = on_key_event;
         a->on_key_event_ctx = ctx;
@@ -790,13 +1352,11 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
         r = agent_origin_bind(a->dir_fd, a->dir, cfg->log_origin, cfg->path, ret_error);
         if (r < 0)
                 goto fail;
-        r = proto_merkle_tree_new(&a->tree);
-        if (r >= 0)
-                r = index_new(&a->index);
-        if (r < 0)
-                goto fail;
 
         r = replay(a, ret_error);
+        if (r < 0)
+                goto fail;
+        r = index_and_key_events(a, cfg->state_dir, ret_error);
         if (r < 0)
                 goto fail;
         a->committed = a->written = a->next_seq;
@@ -805,6 +1365,22 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
         r = find_or_create_log_key(a, cfg, &created, ret_error);
         if (r < 0)
                 goto fail;
+        r = open_publish_dir(a, cfg, ret_error);
+        if (r >= 0)
+                r = tree_open(a, ret_error);
+        if (r < 0)
+                goto fail;
+        a->publish_entries = cfg->publish_entries;
+        if (a->publish_entries) {
+                /* Bundles from the published size's bundle on, or from the
+                 * start when the last complete one is missing (turned on
+                 * for a log that has none: a backfill, by the publisher). */
+                uint64_t N = a->published / PROTO_TILE_WIDTH;
+                char path[PROTO_TILE_PATH_MAX];
+                if (N > 0 && proto_tile_entries_path(N - 1, PROTO_TILE_WIDTH, path, sizeof path) == 0 &&
+                    faccessat(a->pub_fd, path, F_OK, 0) == 0)
+                        a->bundle_seq = N * PROTO_TILE_WIDTH;
+        }
         /* A fresh checkpoint for what is on disk, before anything new. */
         uint8_t root[32];
         r = proto_merkle_tree_root_at(a->tree, a->committed, root);
@@ -814,10 +1390,31 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
                 r = agent_errorf(ret_error, r, "cannot sign a checkpoint with the log key: %s", strerror(-r));
                 goto fail;
         }
+        {
+                proto_merkle_tiles *b = NULL;
+                char *note = NULL;
+                /* Entry bundles are the publisher's (a backfill after
+                 * publish_entries is turned on must not delay the start). */
+                r = publish_prepare(a, a->committed, &b, &note);
+                if (r >= 0)
+                        r = publish_write(a, b, note, false);
+                free(note);
+                if (r < 0) {
+                        proto_merkle_tiles_free(b);
+                        r = agent_errorf(ret_error, r, "%s: cannot publish the checkpoint and tiles: %s", a->pub_dir,
+                                         strerror(-r));
+                        goto fail;
+                }
+                publish_finish(a, b, r);
+        }
         r = -pthread_create(&a->committer, NULL, committer_main, a);
         if (r < 0)
                 goto fail;
         a->committer_started = true;
+        r = -pthread_create(&a->publisher, NULL, publisher_main, a);
+        if (r < 0)
+                goto fail;
+        a->publisher_started = true;
 
         if (created) {
                 size_t spki_len;
@@ -855,14 +1452,25 @@ void audit_close(agent_audit *a) {
                 pthread_mutex_unlock(&a->lock);
                 pthread_join(a->committer, NULL);
         }
+        if (a->publisher_started) {
+                pthread_mutex_lock(&a->lock);
+                a->pub_stop = true;
+                pthread_cond_signal(&a->pub_cond);
+                pthread_mutex_unlock(&a->lock);
+                pthread_join(a->publisher, NULL);
+        }
         if (a->seg_fd >= 0)
                 close(a->seg_fd);
         if (a->dir_fd >= 0)
                 close(a->dir_fd);
         if (a->efd >= 0)
                 close(a->efd);
-        proto_merkle_tree_free(a->tree);
-        index_free(a->index);
+        proto_merkle_tree_free(a->tree); /* before the store its tiles come from */
+        proto_tile_store_free(a->tiles);
+        if (a->pub_fd >= 0)
+                close(a->pub_fd);
+        free(a->pub_dir);
+        index_close(a->index);
         free(a->pending);
         free(a->checkpoint);
         free(a->verifier_key);
@@ -870,6 +1478,7 @@ void audit_close(agent_audit *a) {
         free(a->dir);
         pthread_mutex_destroy(&a->lock);
         pthread_cond_destroy(&a->cond);
+        pthread_cond_destroy(&a->pub_cond);
         free(a);
 }
 
@@ -912,7 +1521,7 @@ int audit_checkpoint(agent_audit *a, uint64_t from_size, char **ret_note, uint64
         if (from_size > size)
                 r = -EINVAL;
         else if (from_size > 0)
-                r = proto_merkle_tree_consistency_proof(a->tree, from_size, size, proof, &n);
+                r = tree_read_error(a, proto_merkle_tree_consistency_proof(a->tree, from_size, size, proof, &n));
         char *note = r >= 0 ? strdup(a->checkpoint) : NULL;
         pthread_mutex_unlock(&a->lock);
         if (r < 0)
@@ -941,7 +1550,8 @@ int audit_receipt(agent_audit *a, uint64_t seq, int64_t time_us, const uint8_t *
         provsign__receipt__init(r);
         pthread_mutex_lock(&a->lock);
         uint64_t size = a->committed;
-        int ret = seq < size ? proto_merkle_tree_inclusion_proof(a->tree, seq, size, proof, &n) : -EAGAIN;
+        int ret = seq < size ? tree_read_error(a, proto_merkle_tree_inclusion_proof(a->tree, seq, size, proof, &n))
+                             : -EAGAIN;
         char *note = ret >= 0 ? strdup(a->checkpoint) : NULL;
         pthread_mutex_unlock(&a->lock);
         if (ret < 0)
@@ -996,9 +1606,16 @@ int audit_dir_fd(const agent_audit *a) {
 int audit_range_proof(agent_audit *a, uint64_t from, uint64_t to, uint64_t m, uint8_t left[][32], size_t *ret_n_left,
                       uint8_t right[][32], size_t *ret_n_right) {
         pthread_mutex_lock(&a->lock);
-        int r = m <= a->committed ? proto_merkle_tree_range_proof(a->tree, from, to, m, left, ret_n_left, right,
-                                                                  ret_n_right)
+        int r = m <= a->committed ? tree_read_error(a, proto_merkle_tree_range_proof(a->tree, from, to, m, left,
+                                                                                   ret_n_left, right, ret_n_right))
                                   : -EINVAL;
+        pthread_mutex_unlock(&a->lock);
+        return r;
+}
+
+int audit_inclusion_proof(agent_audit *a, uint64_t seq, uint64_t m, uint8_t proof[][32], size_t *ret_n) {
+        pthread_mutex_lock(&a->lock);
+        int r = m <= a->committed ? proto_merkle_tree_inclusion_proof(a->tree, seq, m, proof, ret_n) : -EINVAL;
         pthread_mutex_unlock(&a->lock);
         return r;
 }

@@ -2,11 +2,16 @@
  *
  * Entries are protobuf AuditEntry messages, stored as records (proto/record.h)
  * in segment files under <state_dir>/log, and hashed into an RFC 9162 Merkle
- * tree kept in memory (rebuilt from the records at start). A committer thread
- * writes what was appended, fdatasyncs once for the whole group, signs one
- * checkpoint (C2SP note, log key in the token) for the group and then wakes
- * the main thread through audit_fd(). A Sign reply waits for that: a
- * signature never leaves the agent before its entry is durable.
+ * tree kept on disk as C2SP tlog-tiles in publish_dir (proto/tiles.h; memory
+ * holds its right edge and a small cache; docs/log-tiles.md). A committer
+ * thread writes what was appended, fdatasyncs once for the whole group, signs
+ * one checkpoint (C2SP note, log key in the token) for the group and then
+ * wakes the main thread through audit_fd(). A Sign reply waits for that: a
+ * signature never leaves the agent before its entry is durable. A publisher
+ * thread then writes the group's tiles and checkpoint to publish_dir (at most
+ * every 200 ms, coalescing groups). At start the tree comes from the tiles of
+ * the last published checkpoint (checked against its signed root) plus the
+ * entries after it; a missing or stale publish_dir is rebuilt from the log.
  *
  * Threads: audit_append() may be called from any thread. Everything else is
  * for the main thread. */
@@ -21,16 +26,20 @@
 
 typedef struct agent_audit agent_audit;
 
-/* Called during replay, in log order, with every key event (KEY_CREATE,
+/* Called at open, in log order, with every key event (KEY_CREATE,
  * KEY_ROTATE, KEY_REVOKE, KEY_DESTROY; borrowed, valid for the call): the
  * key registry is derived from these. A negative return refuses to start. */
 typedef int (*audit_key_event_fn)(void *ctx, const Provsign__AuditEntry *e);
 
 /* audit_open: opens (creating if needed) the log under cfg->state_dir,
  * cuts a torn tail (logged), refuses corruption elsewhere (*ret_error names
- * the file and offset), rebuilds the tree (handing key events to
- * on_key_event, which may be NULL), finds or creates the log key
- * (CKA_LABEL provsign/<key_namespace>/log/<gen>) and starts the committer. */
+ * the file and offset), opens the tree from the tiles in publish_dir
+ * (refusing tiles that do not match the published checkpoint, naming them;
+ * rebuilding missing ones) and replays the tail after them, catches up (or
+ * rebuilds) the index on disk (index.h) and hands the key events it lists to
+ * on_key_event (which may be NULL), finds or creates the log key (CKA_LABEL
+ * provsign/<key_namespace>/log/<gen>), publishes a fresh checkpoint and starts the committer
+ * and the publisher. */
 int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on_key_event, void *ctx,
                agent_audit **ret, char **ret_error);
 
@@ -96,6 +105,11 @@ agent_index *audit_index(const agent_audit *a);
 int audit_dir_fd(const agent_audit *a);
 int audit_range_proof(agent_audit *a, uint64_t from, uint64_t to, uint64_t m, uint8_t left[][32], size_t *ret_n_left,
                       uint8_t right[][32], size_t *ret_n_right);
+
+/* audit_inclusion_proof: the inclusion path of entry seq in the tree of
+ * size m <= committed (capacity PROTO_MERKLE_MAX_PROOF), *ret_n hashes;
+ * -EINVAL otherwise. */
+int audit_inclusion_proof(agent_audit *a, uint64_t seq, uint64_t m, uint8_t proof[][32], size_t *ret_n);
 
 /* Statistics for status and benchmarks. */
 uint64_t audit_syncs(agent_audit *a);

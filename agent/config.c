@@ -506,6 +506,8 @@ static const struct config_key agent_keys[] = {
         KEY("socket", parse_socket_path, agent_config, socket),
         KEY("socket_group", parse_socket_group, agent_config, socket_group),
         KEY("state_dir", parse_path, agent_config, state_dir),
+        KEY("publish_dir", parse_path, agent_config, publish_dir),
+        KEY("publish_entries", parse_bool, agent_config, publish_entries),
         KEY("pkcs11_module", parse_path, agent_config, pkcs11_module),
         KEY("token_label", parse_token_label, agent_config, token_label),
         KEY("pin_file", parse_path, agent_config, pin_file),
@@ -960,6 +962,7 @@ void agent_config_free(agent_config *c) {
         free(c->socket);
         free(c->socket_group);
         free(c->state_dir);
+        free(c->publish_dir);
         free(c->pkcs11_module);
         free(c->token_label);
         free(c->pin_file);

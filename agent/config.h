@@ -47,6 +47,8 @@ typedef struct agent_config {
         char *socket_group;          /* NULL: socket keeps the agent's gid */
         gid_t socket_gid;
         char *state_dir;             /* default /var/lib/provsign */
+        char *publish_dir;           /* the log as C2SP tlog-tiles; NULL: <state_dir>/tlog */
+        bool publish_entries;        /* also tile/entries/ bundles; default no */
         char *pkcs11_module;         /* default /usr/lib/softhsm/libsofthsm2.so */
         char *token_label;           /* default provsign */
         char *pin_file;              /* NULL: use the credential */

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "dispatch.h"
+#include "entry.h"
 #include "export.h"
 #include "frame.h"
 #include "index.h"
@@ -52,26 +53,255 @@ static size_t leaf_cost(size_t n) {
         return n + 1 + 3; /* tag + length varint */
 }
 
+/* ---- Filters (find, and sparse exports) ---- */
+
+/* What a find (or a filtered export) asks for, checked exactly against
+ * each candidate entry the index gives. */
+typedef struct entry_filter {
+        uint8_t digest[48];
+        size_t digest_len;
+        char *principal;         /* NULL: any */
+        char *keyid;             /* NULL: any */
+        int64_t since_us, until_us;
+} entry_filter;
+
+static void filter_done(entry_filter *f) {
+        free(f->principal);
+        free(f->keyid);
+}
+
+/* Takes the request's filter fields; -EINVAL with *ret_why for bad ones. */
+static int filter_init(entry_filter *f, const ProtobufCBinaryData *digest, const char *principal, const char *keyid,
+                       int64_t since_us, int64_t until_us, const char **ret_why) {
+        memset(f, 0, sizeof *f);
+        if (digest->len && digest->len != 32 && digest->len != 48) {
+                *ret_why = "a digest is 32 (sha256) or 48 (sha384) bytes";
+                return -EINVAL;
+        }
+        if (since_us < 0 || until_us < 0 || (until_us && since_us > until_us)) {
+                *ret_why = "invalid time window";
+                return -EINVAL;
+        }
+        memcpy(f->digest, digest->data, digest->len);
+        f->digest_len = digest->len;
+        f->since_us = since_us;
+        f->until_us = until_us;
+        if ((principal[0] && !(f->principal = strdup(principal))) || (keyid[0] && !(f->keyid = strdup(keyid)))) {
+                filter_done(f);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static bool filter_any(const entry_filter *f) {
+        return f->digest_len || f->principal || f->keyid || f->since_us || f->until_us;
+}
+
+struct match_ctx {
+        const uint8_t *digest;
+        size_t len;
+        bool hit;
+};
+
+static void match_value(void *ctx, const char *v, size_t len) {
+        struct match_ctx *m = ctx;
+        uint8_t d[48];
+        size_t n;
+        int alg;
+        if (proto_digest_spec_parse_n(v, len, &alg, d, &n) == 0 && n == m->len && memcmp(d, m->digest, n) == 0)
+                m->hit = true;
+}
+
+static bool same_str(const char *want, const char *got, size_t got_len) {
+        return strlen(want) == got_len && memcmp(want, got, got_len) == 0;
+}
+
+static bool filter_match(const entry_filter *f, const uint8_t *entry, size_t n) {
+        proto_entry_fields fl;
+        struct match_ctx m = { .digest = f->digest, .len = f->digest_len };
+        if (proto_entry_scan(entry, n, &fl, f->digest_len ? match_value : NULL, &m) < 0)
+                return false;
+        if (f->digest_len && !m.hit &&
+            !(fl.digest_len == f->digest_len && memcmp(fl.digest, f->digest, f->digest_len) == 0))
+                return false;
+        if (f->principal && !same_str(f->principal, fl.principal, fl.principal_len))
+                return false;
+        if (f->keyid && !same_str(f->keyid, fl.keyid, fl.keyid_len))
+                return false;
+        if (f->since_us && fl.time_us < f->since_us)
+                return false;
+        if (f->until_us && fl.time_us > f->until_us)
+                return false;
+        return true;
+}
+
+/* Candidates of a filter from the index, FIND_BATCH at a time, inside the
+ * seq window [lo, hi); then every seq of the window the index did not hold
+ * yet when the request came (the batches queued for its indexer: a group
+ * commit or two), matched like the rest. */
+typedef struct candidates {
+        uint64_t seqs[FIND_BATCH];
+        size_t n, i;
+        uint64_t lo, hi;         /* the indexed part still to ask: [lo, min(hi, indexed)) */
+        uint64_t indexed;        /* index_size() at the request */
+        uint64_t tail;           /* next seq of the unindexed tail [indexed, hi) */
+        bool end;                /* the index has no more */
+} candidates;
+
+/* The next candidate seq: 1, 0 when there are no more, or -EIO. */
+static int next_candidate(candidates *c, const entry_filter *f, agent_index *x, uint64_t *ret) {
+        if (c->i == c->n && !c->end) {
+                uint64_t to = c->hi < c->indexed ? c->hi : c->indexed;
+                c->n = c->i = 0;
+                if (c->lo < to) {
+                        index_query q = { .digest = f->digest_len ? f->digest : NULL, .digest_len = f->digest_len,
+                                          .principal = f->principal, .keyid = f->keyid, .from = c->lo, .to = to };
+                        int r = index_query_seqs(x, &q, c->seqs, FIND_BATCH, &c->n);
+                        if (r < 0)
+                                return r;
+                }
+                c->end = c->n < FIND_BATCH;
+                if (c->n)
+                        c->lo = c->seqs[c->n - 1] + 1;
+        }
+        if (c->i < c->n) {
+                *ret = c->seqs[c->i++];
+                return 1;
+        }
+        if (c->tail < c->hi) {
+                *ret = c->tail++;
+                return 1;
+        }
+        return 0;
+}
+
+/* Puts back the candidate last returned (for the next frame). */
+static void unget_candidate(candidates *c, uint64_t seq) {
+        if (c->i > 0 && c->seqs[c->i - 1] == seq)
+                c->i--;
+        else
+                c->tail = seq;
+}
+
+/* The seq window of a filter inside [from, to) (to <= committed). */
+static void filter_window(const entry_filter *f, agent_index *x, uint64_t from, uint64_t to, candidates *c) {
+        uint64_t lo = 0, hi = to;
+        if (f->since_us || f->until_us)
+                index_time_window(x, f->since_us, f->until_us, &lo, &hi);
+        c->indexed = index_size(x);
+        c->lo = lo > from ? lo : from;
+        /* The time window covers the indexed entries only: the tail's times
+         * are checked one by one. */
+        c->hi = hi < to ? hi : to;
+        if (hi >= c->indexed)
+                c->hi = to;
+        c->tail = c->indexed > c->lo ? c->indexed : c->lo;
+        c->n = c->i = 0;
+        c->end = false;
+}
+
 /* ---- Export ---- */
 
 typedef struct export_stream {
         server_stream base;
+        agent_audit *audit;
         agent_logreader *reader;
         uint64_t next, to;       /* next seq to send; last seq (inclusive) */
+        uint8_t *first;          /* sparse: the checkpoint frame, sent first */
+        size_t first_len;
         uint8_t *final;          /* the done frame, packed up front */
         size_t final_len;
+        bool sparse;             /* filtered: matching entries, each with its proof */
+        uint64_t size;           /* the checkpoint's tree size */
+        agent_index *x;
+        entry_filter filter;
+        candidates cands;
 } export_stream;
 
 static void export_free(server_stream *s) {
         export_stream *e = (export_stream *) s;
         logreader_free(e->reader);
+        filter_done(&e->filter);
+        free(e->first);
         free(e->final);
         free(e);
         live_streams--;
 }
 
+/* Bytes an inclusion proof of n hashes adds to a frame. */
+static size_t proof_cost(size_t n) {
+        return n * (PROTO_MERKLE_HASH_LEN + 2) + 1 + 3;
+}
+
+#define MAX_LEAVES (FRAME_BUDGET / 8)
+/* Leaves of a sparse frame: each comes with a proof of ~20-40 hashes, so
+ * fewer fit under FRAME_BUDGET anyway. */
+#define MAX_SPARSE 128u
+
+/* A frame of a sparse export: the next matching entries with their
+ * inclusion proofs; bounded work (4 * FIND_BATCH entries examined). */
+static int export_next_sparse(export_stream *e, uint8_t *arena, ProtobufCBinaryData *leaves,
+                              Provsign__ExportResponse *er) {
+        /* Main thread only, packed by the caller before the next frame of any stream. */
+        static uint8_t hashes[MAX_SPARSE][PROTO_MERKLE_MAX_PROOF][PROTO_MERKLE_HASH_LEN];
+        static ProtobufCBinaryData hl[MAX_SPARSE][PROTO_MERKLE_MAX_PROOF];
+        static Provsign__InclusionProof proofs[MAX_SPARSE], *pp[MAX_SPARSE];
+        size_t used = 0, n = 0;
+        int r = 0;
+        bool more = true;
+        for (unsigned examined = 0; examined < 4 * FIND_BATCH && n < MAX_SPARSE; examined++) {
+                uint64_t seq;
+                r = next_candidate(&e->cands, &e->filter, e->x, &seq);
+                if (r <= 0) {
+                        more = r < 0;
+                        break;
+                }
+                const uint8_t *entry;
+                size_t len, np;
+                r = logreader_get(e->reader, seq, &entry, &len);
+                if (r < 0)
+                        break;
+                if (!filter_match(&e->filter, entry, len))
+                        continue;
+                r = audit_inclusion_proof(e->audit, seq, e->size, hashes[n], &np);
+                if (r < 0)
+                        break;
+                if (used + leaf_cost(len) + proof_cost(np) > FRAME_BUDGET) {
+                        unget_candidate(&e->cands, seq); /* for the next frame */
+                        break;
+                }
+                memcpy(arena + used, entry, len);
+                leaves[n] = (ProtobufCBinaryData){ .len = len, .data = arena + used };
+                used += len + proof_cost(np);
+                provsign__inclusion_proof__init(&proofs[n]);
+                for (size_t i = 0; i < np; i++)
+                        hl[n][i] = (ProtobufCBinaryData){ .len = PROTO_MERKLE_HASH_LEN, .data = hashes[n][i] };
+                proofs[n].hashes = hl[n];
+                proofs[n].n_hashes = np;
+                pp[n] = &proofs[n];
+                n++;
+        }
+        if (r < 0)
+                return r;
+        er->sparse = true;
+        er->leaves = leaves;
+        er->n_leaves = n;
+        er->proofs = pp;
+        er->n_proofs = n;
+        if (!more)
+                e->next = e->to + 1; /* the done frame next */
+        return 0;
+}
+
 static int export_next(server_stream *s, uint8_t **ret, size_t *ret_len, bool *ret_last) {
         export_stream *e = (export_stream *) s;
+        if (e->first) {
+                *ret = e->first;
+                *ret_len = e->first_len;
+                e->first = NULL;
+                *ret_last = false;
+                return 0;
+        }
         if (e->next > e->to) {
                 *ret = e->final;
                 *ret_len = e->final_len;
@@ -79,35 +309,39 @@ static int export_next(server_stream *s, uint8_t **ret, size_t *ret_len, bool *r
                 *ret_last = true;
                 return 0;
         }
-        ProtobufCBinaryData leaves[FRAME_BUDGET / 8];
+        ProtobufCBinaryData leaves[MAX_LEAVES];
         uint8_t *arena = malloc(FRAME_BUDGET);
         if (!arena)
                 return -ENOMEM;
-        size_t used = 0, n = 0;
-        uint64_t first = e->next;
+        Provsign__ExportResponse er = PROVSIGN__EXPORT_RESPONSE__INIT;
         int r = 0;
-        while (e->next <= e->to && n < sizeof leaves / sizeof leaves[0]) {
-                const uint8_t *entry;
-                size_t len;
-                r = logreader_get(e->reader, e->next, &entry, &len);
-                if (r < 0)
-                        break;
-                if (used + leaf_cost(len) > FRAME_BUDGET) {
-                        if (n == 0)
-                                r = -EMSGSIZE;
-                        break;
+        if (e->sparse) {
+                er.first_seq = e->cands.lo;
+                r = export_next_sparse(e, arena, leaves, &er);
+        } else {
+                size_t used = 0, n = 0;
+                er.first_seq = e->next;
+                while (e->next <= e->to && n < MAX_LEAVES) {
+                        const uint8_t *entry;
+                        size_t len;
+                        r = logreader_get(e->reader, e->next, &entry, &len);
+                        if (r < 0)
+                                break;
+                        if (used + leaf_cost(len) > FRAME_BUDGET) {
+                                if (n == 0)
+                                        r = -EMSGSIZE;
+                                break;
+                        }
+                        memcpy(arena + used, entry, len);
+                        leaves[n++] = (ProtobufCBinaryData){ .len = len, .data = arena + used };
+                        used += len;
+                        e->next++;
                 }
-                memcpy(arena + used, entry, len);
-                leaves[n++] = (ProtobufCBinaryData){ .len = len, .data = arena + used };
-                used += len;
-                e->next++;
+                er.leaves = leaves;
+                er.n_leaves = n;
         }
         if (r >= 0) {
                 Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
-                Provsign__ExportResponse er = PROVSIGN__EXPORT_RESPONSE__INIT;
-                er.first_seq = first;
-                er.leaves = leaves;
-                er.n_leaves = n;
                 resp.body_case = PROVSIGN__RESPONSE__BODY_EXPORT;
                 resp.export = &er;
                 r = pack(&resp, ret, ret_len);
@@ -133,14 +367,31 @@ bool export_handle_export(agent *a, agent_conn *c, const struct handler *h, Prov
         ProtobufCBinaryData hc[PROTO_MERKLE_MAX_PROOF], hl[PROTO_MERKLE_MAX_PROOF], hr[PROTO_MERKLE_MAX_PROOF];
         size_t nc = 0, nl = 0, nr = 0;
         export_stream *e = NULL;
+        const char *why = NULL;
 
         if (live_streams >= EXPORT_MAX_STREAMS) {
                 refuse(a, c, "Export", PROVSIGN__STATUS__UNAVAILABLE, "%u exports or finds are running; try again later",
                        live_streams);
                 return false;
         }
-        int r = audit_checkpoint(a->audit, x->previous_size, &note, &size, cons, &nc);
+        e = calloc(1, sizeof *e);
+        if (!e) {
+                server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "export failed: %s", strerror(ENOMEM));
+                return false;
+        }
+        int r = filter_init(&e->filter, &x->digest, x->principal, x->keyid, x->since_us, x->until_us, &why);
         if (r == -EINVAL) {
+                free(e);
+                refuse(a, c, "Export", PROVSIGN__STATUS__INVALID_ARGUMENT, "%s", why);
+                return false;
+        }
+        if (r < 0)
+                goto fail;
+        e->sparse = filter_any(&e->filter);
+        r = audit_checkpoint(a->audit, x->previous_size, &note, &size, cons, &nc);
+        if (r == -EINVAL) {
+                filter_done(&e->filter);
+                free(e);
                 refuse(a, c, "Export", PROVSIGN__STATUS__INVALID_ARGUMENT,
                        "previous_size %" PRIu64 " is beyond the log's %" PRIu64 " entries", x->previous_size, size);
                 return false;
@@ -152,37 +403,52 @@ bool export_handle_export(agent *a, agent_conn *c, const struct handler *h, Prov
                 refuse(a, c, "Export", PROVSIGN__STATUS__INVALID_ARGUMENT,
                        "entries %" PRIu64 "..%" PRIu64 " are not in the log (it has %" PRIu64 " committed entries)",
                        x->from_seq, to, size);
+                filter_done(&e->filter);
+                free(e);
                 free(note);
                 return false;
         }
-        r = audit_range_proof(a->audit, x->from_seq, to + 1, size, left, &nl, right, &nr);
+        if (!e->sparse)
+                r = audit_range_proof(a->audit, x->from_seq, to + 1, size, left, &nl, right, &nr);
         if (r < 0)
                 goto fail;
-
-        e = calloc(1, sizeof *e);
-        if (!e) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        r = logreader_new(audit_dir_fd(a->audit), audit_index(a->audit), &e->reader);
+        e->audit = a->audit;
+        e->x = audit_index(a->audit);
+        e->size = size;
+        r = logreader_new(audit_dir_fd(a->audit), e->x, &e->reader);
         if (r < 0)
                 goto fail;
         Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
         Provsign__ExportResponse er = PROVSIGN__EXPORT_RESPONSE__INIT;
-        er.first_seq = to + 1;
-        er.done = true;
+        resp.body_case = PROVSIGN__RESPONSE__BODY_EXPORT;
+        resp.export = &er;
         er.checkpoint = note;
         er.tree_size = size;
-        er.left = hash_list(left, nl, hl);
-        er.n_left = nl;
-        er.right = hash_list(right, nr, hr);
-        er.n_right = nr;
         er.from_size = x->previous_size;
         er.consistency_proof = hash_list(cons, nc, hc);
         er.n_consistency_proof = nc;
-        resp.body_case = PROVSIGN__RESPONSE__BODY_EXPORT;
-        resp.export = &er;
-        r = pack(&resp, &e->final, &e->final_len);
+        if (e->sparse) {
+                /* The checkpoint first, then the entries, then an empty done frame. */
+                er.sparse = true;
+                er.first_seq = x->from_seq;
+                r = pack(&resp, &e->first, &e->first_len);
+                Provsign__ExportResponse done = PROVSIGN__EXPORT_RESPONSE__INIT;
+                done.sparse = true;
+                done.done = true;
+                done.first_seq = to + 1;
+                resp.export = &done;
+                if (r >= 0)
+                        r = pack(&resp, &e->final, &e->final_len);
+                filter_window(&e->filter, e->x, x->from_seq, to + 1, &e->cands);
+        } else {
+                er.first_seq = to + 1;
+                er.done = true;
+                er.left = hash_list(left, nl, hl);
+                er.n_left = nl;
+                er.right = hash_list(right, nr, hr);
+                er.n_right = nr;
+                r = pack(&resp, &e->final, &e->final_len);
+        }
         if (r < 0)
                 goto fail;
         free(note);
@@ -191,16 +457,16 @@ bool export_handle_export(agent *a, agent_conn *c, const struct handler *h, Prov
         e->base.next = export_next;
         e->base.free = export_free;
         live_streams++;
-        log_info("export of entries %" PRIu64 "..%" PRIu64 " (checkpoint %" PRIu64 ") for uid %u",
-                 x->from_seq, to, size, (unsigned) server_conn_caller(c)->uid);
+        log_info("%sexport of entries %" PRIu64 "..%" PRIu64 " (checkpoint %" PRIu64 ") for uid %u",
+                 e->sparse ? "filtered " : "", x->from_seq, to, size, (unsigned) server_conn_caller(c)->uid);
         server_stream_start(a, c, &e->base);
         return false;
 fail:
-        if (e) {
-                logreader_free(e->reader);
-                free(e->final);
-                free(e);
-        }
+        logreader_free(e->reader);
+        filter_done(&e->filter);
+        free(e->first);
+        free(e->final);
+        free(e);
         free(note);
         server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "export failed: %s", strerror(-r));
         return false;
@@ -211,92 +477,22 @@ fail:
 typedef struct find_stream {
         server_stream base;
         agent_logreader *reader;
-        uint8_t digest[48];
-        size_t digest_len;
-        char *principal;         /* NULL: any */
-        int64_t since_us, until_us;
-        uint64_t *cands;         /* digest mode: candidate seqs */
-        size_t n_cands, i_cands;
-        uint64_t lo, hi;         /* principal mode: next seq to ask the index for; end */
+        agent_index *x;
+        entry_filter filter;
+        candidates cands;
         uint64_t scanned;
-        bool done;
 } find_stream;
 
 static void find_free(server_stream *s) {
         find_stream *f = (find_stream *) s;
         logreader_free(f->reader);
-        free(f->principal);
-        free(f->cands);
+        filter_done(&f->filter);
         free(f);
         live_streams--;
 }
 
-struct match_ctx {
-        const uint8_t *digest;
-        size_t len;
-        bool hit;
-};
-
-static void match_value(void *ctx, const uint8_t *v, size_t len) {
-        struct match_ctx *m = ctx;
-        uint8_t d[48];
-        size_t n = index_digest_value(v, len, d);
-        if (n && n == m->len && memcmp(d, m->digest, n) == 0)
-                m->hit = true;
-}
-
-static bool find_match(find_stream *f, const uint8_t *entry, size_t n) {
-        index_fields fl;
-        struct match_ctx m = { .digest = f->digest, .len = f->digest_len };
-        if (index_scan_entry(entry, n, &fl, f->digest_len ? match_value : NULL, &m) < 0)
-                return false;
-        if (f->digest_len && !m.hit &&
-            !(fl.digest_len == f->digest_len && memcmp(fl.digest, f->digest, f->digest_len) == 0))
-                return false;
-        if (f->principal &&
-            (fl.principal_len != strlen(f->principal) || memcmp(fl.principal, f->principal, fl.principal_len) != 0))
-                return false;
-        if (f->since_us && fl.time_us < f->since_us)
-                return false;
-        if (f->until_us && fl.time_us > f->until_us)
-                return false;
-        return true;
-}
-
-/* The next candidate seq, or false when there are no more. */
-static bool find_candidate(find_stream *f, agent_index *x, uint64_t *ret) {
-        if (f->digest_len) {
-                while (f->i_cands < f->n_cands) {
-                        uint64_t s = f->cands[f->i_cands++];
-                        if (s >= f->lo && s < f->hi) {
-                                *ret = s;
-                                return true;
-                        }
-                }
-                return false;
-        }
-        if (f->i_cands == f->n_cands) {
-                size_t got = 0;
-                if (f->lo < f->hi)
-                        index_principal_seqs(x, f->principal, f->lo, f->hi, f->cands, FIND_BATCH, &got);
-                f->n_cands = got;
-                f->i_cands = 0;
-                if (got == 0)
-                        return false;
-                f->lo = f->cands[got - 1] + 1;
-        }
-        *ret = f->cands[f->i_cands++];
-        return true;
-}
-
-typedef struct find_ctx_stream {
-        find_stream f;
-        agent_index *x;
-} find_ctx_stream;
-
 static int find_next(server_stream *s, uint8_t **ret, size_t *ret_len, bool *ret_last) {
-        find_ctx_stream *fc = (find_ctx_stream *) s;
-        find_stream *f = &fc->f;
+        find_stream *f = (find_stream *) s;
         ProtobufCBinaryData leaves[FRAME_BUDGET / 8];
         uint8_t *arena = malloc(FRAME_BUDGET);
         if (!arena)
@@ -307,8 +503,9 @@ static int find_next(server_stream *s, uint8_t **ret, size_t *ret_len, bool *ret
         /* Bounded work per frame: at most 4 * FIND_BATCH entries examined. */
         for (unsigned examined = 0; examined < 4 * FIND_BATCH && n < sizeof leaves / sizeof leaves[0]; examined++) {
                 uint64_t seq;
-                if (!find_candidate(f, fc->x, &seq)) {
-                        more = false;
+                r = next_candidate(&f->cands, &f->filter, f->x, &seq);
+                if (r <= 0) {
+                        more = r < 0;
                         break;
                 }
                 const uint8_t *entry;
@@ -317,11 +514,11 @@ static int find_next(server_stream *s, uint8_t **ret, size_t *ret_len, bool *ret
                 if (r < 0)
                         break;
                 f->scanned++;
-                if (!find_match(f, entry, len))
+                if (!filter_match(&f->filter, entry, len))
                         continue;
                 if (used + leaf_cost(len) > FRAME_BUDGET) {
                         /* Keep it for the next frame. */
-                        f->i_cands--;
+                        unget_candidate(&f->cands, seq);
                         f->scanned--;
                         break;
                 }
@@ -354,57 +551,35 @@ bool export_handle_find(agent *a, agent_conn *c, const struct handler *h, Provsi
                        live_streams);
                 return false;
         }
-        if (!q->digest.len && !q->principal[0]) {
-                refuse(a, c, "Find", PROVSIGN__STATUS__INVALID_ARGUMENT, "find needs a digest or a principal");
+        if (!q->digest.len && !q->principal[0] && !q->keyid[0]) {
+                refuse(a, c, "Find", PROVSIGN__STATUS__INVALID_ARGUMENT, "find needs a digest, a principal or a key id");
                 return false;
         }
-        if (q->digest.len && q->digest.len != 32 && q->digest.len != 48) {
-                refuse(a, c, "Find", PROVSIGN__STATUS__INVALID_ARGUMENT, "a digest is 32 (sha256) or 48 (sha384) bytes");
+        find_stream *f = calloc(1, sizeof *f);
+        const char *why = NULL;
+        int r = f ? filter_init(&f->filter, &q->digest, q->principal, q->keyid, q->since_us, q->until_us, &why)
+                  : -ENOMEM;
+        if (r == -EINVAL) {
+                free(f);
+                refuse(a, c, "Find", PROVSIGN__STATUS__INVALID_ARGUMENT, "%s", why);
                 return false;
         }
-        if (q->since_us < 0 || q->until_us < 0 || (q->until_us && q->since_us > q->until_us)) {
-                refuse(a, c, "Find", PROVSIGN__STATUS__INVALID_ARGUMENT, "invalid time window");
-                return false;
-        }
-        agent_index *x = audit_index(a->audit);
-        find_ctx_stream *fc = calloc(1, sizeof *fc);
-        int r = -ENOMEM;
-        if (!fc)
-                goto fail;
-        find_stream *f = &fc->f;
-        fc->x = x;
-        f->since_us = q->since_us;
-        f->until_us = q->until_us;
-        uint64_t committed = audit_committed(a->audit), lo, hi;
-        index_time_window(x, q->since_us, q->until_us, &lo, &hi);
-        f->lo = lo;
-        f->hi = hi < committed ? hi : committed;
-        if (q->principal[0] && !(f->principal = strdup(q->principal)))
-                goto fail;
-        if (q->digest.len) {
-                memcpy(f->digest, q->digest.data, q->digest.len);
-                f->digest_len = q->digest.len;
-                r = index_find_digest(x, f->digest, f->digest_len, &f->cands, &f->n_cands);
-        } else {
-                f->cands = calloc(FIND_BATCH, sizeof *f->cands);
-                r = f->cands ? 0 : -ENOMEM;
-        }
-        if (r >= 0)
-                r = logreader_new(audit_dir_fd(a->audit), x, &f->reader);
         if (r < 0)
                 goto fail;
+        f->x = audit_index(a->audit);
+        filter_window(&f->filter, f->x, 0, audit_committed(a->audit), &f->cands);
+        r = logreader_new(audit_dir_fd(a->audit), f->x, &f->reader);
+        if (r < 0) {
+                filter_done(&f->filter);
+                goto fail;
+        }
         f->base.next = find_next;
         f->base.free = find_free;
         live_streams++;
         server_stream_start(a, c, &f->base);
         return false;
 fail:
-        if (fc) {
-                logreader_free(fc->f.reader);
-                free(fc->f.principal);
-                free(fc->f.cands);
-                free(fc);
-        }
+        free(f);
         server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "find failed: %s", strerror(-r));
         return false;
 }
@@ -422,13 +597,13 @@ bool export_handle_proof(agent *a, agent_conn *c, const struct handler *h, Provs
         agent_logreader *rd = NULL;
         const uint8_t *entry;
         size_t n;
-        index_fields f;
+        proto_entry_head f;
         Provsign__Receipt receipt;
         int r = logreader_new(audit_dir_fd(a->audit), audit_index(a->audit), &rd);
         if (r >= 0)
                 r = logreader_get(rd, seq, &entry, &n);
         if (r >= 0)
-                r = index_scan_entry(entry, n, &f, NULL, NULL);
+                r = proto_entry_peek(entry, n, &f);
         if (r >= 0)
                 r = audit_receipt(a->audit, seq, f.time_us, entry, n, &receipt);
         if (r < 0) {

@@ -1,261 +1,349 @@
-/* In-memory indexes over the audit log and a reader of entries by seq
- * (see index.h). Everything allocated here is freed by index_free() /
- * logreader_free(). */
+/* The log's index in SQLite and a reader of entries by seq (see index.h).
+ * Everything allocated here is freed by index_close() / logreader_free().
+ *
+ * Schema (user_version INDEX_SCHEMA; any other value is rebuilt):
+ *   names(id, kind, name)        principals (kind 0) and key ids (kind 1)
+ *   entries(seq PRIMARY KEY, seg, off, time_us, event, principal, keyid)
+ *                                principal/keyid: names.id or NULL;
+ *                                indexed by principal and by keyid
+ *   digests(prefix, seq)         first 8 bytes of a digest, as an integer
+ *   key_events(seq)
+ * About 60 bytes an entry on disk. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+#include <systemd/sd-daemon.h>
+
+#include "entry.h"
 #include "frame.h"
 #include "index.h"
+#include "log.h"
+#include "names.h"
+#include "provsign.pb-c.h"
 #include "record.h"
 
-#define MAX_PRINCIPAL 64u
+#define INDEX_SCHEMA 1
+#define NAME_PRINCIPAL 0
+#define NAME_KEYID 1
+#define NAME_CACHE 64u
+#define SYNC_TXN_ENTRIES 50000u  /* entries per transaction while catching up */
+#define PROGRESS_EVERY_US 2000000 /* a progress line (and systemd extension) */
+#define EXTEND_TIMEOUT_US 60000000
 
-typedef struct sample {
-        uint64_t seg;
-        uint64_t off;
-        int64_t time_us;
-} sample;
+typedef struct name_slot {
+        int kind;
+        char *name;
+        int64_t id;
+} name_slot;
 
-typedef struct slot {
-        uint64_t key;
-        uint64_t seq1; /* seq + 1; 0 = empty */
-} slot;
-
-typedef struct principal_list {
-        char name[MAX_PRINCIPAL + 1];
-        uint64_t *seqs;
-        size_t n, cap;
-} principal_list;
-
-struct agent_index {
-        pthread_rwlock_t lock;
-        uint64_t size;             /* entries added */
-        sample *samples;           /* samples[i] = entry i * INDEX_STRIDE */
-        size_t n_samples, cap_samples;
-        slot *slots;               /* power of two */
-        size_t n_slots, used_slots;
-        principal_list *principals;
-        size_t n_principals, cap_principals;
+/* Statements of the writer connection (committer, or main thread at start). */
+enum { W_ENTRY, W_DIGEST, W_KEY_EVENT, W_NAME_GET, W_NAME_ADD, W_BEGIN, W_COMMIT, W_ROLLBACK, W_N };
+static const char *const w_sql[W_N] = {
+        [W_ENTRY] = "INSERT INTO entries(seq, seg, off, time_us, event, principal, keyid) VALUES (?,?,?,?,?,?,?)",
+        [W_DIGEST] = "INSERT OR IGNORE INTO digests(prefix, seq) VALUES (?,?)",
+        [W_KEY_EVENT] = "INSERT INTO key_events(seq) VALUES (?)",
+        [W_NAME_GET] = "SELECT id FROM names WHERE kind = ? AND name = ?",
+        [W_NAME_ADD] = "INSERT INTO names(kind, name) VALUES (?,?)",
+        [W_BEGIN] = "BEGIN",
+        [W_COMMIT] = "COMMIT",
+        [W_ROLLBACK] = "ROLLBACK",
 };
 
-int index_new(agent_index **ret) {
+/* Statements of the reader connection. */
+enum { R_LOCATE, R_TIME, R_DIGEST, R_PRINCIPAL, R_KEYID, R_PRINCIPAL_KEYID, R_KEY_EVENTS, R_N };
+static const char *const r_sql[R_N] = {
+        [R_LOCATE] = "SELECT seg, off FROM entries WHERE seq = ?",
+        [R_TIME] = "SELECT time_us FROM entries WHERE seq = ?",
+        [R_DIGEST] = "SELECT seq FROM digests WHERE prefix = ?1 AND seq >= ?2 AND seq < ?3 ORDER BY seq LIMIT ?4",
+        [R_PRINCIPAL] = "SELECT seq FROM entries WHERE principal = (SELECT id FROM names WHERE kind = 0 AND name = ?1)"
+                        " AND seq >= ?2 AND seq < ?3 ORDER BY seq LIMIT ?4",
+        [R_KEYID] = "SELECT seq FROM entries WHERE keyid = (SELECT id FROM names WHERE kind = 1 AND name = ?1)"
+                    " AND seq >= ?2 AND seq < ?3 ORDER BY seq LIMIT ?4",
+        [R_PRINCIPAL_KEYID] = "SELECT seq FROM entries WHERE keyid = (SELECT id FROM names WHERE kind = 1 AND name = ?1)"
+                              " AND seq >= ?2 AND seq < ?3"
+                              " AND principal = (SELECT id FROM names WHERE kind = 0 AND name = ?5)"
+                              " ORDER BY seq LIMIT ?4",
+        [R_KEY_EVENTS] = "SELECT seq FROM key_events WHERE seq >= ? ORDER BY seq LIMIT ?",
+};
+
+static const char schema_sql[] =
+        "CREATE TABLE names(id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, name TEXT NOT NULL, UNIQUE(kind, name));"
+        "CREATE TABLE entries(seq INTEGER PRIMARY KEY, seg INTEGER NOT NULL, off INTEGER NOT NULL,"
+        " time_us INTEGER NOT NULL, event INTEGER NOT NULL, principal INTEGER, keyid INTEGER);"
+        "CREATE TABLE digests(prefix INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(prefix, seq)) WITHOUT ROWID;"
+        "CREATE TABLE key_events(seq INTEGER PRIMARY KEY);";
+/* Created after a rebuild's bulk load (cheaper than kept up row by row). */
+static const char secondary_sql[] =
+        "CREATE INDEX IF NOT EXISTS entries_principal ON entries(principal);"
+        "CREATE INDEX IF NOT EXISTS entries_keyid ON entries(keyid);";
+
+/* A batch of records the committer handed over, waiting for the indexer. */
+typedef struct pending_batch {
+        struct pending_batch *next;
+        uint64_t seg, off, first_seq;
+        size_t len;
+        uint8_t data[];
+} pending_batch;
+
+/* Batches queued beyond this make the committer wait (the disk under the
+ * index is slower than the log's). */
+#define QUEUE_MAX (32u * 1024u * 1024u)
+/* The indexer waits up to GATHER_MS after the first batch, or until
+ * GATHER_BYTES are queued, to write several group commits at once. */
+#define GATHER_MS 5
+#define GATHER_BYTES (256u * 1024u)
+
+struct agent_index {
+        char *path;
+        sqlite3 *w, *r;
+        sqlite3_stmt *ws[W_N], *rs[R_N];
+        pthread_mutex_t lock;    /* r, rs[], size */
+        uint64_t size;
+        name_slot names[NAME_CACHE]; /* writer only */
+        size_t n_names;
+
+        /* The indexer thread: writes what the committer queued, all the
+         * batches queued at a time in one transaction, so the committer's
+         * group commit never waits for SQLite. */
+        pthread_t thread;
+        bool thread_started;
+        pthread_mutex_t qlock;   /* everything below */
+        pthread_cond_t qcond, qdone;
+        pending_batch *head, *tail;
+        size_t queued_bytes;
+        uint64_t queued_size;    /* the seq after the last queued record */
+        bool busy, stopping;
+        bool broken;             /* a write failed: no more until the next start */
+};
+
+static void close_db(sqlite3 **db, sqlite3_stmt **st, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                sqlite3_finalize(st[i]);
+                st[i] = NULL;
+        }
+        sqlite3_close(*db);
+        *db = NULL;
+}
+
+static void close_all(agent_index *x) {
+        close_db(&x->r, x->rs, R_N);
+        close_db(&x->w, x->ws, W_N);
+        for (size_t i = 0; i < x->n_names; i++)
+                free(x->names[i].name);
+        x->n_names = 0;
+}
+
+static void stop_thread(agent_index *x);
+
+void index_close(agent_index *x) {
+        if (!x)
+                return;
+        stop_thread(x);
+        close_all(x);
+        pthread_mutex_destroy(&x->lock);
+        pthread_mutex_destroy(&x->qlock);
+        pthread_cond_destroy(&x->qcond);
+        pthread_cond_destroy(&x->qdone);
+        free(x->path);
+        free(x);
+}
+
+int index_open(const char *path, agent_index **ret) {
         agent_index *x = calloc(1, sizeof *x);
         if (!x)
                 return -ENOMEM;
-        pthread_rwlock_init(&x->lock, NULL);
+        x->path = strdup(path);
+        if (!x->path) {
+                free(x);
+                return -ENOMEM;
+        }
+        pthread_mutex_init(&x->lock, NULL);
+        pthread_mutex_init(&x->qlock, NULL);
+        pthread_cond_init(&x->qcond, NULL);
+        pthread_cond_init(&x->qdone, NULL);
         *ret = x;
         return 0;
 }
 
-void index_free(agent_index *x) {
-        if (!x)
-                return;
-        for (size_t i = 0; i < x->n_principals; i++)
-                free(x->principals[i].seqs);
-        free(x->principals);
-        free(x->slots);
-        free(x->samples);
-        pthread_rwlock_destroy(&x->lock);
-        free(x);
+static int db_error(sqlite3 *db, const char *what) {
+        log_warning("audit index: %s: %s", what, db ? sqlite3_errmsg(db) : "out of memory");
+        return -EIO;
 }
 
-/* ---- Reading entries without unpacking them ---- */
-
-static int get_varint(proto_cursor *c, uint64_t *ret) {
-        uint64_t v = 0;
-        for (size_t i = 0; i < 10; i++) {
-                if (c->len == 0)
-                        return -EBADMSG;
-                uint8_t b = *c->p++;
-                c->len--;
-                v |= (uint64_t) (b & 0x7f) << (7 * i);
-                if (!(b & 0x80)) {
-                        *ret = v;
-                        return 0;
-                }
-        }
-        return -EBADMSG;
-}
-
-/* Next field: *field, *wire; for LEN fields, *data and *len borrow the bytes,
- * for varints *v. Skips 64- and 32-bit fields' bytes. */
-static int next_field(proto_cursor *c, uint32_t *field, uint32_t *wire, uint64_t *v, const uint8_t **data,
-                      size_t *len) {
-        uint64_t tag;
-        if (get_varint(c, &tag) < 0 || (tag >> 3) == 0 || (tag >> 3) > UINT32_MAX)
-                return -EBADMSG;
-        *field = (uint32_t) (tag >> 3);
-        *wire = (uint32_t) (tag & 7);
-        switch (*wire) {
-        case 0:
-                return get_varint(c, v);
-        case 1:
-                return proto_cursor_get_bytes(c, 8, data);
-        case 5:
-                return proto_cursor_get_bytes(c, 4, data);
-        case 2: {
-                uint64_t l;
-                if (get_varint(c, &l) < 0 || l > c->len)
-                        return -EBADMSG;
-                *len = (size_t) l;
-                return proto_cursor_get_bytes(c, (size_t) l, data);
-        }
-        default:
-                return -EBADMSG;
-        }
-}
-
-int index_scan_entry(const uint8_t *p, size_t n, index_fields *f,
-                     void (*on_value)(void *ctx, const uint8_t *v, size_t len), void *ctx) {
-        proto_cursor c = proto_cursor_make(p, n);
-        memset(f, 0, sizeof *f);
-        while (c.len > 0) {
-                uint32_t field, wire;
-                uint64_t v = 0;
-                const uint8_t *d = NULL;
-                size_t l = 0;
-                if (next_field(&c, &field, &wire, &v, &d, &l) < 0)
-                        return -EBADMSG;
-                if (field == 1 && wire == 0)
-                        f->seq = v;
-                else if (field == 2 && wire == 0)
-                        f->time_us = (int64_t) v;
-                else if (field == 5 && wire == 2) {
-                        f->principal = d;
-                        f->principal_len = l;
-                } else if (field == 8 && wire == 2) {
-                        f->digest = d;
-                        f->digest_len = l;
-                } else if (field == 10 && wire == 2 && on_value) {
-                        proto_cursor a = proto_cursor_make(d, l);
-                        while (a.len > 0) {
-                                uint32_t af, aw;
-                                uint64_t av;
-                                const uint8_t *ad = NULL;
-                                size_t al = 0;
-                                if (next_field(&a, &af, &aw, &av, &ad, &al) < 0)
-                                        return -EBADMSG;
-                                if (af == 2 && aw == 2)
-                                        on_value(ctx, ad, al);
-                        }
-                }
+static int exec(sqlite3 *db, const char *sql) {
+        char *msg = NULL;
+        int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+        if (rc != SQLITE_OK) {
+                log_warning("audit index: %s: %s", sql, msg ? msg : sqlite3_errstr(rc));
+                sqlite3_free(msg);
+                return -EIO;
         }
         return 0;
 }
 
-static int hexval(uint8_t ch) {
-        if (ch >= '0' && ch <= '9')
-                return ch - '0';
-        if (ch >= 'a' && ch <= 'f')
-                return ch - 'a' + 10;
-        return -1;
+static int open_conn(const char *path, int flags, sqlite3 **ret) {
+        sqlite3 *db = NULL;
+        int rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+        if (rc != SQLITE_OK) {
+                int r = db_error(db, path);
+                sqlite3_close(db);
+                return r;
+        }
+        sqlite3_busy_timeout(db, 5000);
+        *ret = db;
+        return 0;
 }
 
-size_t index_digest_value(const uint8_t *v, size_t len, uint8_t out[48]) {
-        size_t want;
-        if (len == 7 + 64 && memcmp(v, "sha256:", 7) == 0)
-                want = 32;
-        else if (len == 7 + 96 && memcmp(v, "sha384:", 7) == 0)
-                want = 48;
-        else
+static int prepare_all(sqlite3 *db, const char *const *sql, sqlite3_stmt **st, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (sqlite3_prepare_v3(db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st[i], NULL) != SQLITE_OK)
+                        return db_error(db, sql[i]);
+        return 0;
+}
+
+static int64_t mono_us(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- Opening, checking, rebuilding ---- */
+
+static int unlink_files(const char *path) {
+        char aux[4096];
+        const char *const suffix[] = { "", "-wal", "-shm", "-journal" };
+        for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+                snprintf(aux, sizeof aux, "%s%s", path, suffix[i]);
+                if (unlink(aux) < 0 && errno != ENOENT)
+                        return -errno;
+        }
+        return 0;
+}
+
+/* Reads the index's size; -EIO when the file is not an index of this
+ * schema (or not a database at all). */
+static int read_size(sqlite3 *db, uint64_t *ret) {
+        sqlite3_stmt *st = NULL;
+        int r = -EIO;
+        if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
+            sqlite3_step(st) != SQLITE_ROW || sqlite3_column_int(st, 0) != INDEX_SCHEMA)
+                goto out;
+        sqlite3_finalize(st);
+        if (sqlite3_prepare_v2(db, "SELECT max(seq) FROM entries", -1, &st, NULL) != SQLITE_OK ||
+            sqlite3_step(st) != SQLITE_ROW)
+                goto out;
+        *ret = sqlite3_column_type(st, 0) == SQLITE_NULL ? 0 : (uint64_t) sqlite3_column_int64(st, 0) + 1;
+        r = 0;
+out:
+        sqlite3_finalize(st);
+        return r;
+}
+
+/* Opens the writer on an existing file; -EIO when it is not a usable index. */
+static int open_existing(agent_index *x) {
+        if (access(x->path, F_OK) < 0)
+                return -ENOENT;
+        int r = open_conn(x->path, SQLITE_OPEN_READWRITE, &x->w);
+        if (r >= 0)
+                r = exec(x->w, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+        if (r >= 0)
+                r = read_size(x->w, &x->size);
+        if (r >= 0)
+                r = exec(x->w, secondary_sql);
+        if (r < 0)
+                close_db(&x->w, x->ws, W_N);
+        return r;
+}
+
+/* A fresh, empty file, in bulk-load mode (no journal, no sync: an
+ * interrupted rebuild leaves user_version 0 and is rebuilt again). */
+static int create_fresh(agent_index *x) {
+        int r = unlink_files(x->path);
+        if (r < 0) {
+                log_error("audit index: cannot remove %s: %s", x->path, strerror(-r));
+                return r;
+        }
+        /* Like the segments: 0600 (SQLite gives its -wal and -shm files the
+         * database file's mode). */
+        int fd = open(x->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+                r = -errno;
+                log_error("audit index: cannot create %s: %s", x->path, strerror(-r));
+                return r;
+        }
+        close(fd);
+        r = open_conn(x->path, SQLITE_OPEN_READWRITE, &x->w);
+        if (r >= 0)
+                r = exec(x->w, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-65536;");
+        if (r >= 0)
+                r = exec(x->w, schema_sql);
+        x->size = 0;
+        return r;
+}
+
+/* After a bulk load: the secondary indexes, then the normal mode. */
+static int finish_fresh(agent_index *x) {
+        int r = exec(x->w, secondary_sql);
+        if (r >= 0)
+                r = exec(x->w, "PRAGMA user_version=" "1" "; PRAGMA cache_size=-2000;"
+                               " PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+        return r;
+}
+
+static int open_reader(agent_index *x) {
+        int r = open_conn(x->path, SQLITE_OPEN_READONLY, &x->r);
+        if (r >= 0)
+                r = prepare_all(x->r, r_sql, x->rs, R_N);
+        return r;
+}
+
+/* ---- Writing ---- */
+
+static int64_t name_id(agent_index *x, int kind, const char *s, size_t len) {
+        if (len == 0 || len > 256)
                 return 0;
-        for (size_t i = 0; i < want; i++) {
-                int hi = hexval(v[7 + 2 * i]), lo = hexval(v[8 + 2 * i]);
-                if (hi < 0 || lo < 0)
-                        return 0;
-                out[i] = (uint8_t) (hi << 4 | lo);
+        for (size_t i = 0; i < x->n_names; i++)
+                if (x->names[i].kind == kind && strlen(x->names[i].name) == len && memcmp(x->names[i].name, s, len) == 0)
+                        return x->names[i].id;
+        int64_t id = -1;
+        sqlite3_stmt *st = x->ws[W_NAME_GET];
+        sqlite3_bind_int(st, 1, kind);
+        sqlite3_bind_text(st, 2, s, (int) len, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+                id = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW) {
+                st = x->ws[W_NAME_ADD];
+                sqlite3_bind_int(st, 1, kind);
+                sqlite3_bind_text(st, 2, s, (int) len, SQLITE_STATIC);
+                rc = sqlite3_step(st);
+                sqlite3_reset(st);
+                if (rc != SQLITE_DONE)
+                        return -1;
+                id = sqlite3_last_insert_rowid(x->w);
         }
-        return want;
+        if (x->n_names < NAME_CACHE) {
+                char *copy = strndup(s, len);
+                if (copy)
+                        x->names[x->n_names++] = (name_slot){ .kind = kind, .name = copy, .id = id };
+        }
+        return id;
 }
 
-/* ---- Building ---- */
-
-static uint64_t key_of(const uint8_t *d) {
-        uint64_t k;
-        memcpy(&k, d, 8);
-        return k;
-}
-
-/* Fibonacci hashing: the top bits of key * 2^64/phi (keys may be
- * anything an annotation says, not only random digest bytes). */
-static size_t slot_hash(uint64_t key, size_t n_slots) {
-        unsigned bits = (unsigned) __builtin_ctzll((unsigned long long) n_slots);
-        return (size_t) ((key * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - bits));
-}
-
-static int slots_grow(agent_index *x) {
-        size_t n = x->n_slots ? x->n_slots * 2 : 1024;
-        slot *s = calloc(n, sizeof *s);
-        if (!s)
-                return -ENOMEM;
-        for (size_t i = 0; i < x->n_slots; i++) {
-                if (!x->slots[i].seq1)
-                        continue;
-                size_t h = slot_hash(x->slots[i].key, n);
-                while (s[h].seq1)
-                        h = (h + 1) & (n - 1);
-                s[h] = x->slots[i];
-        }
-        free(x->slots);
-        x->slots = s;
-        x->n_slots = n;
-        return 0;
-}
-
-static int add_digest(agent_index *x, const uint8_t *d, uint64_t seq) {
-        if ((x->used_slots + 1) * 4 > x->n_slots * 3) {
-                int r = slots_grow(x);
-                if (r < 0)
-                        return r;
-        }
-        uint64_t key = key_of(d);
-        size_t h = slot_hash(key, x->n_slots);
-        while (x->slots[h].seq1) {
-                if (x->slots[h].key == key && x->slots[h].seq1 == seq + 1)
-                        return 0; /* the same entry again (digest = an annotation) */
-                h = (h + 1) & (x->n_slots - 1);
-        }
-        x->slots[h] = (slot){ .key = key, .seq1 = seq + 1 };
-        x->used_slots++;
-        return 0;
-}
-
-static int add_principal(agent_index *x, const uint8_t *name, size_t len, uint64_t seq) {
-        if (len == 0 || len > MAX_PRINCIPAL)
-                return 0;
-        principal_list *pl = NULL;
-        for (size_t i = 0; i < x->n_principals && !pl; i++)
-                if (strlen(x->principals[i].name) == len && memcmp(x->principals[i].name, name, len) == 0)
-                        pl = &x->principals[i];
-        if (!pl) {
-                if (x->n_principals == x->cap_principals) {
-                        size_t cap = x->cap_principals ? x->cap_principals * 2 : 8;
-                        principal_list *p = realloc(x->principals, cap * sizeof *p);
-                        if (!p)
-                                return -ENOMEM;
-                        x->principals = p;
-                        x->cap_principals = cap;
-                }
-                pl = &x->principals[x->n_principals++];
-                memset(pl, 0, sizeof *pl);
-                memcpy(pl->name, name, len);
-        }
-        if (pl->n == pl->cap) {
-                size_t cap = pl->cap ? pl->cap * 2 : 64;
-                uint64_t *s = realloc(pl->seqs, cap * sizeof *s);
-                if (!s)
-                        return -ENOMEM;
-                pl->seqs = s;
-                pl->cap = cap;
-        }
-        pl->seqs[pl->n++] = seq;
-        return 0;
+static int step_done(agent_index *x, sqlite3_stmt *st) {
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? 0 : db_error(x->w, sqlite3_sql(st));
 }
 
 struct value_ctx {
@@ -264,195 +352,512 @@ struct value_ctx {
         int r;
 };
 
-static void on_annotation_value(void *ctx, const uint8_t *v, size_t len) {
+static int add_digest(agent_index *x, const uint8_t *d, uint64_t seq) {
+        int64_t prefix;
+        memcpy(&prefix, d, sizeof prefix);
+        sqlite3_stmt *st = x->ws[W_DIGEST];
+        sqlite3_bind_int64(st, 1, prefix);
+        sqlite3_bind_int64(st, 2, (int64_t) seq);
+        return step_done(x, st);
+}
+
+static void on_annotation_value(void *ctx, const char *v, size_t len) {
         struct value_ctx *vc = ctx;
         uint8_t d[48];
-        if (vc->r >= 0 && index_digest_value(v, len, d) > 0)
+        size_t n;
+        int alg;
+        if (vc->r >= 0 && proto_digest_spec_parse_n(v, len, &alg, d, &n) == 0)
                 vc->r = add_digest(vc->x, d, vc->seq);
 }
 
-static int add_locked(agent_index *x, uint64_t seg_first, uint64_t off, uint64_t seq, const uint8_t *entry,
-                      size_t n) {
-        if (seq != x->size)
-                return -EINVAL;
-        index_fields f;
+static bool is_key_event(int event) {
+        return event == PROVSIGN__AUDIT_EVENT__KEY_CREATE || event == PROVSIGN__AUDIT_EVENT__KEY_ROTATE ||
+               event == PROVSIGN__AUDIT_EVENT__KEY_REVOKE || event == PROVSIGN__AUDIT_EVENT__KEY_DESTROY;
+}
+
+/* One entry, inside the caller's transaction. Entry bytes that do not
+ * parse are indexed by position only (they cannot be committed: audit.c
+ * encodes them, and replay refuses such records). */
+static int add_entry(agent_index *x, uint64_t seg, uint64_t off, uint64_t seq, const uint8_t *entry, size_t n) {
+        proto_entry_fields f;
         struct value_ctx vc = { .x = x, .seq = seq, .r = 0 };
-        bool parsed = index_scan_entry(entry, n, &f, on_annotation_value, &vc) == 0;
+        if (proto_entry_scan(entry, n, &f, on_annotation_value, &vc) < 0)
+                memset(&f, 0, sizeof f);
         if (vc.r < 0)
                 return vc.r;
-        if (seq % INDEX_STRIDE == 0) {
-                if (x->n_samples == x->cap_samples) {
-                        size_t cap = x->cap_samples ? x->cap_samples * 2 : 1024;
-                        sample *s = realloc(x->samples, cap * sizeof *s);
-                        if (!s)
-                                return -ENOMEM;
-                        x->samples = s;
-                        x->cap_samples = cap;
+        int64_t pid = name_id(x, NAME_PRINCIPAL, f.principal, f.principal_len);
+        int64_t kid = name_id(x, NAME_KEYID, f.keyid, f.keyid_len);
+        if (pid < 0 || kid < 0)
+                return db_error(x->w, "names");
+        sqlite3_stmt *st = x->ws[W_ENTRY];
+        sqlite3_bind_int64(st, 1, (int64_t) seq);
+        sqlite3_bind_int64(st, 2, (int64_t) seg);
+        sqlite3_bind_int64(st, 3, (int64_t) off);
+        sqlite3_bind_int64(st, 4, f.time_us);
+        sqlite3_bind_int(st, 5, f.event);
+        if (pid)
+                sqlite3_bind_int64(st, 6, pid);
+        else
+                sqlite3_bind_null(st, 6);
+        if (kid)
+                sqlite3_bind_int64(st, 7, kid);
+        else
+                sqlite3_bind_null(st, 7);
+        int r = step_done(x, st);
+        if (r >= 0 && f.digest_len >= 8)
+                r = add_digest(x, f.digest, seq);
+        if (r >= 0 && is_key_event(f.event)) {
+                sqlite3_bind_int64(x->ws[W_KEY_EVENT], 1, (int64_t) seq);
+                r = step_done(x, x->ws[W_KEY_EVENT]);
+        }
+        return r;
+}
+
+static void set_size(agent_index *x, uint64_t size) {
+        pthread_mutex_lock(&x->lock);
+        x->size = size;
+        pthread_mutex_unlock(&x->lock);
+}
+
+/* Indexes the batches of list in one transaction (the indexer thread, or
+ * the caller when there is none). 0 or the error, logged; the index then
+ * stops until the next start. */
+static int write_batches(agent_index *x, const pending_batch *list) {
+        uint64_t seq = list->first_seq;
+        int r = step_done(x, x->ws[W_BEGIN]);
+        for (const pending_batch *b = list; b && r >= 0; b = b->next) {
+                proto_cursor c = proto_cursor_make(b->data, b->len);
+                while (r >= 0) {
+                        size_t at = b->len - c.len;
+                        const uint8_t *entry;
+                        size_t n;
+                        r = proto_record_next(&c, &entry, &n);
+                        if (r == -ENODATA) {
+                                r = 0;
+                                break;
+                        }
+                        if (r >= 0)
+                                r = add_entry(x, b->seg, b->off + at, seq, entry, n);
+                        if (r >= 0)
+                                seq++;
                 }
-                x->samples[x->n_samples++] = (sample){ .seg = seg_first, .off = off,
-                                                       .time_us = parsed ? f.time_us : 0 };
         }
-        if (parsed) {
-                int r = 0;
-                if (f.digest_len >= 8)
-                        r = add_digest(x, f.digest, seq);
-                if (r >= 0)
-                        r = add_principal(x, f.principal, f.principal_len, seq);
-                if (r < 0)
-                        return r;
+        if (r >= 0)
+                r = step_done(x, x->ws[W_COMMIT]);
+        if (r < 0) {
+                (void) step_done(x, x->ws[W_ROLLBACK]);
+                log_error("audit index: cannot index entries %" PRIu64 "..: %s; find and export read the entries after"
+                          " %" PRIu64 " from the segments until the next start, which catches up", list->first_seq,
+                          strerror(-r), x->size);
+                return r;
         }
-        x->size++;
+        set_size(x, seq);
         return 0;
 }
 
-int index_add(agent_index *x, uint64_t seg_first, uint64_t off, uint64_t seq, const uint8_t *entry, size_t n) {
-        pthread_rwlock_wrlock(&x->lock);
-        int r = add_locked(x, seg_first, off, seq, entry, n);
-        pthread_rwlock_unlock(&x->lock);
-        return r;
+static void free_batches(pending_batch *b) {
+        while (b) {
+                pending_batch *next = b->next;
+                free(b);
+                b = next;
+        }
+}
+
+static void *indexer_main(void *arg) {
+        agent_index *x = arg;
+        pthread_mutex_lock(&x->qlock);
+        for (;;) {
+                while (!x->head && !x->stopping)
+                        pthread_cond_wait(&x->qcond, &x->qlock);
+                if (!x->head)
+                        break;
+                /* A transaction costs about as much as tens of entries:
+                 * gather what a few more group commits bring (readers take
+                 * the unindexed tail from the segments meanwhile). */
+                struct timespec until;
+                clock_gettime(CLOCK_REALTIME, &until);
+                until.tv_nsec += GATHER_MS * 1000000L;
+                until.tv_sec += until.tv_nsec / 1000000000L;
+                until.tv_nsec %= 1000000000L;
+                while (!x->stopping && x->queued_bytes < GATHER_BYTES &&
+                       pthread_cond_timedwait(&x->qcond, &x->qlock, &until) == 0)
+                        ;
+                pending_batch *list = x->head;
+                x->head = x->tail = NULL;
+                x->queued_bytes = 0;
+                x->busy = true;
+                pthread_cond_broadcast(&x->qdone); /* room for the committer */
+                pthread_mutex_unlock(&x->qlock);
+                int r = x->broken ? -EIO : write_batches(x, list);
+                free_batches(list);
+                pthread_mutex_lock(&x->qlock);
+                if (r < 0)
+                        x->broken = true;
+                x->busy = false;
+                pthread_cond_broadcast(&x->qdone);
+        }
+        pthread_mutex_unlock(&x->qlock);
+        return NULL;
+}
+
+static void start_thread(agent_index *x) {
+        x->queued_size = x->size;
+        x->thread_started = pthread_create(&x->thread, NULL, indexer_main, x) == 0;
+        if (!x->thread_started)
+                log_warning("audit index: no indexer thread (%s): the committer indexes each group itself",
+                            strerror(errno));
+}
+
+/* Writes what is queued and stops the indexer. */
+static void stop_thread(agent_index *x) {
+        if (!x->thread_started)
+                return;
+        pthread_mutex_lock(&x->qlock);
+        x->stopping = true;
+        pthread_cond_signal(&x->qcond);
+        pthread_mutex_unlock(&x->qlock);
+        pthread_join(x->thread, NULL);
+        x->thread_started = false;
+}
+
+void index_flush(agent_index *x) {
+        pthread_mutex_lock(&x->qlock);
+        while (x->head || x->busy)
+                pthread_cond_wait(&x->qdone, &x->qlock);
+        pthread_mutex_unlock(&x->qlock);
 }
 
 int index_add_records(agent_index *x, uint64_t seg_first, uint64_t off, uint64_t first_seq, const uint8_t *buf,
                       size_t len) {
-        proto_cursor c = proto_cursor_make(buf, len);
+        pending_batch *b = malloc(sizeof *b + len);
         int r = 0;
-        pthread_rwlock_wrlock(&x->lock);
-        for (uint64_t seq = first_seq; r >= 0; seq++) {
-                size_t at = len - c.len;
+        if (!b)
+                return -ENOMEM;
+        *b = (pending_batch){ .seg = seg_first, .off = off, .first_seq = first_seq, .len = len };
+        memcpy(b->data, buf, len);
+        pthread_mutex_lock(&x->qlock);
+        uint64_t expect = x->thread_started ? x->queued_size : x->size;
+        if (x->broken || !x->w)
+                r = -EIO;
+        else if (first_seq != expect) {
+                log_error("audit index: entry %" PRIu64 " follows %" PRIu64 " indexed entries; indexing stops until the"
+                          " next start", first_seq, expect);
+                x->broken = true;
+                r = -EINVAL;
+        }
+        while (r == 0 && x->thread_started && x->queued_bytes > QUEUE_MAX && !x->broken)
+                pthread_cond_wait(&x->qdone, &x->qlock);
+        if (r == 0 && x->thread_started) {
+                if (x->tail)
+                        x->tail->next = b;
+                else
+                        x->head = b;
+                x->tail = b;
+                x->queued_bytes += len;
+                proto_cursor c = proto_cursor_make(buf, len);
                 const uint8_t *entry;
                 size_t n;
-                r = proto_record_next(&c, &entry, &n);
-                if (r == -ENODATA) {
-                        r = 0;
-                        break;
+                while (proto_record_next(&c, &entry, &n) == 0)
+                        x->queued_size++;
+                pthread_cond_signal(&x->qcond);
+                b = NULL;
+        }
+        pthread_mutex_unlock(&x->qlock);
+        if (r == 0 && b) {
+                /* No indexer thread: write it here. */
+                r = write_batches(x, b);
+                if (r < 0) {
+                        pthread_mutex_lock(&x->qlock);
+                        x->broken = true;
+                        pthread_mutex_unlock(&x->qlock);
+                }
+        }
+        free(b);
+        return r;
+}
+
+/* ---- Catching up with the log at start ---- */
+
+struct progress {
+        const char *what;
+        uint64_t from, to;
+        int64_t started, last;
+};
+
+static void progress(struct progress *p, uint64_t at, bool force) {
+        int64_t now = mono_us();
+        if (!force && now - p->last < PROGRESS_EVERY_US)
+                return;
+        p->last = now;
+        unsigned pct = p->to > p->from ? (unsigned) ((at - p->from) * 100 / (p->to - p->from)) : 100;
+        log_notice("audit index: %s: %" PRIu64 " of %" PRIu64 " entries (%u%%, %.1f s)", p->what, at, p->to, pct,
+                   (double) (now - p->started) / 1e6);
+        sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%d\nSTATUS=audit index: %s: %" PRIu64 " of %" PRIu64 " entries (%u%%)",
+                   EXTEND_TIMEOUT_US, p->what, at, p->to, pct);
+}
+
+/* Indexes entries [x->size, log_size), read from rd (positioned at
+ * x->size), in transactions of SYNC_TXN_ENTRIES. */
+static int catch_up(agent_index *x, agent_logreader *rd, uint64_t log_size, const char *what) {
+        struct progress p = { .what = what, .from = x->size, .to = log_size };
+        p.started = p.last = mono_us();
+        bool loud = log_size - x->size >= 100000;
+        if (loud)
+                progress(&p, x->size, true);
+        uint64_t seq = x->size;
+        int r = 0;
+        while (seq < log_size && r >= 0) {
+                r = step_done(x, x->ws[W_BEGIN]);
+                uint64_t end = log_size - seq > SYNC_TXN_ENTRIES ? seq + SYNC_TXN_ENTRIES : log_size;
+                for (; seq < end && r >= 0; seq++) {
+                        const uint8_t *entry;
+                        size_t n;
+                        uint64_t seg, off;
+                        r = logreader_get_at(rd, seq, &entry, &n, &seg, &off);
+                        if (r >= 0)
+                                r = add_entry(x, seg, off, seq, entry, n);
+                        if (r < 0)
+                                log_error("audit index: entry %" PRIu64 ": %s", seq, strerror(-r));
                 }
                 if (r >= 0)
-                        r = add_locked(x, seg_first, off + at, seq, entry, n);
+                        r = step_done(x, x->ws[W_COMMIT]);
+                if (r < 0) {
+                        (void) step_done(x, x->ws[W_ROLLBACK]);
+                        break;
+                }
+                set_size(x, seq);
+                if (loud)
+                        progress(&p, seq, false);
         }
-        pthread_rwlock_unlock(&x->lock);
+        if (loud && r >= 0)
+                progress(&p, seq, true);
+        return r;
+}
+
+int index_sync(agent_index *x, int log_dir_fd, uint64_t log_size, char **ret_error) {
+        agent_logreader *rd = NULL;
+        bool fresh = false;
+        int r = open_existing(x);
+        if (r == -ENOENT) {
+                if (log_size > 0)
+                        log_notice("audit index %s is missing: rebuilding it from the log", x->path);
+                fresh = true;
+        } else if (r < 0) {
+                log_warning("audit index %s is unreadable or of another version: rebuilding it from the log", x->path);
+                fresh = true;
+        } else if (x->size > log_size) {
+                log_warning("audit index %s has %" PRIu64 " entries, the log %" PRIu64
+                            ": not this log's; rebuilding it from the log", x->path, x->size, log_size);
+                fresh = true;
+        }
+        if (!fresh) {
+                r = prepare_all(x->w, w_sql, x->ws, W_N);
+                if (r >= 0)
+                        r = open_reader(x);
+                if (r >= 0)
+                        r = logreader_new(log_dir_fd, x, &rd);
+                if (r >= 0 && x->size > 0) {
+                        /* Its last entry must be where it says: else it is another log's. */
+                        const uint8_t *entry;
+                        size_t n;
+                        r = logreader_get(rd, x->size - 1, &entry, &n);
+                        if (r < 0)
+                                log_warning("audit index %s: its last entry %" PRIu64 " is not in the log (%s);"
+                                            " rebuilding it from the log", x->path, x->size - 1, strerror(-r));
+                }
+                if (r >= 0 && x->size < log_size)
+                        r = catch_up(x, rd, log_size, "catching up");
+                if (r == -ENOMEM)
+                        goto out;
+                if (r < 0) {
+                        logreader_free(rd);
+                        rd = NULL;
+                        close_all(x);
+                        fresh = true;
+                }
+        }
+        if (fresh) {
+                int64_t t0 = mono_us();
+                r = create_fresh(x);
+                if (r >= 0)
+                        r = prepare_all(x->w, w_sql, x->ws, W_N);
+                if (r >= 0)
+                        r = logreader_new(log_dir_fd, NULL, &rd);
+                if (r >= 0) {
+                        logreader_seek(rd, 0, 0, 0);
+                        r = catch_up(x, rd, log_size, "rebuilding");
+                }
+                if (r >= 0)
+                        r = finish_fresh(x);
+                /* Reopened: the bulk load's page cache goes back to the system. */
+                close_all(x);
+                malloc_trim(0);
+                if (r >= 0)
+                        r = open_existing(x);
+                if (r >= 0)
+                        r = prepare_all(x->w, w_sql, x->ws, W_N);
+                if (r >= 0)
+                        r = open_reader(x);
+                if (r >= 0 && log_size > 0)
+                        log_notice("audit index %s: rebuilt, %" PRIu64 " entries in %.1f s", x->path, log_size,
+                                   (double) (mono_us() - t0) / 1e6);
+                if (r < 0 && r != -ENOMEM)
+                        r = agent_errorf(ret_error, r, "cannot build the audit index %s from the log: %s", x->path,
+                                         strerror(-r));
+        }
+out:
+        logreader_free(rd);
+        if (r == -ENOMEM)
+                return agent_errorf(ret_error, r, "audit index: out of memory");
+        if (r >= 0)
+                start_thread(x);
         return r;
 }
 
 /* ---- Queries ---- */
 
 uint64_t index_size(agent_index *x) {
-        pthread_rwlock_rdlock(&x->lock);
+        pthread_mutex_lock(&x->lock);
         uint64_t n = x->size;
-        pthread_rwlock_unlock(&x->lock);
+        pthread_mutex_unlock(&x->lock);
         return n;
 }
 
-int index_locate(agent_index *x, uint64_t seq, uint64_t *ret_seq, uint64_t *ret_seg, uint64_t *ret_off) {
+int index_locate(agent_index *x, uint64_t seq, uint64_t *ret_seg, uint64_t *ret_off) {
         int r = -ENOENT;
-        pthread_rwlock_rdlock(&x->lock);
-        if (seq < x->size) {
-                size_t i = (size_t) (seq / INDEX_STRIDE);
-                *ret_seq = (uint64_t) i * INDEX_STRIDE;
-                *ret_seg = x->samples[i].seg;
-                *ret_off = x->samples[i].off;
-                r = 0;
+        pthread_mutex_lock(&x->lock);
+        sqlite3_stmt *st = x->rs[R_LOCATE];
+        if (st && seq < x->size) {
+                sqlite3_bind_int64(st, 1, (int64_t) seq);
+                int rc = sqlite3_step(st);
+                if (rc == SQLITE_ROW) {
+                        *ret_seg = (uint64_t) sqlite3_column_int64(st, 0);
+                        *ret_off = (uint64_t) sqlite3_column_int64(st, 1);
+                        r = 0;
+                } else if (rc != SQLITE_DONE)
+                        r = db_error(x->r, "locate");
+                sqlite3_reset(st);
         }
-        pthread_rwlock_unlock(&x->lock);
+        pthread_mutex_unlock(&x->lock);
         return r;
 }
 
+/* The time of entry seq (under x->lock); INT64_MAX when it cannot be read. */
+static int64_t time_at(agent_index *x, uint64_t seq) {
+        sqlite3_stmt *st = x->rs[R_TIME];
+        int64_t t = INT64_MAX;
+        sqlite3_bind_int64(st, 1, (int64_t) seq);
+        if (sqlite3_step(st) == SQLITE_ROW)
+                t = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        return t;
+}
+
+/* The first seq in [0, n) whose time is >= t (strict: > t). */
+static uint64_t first_time(agent_index *x, uint64_t n, int64_t t, bool strict) {
+        uint64_t a = 0, b = n;
+        while (a < b) {
+                uint64_t m = a + (b - a) / 2;
+                int64_t tm = time_at(x, m);
+                if (strict ? tm <= t : tm < t)
+                        a = m + 1;
+                else
+                        b = m;
+        }
+        return a;
+}
+
 void index_time_window(agent_index *x, int64_t since_us, int64_t until_us, uint64_t *ret_lo, uint64_t *ret_hi) {
-        pthread_rwlock_rdlock(&x->lock);
-        uint64_t lo = 0, hi = x->size;
-        size_t n = x->n_samples;
-        if (since_us > 0) {
-                /* The last sample earlier than since: entries before it are earlier still. */
-                size_t a = 0, b = n; /* first sample with time >= since */
-                while (a < b) {
-                        size_t m = a + (b - a) / 2;
-                        if (x->samples[m].time_us < since_us)
-                                a = m + 1;
-                        else
-                                b = m;
-                }
-                lo = a > 0 ? (uint64_t) (a - 1) * INDEX_STRIDE : 0;
+        pthread_mutex_lock(&x->lock);
+        uint64_t n = x->size, lo = 0, hi = n;
+        if (x->rs[R_TIME]) {
+                if (since_us > 0)
+                        lo = first_time(x, n, since_us, false);
+                if (until_us > 0)
+                        hi = first_time(x, n, until_us, true);
         }
-        if (until_us > 0) {
-                size_t a = 0, b = n; /* first sample with time > until */
-                while (a < b) {
-                        size_t m = a + (b - a) / 2;
-                        if (x->samples[m].time_us <= until_us)
-                                a = m + 1;
-                        else
-                                b = m;
-                }
-                if (a < n && (uint64_t) a * INDEX_STRIDE < hi)
-                        hi = (uint64_t) a * INDEX_STRIDE;
-        }
-        pthread_rwlock_unlock(&x->lock);
+        pthread_mutex_unlock(&x->lock);
         *ret_lo = lo;
-        *ret_hi = hi;
+        *ret_hi = hi > lo ? hi : lo;
 }
 
-static int cmp_u64(const void *a, const void *b) {
-        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-        return x < y ? -1 : x > y;
+static int64_t clamp(uint64_t v) {
+        return v > (uint64_t) INT64_MAX ? INT64_MAX : (int64_t) v;
 }
 
-int index_find_digest(agent_index *x, const uint8_t *digest, size_t n, uint64_t **ret, size_t *ret_n) {
-        if (n < 8)
-                return -EINVAL;
-        uint64_t key = key_of(digest), *out = NULL;
-        size_t cnt = 0, cap = 0;
-        int r = 0;
-        pthread_rwlock_rdlock(&x->lock);
-        if (x->n_slots) {
-                for (size_t h = slot_hash(key, x->n_slots); x->slots[h].seq1; h = (h + 1) & (x->n_slots - 1)) {
-                        if (x->slots[h].key != key)
-                                continue;
-                        if (cnt == cap) {
-                                size_t nc = cap ? cap * 2 : 16;
-                                uint64_t *p = realloc(out, nc * sizeof *p);
-                                if (!p) {
-                                        r = -ENOMEM;
-                                        break;
-                                }
-                                out = p;
-                                cap = nc;
-                        }
-                        out[cnt++] = x->slots[h].seq1 - 1;
-                }
+static int collect(agent_index *x, sqlite3_stmt *st, uint64_t *out, size_t cap, size_t *ret_n) {
+        size_t n = 0;
+        int rc;
+        while (n < cap && (rc = sqlite3_step(st)) == SQLITE_ROW)
+                out[n++] = (uint64_t) sqlite3_column_int64(st, 0);
+        if (n < cap && rc != SQLITE_DONE) {
+                sqlite3_reset(st);
+                return db_error(x->r, "query");
         }
-        pthread_rwlock_unlock(&x->lock);
-        if (r >= 0 && !out && !(out = malloc(sizeof *out)))
-                r = -ENOMEM;
-        if (r < 0) {
-                free(out);
-                return r;
-        }
-        qsort(out, cnt, sizeof *out, cmp_u64);
-        *ret = out;
-        *ret_n = cnt;
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        *ret_n = n;
         return 0;
 }
 
-void index_principal_seqs(agent_index *x, const char *principal, uint64_t from, uint64_t to, uint64_t *out,
-                          size_t cap, size_t *ret_n) {
-        size_t cnt = 0;
-        pthread_rwlock_rdlock(&x->lock);
-        for (size_t i = 0; i < x->n_principals; i++) {
-                principal_list *pl = &x->principals[i];
-                if (strcmp(pl->name, principal) != 0)
-                        continue;
-                size_t a = 0, b = pl->n; /* first >= from */
-                while (a < b) {
-                        size_t m = a + (b - a) / 2;
-                        if (pl->seqs[m] < from)
-                                a = m + 1;
-                        else
-                                b = m;
-                }
-                for (; a < pl->n && cnt < cap && pl->seqs[a] < to; a++)
-                        out[cnt++] = pl->seqs[a];
-                break;
+int index_query_seqs(agent_index *x, const index_query *q, uint64_t *out, size_t cap, size_t *ret_n) {
+        *ret_n = 0;
+        pthread_mutex_lock(&x->lock);
+        uint64_t to = q->to < x->size ? q->to : x->size;
+        int r = 0;
+        if (q->from >= to || cap == 0)
+                goto out;
+        if (!q->digest_len && !q->principal && !q->keyid) {
+                size_t n = 0;
+                for (uint64_t s = q->from; s < to && n < cap; s++)
+                        out[n++] = s;
+                *ret_n = n;
+                goto out;
         }
-        pthread_rwlock_unlock(&x->lock);
-        *ret_n = cnt;
+        sqlite3_stmt *st;
+        if (q->digest_len >= 8) {
+                int64_t prefix;
+                memcpy(&prefix, q->digest, sizeof prefix);
+                st = x->rs[R_DIGEST];
+                if (st)
+                        sqlite3_bind_int64(st, 1, prefix);
+        } else if (q->keyid) {
+                st = x->rs[q->principal ? R_PRINCIPAL_KEYID : R_KEYID];
+                if (st) {
+                        sqlite3_bind_text(st, 1, q->keyid, -1, SQLITE_STATIC);
+                        if (q->principal)
+                                sqlite3_bind_text(st, 5, q->principal, -1, SQLITE_STATIC);
+                }
+        } else {
+                st = x->rs[R_PRINCIPAL];
+                if (st)
+                        sqlite3_bind_text(st, 1, q->principal, -1, SQLITE_STATIC);
+        }
+        if (!st) {
+                r = -EIO;
+                goto out;
+        }
+        sqlite3_bind_int64(st, 2, clamp(q->from));
+        sqlite3_bind_int64(st, 3, clamp(to));
+        sqlite3_bind_int64(st, 4, (int64_t) cap);
+        r = collect(x, st, out, cap, ret_n);
+out:
+        pthread_mutex_unlock(&x->lock);
+        return r;
+}
+
+int index_key_events(agent_index *x, uint64_t from, uint64_t *out, size_t cap, size_t *ret_n) {
+        *ret_n = 0;
+        pthread_mutex_lock(&x->lock);
+        sqlite3_stmt *st = x->rs[R_KEY_EVENTS];
+        int r = -EIO;
+        if (st) {
+                sqlite3_bind_int64(st, 1, clamp(from));
+                sqlite3_bind_int64(st, 2, (int64_t) cap);
+                r = collect(x, st, out, cap, ret_n);
+        }
+        pthread_mutex_unlock(&x->lock);
+        return r;
 }
 
 /* ---- Reading entries back ---- */
@@ -464,6 +869,8 @@ struct agent_logreader {
         agent_index *x;
         int fd;              /* segment seg_first, or -1 */
         uint64_t seg_first;
+        uint64_t want_seg;   /* the segment to open when fd is -1 */
+        bool positioned;     /* next_seq / off / want_seg are set */
         uint64_t next_seq;   /* the entry whose record starts at off */
         uint64_t off;
         uint8_t *buf;        /* file bytes [buf_off, buf_off + buf_len) */
@@ -539,18 +946,47 @@ static int ensure(agent_logreader *r, uint64_t off, size_t need) {
         return got >= need ? 1 : -EBADMSG;
 }
 
-int logreader_get(agent_logreader *r, uint64_t seq, const uint8_t **ret, size_t *ret_n) {
+void logreader_seek(agent_logreader *r, uint64_t seq, uint64_t seg_first, uint64_t off) {
+        if (r->fd >= 0 && r->seg_first != seg_first) {
+                close(r->fd);
+                r->fd = -1;
+        }
+        r->want_seg = seg_first;
+        r->next_seq = seq;
+        r->off = off;
+        r->positioned = true;
+}
+
+/* Entries a reader skips forward through rather than ask the index. */
+#define SKIP_MAX 64u
+
+int logreader_get_at(agent_logreader *r, uint64_t seq, const uint8_t **ret, size_t *ret_n, uint64_t *ret_seg,
+                     uint64_t *ret_off) {
         int k;
-        if (r->fd < 0 || seq < r->next_seq || seq - r->next_seq >= 2 * INDEX_STRIDE) {
-                uint64_t s, seg, off;
-                k = index_locate(r->x, seq, &s, &seg, &off);
+        if (!r->positioned || seq < r->next_seq || seq - r->next_seq >= SKIP_MAX) {
+                uint64_t seg, off, n;
+                if (!r->x)
+                        return -ENOENT;
+                k = index_locate(r->x, seq, &seg, &off);
+                if (k == -ENOENT && seq >= (n = index_size(r->x))) {
+                        /* Not indexed yet (queued for the indexer): read on
+                         * from the last indexed entry, or the log's start. */
+                        if (n == 0)
+                                logreader_seek(r, 0, 0, 0);
+                        else if ((k = index_locate(r->x, n - 1, &seg, &off)) == 0)
+                                logreader_seek(r, n - 1, seg, off);
+                        if (k == -ENOENT && n > 0)
+                                return k;
+                        k = 0;
+                } else if (k < 0)
+                        return k;
+                else
+                        logreader_seek(r, seq, seg, off);
+        }
+        if (r->fd < 0) {
+                k = open_seg(r, r->want_seg);
                 if (k < 0)
                         return k;
-                k = open_seg(r, seg);
-                if (k < 0)
-                        return k;
-                r->next_seq = s;
-                r->off = off;
         }
         for (;;) {
                 k = ensure(r, r->off, PROTO_RECORD_HEADER);
@@ -560,7 +996,7 @@ int logreader_get(agent_logreader *r, uint64_t seq, const uint8_t **ret, size_t 
                                 return -EBADMSG;
                         k = open_seg(r, r->next_seq);
                         if (k < 0)
-                                return k;
+                                return k == -ENOENT ? -EBADMSG : k;
                         r->off = 0;
                         continue;
                 }
@@ -578,14 +1014,26 @@ int logreader_get(agent_logreader *r, uint64_t seq, const uint8_t **ret, size_t 
                 size_t n;
                 if (proto_record_next(&c, &entry, &n) < 0)
                         return -EBADMSG;
+                uint64_t at = r->off;
                 r->off += rec;
                 if (r->next_seq++ == seq) {
-                        index_fields f;
-                        if (index_scan_entry(entry, n, &f, NULL, NULL) < 0 || f.seq != seq)
-                                return -EBADMSG;
+                        proto_entry_head h;
+                        if (proto_entry_peek(entry, n, &h) < 0 || h.seq != seq) {
+                                proto_entry_fields f;
+                                if (proto_entry_scan(entry, n, &f, NULL, NULL) < 0 || f.seq != seq)
+                                        return -EBADMSG;
+                        }
                         *ret = entry;
                         *ret_n = n;
+                        if (ret_seg)
+                                *ret_seg = r->seg_first;
+                        if (ret_off)
+                                *ret_off = at;
                         return 0;
                 }
         }
+}
+
+int logreader_get(agent_logreader *r, uint64_t seq, const uint8_t **ret, size_t *ret_n) {
+        return logreader_get_at(r, seq, ret, ret_n, NULL, NULL);
 }

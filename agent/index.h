@@ -1,107 +1,106 @@
-/* In-memory indexes over the committed audit log, and a reader of entries
- * by sequence number (for export, find and proof: issue 5).
+/* The log's index on disk (SQLite 3, <state_dir>/index.sqlite; why SQLite:
+ * docs/log-index.md), and a reader of entries by sequence number (export,
+ * find, proof, the key events at start).
  *
- * The indexes are built while audit.c replays the segments at start
- * (index_add) and extended by its committer for every batch it writes
- * (index_add_records). They hold no entry bytes:
+ * Derived data: the segments are the truth. The index holds, for every
+ * entry, its position (segment, byte offset of its record), time, event,
+ * principal and key id; the first 8 bytes of its digest and of every
+ * annotation value "sha256:HEX" / "sha384:HEX" (prefixes: callers re-check
+ * the full value against the entry); and the seqs of the key events. It is
+ * written in WAL mode with synchronous=NORMAL: a crash or a power loss may
+ * lose its last transactions, never the log's; index_sync() catches up from
+ * the segments at the next start, or rebuilds a missing, unreadable or
+ * foreign index from them.
  *
- *   - a sparse position index: for every INDEX_STRIDE-th entry, the segment
- *     it is in (the segment's first seq), its byte offset there and its
- *     time. Reading entry s costs one lookup and a forward scan of fewer
- *     than INDEX_STRIDE records (one pread). Times give a seq window for
- *     --since/--until (entries are stamped in seq order under the log's
- *     lock, so times only step back if the wall clock does; find filters
- *     the exact times anyway);
- *   - a digest index: the first 8 bytes of every entry's digest and of
- *     every annotation value "sha256:HEX" / "sha384:HEX" -> seq (open
- *     addressing, 16 bytes a slot). Prefixes only: callers re-check the
- *     full value against the entry;
- *   - a principal index: per principal, the ascending seqs of its entries
- *     (8 bytes an entry).
- * About 40 bytes per signed entry in all (1M entries: ~40 MB, next to the
- * Merkle tree's 64 bytes an entry).
- *
- * Threads: index_add* from one writer (audit replay, then the committer);
- * every other function from any thread. One rwlock inside. */
+ * Threads: two connections. The writer (index_sync at start, then the
+ * indexer thread fed by index_add_records from audit.c's committer) and
+ * the readers (every other function, from any thread; serialized by a
+ * mutex inside). */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define INDEX_STRIDE 64u
+#define INDEX_FILE "index.sqlite"
 
 typedef struct agent_index agent_index;
 
-/* index_new: an empty index (caller frees with index_free). 0 or -ENOMEM. */
-int index_new(agent_index **ret);
-void index_free(agent_index *x);
+/* index_open: opens or creates the index at path (the file need not
+ * exist; an unreadable one is replaced, see index_sync). 0 and *ret (free
+ * with index_close), -ENOMEM. */
+int index_open(const char *path, agent_index **ret);
+void index_close(agent_index *x);
 
-/* index_add: the record of entry `seq` (which must be the next one, i.e.
- * the number of entries added so far), whose entry bytes entry[0..n) start
- * at byte offset `off` (the record's start) of the segment whose first
- * entry is seg_first. 0, -EINVAL (not the next seq), -ENOMEM. Entry bytes
- * that do not parse are indexed by position only. */
-int index_add(agent_index *x, uint64_t seg_first, uint64_t off, uint64_t seq, const uint8_t *entry, size_t n);
+/* index_sync: brings the index up to log_size entries, reading the segments
+ * in the directory log_dir_fd (borrowed). Catches up from the last indexed
+ * entry when the index is behind; rebuilds it from the segments when it is
+ * missing, unreadable, of another schema, ahead of the log or not matching
+ * it (its last entry is not where it says). A long catch-up or rebuild
+ * reports progress on stderr and to systemd (EXTEND_TIMEOUT_USEC, STATUS).
+ * Main thread, before the committer starts. 0, or -errno with *ret_error
+ * set (the segments cannot be read). */
+int index_sync(agent_index *x, int log_dir_fd, uint64_t log_size, char **ret_error);
 
-/* index_add_records: index_add for every record in buf[0..len), a batch
- * written at offset `off` of segment seg_first, its first entry first_seq. */
+/* index_add_records: queues every record in buf[0..len) (copied), a batch
+ * written at byte offset `off` of segment seg_first, its first entry
+ * first_seq, for the indexer thread (started by index_sync), which writes
+ * all the batches queued at a time in one transaction. It waits only when
+ * more than 32 MiB are queued. A failure (disk full, a damaged file) is
+ * logged once and stops the indexing until the next start, which catches
+ * up: signing never fails for the index's sake. 0, -EINVAL (not the next
+ * seq), -EIO (the index stopped), -ENOMEM. */
 int index_add_records(agent_index *x, uint64_t seg_first, uint64_t off, uint64_t first_seq, const uint8_t *buf,
                       size_t len);
 
-/* index_size: entries indexed so far. */
+/* index_flush: waits until everything queued is written (or failed). */
+void index_flush(agent_index *x);
+
+/* index_size: entries indexed (the last one's seq + 1). It may lag the
+ * committed entries by the batches queued: readers take the entries after
+ * it from the segments (logreader_get reads on from the last indexed
+ * entry; find and filtered exports scan that tail). */
 uint64_t index_size(agent_index *x);
 
-/* index_locate: the indexed entry at or before seq: *ret_seq <= seq, its
- * segment (first seq) and record offset. -ENOENT if seq is not indexed. */
-int index_locate(agent_index *x, uint64_t seq, uint64_t *ret_seq, uint64_t *ret_seg, uint64_t *ret_off);
+/* index_locate: the segment (first seq) and record offset of entry seq.
+ * -ENOENT if seq is not indexed, -EIO when the index cannot be read. */
+int index_locate(agent_index *x, uint64_t seq, uint64_t *ret_seg, uint64_t *ret_off);
 
-/* index_time_window: a seq window [*ret_lo, *ret_hi) outside which no entry
- * has since_us <= time <= until_us (0 = open end), as far as the sampled
- * times tell (they assume a clock that never stepped back). */
+/* index_time_window: a seq window [*ret_lo, *ret_hi) of [0, index_size())
+ * outside which no entry has since_us <= time <= until_us (0 = open end),
+ * by binary search on the entries' times (entries are stamped in seq order
+ * under the log's lock: times only step back if the wall clock does;
+ * callers filter the exact times anyway). */
 void index_time_window(agent_index *x, int64_t since_us, int64_t until_us, uint64_t *ret_lo, uint64_t *ret_hi);
 
-/* index_find_digest: the seqs (ascending, a new array the caller frees,
- * non-NULL even when empty) whose entry digest or an annotation digest value
- * shares the first 8 bytes of digest[0..n) (n >= 8). 0, -EINVAL, -ENOMEM. */
-int index_find_digest(agent_index *x, const uint8_t *digest, size_t n, uint64_t **ret, size_t *ret_n);
-
-/* index_principal_seqs: copies into out (capacity cap) the seqs of
- * principal's entries that lie in [from, to), ascending; *ret_n of them.
- * When *ret_n == cap there may be more: ask again from out[cap-1] + 1. */
-void index_principal_seqs(agent_index *x, const char *principal, uint64_t from, uint64_t to, uint64_t *out,
-                          size_t cap, size_t *ret_n);
-
-/* What the index (and find) reads out of an entry without unpacking it
- * (protobuf wire format, bounds-checked). Pointers borrow the entry bytes;
- * strings are NOT NUL-terminated. */
-typedef struct index_fields {
-        uint64_t seq;
-        int64_t time_us;
-        const uint8_t *principal;
-        size_t principal_len;
+/* A query: candidates for entries with this digest (or annotation digest
+ * value; by its first 8 bytes), principal, key id, in the seq window
+ * [from, to). NULL / 0 fields do not restrict. */
+typedef struct index_query {
         const uint8_t *digest;
-        size_t digest_len;
-} index_fields;
+        size_t digest_len;      /* 0, or >= 8 */
+        const char *principal;
+        const char *keyid;
+        uint64_t from, to;
+} index_query;
 
-/* index_scan_entry: fills f from an AuditEntry's bytes. For each annotation
- * value, calls on_value(ctx, value, len) if on_value is not NULL. 0 or
- * -EBADMSG (not protobuf wire format). */
-int index_scan_entry(const uint8_t *p, size_t n, index_fields *f,
-                     void (*on_value)(void *ctx, const uint8_t *v, size_t len), void *ctx);
+/* index_query_seqs: the next at most cap candidate seqs of q, ascending
+ * (all restrictions hold but the digest's, which is a prefix match). Page
+ * on with q->from = out[*ret_n - 1] + 1 while *ret_n == cap. 0 or -EIO. */
+int index_query_seqs(agent_index *x, const index_query *q, uint64_t *out, size_t cap, size_t *ret_n);
 
-/* index_digest_value: decodes an annotation value "sha256:HEX" (64 hex
- * digits) or "sha384:HEX" (96) into out (48 bytes of room); its length, or
- * 0 when v is not such a value. */
-size_t index_digest_value(const uint8_t *v, size_t len, uint8_t out[48]);
+/* index_key_events: the seqs of the key events (KEY_CREATE, _ROTATE,
+ * _REVOKE, _DESTROY) at or after from, ascending, at most cap. 0 or -EIO. */
+int index_key_events(agent_index *x, uint64_t from, uint64_t *out, size_t cap, size_t *ret_n);
 
-/* A reader of committed entries from the segment files, one per export or
- * query. The caller reads only seqs below audit_committed(): those records
- * are complete on disk and never change. */
+/* A reader of entries from the segment files, one per export or query.
+ * The caller reads only seqs below audit_committed(): those records are
+ * complete on disk and never change. */
 typedef struct agent_logreader agent_logreader;
 
 /* logreader_new: reads the segments in the directory dir_fd (borrowed, must
- * stay open) through x (borrowed). 0 and *ret (free with logreader_free),
+ * stay open), locating entries through x (borrowed; NULL: sequential reads
+ * from logreader_seek only). 0 and *ret (free with logreader_free),
  * -ENOMEM. */
 int logreader_new(int dir_fd, agent_index *x, agent_logreader **ret);
 void logreader_free(agent_logreader *r);
@@ -109,5 +108,12 @@ void logreader_free(agent_logreader *r);
 /* logreader_get: the bytes of entry seq. *ret points into the reader's
  * buffer, valid until the next call. Sequential calls cost one pread per
  * ~128 KiB. -ENOENT (not indexed), -EBADMSG (the record is damaged or has
- * another seq), or -errno from the file system. */
+ * another seq), or -errno from the file system. When ret_seg/ret_off are
+ * not NULL, the record's segment and offset. */
 int logreader_get(agent_logreader *r, uint64_t seq, const uint8_t **ret, size_t *ret_n);
+int logreader_get_at(agent_logreader *r, uint64_t seq, const uint8_t **ret, size_t *ret_n, uint64_t *ret_seg,
+                     uint64_t *ret_off);
+
+/* logreader_seek: the next logreader_get(seq) reads the record at byte
+ * offset off of segment seg_first, without asking the index. */
+void logreader_seek(agent_logreader *r, uint64_t seq, uint64_t seg_first, uint64_t off);

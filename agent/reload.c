@@ -29,13 +29,15 @@ int agent_reload(agent *a) {
         }
         const agent_config *cur = a->config;
         static const char *const fixed[] = { "socket", "socket_group", "state_dir", "pkcs11_module", "token_label",
-                                             "pin_file", "pin_credential" };
+                                             "pin_file", "pin_credential", "publish_dir" };
+        if (cur->publish_entries != next->publish_entries)
+                log_warning("config reload: publish_entries changed; it takes effect at the next restart");
         if (cur->workers != next->workers)
                 log_warning("config reload: workers changed; it takes effect at the next restart");
         const char *cur_v[] = { cur->socket, cur->socket_group, cur->state_dir, cur->pkcs11_module,
-                                cur->token_label, cur->pin_file, cur->pin_credential };
+                                cur->token_label, cur->pin_file, cur->pin_credential, cur->publish_dir };
         const char *next_v[] = { next->socket, next->socket_group, next->state_dir, next->pkcs11_module,
-                                 next->token_label, next->pin_file, next->pin_credential };
+                                 next->token_label, next->pin_file, next->pin_credential, next->publish_dir };
         for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
                 if (str_changed(cur_v[i], next_v[i]))
                         log_warning("config reload: %s changed; it takes effect at the next restart", fixed[i]);

@@ -137,7 +137,12 @@ struct client_audit_verify {
         json_t *final;           /* the final object, once seen */
         char *origin;
         uint64_t checkpoint_size;
+        uint8_t root[PROTO_MERKLE_HASH_LEN]; /* the checkpoint's, once checked */
         bool consistent_previous;
+
+        /* A sparse (filtered) export: the checkpoint object comes first and
+         * every entry carries its inclusion proof, checked as it comes. */
+        bool sparse, ended;
 };
 
 /* One CSV cell (RFC 4180 quoting). A cell that a spreadsheet would read as
@@ -483,6 +488,42 @@ static int add_hash(client_audit_verify *v, const uint8_t *leaf, size_t n) {
         return 0;
 }
 
+static int hash_array(json_t *a, uint8_t (**ret)[PROTO_MERKLE_HASH_LEN], size_t *ret_n);
+
+/* A sparse export's entry e (leaf[0..n)): after the entries before it, in
+ * the checkpoint's tree, its inclusion proof (in o) leading to the
+ * checkpoint's root. Key states are not checked: the key events are
+ * (mostly) not in a filtered export. */
+static int verify_sparse_entry(client_audit_verify *v, json_t *o, const Provsign__AuditEntry *e, const uint8_t *leaf,
+                               size_t n) {
+        uint8_t (*proof)[PROTO_MERKLE_HASH_LEN] = NULL, h[PROTO_MERKLE_HASH_LEN];
+        size_t np = 0;
+        uint64_t seq = e->seq;
+        if (v->n && seq < v->next)
+                return fail(v, true, seq, "seq %" PRIu64 " after seq %" PRIu64 " (an entry is repeated or out of order)",
+                            seq, v->next - 1);
+        if (seq >= v->checkpoint_size)
+                return fail(v, true, seq, "not covered by the checkpoint (tree size %" PRIu64 ")", v->checkpoint_size);
+        if (hash_array(json_object_get(o, "inclusion_proof"), &proof, &np) < 0)
+                return fail(v, true, seq, "\"inclusion_proof\" is not a list of base64 hashes");
+        int r = proto_merkle_leaf_hash(leaf, n, h);
+        if (r >= 0)
+                r = proto_merkle_verify_inclusion(h, seq, v->checkpoint_size, (const uint8_t (*)[32]) proof, np, v->root);
+        free(proof);
+        if (r == -ENOMEM || r == -EIO)
+                return r;
+        if (r < 0)
+                return fail(v, true, seq, "its inclusion proof does not lead to the checkpoint's root (edited?)");
+        if (!v->n)
+                v->from = seq;
+        v->n++;
+        if (v->n == 1)
+                v->first_time = e->time_us;
+        v->last_time = e->time_us;
+        v->next = seq + 1;
+        return 0;
+}
+
 static int verify_entry(client_audit_verify *v, json_t *o) {
         uint64_t expect = v->n ? v->next : 0;
         json_t *jleaf = json_object_get(o, "leaf"), *jseq = json_object_get(o, "seq"), *want = NULL;
@@ -508,14 +549,25 @@ static int verify_entry(client_audit_verify *v, json_t *o) {
         if (!v->n) {
                 v->from = v->next = expect = e->seq;
         }
+        if (v->sparse)
+                expect = e->seq;
         want = client_audit_entry_json(e, leaf, n);
         if (!want) {
                 r = fail(v, true, expect, "the entry's strings are not valid UTF-8");
                 goto out;
         }
+        json_t *proof = v->sparse ? json_object_get(o, "inclusion_proof") : NULL;
+        if (proof && json_object_set(want, "inclusion_proof", proof) < 0) {
+                r = -ENOMEM;
+                goto out;
+        }
         const char *diff = first_difference(want, o);
         if (diff) {
                 r = fail(v, true, expect, "field \"%s\" does not match the entry's leaf (edited)", diff);
+                goto out;
+        }
+        if (v->sparse) {
+                r = verify_sparse_entry(v, o, e, leaf, n);
                 goto out;
         }
         if (e->seq != expect) {
@@ -543,20 +595,46 @@ out:
         return r;
 }
 
+static int verify_sparse_head(client_audit_verify *v);
+
+/* A filtered export's end object counts what came before it (a file cut
+ * or shortened by whole lines). Takes o. */
+static int verify_sparse_end(client_audit_verify *v, json_t *o) {
+        json_t *jn = json_object_get(o, "entries");
+        bool ok = json_is_true(json_object_get(o, "end")) && json_is_integer(jn) &&
+                  (uint64_t) json_integer_value(jn) == v->n && json_object_size(o) == 2;
+        json_decref(o);
+        v->ended = true;
+        if (!ok)
+                return fail(v, false, 0, "the end object does not count the %" PRIu64 " entries read (lines removed or"
+                            " added?)", v->n);
+        return 0;
+}
+
 int client_audit_verify_line(client_audit_verify *v, const char *line, size_t len) {
         json_error_t err;
         if (v->failed)
                 return 1;
         v->lines++;
         uint64_t here = v->n ? v->next : 0;
-        if (v->final)
+        if (v->final && !v->sparse)
                 return fail(v, false, 0, "line %" PRIu64 ": data after the final checkpoint object", v->lines);
+        if (v->ended)
+                return fail(v, false, 0, "line %" PRIu64 ": data after the end of a filtered export", v->lines);
         json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &err);
         if (!json_is_object(o)) {
                 json_decref(o);
                 return fail(v, v->n > 0, here, "line %" PRIu64 " is not a JSON object (truncated or edited?)", v->lines);
         }
-        if (json_object_get(o, "checkpoint")) {
+        if (v->lines == 1 && json_object_get(o, "checkpoint") && json_is_true(json_object_get(o, "sparse"))) {
+                /* A filtered (sparse) export: its checkpoint first. */
+                v->sparse = true;
+                v->final = o;
+                return verify_sparse_head(v);
+        }
+        if (v->sparse && json_object_get(o, "end"))
+                return verify_sparse_end(v, o);
+        if (!v->sparse && json_object_get(o, "checkpoint")) {
                 v->final = o;
                 return 0;
         }
@@ -592,15 +670,17 @@ static int hash_array(json_t *a, uint8_t (**ret)[PROTO_MERKLE_HASH_LEN], size_t 
 /* The final object's checkpoint: signed by the log key, of the size it
  * states, covering the entries, which with left/right hash to its root.
  * Fills res. 0, 1 (failed), -ENOMEM. */
-static int verify_final_checkpoint(client_audit_verify *v, struct client_receipt_result *res) {
-        uint8_t (*left)[PROTO_MERKLE_HASH_LEN] = NULL, (*right)[PROTO_MERKLE_HASH_LEN] = NULL;
+/* The checkpoint object's note (v->final): signed by the log key, of the
+ * size it states. Fills res and v's origin, checkpoint_size and root. 0, 1
+ * (failed), -ENOMEM. */
+static int verify_checkpoint_note(client_audit_verify *v, struct client_receipt_result *res) {
         json_t *jcp = json_object_get(v->final, "checkpoint"), *jsize = json_object_get(v->final, "tree_size");
-        size_t nl = 0, nr = 0;
         int r;
 
         if (!json_is_string(jcp) || !json_is_integer(jsize) || json_integer_value(jsize) < 0 ||
             !json_object_get(v->final, "consistency"))
-                return fail(v, false, 0, "the final object lacks checkpoint, tree_size or consistency");
+                return fail(v, false, 0, "the %s object lacks checkpoint, tree_size or consistency",
+                            v->sparse ? "first" : "final");
         r = client_checkpoint_verify(json_string_value(jcp), v->log_key_pem, res);
         if (r < 0)
                 return r;
@@ -610,9 +690,20 @@ static int verify_final_checkpoint(client_audit_verify *v, struct client_receipt
         if (!v->origin)
                 return -ENOMEM;
         v->checkpoint_size = res->checkpoint_size;
+        memcpy(v->root, res->root, sizeof v->root);
         if ((uint64_t) json_integer_value(jsize) != res->checkpoint_size)
                 return fail(v, false, 0, "tree_size %" PRIu64 " is not the checkpoint's size %" PRIu64,
                             (uint64_t) json_integer_value(jsize), res->checkpoint_size);
+        return 0;
+}
+
+static int verify_final_checkpoint(client_audit_verify *v, struct client_receipt_result *res) {
+        uint8_t (*left)[PROTO_MERKLE_HASH_LEN] = NULL, (*right)[PROTO_MERKLE_HASH_LEN] = NULL;
+        size_t nl = 0, nr = 0;
+        int r = verify_checkpoint_note(v, res);
+
+        if (r != 0)
+                return r;
         if (v->next > res->checkpoint_size)
                 return fail(v, true, res->checkpoint_size,
                             "not covered by the checkpoint (tree size %" PRIu64 ", older than the entries?)",
@@ -672,12 +763,29 @@ static int verify_previous(client_audit_verify *v, const struct client_receipt_r
         return r;
 }
 
+/* A filtered export's first object: its checkpoint, and the consistency
+ * with the previous one, checked before any entry. */
+static int verify_sparse_head(client_audit_verify *v) {
+        struct client_receipt_result res = { 0 };
+        int r = verify_checkpoint_note(v, &res);
+
+        if (r == 0 && v->previous)
+                r = verify_previous(v, &res);
+        client_receipt_result_done(&res);
+        return r;
+}
+
 int client_audit_verify_finish(client_audit_verify *v) {
         struct client_receipt_result res = { 0 };
         int r;
 
         if (v->failed)
                 return 1;
+        if (v->sparse)
+                /* The checkpoint and every entry were checked as they came. */
+                return v->ended ? 0
+                                : fail(v, v->n > 0, v->next, "the filtered export ends %s without its end object"
+                                       " (truncated)", v->n ? "after an entry" : "after its checkpoint");
         if (!v->final) {
                 if (!v->n)
                         return fail(v, false, 0, "the export is empty");
@@ -702,8 +810,9 @@ json_t *client_audit_verify_summary(const client_audit_verify *v) {
         bool ok = o &&
                   put(o, "verified", json_true()) &&
                   put(o, "entries", json_integer((json_int_t) v->n)) &&
-                  put(o, "first_seq", json_integer((json_int_t) v->from)) &&
-                  put(o, "last_seq", json_integer((json_int_t) (v->next - 1))) &&
+                  put(o, "first_seq", v->n ? json_integer((json_int_t) v->from) : json_null()) &&
+                  put(o, "last_seq", v->n ? json_integer((json_int_t) (v->next - 1)) : json_null()) &&
+                  put(o, "sparse", json_boolean(v->sparse)) &&
                   put(o, "principals", json_integer((json_int_t) signers)) &&
                   put(o, "keys", json_integer((json_int_t) v->n_keys)) &&
                   put(o, "keys_unknown_before_range", json_integer((json_int_t) v->unknown_before)) &&

@@ -9,6 +9,12 @@
  *   {"checkpoint": NOTE, "tree_size": N, "left": [B64...], "right": [B64...],
  *    "consistency": {"from_size": M, "proof": [B64...]} | null}
  *
+ * A filtered (sparse) export (docs/log-index.md) has the checkpoint object
+ * first, with "sparse": true and no left/right; then its entries, ascending
+ * but not consecutive, each with "inclusion_proof": [B64...] in the
+ * checkpoint's tree (checked as it comes, in constant memory; key states
+ * are not checked); then {"end": true, "entries": N}.
+ *
  * Every field but "leaf" is derived from "leaf" (base64 of the exact
  * AuditEntry bytes) by client_audit_entry_json(); the verifier derives them
  * again and compares, so no readable field can be edited unnoticed.
@@ -74,6 +80,7 @@ void client_audit_verify_failure(const client_audit_verify *v, bool *ret_has_seq
 /* client_audit_verify_summary: after a successful finish, the summary
  * object {"verified": true, "entries", "first_seq", "last_seq",
  * "principals", "keys", "keys_unknown_before_range", "first_time",
- * "last_time", "checkpoint_size", "origin", "consistent_with_previous"}. A
+ * "last_time", "checkpoint_size", "origin", "consistent_with_previous",
+ * "sparse"} (first_seq/last_seq null for a filtered export without entries). A
  * new reference or NULL. */
 json_t *client_audit_verify_summary(const client_audit_verify *v);

@@ -41,13 +41,22 @@ static int parse_u64(const char *s, uint64_t *ret) {
 
 enum format { FORMAT_JSONL, FORMAT_CSV };
 
-static int print_entry(enum format fmt, const uint8_t *leaf, size_t n, uint64_t *ret_seq) {
+/* One entry; proof (a filtered export's inclusion proof, stolen) goes in
+ * its JSON object as "inclusion_proof". */
+static int print_entry(enum format fmt, const uint8_t *leaf, size_t n, uint64_t *ret_seq, json_t *proof) {
         Provsign__AuditEntry *e = provsign__audit_entry__unpack(NULL, n, leaf);
-        if (!e)
-                return -EPROTO;
-        *ret_seq = e->seq;
-        json_t *o = client_audit_entry_json(e, leaf, n);
-        provsign__audit_entry__free_unpacked(e, NULL);
+        json_t *o = NULL;
+
+        if (e) {
+                *ret_seq = e->seq;
+                o = client_audit_entry_json(e, leaf, n);
+                provsign__audit_entry__free_unpacked(e, NULL);
+        }
+        if (o && proof && json_object_set(o, "inclusion_proof", proof) < 0) {
+                json_decref(o);
+                o = NULL;
+        }
+        json_decref(proof);
         if (!o)
                 return -EPROTO;
         int r = 0;
@@ -78,16 +87,98 @@ static json_t *b64_list(const uint8_t *h, size_t n) {
 static int write_entry(uint64_t seq, const uint8_t *leaf, size_t len, void *userdata) {
         const enum format *fmt = userdata;
         uint64_t got;
-        int r = print_entry(*fmt, leaf, len, &got);
+        int r = print_entry(*fmt, leaf, len, &got, NULL);
 
         return r < 0 ? r : got == seq ? 0 : -EPROTO;
+}
+
+/* ---- Filters (export and find) ---- */
+
+static int parse_time(const char *s, int64_t *ret) {
+        char buf[PROTO_TIME_LEN + 1];
+        /* Second precision "…:SSZ" is the same instant with .000000. */
+        if (strlen(s) == 20 && s[19] == 'Z') {
+                memcpy(buf, s, 19);
+                memcpy(buf + 19, ".000000Z", 9);
+                s = buf;
+        }
+        return proto_time_parse_us(s, ret);
+}
+
+struct filter_opts {
+        int digest_alg;
+        uint8_t digest[48];
+        size_t digest_len;
+        const char *principal, *keyid;
+        int64_t since_us, until_us;
+};
+
+#define FILTER_OPTIONS \
+        { "digest", required_argument, NULL, 'd' }, \
+        { "principal", required_argument, NULL, 'P' }, \
+        { "key", required_argument, NULL, 'K' }, \
+        { "since", required_argument, NULL, 's' }, \
+        { "until", required_argument, NULL, 'u' }
+#define FILTER_SHORT "d:P:K:s:u:"
+#define FILTER_HELP \
+        "  -d, --digest ALG:HEX     entries whose digest, or an annotation value of the\n" \
+        "                           form sha256:HEX, is ALG:HEX (sha256 or sha384)\n" \
+        "  -P, --principal NAME     entries of principal NAME\n" \
+        "  -K, --key KEYID          entries naming key KEYID (signatures, key events)\n" \
+        "  -s, --since T            logged at or after T (RFC 3339 UTC, e.g.\n" \
+        "                           2026-11-25T18:20:01Z or with microseconds)\n" \
+        "  -u, --until T            logged at or before T\n"
+
+/* One option c of FILTER_OPTIONS: 1 when it is one (and valid), 0 when c is
+ * not a filter option, or minus the usage error's exit code. */
+static int filter_opt(const char *verb, int c, const char *arg, struct filter_opts *f) {
+        switch (c) {
+        case 'd':
+                if (proto_digest_spec_parse(arg, &f->digest_alg, f->digest, &f->digest_len) < 0)
+                        return -cli_usage_error(verb, "invalid --digest '%s': expected sha256:HEX or sha384:HEX", arg);
+                return 1;
+        case 'P':
+                f->principal = arg;
+                return 1;
+        case 'K':
+                f->keyid = arg;
+                return 1;
+        case 's':
+                if (parse_time(arg, &f->since_us) < 0 || f->since_us == 0)
+                        return -cli_usage_error(verb, "invalid --since '%s': expected RFC 3339 UTC", arg);
+                return 1;
+        case 'u':
+                if (parse_time(arg, &f->until_us) < 0 || f->until_us == 0)
+                        return -cli_usage_error(verb, "invalid --until '%s': expected RFC 3339 UTC", arg);
+                return 1;
+        default:
+                return 0;
+        }
+}
+
+static bool filter_any(const struct filter_opts *f) {
+        return f->digest_len || (f->principal && *f->principal) || (f->keyid && *f->keyid) || f->since_us ||
+               f->until_us;
+}
+
+static int filter_query(provsign_log_query *q, const struct filter_opts *f) {
+        int r = provsign_log_query_set_digest(q, f->digest_alg, f->digest, f->digest_len);
+
+        if (r == 0)
+                r = provsign_log_query_set_principal(q, f->principal);
+        if (r == 0)
+                r = provsign_log_query_set_keyid(q, f->keyid);
+        if (r == 0)
+                r = provsign_log_query_set_time(q, f->since_us, f->until_us);
+        return r;
 }
 
 /* ---- audit export ---- */
 
 static void export_help(void) {
-        printf("Usage: provsign audit export [--from SEQ] [--to SEQ] [--previous-size M]\n"
-               "                             [--format jsonl|csv]\n"
+        printf("Usage: provsign audit export [--from-seq SEQ] [--to-seq SEQ] [--previous-size M]\n"
+               "                             [--digest ALG:HEX] [--principal NAME] [--key KEYID]\n"
+               "                             [--since T] [--until T] [--format jsonl|csv]\n"
                "\n"
                "Streams the agent's audit log to stdout (auditor role). JSON Lines: one\n"
                "object per entry (seq, time, event, uid, gid, pid, exe, principal, keyid,\n"
@@ -98,34 +189,50 @@ static void export_help(void) {
                "with 'provsign audit verify'. CSV has the entry columns only (for\n"
                "spreadsheets; it cannot be verified).\n"
                "\n"
-               "  -f, --from SEQ            first entry (default 0)\n"
-               "  -t, --to SEQ              last entry, inclusive (default: the newest)\n"
-               "  -p, --previous-size M     include a consistency proof from tree size M\n"
-               "                            (the size of the checkpoint you kept)\n"
-               "  -F, --format jsonl|csv    output format (default jsonl)\n"
-               "  -h, --help                show this help\n");
+               "With a filter (--digest, --principal, --key, --since, --until) the export\n"
+               "is filtered: only the matching entries of the range, found through the\n"
+               "agent's index. It starts with the checkpoint object (\"sparse\": true),\n"
+               "each entry carries its \"inclusion_proof\" in the checkpoint's tree, and\n"
+               "it ends with {\"end\": true, \"entries\": N}.\n"
+               "\n"
+               "  -f, --from-seq SEQ       first entry (default 0; also --from)\n"
+               "  -t, --to-seq SEQ         last entry, inclusive (default: the newest; also --to)\n"
+               "  -p, --previous-size M    include a consistency proof from tree size M\n"
+               "                           (the size of the checkpoint you kept)\n"
+               FILTER_HELP
+               "  -F, --format jsonl|csv   output format (default jsonl)\n"
+               "  -h, --help               show this help\n");
 }
 
 struct export_opts {
         uint64_t from_seq, to_seq, previous_size;
         bool to_set;
         enum format fmt;
+        struct filter_opts filter;
 };
 
 /* CLI_EXIT_OK to go on, -1 after --help, else the exit code. */
 static int export_parse(int argc, char **argv, struct export_opts *o) {
         static const struct option options[] = {
+                { "from-seq", required_argument, NULL, 'f' },
+                { "to-seq", required_argument, NULL, 't' },
                 { "from", required_argument, NULL, 'f' },
                 { "to", required_argument, NULL, 't' },
                 { "previous-size", required_argument, NULL, 'p' },
                 { "format", required_argument, NULL, 'F' },
+                FILTER_OPTIONS,
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
         static const char verb[] = "audit export";
         int c, r;
 
-        while ((c = getopt_long(argc, argv, ":f:t:p:F:h", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, ":f:t:p:F:h" FILTER_SHORT, options, NULL)) >= 0) {
+                r = filter_opt(verb, c, optarg, &o->filter);
+                if (r < 0)
+                        return -r;
+                if (r > 0)
+                        continue;
                 switch (c) {
                 case 'f':
                         if (parse_u64(optarg, &o->from_seq) < 0)
@@ -155,6 +262,7 @@ static int export_parse(int argc, char **argv, struct export_opts *o) {
                 default:
                         return cli_getopt_error(verb, c, argv);
                 }
+        }
         r = cli_extra_args(verb, argc, argv);
         if (r != CLI_EXIT_OK)
                 return r;
@@ -164,6 +272,8 @@ static int export_parse(int argc, char **argv, struct export_opts *o) {
                 /* to_seq 0 means "the newest" on the wire: only entry 0 is --to 0. */
                 return cli_usage_error(verb, "--to 0: export entry 0 with --from 0 --to 0 is not supported; omit --to");
         }
+        if (o->filter.until_us && o->filter.since_us > o->filter.until_us)
+                return cli_usage_error(verb, "--since is after --until");
         return CLI_EXIT_OK;
 }
 
@@ -180,6 +290,55 @@ static int export_print_end(const provsign_log_export *x) {
         return cli_print_json(json_pack("{s:s, s:I, s:o, s:o, s:o}", "checkpoint", provsign_log_export_checkpoint(x),
                                         "tree_size", (json_int_t) provsign_log_export_tree_size(x), "left",
                                         b64_list(left, nl), "right", b64_list(right, nr), "consistency", cons));
+}
+
+/* A filtered export's first JSON Lines object: the checkpoint (no range hashes). */
+static int export_print_head(const provsign_log_export *x) {
+        size_t nc;
+        uint64_t from_size;
+        const uint8_t *cp = provsign_log_export_consistency(x, &from_size, &nc);
+        json_t *cons = json_null();
+
+        if (from_size > 0)
+                cons = json_pack("{s:I, s:o}", "from_size", (json_int_t) from_size, "proof", b64_list(cp, nc));
+        return cli_print_json(json_pack("{s:s, s:I, s:b, s:o}", "checkpoint", provsign_log_export_checkpoint(x),
+                                        "tree_size", (json_int_t) provsign_log_export_tree_size(x), "sparse", 1,
+                                        "consistency", cons));
+}
+
+struct filtered_out {
+        enum format fmt;
+        bool head_printed;
+};
+
+/* The library's callback for a filtered export: the head before the first
+ * entry, then each entry with its proof. */
+static int write_proven_entry(const provsign_log_export *head, uint64_t seq, const uint8_t *leaf, size_t len,
+                              const uint8_t *proof, size_t n_proof, void *userdata) {
+        struct filtered_out *w = userdata;
+        uint64_t got;
+
+        if (!w->head_printed && w->fmt == FORMAT_JSONL && export_print_head(head) != CLI_EXIT_OK)
+                return -EIO;
+        w->head_printed = true;
+        int r = print_entry(w->fmt, leaf, len, &got, w->fmt == FORMAT_JSONL ? b64_list(proof, n_proof) : NULL);
+
+        return r < 0 ? r : got == seq ? 0 : -EPROTO;
+}
+
+static int export_filtered(provsign_conn *conn, provsign_log_query *q, enum format fmt, provsign_log_export **ret) {
+        struct filtered_out w = { .fmt = fmt };
+        int r = provsign_export_log_filtered(conn, q, write_proven_entry, &w, ret);
+
+        if (r == 0 && fmt == FORMAT_JSONL && !w.head_printed && export_print_head(*ret) != CLI_EXIT_OK)
+                r = -EIO;
+        if (r == 0 && fmt == FORMAT_JSONL) {
+                json_t *end = json_pack("{s:b, s:I}", "end", 1, "entries",
+                                        (json_int_t) provsign_log_export_entries(*ret, NULL));
+                if (cli_print_json(end) != CLI_EXIT_OK)
+                        r = -EIO;
+        }
+        return r;
 }
 
 static int export_run(const struct cli_ctx *ctx, const struct export_opts *o) {
@@ -202,13 +361,17 @@ static int export_run(const struct cli_ctx *ctx, const struct export_opts *o) {
                         printf("%s%s", i ? "," : "", client_audit_columns[i]);
                 putchar('\n');
         }
-        if (r == 0)
+        if (r == 0 && filter_any(&o->filter)) {
+                r = filter_query(q, &o->filter);
+                if (r == 0)
+                        r = export_filtered(conn, q, o->fmt, &x);
+        } else if (r == 0)
                 r = provsign_export_log(conn, q, write_entry, (void *) &o->fmt, &x);
         if (r != 0) {
                 r = cli_call_failed(ctx, conn, r, verb);
                 goto out;
         }
-        r = o->fmt == FORMAT_JSONL ? export_print_end(x) : CLI_EXIT_OK;
+        r = o->fmt == FORMAT_JSONL && !filter_any(&o->filter) ? export_print_end(x) : CLI_EXIT_OK;
         if (fflush(stdout) != 0 || ferror(stdout)) {
                 fprintf(stderr, "provsign: %s: cannot write the export: %m\n", verb);
                 r = CLI_EXIT_LOCAL;
@@ -240,7 +403,9 @@ static void verify_help(void) {
                "active key at that position (from the key events); the leaves hash into\n"
                "the checkpoint's root; the checkpoint is signed by the log key; and with\n"
                "--previous, the log is an extension of that older checkpoint (nothing\n"
-               "removed or rewritten). Prints a summary; on failure, the first sequence\n"
+               "removed or rewritten). A filtered export is checked entry by entry: each\n"
+               "leaf's inclusion proof leads to the checkpoint's root. Prints a summary;\n"
+               "on failure, the first sequence\n"
                "number that fails and why, and exits 1.\n"
                "\n"
                "  -k, --log-key PEM            the log's public key (a copy you keep)\n"
@@ -335,6 +500,29 @@ static int verify_print_failure(const client_audit_verify *v, bool json) {
         return CLI_EXIT_VERIFY_FAILED;
 }
 
+/* The summary's last lines (takes s). */
+static int verify_print_checkpoint(json_t *s, bool with_previous) {
+        printf("checkpoint: %s, tree size %" JSON_INTEGER_FORMAT "\n", cli_safe(json_string_value(json_object_get(s, "origin"))),
+               json_integer_value(json_object_get(s, "checkpoint_size")));
+        if (with_previous)
+                printf("consistent with the previous checkpoint\n");
+        json_decref(s);
+        return CLI_EXIT_OK;
+}
+
+/* The summary of a filtered export (takes s). */
+static int verify_print_sparse(json_t *s, bool with_previous) {
+        json_int_t n = json_integer_value(json_object_get(s, "entries"));
+
+        printf("verified: %" JSON_INTEGER_FORMAT " entries of a filtered export, each proven in the checkpoint's tree"
+               " (key states not checked)\n", n);
+        if (n > 0)
+                printf("seqs: %" JSON_INTEGER_FORMAT "..%" JSON_INTEGER_FORMAT "\n",
+                       json_integer_value(json_object_get(s, "first_seq")),
+                       json_integer_value(json_object_get(s, "last_seq")));
+        return verify_print_checkpoint(s, with_previous);
+}
+
 static int verify_print_summary(const client_audit_verify *v, bool json, bool with_previous) {
         json_t *s = client_audit_verify_summary(v);
 
@@ -344,6 +532,8 @@ static int verify_print_summary(const client_audit_verify *v, bool json, bool wi
                 fprintf(stderr, "provsign: out of memory\n");
                 return CLI_EXIT_LOCAL;
         }
+        if (json_is_true(json_object_get(s, "sparse")))
+                return verify_print_sparse(s, with_previous);
         printf("verified: %" JSON_INTEGER_FORMAT " entries (seq %" JSON_INTEGER_FORMAT "..%" JSON_INTEGER_FORMAT ")\n",
                json_integer_value(json_object_get(s, "entries")), json_integer_value(json_object_get(s, "first_seq")),
                json_integer_value(json_object_get(s, "last_seq")));
@@ -354,12 +544,7 @@ static int verify_print_summary(const client_audit_verify *v, bool json, bool wi
         json_t *t1 = json_object_get(s, "first_time"), *t2 = json_object_get(s, "last_time");
         printf("first: %s\nlast: %s\n", json_is_string(t1) ? json_string_value(t1) : "-",
                json_is_string(t2) ? json_string_value(t2) : "-");
-        printf("checkpoint: %s, tree size %" JSON_INTEGER_FORMAT "\n", cli_safe(json_string_value(json_object_get(s, "origin"))),
-               json_integer_value(json_object_get(s, "checkpoint_size")));
-        if (with_previous)
-                printf("consistent with the previous checkpoint\n");
-        json_decref(s);
-        return CLI_EXIT_OK;
+        return verify_print_checkpoint(s, with_previous);
 }
 
 static int verify_run(const struct verify_opts *o) {
@@ -493,48 +678,22 @@ int cmd_audit_proof(const struct cli_ctx *ctx, int argc, char **argv) {
 /* ---- audit find ---- */
 
 static void find_help(void) {
-        printf("Usage: provsign audit find (--digest ALG:HEX | --principal P) [--since T] [--until T] [--json]\n"
+        printf("Usage: provsign audit find (--digest ALG:HEX | --principal NAME | --key KEYID)...\n"
+               "                           [--since T] [--until T] [--json]\n"
                "\n"
-               "Prints the log entries (JSON Lines, as 'audit export') whose digest, or an\n"
-               "annotation value of the form sha256:HEX, is ALG:HEX; or that name principal\n"
-               "P; optionally only those logged between --since and --until (RFC 3339 UTC,\n"
-               "e.g. 2026-11-25T18:20:01Z or with microseconds). The agent answers from\n"
-               "its index, without reading the whole log.\n"
+               "Prints the log entries (JSON Lines, as 'audit export') that match every\n"
+               "filter given. The agent answers from its index (index.sqlite in its\n"
+               "state directory), without reading the whole log.\n"
                "\n"
-               "  -d, --digest ALG:HEX     sha256:HEX or sha384:HEX\n"
-               "  -p, --principal P        entries of principal P\n"
-               "  -s, --since T            logged at or after T\n"
-               "  -u, --until T            logged at or before T\n"
+               FILTER_HELP
                "  -j, --json               accepted: the output is JSON Lines already\n"
                "  -h, --help               show this help\n");
 }
 
-static int parse_time(const char *s, int64_t *ret) {
-        char buf[PROTO_TIME_LEN + 1];
-        /* Second precision "…:SSZ" is the same instant with .000000. */
-        if (strlen(s) == 20 && s[19] == 'Z') {
-                memcpy(buf, s, 19);
-                memcpy(buf + 19, ".000000Z", 9);
-                s = buf;
-        }
-        return proto_time_parse_us(s, ret);
-}
-
-struct find_opts {
-        int digest_alg;
-        uint8_t digest[48];
-        size_t digest_len;
-        const char *principal;
-        int64_t since_us, until_us;
-};
-
 /* CLI_EXIT_OK to go on, -1 after --help, else the exit code. */
-static int find_parse(int argc, char **argv, struct find_opts *o) {
+static int find_parse(int argc, char **argv, struct filter_opts *o) {
         static const struct option options[] = {
-                { "digest", required_argument, NULL, 'd' },
-                { "principal", required_argument, NULL, 'p' },
-                { "since", required_argument, NULL, 's' },
-                { "until", required_argument, NULL, 'u' },
+                FILTER_OPTIONS,
                 { "json", no_argument, NULL, 'j' },
                 { "help", no_argument, NULL, 'h' },
                 {}
@@ -542,24 +701,13 @@ static int find_parse(int argc, char **argv, struct find_opts *o) {
         static const char verb[] = "audit find";
         int c, r;
 
-        while ((c = getopt_long(argc, argv, ":d:p:s:u:jh", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, ":jhp:" FILTER_SHORT, options, NULL)) >= 0) {
+                r = filter_opt(verb, c == 'p' ? 'P' : c, optarg, o); /* -p: --principal before --previous came */
+                if (r < 0)
+                        return -r;
+                if (r > 0)
+                        continue;
                 switch (c) {
-                case 'd':
-                        if (proto_digest_spec_parse(optarg, &o->digest_alg, o->digest, &o->digest_len) < 0)
-                                return cli_usage_error(verb, "invalid --digest '%s': expected sha256:HEX or sha384:HEX",
-                                                       optarg);
-                        break;
-                case 'p':
-                        o->principal = optarg;
-                        break;
-                case 's':
-                        if (parse_time(optarg, &o->since_us) < 0 || o->since_us == 0)
-                                return cli_usage_error(verb, "invalid --since '%s': expected RFC 3339 UTC", optarg);
-                        break;
-                case 'u':
-                        if (parse_time(optarg, &o->until_us) < 0 || o->until_us == 0)
-                                return cli_usage_error(verb, "invalid --until '%s': expected RFC 3339 UTC", optarg);
-                        break;
                 case 'j':
                         break; /* the output is JSON anyway */
                 case 'h':
@@ -568,17 +716,18 @@ static int find_parse(int argc, char **argv, struct find_opts *o) {
                 default:
                         return cli_getopt_error(verb, c, argv);
                 }
+        }
         r = cli_extra_args(verb, argc, argv);
         if (r != CLI_EXIT_OK)
                 return r;
-        if (!o->digest_len == !(o->principal && *o->principal))
-                return cli_usage_error(verb, "name exactly one of --digest and --principal");
+        if (!o->digest_len && !(o->principal && *o->principal) && !(o->keyid && *o->keyid))
+                return cli_usage_error(verb, "name at least one of --digest, --principal and --key");
         if (o->until_us && o->since_us > o->until_us)
                 return cli_usage_error(verb, "--since is after --until");
         return CLI_EXIT_OK;
 }
 
-static int find_run(const struct cli_ctx *ctx, const struct find_opts *o) {
+static int find_run(const struct cli_ctx *ctx, const struct filter_opts *o) {
         static const enum format jsonl = FORMAT_JSONL;
         provsign_conn *conn = NULL;
         provsign_log_query *q = NULL;
@@ -588,11 +737,7 @@ static int find_run(const struct cli_ctx *ctx, const struct find_opts *o) {
                 return r;
         r = provsign_log_query_new(&q);
         if (r == 0)
-                r = provsign_log_query_set_digest(q, o->digest_alg, o->digest, o->digest_len);
-        if (r == 0)
-                r = provsign_log_query_set_principal(q, o->principal);
-        if (r == 0)
-                r = provsign_log_query_set_time(q, o->since_us, o->until_us);
+                r = filter_query(q, o);
         if (r == 0)
                 r = provsign_find_log(conn, q, write_entry, (void *) &jsonl);
         if (r != 0)
@@ -605,7 +750,7 @@ static int find_run(const struct cli_ctx *ctx, const struct find_opts *o) {
 }
 
 int cmd_audit_find(const struct cli_ctx *ctx, int argc, char **argv) {
-        struct find_opts o = {};
+        struct filter_opts o = {};
         int r = find_parse(argc, argv, &o);
 
         if (r != CLI_EXIT_OK)

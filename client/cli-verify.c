@@ -1,7 +1,10 @@
 /* provsign verify: offline verification of a DSSE envelope against the key
  * bundle (client/keyrule.c: the bundle's signature by the trusted log key,
  * the key and principal, the envelope's signature, the revocation rule with
- * the receipt), then the in-toto subjects against the artifacts given.
+ * the receipt), then the in-toto subjects against the artifacts given,
+ * then the deploy policy (client/verify-policy.h) over the SLSA fields
+ * proto/statement.h reads; --metrics-file counts the outcome
+ * (cli-verify-metrics.c).
  * Also `provsign key bundle`, which fetches the bundle. Needs no agent
  * (verify); every buffer is freed before return. */
 
@@ -9,25 +12,28 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
 
 #include "dsse.h"
+#include "duration.h"
 #include "hex.h"
 #include "keyrule.h"
 #include "names.h"
 #include "receipt-json.h"
+#include "statement.h"
+#include "verify-policy.h"
 
 #include "cli.h"
 
 #define LOG_KEY_FILE_MAX (64u * 1024u)
-#define INTOTO_TYPE "application/vnd.in-toto+json"
-#define STATEMENT_TYPE "https://in-toto.io/Statement/v1"
-#define SLSA_TYPE "https://slsa.dev/provenance/v1"
 
 /* ---- provsign key bundle ------------------------------------------------- */
 
@@ -123,7 +129,9 @@ static void verify_help(void) {
                "     the key's compromised_since; a receipt given is always checked\n"
                "     (checkpoint signed by the log key, inclusion proof, the log entry\n"
                "     is this signature's);\n"
-               "  5. each --artifact's SHA-256 is a subject of the in-toto statement.\n"
+               "  5. each --artifact's SHA-256 is a subject of the in-toto statement;\n"
+               "  6. the SLSA provenance says what the flags below and the --policy\n"
+               "     section of each artifact allow (docs/deploy-policy.md).\n"
                "Prints what it verified: principal, keyid, subjects, builder, log time.\n"
                "\n"
                "  -b, --bundle FILE       the key bundle envelope\n"
@@ -131,23 +139,77 @@ static void verify_help(void) {
                "  -r, --receipt FILE      the receipt written by attest/provenance\n"
                "  -A, --artifact PATH     an artifact that must be a subject (repeatable)\n"
                "  -p, --principal P       the key must belong to principal P\n"
-               "  -j, --json              print the result as JSON\n"
+               "      --source-uri URI    the source repository must be URI (repeatable)\n"
+               "      --source-uri-prefix PREFIX\n"
+               "                          ... or start with PREFIX (repeatable)\n"
+               "      --source-ref GLOB   the source ref must match GLOB, e.g.\n"
+               "                          'refs/heads/release/*' (repeatable)\n"
+               "      --builder-id URI    runDetails.builder.id must be URI (repeatable)\n"
+               "      --max-age DURATION  signed at most DURATION ago by the receipt's\n"
+               "                          log time (30s, 5m, 12h, 90d; needs --receipt)\n"
+               "      --require-receipt   fail without a verified receipt\n"
+               "      --policy FILE       the allowed principals, sources, refs, builders\n"
+               "                          and ages per artifact name pattern (INI)\n"
+               "      --metrics-file FILE count this verification's outcome in FILE\n"
+               "                          (Prometheus text, provsign_verifications_total)\n"
+               "  -j, --json              print the result, and the checks, as JSON\n"
                "  -h, --help              show this help\n"
                "\n"
-               "Exit status: 0 verified; 1 not verified (the reason on stderr); 2 usage\n"
-               "error; 5 a file unreadable or the log key not a PEM public key.\n");
+               "Exit status: 0 verified; 1 not verified (the reason on stderr, a policy\n"
+               "failure named by its field); 2 usage error; 5 a file unreadable or\n"
+               "malformed (the log key not a PEM public key, the policy FILE:LINE).\n");
 }
 
-/* What the statement says, borrowed from its JSON. */
-struct statement {
-        json_t *root;
-        const json_t *subjects;  /* array */
-        const char *predicate_type;
-        const char *builder_id;
+/* What the command line asked for; strings borrowed from argv. */
+struct verify_opts {
+        const char *bundle_path, *key_path, *receipt_path, *principal, *env_path, *policy_path, *metrics_path;
+        const char **artifacts;
+        size_t n_art;
+        struct client_policy_rule flags; /* --source-uri ... --require-receipt: a rule for every artifact */
+        bool json;
 };
 
-static int fail(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(const char *what, const char *fmt, ...) {
+/* One policy check, with the rule it came from. */
+struct verify_check {
+        struct client_policy_check c;
+        const char *artifact;                  /* the subject name; NULL: the command line's rule */
+        const struct client_policy_rule *rule; /* NULL with "policy" (no section matched) */
+};
+
+/* What was read and found. */
+struct verify_state {
+        char *bundle, *pem, *env, *receipt_text, *policy_text;
+        size_t bundle_len, env_len, receipt_len, policy_len;
+        struct client_receipt_doc doc;
+        struct client_keyrule_result res;
+        struct client_policy policy;
+        struct proto_statement *st;            /* NULL unless an in-toto statement */
+        char (*hex)[65];
+        const struct proto_statement_subject **matched;
+        struct verify_check *checks;
+        size_t n_checks;
+        const char *reason;                    /* why verification failed (--metrics-file) */
+};
+
+static void verify_state_done(struct verify_state *v) {
+        free(v->checks);
+        free(v->hex);
+        free(v->matched);
+        proto_statement_free(v->st);
+        client_policy_done(&v->policy);
+        client_keyrule_result_done(&v->res);
+        client_receipt_doc_done(&v->doc);
+        free(v->policy_text);
+        free(v->receipt_text);
+        free(v->env);
+        free(v->pem);
+        free(v->bundle);
+}
+
+/* Prints "provsign: verify: WHAT: ..." and notes the reason. */
+static int fail(struct verify_state *v, const char *reason, const char *what, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static int fail(struct verify_state *v, const char *reason, const char *what, const char *fmt, ...) {
         char buf[1024];
         va_list ap;
 
@@ -155,146 +217,163 @@ static int fail(const char *what, const char *fmt, ...) {
         vsnprintf(buf, sizeof buf, fmt, ap);
         va_end(ap);
         fprintf(stderr, "provsign: verify: %s: %s\n", what, cli_safe(buf));
+        v->reason = reason;
         return CLI_EXIT_VERIFY_FAILED;
 }
 
-/* The in-toto statement of the payload: _type, subjects with digests. */
-static int statement_parse(const struct proto_dsse_envelope *env, struct statement *st) {
-        const json_t *pred, *rd, *b;
-        json_error_t jerr;
-
-        st->root = json_loadb((const char *) env->payload, env->payload_len, JSON_REJECT_DUPLICATES, &jerr);
-        if (!json_is_object(st->root))
-                return fail("not an in-toto statement", "the payload is not a JSON object");
-        if (!json_is_string(json_object_get(st->root, "_type")) ||
-            strcmp(json_string_value(json_object_get(st->root, "_type")), STATEMENT_TYPE) != 0)
-                return fail("not an in-toto statement", "_type is not %s", STATEMENT_TYPE);
-        st->subjects = json_object_get(st->root, "subject");
-        if (!json_is_array(st->subjects) || json_array_size(st->subjects) == 0)
-                return fail("not an in-toto statement", "no subject list");
-        for (size_t i = 0; i < json_array_size(st->subjects); i++) {
-                const json_t *s = json_array_get(st->subjects, i);
-                if (!json_is_object(s) || !json_is_object(json_object_get(s, "digest")))
-                        return fail("not an in-toto statement", "subject %zu has no digest", i);
-        }
-        st->predicate_type = json_string_value(json_object_get(st->root, "predicateType"));
-        pred = json_object_get(st->root, "predicate");
-        rd = json_object_get(pred, "runDetails");
-        b = json_object_get(rd, "builder");
-        st->builder_id = json_string_value(json_object_get(b, "id"));
-        return CLI_EXIT_OK;
-}
-
-/* The subject whose sha256 digest is hex, or NULL. */
-static const json_t *subject_by_sha256(const struct statement *st, const char *hex) {
-        for (size_t i = 0; i < json_array_size(st->subjects); i++) {
-                const json_t *s = json_array_get(st->subjects, i);
-                const char *d = json_string_value(json_object_get(json_object_get(s, "digest"), "sha256"));
-
-                if (d && strcasecmp(d, hex) == 0)
-                        return s;
-        }
-        return NULL;
+static int oom(void) {
+        fprintf(stderr, "provsign: out of memory\n");
+        return CLI_EXIT_LOCAL;
 }
 
 static const char *time_or(int64_t us, char buf[static PROTO_TIME_LEN + 1], const char *none) {
         return us >= 0 && proto_time_format_us(us, buf) ? buf : none;
 }
 
-/* What the command line asked for; strings borrowed from argv. */
-struct verify_opts {
-        const char *bundle_path, *key_path, *receipt_path, *principal, *env_path;
-        const char **artifacts;
-        size_t n_art;
-        bool json;
+enum {
+        ARG_SOURCE_URI = 0x100,
+        ARG_SOURCE_URI_PREFIX,
+        ARG_SOURCE_REF,
+        ARG_BUILDER_ID,
+        ARG_MAX_AGE,
+        ARG_REQUIRE_RECEIPT,
+        ARG_POLICY,
+        ARG_METRICS_FILE,
 };
 
-/* What was read and found. */
-struct verify_state {
-        char *bundle, *pem, *env, *receipt_text;
-        size_t bundle_len, env_len, receipt_len;
-        struct client_receipt_doc doc;
-        struct client_keyrule_result res;
-        struct statement st;
-        bool intoto;
-        char (*hex)[65];
-        const json_t **matched;
-};
+/* One policy flag into o->flags. */
+static int verify_policy_flag(struct verify_opts *o, int c, const char *arg) {
+        struct client_policy_list *l = c == ARG_SOURCE_URI          ? &o->flags.source_uris
+                                       : c == ARG_SOURCE_URI_PREFIX ? &o->flags.source_uri_prefixes
+                                       : c == ARG_SOURCE_REF        ? &o->flags.source_refs
+                                                                    : &o->flags.builder_ids;
 
-static void verify_state_done(struct verify_state *v) {
-        free(v->hex);
-        free(v->matched);
-        json_decref(v->st.root);
-        client_keyrule_result_done(&v->res);
-        client_receipt_doc_done(&v->doc);
-        free(v->receipt_text);
-        free(v->env);
-        free(v->pem);
-        free(v->bundle);
+        if (c == ARG_REQUIRE_RECEIPT) {
+                o->flags.require_receipt = true;
+                return CLI_EXIT_OK;
+        }
+        if (!*arg)
+                return cli_usage_error("verify", "an empty value for a policy flag");
+        if (c == ARG_MAX_AGE) {
+                if (proto_duration_parse(arg, &o->flags.max_age_s) < 0)
+                        return cli_usage_error("verify", "--max-age: bad duration \"%s\" (30s, 5m, 12h, 90d)", arg);
+                o->flags.has_max_age = true;
+                return CLI_EXIT_OK;
+        }
+        return client_policy_list_add(l, arg) < 0 ? oom() : CLI_EXIT_OK;
+}
+
+/* One option; CLI_EXIT_OK to go on, -1 after --help, else the exit code. */
+static int verify_option(struct verify_opts *o, int c, char **argv) {
+        switch (c) {
+        case 'b':
+                o->bundle_path = optarg;
+                break;
+        case 'k':
+                o->key_path = optarg;
+                break;
+        case 'r':
+                o->receipt_path = optarg;
+                break;
+        case 'A':
+                o->artifacts[o->n_art++] = optarg;
+                break;
+        case 'p':
+                o->principal = optarg;
+                break;
+        case 'j':
+                o->json = true;
+                break;
+        case ARG_POLICY:
+                o->policy_path = optarg;
+                break;
+        case ARG_METRICS_FILE:
+                if (!*optarg || strcmp(optarg, "-") == 0)
+                        return cli_usage_error("verify", "--metrics-file needs a file path");
+                o->metrics_path = optarg;
+                break;
+        case ARG_SOURCE_URI ... ARG_REQUIRE_RECEIPT:
+                return verify_policy_flag(o, c, optarg);
+        case 'h':
+                verify_help();
+                return -1;
+        default:
+                return cli_getopt_error("verify", c, argv);
+        }
+        return CLI_EXIT_OK;
 }
 
 /* CLI_EXIT_OK to go on, -1 after --help, else the exit code. */
 static int verify_parse(int argc, char **argv, struct verify_opts *o) {
         static const struct option options[] = {
-                { "bundle",    required_argument, NULL, 'b' },
-                { "log-key",   required_argument, NULL, 'k' },
-                { "receipt",   required_argument, NULL, 'r' },
-                { "artifact",  required_argument, NULL, 'A' },
-                { "principal", required_argument, NULL, 'p' },
-                { "json",      no_argument,       NULL, 'j' },
-                { "help",      no_argument,       NULL, 'h' },
+                { "bundle",            required_argument, NULL, 'b' },
+                { "log-key",           required_argument, NULL, 'k' },
+                { "receipt",           required_argument, NULL, 'r' },
+                { "artifact",          required_argument, NULL, 'A' },
+                { "principal",         required_argument, NULL, 'p' },
+                { "source-uri",        required_argument, NULL, ARG_SOURCE_URI },
+                { "source-uri-prefix", required_argument, NULL, ARG_SOURCE_URI_PREFIX },
+                { "source-ref",        required_argument, NULL, ARG_SOURCE_REF },
+                { "builder-id",        required_argument, NULL, ARG_BUILDER_ID },
+                { "max-age",           required_argument, NULL, ARG_MAX_AGE },
+                { "require-receipt",   no_argument,       NULL, ARG_REQUIRE_RECEIPT },
+                { "policy",            required_argument, NULL, ARG_POLICY },
+                { "metrics-file",      required_argument, NULL, ARG_METRICS_FILE },
+                { "json",              no_argument,       NULL, 'j' },
+                { "help",              no_argument,       NULL, 'h' },
                 {}
         };
         static const char verb[] = "verify";
-        int c;
+        int c, r;
 
         o->artifacts = calloc((size_t) argc, sizeof *o->artifacts);
-        if (!o->artifacts) {
-                fprintf(stderr, "provsign: out of memory\n");
-                return CLI_EXIT_LOCAL;
+        if (!o->artifacts)
+                return oom();
+        while ((c = getopt_long(argc, argv, ":b:k:r:A:p:jh", options, NULL)) >= 0) {
+                r = verify_option(o, c, argv);
+                if (r != CLI_EXIT_OK)
+                        return r;
         }
-        while ((c = getopt_long(argc, argv, ":b:k:r:A:p:jh", options, NULL)) >= 0)
-                switch (c) {
-                case 'b':
-                        o->bundle_path = optarg;
-                        break;
-                case 'k':
-                        o->key_path = optarg;
-                        break;
-                case 'r':
-                        o->receipt_path = optarg;
-                        break;
-                case 'A':
-                        o->artifacts[o->n_art++] = optarg;
-                        break;
-                case 'p':
-                        o->principal = optarg;
-                        break;
-                case 'j':
-                        o->json = true;
-                        break;
-                case 'h':
-                        verify_help();
-                        return -1;
-                default:
-                        return cli_getopt_error(verb, c, argv);
-                }
         if (!o->bundle_path || !*o->bundle_path)
                 return cli_usage_error(verb, "missing --bundle FILE (from 'provsign key bundle')");
         if (!o->key_path || !*o->key_path)
                 return cli_usage_error(verb, "missing --log-key PEM-FILE (the trusted log key)");
+        if (o->flags.has_max_age && !o->receipt_path)
+                return cli_usage_error(verb, "--max-age needs --receipt FILE (the age is the receipt's log time)");
+        if (o->policy_path && !*o->policy_path)
+                return cli_usage_error(verb, "--policy needs a file path");
         if (optind >= argc)
                 return cli_usage_error(verb, "missing ENVELOPE (a DSSE envelope file, '-' for standard input)");
         o->env_path = argv[optind++];
         return cli_extra_args(verb, argc, argv);
 }
 
+/* The policy file: read, then parsed (malformed: FILE:LINE, exit 5). */
+static int verify_read_policy(const struct verify_opts *o, struct verify_state *v) {
+        char msg[400];
+        int r = cli_read_file("verify", "policy", o->policy_path, CLIENT_POLICY_FILE_MAX, &v->policy_text,
+                              &v->policy_len);
+
+        if (r != CLI_EXIT_OK)
+                return r;
+        r = client_policy_parse(v->policy_text, v->policy_len, &v->policy, msg, sizeof msg);
+        if (r == -ENOMEM)
+                return oom();
+        if (r < 0) {
+                fprintf(stderr, "provsign: verify: %s", cli_safe(o->policy_path));
+                fprintf(stderr, "%s\n", cli_safe(msg));
+                return CLI_EXIT_LOCAL;
+        }
+        return CLI_EXIT_OK;
+}
+
 static int verify_read(const struct verify_opts *o, struct verify_state *v) {
         static const char verb[] = "verify";
         char detail[320];
-        int r;
+        int r = o->policy_path ? verify_read_policy(o, v) : CLI_EXIT_OK;
 
-        r = cli_read_file(verb, "key bundle", o->bundle_path, CLIENT_BUNDLE_MAX, &v->bundle, &v->bundle_len);
+        if (r == CLI_EXIT_OK)
+                r = cli_read_file(verb, "key bundle", o->bundle_path, CLIENT_BUNDLE_MAX, &v->bundle, &v->bundle_len);
         if (r == CLI_EXIT_OK)
                 r = cli_read_file(verb, "log key", o->key_path, LOG_KEY_FILE_MAX, &v->pem, NULL);
         if (r == CLI_EXIT_OK)
@@ -305,8 +384,30 @@ static int verify_read(const struct verify_opts *o, struct verify_state *v) {
         if (r != CLI_EXIT_OK || !o->receipt_path)
                 return r;
         if (client_receipt_doc_parse(v->receipt_text, v->receipt_len, &v->doc, detail, sizeof detail) < 0)
-                return fail("invalid receipt", "%s: %s", o->receipt_path, detail);
+                return fail(v, "receipt", "invalid receipt", "%s: %s", o->receipt_path, detail);
         return CLI_EXIT_OK;
+}
+
+/* --metrics-file's reason for each failed key rule. */
+static const char *keyrule_reason(int rule) {
+        switch (rule) {
+        case CLIENT_KEYRULE_BUNDLE_MALFORMED:
+        case CLIENT_KEYRULE_BUNDLE_NOT_LOG_KEY:
+                return "bundle";
+        case CLIENT_KEYRULE_ENVELOPE_MALFORMED:
+                return "envelope";
+        case CLIENT_KEYRULE_KEY_UNKNOWN:
+                return "key";
+        case CLIENT_KEYRULE_WRONG_PRINCIPAL:
+                return "principal";
+        case CLIENT_KEYRULE_REVOKED_NO_RECEIPT:
+        case CLIENT_KEYRULE_AFTER_COMPROMISE:
+                return "revoked";
+        case CLIENT_KEYRULE_RECEIPT_INVALID:
+                return "receipt";
+        default:
+                return "signature";
+        }
 }
 
 /* The key rule (bundle, key, envelope signature, revocation with the
@@ -323,81 +424,222 @@ static int verify_keyrule(const struct verify_opts *o, struct verify_state *v) {
         };
         int r = client_keyrule_check(&in, &v->res);
 
-        if (r == -ENOMEM) {
-                fprintf(stderr, "provsign: out of memory\n");
-                return CLI_EXIT_LOCAL;
-        }
+        if (r == -ENOMEM)
+                return oom();
         if (r == CLIENT_KEYRULE_BAD_LOG_KEY) {
                 fprintf(stderr, "provsign: verify: %s: %s\n", o->key_path, v->res.detail);
                 return CLI_EXIT_LOCAL;
         }
         if (r != 0)
-                return fail(client_keyrule_name(r), "%s", v->res.detail);
+                return fail(v, keyrule_reason(r), client_keyrule_name(r), "%s", v->res.detail);
         return CLI_EXIT_OK;
 }
 
 /* The subjects of an in-toto statement against the artifacts given. */
 static int verify_subjects(const struct verify_opts *o, struct verify_state *v) {
+        const struct proto_dsse_envelope *e = v->res.envelope;
+        char detail[320];
         int r;
 
-        v->intoto = strcmp(v->res.envelope->payload_type, INTOTO_TYPE) == 0;
-        if (v->intoto) {
-                r = statement_parse(v->res.envelope, &v->st);
-                if (r != CLI_EXIT_OK)
-                        return r;
+        if (strcmp(e->payload_type, PROTO_INTOTO_PAYLOAD_TYPE) == 0) {
+                r = proto_statement_parse((const char *) e->payload, e->payload_len, &v->st, detail, sizeof detail);
+                if (r == -ENOMEM)
+                        return oom();
+                if (r < 0)
+                        return fail(v, "statement", "not an in-toto statement", "%s", detail);
         } else if (o->n_art > 0)
-                return fail("artifact not among the subjects", "the payloadType is %s, not an in-toto statement",
-                            v->res.envelope->payload_type);
+                return fail(v, "subject", "artifact not among the subjects",
+                            "the payloadType is %s, not an in-toto statement", e->payload_type);
         v->hex = calloc(o->n_art ? o->n_art : 1, sizeof *v->hex);
         v->matched = calloc(o->n_art ? o->n_art : 1, sizeof *v->matched);
-        if (!v->hex || !v->matched) {
-                fprintf(stderr, "provsign: out of memory\n");
-                return CLI_EXIT_LOCAL;
-        }
+        if (!v->hex || !v->matched)
+                return oom();
         for (size_t i = 0; i < o->n_art; i++) {
                 r = cli_file_sha256("verify", "artifact", o->artifacts[i], v->hex[i]);
                 if (r != CLI_EXIT_OK)
                         return r;
-                v->matched[i] = subject_by_sha256(&v->st, v->hex[i]);
+                v->matched[i] = proto_statement_subject_by_sha256(v->st, v->hex[i]);
                 if (!v->matched[i])
-                        return fail("artifact not among the subjects", "%s (sha256:%s) is not a subject of the statement",
-                                    o->artifacts[i], v->hex[i]);
+                        return fail(v, "subject", "artifact not among the subjects",
+                                    "%s (sha256:%s) is not a subject of the statement", o->artifacts[i], v->hex[i]);
         }
         return CLI_EXIT_OK;
 }
 
-static json_t *name_or_null(const json_t *o) {
-        json_t *n = json_object_get(o, "name");
+/* ---- The policy: the flags' rule, then each artifact's section ------------- */
 
-        return n ? n : json_null();
+static bool rule_checked(const struct verify_state *v, const struct client_policy_rule *rule) {
+        for (size_t i = 0; i < v->n_checks; i++)
+                if (v->checks[i].rule == rule)
+                        return true;
+        return false;
+}
+
+static void add_checks(struct verify_state *v, const struct client_policy_rule *rule, const char *artifact,
+                       const struct client_policy_facts *facts) {
+        struct client_policy_check c[CLIENT_POLICY_MAX_CHECKS];
+        size_t n = client_policy_check(rule, facts, c);
+
+        for (size_t i = 0; i < n; i++)
+                v->checks[v->n_checks++] = (struct verify_check) { .c = c[i], .artifact = artifact, .rule = rule };
+}
+
+/* The subjects the policy covers: the artifacts given, else all. */
+static void policy_sections(const struct verify_opts *o, struct verify_state *v,
+                            const struct client_policy_facts *facts) {
+        size_t n = o->n_art ? o->n_art : v->st->n_subjects;
+
+        for (size_t i = 0; i < n; i++) {
+                const struct proto_statement_subject *s = o->n_art ? v->matched[i] : &v->st->subjects[i];
+                const struct client_policy_rule *rule = client_policy_match(&v->policy, s->name);
+                struct verify_check *c;
+
+                if (rule && !rule_checked(v, rule)) {
+                        add_checks(v, rule, s->name, facts);
+                        continue;
+                }
+                if (rule)
+                        continue;
+                c = &v->checks[v->n_checks++];
+                *c = (struct verify_check) { .c = { .field = "policy" }, .artifact = s->name };
+                snprintf(c->c.value, sizeof c->c.value, "%s", s->name ? s->name : "(a subject without a name)");
+                snprintf(c->c.allowed, sizeof c->c.allowed, "an artifact name matching a section of %s",
+                         o->policy_path);
+        }
+}
+
+/* The first failed check, as the failure's message. */
+static int policy_failure(const struct verify_opts *o, struct verify_state *v, const struct verify_check *c) {
+        char by[64];
+
+        if (!c->rule)
+                return fail(v, "policy", "policy", "artifact %s matches no section of %s", c->c.value, o->policy_path);
+        snprintf(by, sizeof by, c->rule->line ? ":%u" : "the command line", c->rule->line);
+        return fail(v, c->c.field, c->c.field, "%s is not allowed%s%s by %s%s (allowed: %s)", c->c.value,
+                    c->artifact ? " for " : "", c->artifact ? c->artifact : "", c->rule->line ? o->policy_path : "",
+                    by, c->c.allowed);
+}
+
+static int verify_policy(const struct verify_opts *o, struct verify_state *v) {
+        bool flags = !client_policy_rule_empty(&o->flags);
+        struct client_policy_facts facts;
+        size_t n;
+
+        if (!flags && !o->policy_path)
+                return CLI_EXIT_OK;
+        if (!v->st)
+                return fail(v, "statement", "not an in-toto statement",
+                            "the payloadType is %s: the policy needs an in-toto statement",
+                            v->res.envelope->payload_type);
+        facts = (struct client_policy_facts) {
+                .principal = v->res.key->principal,
+                .source_uri = v->st->source_uri,
+                .source_ref = v->st->source_ref,
+                .builder_id = v->st->builder_id,
+                .receipt = v->res.receipt_verified,
+                .log_time_us = v->doc.rc.log_time_us,
+                .now_us = (int64_t) time(NULL) * 1000000,
+        };
+        n = (1 + (o->n_art ? o->n_art : v->st->n_subjects)) * CLIENT_POLICY_MAX_CHECKS;
+        v->checks = calloc(n, sizeof *v->checks);
+        if (!v->checks)
+                return oom();
+        if (flags)
+                add_checks(v, &o->flags, NULL, &facts);
+        if (o->policy_path)
+                policy_sections(o, v, &facts);
+        for (size_t i = 0; i < v->n_checks; i++)
+                if (!v->checks[i].c.ok)
+                        return policy_failure(o, v, &v->checks[i]);
+        return CLI_EXIT_OK;
+}
+
+/* ---- Output ------------------------------------------------------------------ */
+
+static json_t *name_or_null(const char *name) {
+        return name ? json_string(name) : json_null();
+}
+
+static json_t *checks_json(const struct verify_opts *o, const struct verify_state *v) {
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < v->n_checks; i++) {
+                const struct verify_check *c = &v->checks[i];
+                char rule[PATH_MAX + 16];
+
+                if (c->rule && c->rule->line)
+                        snprintf(rule, sizeof rule, "%s:%u", o->policy_path, c->rule->line);
+                else
+                        snprintf(rule, sizeof rule, "%s", c->rule ? "command line" : o->policy_path);
+                json_array_append_new(a, json_pack("{s:s, s:b, s:s, s:s, s:o, s:s}", "field", c->c.field, "ok",
+                                                   (int) c->c.ok, "value", c->c.value, "allowed", c->c.allowed,
+                                                   "artifact", name_or_null(c->artifact), "rule", rule));
+        }
+        return a;
+}
+
+static int verify_print_failure_json(const struct verify_opts *o, const struct verify_state *v) {
+        return cli_print_json(json_pack("{s:b, s:s, s:o}", "verified", 0, "reason", v->reason ? v->reason : "signature",
+                                        "checks", checks_json(o, v)));
+}
+
+static json_t *subjects_json(const struct verify_state *v) {
+        json_t *subj = json_array();
+
+        for (size_t i = 0; v->st && i < v->st->n_subjects; i++) {
+                const struct proto_statement_subject *s = &v->st->subjects[i];
+
+                json_array_append_new(subj,
+                                      json_pack("{s:o, s:O}", "name", name_or_null(s->name), "digest", s->digest));
+        }
+        return subj;
 }
 
 static int verify_print_json(const struct verify_opts *o, const struct verify_state *v) {
         const struct proto_bundle_key *k = v->res.key;
         char t1[PROTO_TIME_LEN + 1], t2[PROTO_TIME_LEN + 1];
         const char *log_time = v->res.receipt_verified ? time_or(v->doc.rc.log_time_us, t1, "?") : NULL;
-        json_t *subj = json_array(), *arts = json_array(), *j;
+        json_t *arts = json_array(), *j;
 
-        for (size_t i = 0; v->intoto && i < json_array_size(v->st.subjects); i++) {
-                const json_t *s = json_array_get(v->st.subjects, i);
-
-                json_array_append_new(subj, json_pack("{s:O, s:O}", "name", name_or_null(s), "digest",
-                                                      json_object_get(s, "digest")));
-        }
         for (size_t i = 0; i < o->n_art; i++)
-                json_array_append_new(arts, json_pack("{s:s, s:s, s:O}", "path", o->artifacts[i], "sha256", v->hex[i],
-                                                      "subject", name_or_null(v->matched[i])));
-        j = json_pack("{s:b, s:s, s:s, s:i, s:s, s:s, s:s, s:o, s:s?, s:s?, s:o, s:s, s:s}",
+                json_array_append_new(arts, json_pack("{s:s, s:s, s:o}", "path", o->artifacts[i], "sha256", v->hex[i],
+                                                      "subject", name_or_null(v->matched[i]->name)));
+        j = json_pack("{s:b, s:s, s:s, s:i, s:s, s:s, s:s, s:o, s:s?, s:s?, s:o, s:s, s:s, s:o}",
                       "verified", 1, "principal", k->principal, "keyid", k->keyid,
                       "generation", (int) k->generation, "algorithm", proto_key_algorithm_name(k->algorithm),
                       "state", proto_key_state_name(k->state), "payloadType", v->res.envelope->payload_type,
-                      "subjects", subj, "builder", v->st.builder_id, "log_time", log_time, "artifacts", arts,
-                      "origin", v->res.bundle->origin, "log_keyid", v->res.bundle->log_keyid);
+                      "subjects", subjects_json(v), "builder", v->st ? v->st->builder_id : NULL, "log_time", log_time,
+                      "artifacts", arts, "origin", v->res.bundle->origin, "log_keyid", v->res.bundle->log_keyid,
+                      "checks", checks_json(o, v));
+        if (j && v->st && v->st->source_uri)
+                json_object_set_new(j, "source", json_pack("{s:s, s:s?, s:s}", "uri", v->st->source_uri, "ref",
+                                                           v->st->source_ref, "from", v->st->source_from));
         if (j && v->res.receipt_verified)
                 json_object_set_new(j, "log_seq", json_integer((json_int_t) v->doc.rc.log_seq));
         if (j && k->state == PROVSIGN__KEY_STATE__REVOKED)
                 json_object_set_new(j, "compromised_since", json_string(time_or(k->compromised_since_us, t2, "?")));
         return cli_print_json(j);
+}
+
+static void print_statement_text(const struct verify_state *v) {
+        for (size_t i = 0; v->st && i < v->st->n_subjects; i++) {
+                const struct proto_statement_subject *s = &v->st->subjects[i];
+
+                printf("subject:     %s", cli_safe(s->name ? s->name : "(no name)"));
+                printf(" sha256:%s\n", s->sha256 ? s->sha256 : "(none)");
+        }
+        if (!v->st)
+                return;
+        printf("builder:     %s\n", cli_safe(v->st->builder_id ? v->st->builder_id : "(none)"));
+        if (v->st->source_uri) {
+                printf("source:      %s", cli_safe(v->st->source_uri));
+                printf(" %s\n", cli_safe(v->st->source_ref ? v->st->source_ref : "(no ref)"));
+        }
+        for (size_t i = 0; i < v->n_checks; i++) {
+                printf("allowed:     %s = ", v->checks[i].c.field);
+                printf("%s", cli_safe(v->checks[i].c.value));
+                printf(" (%s)\n", cli_safe(v->checks[i].c.allowed));
+        }
 }
 
 static void verify_print_text(const struct verify_opts *o, const struct verify_state *v) {
@@ -413,16 +655,7 @@ static void verify_print_text(const struct verify_opts *o, const struct verify_s
                 printf(" (compromised since %s; signed before)", time_or(k->compromised_since_us, t2, "?"));
         printf("\n");
         printf("payloadType: %s\n", cli_safe(v->res.envelope->payload_type));
-        for (size_t i = 0; v->intoto && i < json_array_size(v->st.subjects); i++) {
-                const json_t *s = json_array_get(v->st.subjects, i);
-                const char *name = json_string_value(json_object_get(s, "name"));
-                const char *d = json_string_value(json_object_get(json_object_get(s, "digest"), "sha256"));
-
-                printf("subject:     %s", cli_safe(name ? name : "(no name)"));
-                printf(" sha256:%s\n", d ? cli_safe(d) : "(none)");
-        }
-        if (v->intoto)
-                printf("builder:     %s\n", cli_safe(v->st.builder_id ? v->st.builder_id : "(none)"));
+        print_statement_text(v);
         if (v->res.receipt_verified)
                 printf("log time:    %s (entry %" PRIu64 " of %" PRIu64 ", log %s)\n",
                        time_or(v->doc.rc.log_time_us, t1, "?"), v->doc.rc.log_seq, v->doc.rc.tree_size,
@@ -430,11 +663,27 @@ static void verify_print_text(const struct verify_opts *o, const struct verify_s
         else
                 printf("log time:    not proven (no receipt)\n");
         for (size_t i = 0; i < o->n_art; i++) {
-                const char *name = json_string_value(json_object_get(v->matched[i], "name"));
+                const char *name = v->matched[i]->name;
 
                 printf("artifact:    %s", cli_safe(o->artifacts[i]));
                 printf(" = subject %s\n", cli_safe(name ? name : "(no name)"));
         }
+}
+
+/* --metrics-file: the outcome counted; a verification that failed keeps its
+ * exit code whatever happens to the file. */
+static int verify_count(const struct verify_opts *o, const struct verify_state *v, int r) {
+        int m;
+
+        if (!o->metrics_path)
+                return r;
+        if (r == CLI_EXIT_OK)
+                m = cli_verify_metrics_count(o->metrics_path, "ok", "none");
+        else if (r == CLI_EXIT_VERIFY_FAILED)
+                m = cli_verify_metrics_count(o->metrics_path, "failed", v->reason ? v->reason : "signature");
+        else
+                m = cli_verify_metrics_count(o->metrics_path, "error", "local");
+        return r != CLI_EXIT_OK ? r : m;
 }
 
 static int verify_run(const struct verify_opts *o) {
@@ -445,10 +694,15 @@ static int verify_run(const struct verify_opts *o) {
                 r = verify_keyrule(o, &v);
         if (r == CLI_EXIT_OK)
                 r = verify_subjects(o, &v);
+        if (r == CLI_EXIT_OK)
+                r = verify_policy(o, &v);
         if (r == CLI_EXIT_OK && o->json)
                 r = verify_print_json(o, &v);
         else if (r == CLI_EXIT_OK)
                 verify_print_text(o, &v);
+        else if (r == CLI_EXIT_VERIFY_FAILED && o->json)
+                verify_print_failure_json(o, &v);
+        r = verify_count(o, &v, r);
         verify_state_done(&v);
         return r;
 }
@@ -461,5 +715,6 @@ int cmd_verify(const struct cli_ctx *ctx, int argc, char **argv) {
         if (r == CLI_EXIT_OK)
                 r = verify_run(&o);
         free(o.artifacts);
+        client_policy_rule_done(&o.flags);
         return r < 0 ? CLI_EXIT_OK : r;
 }

@@ -140,3 +140,9 @@ const char *cli_safe(const char *s);
  * checkpoint note) to f as cli_safe() would, but keeping newlines and
  * tabs; no length limit. 0, -EIO. */
 int cli_write_text(FILE *f, const char *s);
+
+/* cli_verify_metrics_count: adds one to the verification counter
+ * provsign_verifications_total{outcome,reason} in the Prometheus text file
+ * at path (client/cli-verify-metrics.c; created when missing), atomically
+ * and under a lock. Prints its own diagnostics; returns a CLI_EXIT_* code. */
+int cli_verify_metrics_count(const char *path, const char *outcome, const char *reason);

@@ -228,6 +228,7 @@ struct provsign_log_query {
         uint8_t digest[48];
         size_t digest_len;
         char *principal;
+        char *keyid;
         int64_t since_us, until_us;
 };
 
@@ -242,6 +243,7 @@ _public_ void provsign_log_query_free(provsign_log_query *q) {
         if (!q)
                 return;
         free(q->principal);
+        free(q->keyid);
         free(q);
 }
 
@@ -272,16 +274,23 @@ _public_ int provsign_log_query_set_digest(provsign_log_query *q, int digest_alg
         return 0;
 }
 
-_public_ int provsign_log_query_set_principal(provsign_log_query *q, const char *principal) {
-        char *p = NULL;
+/* A query's string field: a copy of s, or NULL for NULL or "". */
+static int set_string(char **field, const char *s) {
+        char *copy = NULL;
 
-        if (!q)
-                return -EINVAL;
-        if (principal && *principal && !(p = strdup(principal)))
+        if (s && *s && !(copy = strdup(s)))
                 return -ENOMEM;
-        free(q->principal);
-        q->principal = p;
+        free(*field);
+        *field = copy;
         return 0;
+}
+
+_public_ int provsign_log_query_set_principal(provsign_log_query *q, const char *principal) {
+        return q ? set_string(&q->principal, principal) : -EINVAL;
+}
+
+_public_ int provsign_log_query_set_keyid(provsign_log_query *q, const char *keyid) {
+        return q ? set_string(&q->keyid, keyid) : -EINVAL;
 }
 
 _public_ int provsign_log_query_set_time(provsign_log_query *q, int64_t since_us, int64_t until_us) {
@@ -547,14 +556,53 @@ static void stream_abandon(provsign_conn *conn, int r, bool done) {
                 conn->broken = true;
 }
 
+/* One frame of a streamed reply; sets *done on the last. 0 to go on. */
+typedef int (*stream_frame_fn)(provsign_conn *conn, const Provsign__Response *resp, bool *done, void *ctx);
+
+/* Sends req and hands each frame of the reply to frame, to the last one
+ * or the first failure (the connection is then out of step). */
+static int stream_frames(provsign_conn *conn, Provsign__Request *req, stream_frame_fn frame, void *ctx) {
+        Provsign__Response *resp = NULL;
+        bool done = false;
+        int r = client_conn_transact(conn, req, &resp);
+
+        while (r == 0) {
+                r = frame(conn, resp, &done, ctx);
+                provsign__response__free_unpacked(resp, NULL);
+                resp = NULL;
+                if (r != 0 || done)
+                        break;
+                r = client_conn_next(conn, &resp);
+        }
+        stream_abandon(conn, r, done);
+        return r;
+}
+
+struct export_ctx {
+        const provsign_log_query *q;
+        struct range *g;
+        provsign_log_entry_fn fn;
+        void *userdata;
+        provsign_log_export **ret;
+};
+
+static int export_stream_frame(provsign_conn *conn, const Provsign__Response *resp, bool *done, void *ctx) {
+        struct export_ctx *c = ctx;
+        const Provsign__ExportResponse *x = resp->body_case == PROVSIGN__RESPONSE__BODY_EXPORT ? resp->export : NULL;
+        int r = x ? export_frame(conn, x, c->g, c->fn, c->userdata) : -EPROTO;
+
+        *done = x && x->done;
+        if (r == 0 && *done)
+                r = export_end(c->g, c->q->previous_size, x, c->ret);
+        return r;
+}
+
 _public_ int provsign_export_log(provsign_conn *conn, const provsign_log_query *q, provsign_log_entry_fn fn,
                                  void *userdata, provsign_log_export **ret) {
         static const provsign_log_query everything = {};
         Provsign__Request req = PROVSIGN__REQUEST__INIT;
         Provsign__ExportRequest er = PROVSIGN__EXPORT_REQUEST__INIT;
-        Provsign__Response *resp = NULL;
         struct range *g;
-        bool done = false;
         int r;
 
         if (!conn || !fn || !ret)
@@ -571,22 +619,8 @@ _public_ int provsign_export_log(provsign_conn *conn, const provsign_log_query *
         if (!g)
                 return -ENOMEM;
         g->from = g->next = q->from_seq;
-        r = client_conn_transact(conn, &req, &resp);
-        while (r == 0) {
-                const Provsign__ExportResponse *x =
-                        resp->body_case == PROVSIGN__RESPONSE__BODY_EXPORT ? resp->export : NULL;
-
-                r = x ? export_frame(conn, x, g, fn, userdata) : -EPROTO;
-                done = x && x->done;
-                if (r == 0 && done)
-                        r = export_end(g, q->previous_size, x, ret);
-                provsign__response__free_unpacked(resp, NULL);
-                resp = NULL;
-                if (r != 0 || done)
-                        break;
-                r = client_conn_next(conn, &resp);
-        }
-        stream_abandon(conn, r, done);
+        struct export_ctx c = { .q = q, .g = g, .fn = fn, .userdata = userdata, .ret = ret };
+        r = stream_frames(conn, &req, export_stream_frame, &c);
         free(g);
         return r;
 }
@@ -626,42 +660,189 @@ _public_ const uint8_t *provsign_log_export_consistency(const provsign_log_expor
         return x->consistency[0];
 }
 
+/* ---- Filtered exports ---------------------------------------------------- */
+
+/* q's filter into an ExportRequest or a FindRequest m (the same field names). */
+#define QUERY_FILTER(m, q)                                                              \
+        do {                                                                            \
+                (m).digest.data = (uint8_t *) (q)->digest;                              \
+                (m).digest.len = (q)->digest_len;                                       \
+                (m).principal = (q)->principal ? (q)->principal : (char *) "";          \
+                (m).keyid = (q)->keyid ? (q)->keyid : (char *) "";                      \
+                (m).since_us = (q)->since_us;                                           \
+                (m).until_us = (q)->until_us;                                           \
+        } while (0)
+
+/* The state of a filtered export being read. */
+struct sparse {
+        provsign_log_export *head;   /* from the first frame */
+        uint8_t root[PROTO_MERKLE_HASH_LEN];
+        uint64_t from, to, next;     /* the range [from, to]; the lowest seq still allowed */
+        uint64_t previous_size;
+        provsign_log_proven_entry_fn fn;
+        void *userdata;
+};
+
+/* The first frame: the checkpoint (well-formed, of the size it states) and
+ * the consistency proof asked for; no entries. */
+static int sparse_head(struct sparse *sp, uint64_t previous_size, const Provsign__ExportResponse *x) {
+        provsign_log_export *e;
+        char *origin = NULL;
+        uint64_t size;
+        int r;
+
+        if (!x->sparse || x->done || x->n_leaves || !*str_or_empty(x->checkpoint))
+                return -EPROTO;
+        r = client_checkpoint_note_parse(x->checkpoint, strlen(x->checkpoint), &origin, &size, sp->root);
+        free(origin);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 || size != x->tree_size || (previous_size > 0 && (x->from_size != previous_size || previous_size > size)))
+                return -EPROTO;
+        e = calloc(1, sizeof *e);
+        if (!e)
+                return -ENOMEM;
+        e->tree_size = size;
+        e->first_seq = sp->from;
+        e->from_size = previous_size > 0 ? x->from_size : 0;
+        e->n_consistency = previous_size > 0 ? x->n_consistency_proof : 0;
+        e->checkpoint = strdup(x->checkpoint);
+        r = e->checkpoint ? 0 : -ENOMEM;
+        if (r == 0)
+                r = hashes_copy(NULL, 0, &e->left);
+        if (r == 0)
+                r = hashes_copy(NULL, 0, &e->right);
+        if (r == 0)
+                r = hashes_copy(x->consistency_proof, e->n_consistency, &e->consistency);
+        if (r < 0) {
+                provsign_log_export_free(e);
+                return r;
+        }
+        sp->head = e;
+        return 0;
+}
+
+/* One entry of a filtered export and its proof, checked, then handed to fn. */
+static int sparse_entry(provsign_conn *conn, struct sparse *sp, const ProtobufCBinaryData *leaf,
+                        const Provsign__InclusionProof *p, provsign_log_proven_entry_fn fn, void *userdata) {
+        uint8_t proof[PROTO_MERKLE_MAX_PROOF][PROTO_MERKLE_HASH_LEN], h[PROTO_MERKLE_HASH_LEN];
+        uint64_t seq;
+        int r;
+
+        if (!p || !leaf->data || leaf->len == 0 || leaf->len > PROTO_FRAME_MAX || p->n_hashes > PROTO_MERKLE_MAX_PROOF ||
+            (p->n_hashes > 0 && !p->hashes))
+                return -EPROTO;
+        r = entry_seq(leaf->data, leaf->len, &seq);
+        if (r < 0)
+                return r;
+        if (seq < sp->next || seq > sp->to || seq >= sp->head->tree_size)
+                return -EPROTO;
+        for (size_t i = 0; i < p->n_hashes; i++) {
+                if (!bin_hash(&p->hashes[i]))
+                        return -EPROTO;
+                memcpy(proof[i], p->hashes[i].data, PROTO_MERKLE_HASH_LEN);
+        }
+        r = proto_merkle_leaf_hash(leaf->data, leaf->len, h);
+        if (r == 0)
+                r = proto_merkle_verify_inclusion(h, seq, sp->head->tree_size, (const uint8_t (*)[32]) proof,
+                                                  p->n_hashes, sp->root);
+        if (r == -ENOMEM || r == -EIO)
+                return r;
+        if (r < 0)
+                return -EPROTO;
+        sp->next = seq + 1;
+        sp->head->n_entries++;
+        r = fn(sp->head, seq, leaf->data, leaf->len, proof[0], p->n_hashes, userdata);
+        if (r != 0) {
+                conn->broken = true;
+                return r < 0 ? r : -ECANCELED;
+        }
+        return 0;
+}
+
+static int sparse_frame(provsign_conn *conn, struct sparse *sp, uint64_t previous_size,
+                        const Provsign__ExportResponse *x, provsign_log_proven_entry_fn fn, void *userdata) {
+        int r = 0;
+
+        if (!sp->head)
+                return sparse_head(sp, previous_size, x);
+        if (!x->sparse || x->n_proofs != x->n_leaves || (x->n_leaves > 0 && (!x->leaves || !x->proofs)))
+                return -EPROTO;
+        for (size_t i = 0; r == 0 && i < x->n_leaves; i++)
+                r = sparse_entry(conn, sp, &x->leaves[i], x->proofs[i], fn, userdata);
+        return r;
+}
+
+static int sparse_stream_frame(provsign_conn *conn, const Provsign__Response *resp, bool *done, void *ctx) {
+        struct sparse *sp = ctx;
+        const Provsign__ExportResponse *x = resp->body_case == PROVSIGN__RESPONSE__BODY_EXPORT ? resp->export : NULL;
+
+        *done = x && x->done;
+        if (!x || (*done && (!sp->head || !x->sparse || x->n_leaves)))
+                return -EPROTO;
+        return *done ? 0 : sparse_frame(conn, sp, sp->previous_size, x, sp->fn, sp->userdata);
+}
+
+_public_ int provsign_export_log_filtered(provsign_conn *conn, const provsign_log_query *q,
+                                          provsign_log_proven_entry_fn fn, void *userdata, provsign_log_export **ret) {
+        Provsign__Request req = PROVSIGN__REQUEST__INIT;
+        Provsign__ExportRequest er = PROVSIGN__EXPORT_REQUEST__INIT;
+        struct sparse sp = { 0 };
+        int r;
+
+        if (!conn || !q || !fn || !ret ||
+            (!q->digest_len && !q->principal && !q->keyid && !q->since_us && !q->until_us))
+                return -EINVAL;
+        er.from_seq = q->from_seq;
+        er.to_seq = q->to_seq;
+        er.previous_size = q->previous_size;
+        QUERY_FILTER(er, q);
+        req.body_case = PROVSIGN__REQUEST__BODY_EXPORT;
+        req.export = &er;
+        sp.from = sp.next = q->from_seq;
+        sp.to = q->to_seq ? q->to_seq : UINT64_MAX;
+        sp.previous_size = q->previous_size;
+        sp.fn = fn;
+        sp.userdata = userdata;
+        r = stream_frames(conn, &req, sparse_stream_frame, &sp);
+        if (r == 0) {
+                *ret = sp.head;
+                return 0;
+        }
+        provsign_log_export_free(sp.head);
+        return r;
+}
+
 /* ---- Find ---------------------------------------------------------------- */
+
+struct find_ctx {
+        provsign_log_entry_fn fn;
+        void *userdata;
+};
+
+static int find_stream_frame(provsign_conn *conn, const Provsign__Response *resp, bool *done, void *ctx) {
+        struct find_ctx *c = ctx;
+        const Provsign__FindResponse *x = resp->body_case == PROVSIGN__RESPONSE__BODY_FIND ? resp->find : NULL;
+        int r = x && (x->n_leaves == 0 || x->leaves) ? 0 : -EPROTO;
+
+        for (size_t i = 0; r == 0 && i < x->n_leaves; i++)
+                r = deliver(conn, c->fn, c->userdata, &x->leaves[i], NULL);
+        *done = x && x->done;
+        return r;
+}
 
 _public_ int provsign_find_log(provsign_conn *conn, const provsign_log_query *q, provsign_log_entry_fn fn,
                                void *userdata) {
         Provsign__Request req = PROVSIGN__REQUEST__INIT;
         Provsign__FindRequest fr = PROVSIGN__FIND_REQUEST__INIT;
-        Provsign__Response *resp = NULL;
-        bool done = false;
-        int r;
 
-        if (!conn || !q || !fn || (q->digest_len == 0 && !q->principal))
+        if (!conn || !q || !fn || (q->digest_len == 0 && !q->principal && !q->keyid))
                 return -EINVAL;
-        fr.digest.data = (uint8_t *) q->digest;
-        fr.digest.len = q->digest_len;
-        fr.principal = q->principal ? q->principal : (char *) "";
-        fr.since_us = q->since_us;
-        fr.until_us = q->until_us;
+        QUERY_FILTER(fr, q);
         req.body_case = PROVSIGN__REQUEST__BODY_FIND;
         req.find = &fr;
-
-        r = client_conn_transact(conn, &req, &resp);
-        while (r == 0) {
-                const Provsign__FindResponse *x = resp->body_case == PROVSIGN__RESPONSE__BODY_FIND ? resp->find : NULL;
-
-                r = x && (x->n_leaves == 0 || x->leaves) ? 0 : -EPROTO;
-                for (size_t i = 0; r == 0 && i < x->n_leaves; i++)
-                        r = deliver(conn, fn, userdata, &x->leaves[i], NULL);
-                done = x && x->done;
-                provsign__response__free_unpacked(resp, NULL);
-                resp = NULL;
-                if (r != 0 || done)
-                        break;
-                r = client_conn_next(conn, &resp);
-        }
-        stream_abandon(conn, r, done);
-        return r;
+        struct find_ctx c = { .fn = fn, .userdata = userdata };
+        return stream_frames(conn, &req, find_stream_frame, &c);
 }
 
 /* ---- Inclusion proofs ---------------------------------------------------- */

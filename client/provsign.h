@@ -602,6 +602,37 @@ int provsign_find_log(provsign_conn *conn, const provsign_log_query *q, provsign
 /* An entry's inclusion proof, in the shape of a receipt. */
 typedef struct provsign_log_proof provsign_log_proof;
 
+/* ---- Filtered exports (LIBPROVSIGN_0.8) ----------------------------------- */
+
+/* provsign_log_query_set_keyid: (find, filtered export) entries naming key
+ * id keyid (lowercase hex: signatures and key events); NULL or "" clears
+ * it. -EINVAL for NULL q, -ENOMEM. */
+int provsign_log_query_set_keyid(provsign_log_query *q, const char *keyid);
+
+/* An entry of a filtered export: as provsign_log_entry_fn, with its RFC
+ * 9162 inclusion proof in the tree of the export's checkpoint (n_proof
+ * hashes of 32 bytes, leaf to root; borrowed for the call) and the export's
+ * head (checkpoint, tree size, consistency proof; no left/right), which is
+ * known before the first entry and is the object *ret of
+ * provsign_export_log_filtered() gets at the end. */
+typedef int (*provsign_log_proven_entry_fn)(const provsign_log_export *head, uint64_t seq, const uint8_t *leaf,
+                                            size_t leaf_len, const uint8_t *proof, size_t n_proof, void *userdata);
+
+/* provsign_export_log_filtered: an export of only the entries of q's range
+ * that match its digest, principal, key id and time window (at least one
+ * of them: -EINVAL otherwise), found through the agent's index. The agent
+ * sends the checkpoint first and each entry with its inclusion proof: the
+ * library checks, before fn sees an entry, that the entries come in
+ * ascending seq order inside the range and that each proof leads from the
+ * entry's leaf hash to the checkpoint's root (-EPROTO otherwise); the
+ * checkpoint's signature is the caller's to check
+ * (provsign_log_export_verify()). Bounded memory. Needs the auditor role.
+ * On success *ret (provsign_log_export_free()) holds the head, and
+ * provsign_log_export_entries() the number of entries. An agent older than
+ * 0.8 ignores the filters and answers with a full export: -EPROTO. */
+int provsign_export_log_filtered(provsign_conn *conn, const provsign_log_query *q, provsign_log_proven_entry_fn fn,
+                                 void *userdata, provsign_log_export **ret);
+
 /* provsign_get_log_proof: the inclusion proof of entry seq in the tree of
  * the latest checkpoint. Needs the auditor role. The library checks that
  * the checkpoint is well-formed and of the tree size stated and that the

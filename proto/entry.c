@@ -1,7 +1,21 @@
 #include <errno.h>
+#include <string.h>
 
 #include "entry.h"
 #include "frame.h"
+
+/* Field numbers of AuditEntry and Annotation (proto/provsign.proto). */
+enum {
+        ENTRY_SEQ = 1,
+        ENTRY_TIME_US = 2,
+        ENTRY_EVENT = 3,
+        ENTRY_PRINCIPAL = 5,
+        ENTRY_KEYID = 6,
+        ENTRY_DIGEST = 8,
+        ENTRY_ANNOTATIONS = 10,
+        ANNOTATION_VALUE = 2,
+};
+enum { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
 
 static int get_varint(proto_cursor *c, uint64_t *ret) {
         uint64_t v = 0;
@@ -37,14 +51,94 @@ int proto_entry_peek(const uint8_t *p, size_t n, proto_entry_head *ret) {
                         return -EBADMSG;
                 if (get_varint(&c, &v) < 0)
                         return -EBADMSG;
-                if (field == 1)
+                if (field == ENTRY_SEQ)
                         h.seq = v;
-                else if (field == 2)
+                else if (field == ENTRY_TIME_US)
                         h.time_us = (int64_t) v;
                 else
                         h.event = v > 0x7fffffff ? -1 : (int) v;
                 last = field;
         }
         *ret = h;
+        return 0;
+}
+
+/* The next field: *field, *wire; a varint's value in *v, a LEN field's
+ * bytes in *data / *len; 64- and 32-bit fields are skipped. */
+static int next_field(proto_cursor *c, uint32_t *field, uint32_t *wire, uint64_t *v, const uint8_t **data,
+                      size_t *len) {
+        uint64_t tag, l;
+        if (get_varint(c, &tag) < 0 || (tag >> 3) == 0 || (tag >> 3) > UINT32_MAX)
+                return -EBADMSG;
+        *field = (uint32_t) (tag >> 3);
+        *wire = (uint32_t) (tag & 7);
+        switch (*wire) {
+        case WIRE_VARINT:
+                return get_varint(c, v);
+        case WIRE_I64:
+                return proto_cursor_get_bytes(c, 8, data);
+        case WIRE_I32:
+                return proto_cursor_get_bytes(c, 4, data);
+        case WIRE_LEN:
+                if (get_varint(c, &l) < 0 || l > c->len)
+                        return -EBADMSG;
+                *len = (size_t) l;
+                return proto_cursor_get_bytes(c, (size_t) l, data);
+        default:
+                return -EBADMSG;
+        }
+}
+
+static int scan_annotation(const uint8_t *p, size_t n, void (*on_annotation)(void *ctx, const char *value, size_t len),
+                           void *ctx) {
+        proto_cursor c = proto_cursor_make(p, n);
+        while (c.len > 0) {
+                uint32_t field, wire;
+                uint64_t v;
+                const uint8_t *d = NULL;
+                size_t l = 0;
+                if (next_field(&c, &field, &wire, &v, &d, &l) < 0)
+                        return -EBADMSG;
+                if (field == ANNOTATION_VALUE && wire == WIRE_LEN)
+                        on_annotation(ctx, (const char *) d, l);
+        }
+        return 0;
+}
+
+int proto_entry_scan(const uint8_t *p, size_t n, proto_entry_fields *f,
+                     void (*on_annotation)(void *ctx, const char *value, size_t len), void *ctx) {
+        proto_cursor c = proto_cursor_make(p, n);
+        memset(f, 0, sizeof *f);
+        while (c.len > 0) {
+                uint32_t field, wire;
+                uint64_t v = 0;
+                const uint8_t *d = NULL;
+                size_t l = 0;
+                if (next_field(&c, &field, &wire, &v, &d, &l) < 0)
+                        return -EBADMSG;
+                if (wire == WIRE_VARINT) {
+                        if (field == ENTRY_SEQ)
+                                f->seq = v;
+                        else if (field == ENTRY_TIME_US)
+                                f->time_us = (int64_t) v;
+                        else if (field == ENTRY_EVENT)
+                                f->event = v > 0x7fffffff ? -1 : (int) v;
+                        continue;
+                }
+                if (wire != WIRE_LEN)
+                        continue;
+                if (field == ENTRY_PRINCIPAL) {
+                        f->principal = (const char *) d;
+                        f->principal_len = l;
+                } else if (field == ENTRY_KEYID) {
+                        f->keyid = (const char *) d;
+                        f->keyid_len = l;
+                } else if (field == ENTRY_DIGEST) {
+                        f->digest = d;
+                        f->digest_len = l;
+                } else if (field == ENTRY_ANNOTATIONS && on_annotation &&
+                           scan_annotation(d, l, on_annotation, ctx) < 0)
+                        return -EBADMSG;
+        }
         return 0;
 }

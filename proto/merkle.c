@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 
 #include "merkle.h"
+#include "tiles.h"
 
 #define HASH_LEN PROTO_MERKLE_HASH_LEN
 
@@ -118,20 +119,39 @@ static uint64_t split_point(uint64_t n) {
         return UINT64_C(1) << log2_floor(n - 1);
 }
 
-typedef struct level {
-        uint8_t (*h)[HASH_LEN];
-        size_t n;
-        size_t cap;
-} level;
+/* Storage (merkle.h): the levels 0, 8, 16, ... of the tree, in tiles of 256
+ * hashes (tiles.h). Tile level L index N holds level-8L hashes [N*256,
+ * N*256 + 256), where the level-k hash i is MTH(D[i*2^k : (i+1)*2^k]). Each
+ * tile the tree holds also keeps the 255 nodes above its hashes (levels
+ * 8L+1 .. 8L+8, PROTO_TILE_NODE), so every stored hash is a lookup. Per tile
+ * level, the tree holds the incomplete tile (the right edge: (size >> 8L) %
+ * 256 hashes, and the nodes they complete) and the complete tiles not handed
+ * to the store yet (all of them when there is no store). */
+#define TILE_W PROTO_TILE_WIDTH
+#define TILE_LEVELS 8u /* 8 * 8 = 64 levels */
+#define NODE PROTO_TILE_NODE
 
-/* Invariant: levels[k].n == size >> k, and levels[k].h[i] = MTH(D[i*2^k :
- * (i+1)*2^k]); levels[0] are the leaf hashes themselves. */
+typedef uint8_t tile_nodes[PROTO_TILE_NODES][HASH_LEN];
+
+typedef struct tile_level {
+        tile_nodes edge;     /* the incomplete tile */
+        tile_nodes **full;   /* complete tiles [first, first + n) in memory */
+        uint64_t first;
+        size_t n, cap;
+} tile_level;
+
 struct proto_merkle_tree {
-        level levels[MAX_LEVELS];
-        hasher hasher; /* for append only, so const readers share nothing */
+        uint64_t size;
+        tile_level lv[TILE_LEVELS];
+        proto_tile_store *store; /* borrowed; NULL: memory only */
+        hasher hasher;           /* for append only, so const readers share nothing */
 };
 
-int proto_merkle_tree_new(proto_merkle_tree **ret) {
+static uint64_t level_count(uint64_t size, unsigned L) {
+        return 8 * L >= 64 ? 0 : size >> (8 * L);
+}
+
+static int tree_alloc(proto_tile_store *store, proto_merkle_tree **ret) {
         proto_merkle_tree *t;
         int r;
 
@@ -143,84 +163,185 @@ int proto_merkle_tree_new(proto_merkle_tree **ret) {
                 free(t);
                 return r;
         }
+        t->store = store;
         *ret = t;
         return 0;
+}
+
+int proto_merkle_tree_new(proto_merkle_tree **ret) {
+        return tree_alloc(NULL, ret);
 }
 
 void proto_merkle_tree_free(proto_merkle_tree *t) {
         if (!t)
                 return;
-        for (size_t k = 0; k < MAX_LEVELS; k++)
-                free(t->levels[k].h);
+        for (size_t L = 0; L < TILE_LEVELS; L++) {
+                for (size_t i = 0; i < t->lv[L].n; i++)
+                        free(t->lv[L].full[i]);
+                free(t->lv[L].full);
+        }
         hasher_done(&t->hasher);
         free(t);
 }
 
 uint64_t proto_merkle_tree_size(const proto_merkle_tree *t) {
-        return t->levels[0].n;
+        return t->size;
 }
 
-/* Room for one more hash, doubling (amortized O(1) copies per append). */
-static int level_reserve(level *l) {
-        size_t cap;
-        void *p;
+/* Puts hash w of a tile and hashes the nodes it completes (at most 8). */
+static int tile_put(hasher *h, tile_nodes tile, unsigned w, const uint8_t hash[HASH_LEN]) {
+        memcpy(tile[w], hash, HASH_LEN);
+        for (unsigned r = 1; r <= 8 && ((w + 1) & ((1u << r) - 1)) == 0; r++) {
+                unsigned j = ((w + 1) >> r) - 1;
+                int ret = hasher_node(h, tile[NODE(r - 1, 2 * j)], tile[NODE(r - 1, 2 * j + 1)], tile[NODE(r, j)]);
+                if (ret < 0)
+                        return ret;
+        }
+        return 0;
+}
 
-        if (l->n < l->cap)
-                return 0;
-        if (l->cap == 0)
-                cap = 64;
-        else if (l->cap > SIZE_MAX / 2 / HASH_LEN)
-                return -ENOMEM;
-        else
-                cap = l->cap * 2;
-        p = realloc(l->h, cap * HASH_LEN);
-        if (!p)
-                return -ENOMEM;
-        l->h = p;
-        l->cap = cap;
+/* The nodes of a tile whose first w hashes are set. */
+static int tile_complete_nodes(hasher *h, tile_nodes tile, unsigned w) {
+        for (unsigned r = 1; r <= 8; r++)
+                for (unsigned j = 0; (j + 1) << r <= w; j++) {
+                        int ret = hasher_node(h, tile[NODE(r - 1, 2 * j)], tile[NODE(r - 1, 2 * j + 1)],
+                                              tile[NODE(r, j)]);
+                        if (ret < 0)
+                                return ret;
+                }
         return 0;
 }
 
 int proto_merkle_tree_append(proto_merkle_tree *t, const uint8_t leaf_hash[PROTO_MERKLE_HASH_LEN]) {
-        uint8_t made[MAX_LEVELS][HASH_LEN];
-        size_t size = t->levels[0].n;
-        unsigned top;
+        tile_nodes *done[TILE_LEVELS] = { NULL };
+        unsigned L, top;
+        int r = 0;
+
+        if (t->size >= (UINT64_C(1) << 62))
+                return -ENOMEM;
+        /* The new leaf completes one tile per level whose count reaches a
+         * multiple of 256: levels 0 .. top-1, and lands in the edge of level
+         * top. Allocate first, then write the edges only past their valid
+         * width, so a failure leaves the tree as it was. */
+        top = (unsigned) __builtin_ctzll(t->size + 1) / 8;
+        for (L = 0; L < top; L++) {
+                tile_level *lv = &t->lv[L];
+
+                if (lv->n == lv->cap) {
+                        size_t cap = lv->cap ? lv->cap * 2 : 4;
+                        void *p = realloc(lv->full, cap * sizeof *lv->full);
+                        if (!p) {
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                        lv->full = p;
+                        lv->cap = cap;
+                }
+                done[L] = malloc(sizeof(tile_nodes));
+                if (!done[L]) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+        for (L = 0; L <= top && L < TILE_LEVELS; L++) {
+                const uint8_t *up = L == 0 ? leaf_hash : t->lv[L - 1].edge[NODE(8, 0)];
+                r = tile_put(&t->hasher, t->lv[L].edge, (unsigned) (level_count(t->size, L) % TILE_W), up);
+                if (r < 0)
+                        goto fail;
+        }
+        for (L = 0; L < top; L++) {
+                tile_level *lv = &t->lv[L];
+                if (lv->n == 0)
+                        lv->first = level_count(t->size, L) / TILE_W;
+                memcpy(*done[L], lv->edge, sizeof(tile_nodes));
+                lv->full[lv->n++] = done[L];
+        }
+        t->size++;
+        return 0;
+fail:
+        for (L = 0; L < TILE_LEVELS; L++)
+                free(done[L]);
+        return r;
+}
+
+int proto_merkle_tree_append_entry(proto_merkle_tree *t, const uint8_t *entry, size_t len) {
+        uint8_t leaf[HASH_LEN];
         int r;
 
-        /* The new leaf completes one aligned subtree per trailing zero bit of
-         * the new size: levels 1..top each gain one entry. */
-        if (size == SIZE_MAX)
-                return -ENOMEM;
-        top = (unsigned) __builtin_ctzll((uint64_t) size + 1);
+        if (!entry && len > 0)
+                return -EINVAL;
+        r = hasher_digest(&t->hasher, PREFIX_LEAF, entry, len, NULL, 0, leaf);
+        if (r < 0)
+                return r;
+        return proto_merkle_tree_append(t, leaf);
+}
 
-        /* Reserve first and hash into `made`, so any failure leaves the tree
-         * as it was. */
-        for (unsigned k = 0; k <= top; k++) {
-                r = level_reserve(&t->levels[k]);
-                if (r < 0)
-                        return r;
+static int node_at(const proto_merkle_tree *t, hasher *h, unsigned L, unsigned r, uint64_t j, uint8_t out[HASH_LEN]);
+
+/* A complete tile read from the store is checked against its hash one
+ * level up (itself checked the same way, up to the right edge, which the
+ * caller checks against a signed root) before it is used or cached. */
+static int load_tile(const proto_merkle_tree *t, hasher *h, unsigned L, uint64_t N, tile_nodes tile) {
+        uint8_t want[HASH_LEN];
+        int r;
+
+        if (!t->store)
+                return -ENOENT;
+        r = proto_tile_store_read(t->store, L, N, TILE_W, tile);
+        if (r == -EBADMSG)
+                proto_tile_store_set_bad(t->store, L, N, TILE_W);
+        if (r < 0)
+                return r;
+        if (L + 1 >= TILE_LEVELS)
+                return -EBADMSG;
+        r = node_at(t, h, L + 1, 0, N, want);
+        if (r >= 0)
+                r = tile_complete_nodes(h, tile, TILE_W);
+        if (r < 0)
+                return r;
+        if (memcmp(tile[NODE(8, 0)], want, HASH_LEN) != 0) {
+                proto_tile_store_set_bad(t->store, L, N, TILE_W);
+                return -EBADMSG;
         }
-        for (unsigned k = 1; k <= top; k++) {
-                const level *below = &t->levels[k - 1];
-                const uint8_t *right = k == 1 ? leaf_hash : made[k - 1];
-
-                r = hasher_node(&t->hasher, below->h[below->n - 1], right, made[k]);
-                if (r < 0)
-                        return r;
-        }
-
-        memcpy(t->levels[0].h[t->levels[0].n++], leaf_hash, HASH_LEN);
-        for (unsigned k = 1; k <= top; k++)
-                memcpy(t->levels[k].h[t->levels[k].n++], made[k], HASH_LEN);
+        proto_tile_store_cache_add(t->store, L, N, (const uint8_t (*)[HASH_LEN]) tile);
         return 0;
 }
 
-/* MTH(D[start : start + 2^k]) of a stored complete, aligned subtree. */
-static const uint8_t *perfect(const proto_merkle_tree *t, unsigned k, uint64_t start) {
-        assert(k < MAX_LEVELS);
-        assert(start % (UINT64_C(1) << k) == 0);
-        assert((start >> k) < t->levels[k].n);
-        return t->levels[k].h[start >> k];
+/* The level-(8L + r) hash j (r < 8), which must be below the size. */
+static int node_at(const proto_merkle_tree *t, hasher *h, unsigned L, unsigned r, uint64_t j, uint8_t out[HASH_LEN]) {
+        const tile_level *lv = &t->lv[L];
+        uint64_t N = j >> (8 - r), count = level_count(t->size, L);
+        size_t node = NODE(r, (size_t) (j & ((TILE_W >> r) - 1)));
+        tile_nodes *tile;
+        int ret;
+
+        assert(L < TILE_LEVELS && r < 8 && (j + 1) << r <= count);
+        if (N == count / TILE_W) {
+                memcpy(out, lv->edge[node], HASH_LEN);
+                return 0;
+        }
+        if (N >= lv->first && N - lv->first < lv->n) {
+                memcpy(out, (*lv->full[N - lv->first])[node], HASH_LEN);
+                return 0;
+        }
+        if (!t->store)
+                return -ENOENT;
+        if (proto_tile_store_cached(t->store, L, N, node, out) == 0)
+                return 0;
+        tile = malloc(sizeof *tile);
+        if (!tile)
+                return -ENOMEM;
+        ret = load_tile(t, h, L, N, *tile);
+        if (ret >= 0)
+                memcpy(out, (*tile)[node], HASH_LEN);
+        free(tile);
+        return ret;
+}
+
+/* MTH(D[start : start + 2^k]) of a complete, aligned subtree. */
+static int perfect(const proto_merkle_tree *t, hasher *h, unsigned k, uint64_t start, uint8_t out[HASH_LEN]) {
+        assert(k < 64 && start % (UINT64_C(1) << k) == 0);
+        return node_at(t, h, k / 8, k % 8, start >> k, out);
 }
 
 /* MTH(D[s:e]) for s < e <= size where s is a multiple of the smallest power
@@ -229,7 +350,7 @@ static const uint8_t *perfect(const proto_merkle_tree *t, unsigned k, uint64_t s
  * first, and MTH folds them from the right, since each split takes the
  * largest power of two smaller than what remains. */
 static int range_root(const proto_merkle_tree *t, hasher *h, uint64_t s, uint64_t e, uint8_t out[HASH_LEN]) {
-        const uint8_t *chunks[MAX_LEVELS];
+        uint8_t chunks[MAX_LEVELS][HASH_LEN];
         uint64_t len = e - s, p = s;
         size_t n = 0;
         int r;
@@ -238,7 +359,9 @@ static int range_root(const proto_merkle_tree *t, hasher *h, uint64_t s, uint64_
         for (unsigned k = log2_floor(len) + 1; k-- > 0;) {
                 if (!(len & (UINT64_C(1) << k)))
                         continue;
-                chunks[n++] = perfect(t, k, p);
+                r = perfect(t, h, k, p, chunks[n++]);
+                if (r < 0)
+                        return r;
                 p += UINT64_C(1) << k;
         }
         memcpy(out, chunks[n - 1], HASH_LEN);
@@ -248,6 +371,184 @@ static int range_root(const proto_merkle_tree *t, hasher *h, uint64_t s, uint64_
                         return r;
         }
         return 0;
+}
+
+/* ---- The tree over a tile store (merkle.h) ---- */
+
+int proto_merkle_tree_open_tiles(proto_tile_store *store, uint64_t size, proto_merkle_tree **ret) {
+        proto_merkle_tree *t = NULL;
+        int r;
+
+        if (!store || size >= (UINT64_C(1) << 62))
+                return -EINVAL;
+        r = tree_alloc(store, &t);
+        if (r < 0)
+                return r;
+        t->size = size;
+        for (unsigned L = 0; L < TILE_LEVELS; L++) {
+                uint64_t count = level_count(size, L);
+                unsigned w = (unsigned) (count % TILE_W);
+
+                t->lv[L].first = count / TILE_W;
+                if (w == 0)
+                        continue;
+                r = proto_tile_store_read(store, L, count / TILE_W, w, t->lv[L].edge);
+                if (r == -EBADMSG || r == -ENOENT)
+                        proto_tile_store_set_bad(store, L, count / TILE_W, w);
+                if (r >= 0)
+                        r = tile_complete_nodes(&t->hasher, t->lv[L].edge, w);
+                if (r < 0) {
+                        proto_merkle_tree_free(t);
+                        return r;
+                }
+        }
+        *ret = t;
+        return 0;
+}
+
+int proto_merkle_tree_check_tiles(const proto_merkle_tree *t) {
+        tile_nodes *tile;
+        hasher h;
+        int r = 0;
+
+        if (!t->store)
+                return 0;
+        tile = malloc(sizeof *tile);
+        if (!tile)
+                return -ENOMEM;
+        r = hasher_init(&h);
+        for (unsigned L = 0; L < TILE_LEVELS && r >= 0; L++) {
+                uint64_t full = level_count(t->size, L) / TILE_W;
+                const tile_level *lv = &t->lv[L];
+
+                if (full == 0 || (full - 1 >= lv->first && full - 1 - lv->first < lv->n))
+                        continue;
+                r = load_tile(t, &h, L, full - 1, *tile);
+                if (r == -ENOENT)
+                        proto_tile_store_set_bad(t->store, L, full - 1, TILE_W);
+        }
+        if (h.ctx)
+                hasher_done(&h);
+        free(tile);
+        return r;
+}
+
+typedef struct tile_out {
+        unsigned level, width;
+        uint64_t index;
+        uint8_t (*h)[HASH_LEN];
+} tile_out;
+
+struct proto_merkle_tiles {
+        uint64_t size;
+        uint64_t full_end[TILE_LEVELS]; /* complete tiles below this are in the batch or written before */
+        tile_out *t;
+        size_t n;
+};
+
+void proto_merkle_tiles_free(proto_merkle_tiles *b) {
+        if (!b)
+                return;
+        for (size_t i = 0; i < b->n; i++)
+                free(b->t[i].h);
+        free(b->t);
+        free(b);
+}
+
+static int tiles_add(proto_merkle_tiles *b, unsigned L, uint64_t N, unsigned w, const uint8_t (*h)[HASH_LEN]) {
+        tile_out *o;
+
+        o = &b->t[b->n];
+        o->h = malloc((size_t) w * HASH_LEN);
+        if (!o->h)
+                return -ENOMEM;
+        memcpy(o->h, h, (size_t) w * HASH_LEN);
+        o->level = L;
+        o->index = N;
+        o->width = w;
+        b->n++;
+        return 0;
+}
+
+int proto_merkle_tree_tiles_at(const proto_merkle_tree *t, uint64_t m, proto_merkle_tiles **ret) {
+        proto_merkle_tiles *b;
+        size_t cap = 0;
+        int r = 0;
+
+        if (m > t->size)
+                return -EINVAL;
+        for (unsigned L = 0; L < TILE_LEVELS; L++)
+                cap += t->lv[L].n + 1;
+        b = calloc(1, sizeof *b);
+        if (!b)
+                return -ENOMEM;
+        b->size = m;
+        b->t = calloc(cap, sizeof *b->t);
+        if (!b->t) {
+                proto_merkle_tiles_free(b);
+                return -ENOMEM;
+        }
+        for (unsigned L = 0; L < TILE_LEVELS && r >= 0; L++) {
+                const tile_level *lv = &t->lv[L];
+                uint64_t count = level_count(m, L), N = count / TILE_W;
+                unsigned w = (unsigned) (count % TILE_W);
+
+                b->full_end[L] = N;
+                for (size_t i = 0; i < lv->n && lv->first + i < N && r >= 0; i++)
+                        r = tiles_add(b, L, lv->first + i, TILE_W, (const uint8_t (*)[HASH_LEN]) * lv->full[i]);
+                if (w == 0 || r < 0)
+                        continue;
+                /* The partial tile of m: the edge, or a tile completed since. */
+                if (N == level_count(t->size, L) / TILE_W)
+                        r = tiles_add(b, L, N, w, (const uint8_t (*)[HASH_LEN]) lv->edge);
+                else if (N >= lv->first && N - lv->first < lv->n)
+                        r = tiles_add(b, L, N, w, (const uint8_t (*)[HASH_LEN]) * lv->full[N - lv->first]);
+                else
+                        r = -EINVAL; /* m is older than what was written */
+        }
+        if (r < 0) {
+                proto_merkle_tiles_free(b);
+                return r;
+        }
+        *ret = b;
+        return 0;
+}
+
+size_t proto_merkle_tree_memory(const proto_merkle_tree *t) {
+        size_t n = sizeof *t;
+
+        for (unsigned L = 0; L < TILE_LEVELS; L++)
+                n += t->lv[L].n * sizeof(tile_nodes) + t->lv[L].cap * sizeof *t->lv[L].full;
+        return n;
+}
+
+int proto_merkle_tiles_write(const proto_merkle_tiles *b, proto_tile_store *s) {
+        for (size_t i = 0; i < b->n; i++) {
+                const tile_out *o = &b->t[i];
+                int r = proto_tile_store_write(s, o->level, o->index, o->width, (const uint8_t (*)[HASH_LEN]) o->h);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+uint64_t proto_merkle_tiles_size(const proto_merkle_tiles *b) {
+        return b->size;
+}
+
+void proto_merkle_tree_tiles_written(proto_merkle_tree *t, const proto_merkle_tiles *b) {
+        if (!t->store)
+                return;
+        for (unsigned L = 0; L < TILE_LEVELS; L++) {
+                tile_level *lv = &t->lv[L];
+                size_t drop = 0;
+
+                while (drop < lv->n && lv->first + drop < b->full_end[L])
+                        free(lv->full[drop++]);
+                memmove(lv->full, lv->full + drop, (lv->n - drop) * sizeof *lv->full);
+                lv->n -= drop;
+                lv->first += drop;
+        }
 }
 
 int proto_merkle_tree_root_at(const proto_merkle_tree *t, uint64_t m, uint8_t out[PROTO_MERKLE_HASH_LEN]) {
@@ -311,7 +612,9 @@ int proto_merkle_tree_inclusion_proof(const proto_merkle_tree *t, uint64_t index
                                 goto out;
                         e = s + k;
                 } else {
-                        memcpy(path[n], perfect(t, log2_floor(k), s), HASH_LEN);
+                        r = perfect(t, &h, log2_floor(k), s, path[n]);
+                        if (r < 0)
+                                goto out;
                         s += k;
                 }
                 n++;
@@ -366,7 +669,9 @@ int proto_merkle_tree_consistency_proof(const proto_merkle_tree *t, uint64_t m, 
                                 goto out;
                         e = s + k;
                 } else {
-                        memcpy(path[c], perfect(t, log2_floor(k), s), HASH_LEN);
+                        r = perfect(t, &h, log2_floor(k), s, path[c]);
+                        if (r < 0)
+                                goto out;
                         s += k;
                         whole = false;
                 }
@@ -410,11 +715,16 @@ int proto_merkle_tree_range_proof(const proto_merkle_tree *t, uint64_t from, uin
         if (m > proto_merkle_tree_size(t) || to > m || from >= to)
                 return -EINVAL;
 
+        r = hasher_init(&h);
+        if (r < 0)
+                return r;
         /* Left: one complete subtree per bit of `from`, highest first. */
         for (unsigned k = 64; k-- > 0;) {
                 if (!(from & (UINT64_C(1) << k)))
                         continue;
-                memcpy(left[n_left++], perfect(t, k, p), HASH_LEN);
+                r = perfect(t, &h, k, p, left[n_left++]);
+                if (r < 0)
+                        goto out;
                 p += UINT64_C(1) << k;
         }
 
@@ -423,24 +733,24 @@ int proto_merkle_tree_range_proof(const proto_merkle_tree *t, uint64_t from, uin
         n_grow = edge < m ? n_right - 1 : n_right;
         p = to;
         for (size_t i = 0; i < n_grow; i++) {
-                memcpy(right[i], perfect(t, log2_floor(sizes[i]), p), HASH_LEN);
+                r = perfect(t, &h, log2_floor(sizes[i]), p, right[i]);
+                if (r < 0)
+                        goto out;
                 p += sizes[i];
         }
         if (edge < m) {
-                r = hasher_init(&h);
-                if (r < 0)
-                        return r;
                 r = range_root(t, &h, edge, m, right[n_grow]);
-                hasher_done(&h);
                 if (r < 0)
-                        return r;
+                        goto out;
         }
 
         memcpy(ret_left, left, n_left * HASH_LEN);
         memcpy(ret_right, right, n_right * HASH_LEN);
         *ret_n_left = n_left;
         *ret_n_right = n_right;
-        return 0;
+out:
+        hasher_done(&h);
+        return r;
 }
 
 static bool hash_equal(const uint8_t a[HASH_LEN], const uint8_t b[HASH_LEN]) {

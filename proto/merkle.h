@@ -7,30 +7,40 @@
  *   MTH({})   = SHA-256("")
  *   MTH(D[n]) splits at k, the largest power of two smaller than n.
  *
- * Storage of proto_merkle_tree (the choice that makes a log of millions of
- * entries cheap): level 0 is one growable array of every leaf hash; level
- * k >= 1 is one growable array holding the hash of every complete subtree of
- * 2^k leaves aligned at a multiple of 2^k, i.e. level[k][i] = MTH(D[i*2^k :
- * (i+1)*2^k]). Appending a leaf adds one entry to level 0 and one to each
- * level it completes: one node hash per append amortized, at most 63. The
- * levels together hold n + n/2 + n/4 + ... < 2n hashes: 64 bytes per leaf
- * (plus up to 2x growth slack of the arrays). Every RFC 9162 subtree is then
- * either a stored entry or a right edge folded from at most 63 stored
- * entries, so roots of any past size and all proofs cost O(log n) hash
- * operations, never a pass over the log.
+ * Storage of proto_merkle_tree: the C2SP tlog-tiles layout (tiles.h). The
+ * tree keeps the hashes of levels 0, 8, 16, ... in tiles of 256 (level k
+ * hash i = MTH(D[i*2^k : (i+1)*2^k])); a hash of level 8L + r is folded
+ * from 2^r hashes of level 8L in one tile (at most 127 node hashes), so the
+ * roots of any past size and all proofs cost O(log n) tile reads and hash
+ * operations, never a pass over the log. Appending costs one node hash per
+ * leaf amortized. In memory the tree holds, per tile level, the incomplete
+ * tile of the right edge (at most 255 hashes) and the complete tiles not yet
+ * written: without a store (proto_merkle_tree_new) that is every tile
+ * (about 33 bytes per leaf); over a store (proto_merkle_tree_open_tiles) the
+ * caller writes complete tiles out (proto_merkle_tree_tiles_at, ..._write,
+ * ..._written) and memory stays O(log n) plus the store's bounded cache.
+ * A complete tile read back from the store is checked against its hash in
+ * the level above before use (that one likewise, up to the right edge):
+ * a damaged tile fails the read with -EBADMSG and is named by
+ * proto_tile_store_bad(). The right edge itself is checked by the caller,
+ * against a signed root.
  *
  * Sizes and indices are uint64_t (log sequence numbers). Errors are negative
  * errno values; out-parameters are written only on success. No function
  * keeps a pointer to its arguments after it returns.
  *
  * Threads: no locking inside. The caller serializes proto_merkle_tree_append()
- * against everything else on the same tree; the const functions only read the
- * tree (each uses its own hashing context) and may run concurrently with each
- * other. The standalone functions (hashes, verify) share no state. */
+ * and proto_merkle_tree_tiles_written() against everything else on the same
+ * tree; the const functions only read the tree (each uses its own hashing
+ * context; the store's cache has its own lock) and may run concurrently with
+ * each other. proto_merkle_tiles_write() touches only the batch and the
+ * store, so it may run without the caller's lock. The standalone functions (hashes, verify) share no state. */
 #pragma once
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "tiles.h"
 
 #define PROTO_MERKLE_HASH_LEN 32u
 
@@ -66,12 +76,63 @@ void proto_merkle_tree_free(proto_merkle_tree *t);
  * cannot grow further) or -EIO; on failure the tree is unchanged. */
 int proto_merkle_tree_append(proto_merkle_tree *t, const uint8_t leaf_hash[PROTO_MERKLE_HASH_LEN]);
 
+/* proto_merkle_tree_append_entry: proto_merkle_leaf_hash() of entry[0..len)
+ * then proto_merkle_tree_append(), with the tree's own hashing context (a
+ * replay of millions of entries saves a context per leaf). Same returns. */
+int proto_merkle_tree_append_entry(proto_merkle_tree *t, const uint8_t *entry, size_t len);
+
 /* proto_merkle_tree_size: the number of leaves. */
 uint64_t proto_merkle_tree_size(const proto_merkle_tree *t);
 
 /* proto_merkle_tree_root: MTH of all leaves; SHA-256("") for an empty tree
- * (RFC 9162 §2.1.1). 0, or -ENOMEM/-EIO. */
+ * (RFC 9162 §2.1.1). 0, or -ENOMEM/-EIO; over a store also the errors of
+ * reading a tile (-EBADMSG: damaged, named by proto_tile_store_bad()), as
+ * for every function below that reads the tree. */
 int proto_merkle_tree_root(const proto_merkle_tree *t, uint8_t out[PROTO_MERKLE_HASH_LEN]);
+
+/* proto_merkle_tree_open_tiles: a tree of size leaves over store
+ * (borrowed: free the tree before the store): the complete tiles stay in the
+ * store, the right edge is read from its partial tiles for that size. size
+ * 0 is an empty tree. Nothing is verified yet: the caller compares
+ * proto_merkle_tree_root_at(size) with a signed root, which covers the
+ * partial tiles, then calls proto_merkle_tree_check_tiles(). 0, -ENOENT (a
+ * partial tile is missing), -EBADMSG (a partial tile has the wrong length),
+ * -EINVAL, -ENOMEM; the tile is named by proto_tile_store_bad(). */
+int proto_merkle_tree_open_tiles(proto_tile_store *store, uint64_t size, proto_merkle_tree **ret);
+
+/* proto_merkle_tree_check_tiles: reads, and so checks against the level
+ * above, the last complete tile of each level that is in the store (the ones
+ * a crash could have left short). 0 (also without a store), -ENOENT,
+ * -EBADMSG (named by proto_tile_store_bad()), -errno. */
+int proto_merkle_tree_check_tiles(const proto_merkle_tree *t);
+
+/* A batch of tiles to write: the complete tiles the tree still holds that
+ * lie below size m, and the partial tile of each level for size m. */
+typedef struct proto_merkle_tiles proto_merkle_tiles;
+
+/* proto_merkle_tree_tiles_at: copies that batch for m <= size into *ret
+ * (freed with proto_merkle_tiles_free()). 0, -EINVAL, -ENOMEM, or a
+ * store read error. */
+int proto_merkle_tree_tiles_at(const proto_merkle_tree *t, uint64_t m, proto_merkle_tiles **ret);
+
+/* proto_merkle_tiles_write: writes the batch into s (tiles.h, atomic per
+ * file), complete tiles first. 0 or the first -errno. */
+int proto_merkle_tiles_write(const proto_merkle_tiles *b, proto_tile_store *s);
+
+/* proto_merkle_tiles_size: the m the batch was made for. */
+uint64_t proto_merkle_tiles_size(const proto_merkle_tiles *b);
+
+/* proto_merkle_tree_tiles_written: after a successful write, drops from
+ * memory the complete tiles of the batch (a tree without a store keeps
+ * everything). */
+void proto_merkle_tree_tiles_written(proto_merkle_tree *t, const proto_merkle_tiles *b);
+
+/* proto_merkle_tree_memory: bytes the tree holds (its right edge and the
+ * complete tiles not written out yet); the store's cache is not counted. */
+size_t proto_merkle_tree_memory(const proto_merkle_tree *t);
+
+/* proto_merkle_tiles_free: accepts NULL. */
+void proto_merkle_tiles_free(proto_merkle_tiles *b);
 
 /* proto_merkle_tree_root_at: MTH(D[0:m]), the root the tree had at size m.
  * 0, -EINVAL if m > size, -ENOMEM/-EIO. */

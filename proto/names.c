@@ -90,9 +90,9 @@ size_t proto_digest_length(int dalg) {
         return 0;
 }
 
-int proto_digest_spec_parse(const char *spec, int *ret_alg, uint8_t out[48], size_t *ret_len) {
-        const char *colon = strchr(spec, ':');
-        if (!colon || colon - spec > 8)
+int proto_digest_spec_parse_n(const char *spec, size_t len, int *ret_alg, uint8_t out[48], size_t *ret_len) {
+        const char *colon = memchr(spec, ':', len < 9 ? len : 9);
+        if (!colon)
                 return -EINVAL;
         char name[9];
         memcpy(name, spec, (size_t) (colon - spec));
@@ -101,15 +101,22 @@ int proto_digest_spec_parse(const char *spec, int *ret_alg, uint8_t out[48], siz
         if (alg < 0)
                 return -EINVAL;
         size_t want = proto_digest_length(alg);
-        const char *hex = colon + 1;
-        if (strlen(hex) != 2 * want)
+        size_t hex_len = len - (size_t) (colon + 1 - spec);
+        if (hex_len != 2 * want)
                 return -EINVAL;
+        char hex[2 * 48 + 1];
+        memcpy(hex, colon + 1, hex_len);
+        hex[hex_len] = '\0';
         size_t got;
         if (proto_hex_decode(hex, out, want, &got) < 0 || got != want)
                 return -EINVAL;
         *ret_alg = alg;
         *ret_len = want;
         return 0;
+}
+
+int proto_digest_spec_parse(const char *spec, int *ret_alg, uint8_t out[48], size_t *ret_len) {
+        return proto_digest_spec_parse_n(spec, strlen(spec), ret_alg, out, ret_len);
 }
 
 static const char *const state_names[] = {

@@ -29,6 +29,9 @@ size_t proto_digest_length(int dalg); /* 0 when unknown */
  * uppercase hex, exact length). Writes the digest to out (>= 48 bytes) and
  * returns its length with *ret_alg set, or -EINVAL. */
 int proto_digest_spec_parse(const char *spec, int *ret_alg, uint8_t out[48], size_t *ret_len);
+/* The same for spec[0..len), not NUL-terminated (an annotation value read
+ * off an entry's bytes). */
+int proto_digest_spec_parse_n(const char *spec, size_t len, int *ret_alg, uint8_t out[48], size_t *ret_len);
 
 const char *proto_key_state_name(int state); /* "active", "retired", ... */
 

@@ -625,6 +625,100 @@ def bundles(keys):
     return out
 
 
+def statements():
+    """in-toto statements with SLSA v1 predicates (fuzz-statement.c)."""
+    d1, d2 = sha256(b"widget").hex(), sha256(b"sums").hex()
+    subj = [{"name": "dist/widget.tar.gz", "digest": {"sha256": d1}}, {"name": "dist/SHA256SUMS", "digest": {"sha256": d2}}]
+    repo, ref, commit = "https://github.com/acme/widget", "refs/heads/main", "0123456789abcdef0123456789abcdef01234567"
+
+    def st(bd=None, rd=None, subject=None, ptype="https://slsa.dev/provenance/v1", **extra):
+        pred = {}
+        if bd is not None:
+            pred["buildDefinition"] = bd
+        if rd is not None:
+            pred["runDetails"] = rd
+        d = {"_type": "https://in-toto.io/Statement/v1", "subject": subj if subject is None else subject,
+             "predicateType": ptype, "predicate": pred}
+        d.update(extra)
+        return json.dumps(d)
+
+    dep = [{"uri": "git+%s@%s" % (repo, ref), "digest": {"gitCommit": commit}}]
+    gh_builder = {"builder": {"id": "https://github.com/actions/runner/github-hosted"}}
+    return {
+        "github": st({"buildType": "https://actions.github.io/buildtypes/workflow/v1",
+                      "externalParameters": {"workflow": {"ref": ref, "repository": repo, "path": ".github/workflows/r.yml"},
+                                             "source": {"repository": repo, "ref": ref, "commit": commit}},
+                      "resolvedDependencies": dep}, gh_builder),
+        "gitlab": st({"buildType": "urn:provsign:buildtype:gitlab-ci:v1",
+                      "externalParameters": {"pipeline": {"repository": "https://gitlab.example.com/acme/gadget"},
+                                             "source": {"repository": "https://gitlab.example.com/acme/gadget",
+                                                        "ref": "refs/tags/v2.0.1"}},
+                      "resolvedDependencies": [{"uri": "git+https://gitlab.example.com/acme/gadget@refs/tags/v2.0.1"}]},
+                     {"builder": {"id": "https://gitlab.example.com/acme/gadget/-/runners/17"}}),
+        "github-workflow-only": st({"externalParameters": {"workflow": {"ref": ref, "repository": repo}},
+                                    "resolvedDependencies": dep}, gh_builder),
+        "dependency-only": st({"resolvedDependencies": [{"uri": "https://example.com/tool"}] + dep}, gh_builder),
+        "dependency-no-ref": st({"resolvedDependencies": [{"uri": "git+" + repo}]}, gh_builder),
+        "dependency-at-end": st({"resolvedDependencies": [{"uri": "git+" + repo + "@"}]}, gh_builder),
+        "two-sources": st({"externalParameters": {"source": {"repository": repo, "ref": "refs/heads/evil"}},
+                           "resolvedDependencies": dep}, gh_builder),
+        "ref-not-string": st({"externalParameters": {"source": {"repository": repo, "ref": 7}}}, gh_builder),
+        "builder-id-number": st({}, {"builder": {"id": 1}}),
+        "builder-not-object": st({}, {"builder": "x"}),
+        "deps-not-list": st({"resolvedDependencies": {"uri": "git+x"}}, gh_builder),
+        "other-predicate": st({"externalParameters": {"source": {"repository": repo}}}, gh_builder,
+                              ptype="https://example.com/test/v1"),
+        "no-predicate-type": json.dumps({"_type": "https://in-toto.io/Statement/v1", "subject": subj}),
+        "no-subjects": st(subject=[]),
+        "short-digest": st(subject=[{"name": "a", "digest": {"sha256": "abc"}}]),
+        "digest-other-alg": st(subject=[{"digest": {"sha512": "00" * 64}}]),
+        "nul-in-name": st(subject=[{"name": "a\u0000b", "digest": {"sha256": d1}}]),
+        "statement-v0.1": json.dumps({"_type": "https://in-toto.io/Statement/v0.1", "subject": subj}),
+        "duplicate-key": '{"_type":"https://in-toto.io/Statement/v1","_type":"x","subject":[]}',
+        "not-json": "{",
+        "array": "[]",
+    }
+
+
+def policies():
+    """Deploy policy files (fuzz-policy.c, docs/deploy-policy.md)."""
+    return {
+        "deploy": """; deploy policy
+[artifact "dist/*.tar.gz"]
+principals = ci-release
+source_uri = https://github.com/acme/widget
+source_refs = refs/heads/main, refs/heads/release/*
+builder_ids = https://github.com/actions/runner/github-hosted
+max_age = 30d
+require_receipt = yes
+
+[artifact dist/SHA256SUMS]
+source_uri_prefix = https://github.com/acme/
+
+[artifact "gl/*"]
+  principals = ci-release ci-nightly
+  source_refs = refs/tags/v*
+""",
+        "empty": "",
+        "comment-only": "; nothing\n# here\n",
+        "empty-section": "[artifact \"*\"]\n",
+        "unknown-key": "[artifact \"*\"]\nsource_branch = main\n",
+        "unknown-section": "[agent]\nprincipals = a\n",
+        "duplicate-section": "[artifact a]\nprincipals = a\n[artifact a]\nprincipals = b\n",
+        "duplicate-key": "[artifact a]\nprincipals = a\nprincipals = b\n",
+        "bad-duration": "[artifact a]\nmax_age = -1d\n",
+        "bad-bool": "[artifact a]\nrequire_receipt = maybe\n",
+        "quote-in-pattern": "[artifact \"a\"b\"]\nprincipals = a\n",
+        "long-section": "[artifact \"%s\"]\nprincipals = a\n" % ("x" * 180),
+        "long-line": "[artifact a]\nprincipals = %s\n" % ("p " * 200),
+        "empty-list": "[artifact a]\nprincipals = , ,\n",
+        "key-outside": "principals = a\n",
+        "nul": "[artifact a]\nprincipals = a\x00b\n",
+        "bom-crlf": "\ufeff[artifact a]\r\nprincipals = a\r\n",
+        "continuation": "[artifact a]\nprincipals = a\n  b = c\n",
+    }
+
+
 def main():
     with open(os.path.join(TOP, "tests", "vectors", "tlog.json")) as f:
         vec = json.load(f)
@@ -683,6 +777,16 @@ def main():
         write("record", "len-ffffffff", be32(0xFFFFFFFF))
         write("record", "one-byte-entry", record(b"\x08"))
         write("record", "not-an-entry", record(b"\xff\xff\xff"))
+
+        # -- statement: in-toto statements (SLSA v1)
+        clean("statement")
+        for name, text in statements().items():
+            write("statement", name, text)
+
+        # -- policy: verify --policy files
+        clean("policy")
+        for name, text in policies().items():
+            write("policy", name, text)
 
         # -- config: agent.conf files
         clean("config")

@@ -317,6 +317,9 @@ buf[off + 4:off + 4 + n] = entry
 buf[off + 4 + n:off + 8 + n] = struct.pack(">I", crc32c(bytes(entry)))
 open(seg, "wb").write(buf)
 PY
+# the published tiles too (else the agent starts from them, and the
+# export no longer matches its checkpoint): a rewrite by whoever owns the state
+rm -rf "$T/state/tlog"
 start_agent
 expect_exit 0 "export of the rewritten log" cli "$AUDITOR_UID" audit export --previous-size "$kept_size"
 cp "$T/out" "$T/rewritten.jsonl"
@@ -467,6 +470,10 @@ for i in range(4):
 # the fifth is refused at once: Response.status (field 2) = UNAVAILABLE (8)
 f = export(); f.settimeout(30); hdr = f.recv(4); body = f.recv(struct.unpack(">I", hdr)[0])
 open(sys.argv[2] + ".fifth", "w").write(body.hex())
+# so is a Find (Request.find = 21, FindRequest.principal = 2): 4 exports or finds at most
+from rawclient import call, request, field_bytes
+st, msg, _ = call(sys.argv[1], request(21, field_bytes(2, b"ci-release")))
+open(sys.argv[2] + ".find", "w").write("%s %s" % (st, msg))
 # until the agent has given up on the four (read_timeout 2s; the test waits for its log lines)
 while not os.path.exists(sys.argv[2] + ".go"): time.sleep(0.05)
 got = []
@@ -499,6 +506,8 @@ touch "$T/slowdir/slow.go"
 wait "$SLOW"
 check "a fifth concurrent export is refused with UNAVAILABLE" grep -q "^0801100[0-9a-f]*" "$T/slowdir/slow.fifth"
 check "... status 8 (UNAVAILABLE)" grep -q "^08011008" "$T/slowdir/slow.fifth"
+expect_eq "$(cat "$T/slowdir/slow.find")" "UNAVAILABLE 4 exports or finds are running; try again later" \
+        "a Find meanwhile is refused too"
 check "the stalled exports were cut off by read_timeout before their last frame, with less than a whole export ($(cat "$T/slowdir/slow") bytes)" \
         python3 -c '
 import sys

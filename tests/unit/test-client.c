@@ -2363,6 +2363,147 @@ static int run_export(const struct export_case *c, struct export_seen *seen, pro
         return r;
 }
 
+/* A filtered export against the fake: the checkpoint frame, one frame of
+ * the entries of seqs with their inclusion proofs, the done frame. forge:
+ * a hash of the second entry's proof changed. */
+struct filtered_seen {
+        uint64_t seqs[8];
+        size_t n;
+        uint64_t tree_size;
+};
+
+static int seen_proven(const provsign_log_export *head, uint64_t seq, const uint8_t *leaf, size_t len,
+                       const uint8_t *proof, size_t n_proof, void *userdata) {
+        struct filtered_seen *s = userdata;
+
+        (void) leaf, (void) len, (void) proof, (void) n_proof;
+        s->tree_size = provsign_log_export_tree_size(head);
+        if (s->n < 8)
+                s->seqs[s->n++] = seq;
+        return 0;
+}
+
+static int run_filtered(const uint64_t *seqs, size_t n, bool forge, struct filtered_seen *seen,
+                        provsign_log_export **ret) {
+        enum { SIZE = 13 };
+        struct test_log_key lk;
+        proto_merkle_tree *tree = NULL;
+        uint8_t root[PROTO_MERKLE_HASH_LEN], proofs[8][PROTO_MERKLE_MAX_PROOF][PROTO_MERKLE_HASH_LEN];
+        uint8_t *leaves[SIZE];
+        size_t lens[SIZE], np[8];
+        ProtobufCBinaryData bd[8], hb[8][PROTO_MERKLE_MAX_PROOF];
+        Provsign__InclusionProof ip[8], *ipp[8];
+        Provsign__ExportResponse x[3];
+        Provsign__Response resp[3];
+        struct fake_agent fa;
+        provsign_conn *conn = NULL;
+        provsign_log_query *q = NULL;
+        char *body = NULL, *note;
+        uint8_t *frames = NULL, *fb;
+        size_t frames_len = 0, fl;
+        int r;
+
+        test_log_key_make(&lk);
+        assert_int_equal(proto_merkle_tree_new(&tree), 0);
+        for (uint64_t i = 0; i < SIZE; i++) {
+                uint8_t h[PROTO_MERKLE_HASH_LEN];
+
+                leaves[i] = entry_bytes(i, &lens[i]);
+                assert_int_equal(proto_merkle_leaf_hash(leaves[i], lens[i], h), 0);
+                assert_int_equal(proto_merkle_tree_append(tree, h), 0);
+        }
+        assert_int_equal(proto_merkle_tree_root(tree, root), 0);
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(proto_merkle_tree_inclusion_proof(tree, seqs[i], SIZE, proofs[i], &np[i]), 0);
+                bd[i] = (ProtobufCBinaryData) { .len = lens[seqs[i]], .data = leaves[seqs[i]] };
+                for (size_t k = 0; k < np[i]; k++)
+                        hb[i][k] = (ProtobufCBinaryData) { .len = PROTO_MERKLE_HASH_LEN, .data = proofs[i][k] };
+                provsign__inclusion_proof__init(&ip[i]);
+                ip[i].hashes = hb[i];
+                ip[i].n_hashes = np[i];
+                ipp[i] = &ip[i];
+        }
+        proto_merkle_tree_free(tree);
+        if (forge)
+                proofs[1][0][0] ^= 1;
+        assert_int_equal(proto_checkpoint_format(TEST_ORIGIN, SIZE, root, &body), 0);
+        note = note_sign(&lk, body, TEST_ORIGIN);
+        fake_init(&fa);
+        for (int f = 0; f < 3; f++) {
+                provsign__response__init(&resp[f]);
+                provsign__export_response__init(&x[f]);
+                resp[f].protocol_version = PROVSIGN_PROTOCOL_VERSION;
+                resp[f].body_case = PROVSIGN__RESPONSE__BODY_EXPORT;
+                resp[f].export = &x[f];
+                x[f].sparse = true;
+        }
+        x[0].checkpoint = note;
+        x[0].tree_size = SIZE;
+        x[1].leaves = bd;
+        x[1].n_leaves = n;
+        x[1].proofs = ipp;
+        x[1].n_proofs = n;
+        x[2].done = true;
+        for (int f = 0; f < 3; f++) {
+                assert_int_equal(proto_frame_pack(&resp[f].base, &fb, &fl), 0);
+                frames = realloc(frames, frames_len + fl);
+                assert_non_null(frames);
+                memcpy(frames + frames_len, fb, fl);
+                frames_len += fl;
+                free(fb);
+        }
+        fake_add_raw(&fa, frames, frames_len);
+        free(frames);
+        fake_start(&fa, &conn);
+        assert_int_equal(provsign_log_query_new(&q), 0);
+        assert_int_equal(provsign_log_query_set_keyid(q, "k"), 0);
+        r = provsign_export_log_filtered(conn, q, seen_proven, seen, ret);
+        provsign_close(conn);
+        fake_join(&fa);
+        /* The filter went out in the request. */
+        assert_int_equal(fa.n_requests, 1);
+        assert_string_equal(fa.requests[0]->export->keyid, "k");
+        fake_done(&fa);
+        provsign_log_query_free(q);
+        for (uint64_t i = 0; i < SIZE; i++)
+                free(leaves[i]);
+        free(body);
+        free(note);
+        test_log_key_done(&lk);
+        return r;
+}
+
+/* A filtered export: the entries reach the callback once their proofs lead
+ * to the checkpoint's root; a forged proof or a seq out of order is
+ * -EPROTO before that entry is seen; no filter is -EINVAL. */
+static void test_export_filtered(void **state) {
+        const uint64_t good[] = { 2, 5, 11 }, back[] = { 5, 2 };
+        struct filtered_seen seen = {};
+        provsign_log_export *x = NULL;
+        provsign_log_query *q = NULL;
+        (void) state;
+
+        assert_int_equal(run_filtered(good, 3, false, &seen, &x), 0);
+        assert_int_equal(seen.n, 3);
+        assert_int_equal(seen.seqs[2], 11);
+        assert_int_equal(seen.tree_size, 13);
+        assert_int_equal(provsign_log_export_entries(x, NULL), 3);
+        provsign_log_export_free(x);
+        x = NULL;
+        seen = (struct filtered_seen) {};
+        assert_int_equal(run_filtered(good, 3, true, &seen, &x), -EPROTO);
+        assert_null(x);
+        assert_int_equal(seen.n, 1);
+        seen = (struct filtered_seen) {};
+        assert_int_equal(run_filtered(back, 2, false, &seen, &x), -EPROTO);
+        assert_null(x);
+        assert_int_equal(seen.n, 1);
+        assert_int_equal(provsign_log_query_new(&q), 0);
+        /* No filter: refused before conn is used (any non-NULL pointer does). */
+        assert_int_equal(provsign_export_log_filtered((provsign_conn *) q, q, seen_proven, &seen, &x), -EINVAL);
+        provsign_log_query_free(q);
+}
+
 /* The streamed compact range (bounded memory) against proto/merkle's range
  * proof: every (from, to, size) of small trees reproduces the root. */
 static void test_export_ranges(void **state) {
@@ -2719,6 +2860,7 @@ int main(void) {
                 cmocka_unit_test(test_key_bundle_type),
                 cmocka_unit_test(test_export_ranges),
                 cmocka_unit_test(test_export_forged),
+                cmocka_unit_test(test_export_filtered),
                 cmocka_unit_test(test_sign_receipt),
                 cmocka_unit_test(test_sign_receipt_bad),
                 cmocka_unit_test(test_get_checkpoint),

@@ -111,6 +111,8 @@ static void test_full(void **state) {
                 "socket = /run/ps/agent.sock\n"
                 "socket_group = adm\n"
                 "state_dir = /var/lib/ps\n"
+                "publish_dir = /srv/ps-log\n"
+                "publish_entries = yes\n"
                 "pkcs11_module = /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so\n"
                 "token_label = ps-token\n"
                 "pin_credential = hsm-pin\n"
@@ -155,6 +157,8 @@ static void test_full(void **state) {
         assert_string_equal(c->socket_group, "adm");
         assert_int_equal(c->socket_gid, gid_of("adm"));
         assert_string_equal(c->state_dir, "/var/lib/ps");
+        assert_string_equal(c->publish_dir, "/srv/ps-log");
+        assert_true(c->publish_entries);
         assert_string_equal(c->pkcs11_module, "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so");
         assert_string_equal(c->token_label, "ps-token");
         assert_null(c->pin_file);
@@ -230,6 +234,8 @@ static void check_defaults(const agent_config *c) {
         assert_null(c->socket_group);
         assert_int_equal(c->socket_gid, (gid_t) -1);
         assert_string_equal(c->state_dir, "/var/lib/provsign");
+        assert_null(c->publish_dir); /* <state_dir>/tlog */
+        assert_false(c->publish_entries);
         assert_string_equal(c->pkcs11_module, "/usr/lib/softhsm/libsofthsm2.so");
         assert_string_equal(c->token_label, "provsign");
         assert_null(c->pin_file);
@@ -630,6 +636,8 @@ static void test_error_strings(void **state) {
                     ":2: relative path \"libsofthsm2.so\" for pkcs11_module (must be absolute)");
         check_error("[agent]\npin_file = ~/pin\n",
                     ":2: relative path \"~/pin\" for pin_file (must be absolute)");
+        check_error("[agent]\npublish_dir = tlog\n",
+                    ":2: relative path \"tlog\" for publish_dir (must be absolute)");
         check_error("[agent]\nsocket = \"/run/x\"\n",
                     ":2: relative path \"\"/run/x\"\" for socket (must be absolute)");
 

@@ -1,0 +1,301 @@
+/* agent/index.c: the log's SQLite index over segment files written here
+ * record by record (proto/record.h), as the agent writes them: open,
+ * add, find, locate, catch up, and rebuild when the index is deleted,
+ * corrupt, ahead of the log or another log's. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "index.h"
+#include "names.h"
+#include "provsign.pb-c.h"
+#include "record.h"
+
+#define PER_SEGMENT 100u
+
+static char dir[256], logdir[300], path[300];
+static bool variant; /* entries carry a message (longer records) */
+static int dir_fd = -1;
+
+/* Entry seq: principal p<seq % 3>, key k<seq % 2>, digest byte pattern
+ * seq, time 1000 * seq, a key event every 50th, an annotation naming the
+ * digest of seq + 1000 every 7th. */
+static size_t make_entry(uint64_t seq, uint8_t *out, size_t cap) {
+        Provsign__AuditEntry e = PROVSIGN__AUDIT_ENTRY__INIT;
+        char principal[16], keyid[16], spec[80];
+        uint8_t digest[32], other[32];
+        memset(digest, 0, sizeof digest);
+        memcpy(digest, &seq, sizeof seq);
+        e.seq = seq;
+        e.time_us = (int64_t) (1000000 + 1000 * seq);
+        e.event = seq % 50 == 0 ? PROVSIGN__AUDIT_EVENT__KEY_CREATE : PROVSIGN__AUDIT_EVENT__SIGN;
+        snprintf(principal, sizeof principal, "p%u", (unsigned) (seq % 3));
+        snprintf(keyid, sizeof keyid, "k%u", (unsigned) (seq % 2));
+        e.principal = principal;
+        e.keyid = keyid;
+        e.digest_algorithm = PROVSIGN__DIGEST_ALGORITHM__SHA256;
+        e.digest.data = digest;
+        e.digest.len = sizeof digest;
+        if (variant)
+                e.message = (char *) "another log";
+        Provsign__Annotation ann = PROVSIGN__ANNOTATION__INIT, *anns[1] = { &ann };
+        if (seq % 7 == 0) {
+                memset(other, 0, sizeof other);
+                uint64_t o = seq + 1000;
+                memcpy(other, &o, sizeof o);
+                char *s = proto_digest_spec(PROVSIGN__DIGEST_ALGORITHM__SHA256, other, sizeof other);
+                assert_non_null(s);
+                snprintf(spec, sizeof spec, "%s", s);
+                free(s);
+                ann.key = (char *) "subject";
+                ann.value = spec;
+                e.annotations = anns;
+                e.n_annotations = 1;
+        }
+        uint8_t tmp[1024];
+        size_t n = protobuf_c_message_pack(&e.base, tmp);
+        size_t len;
+        assert_int_equal(proto_record_encode(tmp, n, out, cap, &len), 0);
+        return len;
+}
+
+/* Appends entries [from, to) to the log, PER_SEGMENT a segment. */
+static void write_log(uint64_t from, uint64_t to) {
+        for (uint64_t s = from; s < to; s++) {
+                char name[400];
+                uint64_t first = s - s % PER_SEGMENT;
+                snprintf(name, sizeof name, "%s/%020" PRIu64 ".seg", logdir, first);
+                int fd = open(name, O_WRONLY | O_CREAT | O_APPEND, 0600);
+                assert_true(fd >= 0);
+                uint8_t rec[1200];
+                size_t n = make_entry(s, rec, sizeof rec);
+                assert_int_equal(write(fd, rec, n), (ssize_t) n);
+                close(fd);
+        }
+}
+
+static void sh(const char *fmt, ...) {
+        char cmd[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(cmd, sizeof cmd, fmt, ap);
+        va_end(ap);
+        assert_int_equal(system(cmd), 0);
+}
+
+static int setup(void **state) {
+        strcpy(dir, "/tmp/provsign-test-index-XXXXXX");
+        assert_non_null(mkdtemp(dir));
+        snprintf(logdir, sizeof logdir, "%s/log", dir);
+        snprintf(path, sizeof path, "%s/" INDEX_FILE, dir);
+        assert_int_equal(mkdir(logdir, 0700), 0);
+        dir_fd = open(logdir, O_RDONLY | O_DIRECTORY);
+        assert_true(dir_fd >= 0);
+        return 0;
+}
+
+static int teardown(void **state) {
+        close(dir_fd);
+        sh("rm -rf %s", dir);
+        return 0;
+}
+
+static agent_index *sync_ok(uint64_t size) {
+        agent_index *x = NULL;
+        char *err = NULL;
+        assert_int_equal(index_open(path, &x), 0);
+        int r = index_sync(x, dir_fd, size, &err);
+        if (r < 0)
+                fail_msg("index_sync: %s", err ? err : strerror(-r));
+        assert_int_equal(index_size(x), size);
+        return x;
+}
+
+static size_t query(agent_index *x, const index_query *q0, uint64_t *out, size_t cap) {
+        /* Pages of 3, to exercise paging. */
+        index_query q = *q0;
+        size_t n = 0, got;
+        do {
+                assert_int_equal(index_query_seqs(x, &q, out + n, cap - n < 3 ? cap - n : 3, &got), 0);
+                n += got;
+                if (got)
+                        q.from = out[n - 1] + 1;
+        } while (got == 3 && n < cap);
+        return n;
+}
+
+/* Entry seq read back through rd is entry seq. */
+static void read_back(agent_logreader *rd, uint64_t seq) {
+        const uint8_t *e;
+        size_t len;
+        assert_int_equal(logreader_get(rd, seq, &e, &len), 0);
+        Provsign__AuditEntry *pe = provsign__audit_entry__unpack(NULL, len, e);
+        assert_non_null(pe);
+        assert_int_equal(pe->seq, seq);
+        provsign__audit_entry__free_unpacked(pe, NULL);
+}
+
+/* Every answer the index gives about a log of `size` entries. */
+static void check_answers(agent_index *x, uint64_t size) {
+        uint64_t out[2000];
+        size_t n;
+        /* Digest of entry 123 (its own), and of 1007 (an annotation of 7). */
+        uint8_t d[32] = { 0 };
+        uint64_t v = 123;
+        memcpy(d, &v, sizeof v);
+        index_query q = { .digest = d, .digest_len = 32, .to = UINT64_MAX };
+        n = query(x, &q, out, 2000);
+        assert_int_equal(n, 1);
+        assert_int_equal(out[0], 123);
+        v = 1007;
+        memcpy(d, &v, sizeof v);
+        n = query(x, &q, out, 2000);
+        assert_int_equal(n, 1);
+        assert_int_equal(out[0], 7);
+        /* Principal p1: seqs 1, 4, 7, ... */
+        q = (index_query){ .principal = "p1", .to = UINT64_MAX };
+        n = query(x, &q, out, 2000);
+        assert_int_equal(n, (size + 1) / 3);
+        for (size_t i = 0; i < n; i++)
+                assert_int_equal(out[i], 3 * i + 1);
+        /* Key k0 of principal p2 in [10, 40): 14, 20, 26, 32, 38. */
+        q = (index_query){ .principal = "p2", .keyid = "k0", .from = 10, .to = 40 };
+        n = query(x, &q, out, 2000);
+        assert_int_equal(n, 5);
+        assert_int_equal(out[0], 14);
+        assert_int_equal(out[4], 38);
+        q = (index_query){ .keyid = "k1", .to = UINT64_MAX };
+        assert_int_equal(query(x, &q, out, 2000), size / 2);
+        q = (index_query){ .principal = "nobody", .to = UINT64_MAX };
+        assert_int_equal(query(x, &q, out, 2000), 0);
+        /* Time window: times 1000000 + 1000 * seq. */
+        uint64_t lo, hi;
+        index_time_window(x, 1000000 + 1000 * 20 - 1, 1000000 + 1000 * 30, &lo, &hi);
+        assert_int_equal(lo, 20);
+        assert_int_equal(hi, 31);
+        /* Key events: every 50th. */
+        assert_int_equal(index_key_events(x, 0, out, 2000, &n), 0);
+        assert_int_equal(n, (size + 49) / 50);
+        for (size_t i = 0; i < n; i++)
+                assert_int_equal(out[i], 50 * i);
+        /* Locate and read back, across segments, in both directions. */
+        agent_logreader *rd;
+        assert_int_equal(logreader_new(dir_fd, x, &rd), 0);
+        const uint64_t probes[] = { size - 1, 0, 99, 100, 101, 250, 5, size / 2 };
+        for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+                uint64_t seg, off;
+                assert_int_equal(index_locate(x, probes[i], &seg, &off), 0);
+                assert_int_equal(seg, probes[i] - probes[i] % PER_SEGMENT);
+                read_back(rd, probes[i]);
+        }
+        logreader_free(rd);
+        assert_int_equal(index_locate(x, size, &lo, &hi), -ENOENT);
+}
+
+static void test_build_add_find(void **state) {
+        write_log(0, 300);
+        agent_index *x = sync_ok(300); /* missing: built */
+        check_answers(x, 300);
+        /* The committer's path: a batch of records appended to segment 300. */
+        uint8_t buf[64 * 1024];
+        size_t len = 0;
+        for (uint64_t s = 300; s < 320; s++)
+                len += make_entry(s, buf + len, sizeof buf - len);
+        write_log(300, 320);
+        assert_int_equal(index_add_records(x, 300, 0, 300, buf, len), 0);
+        index_flush(x);
+        assert_int_equal(index_size(x), 320);
+        check_answers(x, 320);
+        /* Not the next seq: refused, and indexing stops. */
+        assert_int_equal(index_add_records(x, 300, len, 330, buf, len), -EINVAL);
+        index_close(x);
+        /* Reopened: the same answers. */
+        x = sync_ok(320);
+        check_answers(x, 320);
+        index_close(x);
+}
+
+static void test_catch_up(void **state) {
+        /* The log grew by 2 segments and a half while the index was closed;
+         * before it catches up, a reader reads the unindexed entries on from
+         * the last indexed one. */
+        agent_index *x = sync_ok(320);
+        write_log(320, 570);
+        agent_logreader *rd;
+        assert_int_equal(logreader_new(dir_fd, x, &rd), 0);
+        const uint64_t probes[] = { 450, 321, 569, 10 };
+        for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+                read_back(rd, probes[i]);
+        }
+        logreader_free(rd);
+        index_close(x);
+        x = sync_ok(570);
+        check_answers(x, 570);
+        index_close(x);
+}
+
+static void test_rebuild_deleted(void **state) {
+        assert_int_equal(unlink(path), 0);
+        agent_index *x = sync_ok(570);
+        check_answers(x, 570);
+        index_close(x);
+}
+
+static void test_rebuild_corrupt(void **state) {
+        /* Garbage over the whole file. */
+        int fd = open(path, O_WRONLY | O_TRUNC);
+        assert_true(fd >= 0);
+        char junk[8192];
+        memset(junk, 0x5a, sizeof junk);
+        assert_int_equal(write(fd, junk, sizeof junk), (ssize_t) sizeof junk);
+        close(fd);
+        sh("rm -f %s-wal %s-shm", path, path);
+        agent_index *x = sync_ok(570);
+        check_answers(x, 570);
+        index_close(x);
+}
+
+static void test_rebuild_ahead_or_foreign(void **state) {
+        /* Ahead: the log is shorter than the index (a restored log). */
+        agent_index *x = sync_ok(400);
+        check_answers(x, 400);
+        index_close(x);
+        /* Foreign: another log of the same length whose records are longer
+         * (a message in each): the index's last entry is not where it says. */
+        uint64_t seg_before, off_before, seg_after, off_after;
+        x = sync_ok(570);
+        assert_int_equal(index_locate(x, 569, &seg_before, &off_before), 0);
+        index_close(x);
+        sh("rm -f %s/*.seg", logdir);
+        variant = true;
+        write_log(0, 570);
+        x = sync_ok(570);
+        check_answers(x, 570);
+        assert_int_equal(index_locate(x, 569, &seg_after, &off_after), 0);
+        assert_int_equal(seg_after, seg_before);
+        assert_true(off_after > off_before);
+        index_close(x);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_build_add_find),
+                cmocka_unit_test(test_catch_up),
+                cmocka_unit_test(test_rebuild_deleted),
+                cmocka_unit_test(test_rebuild_corrupt),
+                cmocka_unit_test(test_rebuild_ahead_or_foreign),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
