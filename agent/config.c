@@ -2,7 +2,8 @@
  *
  * libinih is used for what it does well (splitting "key = value", inline
  * comments) but three of its behaviours would silently misread a config, so
- * the file is fed to ini_parse_stream() through our own line reader:
+ * the file is fed to ini_parse_stream() through the strict line reader of
+ * proto/inireader.h (shared with the verify policy):
  *
  *   - A line that starts with whitespace after a key is taken as a
  *     continuation of that key (multi-line values), so an indented config
@@ -38,6 +39,7 @@
 #include <ini.h>
 
 #include "config.h"
+#include "inireader.h"
 #include "duration.h"
 #include "frame.h"
 #include "keystore.h"
@@ -70,11 +72,9 @@ struct parser {
         agent_config *config;
         const char *path;
 
-        /* the file, read whole; the reader's position in it */
-        const char *data;
-        size_t size;
-        size_t pos;
-        unsigned line;
+        /* the file, read whole, and the strict line reader over it
+         * (proto/inireader.h; rd.line is the line being read) */
+        struct proto_ini_reader rd;
 
         /* the section being read, as written between the brackets */
         enum section_kind kind;
@@ -129,7 +129,7 @@ static int parser_error_at(struct parser *p, unsigned line, int error, const cha
         return p->error;
 }
 
-#define parser_error(p, error, ...) parser_error_at((p), (p)->line, (error), __VA_ARGS__)
+#define parser_error(p, error, ...) parser_error_at((p), (p)->rd.line, (error), __VA_ARGS__)
 
 static int parser_oom(struct parser *p) {
         return parser_error(p, -ENOMEM, "out of memory");
@@ -620,92 +620,10 @@ static int section_begin(struct parser *p, const char *name) {
         return 0;
 }
 
-/* libinih's find_chars_or_comment() with its default inline comment rule: a
- * ';' preceded by whitespace starts a comment. */
-static const char *find_chars_or_comment(const char *s, const char *chars) {
-        bool was_space = false;
-
-        while (*s && !strchr(chars, *s) && !(was_space && *s == ';')) {
-                was_space = isspace((unsigned char) *s);
-                s++;
-        }
-        return s;
-}
-
-/* Classifies a line (already stripped) the way libinih will, and handles
- * section headers ourselves. */
-static int line_check(struct parser *p, const char *line) {
-        const char *end, *rest;
-        char *name;
-        int r;
-
-        if (line[0] == '\0' || line[0] == ';' || line[0] == '#')
-                return 0;
-
-        if (line[0] != '[') {
-                end = find_chars_or_comment(line, "=:");
-                if (*end != '=' && *end != ':')
-                        return parser_error(p, -EINVAL, "expected \"key = value\" or \"[section]\"");
-                return 0;
-        }
-
-        end = find_chars_or_comment(line + 1, "]");
-        if (*end != ']')
-                return parser_error(p, -EINVAL, "missing \"]\" in section header");
-        for (rest = end + 1; isspace((unsigned char) *rest); rest++)
-                ;
-        if (*rest != '\0' && *rest != ';')
-                return parser_error(p, -EINVAL, "unexpected text after section header");
-
-        name = strndup(line + 1, (size_t) (end - line - 1));
-        if (!name)
-                return parser_oom(p);
-        r = section_begin(p, name);
-        free(name);
-        return r;
-}
-
-/* ini_reader: hands libinih one line at a time from the buffer, without
- * leading whitespace, and stops (NULL) at the first error. */
-static char *config_reader(char *str, int num, void *stream) {
-        struct parser *p = stream;
-        const char *start, *nl;
-        size_t len;
-
-        if (p->error < 0 || p->pos >= p->size)
-                return NULL;
-
-        start = p->data + p->pos;
-        nl = memchr(start, '\n', p->size - p->pos);
-        len = nl ? (size_t) (nl - start) : p->size - p->pos;
-        p->pos += len + (nl ? 1 : 0);
-        p->line++;
-
-        if (memchr(start, '\0', len)) {
-                parser_error(p, -EINVAL, "NUL byte in line");
-                return NULL;
-        }
-        if (p->line == 1 && len >= 3 && memcmp(start, "\xef\xbb\xbf", 3) == 0) {
-                start += 3;
-                len -= 3;
-        }
-        while (len > 0 && isspace((unsigned char) start[0])) {
-                start++;
-                len--;
-        }
-        while (len > 0 && isspace((unsigned char) start[len - 1]))
-                len--;
-
-        if (num < 2 || len > (size_t) num - 1) {
-                parser_error(p, -EINVAL, "line too long (max %d characters)", num < 2 ? 0 : num - 1);
-                return NULL;
-        }
-        memcpy(str, start, len);
-        str[len] = '\0';
-
-        if (line_check(p, str) < 0)
-                return NULL;
-        return str;
+/* The reader's section callback: headers are ours (libinih truncates
+ * section names and never reports a section without keys). */
+static int reader_section(struct proto_ini_reader *rd, const char *name) {
+        return section_begin(rd->userdata, name);
 }
 
 static bool agent_key_seen(const struct parser *p, const char *name) {
@@ -895,12 +813,16 @@ int agent_config_load(const char *path, agent_config **ret, char **ret_error) {
                 goto out;
         }
 
-        r = read_file(&p, &data, &p.size);
+        r = read_file(&p, &data, &p.rd.size);
         if (r < 0)
                 goto out;
-        p.data = data;
+        p.rd.data = data;
+        p.rd.section = reader_section;
+        p.rd.userdata = &p;
 
-        r = ini_parse_stream(config_reader, &p, config_handler, &p);
+        r = ini_parse_stream(proto_ini_reader_next, &p.rd, config_handler, &p);
+        if (p.error == 0 && p.rd.error < 0) /* the reader's own: NUL byte, line too long, bad line */
+                parser_error_at(&p, p.rd.error_line, p.rd.error, "%s", p.rd.message);
         if (p.error < 0) {
                 r = p.error;
                 goto out;
@@ -910,7 +832,7 @@ int agent_config_load(const char *path, agent_config **ret, char **ret_error) {
                 goto out;
         }
         if (r != 0) {
-                /* config_reader pre-checks every line libinih refuses */
+                /* the reader pre-checks every line libinih refuses */
                 r = parser_error_at(&p, r > 0 ? (unsigned) r : 0, -EINVAL, "syntax error");
                 goto out;
         }

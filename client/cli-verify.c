@@ -152,6 +152,13 @@ static void verify_help(void) {
                "                          and ages per artifact name pattern (INI)\n"
                "      --metrics-file FILE count this verification's outcome in FILE\n"
                "                          (Prometheus text, provsign_verifications_total)\n"
+               "      --bundle-max-age DURATION\n"
+               "                          the bundle was issued at most DURATION ago\n"
+               "      --min-log-size N    the bundle was issued at log size N or later\n"
+               "                          (with --receipt the bundle must always be at\n"
+               "                          least the receipt's tree size: a bundle that\n"
+               "                          has seen the signature, and any revocation\n"
+               "                          before it)\n"
                "  -j, --json              print the result, and the checks, as JSON\n"
                "  -h, --help              show this help\n"
                "\n"
@@ -166,6 +173,7 @@ struct verify_opts {
         const char **artifacts;
         size_t n_art;
         struct client_policy_rule flags; /* --source-uri ... --require-receipt: a rule for every artifact */
+        uint64_t bundle_max_age_s, min_log_size; /* 0: not asked */
         bool json;
 };
 
@@ -239,6 +247,8 @@ enum {
         ARG_REQUIRE_RECEIPT,
         ARG_POLICY,
         ARG_METRICS_FILE,
+        ARG_BUNDLE_MAX_AGE,
+        ARG_MIN_LOG_SIZE,
 };
 
 /* One policy flag into o->flags. */
@@ -294,6 +304,20 @@ static int verify_option(struct verify_opts *o, int c, char **argv) {
                 break;
         case ARG_SOURCE_URI ... ARG_REQUIRE_RECEIPT:
                 return verify_policy_flag(o, c, optarg);
+        case ARG_BUNDLE_MAX_AGE:
+                if (proto_duration_parse(optarg, &o->bundle_max_age_s) < 0 || o->bundle_max_age_s == 0)
+                        return cli_usage_error("verify", "--bundle-max-age: bad duration \"%s\" (30s, 5m, 12h, 90d)",
+                                               optarg);
+                break;
+        case ARG_MIN_LOG_SIZE: {
+                char *end = NULL;
+                errno = 0;
+                unsigned long long n = strtoull(optarg, &end, 10);
+                if (!*optarg || *end || errno || optarg[0] == '-' || n == 0)
+                        return cli_usage_error("verify", "--min-log-size: not a positive number \"%s\"", optarg);
+                o->min_log_size = n;
+                break;
+        }
         case 'h':
                 verify_help();
                 return -1;
@@ -319,6 +343,8 @@ static int verify_parse(int argc, char **argv, struct verify_opts *o) {
                 { "require-receipt",   no_argument,       NULL, ARG_REQUIRE_RECEIPT },
                 { "policy",            required_argument, NULL, ARG_POLICY },
                 { "metrics-file",      required_argument, NULL, ARG_METRICS_FILE },
+                { "bundle-max-age",    required_argument, NULL, ARG_BUNDLE_MAX_AGE },
+                { "min-log-size",      required_argument, NULL, ARG_MIN_LOG_SIZE },
                 { "json",              no_argument,       NULL, 'j' },
                 { "help",              no_argument,       NULL, 'h' },
                 {}
@@ -432,6 +458,31 @@ static int verify_keyrule(const struct verify_opts *o, struct verify_state *v) {
         }
         if (r != 0)
                 return fail(v, keyrule_reason(r), client_keyrule_name(r), "%s", v->res.detail);
+        return CLI_EXIT_OK;
+}
+
+/* The bundle is fresh enough: an older bundle may predate a revocation. With
+ * a receipt the bundle must have seen the signature (its log size at least
+ * the receipt's tree size); --min-log-size and --bundle-max-age ask more. */
+static int verify_bundle_fresh(const struct verify_opts *o, struct verify_state *v) {
+        const struct proto_bundle *b = v->res.bundle;
+        char t[PROTO_TIME_LEN + 1];
+        struct timespec now;
+
+        if (v->res.receipt_verified && b->log_size < v->doc.rc.tree_size)
+                return fail(v, "bundle", "key bundle older than the receipt",
+                            "the bundle was issued at log size %" PRIu64 ", before the receipt's checkpoint (size %" PRIu64
+                            "); a newer bundle (provsign key bundle) must have seen the signature",
+                            b->log_size, v->doc.rc.tree_size);
+        if (o->min_log_size && b->log_size < o->min_log_size)
+                return fail(v, "bundle", "key bundle too old",
+                            "the bundle was issued at log size %" PRIu64 ", --min-log-size is %" PRIu64, b->log_size,
+                            o->min_log_size);
+        clock_gettime(CLOCK_REALTIME, &now);
+        int64_t now_us = (int64_t) now.tv_sec * 1000000 + now.tv_nsec / 1000;
+        if (o->bundle_max_age_s && now_us - b->issued_us > (int64_t) o->bundle_max_age_s * 1000000)
+                return fail(v, "bundle", "key bundle too old", "the bundle was issued at %s, more than %" PRIu64
+                            " s ago (--bundle-max-age)", time_or(b->issued_us, t, "?"), o->bundle_max_age_s);
         return CLI_EXIT_OK;
 }
 
@@ -616,6 +667,10 @@ static int verify_print_json(const struct verify_opts *o, const struct verify_st
                                                            v->st->source_ref, "from", v->st->source_from));
         if (j && v->res.receipt_verified)
                 json_object_set_new(j, "log_seq", json_integer((json_int_t) v->doc.rc.log_seq));
+        if (j) {
+                json_object_set_new(j, "bundle_issued", json_string(time_or(v->res.bundle->issued_us, t2, "?")));
+                json_object_set_new(j, "bundle_log_size", json_integer((json_int_t) v->res.bundle->log_size));
+        }
         if (j && k->state == PROVSIGN__KEY_STATE__REVOKED)
                 json_object_set_new(j, "compromised_since", json_string(time_or(k->compromised_since_us, t2, "?")));
         return cli_print_json(j);
@@ -655,6 +710,8 @@ static void verify_print_text(const struct verify_opts *o, const struct verify_s
                 printf(" (compromised since %s; signed before)", time_or(k->compromised_since_us, t2, "?"));
         printf("\n");
         printf("payloadType: %s\n", cli_safe(v->res.envelope->payload_type));
+        printf("bundle:      issued %s at log size %" PRIu64 "\n", time_or(v->res.bundle->issued_us, t1, "?"),
+               v->res.bundle->log_size);
         print_statement_text(v);
         if (v->res.receipt_verified)
                 printf("log time:    %s (entry %" PRIu64 " of %" PRIu64 ", log %s)\n",
@@ -692,6 +749,8 @@ static int verify_run(const struct verify_opts *o) {
 
         if (r == CLI_EXIT_OK)
                 r = verify_keyrule(o, &v);
+        if (r == CLI_EXIT_OK)
+                r = verify_bundle_fresh(o, &v);
         if (r == CLI_EXIT_OK)
                 r = verify_subjects(o, &v);
         if (r == CLI_EXIT_OK)

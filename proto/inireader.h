@@ -1,5 +1,5 @@
 /* A strict line reader for libinih's ini_parse_stream(), for INI files
- * read whole into memory (the verify policy, client/verify-policy.c).
+ * read whole into memory (agent.conf, the verify policy).
  *
  * libinih splits "key = value" and strips inline comments well, but would
  * silently misread three things, which this reader prevents: an indented
@@ -11,8 +11,7 @@
  * and the rest parsed as a new line (the reader refuses it). It also counts
  * lines, so every error has its line number, and refuses NUL bytes.
  *
- * (agent/config.c has the same rules in its own reader; it could use this
- * one.) Nothing here prints. */
+ * Used by agent/config.c and client/verify-policy.c. Nothing here prints. */
 #pragma once
 
 #include <stddef.h>

@@ -10,34 +10,8 @@
 . "$SRCDIR/tests/lib/common.sh"
 setup_test
 
-CLIENT_MODULE=
-for f in /usr/lib/*/pkcs11/p11-kit-client.so /usr/lib/pkcs11/p11-kit-client.so; do
-        [ -e "$f" ] && CLIENT_MODULE=$f && break
-done
-[ -n "$CLIENT_MODULE" ] || { echo "FAIL: p11-kit-client.so not found (Debian package p11-kit-modules)" >&2; exit 1; }
-mkdir -p "$T/p11"
-chown "$AGENT_UID:$AGENT_GID" "$T/p11"
-P11SOCK=$T/p11/server.sock
-P11_PID=
-SOFTHSM_MODULE=$MODULE
-
-# The server runs as the agent's user in its own process group: it forks a
-# child per connection, and "the token goes away" means all of them.
-start_p11() {
-        rm -f "$P11SOCK"
-        setpriv --reuid="$AGENT_UID" --regid="$AGENT_GID" --clear-groups env SOFTHSM2_CONF="$SOFTHSM2_CONF" \
-                setsid p11-kit server -f -n "$P11SOCK" --provider "$SOFTHSM_MODULE" "pkcs11:token=provsign" \
-                >>"$T/p11.log" 2>&1 </dev/null &
-        P11_PID=$!
-        wait_for 30 test -S "$P11SOCK" && return 0
-        echo "p11-kit server did not start: $(cat "$T/p11.log")" >&2
-        exit 1
-}
-stop_p11() {
-        kill -KILL -- "-$P11_PID" 2>/dev/null
-        wait "$P11_PID" 2>/dev/null
-}
-trap 'kill -CONT -- "-$P11_PID" 2>/dev/null; stop_p11; cleanup' EXIT
+. "$SRCDIR/tests/lib/p11server.sh"
+p11_setup
 
 # monotonic ms, the clock tests/lib/signprobe.py logs with
 now_ms() { python3 -c 'import time; print(int(time.clock_gettime(time.CLOCK_MONOTONIC) * 1000))'; }

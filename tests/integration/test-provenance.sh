@@ -242,6 +242,43 @@ expect_exit 0 "verify the provenance with receipt and artifacts" "$PROVSIGN_CLI"
         --artifact "$T/dist/SHA256SUMS" "$W/prov.json"
 cp "$T/out" "$T/verify.out"
 check "verify prints the principal" grep -q '^principal: *ci-release$' "$T/verify.out"
+bsize=$(json_get "$W/bundle.json" "__import__('json').loads(__import__('base64').b64decode(d['payload']))['log_size']")
+check "verify prints the bundle's issue time and log size" grep -qE "^bundle: *issued [0-9T:.-]+Z at log size $bsize\$" "$T/verify.out"
+
+# ---- bundle freshness: a bundle must have seen the signature ----
+# A bundle fetched now, then a signature made after it: with its receipt,
+# the old bundle is refused (it may predate a revocation); a fresh one is
+# taken.
+expect_exit 0 "a bundle fetched before the next signature" cli "$STRANGER_UID" key bundle -o "$W/old-bundle.json"
+expect_exit 0 "attest after the bundle" cli "$RUNNER_UID" attest --principal ci-release --type text/plain \
+        --output "$W/late.json" --receipt "$W/late.receipt" "$T/note.txt"
+expect_exit 1 "the older bundle with a later receipt is refused" "$PROVSIGN_CLI" verify --bundle "$W/old-bundle.json" \
+        --log-key "$T/logkey.pem" --receipt "$W/late.receipt" "$W/late.json"
+expect_stderr_prefix "provsign: verify: key bundle older than the receipt:" "... naming why"
+expect_exit 0 "without the receipt the older bundle still verifies an active key" "$PROVSIGN_CLI" verify \
+        --bundle "$W/old-bundle.json" --log-key "$T/logkey.pem" "$W/late.json"
+expect_exit 0 "a fresh bundle" cli "$STRANGER_UID" key bundle -o "$W/new-bundle.json"
+expect_exit 0 "a fresh bundle with the receipt verifies" "$PROVSIGN_CLI" verify --bundle "$W/new-bundle.json" \
+        --log-key "$T/logkey.pem" --receipt "$W/late.receipt" "$W/late.json"
+nsize=$(json_get "$W/new-bundle.json" "__import__('json').loads(__import__('base64').b64decode(d['payload']))['log_size']")
+expect_exit 0 "--min-log-size at the bundle's size" "$PROVSIGN_CLI" verify --bundle "$W/new-bundle.json" \
+        --log-key "$T/logkey.pem" --min-log-size "$nsize" "$W/late.json"
+expect_exit 1 "--min-log-size past the bundle's size" "$PROVSIGN_CLI" verify --bundle "$W/new-bundle.json" \
+        --log-key "$T/logkey.pem" --min-log-size $((nsize + 1)) "$W/late.json"
+expect_stderr_prefix "provsign: verify: key bundle too old:" "... naming why"
+expect_exit 0 "--bundle-max-age 1h" "$PROVSIGN_CLI" verify --bundle "$W/new-bundle.json" --log-key "$T/logkey.pem" \
+        --bundle-max-age 1h "$W/late.json"
+issued=$(json_get "$W/new-bundle.json" "int(__import__('datetime').datetime.fromisoformat(__import__('json').loads(__import__('base64').b64decode(d['payload']))['issued'].replace('Z', '+00:00')).timestamp())")
+older_than_2s() { [ $(($(date +%s) - issued)) -ge 3 ]; }
+check "the bundle is 3 s old" wait_for 10 older_than_2s
+expect_exit 1 "--bundle-max-age 2s refuses it" "$PROVSIGN_CLI" verify --bundle "$W/new-bundle.json" \
+        --log-key "$T/logkey.pem" --bundle-max-age 2s "$W/late.json"
+expect_stderr_prefix "provsign: verify: key bundle too old:" "... naming why"
+expect_exit 0 "--json names the bundle's log size" "$PROVSIGN_CLI" verify --json --bundle "$W/new-bundle.json" \
+        --log-key "$T/logkey.pem" "$W/late.json"
+expect_eq "$(json_get "$T/out" "d['bundle_log_size']")" "$nsize" "verify --json: bundle_log_size"
+expect_exit 2 "--bundle-max-age 0s is a usage error" "$PROVSIGN_CLI" verify --bundle "$W/new-bundle.json" \
+        --log-key "$T/logkey.pem" --bundle-max-age 0s "$W/late.json"
 check "verify prints the keyid" grep -q "^keyid: *$release_id\$" "$T/verify.out"
 check "verify prints the subjects" grep -q '^subject: *dist/widget.tar.gz sha256:' "$T/verify.out"
 check "verify prints the builder" grep -q '^builder: *https://github.com/actions/runner/self-hosted$' "$T/verify.out"

@@ -28,7 +28,7 @@ start_p11() {
                 setsid p11-kit server -f -n "$P11SOCK" --provider "$SOFTHSM_MODULE" "pkcs11:token=provsign" \
                 >>"$T/p11.log" 2>&1 </dev/null &
         P11_PID=$!
-        for _ in $(seq 1 100); do [ -S "$P11SOCK" ] && return 0; sleep 0.05; done
+        wait_for 30 test -S "$P11SOCK" && return 0
         echo "p11-kit server did not start: $(cat "$T/p11.log")" >&2
         exit 1
 }
