@@ -1226,15 +1226,22 @@ static int index_and_key_events(agent_audit *a, const char *state_dir, char **re
 
 /* ---- Opening ---- */
 
-
-static int find_or_create_log_key(agent_audit *a, bool *ret_created, char **ret_error) {
+/* The log key: provsign/<ns>/log/<gen>, ns the key namespace (docs/fleet.md). */
+static int find_or_create_log_key(agent_audit *a, const agent_config *cfg, bool *ret_created, char **ret_error) {
         keys_key *best = NULL;
         uint32_t best_gen = 0;
+        char ns[KEYS_NAMESPACE_MAX + 1], label[KEYS_LABEL_MAX];
+        *ret_created = false;
+        if (cfg->key_namespace)
+                snprintf(ns, sizeof ns, "%s", cfg->key_namespace);
+        else if (keys_namespace_from_origin(cfg->log_origin, ns) < 0)
+                return agent_errorf(ret_error, -EINVAL, "%s: set key_namespace (log_origin does not start with one)",
+                                    cfg->path);
         for (size_t i = 0; i < keys_store_count(a->store); i++) {
                 keys_key *k = keys_store_get(a->store, i);
                 char owner[65];
                 uint32_t gen;
-                if (keys_label_parse(keys_key_label(k), owner, sizeof owner, &gen) < 0 ||
+                if (keys_label_parse(keys_key_label(k), ns, owner, sizeof owner, &gen) < 0 ||
                     strcmp(owner, LOG_KEY_OWNER) != 0)
                         continue;
                 if (keys_key_algorithm(k) != PROVSIGN__KEY_ALGORITHM__ECDSA_P256)
@@ -1246,8 +1253,9 @@ static int find_or_create_log_key(agent_audit *a, bool *ret_created, char **ret_
         }
         *ret_created = false;
         if (!best) {
-                int r = keys_generate(a->store, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/log/1", &best,
-                                      ret_error);
+                int r = keys_label_format(label, sizeof label, ns, LOG_KEY_OWNER, 1);
+                if (r >= 0)
+                        r = keys_generate(a->store, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, label, &best, ret_error);
                 if (r < 0)
                         return r;
                 *ret_created = true;
@@ -1354,7 +1362,7 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
         a->committed = a->written = a->next_seq;
 
         bool created;
-        r = find_or_create_log_key(a, &created, ret_error);
+        r = find_or_create_log_key(a, cfg, &created, ret_error);
         if (r < 0)
                 goto fail;
         r = open_publish_dir(a, cfg, ret_error);

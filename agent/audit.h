@@ -38,7 +38,7 @@ typedef int (*audit_key_event_fn)(void *ctx, const Provsign__AuditEntry *e);
  * rebuilding missing ones) and replays the tail after them, catches up (or
  * rebuilds) the index on disk (index.h) and hands the key events it lists to
  * on_key_event (which may be NULL), finds or creates the log key (CKA_LABEL
- * provsign/log/<gen>), publishes a fresh checkpoint and starts the committer
+ * provsign/<key_namespace>/log/<gen>), publishes a fresh checkpoint and starts the committer
  * and the publisher. */
 int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on_key_event, void *ctx,
                agent_audit **ret, char **ret_error);

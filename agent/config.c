@@ -42,6 +42,7 @@
 #include "inireader.h"
 #include "duration.h"
 #include "frame.h"
+#include "keystore.h"
 #include "names.h"
 #include "provsign.pb-c.h"
 
@@ -226,6 +227,15 @@ static int parse_log_origin(struct parser *p, const struct config_key *k, const 
                         return parser_error(p, -EINVAL,
                                             "bad log_origin \"%s\" (printable ASCII, no spaces, no \"+\")",
                                             value);
+        return set_string(p, data, value);
+}
+
+/* The key namespace (keys/keystore.h): the middle of every CKA_LABEL. */
+static int parse_key_namespace(struct parser *p, const struct config_key *k, const char *value, void *data) {
+        (void) k;
+        if (!keys_namespace_valid(value))
+                return parser_error(p, -EINVAL, "bad key_namespace \"%s\" (1..%u of A-Z a-z 0-9 . _ -)", value,
+                                    KEYS_NAMESPACE_MAX);
         return set_string(p, data, value);
 }
 
@@ -504,6 +514,7 @@ static const struct config_key agent_keys[] = {
         KEY("pin_credential", parse_credential, agent_config, pin_credential),
         KEY("algorithm", parse_algorithm, agent_config, algorithm),
         KEY("log_origin", parse_log_origin, agent_config, log_origin),
+        KEY("key_namespace", parse_key_namespace, agent_config, key_namespace),
         KEY_RANGE("checkpoint_every", parse_u32, agent_config, checkpoint_every, 1, UINT32_MAX),
         KEY_RANGE("checkpoint_interval", parse_duration, agent_config, checkpoint_interval_s, 1, DAY_S),
         KEY("journal_events", parse_journal_events, agent_config, journal_events),
@@ -548,7 +559,7 @@ static int principal_name_check(struct parser *p, const char *name) {
         if (len == 0 || len > PRINCIPAL_NAME_MAX || strspn(name,
             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != len)
                 return parser_error(p, -EINVAL, "invalid principal name \"%s\"", name);
-        /* key labels are provsign/<principal>/<gen> and provsign/log/<gen> */
+        /* key labels are provsign/<ns>/<principal>/<gen> and provsign/<ns>/log/<gen> */
         if (streq(name, "log"))
                 return parser_error(p, -EINVAL, "invalid principal name \"log\" (reserved for the log key)");
         /* names may end up in paths and labels */
@@ -831,6 +842,16 @@ int agent_config_load(const char *path, agent_config **ret, char **ret_error) {
                 free(p.config->pin_credential);
                 p.config->pin_credential = NULL;
         }
+        /* key_namespace defaults to the log origin's host part (left unset
+         * when that is no namespace: the agent then asks for key_namespace) */
+        if (!p.config->key_namespace && p.config->log_origin) {
+                char ns[KEYS_NAMESPACE_MAX + 1];
+                if (keys_namespace_from_origin(p.config->log_origin, ns) == 0) {
+                        r = set_string(&p, &p.config->key_namespace, ns);
+                        if (r < 0)
+                                goto out;
+                }
+        }
         /* "agent default if unset": the [agent] section may come later */
         for (size_t i = 0; i < p.config->n_principals; i++)
                 if (p.config->principals[i].algorithm == PROVSIGN__KEY_ALGORITHM__KEY_ALGORITHM_UNSPECIFIED)
@@ -869,6 +890,7 @@ void agent_config_free(agent_config *c) {
         free(c->pin_file);
         free(c->pin_credential);
         free(c->log_origin);
+        free(c->key_namespace);
         for (size_t i = 0; i < c->n_principals; i++) {
                 free(c->principals[i].name);
                 id_set_done(&c->principals[i].ids);

@@ -55,6 +55,7 @@ typedef struct agent_config {
         char *pin_credential;        /* default "pin" ($CREDENTIALS_DIRECTORY/NAME) */
         int algorithm;               /* default ecdsa-p256 */
         char *log_origin;            /* NULL until set; no spaces, no '+' */
+        char *key_namespace;         /* default: log_origin up to its first '/' (NULL without one) */
         uint32_t checkpoint_every;   /* default 1000 entries */
         uint64_t checkpoint_interval_s; /* default 60 */
         enum agent_journal_events journal_events;

@@ -72,7 +72,7 @@ static void entry_init(keyop_job *job, Provsign__Caller *caller, Provsign__Audit
  * entry for it (public key bytes borrowed from the store). */
 static int new_key(keyop_job *job, Provsign__AuditEntry *e) {
         agent *a = job->agent;
-        char label[128], *err = NULL;
+        char label[KEYS_LABEL_MAX], *err = NULL;
         uint32_t gen = registry_next_label(&a->registry, job->p, label, sizeof label);
         keys_key *k = NULL;
         int r = keys_generate(a->store, job->algorithm, label, &k, &err);

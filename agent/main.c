@@ -20,6 +20,7 @@
 #include "events.h"
 #include "log.h"
 #include "metrics.h"
+#include "origin.h"
 #include "pin.h"
 #include "ratelimit.h"
 #include "refusals.h"
@@ -164,12 +165,41 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "%s\n", err ? err : strerror(-r));
                 goto fail;
         }
-        r = keys_store_open(a.config->pkcs11_module, a.config->token_label, pin.data, pin.len, &a.store, &err);
+        /* The namespace is claimed (its owner marker) before anything on the
+         * token is touched; docs/fleet.md. */
+        if (!a.config->log_origin) {
+                agent_pin_wipe(&pin);
+                fprintf(stderr, "%s: log_origin is not set: add \"log_origin = <this host's name>/provsign\" under "
+                                "[agent] (it names this log in its signed checkpoints and its keys' namespace)\n",
+                        a.config->path);
+                goto fail;
+        }
+        if (!a.config->key_namespace) {
+                agent_pin_wipe(&pin);
+                fprintf(stderr, "%s: log_origin \"%s\" does not start with a key namespace (1..%u of A-Z a-z 0-9 . _ - "
+                                "before its first \"/\"): set key_namespace under [agent]\n",
+                        a.config->path, a.config->log_origin, KEYS_NAMESPACE_MAX);
+                goto fail;
+        }
+        char *owner = NULL;
+        size_t owner_len = 0;
+        r = agent_namespace_bind(a.config, &owner, &owner_len, &err);
+        if (r >= 0) {
+                keys_open_options o = { .ns = a.config->key_namespace, .owner = (const uint8_t *) owner,
+                                        .owner_len = owner_len, .adopt_legacy = true };
+                r = keys_store_open_ns(a.config->pkcs11_module, a.config->token_label, pin.data, pin.len, &o,
+                                       &a.store, &err);
+        }
+        free(owner);
         agent_pin_wipe(&pin);
         if (r < 0) {
                 fprintf(stderr, "%s: %s\n", a.config->path, err ? err : strerror(-r));
                 goto fail;
         }
+        const char *rk, *rl;
+        for (size_t i = 0; keys_store_relabelled(a.store, i, &rk, &rl) == 0; i++)
+                log_notice("key %s: first-round label \"%s\" adopted into key namespace \"%s\"", rk, rl,
+                           a.config->key_namespace);
         r = registry_init(&a.registry, a.store);
         if (r < 0)
                 goto fail;

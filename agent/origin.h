@@ -7,9 +7,23 @@
  * without the file gets it, from the config, at its first start. */
 #pragma once
 
+#include <stddef.h>
+
+#include "config.h"
+
 /* agent_origin_bind: checks origin against the one recorded in dir_fd (the
  * log directory, named dir in messages), recording it when there is none.
  * 0; -EEXIST when they differ, other negative errno; *ret_error (caller
  * frees) then says what and where (config_path names the config). */
 int agent_origin_bind(int dir_fd, const char *dir, const char *origin, const char *config_path,
                       char **ret_error);
+
+/* The key namespace is bound to the state the same way: <state_dir>/key-namespace
+ * holds "<namespace> <state id>" (the id: 32 random bytes in hex, made at
+ * the first start). A configured key_namespace that differs refuses to
+ * start (-EEXIST). On success *ret_owner (caller frees, *ret_len bytes) is
+ * the value of the namespace's owner marker on the token
+ * (keys_open_options.owner): "provsign-owner 1\norigin <log_origin>\nstate
+ * <state id>\n" (docs/fleet.md "Owner marker"). cfg->key_namespace and
+ * cfg->log_origin must be set. */
+int agent_namespace_bind(const agent_config *cfg, char **ret_owner, size_t *ret_len, char **ret_error);

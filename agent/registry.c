@@ -108,7 +108,11 @@ uint32_t registry_next_label(agent_registry *reg, agent_principal_keys *p, char 
         pthread_mutex_lock(&reg->state);
         uint32_t gen = ++p->max_generation;
         pthread_mutex_unlock(&reg->state);
-        snprintf(label, size, "provsign/%s/%u", p->name, gen);
+        /* (a label that does not fit, or a store without a namespace: an
+         * empty label, which keys_generate refuses) */
+        const char *ns = keys_store_namespace(reg->store);
+        if (!ns || keys_label_format(label, size, ns, p->name, gen) < 0)
+                label[0] = '\0';
         return gen;
 }
 
@@ -368,7 +372,9 @@ int registry_attach(agent_registry *reg, agent_audit *audit, char **ret_error) {
         size_t m = 0;
         for (size_t i = 0; i < n; i++) {
                 keys_key *k = keys_store_get(reg->store, i);
-                if (keys_label_parse(keys_key_label(k), tk[m].owner, sizeof tk[m].owner, &tk[m].gen) < 0 ||
+                /* (the store holds only keys of its namespace; this parses them) */
+                if (keys_label_parse(keys_key_label(k), keys_store_namespace(reg->store), tk[m].owner,
+                                     sizeof tk[m].owner, &tk[m].gen) < 0 ||
                     strcmp(tk[m].owner, LOG_KEY_OWNER) == 0)
                         continue;
                 tk[m++].key = k;
@@ -399,8 +405,15 @@ int registry_attach(agent_registry *reg, agent_audit *audit, char **ret_error) {
                 if (gen > p->max_generation)
                         p->max_generation = gen;
                 pthread_mutex_unlock(&reg->state);
+                /* A key of the first round, relabelled at open: say so. */
+                const char *rk, *rl;
+                char message[KEYS_LABEL_MAX + 64];
+                snprintf(message, sizeof message, "adopted from the token");
+                for (size_t j = 0; keys_store_relabelled(reg->store, j, &rk, &rl) == 0; j++)
+                        if (strcmp(rk, keys_key_id_hex(tk[i].key)) == 0)
+                                snprintf(message, sizeof message, "adopted from the token (first-round label %s)", rl);
                 Provsign__AuditEntry e, *ep = &e;
-                create_entry(tk[i].key, tk[i].owner, gen, "adopted from the token", &e);
+                create_entry(tk[i].key, tk[i].owner, gen, message, &e);
                 r = registry_append_events(reg, p, audit, &ep, 1, NULL);
                 if (r < 0)
                         agent_errorf(ret_error, r, "cannot log the adoption of key %s: %s", keys_key_id_hex(tk[i].key),
@@ -436,7 +449,7 @@ int registry_ensure_keys(agent_registry *reg, const agent_config *cfg, agent_aud
                 if (has)
                         continue;
                 int alg = pc->algorithm ? pc->algorithm : cfg->algorithm;
-                char label[128];
+                char label[KEYS_LABEL_MAX];
                 uint32_t gen = registry_next_label(reg, p, label, sizeof label);
                 keys_key *k = NULL;
                 int r = keys_generate(reg->store, alg, label, &k, ret_error);

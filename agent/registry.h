@@ -98,7 +98,8 @@ agent_key *registry_find(agent_registry *reg, const char *keyid);
 agent_key *registry_active_key(agent_principal_keys *p);
 
 /* registry_next_label: reserves the principal's next generation and writes
- * its CKA_LABEL "provsign/<principal>/<gen>" to label. */
+ * its CKA_LABEL "provsign/<namespace>/<principal>/<gen>" (the store's
+ * namespace) to label (KEYS_LABEL_MAX bytes). */
 uint32_t registry_next_label(agent_registry *reg, agent_principal_keys *p, char *label, size_t size);
 
 /* registry_key_info: a KeyInfo of k (strings borrowed from k; valid while

@@ -47,6 +47,12 @@ int agent_reload(agent *a) {
                 log_warning("config reload: log_origin changed to \"%s\"; ignored: the log keeps \"%s\", and a "
                             "restart with the new value would be refused",
                             next->log_origin ? next->log_origin : "", cur->log_origin ? cur->log_origin : "");
+        /* So do its keys' namespace (<state_dir>/key-namespace). */
+        if (str_changed(cur->key_namespace, next->key_namespace))
+                log_warning("config reload: key_namespace changed to \"%s\"; ignored: the keys stay in \"%s\", and a "
+                            "restart with the new value would be refused",
+                            next->key_namespace ? next->key_namespace : "",
+                            cur->key_namespace ? cur->key_namespace : "");
 
         /* New principals get their first key before the policy that names them
          * is live, so a Sign for them never sees NO_ACTIVE_KEY. */

@@ -2,6 +2,7 @@
  * only generate RSA) and object scans libp11 cannot do. PKCS#11 v2.40
  * §5.14 (C_GenerateKeyPair), §10.8 (private key attributes). */
 #include <dlfcn.h>
+#include <stdio.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,12 +292,16 @@ int keys_destroy(keys_store *s, keys_key *k, char **ret_error) {
                 r = keys_errorf(ret_error, -EIO, "cannot open a session on the token");
                 goto out;
         }
+        /* By label too: another namespace's object is never ours to destroy. */
         CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-        CK_ATTRIBUTE tmpl[] = { { CKA_CLASS, &cls, sizeof cls }, { CKA_ID, (void *) keys_key_id(k), PROTO_KEYID_LEN } };
+        const char *label = keys_key_label(k);
+        CK_ATTRIBUTE tmpl[] = { { CKA_CLASS, &cls, sizeof cls },
+                                { CKA_ID, (void *) keys_key_id(k), PROTO_KEYID_LEN },
+                                { CKA_LABEL, (void *) label, strlen(label) } };
         CK_OBJECT_HANDLE objs[8];
         CK_ULONG found = 0;
         r = -EIO;
-        if (s->fn->C_FindObjectsInit(sh, tmpl, 2) == CKR_OK) {
+        if (s->fn->C_FindObjectsInit(sh, tmpl, 3) == CKR_OK) {
                 if (s->fn->C_FindObjects(sh, objs, 8, &found) == CKR_OK)
                         r = 0;
                 s->fn->C_FindObjectsFinal(sh);
@@ -315,4 +320,179 @@ out:
         pthread_rwlock_unlock(&s->lock);
         pthread_mutex_unlock(&s->raw_lock);
         return r < 0 ? r : (int) found;
+}
+
+/* ---- Namespaces: the owner marker and the first round's labels ---- */
+
+/* Up to max handles of the objects matching tmpl; their number, or -EIO. */
+static int find_objects(keys_store *s, CK_SESSION_HANDLE sh, CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                        CK_OBJECT_HANDLE *objs, CK_ULONG max) {
+        CK_ULONG found = 0;
+        if (s->fn->C_FindObjectsInit(sh, tmpl, n) != CKR_OK)
+                return -EIO;
+        CK_RV rv = s->fn->C_FindObjects(sh, objs, max, &found);
+        s->fn->C_FindObjectsFinal(sh);
+        return rv == CKR_OK ? (int) found : -EIO;
+}
+
+/* The marker's value as one line of printable text, for a message. */
+static void printable(const uint8_t *v, size_t len, char *out, size_t size) {
+        size_t o = 0;
+        for (size_t i = 0; i < len && o + 3 < size; i++) {
+                if (v[i] == '\n') {
+                        if (i + 1 < len)
+                                out[o++] = ';', out[o++] = ' ';
+                } else
+                        out[o++] = v[i] >= ' ' && v[i] <= '~' ? (char) v[i] : '?';
+        }
+        out[o] = '\0';
+}
+
+int keys_raw_claim_owner(keys_store *s, const uint8_t *value, size_t len, char **ret_error) {
+        char label[KEYS_LABEL_MAX];
+        int r = keys_owner_label(label, sizeof label, s->ns);
+        if (r < 0)
+                return r;
+        CK_SESSION_HANDLE sh;
+        if (open_session(s, &sh) < 0)
+                return keys_errorf(ret_error, -EIO, "cannot open a session on token \"%s\"", s->token_label);
+        CK_OBJECT_CLASS cls = CKO_DATA;
+        CK_BBOOL yes = CK_TRUE;
+        CK_ATTRIBUTE find[] = { { CKA_CLASS, &cls, sizeof cls }, { CKA_LABEL, label, strlen(label) } };
+        CK_OBJECT_HANDLE objs[4], mine = CK_INVALID_HANDLE;
+        int n = find_objects(s, sh, find, 2, objs, 4);
+        if (n < 0) {
+                r = keys_errorf(ret_error, -EIO, "cannot look for the owner marker %s on token \"%s\"", label,
+                                s->token_label);
+                goto out;
+        }
+        if (n == 0) {
+                static const char app[] = "provsign";
+                CK_ATTRIBUTE create[] = {
+                        { CKA_CLASS, &cls, sizeof cls },     { CKA_TOKEN, &yes, sizeof yes },
+                        { CKA_PRIVATE, &yes, sizeof yes },   { CKA_LABEL, label, strlen(label) },
+                        { CKA_APPLICATION, (void *) app, sizeof app - 1 },
+                        { CKA_VALUE, (void *) value, len },
+                };
+                CK_RV rv = s->fn->C_CreateObject(sh, create, sizeof create / sizeof create[0], &mine);
+                if (rv != CKR_OK) {
+                        r = keys_errorf(ret_error, -EIO, "cannot create the owner marker %s on token \"%s\": 0x%lx",
+                                        label, s->token_label, (unsigned long) rv);
+                        goto out;
+                }
+                /* No create-if-absent in PKCS#11: look again. Of two agents
+                 * that claimed the namespace at once, neither keeps it (a
+                 * later one sees the survivor's marker). */
+                n = find_objects(s, sh, find, 2, objs, 4);
+                if (n != 1) {
+                        (void) s->fn->C_DestroyObject(sh, mine);
+                        r = keys_errorf(ret_error, n < 0 ? -EIO : -EBUSY,
+                                        "key namespace \"%s\" on token \"%s\" was claimed by another agent at the "
+                                        "same moment; start one agent per namespace",
+                                        s->ns, s->token_label);
+                }
+                goto out;
+        }
+        for (int i = 0; i < n; i++) {
+                uint8_t *v = NULL;
+                size_t vlen = 0;
+                r = get_attr(s, sh, objs[i], CKA_VALUE, &v, &vlen);
+                if (r == -ENOMEM)
+                        goto out;
+                if (r == 0 && vlen == len && memcmp(v, value, len) == 0) {
+                        free(v);
+                        continue;
+                }
+                char shown[256];
+                printable(v, r == 0 ? vlen : 0, shown, sizeof shown);
+                free(v);
+                r = keys_errorf(ret_error, -EEXIST,
+                                "key namespace \"%s\" on token \"%s\" belongs to another agent's state (its owner "
+                                "marker %s says \"%s\"): give this agent its own key_namespace, or, if this is that "
+                                "agent on a new state_dir, see docs/fleet.md \"Owner marker\"",
+                                s->ns, s->token_label, label, shown);
+                goto out;
+        }
+        r = 0;
+out:
+        s->fn->C_CloseSession(sh);
+        return r;
+}
+
+/* Records one relabelled pair (for the agent's log line). */
+static int note_relabel(keys_store *s, const uint8_t *id, const char *old_label) {
+        struct keys_relabel *g = realloc(s->relabelled, (s->n_relabelled + 1) * sizeof *g);
+        if (!g)
+                return -ENOMEM;
+        s->relabelled = g;
+        struct keys_relabel *e = &g[s->n_relabelled];
+        for (size_t i = 0; i < PROTO_KEYID_LEN; i++)
+                snprintf(e->keyid + 2 * i, 3, "%02x", id[i]);
+        e->old_label = strdup(old_label);
+        if (!e->old_label)
+                return -ENOMEM;
+        s->n_relabelled++;
+        return 0;
+}
+
+#define LEGACY_SCAN_MAX 4096
+
+int keys_raw_adopt_legacy(keys_store *s, char **ret_error) {
+        CK_SESSION_HANDLE sh;
+        if (open_session(s, &sh) < 0)
+                return keys_errorf(ret_error, -EIO, "cannot open a session on token \"%s\"", s->token_label);
+        CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+        CK_ATTRIBUTE find[] = { { CKA_CLASS, &cls, sizeof cls } };
+        CK_OBJECT_HANDLE *objs = calloc(LEGACY_SCAN_MAX, sizeof *objs);
+        int r = objs ? find_objects(s, sh, find, 1, objs, LEGACY_SCAN_MAX) : -ENOMEM;
+        if (r < 0) {
+                keys_errorf(ret_error, r, "cannot list the private keys of token \"%s\"", s->token_label);
+                goto out;
+        }
+        int n = r;
+        r = 0;
+        for (int i = 0; i < n && r >= 0; i++) {
+                uint8_t *lab = NULL, *id = NULL;
+                size_t lab_len = 0, id_len = 0;
+                char old[KEYS_LABEL_MAX], owner[KEYS_LABEL_MAX], label[KEYS_LABEL_MAX];
+                uint32_t gen;
+                if (get_attr(s, sh, objs[i], CKA_LABEL, &lab, &lab_len) < 0 || lab_len >= sizeof old ||
+                    get_attr(s, sh, objs[i], CKA_ID, &id, &id_len) < 0 || id_len != PROTO_KEYID_LEN)
+                        goto next;
+                memcpy(old, lab, lab_len);
+                old[lab_len] = '\0';
+                if (memchr(old, '\0', lab_len) || keys_label_parse_legacy(old, owner, sizeof owner, &gen) < 0 ||
+                    keys_label_format(label, sizeof label, s->ns, owner, gen) < 0)
+                        goto next;
+                /* A key of the namespace already has that label: leave this one. */
+                CK_ATTRIBUTE taken[] = { { CKA_CLASS, &cls, sizeof cls }, { CKA_LABEL, label, strlen(label) } };
+                CK_OBJECT_HANDLE other;
+                int t = find_objects(s, sh, taken, 2, &other, 1);
+                if (t != 0) {
+                        r = t < 0 ? keys_errorf(ret_error, -EIO, "cannot search token \"%s\"", s->token_label) : 0;
+                        goto next;
+                }
+                /* Both halves (and only them): the first round's label and this key id. */
+                CK_ATTRIBUTE pair[] = { { CKA_LABEL, old, lab_len }, { CKA_ID, id, id_len } };
+                CK_OBJECT_HANDLE halves[4];
+                int h = find_objects(s, sh, pair, 2, halves, 4);
+                CK_ATTRIBUTE set = { CKA_LABEL, label, strlen(label) };
+                for (int j = 0; j < h; j++) {
+                        CK_RV rv = s->fn->C_SetAttributeValue(sh, halves[j], &set, 1);
+                        if (rv != CKR_OK) {
+                                r = keys_errorf(ret_error, -EIO, "cannot relabel \"%s\" as \"%s\" on token \"%s\": "
+                                                "0x%lx", old, label, s->token_label, (unsigned long) rv);
+                                goto next;
+                        }
+                }
+                if (h > 0)
+                        r = note_relabel(s, id, old);
+        next:
+                free(lab);
+                free(id);
+        }
+out:
+        free(objs);
+        s->fn->C_CloseSession(sh);
+        return r;
 }

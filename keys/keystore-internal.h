@@ -29,6 +29,13 @@ struct keys_store {
         PKCS11_SLOT *slot;
         char *token_label;
         bool ctx_loaded;
+        char *ns;                /* NULL: every provsign key (keys_store_open) */
+        /* keys_store_open_ns with adopt_legacy: pairs relabelled into ns */
+        struct keys_relabel {
+                char keyid[65];
+                char *old_label;
+        } *relabelled;
+        size_t n_relabelled;
 
         /* The same module, opened raw for what libp11 cannot do (EC key
          * generation, finding objects libp11 chokes on). dlopen of the same
@@ -80,6 +87,11 @@ int keys_raw_has_eddsa(keys_store *s);
  * opens a session of its own, so signers carry on meanwhile). */
 int keys_raw_generate(keys_store *s, int algorithm, const char *label, uint8_t **ret_spki,
                       size_t *ret_spki_len, char **ret_error);
+
+/* keys_raw_claim_owner / keys_raw_adopt_legacy: see keys_open_options.
+ * Called once at open, after the login, before the keys are enumerated. */
+int keys_raw_claim_owner(keys_store *s, const uint8_t *value, size_t len, char **ret_error);
+int keys_raw_adopt_legacy(keys_store *s, char **ret_error);
 
 /* keys_key_forget_private: drops k's handle on its (destroyed) private
  * key. Caller holds the write lock. */

@@ -55,10 +55,12 @@ int keys_errorf(char **ret_error, int r, const char *fmt, ...) {
 
 /* libp11 reports PKCS#11 return values as the reason of the last OpenSSL
  * error it raised (ERR_CKR_error). Map the ones a caller acts on. */
-static int last_ckr_to_errno(void) {
+static int last_ckr_to_errno(unsigned long *ret_ckr) {
         unsigned long e = ERR_peek_last_error();
         unsigned long ckr = e ? (unsigned long) ERR_GET_REASON(e) : 0;
         ERR_clear_error();
+        if (ret_ckr)
+                *ret_ckr = ckr;
         switch (ckr) {
         case CKR_PIN_INCORRECT:
         case CKR_PIN_INVALID:
@@ -159,6 +161,10 @@ void keys_store_free(keys_store *s) {
         pin_drop(s);
         free(s->module_path);
         free(s->token_label);
+        free(s->ns);
+        for (size_t i = 0; i < s->n_relabelled; i++)
+                free(s->relabelled[i].old_label);
+        free(s->relabelled);
         pthread_mutex_destroy(&s->reopen_lock);
         pthread_mutex_destroy(&s->raw_lock);
         pthread_rwlock_destroy(&s->lock);
@@ -250,6 +256,16 @@ static bool have_key(const keys_store *s, const char *label, const unsigned char
         return false;
 }
 
+/* A label this store may load: in its namespace, or any provsign label for
+ * a store without one. */
+static bool label_ours(const keys_store *s, const char *label) {
+        char owner[KEYS_LABEL_MAX];
+        uint32_t gen;
+        if (s->ns)
+                return keys_label_parse(label, s->ns, owner, sizeof owner, &gen) == 0;
+        return strncmp(label, KEYS_LABEL_PREFIX, strlen(KEYS_LABEL_PREFIX)) == 0;
+}
+
 /* Adds every provsign key on the token that we do not know yet. Caller holds
  * the write lock (or is the only thread). */
 static int store_refresh_locked(keys_store *s, char **ret_error) {
@@ -266,7 +282,7 @@ static int store_refresh_locked(keys_store *s, char **ret_error) {
         }
         for (unsigned int i = 0; i < n; i++) {
                 PKCS11_KEY *pk = &pks[i];
-                if (!pk->isPrivate || !pk->label || strncmp(pk->label, KEYS_LABEL_PREFIX, strlen(KEYS_LABEL_PREFIX)) != 0)
+                if (!pk->isPrivate || !pk->label || !label_ours(s, pk->label))
                         continue;
                 if (have_key(s, pk->label, pk->id, pk->id_len))
                         continue;
@@ -349,20 +365,36 @@ static int raw_login(keys_store *s, char **ret_error) {
         return 0;
 }
 
-static int store_login(keys_store *s, char **ret_error) {
-        int logged_in = 0;
-        if (PKCS11_is_logged_in(s->slot, 0, &logged_in) < 0)
-                ERR_clear_error();
-        if (logged_in || PKCS11_login(s->slot, 0, s->pin) == 0)
-                return 0;
-        int r = last_ckr_to_errno();
-        if (r == -EACCES)
-                return keys_errorf(ret_error, r, "wrong PIN for token \"%s\"", s->token_label);
-        if (r == -EPERM)
-                return keys_errorf(ret_error, r, "the PIN of token \"%s\" is locked", s->token_label);
-        if (r < 0)
-                return keys_errorf(ret_error, r, "login to token \"%s\" failed", s->token_label);
-        return 0;
+/* A login that fails for another reason than the PIN is tried again a few
+ * times: agents of a fleet that start together log in to one token at the
+ * same moment, and a token may answer one of them with a transient error
+ * (SoftHSM2 behind p11-kit server does; test-fleet). A wrong PIN is never
+ * retried: that would count against the token's lockout. A re-open after
+ * an outage tries once (it holds the store's write lock; the next request
+ * tries again). */
+#define LOGIN_ATTEMPTS 5
+#define LOGIN_DELAY_US 100000
+
+static int store_login(keys_store *s, int attempts, char **ret_error) {
+        unsigned long ckr = 0;
+        int r = -EIO;
+        for (int attempt = 0; attempt < attempts; attempt++) {
+                if (attempt > 0)
+                        usleep(LOGIN_DELAY_US * (useconds_t) attempt);
+                int logged_in = 0;
+                if (PKCS11_is_logged_in(s->slot, 0, &logged_in) < 0)
+                        ERR_clear_error();
+                if (logged_in || PKCS11_login(s->slot, 0, s->pin) == 0)
+                        return 0;
+                r = last_ckr_to_errno(&ckr);
+                if (r == 0)
+                        return 0;
+                if (r == -EACCES)
+                        return keys_errorf(ret_error, r, "wrong PIN for token \"%s\"", s->token_label);
+                if (r == -EPERM)
+                        return keys_errorf(ret_error, r, "the PIN of token \"%s\" is locked", s->token_label);
+        }
+        return keys_errorf(ret_error, r, "login to token \"%s\" failed (CKR 0x%lx)", s->token_label, ckr);
 }
 
 /* After a re-open: gives every known key the new token's private key
@@ -392,6 +424,11 @@ static int store_remap_locked(keys_store *s) {
 
 int keys_store_open(const char *module_path, const char *token_label, const char *pin,
                     size_t pin_len, keys_store **ret, char **ret_error) {
+        return keys_store_open_ns(module_path, token_label, pin, pin_len, NULL, ret, ret_error);
+}
+
+int keys_store_open_ns(const char *module_path, const char *token_label, const char *pin, size_t pin_len,
+                       const keys_open_options *o, keys_store **ret, char **ret_error) {
         char resolved[PATH_MAX];
         int r;
 
@@ -400,6 +437,8 @@ int keys_store_open(const char *module_path, const char *token_label, const char
         /* libp11 wants a C string: a PIN with a NUL inside would be cut short. */
         if (memchr(pin, '\0', pin_len))
                 return keys_errorf(ret_error, -EINVAL, "the PIN contains a NUL byte");
+        if (o && (!o->ns || !keys_namespace_valid(o->ns)))
+                return keys_errorf(ret_error, -EINVAL, "bad key namespace \"%s\"", o->ns ? o->ns : "");
 
         keys_store *s = calloc(1, sizeof *s);
         if (!s)
@@ -415,7 +454,8 @@ int keys_store_open(const char *module_path, const char *token_label, const char
         pthread_mutex_init(&s->raw_lock, NULL);
         s->token_label = strdup(token_label);
         s->module_path = strdup(resolved);
-        if (!s->token_label || !s->module_path || pin_keep(s, pin, pin_len) < 0) {
+        s->ns = o ? strdup(o->ns) : NULL;
+        if (!s->token_label || !s->module_path || (o && !s->ns) || pin_keep(s, pin, pin_len) < 0) {
                 r = -ENOMEM;
                 goto fail;
         }
@@ -425,12 +465,23 @@ int keys_store_open(const char *module_path, const char *token_label, const char
         r = keys_raw_open(s, resolved, ret_error);
         if (r < 0)
                 goto fail;
-        r = store_login(s, ret_error);
+        r = store_login(s, LOGIN_ATTEMPTS, ret_error);
         if (r < 0)
                 goto fail;
         r = raw_login(s, ret_error);
         if (r < 0)
                 goto fail;
+        /* Before libp11 enumerates anything: it keeps the labels it saw. */
+        if (o && o->owner) {
+                r = keys_raw_claim_owner(s, o->owner, o->owner_len, ret_error);
+                if (r < 0)
+                        goto fail;
+        }
+        if (o && o->adopt_legacy) {
+                r = keys_raw_adopt_legacy(s, ret_error);
+                if (r < 0)
+                        goto fail;
+        }
         r = store_refresh_locked(s, ret_error);
         if (r < 0)
                 goto fail;
@@ -477,7 +528,7 @@ static int store_recover(keys_store *s, unsigned seen) {
                 r = rv == CKR_OK || rv == CKR_CRYPTOKI_ALREADY_INITIALIZED ? 0 : -EIO;
         }
         if (r >= 0)
-                r = store_login(s, NULL);
+                r = store_login(s, 1, NULL);
         if (r >= 0)
                 r = raw_login(s, NULL);
         if (r >= 0)
@@ -509,6 +560,18 @@ const char *keys_store_token_label(const keys_store *s) {
         return s->token_label;
 }
 
+const char *keys_store_namespace(const keys_store *s) {
+        return s->ns;
+}
+
+int keys_store_relabelled(const keys_store *s, size_t i, const char **ret_keyid, const char **ret_old_label) {
+        if (i >= s->n_relabelled)
+                return -ENOENT;
+        *ret_keyid = s->relabelled[i].keyid;
+        *ret_old_label = s->relabelled[i].old_label;
+        return 0;
+}
+
 size_t keys_store_count(const keys_store *s) {
         return s->n_keys;
 }
@@ -536,7 +599,7 @@ int keys_generate(keys_store *s, int algorithm, const char *label, keys_key **re
         size_t spki_len = 0;
         int r;
 
-        if (strncmp(label, KEYS_LABEL_PREFIX, strlen(KEYS_LABEL_PREFIX)) != 0)
+        if (!label_ours(s, label))
                 return -EINVAL;
         /* The generation itself (seconds for RSA-3072 on a slow HSM) holds
          * raw_lock only: signers of every key carry on, and only the short
@@ -660,12 +723,27 @@ const char *keys_key_pem(const keys_key *k) {
         return k->pem;
 }
 
-int keys_label_parse(const char *label, char *owner, size_t owner_size, uint32_t *ret_gen) {
-        size_t plen = strlen(KEYS_LABEL_PREFIX);
-        if (strncmp(label, KEYS_LABEL_PREFIX, plen) != 0)
+/* ---- Labels ---- */
+
+#define NAMESPACE_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+
+bool keys_namespace_valid(const char *ns) {
+        size_t len = ns ? strlen(ns) : 0;
+        return len >= 1 && len <= KEYS_NAMESPACE_MAX && strspn(ns, NAMESPACE_CHARS) == len;
+}
+
+int keys_namespace_from_origin(const char *origin, char *out) {
+        size_t len = strcspn(origin, "/");
+        if (len < 1 || len > KEYS_NAMESPACE_MAX || strspn(origin, NAMESPACE_CHARS) < len)
                 return -EINVAL;
-        const char *o = label + plen;
-        const char *slash = strrchr(o, '/');
+        memcpy(out, origin, len);
+        out[len] = '\0';
+        return 0;
+}
+
+/* "<owner>/<gen>" (the rest of a label): owner into owner, the generation. */
+static int parse_owner_gen(const char *o, char *owner, size_t owner_size, uint32_t *ret_gen) {
+        const char *slash = strchr(o, '/');
         if (!slash || slash == o || (size_t) (slash - o) >= owner_size)
                 return -EINVAL;
         const char *g = slash + 1;
@@ -681,4 +759,33 @@ int keys_label_parse(const char *label, char *owner, size_t owner_size, uint32_t
         owner[slash - o] = '\0';
         *ret_gen = gen;
         return 0;
+}
+
+int keys_label_parse(const char *label, const char *ns, char *owner, size_t owner_size, uint32_t *ret_gen) {
+        size_t plen = strlen(KEYS_LABEL_PREFIX), nlen = strlen(ns);
+        if (!keys_namespace_valid(ns) || strncmp(label, KEYS_LABEL_PREFIX, plen) != 0 ||
+            strncmp(label + plen, ns, nlen) != 0 || label[plen + nlen] != '/')
+                return -EINVAL;
+        return parse_owner_gen(label + plen + nlen + 1, owner, owner_size, ret_gen);
+}
+
+int keys_label_parse_legacy(const char *label, char *owner, size_t owner_size, uint32_t *ret_gen) {
+        size_t plen = strlen(KEYS_LABEL_PREFIX);
+        if (strncmp(label, KEYS_LABEL_PREFIX, plen) != 0)
+                return -EINVAL;
+        return parse_owner_gen(label + plen, owner, owner_size, ret_gen);
+}
+
+int keys_label_format(char *buf, size_t size, const char *ns, const char *owner, uint32_t gen) {
+        if (!keys_namespace_valid(ns) || !owner[0] || strchr(owner, '/') || gen < 1 || gen > 999999999u)
+                return -EINVAL;
+        int n = snprintf(buf, size, KEYS_LABEL_PREFIX "%s/%s/%u", ns, owner, gen);
+        return n < 0 || (size_t) n >= size ? -ENAMETOOLONG : 0;
+}
+
+int keys_owner_label(char *buf, size_t size, const char *ns) {
+        if (!keys_namespace_valid(ns))
+                return -EINVAL;
+        int n = snprintf(buf, size, KEYS_LABEL_PREFIX "%s/owner", ns);
+        return n < 0 || (size_t) n >= size ? -ENAMETOOLONG : 0;
 }

@@ -21,6 +21,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,8 @@ typedef struct keys_store keys_store;
 typedef struct keys_key keys_key;
 
 #define KEYS_LABEL_PREFIX "provsign/"
+#define KEYS_NAMESPACE_MAX 64u  /* bytes of a key namespace */
+#define KEYS_LABEL_MAX 160u     /* provsign/<namespace>/<owner>/<gen> and the NUL */
 #define KEYS_MAX_SIGNATURE 512u /* RSA-3072: 384; ECDSA P-384 DER: <= 104 */
 
 /* keys_store_open: loads module_path (resolved with realpath first), finds
@@ -40,6 +43,43 @@ typedef struct keys_key keys_key;
  * token outage. */
 int keys_store_open(const char *module_path, const char *token_label, const char *pin,
                     size_t pin_len, keys_store **ret, char **ret_error);
+
+/* Key namespaces (docs/fleet.md): many agents share one token, each in its
+ * own namespace. An agent's store sees only the objects labelled
+ * provsign/<namespace>/...; objects of other namespaces are never loaded,
+ * relabelled or destroyed. */
+typedef struct keys_open_options {
+        const char *ns;            /* required: 1..KEYS_NAMESPACE_MAX of A-Z a-z 0-9 . _ - */
+        /* The namespace's owner marker: a CKO_DATA object labelled
+         * provsign/<ns>/owner whose CKA_VALUE is owner (owner_len bytes).
+         * Absent: created. Present with another value: the namespace belongs
+         * to another agent's state and the open fails with -EEXIST (the
+         * message quotes the marker). Two markers after creating ours (two
+         * agents claimed it at once): ours is removed again, -EBUSY. NULL:
+         * no claim (tools). */
+        const uint8_t *owner;
+        size_t owner_len;
+        /* Objects of the first round, labelled provsign/<owner>/<gen>, are
+         * relabelled provsign/<ns>/<owner>/<gen> (both halves, matched by
+         * CKA_LABEL and CKA_ID) before the keys are enumerated; see
+         * keys_store_relabelled(). */
+        bool adopt_legacy;
+} keys_open_options;
+
+/* keys_store_open_ns: keys_store_open for one namespace (o->ns): claims
+ * it when o->owner is set, adopts legacy objects when o->adopt_legacy, then
+ * enumerates the keys of the namespace only. */
+int keys_store_open_ns(const char *module_path, const char *token_label, const char *pin, size_t pin_len,
+                       const keys_open_options *o, keys_store **ret, char **ret_error);
+
+/* keys_store_namespace: the namespace the store was opened for; NULL for
+ * keys_store_open (every provsign key). */
+const char *keys_store_namespace(const keys_store *s);
+
+/* keys_store_relabelled: the i-th key pair relabelled into the namespace by
+ * keys_store_open_ns (adopt_legacy): its key id (64 hex) and old label, or
+ * -ENOENT past the end. Strings borrowed from the store. */
+int keys_store_relabelled(const keys_store *s, size_t i, const char **ret_keyid, const char **ret_old_label);
 
 /* keys_store_health: 0 while the token answers, -EIO from a failed token
  * call until a re-open succeeds (keys_sign re-opens the token by itself;
@@ -96,6 +136,28 @@ const char *keys_key_id_hex(const keys_key *k);   /* 64 lowercase hex */
 const uint8_t *keys_key_spki(const keys_key *k, size_t *ret_len); /* DER SPKI */
 const char *keys_key_pem(const keys_key *k);      /* PEM SPKI, NUL-terminated */
 
-/* keys_label_parse: splits "provsign/<owner>/<gen>" into owner (copied into
- * owner, at most owner_size-1 bytes) and generation >= 1. 0 or -EINVAL. */
-int keys_label_parse(const char *label, char *owner, size_t owner_size, uint32_t *ret_gen);
+/* Labels. A namespace is 1..KEYS_NAMESPACE_MAX of A-Z a-z 0-9 . _ -; an
+ * owner (a principal, or "log" for the log key) is non-empty without "/";
+ * a generation is 1..999999999 without leading zeros. */
+bool keys_namespace_valid(const char *ns);
+
+/* keys_namespace_from_origin: the default namespace of a log origin, its
+ * text up to the first "/" (all of it without one). 0, or -EINVAL when
+ * that is not a valid namespace. out holds KEYS_NAMESPACE_MAX + 1 bytes. */
+int keys_namespace_from_origin(const char *origin, char *out);
+
+/* keys_label_format: "provsign/<ns>/<owner>/<gen>" into buf. 0, -EINVAL
+ * (a bad part), -ENAMETOOLONG (buf too small). */
+int keys_label_format(char *buf, size_t size, const char *ns, const char *owner, uint32_t gen);
+
+/* keys_label_parse: a label of namespace ns, "provsign/<ns>/<owner>/<gen>":
+ * owner copied into owner (at most owner_size-1 bytes), generation >= 1.
+ * 0, or -EINVAL (malformed, or another namespace). */
+int keys_label_parse(const char *label, const char *ns, char *owner, size_t owner_size, uint32_t *ret_gen);
+
+/* keys_label_parse_legacy: a label of the first round, "provsign/<owner>/<gen>"
+ * (no namespace). 0 or -EINVAL. */
+int keys_label_parse_legacy(const char *label, char *owner, size_t owner_size, uint32_t *ret_gen);
+
+/* keys_owner_label: "provsign/<ns>/owner", the owner marker's label. */
+int keys_owner_label(char *buf, size_t size, const char *ns);

@@ -27,8 +27,11 @@ int main(int argc, char **argv) {
                 return 2;
         }
         const char *principal = argc == 5 ? argv[4] : "ci-release";
-        char label[128];
-        snprintf(label, sizeof label, "provsign/%s/1", principal);
+        /* the agent's label for generation 1: namespace = the origin's host part */
+        char label[KEYS_LABEL_MAX], ns[KEYS_NAMESPACE_MAX + 1];
+        if (keys_namespace_from_origin("provsign.test/it", ns) < 0 ||
+            keys_label_format(label, sizeof label, ns, principal, 1) < 0)
+                return 2;
         unsigned long n = strtoul(argv[3], NULL, 10);
         char path[512], pin[128] = { 0 };
         snprintf(path, sizeof path, "%s/softhsm2.conf", argv[1]);

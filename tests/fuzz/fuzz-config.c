@@ -8,7 +8,8 @@
  *     the path; *ret untouched;
  *   - success: what docs/operations.md "Config" promises of a loaded config: every
  *     path absolute, exactly one of pin_file and pin_credential, token_label
- *     at most 32 bytes, log_origin without spaces or '+', numbers within
+ *     at most 32 bytes, log_origin without spaces or '+', key_namespace a
+ *     valid namespace (set whenever log_origin starts with one), numbers within
  *     their ranges, rate windows of 1, 60 or 3600 s, principal names
  *     [A-Za-z0-9._-]{1,64} but not "log", ".", "..", no two principals of
  *     one name (agent_config_find_principal finds each one itself), every
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "keystore.h"
 #include "names.h"
 #include "provsign.pb-c.h"
 
@@ -85,6 +87,11 @@ static void check_config(const agent_config *c) {
         if (c->log_origin)
                 for (const char *p = c->log_origin; *p; p++)
                         FUZZ_CHECK(*p > ' ' && *p <= '~' && *p != '+');
+        FUZZ_CHECK(!c->key_namespace || keys_namespace_valid(c->key_namespace));
+        if (c->log_origin) {
+                char ns[KEYS_NAMESPACE_MAX + 1];
+                FUZZ_CHECK(keys_namespace_from_origin(c->log_origin, ns) < 0 || c->key_namespace);
+        }
         FUZZ_CHECK(c->checkpoint_every >= 1);
         FUZZ_CHECK(c->checkpoint_interval_s >= 1 && c->checkpoint_interval_s <= 86400);
         FUZZ_CHECK(c->journal_events == AGENT_JOURNAL_DEFAULT || c->journal_events == AGENT_JOURNAL_ALL ||

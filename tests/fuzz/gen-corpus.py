@@ -466,6 +466,7 @@ token_label = provsign
 pin_credential = pin
 algorithm = ecdsa-p384
 log_origin = build-host.example.com/provsign
+key_namespace = build-host.example.com
 checkpoint_every = 1000
 checkpoint_interval = 1m
 journal_events = all
@@ -535,6 +536,9 @@ uids = root
         "unknown-user": "[role operator]\nuids = 1abc provsign-nosuchuser\n",
         "relative-path": "[agent]\nstate_dir = var/lib\n",
         "bad-origin": "[agent]\nlog_origin = a+b\n",
+        "key-namespace": "[agent]\nlog_origin = ci1.example.com/provsign\nkey_namespace = fleet_ci-1.a\n",
+        "bad-namespace": "[agent]\nkey_namespace = ci/1\n",
+        "origin-no-namespace": "[agent]\nlog_origin = host:8443/provsign\n",
         "credential-slash": "[agent]\npin_credential = ../pin\n",
         "no-newline-at-end": "[agent]\nsocket = /run/x.sock",
     }

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Keys put on the token behind the agent's back (pkcs11-tool, keys made by
-# openssl): one labelled provsign/ci-release/7 whose CKA_ID is the SHA-256 of
+# openssl): one labelled provsign/provsign.test/ci-release/7 (the agent's key
+# namespace: its log_origin's host part) whose CKA_ID is the SHA-256 of
 # its public key is adopted at the next start (logged, listed, in the key
 # bundle, retired since ci-release has an active key); one whose CKA_ID does
 # not match its public key is ignored, although its label is ours.
@@ -31,16 +32,16 @@ put_key() {
         # (root wrote the token's new object files: give them back)
         chown -R "$AGENT_UID:$AGENT_GID" "$T/tok"
 }
-check "a key with the right CKA_ID put on the token" put_key good provsign/ci-release/7
+check "a key with the right CKA_ID put on the token" put_key good provsign/provsign.test/ci-release/7
 GOOD=$(sha256sum "$T/good.spki" | cut -c1-64)
 check "a key whose CKA_ID is not its public key's hash put on the token" \
-        put_key bad provsign/ci-release/8 "$(printf 'not the key' | sha256sum | cut -c1-64)"
+        put_key bad provsign/provsign.test/ci-release/8 "$(printf 'not the key' | sha256sum | cut -c1-64)"
 BAD=$(sha256sum "$T/bad.spki" | cut -c1-64)
 
 start_agent
-check "the agent logged the adoption" grep -q "adopted key $GOOD (provsign/ci-release/7) of principal ci-release from the token" \
+check "the agent logged the adoption" grep -q "adopted key $GOOD (provsign/provsign.test/ci-release/7) of principal ci-release from the token" \
         "$T/agent.log"
-check "... and not of the mismatched key" bash -c '! grep -q "adopted key .*provsign/ci-release/8" "$1"' _ "$T/agent.log"
+check "... and not of the mismatched key" bash -c '! grep -q "adopted key .*provsign/provsign.test/ci-release/8" "$1"' _ "$T/agent.log"
 expect_exit 0 "key list ci-release" cli "$OPERATOR_UID" key list --principal ci-release --json
 expect_eq "$(jq -r --arg k "$GOOD" '.[] | select(.keyid == $k) | .state' "$T/out")" retired \
         "the adopted key is listed, retired (ci-release has an active key)"

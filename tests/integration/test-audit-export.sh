@@ -437,6 +437,9 @@ env ${PROVSIGN_P11_ASAN_OPTIONS:+ASAN_OPTIONS=$PROVSIGN_P11_ASAN_OPTIONS} \
     "$PROVSIGN_GEN_AUDIT_LOG" "$T/tok" "$T/big" 3000 bulk 2>"$T/gen.err" || fail "gen-audit-log: $(cat "$T/gen.err")"
 mkdir -p "$T/slowdir"
 chmod 0777 "$T/slowdir"
+# (gen-audit-log signs with the log key of the agent's namespace on this
+# token: the big log is that agent's state, and says so to the owner marker)
+cp "$T/state/key-namespace" "$T/big/key-namespace"
 chown -R "$AGENT_UID:$AGENT_GID" "$T/tok" "$T/big"
 cp "$CONF" "$T/conf-small"
 sed -i "s|^state_dir = .*|state_dir = $T/big|" "$CONF"

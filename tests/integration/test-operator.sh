@@ -119,6 +119,8 @@ pkcs11_module = $MODULE
 token_label = provsign
 pin_file = $T/etc/agent.pin
 log_origin = provsign.test/it
+# (a second agent on this test's token: a namespace of its own)
+key_namespace = recipe
 
 [principal ci-release]
 uids = $RUNNER_UID

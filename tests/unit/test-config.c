@@ -165,6 +165,8 @@ static void test_full(void **state) {
         assert_string_equal(c->pin_credential, "hsm-pin");
         assert_int_equal(c->algorithm, PROVSIGN__KEY_ALGORITHM__ECDSA_P384);
         assert_string_equal(c->log_origin, "example.org/provsign/log");
+        /* key_namespace by default: the origin up to its first "/" */
+        assert_string_equal(c->key_namespace, "example.org");
         assert_int_equal(c->checkpoint_every, 500);
         assert_int_equal(c->checkpoint_interval_s, 120);
         assert_int_equal(c->journal_events, AGENT_JOURNAL_ALL);
@@ -240,6 +242,7 @@ static void check_defaults(const agent_config *c) {
         assert_string_equal(c->pin_credential, "pin");
         assert_int_equal(c->algorithm, PROVSIGN__KEY_ALGORITHM__ECDSA_P256);
         assert_null(c->log_origin);
+        assert_null(c->key_namespace);
         assert_int_equal(c->checkpoint_every, 1000);
         assert_int_equal(c->checkpoint_interval_s, 60);
         assert_int_equal(c->journal_events, AGENT_JOURNAL_DEFAULT);
@@ -351,6 +354,7 @@ static void test_values(void **state) {
         assert_int_equal(c->checkpoint_every, UINT32_MAX);
         assert_int_equal(c->hsm_timeout_s, 86400);
         assert_string_equal(c->log_origin, "a!~");
+        assert_null(c->key_namespace); /* "a!~" is no namespace: the agent asks for key_namespace */
         agent_config_free(c);
 
         static const struct {
@@ -656,6 +660,18 @@ static void test_error_strings(void **state) {
         check_error("[agent]\ntoken_label = 0123456789abcdef0123456789abcdefX\n",
                     ":2: token_label \"0123456789abcdef0123456789abcdefX\" too long (max 32 bytes)");
 
+        check_error("[agent]\nkey_namespace = ci/a\n", ":2: bad key_namespace \"ci/a\" (1..64 of A-Z a-z 0-9 . _ -)");
+        check_error("[agent]\nkey_namespace = host:1\n",
+                    ":2: bad key_namespace \"host:1\" (1..64 of A-Z a-z 0-9 . _ -)");
+        assert_true(asprintf(&text, "[agent]\nkey_namespace = %065d\n", 0) > 0);
+        check_error(text, ":2: bad key_namespace \"" "00000000000000000000000000000000000000000000000000000000000000000"
+                          "\" (1..64 of A-Z a-z 0-9 . _ -)");
+        free(text);
+        {
+                agent_config *c = load_ok("[agent]\nlog_origin = ci1.example.com/provsign\nkey_namespace = Fleet_1.a-b\n");
+                assert_string_equal(c->key_namespace, "Fleet_1.a-b");
+                agent_config_free(c);
+        }
         check_error("[agent]\nlog_origin = example.org log\n",
                     ":2: bad log_origin \"example.org log\" (printable ASCII, no spaces, no \"+\")");
         check_error("[agent]\nlog_origin = example.org+log\n",

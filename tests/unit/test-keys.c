@@ -35,19 +35,38 @@ static void make_token(const char *dir, const char *label) {
         assert_int_equal(system(cmd), 0);
 }
 
-static int setup(void **state) {
-        strcpy(tokdir, "/tmp/provsign-test-keys-XXXXXX");
-        assert_non_null(mkdtemp(tokdir));
-        make_token(tokdir, "keys-test");
+/* use_token: a fresh token LABEL in dir (a mkdtemp template), made the
+ * process's SoftHSM2 config; its PIN into pin_out (*ret_len bytes). Returns
+ * the previous SOFTHSM2_CONF (NULL if none; caller frees and restores). */
+static char *use_token(char *dir, const char *label, char *pin_out, size_t size, size_t *ret_len) {
         char p[300];
-        snprintf(p, sizeof p, "%s/softhsm2.conf", tokdir);
+        assert_non_null(mkdtemp(dir));
+        make_token(dir, label);
+        const char *was = getenv("SOFTHSM2_CONF");
+        char *old = was ? strdup(was) : NULL;
+        snprintf(p, sizeof p, "%s/softhsm2.conf", dir);
         setenv("SOFTHSM2_CONF", p, 1);
-        snprintf(p, sizeof p, "%s/pin", tokdir);
+        snprintf(p, sizeof p, "%s/pin", dir);
         FILE *f = fopen(p, "r");
         assert_non_null(f);
-        pin_len = fread(pin, 1, sizeof pin - 1, f);
+        memset(pin_out, 0, size);
+        *ret_len = fread(pin_out, 1, size - 1, f);
         fclose(f);
-        assert_true(pin_len > 0);
+        assert_true(*ret_len > 0);
+        return old;
+}
+
+static void drop_token(const char *dir, char *old) {
+        char cmd[300];
+        setenv("SOFTHSM2_CONF", old, 1);
+        free(old);
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        assert_int_equal(system(cmd), 0);
+}
+
+static int setup(void **state) {
+        strcpy(tokdir, "/tmp/provsign-test-keys-XXXXXX");
+        free(use_token(tokdir, "keys-test", pin, sizeof pin, &pin_len));
         return 0;
 }
 
@@ -222,32 +241,110 @@ static void test_concurrent(void **state) {
 /* An Ed25519 key anywhere on the token breaks libp11 0.4.12's enumeration:
  * the store says so instead of failing obscurely. */
 static void test_eddsa_detected(void **state) {
-        char dir[256] = "/tmp/provsign-test-ed-XXXXXX", cmd[1024], p[300];
-        assert_non_null(mkdtemp(dir));
-        make_token(dir, "ed-test");
-        snprintf(p, sizeof p, "%s/softhsm2.conf", dir);
-        char *old = strdup(getenv("SOFTHSM2_CONF"));
-        setenv("SOFTHSM2_CONF", p, 1);
+        char dir[256] = "/tmp/provsign-test-ed-XXXXXX", cmd[1024], edpin[64];
+        size_t n;
+        char *old = use_token(dir, "ed-test", edpin, sizeof edpin, &n);
         snprintf(cmd, sizeof cmd,
                  "PROVSIGN_PIN=$(cat %s/pin) pkcs11-tool --module " MODULE " --token-label ed-test --login "
                  "--pin env:PROVSIGN_PIN --keypairgen --key-type EC:edwards25519 --label ed >/dev/null 2>&1",
                  dir);
         assert_int_equal(system(cmd), 0);
-        char edpin[64] = { 0 };
-        snprintf(p, sizeof p, "%s/pin", dir);
-        FILE *f = fopen(p, "r");
-        assert_non_null(f);
-        size_t n = fread(edpin, 1, sizeof edpin - 1, f);
-        fclose(f);
         keys_store *s = NULL;
         char *err = NULL;
         assert_int_equal(keys_store_open(MODULE, "ed-test", edpin, n, &s, &err), -ENOTSUP);
         assert_non_null(strstr(err, "Ed25519"));
         free(err);
-        setenv("SOFTHSM2_CONF", old, 1);
-        free(old);
-        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        drop_token(dir, old);
+}
+
+/* Namespaces on a token of their own: the owner marker (created, matched,
+ * refused), the first round's labels relabelled once into the namespace,
+ * and a store that sees only its namespace. */
+static keys_store *open_ns(const char *tok, const char *p, size_t plen, const char *ns, const char *owner, bool legacy,
+                           int want, const char *want_msg) {
+        keys_store *s = NULL;
+        char *err = NULL;
+        keys_open_options o = { .ns = ns, .owner = (const uint8_t *) owner, .owner_len = owner ? strlen(owner) : 0,
+                                .adopt_legacy = legacy };
+        int r = keys_store_open_ns(MODULE, tok, p, plen, &o, &s, &err);
+        if (r != want)
+                fail_msg("open_ns %s: %d (wanted %d) %s", ns, r, want, err ? err : "");
+        if (want_msg)
+                assert_non_null(err), assert_non_null(strstr(err, want_msg));
+        free(err);
+        return s;
+}
+
+static void test_namespaces(void **state) {
+        char dir[256] = "/tmp/provsign-test-ns-XXXXXX", cmd[600], npin[64];
+        size_t n;
+        char *old = use_token(dir, "ns-test", npin, sizeof npin, &n);
+
+        /* a first-round token: two keys and a log key without a namespace */
+        keys_store *s = NULL;
+        assert_int_equal(keys_store_open(MODULE, "ns-test", npin, n, &s, NULL), 0);
+        keys_key *k1 = NULL, *k2 = NULL, *kl = NULL;
+        assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/rel/1", &k1, NULL), 0);
+        assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/rel/2", &k2, NULL), 0);
+        assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/log/1", &kl, NULL), 0);
+        char id1[65], id2[65], idl[65];
+        strcpy(id1, keys_key_id_hex(k1));
+        strcpy(id2, keys_key_id_hex(k2));
+        strcpy(idl, keys_key_id_hex(kl));
+        keys_store_free(s);
+
+        /* namespace A claims the token and adopts all three, once */
+        s = open_ns("ns-test", npin, n, "host-a", "owner A", true, 0, NULL);
+        assert_string_equal(keys_store_namespace(s), "host-a");
+        assert_int_equal(keys_store_count(s), 3);
+        assert_non_null(keys_store_find_label(s, "provsign/host-a/rel/1"));
+        assert_non_null(keys_store_find_label(s, "provsign/host-a/rel/2"));
+        assert_non_null(keys_store_find_label(s, "provsign/host-a/log/1"));
+        assert_string_equal(keys_key_id_hex(keys_store_find_label(s, "provsign/host-a/rel/1")), id1);
+        const char *rk, *rl;
+        size_t relabelled = 0;
+        for (; keys_store_relabelled(s, relabelled, &rk, &rl) == 0; relabelled++)
+                assert_true(strcmp(rk, id1) == 0 ? strcmp(rl, "provsign/rel/1") == 0
+                            : strcmp(rk, id2) == 0 ? strcmp(rl, "provsign/rel/2") == 0
+                                                   : strcmp(rk, idl) == 0 && strcmp(rl, "provsign/log/1") == 0);
+        assert_int_equal(relabelled, 3);
+        /* its new keys: in its namespace; another namespace's label refused */
+        keys_key *ka = NULL;
+        assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/host-a/rel/3", &ka, NULL), 0);
+        assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/host-b/rel/1", &ka, NULL),
+                         -EINVAL);
+        keys_store_free(s);
+
+        /* the same owner again: accepted, nothing left to adopt */
+        s = open_ns("ns-test", npin, n, "host-a", "owner A", true, 0, NULL);
+        assert_int_equal(keys_store_count(s), 4);
+        assert_int_equal(keys_store_relabelled(s, 0, &rk, &rl), -ENOENT);
+        keys_store_free(s);
+        /* another owner of namespace A: refused, quoting the marker */
+        s = open_ns("ns-test", npin, n, "host-a", "owner X", true, -EEXIST, "provsign/host-a/owner says \"owner A\"");
+        assert_null(s);
+
+        /* namespace B sees none of A's keys, and its own only */
+        s = open_ns("ns-test", npin, n, "host-b", "owner B", true, 0, NULL);
+        assert_int_equal(keys_store_count(s), 0);
+        keys_key *kb = NULL;
+        assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/host-b/rel/1", &kb, NULL), 0);
+        assert_int_equal(keys_store_count(s), 1);
+        /* B destroying its key leaves A's alone */
+        assert_int_equal(keys_destroy(s, kb, NULL), 1);
+        keys_store_free(s);
+        s = open_ns("ns-test", npin, n, "host-a", "owner A", false, 0, NULL);
+        assert_int_equal(keys_store_count(s), 4);
+        keys_store_free(s);
+
+        /* one marker per namespace, as pkcs11-tool sees it */
+        snprintf(cmd, sizeof cmd,
+                 "PROVSIGN_PIN=$(cat %s/pin) pkcs11-tool --module " MODULE " --token-label ns-test --login "
+                 "--pin env:PROVSIGN_PIN --list-objects --type data 2>&1 | grep -c \"label: *'provsign/host-[ab]/owner'\" "
+                 "| grep -qx 2",
+                 dir);
         assert_int_equal(system(cmd), 0);
+        drop_token(dir, old);
 }
 
 /* The token "goes away" under the store: every session of the process on
@@ -286,29 +383,106 @@ static void test_recover_lost_sessions(void **state) {
 static void test_label_parse(void **state) {
         char owner[65];
         uint32_t gen;
-        assert_int_equal(keys_label_parse("provsign/ci-release/12", owner, sizeof owner, &gen), 0);
+        assert_int_equal(keys_label_parse("provsign/ci-a/ci-release/12", "ci-a", owner, sizeof owner, &gen), 0);
         assert_string_equal(owner, "ci-release");
         assert_int_equal(gen, 12);
-        assert_int_equal(keys_label_parse("provsign/log/1", owner, sizeof owner, &gen), 0);
+        assert_int_equal(keys_label_parse("provsign/host.example.com/log/1", "host.example.com", owner, sizeof owner,
+                                          &gen), 0);
         assert_string_equal(owner, "log");
-        assert_int_equal(keys_label_parse("provsign/x/0", owner, sizeof owner, &gen), -EINVAL);
-        assert_int_equal(keys_label_parse("provsign/x/01", owner, sizeof owner, &gen), -EINVAL);
-        assert_int_equal(keys_label_parse("provsign/x/1a", owner, sizeof owner, &gen), -EINVAL);
-        assert_int_equal(keys_label_parse("provsign//1", owner, sizeof owner, &gen), -EINVAL);
-        assert_int_equal(keys_label_parse("provsign/x/", owner, sizeof owner, &gen), -EINVAL);
-        assert_int_equal(keys_label_parse("other/x/1", owner, sizeof owner, &gen), -EINVAL);
-        assert_int_equal(keys_label_parse("provsign/x/9999999999", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(gen, 1);
+        static const char *const not_ours[] = {
+                /* another namespace, a prefix of it, or one it is a prefix of */
+                "provsign/ci-b/ci-release/1", "provsign/ci-ab/ci-release/1", "provsign/ci/ci-release/1",
+                /* the owner marker; malformed generations and owners */
+                "provsign/ci-a/owner", "provsign/ci-a/x/0", "provsign/ci-a/x/01", "provsign/ci-a/x/1a",
+                "provsign/ci-a//1", "provsign/ci-a/x/", "provsign/ci-a/x/y/1", "other/ci-a/x/1",
+                "provsign/ci-a/x/9999999999",
+        };
+        for (size_t i = 0; i < sizeof not_ours / sizeof not_ours[0]; i++)
+                if (keys_label_parse(not_ours[i], "ci-a", owner, sizeof owner, &gen) != -EINVAL)
+                        fail_msg("%s parsed as a label of ci-a", not_ours[i]);
+        /* a first-round label is in no namespace, even one named like its principal */
+        assert_int_equal(keys_label_parse("provsign/ci-release/1", "ci-release", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign/ci-a/x/999999999", "ci-a", owner, sizeof owner, &gen), 0);
+        assert_int_equal(gen, 999999999u);
+        /* a bad namespace matches nothing */
+        assert_int_equal(keys_label_parse("provsign/a/b/x/1", "a/b", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign//x/1", "", owner, sizeof owner, &gen), -EINVAL);
         char small[3];
-        assert_int_equal(keys_label_parse("provsign/abc/1", small, sizeof small, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse("provsign/n/abc/1", "n", small, sizeof small, &gen), -EINVAL);
+
+        /* the first round's labels */
+        assert_int_equal(keys_label_parse_legacy("provsign/ci-release/12", owner, sizeof owner, &gen), 0);
+        assert_string_equal(owner, "ci-release");
+        assert_int_equal(gen, 12);
+        assert_int_equal(keys_label_parse_legacy("provsign/log/1", owner, sizeof owner, &gen), 0);
+        assert_string_equal(owner, "log");
+        assert_int_equal(keys_label_parse_legacy("provsign/ci-a/ci-release/1", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse_legacy("provsign/ci-a/owner", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse_legacy("provsign//1", owner, sizeof owner, &gen), -EINVAL);
+        assert_int_equal(keys_label_parse_legacy("provsign/x/0", owner, sizeof owner, &gen), -EINVAL);
+}
+
+static void test_label_format(void **state) {
+        char label[KEYS_LABEL_MAX], owner[65];
+        uint32_t gen;
+        assert_int_equal(keys_label_format(label, sizeof label, "ci-a", "ci-release", 3), 0);
+        assert_string_equal(label, "provsign/ci-a/ci-release/3");
+        assert_int_equal(keys_label_parse(label, "ci-a", owner, sizeof owner, &gen), 0);
+        assert_string_equal(owner, "ci-release");
+        assert_int_equal(gen, 3);
+        /* the longest: a 64-byte namespace and a 64-byte principal fit */
+        char ns[65], p[65];
+        memset(ns, 'n', 64);
+        ns[64] = '\0';
+        memset(p, 'p', 64);
+        p[64] = '\0';
+        assert_int_equal(keys_label_format(label, sizeof label, ns, p, 999999999u), 0);
+        assert_int_equal(keys_label_parse(label, ns, owner, sizeof owner, &gen), 0);
+        assert_string_equal(owner, p);
+        assert_int_equal(gen, 999999999u);
+        assert_int_equal(keys_label_format(label, 20, "ci-a", "ci-release", 3), -ENAMETOOLONG);
+        assert_int_equal(keys_label_format(label, sizeof label, "ci/a", "x", 1), -EINVAL);
+        assert_int_equal(keys_label_format(label, sizeof label, "", "x", 1), -EINVAL);
+        assert_int_equal(keys_label_format(label, sizeof label, "ci-a", "", 1), -EINVAL);
+        assert_int_equal(keys_label_format(label, sizeof label, "ci-a", "a/b", 1), -EINVAL);
+        assert_int_equal(keys_label_format(label, sizeof label, "ci-a", "x", 0), -EINVAL);
+        assert_int_equal(keys_owner_label(label, sizeof label, "ci-a"), 0);
+        assert_string_equal(label, "provsign/ci-a/owner");
+
+        /* namespaces: 1..64 of A-Z a-z 0-9 . _ -; the default is the origin's host part */
+        assert_true(keys_namespace_valid("Build-host_01.example.com"));
+        assert_true(keys_namespace_valid(ns));
+        memset(ns, 'n', 65);
+        char longer[66];
+        memcpy(longer, ns, 65);
+        longer[65] = '\0';
+        assert_false(keys_namespace_valid(longer));
+        assert_false(keys_namespace_valid(""));
+        assert_false(keys_namespace_valid("a b"));
+        assert_false(keys_namespace_valid("a:1"));
+        assert_false(keys_namespace_valid("a/b"));
+        char d[KEYS_NAMESPACE_MAX + 1];
+        assert_int_equal(keys_namespace_from_origin("ci1.example.com/provsign", d), 0);
+        assert_string_equal(d, "ci1.example.com");
+        assert_int_equal(keys_namespace_from_origin("ci1.example.com/a/b", d), 0);
+        assert_string_equal(d, "ci1.example.com");
+        assert_int_equal(keys_namespace_from_origin("bare", d), 0);
+        assert_string_equal(d, "bare");
+        assert_int_equal(keys_namespace_from_origin("/provsign", d), -EINVAL);
+        assert_int_equal(keys_namespace_from_origin("host:8443/provsign", d), -EINVAL);
+        assert_int_equal(keys_namespace_from_origin(longer, d), -EINVAL);
 }
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_label_parse),   cmocka_unit_test(test_wrong_pin),
+                cmocka_unit_test(test_label_parse),   cmocka_unit_test(test_label_format),
+                cmocka_unit_test(test_wrong_pin),
                 cmocka_unit_test(test_missing_token), cmocka_unit_test(test_missing_module),
                 cmocka_unit_test(test_p256),          cmocka_unit_test(test_p384),
                 cmocka_unit_test(test_rsa3072),       cmocka_unit_test(test_concurrent),
                 cmocka_unit_test(test_eddsa_detected), cmocka_unit_test(test_recover_lost_sessions),
+                cmocka_unit_test(test_namespaces),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
