@@ -89,14 +89,14 @@ export SOFTHSM2_CONF=$T/tok/softhsm2.conf
 RU=pst-agent$$ RC=pst-clients$$ RG=pst-token$$
 recipe_cleanup() {
         pkill -TERM -f -- "--config $T/etc/agent.conf" 2>/dev/null
-        userdel "$RU" 2>/dev/null
-        groupdel "$RU" 2>/dev/null
-        groupdel "$RC" 2>/dev/null
-        groupdel "$RG" 2>/dev/null
+        users_locked userdel "$RU" 2>/dev/null
+        users_locked groupdel "$RU" 2>/dev/null
+        users_locked groupdel "$RC" 2>/dev/null
+        users_locked groupdel "$RG" 2>/dev/null
         cleanup
 }
 trap recipe_cleanup EXIT
-groupadd "$RG"
+users_locked groupadd "$RG"
 chgrp -R "$RG" "$T/tok"
 chmod -R g+rwX "$T/tok"
 chmod 0755 "$T"
@@ -125,7 +125,9 @@ key_namespace = recipe
 [principal ci-release]
 uids = $RUNNER_UID
 CONF
-PATH=$T/bin:$PATH bash -e "$T/recipe.sh" >"$T/recipe.out" 2>"$T/recipe.log"
+# (the recipe's useradd/groupadd under the tests' user-database lock; -o: the
+# agent it starts in the background does not hold the lock)
+PATH=$T/bin:$PATH users_locked bash -e "$T/recipe.sh" >"$T/recipe.out" 2>"$T/recipe.log"
 rc=$?
 expect_eq "$rc" 0 "the recipe runs as written"
 for _ in $(seq 1 100); do grep -q ' ready: ' "$T/recipe.log" && break; sleep 0.1; done

@@ -107,17 +107,24 @@ on_cleanup() {
 # a host group or user for one test, created fresh (a leftover of a run that
 # was killed with SIGKILL is removed first) and removed again by cleanup,
 # however the test ends.
+# useradd, groupadd, userdel and groupdel refuse to run while another holds
+# /etc/passwd or /etc/group ("cannot lock ...; try again later"), and tests
+# run in parallel: every change to the user database goes through this lock.
+USERS_LOCK=/tmp/provsign-test-users.lock
+users_locked() {
+        flock -o "$USERS_LOCK" "$@"
+}
 add_test_group() {
-        getent group "$1" >/dev/null && groupdel "$1"
-        groupadd -g "$2" "$1" || { echo "FAIL: groupadd $1" >&2; exit 1; }
-        on_cleanup "groupdel '$1' 2>/dev/null"
+        getent group "$1" >/dev/null && users_locked groupdel "$1"
+        users_locked groupadd -g "$2" "$1" || { echo "FAIL: groupadd $1" >&2; exit 1; }
+        on_cleanup "users_locked groupdel '$1' 2>/dev/null"
 }
 add_test_user() {
         local name=$1 uid=$2
         shift 2
-        getent passwd "$name" >/dev/null && userdel "$name"
-        useradd -u "$uid" -M -N -s /usr/sbin/nologin "$@" "$name" || { echo "FAIL: useradd $name" >&2; exit 1; }
-        on_cleanup "userdel '$name' 2>/dev/null"
+        getent passwd "$name" >/dev/null && users_locked userdel "$name"
+        users_locked useradd -u "$uid" -M -N -s /usr/sbin/nologin "$@" "$name" || { echo "FAIL: useradd $name" >&2; exit 1; }
+        on_cleanup "users_locked userdel '$name' 2>/dev/null"
 }
 
 cleanup() {
