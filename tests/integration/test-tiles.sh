@@ -208,9 +208,12 @@ tiles_fail() { # FILE OFFSET WHAT: a flipped byte at OFFSET of FILE in a copy fa
         check "... naming it" grep -q "$1" "$T/err"
 }
 tiles_fail tile/0/010 100 "the full tile"
-tiles_fail "tile/0/$(ls "$PUB"/tile/0/ | grep -v '\.p$' | sort | tail -1)" 8000 "the last full tile"
+# (of the checkpoint's tree: a kill -9 may have left newer or stale tiles beside it)
+tiles_fail "$(printf 'tile/0/%03d' $((size / 256 - 1)))" 8000 "the last full tile"
 tiles_fail tile/1/000 4321 "the level-1 full tile"
-tiles_fail "$(cd "$PUB" && ls -d tile/0/*.p/* | head -1)" 5 "the partial tile"
+c=$size L=0
+while [ $((c % 256)) -eq 0 ]; do c=$((c / 256)) L=$((L + 1)); done
+tiles_fail "$(printf 'tile/%d/%03d.p/%d' $L $((c / 256)) $((c % 256)))" 5 "the partial tile"
 rm -rf "$V" && cp -a "$PUB" "$V"
 rm "$V/tile/0/020"
 expect_exit 1 "audit verify --tiles with tile/0/020 deleted" "$PROVSIGN_CLI" audit verify --tiles "$V" --log-key "$T/logkey.pem"
