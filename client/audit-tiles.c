@@ -61,15 +61,6 @@ static int read_checkpoint(int dir_fd, struct client_tiles_result *res, char **r
         return 0;
 }
 
-/* Check 1: fills res's origin, size and root. */
-static int verify_note(const char *note, const char *pem, const char *what, struct client_receipt_result *cp,
-                       struct client_tiles_result *res) {
-        int r = client_checkpoint_verify(note, pem, cp);
-
-        if (r > 0)
-                return failf(res, 1, "%s: %s", what, cp->detail);
-        return r;
-}
 
 /* A tile read's error as the result: a missing or damaged tile is a
  * failed verification, anything else a local error. */
@@ -107,13 +98,10 @@ static int verify_previous(proto_merkle_tree *t, const char *previous, const cha
         struct client_receipt_result prev = { 0 };
         uint8_t proof[PROTO_MERKLE_MAX_PROOF][PROTO_MERKLE_HASH_LEN];
         size_t n = 0;
-        int r = verify_note(previous, pem, "previous checkpoint", &prev, res);
+        int r = client_checkpoint_verify_previous(previous, pem, res->origin, res->size, &prev);
 
-        if (r == 0 && strcmp(prev.origin, res->origin) != 0)
-                r = failf(res, 1, "previous checkpoint is of log '%s', not '%s'", prev.origin, res->origin);
-        else if (r == 0 && prev.checkpoint_size > res->size)
-                r = failf(res, 1, "previous checkpoint has %" PRIu64 " entries, more than this one's %" PRIu64
-                          ": the log shrank", prev.checkpoint_size, res->size);
+        if (r > 0)
+                r = failf(res, 1, "%s", prev.detail);
         else if (r == 0) {
                 r = proto_merkle_tree_consistency_proof(t, prev.checkpoint_size, res->size, proof, &n);
                 if (r >= 0)
@@ -140,8 +128,11 @@ int client_audit_tiles_verify(int dir_fd, const char *log_key_pem, const char *p
         char *note = NULL;
         int r = read_checkpoint(dir_fd, res, &note);
 
-        if (r == 0)
-                r = verify_note(note, log_key_pem, "checkpoint", &cp, res);
+        if (r == 0) {
+                r = client_checkpoint_verify(note, log_key_pem, &cp);
+                if (r > 0)
+                        r = failf(res, 1, "checkpoint: %s", cp.detail);
+        }
         if (r == 0) {
                 res->origin = strdup(cp.origin);
                 res->size = cp.checkpoint_size;

@@ -239,5 +239,8 @@ expect_exit 0 "the rewritten log's own tiles verify with the same log key" \
 expect_exit 1 "audit verify --tiles --previous a checkpoint of the rewritten log" \
         "$PROVSIGN_CLI" audit verify --tiles "$PUB" --log-key "$T/logkey.pem" --previous "$T/rewritten/tlog/checkpoint"
 check "... the history was rewritten" grep -q "history was rewritten" "$T/err"
+expect_exit 1 "audit verify --tiles of the (smaller) rewritten log --previous the published checkpoint" \
+        "$PROVSIGN_CLI" audit verify --tiles "$T/rewritten/tlog" --log-key "$T/logkey.pem" --previous "$PUB/checkpoint" --json
+check "... the log shrank, in JSON" python3 -c 'import json, sys; o = json.load(open(sys.argv[1])); assert o["verified"] is False and "the log shrank" in o["reason"], o' "$T/out"
 chown -R "$AGENT_UID:$AGENT_GID" "$T/tok"
 finish
