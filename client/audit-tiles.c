@@ -61,7 +61,6 @@ static int read_checkpoint(int dir_fd, struct client_tiles_result *res, char **r
         return 0;
 }
 
-
 /* A tile read's error as the result: a missing or damaged tile is a
  * failed verification, anything else a local error. */
 static int tile_error(proto_tile_store *s, int r, struct client_tiles_result *res) {
@@ -85,7 +84,9 @@ static int verify_tree(proto_merkle_tree *t, proto_tile_store *s, struct client_
                 return tile_error(s, r, res);
         if (memcmp(got, res->root, sizeof got) != 0) {
                 proto_tile_partial_paths(res->size, names, sizeof names);
-                return failf(res, 1, "the tiles do not hash to the checkpoint's root (%" PRIu64 " entries): one of %s is damaged",
+                return failf(res, 1,
+                             "the tiles do not hash to the checkpoint's root (%" PRIu64
+                             " entries): one of %s is damaged",
                              res->size, *names ? names : "the tiles");
         }
         r = proto_merkle_tree_check_all_tiles(t);
