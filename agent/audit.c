@@ -984,23 +984,6 @@ static int load_published(agent_audit *a, uint64_t *ret_size, uint8_t ret_root[3
         return r < 0 ? 0 : 1;
 }
 
-/* The partial tiles of a tree of `size`, for a message. */
-static void partial_tiles(uint64_t size, char *buf, size_t len) {
-        size_t off = 0;
-        buf[0] = '\0';
-        for (unsigned L = 0; 8 * L < 64 && (size >> (8 * L)) > 0; L++) {
-                uint64_t c = size >> (8 * L);
-                char path[PROTO_TILE_PATH_MAX];
-                if (c % PROTO_TILE_WIDTH == 0 ||
-                    proto_tile_path(L, c / PROTO_TILE_WIDTH, (unsigned) (c % PROTO_TILE_WIDTH), path, sizeof path) < 0)
-                        continue;
-                int k = snprintf(buf + off, len - off, "%s%s", off ? ", " : "", path);
-                if (k < 0 || (size_t) k >= len - off)
-                        break;
-                off += (size_t) k;
-        }
-}
-
 static void replay_progress(agent_audit *a, uint64_t done, uint64_t total) {
         log_notice("audit log: rebuilding the Merkle tree tiles in %s: %" PRIu64 " of %" PRIu64 " entries", a->pub_dir,
                    done, total);
@@ -1128,7 +1111,7 @@ static int tree_open(agent_audit *a, char **ret_error) {
                         r = proto_merkle_tree_root_at(a->tree, size, got);
                         if (r >= 0 && memcmp(got, root, sizeof root) != 0) {
                                 char names[512];
-                                partial_tiles(size, names, sizeof names);
+                                proto_tile_partial_paths(size, names, sizeof names);
                                 return agent_errorf(ret_error, -EBADMSG,
                                                     "%s: the tiles do not hash to the root of its checkpoint (%" PRIu64
                                                     " entries): one of %s is damaged; refusing to start (remove %s "

@@ -6,14 +6,17 @@
  * (audit-log.c). Each verb parses its options into a struct, then one
  * function acts on it. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "audit-log.h"
+#include "audit-tiles.h"
 #include "cli.h"
 #include "names.h"
 #include "receipt-json.h"
@@ -396,6 +399,7 @@ int cmd_audit_export(const struct cli_ctx *ctx, int argc, char **argv) {
 
 static void verify_help(void) {
         printf("Usage: provsign audit verify --log-key PEM [--previous CHECKPOINT] [--json] FILE\n"
+               "       provsign audit verify --tiles DIR --log-key PEM [--previous CHECKPOINT] [--json]\n"
                "\n"
                "Verifies an export from 'provsign audit export' offline (FILE '-' is\n"
                "standard input): every readable field equals the decoding of its leaf;\n"
@@ -408,15 +412,22 @@ static void verify_help(void) {
                "on failure, the first sequence\n"
                "number that fails and why, and exits 1.\n"
                "\n"
+               "With --tiles, checks a published tlog-tiles directory instead (the\n"
+               "agent's publish_dir, or a mirror of it), reading only: DIR/checkpoint is\n"
+               "signed by the log key, the tiles hash to its root, every full tile to\n"
+               "the level above, and with --previous the tiles prove the tree extends\n"
+               "that checkpoint. A damaged or missing tile is named.\n"
+               "\n"
                "  -k, --log-key PEM            the log's public key (a copy you keep)\n"
                "  -p, --previous CHECKPOINT    a checkpoint note you kept from an earlier\n"
                "                               export (export with --previous-size its size)\n"
+               "  -t, --tiles DIR              verify the published tiles in DIR\n"
                "  -j, --json                   print the summary as JSON\n"
                "  -h, --help                   show this help\n");
 }
 
 struct verify_opts {
-        const char *key_path, *prev_path, *path;
+        const char *key_path, *prev_path, *path, *tiles;
         bool json;
 };
 
@@ -425,6 +436,7 @@ static int verify_parse(int argc, char **argv, struct verify_opts *o) {
         static const struct option options[] = {
                 { "log-key", required_argument, NULL, 'k' },
                 { "previous", required_argument, NULL, 'p' },
+                { "tiles", required_argument, NULL, 't' },
                 { "json", no_argument, NULL, 'j' },
                 { "help", no_argument, NULL, 'h' },
                 {}
@@ -432,13 +444,16 @@ static int verify_parse(int argc, char **argv, struct verify_opts *o) {
         static const char verb[] = "audit verify";
         int c;
 
-        while ((c = getopt_long(argc, argv, ":k:p:jh", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, ":k:p:t:jh", options, NULL)) >= 0)
                 switch (c) {
                 case 'k':
                         o->key_path = optarg;
                         break;
                 case 'p':
                         o->prev_path = optarg;
+                        break;
+                case 't':
+                        o->tiles = optarg;
                         break;
                 case 'j':
                         o->json = true;
@@ -451,6 +466,10 @@ static int verify_parse(int argc, char **argv, struct verify_opts *o) {
                 }
         if (!o->key_path)
                 return cli_usage_error(verb, "--log-key is required");
+        if (o->tiles && argc - optind != 0)
+                return cli_usage_error(verb, "--tiles DIR takes no FILE");
+        if (o->tiles)
+                return CLI_EXIT_OK;
         if (argc - optind != 1)
                 return cli_usage_error(verb, "expected one FILE (the export; '-' for standard input)");
         o->path = argv[optind];
@@ -588,6 +607,60 @@ out:
         return r;
 }
 
+/* The outcome of client_audit_tiles_verify() r, printed. */
+static int verify_tiles_print(int r, const struct client_tiles_result *res, bool json) {
+        char root[2 * PROTO_MERKLE_HASH_LEN + 1];
+
+        if (r < 0) {
+                fprintf(stderr, "provsign: audit verify: %s\n", *res->detail ? cli_safe(res->detail) : strerror(-r));
+                return CLI_EXIT_LOCAL;
+        }
+        if (r > 0) {
+                if (json)
+                        (void) cli_print_json(json_pack("{s:b, s:s}", "verified", 0, "reason", res->detail));
+                fprintf(stderr, "FAILED: %s\n", cli_safe(res->detail));
+                return CLI_EXIT_VERIFY_FAILED;
+        }
+        for (size_t i = 0; i < PROTO_MERKLE_HASH_LEN; i++)
+                snprintf(root + 2 * i, 3, "%02x", res->root[i]);
+        if (json)
+                return cli_print_json(json_pack("{s:b, s:s, s:I, s:s, s:o}", "verified", 1, "origin", res->origin,
+                                                "tree_size", (json_int_t) res->size, "root", root,
+                                                "consistent_with_previous_size",
+                                                res->has_previous ? json_integer((json_int_t) res->previous_size)
+                                                                  : json_null()));
+        printf("verified: %s size %" PRIu64 " root %s\n", cli_safe(res->origin), res->size, root);
+        if (res->has_previous)
+                printf("consistent with the previous checkpoint (size %" PRIu64 ")\n", res->previous_size);
+        return CLI_EXIT_OK;
+}
+
+static int verify_tiles_run(const struct verify_opts *o) {
+        static const char verb[] = "audit verify";
+        struct client_tiles_result res = { 0 };
+        char *pem = NULL, *prev = NULL;
+        int fd = -1, r;
+
+        r = cli_read_file(verb, "log key", o->key_path, 64 * 1024, &pem, NULL);
+        if (r == CLI_EXIT_OK && o->prev_path)
+                r = cli_read_file(verb, "previous checkpoint", o->prev_path, 64 * 1024, &prev, NULL);
+        if (r == CLI_EXIT_OK) {
+                fd = open(o->tiles, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (fd < 0) {
+                        fprintf(stderr, "provsign: %s: cannot open tiles directory %s: %m\n", verb, cli_safe(o->tiles));
+                        r = CLI_EXIT_LOCAL;
+                }
+        }
+        if (r == CLI_EXIT_OK)
+                r = verify_tiles_print(client_audit_tiles_verify(fd, pem, prev, &res), &res, o->json);
+        if (fd >= 0)
+                close(fd);
+        client_tiles_result_done(&res);
+        free(pem);
+        free(prev);
+        return r;
+}
+
 int cmd_audit_verify(const struct cli_ctx *ctx, int argc, char **argv) {
         struct verify_opts o = {};
         int r = verify_parse(argc, argv, &o);
@@ -595,7 +668,7 @@ int cmd_audit_verify(const struct cli_ctx *ctx, int argc, char **argv) {
 
         if (r != CLI_EXIT_OK)
                 return r < 0 ? CLI_EXIT_OK : r;
-        return verify_run(&o);
+        return o.tiles ? verify_tiles_run(&o) : verify_run(&o);
 }
 
 /* ---- audit proof ---- */

@@ -189,6 +189,27 @@ int client_checkpoint_verify(const char *note, const char *log_key_pem, struct c
         return check_checkpoint(&rc, log_key_pem, res);
 }
 
+int client_checkpoint_verify_previous(const char *previous, const char *log_key_pem, const char *origin,
+                                      uint64_t size, struct client_receipt_result *prev) {
+        char why[sizeof prev->detail];
+        int r = client_checkpoint_verify(previous, log_key_pem, prev);
+
+        if (r > 0) {
+                memcpy(why, prev->detail, sizeof why);
+                return fail(prev, CLIENT_RECEIPT_CHECKPOINT, "previous checkpoint: %s", why);
+        }
+        if (r < 0)
+                return r;
+        if (!origin || strcmp(prev->origin, origin) != 0)
+                return fail(prev, CLIENT_RECEIPT_CHECKPOINT, "previous checkpoint is of log '%s', not '%s'",
+                            prev->origin, origin ? origin : "");
+        if (prev->checkpoint_size > size)
+                return fail(prev, CLIENT_RECEIPT_CHECKPOINT,
+                            "previous checkpoint has %" PRIu64 " entries, more than this one's %" PRIu64 ": the log shrank",
+                            prev->checkpoint_size, size);
+        return 0;
+}
+
 int client_receipt_verify(const struct client_receipt *rc,
                           const struct client_receipt_signer *signer,
                           const char *log_key_pem,

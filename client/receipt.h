@@ -89,6 +89,15 @@ int client_receipt_verify(const struct client_receipt *rc,
  * CLIENT_RECEIPT_CHECKPOINT with res->detail; -ENOMEM, -EINVAL. */
 int client_checkpoint_verify(const char *note, const char *log_key_pem, struct client_receipt_result *res);
 
+/* client_checkpoint_verify_previous: an older checkpoint note an auditor
+ * kept (previous) against the verified checkpoint of origin and size:
+ * signed by log_key_pem under the same origin, no larger (the consistency
+ * proof between the two is the caller's). 0 with prev's origin,
+ * checkpoint_size and root set; CLIENT_RECEIPT_CHECKPOINT with
+ * prev->detail ("previous checkpoint ..."); -ENOMEM, -EINVAL. */
+int client_checkpoint_verify_previous(const char *previous, const char *log_key_pem, const char *origin,
+                                      uint64_t size, struct client_receipt_result *prev);
+
 /* client_checkpoint_note_parse: splits a signed checkpoint note (without
  * verifying its signature) and parses its text (proto_checkpoint_parse).
  * 0 with *ret_origin (caller free()s), *ret_size and ret_root; -EBADMSG

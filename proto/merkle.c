@@ -406,10 +406,12 @@ int proto_merkle_tree_open_tiles(proto_tile_store *store, uint64_t size, proto_m
         return 0;
 }
 
-int proto_merkle_tree_check_tiles(const proto_merkle_tree *t) {
+/* Reads (load_tile checks) the complete tiles of every level from the
+ * store: all of them, or only the last of each level. */
+static int check_tiles(const proto_merkle_tree *t, bool all) {
         tile_nodes *tile;
         hasher h;
-        int r = 0;
+        int r;
 
         if (!t->store)
                 return 0;
@@ -421,16 +423,26 @@ int proto_merkle_tree_check_tiles(const proto_merkle_tree *t) {
                 uint64_t full = level_count(t->size, L) / TILE_W;
                 const tile_level *lv = &t->lv[L];
 
-                if (full == 0 || (full - 1 >= lv->first && full - 1 - lv->first < lv->n))
-                        continue;
-                r = load_tile(t, &h, L, full - 1, *tile);
-                if (r == -ENOENT)
-                        proto_tile_store_set_bad(t->store, L, full - 1, TILE_W);
+                for (uint64_t N = all || full == 0 ? 0 : full - 1; N < full && r >= 0; N++) {
+                        if (N >= lv->first && N - lv->first < lv->n)
+                                continue;
+                        r = load_tile(t, &h, L, N, *tile);
+                        if (r == -ENOENT)
+                                proto_tile_store_set_bad(t->store, L, N, TILE_W);
+                }
         }
         if (h.ctx)
                 hasher_done(&h);
         free(tile);
         return r;
+}
+
+int proto_merkle_tree_check_tiles(const proto_merkle_tree *t) {
+        return check_tiles(t, false);
+}
+
+int proto_merkle_tree_check_all_tiles(const proto_merkle_tree *t) {
+        return check_tiles(t, true);
 }
 
 typedef struct tile_out {

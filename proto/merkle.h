@@ -106,6 +106,14 @@ int proto_merkle_tree_open_tiles(proto_tile_store *store, uint64_t size, proto_m
  * -EBADMSG (named by proto_tile_store_bad()), -errno. */
 int proto_merkle_tree_check_tiles(const proto_merkle_tree *t);
 
+/* proto_merkle_tree_check_all_tiles: reads, and so checks against the level
+ * above, every complete tile of every level below the tree's size (an
+ * offline verifier of a published directory: with the root of the tree
+ * compared to a signed root first, every tile is then proven). Only reads
+ * the store. 0 (also without a store), -ENOENT (a tile is missing),
+ * -EBADMSG (named by proto_tile_store_bad()), -errno. */
+int proto_merkle_tree_check_all_tiles(const proto_merkle_tree *t);
+
 /* A batch of tiles to write: the complete tiles the tree still holds that
  * lie below size m, and the partial tile of each level for size m. */
 typedef struct proto_merkle_tiles proto_merkle_tiles;

@@ -83,6 +83,29 @@ struct proto_tile_store {
         char bad[PROTO_TILE_PATH_MAX];
 };
 
+void proto_tile_partial_paths(uint64_t size, char *buf, size_t len) {
+        size_t off = 0;
+
+        if (len == 0)
+                return;
+        buf[0] = '\0';
+        for (unsigned L = 0; 8 * L < 64 && (size >> (8 * L)) > 0; L++) {
+                uint64_t c = size >> (8 * L);
+                char path[PROTO_TILE_PATH_MAX];
+                int k;
+
+                if (c % PROTO_TILE_WIDTH == 0 ||
+                    proto_tile_path(L, c / PROTO_TILE_WIDTH, (unsigned) (c % PROTO_TILE_WIDTH), path, sizeof path) < 0)
+                        continue;
+                k = snprintf(buf + off, len - off, "%s%s", off ? ", " : "", path);
+                if (k < 0 || (size_t) k >= len - off) {
+                        buf[off] = '\0';
+                        break;
+                }
+                off += (size_t) k;
+        }
+}
+
 int proto_tile_store_open(int dir_fd, proto_tile_store **ret) {
         proto_tile_store *s = calloc(1, sizeof *s);
 

@@ -49,6 +49,13 @@ int proto_tile_path(unsigned level, uint64_t index, unsigned width, char *buf, s
  * (1..256). Same returns. */
 int proto_tile_entries_path(uint64_t index, unsigned width, char *buf, size_t len);
 
+/* proto_tile_partial_paths: the paths of the partial tiles of a tree of
+ * size leaves (one per level whose count is not a multiple of 256),
+ * comma-separated, into buf (truncated at a whole path when len is too
+ * small; "" for none), for a message naming the tiles a wrong root
+ * implicates. */
+void proto_tile_partial_paths(uint64_t size, char *buf, size_t len);
+
 typedef struct proto_tile_store proto_tile_store;
 
 /* proto_tile_store_open: a store over the directory dir_fd (duplicated: the

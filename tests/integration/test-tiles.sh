@@ -185,4 +185,62 @@ for seg in sorted(glob.glob(sys.argv[1] + "/*.seg")):
 print(n)
 PY
 )" "after a clean stop the published checkpoint covers the whole log"
+# provsign audit verify --tiles: the published directory offline, read only
+sums() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum; find . | sort) | sha256sum; }
+before=$(sums "$PUB")
+size=$(sed -n 2p "$PUB/checkpoint")
+expect_exit 0 "audit verify --tiles: the published directory verifies" \
+        "$PROVSIGN_CLI" audit verify --tiles "$PUB" --log-key "$T/logkey.pem"
+check "... saying origin, size and root" grep -Eq "^verified: provsign.test/it size $size root [0-9a-f]{64}$" "$T/out"
+expect_exit 0 "audit verify --tiles --previous the generator's checkpoint (70002)" \
+        "$PROVSIGN_CLI" audit verify --tiles "$PUB" --log-key "$T/logkey.pem" --previous "$T/gen.checkpoint" --json
+check "... consistent, in JSON" python3 -c 'import json, sys; o = json.load(open(sys.argv[1])); assert o["verified"] is True and o["tree_size"] == int(sys.argv[2]) and o["consistent_with_previous_size"] == 70002, o' "$T/out" "$size"
+expect_exit 0 "... and --previous the checkpoint from before the rebuild" \
+        "$PROVSIGN_CLI" audit verify --tiles "$PUB" --log-key "$T/logkey.pem" --previous "$T/before-rebuild.checkpoint"
+expect_eq "$(sums "$PUB")" "$before" "audit verify --tiles wrote nothing into the directory"
+
+V=$T/verify-copy
+tiles_fail() { # FILE OFFSET WHAT: a flipped byte at OFFSET of FILE in a copy fails, naming FILE
+        rm -rf "$V" && cp -a "$PUB" "$V"
+        PUB=$V flip "$1" "$2"
+        expect_exit 1 "audit verify --tiles after a flipped byte in $3 $1" \
+                "$PROVSIGN_CLI" audit verify --tiles "$V" --log-key "$T/logkey.pem"
+        check "... naming it" grep -q "$1" "$T/err"
+}
+tiles_fail tile/0/010 100 "the full tile"
+# (of the checkpoint's tree: a kill -9 may have left newer or stale tiles beside it)
+tiles_fail "$(printf 'tile/0/%03d' $((size / 256 - 1)))" 8000 "the last full tile"
+tiles_fail tile/1/000 4321 "the level-1 full tile"
+c=$size L=0
+while [ $((c % 256)) -eq 0 ]; do c=$((c / 256)) L=$((L + 1)); done
+tiles_fail "$(printf 'tile/%d/%03d.p/%d' $L $((c / 256)) $((c % 256)))" 5 "the partial tile"
+rm -rf "$V" && cp -a "$PUB" "$V"
+rm "$V/tile/0/020"
+expect_exit 1 "audit verify --tiles with tile/0/020 deleted" "$PROVSIGN_CLI" audit verify --tiles "$V" --log-key "$T/logkey.pem"
+check "... naming it missing" grep -q "tile/0/020 is missing" "$T/err"
+rm -rf "$V"
+
+openssl ecparam -name prime256v1 -genkey 2>/dev/null | openssl ec -pubout > "$T/otherkey.pem" 2>/dev/null
+expect_exit 1 "audit verify --tiles with another log key" \
+        "$PROVSIGN_CLI" audit verify --tiles "$PUB" --log-key "$T/otherkey.pem"
+check "... the checkpoint's signature fails" grep -q "FAILED: checkpoint:" "$T/err"
+expect_exit 2 "audit verify --tiles with a FILE too is a usage error" \
+        "$PROVSIGN_CLI" audit verify --tiles "$PUB" --log-key "$T/logkey.pem" "$T/export.jsonl"
+expect_exit 5 "audit verify --tiles of a missing directory is a local error" \
+        "$PROVSIGN_CLI" audit verify --tiles "$T/nonexistent" --log-key "$T/logkey.pem"
+
+# a rewritten log: another history signed by the same log key and origin
+# (the generator on the same token, a fresh state_dir, another principal)
+mkdir -m 0700 "$T/rewritten"
+"$PROVSIGN_GEN_AUDIT_LOG" "$T/tok" "$T/rewritten" 1000 rewriter 2>"$T/gen2.err" ||
+        fail "gen-audit-log (rewritten): $(cat "$T/gen2.err")"
+expect_exit 0 "the rewritten log's own tiles verify with the same log key" \
+        "$PROVSIGN_CLI" audit verify --tiles "$T/rewritten/tlog" --log-key "$T/logkey.pem"
+expect_exit 1 "audit verify --tiles --previous a checkpoint of the rewritten log" \
+        "$PROVSIGN_CLI" audit verify --tiles "$PUB" --log-key "$T/logkey.pem" --previous "$T/rewritten/tlog/checkpoint"
+check "... the history was rewritten" grep -q "history was rewritten" "$T/err"
+expect_exit 1 "audit verify --tiles of the (smaller) rewritten log --previous the published checkpoint" \
+        "$PROVSIGN_CLI" audit verify --tiles "$T/rewritten/tlog" --log-key "$T/logkey.pem" --previous "$PUB/checkpoint" --json
+check "... the log shrank, in JSON" python3 -c 'import json, sys; o = json.load(open(sys.argv[1])); assert o["verified"] is False and "the log shrank" in o["reason"], o' "$T/out"
+chown -R "$AGENT_UID:$AGENT_GID" "$T/tok"
 finish

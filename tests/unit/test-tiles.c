@@ -356,11 +356,23 @@ static void test_damage(void **state) {
         reopen(&s);
         assert_int_equal(proto_merkle_tree_open_tiles(s, n, &b), 0);
         assert_int_equal(proto_merkle_tree_check_tiles(b), 0);
+        /* ... and by check_all_tiles, which reads every complete tile. */
+        assert_int_equal(proto_merkle_tree_check_all_tiles(b), -EBADMSG);
+        assert_string_equal(proto_tile_store_bad(s), "tile/0/010");
+        proto_merkle_tree_free(b);
+        reopen(&s);
+        assert_int_equal(proto_merkle_tree_open_tiles(s, n, &b), 0);
         assert_int_equal(proto_merkle_tree_inclusion_proof(b, 9 * 256 + 3, n, p, &np), 0);
         assert_int_equal(proto_merkle_tree_inclusion_proof(b, 10 * 256 + 3, n, p, &np), -EBADMSG);
         assert_string_equal(proto_tile_store_bad(s), "tile/0/010");
         proto_merkle_tree_free(b);
         flip("tile/0/010", 100);
+
+        /* Undamaged: every complete tile checks. */
+        reopen(&s);
+        assert_int_equal(proto_merkle_tree_open_tiles(s, n, &b), 0);
+        assert_int_equal(proto_merkle_tree_check_all_tiles(b), 0);
+        proto_merkle_tree_free(b);
 
         /* The last complete tile of a level: found by check_tiles. */
         flip("tile/0/272", 8000);
@@ -379,6 +391,15 @@ static void test_damage(void **state) {
         assert_string_equal(proto_tile_store_bad(s), "tile/1/000");
         proto_merkle_tree_free(b);
         flip("tile/1/000", 0);
+
+        /* The partial tiles a wrong root implicates, for a message. */
+        char names[128];
+        proto_tile_partial_paths(n, names, sizeof names);
+        assert_string_equal(names, "tile/0/273.p/112, tile/1/001.p/17, tile/2/000.p/1");
+        proto_tile_partial_paths(n, names, 40);
+        assert_string_equal(names, "tile/0/273.p/112, tile/1/001.p/17");
+        proto_tile_partial_paths(256 * 256, names, sizeof names);
+        assert_string_equal(names, "tile/2/000.p/1");
 
         /* A partial tile: the root differs from the signed one. */
         flip("tile/0/273.p/112", 31);
