@@ -1148,6 +1148,12 @@ static int tree_open(agent_audit *a, char **ret_error) {
                         return r;
         }
         a->published = size;
+        /* What a crash in the middle of a publication left (temporaries,
+         * partial tiles of a size never published): a web server would
+         * serve them. */
+        r = proto_tile_store_sweep(a->tiles, size, 1); /* bundles too: none is no error */
+        if (r < 0)
+                log_warning("audit log: cannot tidy %s after a crash: %s", a->pub_dir, strerror(-r));
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         r = replay_tree(a, size, ret_error);

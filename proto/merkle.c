@@ -557,6 +557,8 @@ void proto_merkle_tree_tiles_written(proto_merkle_tree *t, const proto_merkle_ti
 
                 while (drop < lv->n && lv->first + drop < b->full_end[L])
                         free(lv->full[drop++]);
+                if (drop == 0)
+                        continue;
                 memmove(lv->full, lv->full + drop, (lv->n - drop) * sizeof *lv->full);
                 lv->n -= drop;
                 lv->first += drop;

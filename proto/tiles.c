@@ -1,4 +1,5 @@
 /* C2SP tlog-tiles paths and the tile store: see tiles.h. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -307,6 +308,81 @@ int proto_tile_store_remove_stale(proto_tile_store *s, uint64_t old_size, uint64
                 int r = proto_tile_store_remove_partial(s, L, oc / PROTO_TILE_WIDTH, ow);
                 if (r < 0 && ret == 0)
                         ret = r;
+        }
+        return ret;
+}
+
+/* Removes, in directory dir (relative to the store), the files a crash can
+ * leave: ".tmp-*" temporaries and, when keep_width is set (a "<N>.p"
+ * directory), every partial width but keep (0: all). Then the directory
+ * itself when it is left empty. Missing directories are not an error. */
+static int sweep_dir(proto_tile_store *s, const char *dir, bool partial_dir, unsigned keep) {
+        int fd = openat(s->dir_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return -errno;
+        }
+        int r = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                const char *n = de->d_name;
+                bool tmp = strncmp(n, ".tmp-", 5) == 0;
+                bool stale = partial_dir && n[0] != '.' && strtoul(n, NULL, 10) != keep;
+                if ((tmp || stale) && unlinkat(dirfd(d), n, 0) < 0 && errno != ENOENT && r == 0)
+                        r = -errno;
+        }
+        closedir(d);
+        if (partial_dir)
+                (void) unlinkat(s->dir_fd, dir, AT_REMOVEDIR); /* only when empty */
+        return r;
+}
+
+/* The directory part of path, in place. */
+static void dirname_of(char *path) {
+        char *slash = strrchr(path, '/');
+        if (slash)
+                *slash = '\0';
+}
+
+int proto_tile_store_sweep(proto_tile_store *s, uint64_t size, int entries) {
+        char path[PROTO_TILE_PATH_MAX];
+        int ret = 0, r;
+
+        if (unlinkat(s->dir_fd, ".tmp-checkpoint", 0) < 0 && errno != ENOENT)
+                ret = -errno;
+        for (unsigned L = 0; 8 * L < 64 && (L == 0 || (size >> (8 * L)) > 0); L++) {
+                uint64_t c = size >> (8 * L), N = c / PROTO_TILE_WIDTH;
+                unsigned W = (unsigned) (c % PROTO_TILE_WIDTH);
+                /* the directories of the last full tile, of the edge's tile,
+                 * and of the next one (a publication in flight at the
+                 * crash may have reached it) */
+                for (uint64_t n = N ? N - 1 : 0; n <= N + 1; n++) {
+                        for (int e = 0; e <= (L == 0 && entries); e++) {
+                                r = e ? proto_tile_entries_path(n, PROTO_TILE_WIDTH, path, sizeof path)
+                                      : proto_tile_path(L, n, PROTO_TILE_WIDTH, path, sizeof path);
+                                if (r < 0)
+                                        return r;
+                                size_t len = strlen(path);
+                                dirname_of(path);
+                                r = sweep_dir(s, path, false, 0);
+                                if (r < 0 && ret == 0)
+                                        ret = r;
+                                /* "<n>.p": the partial widths of tile n */
+                                r = e ? proto_tile_entries_path(n, PROTO_TILE_WIDTH, path, sizeof path)
+                                      : proto_tile_path(L, n, PROTO_TILE_WIDTH, path, sizeof path);
+                                if (r < 0 || len + 3 > sizeof path)
+                                        return r < 0 ? r : -ENOBUFS;
+                                memcpy(path + len, ".p", 3);
+                                r = sweep_dir(s, path, true, n == N ? W : 0);
+                                if (r == -ENOTEMPTY)
+                                        r = 0;
+                                if (r < 0 && ret == 0)
+                                        ret = r;
+                        }
+                }
         }
         return ret;
 }

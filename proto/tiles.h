@@ -105,6 +105,14 @@ int proto_tile_store_remove_partial(proto_tile_store *s, unsigned level, uint64_
  * -errno (the rest is still tried). */
 int proto_tile_store_remove_stale(proto_tile_store *s, uint64_t old_size, uint64_t new_size, int entries);
 
+/* proto_tile_store_sweep: what a crash mid-publication can leave beside the
+ * tiles of a tree of `size` (the published checkpoint's): ".tmp-*"
+ * temporaries in the directories of each level's last full tile and edge
+ * tile (and of the entry bundles when entries), partial tiles of other
+ * widths, and a ".tmp-checkpoint". Bounded: a few directories per level.
+ * 0 or the first -errno (the rest is still tried). */
+int proto_tile_store_sweep(proto_tile_store *s, uint64_t size, int entries);
+
 /* proto_tile_bundle_add: appends one entry to an entry bundle being built in
  * *buf (len bytes used, cap allocated; grown with realloc, the caller
  * free()s): a big-endian uint16 length, then the entry. 0, -EMSGSIZE (an
