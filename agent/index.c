@@ -678,6 +678,9 @@ int index_sync(agent_index *x, int log_dir_fd, uint64_t log_size, char **ret_err
         }
         if (fresh) {
                 int64_t t0 = mono_us();
+                /* an index found to be another log's (size ahead of the log)
+                 * is still open */
+                close_db(&x->w, x->ws, W_N);
                 r = create_fresh(x);
                 if (r >= 0)
                         r = prepare_all(x->w, w_sql, x->ws, W_N);
