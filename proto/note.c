@@ -6,10 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
@@ -17,6 +15,7 @@
 #include "hex.h"
 #include "base64.h"
 #include "note.h"
+#include "sigverify.h"
 
 /* signed-note "Format": em dash (U+2014) then a space opens a signature line. */
 static const uint8_t sig_prefix[] = { 0xe2, 0x80, 0x94, ' ' };
@@ -525,17 +524,10 @@ out:
 }
 
 int proto_note_verify_pem(const char *note, size_t len, const char *key_name, const char *pem, char **ret_body) {
-        EVP_PKEY *pkey = NULL;
+        EVP_PKEY *pkey = proto_pkey_from_pem(pem);
         unsigned char *der = NULL;
-        BIO *bio = NULL;
         int der_len, r = -EINVAL;
 
-        bio = BIO_new_mem_buf(pem, -1);
-        if (!bio) {
-                r = -ENOMEM;
-                goto out;
-        }
-        pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
         if (!pkey)
                 goto out;
         der_len = i2d_PUBKEY(pkey, &der);
@@ -546,7 +538,6 @@ int proto_note_verify_pem(const char *note, size_t len, const char *key_name, co
 out:
         OPENSSL_free(der);
         EVP_PKEY_free(pkey);
-        BIO_free(bio);
         ERR_clear_error();
         return r;
 }
