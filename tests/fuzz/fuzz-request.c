@@ -214,7 +214,7 @@ static bool printable(const char *s) {
         return true;
 }
 
-/* What an accepted request must be (README "Config", DESIGN.md). */
+/* What an accepted request must be (docs/operations.md "Config", agent/dispatch.c). */
 static void check_accepted(const Provsign__Request *req, const agent_config *cfg) {
         switch (req->body_case) {
         case PROVSIGN__REQUEST__BODY_SIGN: {

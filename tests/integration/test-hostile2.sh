@@ -1,5 +1,5 @@
 #!/bin/bash
-# Hostile neighbours, round two (issue 19), the agent's side: what a signer
+# Hostile neighbours (docs/hardening.md), the agent's side: what a signer
 # may put in its audit entry (a media type; one value per annotation key),
 # what a flood of refusals may cost (bounded log and stderr lines), and
 # what an exhausted descriptor table may cost (nothing lasting).
@@ -25,7 +25,7 @@ def sign_with(ptype=b'', ann=()):
 $1"
 }
 
-# ---- item 6: payload_type is a media type (RFC 6838) ----
+# ---- payload_type is a media type (RFC 6838) ----
 check "payload_type =HYPERLINK(...): INVALID_ARGUMENT naming the media type rule, nothing signed" hostile '
 st, msg, f = sign_with(b"=HYPERLINK(\"http://x\",\"y\")")
 assert st == "INVALID_ARGUMENT" and "media type" in msg and 10 not in f, (st, msg)'
@@ -43,7 +43,7 @@ check "no payload_type at all: signed" hostile '
 st, msg, f = sign_with()
 assert st == "OK" and 10 in f, (st, msg)'
 
-# ---- item 5: one value per annotation key ----
+# ---- one value per annotation key ----
 check "two annotations with one key: INVALID_ARGUMENT, nothing signed" hostile '
 st, msg, f = sign_with(b"text/plain", [(b"git", b"a"), (b"ref", b"main"), (b"git", b"b")])
 assert st == "INVALID_ARGUMENT" and "repeats the key" in msg and 10 not in f, (st, msg)'
@@ -52,7 +52,7 @@ st, msg, f = sign_with(b"text/plain", [(b"git", b"a"), (b"ref", b"main"), (b"Git
 assert st == "OK" and 10 in f, (st, msg)'
 check "agent alive" agent_alive
 
-# ---- item 11 (agent): a config or PIN file others may change or read ----
+# ---- the agent's files: a config or PIN file others may change or read ----
 # start_fails DESCRIPTION MESSAGE config: the agent exits 1 saying MESSAGE.
 start_fails() {
         run_agent --config "$3" >"$T/out" 2>"$T/err"
@@ -86,7 +86,7 @@ check "signing still works with the old policy" hostile '
 st, msg, f = sign_with(b"text/plain")
 assert st == "OK", (st, msg)'
 
-# ---- items 2, 7: every refusal is logged, and no uid can flood the log or
+# ---- every refusal is logged, and no uid can flood the log or
 # the journal with them ----
 # Uids with no other part in the policy, each in the socket group.
 U_GARBAGE=64951 U_BIGFRAME=64952 U_STALL=64953 U_CONNS=64954 U_FLOOD=64955
@@ -172,10 +172,10 @@ PY
 count_events() {
         python3 -c 'import json, sys; print(sum(1 for e in map(json.loads, open(sys.argv[1])) if e.get("event") == sys.argv[2] and e.get("uid") == int(sys.argv[3])))' "$T/export.jsonl" "$1" "$2"
 }
-check "item 7: the undecodable request is a REFUSED entry" refused "$U_GARBAGE" "undecodable"
-check "item 7: the oversized frame is a REFUSED entry" refused "$U_BIGFRAME" "exceeds the 65536-byte limit"
-check "item 7: the read timeout is a REFUSED entry" refused "$U_STALL" "read timeout"
-check "item 7: the connection over the per-uid limit is a REFUSED entry" refused "$U_CONNS" "max_connections_per_uid"
+check "the undecodable request is a REFUSED entry" refused "$U_GARBAGE" "undecodable"
+check "the oversized frame is a REFUSED entry" refused "$U_BIGFRAME" "exceeds the 65536-byte limit"
+check "the read timeout is a REFUSED entry" refused "$U_STALL" "read timeout"
+check "the connection over the per-uid limit is a REFUSED entry" refused "$U_CONNS" "max_connections_per_uid"
 expect_eq "$(count_events REFUSED "$U_FLOOD")" 20 "the flood left 20 REFUSED entries of its uid"
 expect_eq "$(count_events REFUSED_SUMMARY "$U_FLOOD")" 1 "and one REFUSED_SUMMARY"
 stop_agent
