@@ -8,11 +8,11 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/sha.h>
 #include <openssl/x509.h>
 
 #include "frame.h"
 #include "hex.h"
+#include "keyid.h"
 #include "base64.h"
 #include "note.h"
 #include "sigverify.h"
@@ -203,12 +203,13 @@ int proto_checkpoint_parse(const char *body, size_t len, char **ret_origin, uint
 }
 
 int proto_note_key_hash(const uint8_t *spki_der, size_t len, uint8_t out[PROTO_NOTE_KEY_HASH_LEN]) {
-        uint8_t digest[SHA256_DIGEST_LENGTH];
+        uint8_t digest[PROTO_KEYID_LEN];
 
         if (len == 0)
                 return -EINVAL;
-        /* signed-note "0x02": the truncated SHA-256 of the DER SPKI. */
-        SHA256(spki_der, len, digest);
+        /* signed-note "0x02": the truncated SHA-256 of the DER SPKI (the
+         * key id's first bytes). */
+        proto_keyid_compute(spki_der, len, digest);
         memcpy(out, digest, PROTO_NOTE_KEY_HASH_LEN);
         return 0;
 }
