@@ -1,4 +1,4 @@
-/* The auditor's requests (issue 5): Export and Find stream the committed log
+/* The auditor's requests (docs/auditing.md): Export and Find stream the committed log
  * back as several Response frames (server_stream), Proof answers with one
  * receipt. Main thread only; handlers for dispatch.c's table (they never
  * keep the request: they return false). */

@@ -213,15 +213,11 @@ static void log_key_help(void) {
                "  -h, --help   show this help\n");
 }
 
-static int cmd_audit_log_key(const struct cli_ctx *ctx, int argc, char **argv) {
+/* Fetches the log key and prints it (PEM and verifier key, or JSON). */
+static int log_key_run(const struct cli_ctx *ctx, bool json) {
         provsign_conn *conn = NULL;
         provsign_log_key *key = NULL;
-        bool json = false;
         int r;
-
-        r = parse_json_only("audit log-key", log_key_help, argc, argv, &json);
-        if (r >= 0)
-                return r;
 
         r = cli_connect(ctx, &conn);
         if (r != CLI_EXIT_OK)
@@ -250,4 +246,12 @@ out:
         provsign_log_key_free(key);
         provsign_close(conn);
         return r;
+}
+
+static int cmd_audit_log_key(const struct cli_ctx *ctx, int argc, char **argv) {
+        bool json = false;
+        int r = parse_json_only("audit log-key", log_key_help, argc, argv, &json);
+        if (r >= 0)
+                return r;
+        return log_key_run(ctx, json);
 }

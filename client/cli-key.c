@@ -341,6 +341,12 @@ struct op_args {
         int64_t since;
 };
 
+/* The options of key rotate, revoke and destroy. */
+struct key_op_opts {
+        struct op_args args;
+        bool json;
+};
+
 static int op_rotate(provsign_conn *conn, const void *args, provsign_key_change **ret) {
         const struct op_args *a = args;
         return provsign_rotate_key(conn, a->principal, a->algorithm, ret);
@@ -370,7 +376,7 @@ static void rotate_help(void) {
                "  -h, --help          show this help\n");
 }
 
-static int cmd_key_rotate(const struct cli_ctx *ctx, int argc, char **argv) {
+static int rotate_parse(int argc, char **argv, struct key_op_opts *o) {
         static const struct option options[] = {
                 { "principal", required_argument, NULL, 'p' },
                 { "algorithm", required_argument, NULL, 'a' },
@@ -378,36 +384,44 @@ static int cmd_key_rotate(const struct cli_ctx *ctx, int argc, char **argv) {
                 { "help",      no_argument,       NULL, 'h' },
                 {}
         };
-        struct op_args args = { 0 };
-        bool json = false;
         int c, r;
         while ((c = getopt_long(argc, argv, ":p:a:jh", options, NULL)) >= 0)
                 switch (c) {
                 case 'p':
-                        args.principal = optarg;
+                        o->args.principal = optarg;
                         break;
                 case 'a':
-                        args.algorithm = proto_key_algorithm_from_name(optarg);
-                        if (args.algorithm < 0)
+                        o->args.algorithm = proto_key_algorithm_from_name(optarg);
+                        if (o->args.algorithm < 0)
                                 return cli_usage_error("key rotate",
                                                        "unknown algorithm '%s': ecdsa-p256, ecdsa-p384 or rsa-3072",
                                                        optarg);
                         break;
                 case 'j':
-                        json = true;
+                        o->json = true;
                         break;
                 case 'h':
                         rotate_help();
-                        return CLI_EXIT_OK;
+                        return -1;
                 default:
                         return cli_getopt_error("key rotate", c, argv);
                 }
         r = cli_extra_args("key rotate", argc, argv);
         if (r != CLI_EXIT_OK)
                 return r;
-        if (!args.principal || !*args.principal)
+        if (!o->args.principal || !*o->args.principal)
                 return cli_usage_error("key rotate", "--principal is required");
-        return run_key_op(ctx, "key rotate", op_rotate, &args, json, "retired");
+        return CLI_EXIT_OK;
+}
+
+static int cmd_key_rotate(const struct cli_ctx *ctx, int argc, char **argv) {
+        struct key_op_opts o = { 0 };
+        int r = rotate_parse(argc, argv, &o);
+        if (r < 0)
+                return CLI_EXIT_OK;
+        if (r != CLI_EXIT_OK)
+                return r;
+        return run_key_op(ctx, "key rotate", op_rotate, &o.args, o.json, "retired");
 }
 
 static void revoke_help(void) {
@@ -427,7 +441,7 @@ static void revoke_help(void) {
                "  -h, --help                   show this help\n");
 }
 
-static int cmd_key_revoke(const struct cli_ctx *ctx, int argc, char **argv) {
+static int revoke_parse(int argc, char **argv, struct key_op_opts *o) {
         static const struct option options[] = {
                 { "key",               required_argument, NULL, 'k' },
                 { "reason",            required_argument, NULL, 'r' },
@@ -436,8 +450,6 @@ static int cmd_key_revoke(const struct cli_ctx *ctx, int argc, char **argv) {
                 { "help",              no_argument,       NULL, 'h' },
                 {}
         };
-        struct op_args args = { 0 };
-        bool json = false;
         int c, r;
         while ((c = getopt_long(argc, argv, ":k:r:c:jh", options, NULL)) >= 0)
                 switch (c) {
@@ -445,32 +457,42 @@ static int cmd_key_revoke(const struct cli_ctx *ctx, int argc, char **argv) {
                         if (!keyid_arg(optarg))
                                 return cli_usage_error("key revoke", "invalid key id '%s': expected 64 hex digits",
                                                        optarg);
-                        args.keyid = optarg;
+                        o->args.keyid = optarg;
                         break;
                 case 'r':
-                        args.reason = optarg;
+                        o->args.reason = optarg;
                         break;
                 case 'c':
-                        if (proto_time_parse_rfc3339_us(optarg, &args.since) < 0 || args.since == 0)
+                        if (proto_time_parse_rfc3339_us(optarg, &o->args.since) < 0 || o->args.since == 0)
                                 return cli_usage_error("key revoke",
                                                        "invalid time '%s': expected RFC 3339, e.g. 2026-11-25T09:00:00Z",
                                                        optarg);
                         break;
                 case 'j':
-                        json = true;
+                        o->json = true;
                         break;
                 case 'h':
                         revoke_help();
-                        return CLI_EXIT_OK;
+                        return -1;
                 default:
                         return cli_getopt_error("key revoke", c, argv);
                 }
         r = cli_extra_args("key revoke", argc, argv);
         if (r != CLI_EXIT_OK)
                 return r;
-        if (!args.keyid || !args.reason || !*args.reason)
+        if (!o->args.keyid || !o->args.reason || !*o->args.reason)
                 return cli_usage_error("key revoke", "--key and a non-empty --reason are required");
-        return run_key_op(ctx, "key revoke", op_revoke, &args, json, "revoked");
+        return CLI_EXIT_OK;
+}
+
+static int cmd_key_revoke(const struct cli_ctx *ctx, int argc, char **argv) {
+        struct key_op_opts o = { 0 };
+        int r = revoke_parse(argc, argv, &o);
+        if (r < 0)
+                return CLI_EXIT_OK;
+        if (r != CLI_EXIT_OK)
+                return r;
+        return run_key_op(ctx, "key revoke", op_revoke, &o.args, o.json, "revoked");
 }
 
 static void destroy_help(void) {
@@ -485,15 +507,13 @@ static void destroy_help(void) {
                "  -h, --help          show this help\n");
 }
 
-static int cmd_key_destroy(const struct cli_ctx *ctx, int argc, char **argv) {
+static int destroy_parse(int argc, char **argv, struct key_op_opts *o) {
         static const struct option options[] = {
                 { "key",  required_argument, NULL, 'k' },
                 { "json", no_argument,       NULL, 'j' },
                 { "help", no_argument,       NULL, 'h' },
                 {}
         };
-        struct op_args args = { 0 };
-        bool json = false;
         int c, r;
         while ((c = getopt_long(argc, argv, ":k:jh", options, NULL)) >= 0)
                 switch (c) {
@@ -501,21 +521,31 @@ static int cmd_key_destroy(const struct cli_ctx *ctx, int argc, char **argv) {
                         if (!keyid_arg(optarg))
                                 return cli_usage_error("key destroy", "invalid key id '%s': expected 64 hex digits",
                                                        optarg);
-                        args.keyid = optarg;
+                        o->args.keyid = optarg;
                         break;
                 case 'j':
-                        json = true;
+                        o->json = true;
                         break;
                 case 'h':
                         destroy_help();
-                        return CLI_EXIT_OK;
+                        return -1;
                 default:
                         return cli_getopt_error("key destroy", c, argv);
                 }
         r = cli_extra_args("key destroy", argc, argv);
         if (r != CLI_EXIT_OK)
                 return r;
-        if (!args.keyid)
+        if (!o->args.keyid)
                 return cli_usage_error("key destroy", "--key is required");
-        return run_key_op(ctx, "key destroy", op_destroy, &args, json, "destroyed");
+        return CLI_EXIT_OK;
+}
+
+static int cmd_key_destroy(const struct cli_ctx *ctx, int argc, char **argv) {
+        struct key_op_opts o = { 0 };
+        int r = destroy_parse(argc, argv, &o);
+        if (r < 0)
+                return CLI_EXIT_OK;
+        if (r != CLI_EXIT_OK)
+                return r;
+        return run_key_op(ctx, "key destroy", op_destroy, &o.args, o.json, "destroyed");
 }

@@ -52,7 +52,11 @@ static void bundle_help(void) {
                "  -h, --help          show this help\n");
 }
 
-int cmd_key_bundle(const struct cli_ctx *ctx, int argc, char **argv) {
+struct bundle_opts {
+        const char *principal, *out_path;
+};
+
+static int bundle_parse(int argc, char **argv, struct bundle_opts *o) {
         static const struct option options[] = {
                 { "principal", required_argument, NULL, 'p' },
                 { "output",    required_argument, NULL, 'o' },
@@ -60,42 +64,45 @@ int cmd_key_bundle(const struct cli_ctx *ctx, int argc, char **argv) {
                 {}
         };
         static const char verb[] = "key bundle";
-        const char *out_path = NULL, *principal = NULL;
-        provsign_conn *conn = NULL;
-        char *env = NULL, *line = NULL;
-        int c, r;
+        int c;
 
         while ((c = getopt_long(argc, argv, ":p:o:h", options, NULL)) >= 0)
                 switch (c) {
                 case 'p':
                         if (!*optarg)
                                 return cli_usage_error(verb, "--principal needs a non-empty name");
-                        principal = optarg;
+                        o->principal = optarg;
                         break;
                 case 'o':
                         if (!*optarg)
                                 return cli_usage_error(verb, "--output needs a non-empty path");
-                        out_path = optarg;
+                        o->out_path = optarg;
                         break;
                 case 'h':
                         bundle_help();
-                        return CLI_EXIT_OK;
+                        return -1;
                 default:
                         return cli_getopt_error(verb, c, argv);
                 }
-        r = cli_extra_args(verb, argc, argv);
-        if (r != CLI_EXIT_OK)
-                return r;
+        return cli_extra_args(verb, argc, argv);
+}
+
+/* Fetches the bundle and prints it, or writes it to o->out_path. */
+static int bundle_run(const struct cli_ctx *ctx, const struct bundle_opts *o) {
+        static const char verb[] = "key bundle";
+        provsign_conn *conn = NULL;
+        char *env = NULL, *line = NULL;
+        int r;
 
         r = cli_connect(ctx, &conn);
         if (r != CLI_EXIT_OK)
                 return r;
-        r = provsign_get_key_bundle_for(conn, principal, &env);
+        r = provsign_get_key_bundle_for(conn, o->principal, &env);
         if (r != 0) {
                 r = cli_call_failed(ctx, conn, r, verb);
                 goto out;
         }
-        if (!out_path || strcmp(out_path, "-") == 0) {
+        if (!o->out_path || strcmp(o->out_path, "-") == 0) {
                 puts(env);
                 r = CLI_EXIT_OK;
                 goto out;
@@ -105,12 +112,22 @@ int cmd_key_bundle(const struct cli_ctx *ctx, int argc, char **argv) {
                 r = CLI_EXIT_LOCAL;
                 goto out;
         }
-        r = cli_write_file(verb, "key bundle", out_path, line, strlen(line));
+        r = cli_write_file(verb, "key bundle", o->out_path, line, strlen(line));
 out:
         free(line);
         free(env);
         provsign_close(conn);
         return r;
+}
+
+int cmd_key_bundle(const struct cli_ctx *ctx, int argc, char **argv) {
+        struct bundle_opts o = { 0 };
+        int r = bundle_parse(argc, argv, &o);
+        if (r < 0)
+                return CLI_EXIT_OK;
+        if (r != CLI_EXIT_OK)
+                return r;
+        return bundle_run(ctx, &o);
 }
 
 /* ---- provsign verify ------------------------------------------------------ */

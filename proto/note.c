@@ -6,17 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/sha.h>
 #include <openssl/x509.h>
 
 #include "frame.h"
 #include "hex.h"
+#include "keyid.h"
 #include "base64.h"
 #include "note.h"
+#include "sigverify.h"
 
 /* signed-note "Format": em dash (U+2014) then a space opens a signature line. */
 static const uint8_t sig_prefix[] = { 0xe2, 0x80, 0x94, ' ' };
@@ -204,12 +203,13 @@ int proto_checkpoint_parse(const char *body, size_t len, char **ret_origin, uint
 }
 
 int proto_note_key_hash(const uint8_t *spki_der, size_t len, uint8_t out[PROTO_NOTE_KEY_HASH_LEN]) {
-        uint8_t digest[SHA256_DIGEST_LENGTH];
+        uint8_t digest[PROTO_KEYID_LEN];
 
         if (len == 0)
                 return -EINVAL;
-        /* signed-note "0x02": the truncated SHA-256 of the DER SPKI. */
-        SHA256(spki_der, len, digest);
+        /* signed-note "0x02": the truncated SHA-256 of the DER SPKI (the
+         * key id's first bytes). */
+        proto_keyid_compute(spki_der, len, digest);
         memcpy(out, digest, PROTO_NOTE_KEY_HASH_LEN);
         return 0;
 }
@@ -525,17 +525,10 @@ out:
 }
 
 int proto_note_verify_pem(const char *note, size_t len, const char *key_name, const char *pem, char **ret_body) {
-        EVP_PKEY *pkey = NULL;
+        EVP_PKEY *pkey = proto_pkey_from_pem(pem);
         unsigned char *der = NULL;
-        BIO *bio = NULL;
         int der_len, r = -EINVAL;
 
-        bio = BIO_new_mem_buf(pem, -1);
-        if (!bio) {
-                r = -ENOMEM;
-                goto out;
-        }
-        pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
         if (!pkey)
                 goto out;
         der_len = i2d_PUBKEY(pkey, &der);
@@ -546,7 +539,6 @@ int proto_note_verify_pem(const char *note, size_t len, const char *key_name, co
 out:
         OPENSSL_free(der);
         EVP_PKEY_free(pkey);
-        BIO_free(bio);
         ERR_clear_error();
         return r;
 }

@@ -22,12 +22,13 @@
  *     this harness below: it is static there), under the default limits and
  *     under tight ones (2 annotations of at most 16 bytes), so small inputs
  *     reach every limit: it answers OK or INVALID_ARGUMENT with a message;
- *     what it accepts meets README's limits, restated here independently
- *     (digest length of its algorithm, payload_type <= 256 printable bytes,
- *     at most max_annotations, each with a non-empty key and key + value <=
- *     max_annotation_bytes, all printable, 24 KiB in all; exactly one of principal and
- *     keyid; a revocation's 64-hex keyid and 1..1024-byte reason); what the
- *     tight limits accept the default ones accept too; no body is refused. */
+ *     what it accepts meets the limits of docs/operations.md "Config",
+ *     restated here independently (digest length of its algorithm,
+ *     payload_type <= 256 printable bytes, at most max_annotations, each with
+ *     a non-empty key and key + value <= max_annotation_bytes, all printable,
+ *     24 KiB in all; exactly one of principal and keyid; a revocation's 64-hex
+ *     keyid and 1..1024-byte reason); what the tight limits accept the default
+ *     ones accept too; no body is refused. */
 
 #include <errno.h>
 #include <stdbool.h>
@@ -214,7 +215,7 @@ static bool printable(const char *s) {
         return true;
 }
 
-/* What an accepted request must be (README "Config", DESIGN.md). */
+/* What an accepted request must be (docs/operations.md "Config", agent/dispatch.c). */
 static void check_accepted(const Provsign__Request *req, const agent_config *cfg) {
         switch (req->body_case) {
         case PROVSIGN__REQUEST__BODY_SIGN: {

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The log's index on disk (agent/index.c, issue 15) on a real agent and
+# The log's index on disk (agent/index.c, docs/log-index.md) on a real agent and
 # token: a few hundred signatures of two principals and two keys of one;
 # find by digest, annotation digest, principal, key and time window returns
 # exactly the seqs the full export says; index.sqlite deleted, or replaced

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Descriptor exhaustion (issue 19 item 1). The agent runs under
+# Descriptor exhaustion (docs/hardening.md, "Descriptors"). The agent runs under
 # RLIMIT_NOFILE 1024:1024 with the default max_connections (1024), and nine
 # uids that are only in the socket group each open their 128 allowed
 # connections and 16 more. The agent must keep descriptors for the token

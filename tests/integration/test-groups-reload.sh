@@ -1,5 +1,5 @@
 #!/bin/bash
-# Group changes reach open connections (issue 19 item 4). A user signs for
+# Group changes reach open connections (docs/hardening.md, "Groups"). A user signs for
 # a principal through its supplementary group on one long-lived connection;
 # the user leaves the group and the agent reloads: the same connection is
 # refused from its next request on (and a new one too). Back in the group

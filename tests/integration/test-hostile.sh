@@ -7,14 +7,6 @@ setup_test
 write_config
 start_agent
 
-hostile() {
-        as "$RUNNER_UID" env PYTHONPATH="$SRCDIR/tests/lib" SOCK="$SOCK" python3 -c "
-import os, struct, time
-from rawclient import *
-path = os.environ['SOCK']
-$1"
-}
-
 sign_still_works() {
         local d
         d=$(random_digest)

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Hostile neighbours, round two (issue 19), the agent's side: what a signer
+# Hostile neighbours (docs/hardening.md), the agent's side: what a signer
 # may put in its audit entry (a media type; one value per annotation key),
 # what a flood of refusals may cost (bounded log and stderr lines), and
 # what an exhausted descriptor table may cost (nothing lasting).
@@ -8,51 +8,44 @@ setup_test
 write_config
 start_agent
 
-hostile() {
-        as "$RUNNER_UID" env PYTHONPATH="$SRCDIR/tests/lib" SOCK="$SOCK" python3 -c "
-import os, struct, time
-from rawclient import *
-path = os.environ['SOCK']
+# signs for ci-release with payload_type ptype and annotations ann
+signing() {
+        hostile "
 def sign_with(ptype=b'', ann=()):
-    body = field_bytes(1, b'ci-release') + field_varint(2, 1) + field_bytes(3, os.urandom(32))
-    if ptype:
-        body += field_bytes(4, ptype)
-    for k, v in ann:
-        body += field_bytes(5, field_bytes(1, k) + field_bytes(2, v))
     s = connect(path)
-    s.sendall(frame(request(10, body)))
+    s.sendall(frame(sign_request('ci-release', os.urandom(32), 1, ptype, ann)))
     return read_response(s)
 $1"
 }
 
-# ---- item 6: payload_type is a media type (RFC 6838) ----
-check "payload_type =HYPERLINK(...): INVALID_ARGUMENT naming the media type rule, nothing signed" hostile '
+# ---- payload_type is a media type (RFC 6838) ----
+check "payload_type =HYPERLINK(...): INVALID_ARGUMENT naming the media type rule, nothing signed" signing '
 st, msg, f = sign_with(b"=HYPERLINK(\"http://x\",\"y\")")
 assert st == "INVALID_ARGUMENT" and "media type" in msg and 10 not in f, (st, msg)'
 for bad in '+cmd/x' '-x/y' '@SUM(1)/x' 'text' 'text/' '/plain' 'text/plain extra' 'text/pla"in' 'text/plain;' 'text/plain; charset'; do
-        check "payload_type '$bad' refused" hostile "
+        check "payload_type '$bad' refused" signing "
 st, msg, f = sign_with(b'''$bad''')
 assert st == 'INVALID_ARGUMENT' and 'media type' in msg, (st, msg)"
 done
 for good in 'text/plain' 'application/vnd.in-toto+json' 'application/vnd.provsign.keybundle.v1+json' 'text/plain; charset=utf-8'; do
-        check "payload_type '$good' signed" hostile "
+        check "payload_type '$good' signed" signing "
 st, msg, f = sign_with(b'''$good''')
 assert st == 'OK' and 10 in f, (st, msg)"
 done
-check "no payload_type at all: signed" hostile '
+check "no payload_type at all: signed" signing '
 st, msg, f = sign_with()
 assert st == "OK" and 10 in f, (st, msg)'
 
-# ---- item 5: one value per annotation key ----
-check "two annotations with one key: INVALID_ARGUMENT, nothing signed" hostile '
+# ---- one value per annotation key ----
+check "two annotations with one key: INVALID_ARGUMENT, nothing signed" signing '
 st, msg, f = sign_with(b"text/plain", [(b"git", b"a"), (b"ref", b"main"), (b"git", b"b")])
 assert st == "INVALID_ARGUMENT" and "repeats the key" in msg and 10 not in f, (st, msg)'
-check "distinct annotation keys: signed" hostile '
+check "distinct annotation keys: signed" signing '
 st, msg, f = sign_with(b"text/plain", [(b"git", b"a"), (b"ref", b"main"), (b"Git", b"b")])
 assert st == "OK" and 10 in f, (st, msg)'
 check "agent alive" agent_alive
 
-# ---- item 11 (agent): a config or PIN file others may change or read ----
+# ---- the agent's files: a config or PIN file others may change or read ----
 # start_fails DESCRIPTION MESSAGE config: the agent exits 1 saying MESSAGE.
 start_fails() {
         run_agent --config "$3" >"$T/out" 2>"$T/err"
@@ -82,11 +75,11 @@ kill -HUP "$AGENT_PID"
 for _ in $(seq 1 50); do grep -q "config reload refused" "$T/agent.log" && break; sleep 0.1; done
 check "SIGHUP with a group-writable config: reload refused, old policy kept" grep -q "config reload refused.*group- or world-writable" "$T/agent.log"
 chmod 0644 "$CONF"
-check "signing still works with the old policy" hostile '
+check "signing still works with the old policy" signing '
 st, msg, f = sign_with(b"text/plain")
 assert st == "OK", (st, msg)'
 
-# ---- items 2, 7: every refusal is logged, and no uid can flood the log or
+# ---- every refusal is logged, and no uid can flood the log or
 # the journal with them ----
 # Uids with no other part in the policy, each in the socket group.
 U_GARBAGE=64951 U_BIGFRAME=64952 U_STALL=64953 U_CONNS=64954 U_FLOOD=64955
@@ -172,10 +165,10 @@ PY
 count_events() {
         python3 -c 'import json, sys; print(sum(1 for e in map(json.loads, open(sys.argv[1])) if e.get("event") == sys.argv[2] and e.get("uid") == int(sys.argv[3])))' "$T/export.jsonl" "$1" "$2"
 }
-check "item 7: the undecodable request is a REFUSED entry" refused "$U_GARBAGE" "undecodable"
-check "item 7: the oversized frame is a REFUSED entry" refused "$U_BIGFRAME" "exceeds the 65536-byte limit"
-check "item 7: the read timeout is a REFUSED entry" refused "$U_STALL" "read timeout"
-check "item 7: the connection over the per-uid limit is a REFUSED entry" refused "$U_CONNS" "max_connections_per_uid"
+check "the undecodable request is a REFUSED entry" refused "$U_GARBAGE" "undecodable"
+check "the oversized frame is a REFUSED entry" refused "$U_BIGFRAME" "exceeds the 65536-byte limit"
+check "the read timeout is a REFUSED entry" refused "$U_STALL" "read timeout"
+check "the connection over the per-uid limit is a REFUSED entry" refused "$U_CONNS" "max_connections_per_uid"
 expect_eq "$(count_events REFUSED "$U_FLOOD")" 20 "the flood left 20 REFUSED entries of its uid"
 expect_eq "$(count_events REFUSED_SUMMARY "$U_FLOOD")" 1 "and one REFUSED_SUMMARY"
 stop_agent

@@ -1,12 +1,13 @@
 #!/bin/bash
-# A key generation does not stall other principals' signers (issue 19 item
-# 10): keys_generate holds no store-wide lock while the token generates. An
-# operator rotates ci-rsa (RSA-3072: the slowest generation) three times
-# while a signer of ci-release signs back to back on one connection; during
-# each rotation the signer keeps completing Signs, none of which waits for
-# most of the generation. Prints the signer's longest Sign during the
-# rotations (a measurement for the report, not a bound: the assertion
-# compares it with the rotation's own duration on the same machine).
+# A key generation does not stall other principals' signers
+# (docs/hardening.md, "Key generation"): keys_generate holds no store-wide
+# lock while the token generates. An operator rotates ci-rsa (RSA-3072: the
+# slowest generation) three times while a signer of ci-release signs back
+# to back on one connection; during each rotation the signer keeps
+# completing Signs, none of which waits for most of the generation. Prints
+# the signer's longest Sign during the rotations (a measurement for the
+# report, not a bound: the assertion compares it with the rotation's own
+# duration on the same machine).
 . "$SRCDIR/tests/lib/common.sh"
 setup_test
 write_config

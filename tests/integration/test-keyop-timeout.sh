@@ -1,6 +1,6 @@
 #!/bin/bash
 # A key operation that the token's hang cancels before it ran is never
-# reported as done (issue 19 item 3). The token hangs (p11-kit server
+# reported as done (docs/hardening.md). The token hangs (p11-kit server
 # frozen), two Signs occupy both workers, a revoke queues behind them and is
 # answered HSM_UNAVAILABLE at hsm_timeout. After the thaw the key must still
 # be active, the log must hold no KEY_REVOKE, and the agent must not say

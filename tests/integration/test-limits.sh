@@ -1,12 +1,13 @@
 #!/bin/bash
-# Limits and process promises of the running agent (README "Config",
-# "Failure behaviour"): one key operation per principal at a time; max_connections and max_connections_per_uid refuse
-# with UNAVAILABLE and close; idle_timeout closes an idle connection and not
-# an active one; rate_limit refuses with RATE_LIMITED "retry in" and its
-# window resets; compromised_since more than 5 min ahead is refused; the
-# watchdog pings a (stand-in) NOTIFY_SOCKET, READY=1 first and STOPPING=1 at
-# SIGTERM; the process is non-dumpable and holds a locked, not-dumped page;
-# after SIGTERM a request on an open connection gets UNAVAILABLE "agent is
+# Limits and process promises of the running agent (docs/operations.md,
+# "Config" and "Bad input"): one key operation per principal at a time;
+# max_connections and max_connections_per_uid refuse with UNAVAILABLE and
+# close; idle_timeout closes an idle connection and not an active one;
+# rate_limit refuses with RATE_LIMITED "retry in" and its window resets;
+# compromised_since more than 5 min ahead is refused; the watchdog pings a
+# (stand-in) NOTIFY_SOCKET, READY=1 first and STOPPING=1 at SIGTERM; the
+# process is non-dumpable and holds a locked, not-dumped page; after
+# SIGTERM a request on an open connection gets UNAVAILABLE "agent is
 # shutting down", and a reader that never reads does not hold the exit past
 # the 10 s grace (read_timeout is 300 s here).
 . "$SRCDIR/tests/lib/common.sh"
@@ -199,8 +200,9 @@ open_conn.settimeout(30)
 open_conn.sendall(frame(status_request()))
 st, msg, _ = read_response(open_conn)
 open(m + "/term.reply", "w").write("%s %s" % (st, msg))
-# a new connection now is not served (README: UNAVAILABLE "agent is shutting
-# down"; the agent stops accepting, so it may instead be closed at the exit)
+# a new connection now is not served (docs/operations.md: UNAVAILABLE
+# "agent is shutting down"; the agent stops accepting, so it may instead
+# be closed at the exit)
 late = connect(sock); late.settimeout(60)
 try:
     late.sendall(frame(status_request()))

@@ -1,6 +1,6 @@
 #!/bin/bash
 # A revocation without --compromised-since is dated by its own KEY_REVOKE
-# entry (issue 19 item 8): with auto_rotate_on_revoke the key keeps signing
+# entry (docs/hardening.md, "Revocation time"): with auto_rotate_on_revoke the key keeps signing
 # while its RSA-3072 successor is generated, and every signature returned
 # meanwhile must stay valid (its log time before compromised_since), so the
 # compromise time cannot be the time the request came.
@@ -20,7 +20,7 @@ as "$RUNNER_UID" python3 "$SRCDIR/tests/lib/signprobe.py" "$SOCK" ci-rsa "$T/p/s
 PROBE=$!
 for _ in $(seq 1 100); do [ -s "$T/p/probe.calls" ] && break; sleep 0.05; done
 expect_exit 0 "revoke the active RSA key without --compromised-since (a successor is generated)" \
-        cli "$OPERATOR_UID" key revoke --key "$KEY" --reason "issue 19 item 8"
+        cli "$OPERATOR_UID" key revoke --key "$KEY" --reason "revocation window test"
 sleep 0.3
 touch "$T/p/stop"
 wait "$PROBE"

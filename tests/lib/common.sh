@@ -259,6 +259,16 @@ cli() {
         as "$uid" "$PROVSIGN_CLI" "$@"
 }
 
+# hostile CODE: runs the Python CODE as RUNNER_UID with tests/lib/rawclient's
+# names imported (and os, struct, time) and path set to the agent's socket.
+hostile() {
+        as "$RUNNER_UID" env PYTHONPATH="$SRCDIR/tests/lib" SOCK="$SOCK" python3 -c "
+import os, struct, time
+from rawclient import *
+path = os.environ['SOCK']
+$1"
+}
+
 hex_to_file() {
         # shellcheck disable=SC2059
         printf "$(printf '%s' "$1" | sed 's/../\\x&/g')" > "$2"

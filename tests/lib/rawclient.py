@@ -35,8 +35,12 @@ def status_request():
     return request(12)
 
 
-def sign_request(principal, digest, alg=1):
+def sign_request(principal, digest, alg=1, payload_type=b"", annotations=()):
     body = field_bytes(1, principal.encode()) + field_varint(2, alg) + field_bytes(3, digest)
+    if payload_type:
+        body += field_bytes(4, payload_type)
+    for k, v in annotations:
+        body += field_bytes(5, field_bytes(1, k) + field_bytes(2, v))
     return request(10, body)
 
 

@@ -108,6 +108,22 @@ void fake_add(struct fake_agent *fa, const Provsign__Response *resp) {
         free(buf);
 }
 
+void fake_add_frames(struct fake_agent *fa, const Provsign__Response *resp, size_t n) {
+        uint8_t *frames = NULL, *fb;
+        size_t frames_len = 0, fl;
+
+        for (size_t f = 0; f < n; f++) {
+                assert_int_equal(proto_frame_pack(&resp[f].base, &fb, &fl), 0);
+                frames = realloc(frames, frames_len + fl);
+                assert_non_null(frames);
+                memcpy(frames + frames_len, fb, fl);
+                frames_len += fl;
+                free(fb);
+        }
+        fake_add_raw(fa, frames, frames_len);
+        free(frames);
+}
+
 /* A frame whose payload is given as raw bytes. */
 void fake_add_payload(struct fake_agent *fa, const void *payload, size_t n) {
         uint8_t *buf = malloc(4 + n + 1);

@@ -42,6 +42,10 @@ void fake_add_raw(struct fake_agent *fa, const void *p, size_t n);
 /* fake_add: the next reply, resp framed. */
 void fake_add(struct fake_agent *fa, const Provsign__Response *resp);
 
+/* fake_add_frames: the next reply, the n responses framed one after the
+ * other (a streamed answer to one request). */
+void fake_add_frames(struct fake_agent *fa, const Provsign__Response *resp, size_t n);
+
 /* fake_add_payload: the next reply, a frame whose payload is given as raw
  * bytes. */
 void fake_add_payload(struct fake_agent *fa, const void *payload, size_t n);

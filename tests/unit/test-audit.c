@@ -22,6 +22,7 @@
 #include "config.h"
 #include "merkle.h"
 #include "note.h"
+#include "shell.h"
 
 #define MODULE "/usr/lib/softhsm/libsofthsm2.so"
 
@@ -29,19 +30,10 @@ static char dir[256];
 static keys_store *store;
 static agent_config cfg;
 
-static void sh(const char *fmt, ...) {
-        char cmd[1024];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(cmd, sizeof cmd, fmt, ap);
-        va_end(ap);
-        assert_int_equal(system(cmd), 0);
-}
-
 static int setup(void **state) {
         strcpy(dir, "/tmp/provsign-test-audit-XXXXXX");
         assert_non_null(mkdtemp(dir));
-        sh("%s/tests/lib/make-token %s/tok audit-test", getenv("SRCDIR") ? getenv("SRCDIR") : ".", dir);
+        test_sh("%s/tests/lib/make-token %s/tok audit-test", getenv("SRCDIR") ? getenv("SRCDIR") : ".", dir);
         char p[300], pin[64] = { 0 };
         snprintf(p, sizeof p, "%s/tok/softhsm2.conf", dir);
         setenv("SOFTHSM2_CONF", p, 1);
@@ -59,7 +51,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
         keys_store_free(store);
-        sh("rm -rf %s", dir);
+        test_sh("rm -rf %s", dir);
         return 0;
 }
 
@@ -225,10 +217,10 @@ static void test_torn_tail_every_offset(void **state) {
         off_t full = last_segment(seg, sizeof seg);
         char backup[600];
         snprintf(backup, sizeof backup, "%s.bak", seg);
-        sh("cp %s %s", seg, backup);
+        test_sh("cp %s %s", seg, backup);
         off_t rec = (off_t) (len + 8); /* the last record: same size as the others */
         for (off_t cut = full - rec + 1; cut < full; cut++) {
-                sh("cp %s %s && truncate -s %lld %s", backup, seg, (long long) cut, seg);
+                test_sh("cp %s %s && truncate -s %lld %s", backup, seg, (long long) cut, seg);
                 a = open_ok();
                 /* the torn entry is gone; entries before it remain */
                 assert_int_equal(audit_committed(a), n - 1);
@@ -260,7 +252,7 @@ static void test_torn_tail_shapes(void **state) {
         char seg[512];
         off_t full = last_segment(seg, sizeof seg);
         /* 64 zero bytes: a length of 0 is no record */
-        sh("head -c 64 /dev/zero >> %s", seg);
+        test_sh("head -c 64 /dev/zero >> %s", seg);
         a = open_ok();
         assert_int_equal(audit_committed(a), seq + 1);
         audit_close(a);
@@ -268,14 +260,14 @@ static void test_torn_tail_shapes(void **state) {
         assert_int_equal(stat(seg, &st), 0);
         assert_int_equal(st.st_size, full);
         /* a plausible length, then garbage to the end */
-        sh("printf '\\000\\000\\001\\000garbage' >> %s && head -c 300 /dev/urandom >> %s", seg, seg);
+        test_sh("printf '\\000\\000\\001\\000garbage' >> %s && head -c 300 /dev/urandom >> %s", seg, seg);
         a = open_ok();
         assert_int_equal(audit_committed(a), seq + 1);
         audit_close(a);
         assert_int_equal(stat(seg, &st), 0);
         assert_int_equal(st.st_size, full);
         /* garbage followed by a whole valid record is damage, not a tear */
-        sh("tail -c %zu %s > %s.rec && head -c 10 /dev/zero >> %s && cat %s.rec >> %s && rm %s.rec", len + 8, seg, seg,
+        test_sh("tail -c %zu %s > %s.rec && head -c 10 /dev/zero >> %s && cat %s.rec >> %s && rm %s.rec", len + 8, seg, seg,
            seg, seg, seg, seg);
         agent_audit *bad = NULL;
         char *err = NULL;

@@ -2335,18 +2335,7 @@ static int run_export(const struct export_case *c, struct export_seen *seen, pro
         x[2].n_right = nr;
         x[2].right = rbd;
         /* One reply of three frames: the fake reads the one request first. */
-        uint8_t *frames = NULL, *fb;
-        size_t frames_len = 0, fl;
-        for (int f = 0; f < 3; f++) {
-                assert_int_equal(proto_frame_pack(&resp[f].base, &fb, &fl), 0);
-                frames = realloc(frames, frames_len + fl);
-                assert_non_null(frames);
-                memcpy(frames + frames_len, fb, fl);
-                frames_len += fl;
-                free(fb);
-        }
-        fake_add_raw(&fa, frames, frames_len);
-        free(frames);
+        fake_add_frames(&fa, resp, 3);
         fake_start(&fa, &conn);
         assert_int_equal(provsign_log_query_new(&q), 0);
         assert_int_equal(provsign_log_query_set_range(q, c->from, c->to - 1), 0);
@@ -2399,8 +2388,6 @@ static int run_filtered(const uint64_t *seqs, size_t n, bool forge, struct filte
         provsign_conn *conn = NULL;
         provsign_log_query *q = NULL;
         char *body = NULL, *note;
-        uint8_t *frames = NULL, *fb;
-        size_t frames_len = 0, fl;
         int r;
 
         test_log_key_make(&lk);
@@ -2444,16 +2431,7 @@ static int run_filtered(const uint64_t *seqs, size_t n, bool forge, struct filte
         x[1].proofs = ipp;
         x[1].n_proofs = n;
         x[2].done = true;
-        for (int f = 0; f < 3; f++) {
-                assert_int_equal(proto_frame_pack(&resp[f].base, &fb, &fl), 0);
-                frames = realloc(frames, frames_len + fl);
-                assert_non_null(frames);
-                memcpy(frames + frames_len, fb, fl);
-                frames_len += fl;
-                free(fb);
-        }
-        fake_add_raw(&fa, frames, frames_len);
-        free(frames);
+        fake_add_frames(&fa, resp, 3);
         fake_start(&fa, &conn);
         assert_int_equal(provsign_log_query_new(&q), 0);
         assert_int_equal(provsign_log_query_set_keyid(q, "k"), 0);

@@ -22,6 +22,7 @@
 #include "names.h"
 #include "provsign.pb-c.h"
 #include "record.h"
+#include "shell.h"
 
 #define PER_SEGMENT 100u
 
@@ -86,15 +87,6 @@ static void write_log(uint64_t from, uint64_t to) {
         }
 }
 
-static void sh(const char *fmt, ...) {
-        char cmd[1024];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(cmd, sizeof cmd, fmt, ap);
-        va_end(ap);
-        assert_int_equal(system(cmd), 0);
-}
-
 static int setup(void **state) {
         strcpy(dir, "/tmp/provsign-test-index-XXXXXX");
         assert_non_null(mkdtemp(dir));
@@ -108,7 +100,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
         close(dir_fd);
-        sh("rm -rf %s", dir);
+        test_sh("rm -rf %s", dir);
         return 0;
 }
 
@@ -261,7 +253,7 @@ static void test_rebuild_corrupt(void **state) {
         memset(junk, 0x5a, sizeof junk);
         assert_int_equal(write(fd, junk, sizeof junk), (ssize_t) sizeof junk);
         close(fd);
-        sh("rm -f %s-wal %s-shm", path, path);
+        test_sh("rm -f %s-wal %s-shm", path, path);
         agent_index *x = sync_ok(570);
         check_answers(x, 570);
         index_close(x);
@@ -278,7 +270,7 @@ static void test_rebuild_ahead_or_foreign(void **state) {
         x = sync_ok(570);
         assert_int_equal(index_locate(x, 569, &seg_before, &off_before), 0);
         index_close(x);
-        sh("rm -f %s/*.seg", logdir);
+        test_sh("rm -f %s/*.seg", logdir);
         variant = true;
         write_log(0, 570);
         x = sync_ok(570);
