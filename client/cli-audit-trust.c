@@ -122,11 +122,13 @@ static int verify_dir(const struct client_trust *trust, const char *trust_path, 
                                                                           : json_null())) < 0)
                         r = -ENOMEM;
         }
-        if (r > 0)
-                fprintf(stderr, "FAILED: %s: %s\n", cli_safe(dir), cli_safe(res.detail));
-        else
-                fprintf(stderr, "provsign: %s: %s: %s\n", verb, cli_safe(dir),
-                        *res.detail ? cli_safe(res.detail) : strerror(-r));
+        if (r > 0) {
+                fprintf(stderr, "FAILED: %s: ", cli_safe(dir));
+                fprintf(stderr, "%s\n", cli_safe(res.detail));
+        } else if (r < 0) {
+                fprintf(stderr, "provsign: %s: %s: ", verb, cli_safe(dir));
+                fprintf(stderr, "%s\n", *res.detail ? cli_safe(res.detail) : strerror(-r));
+        }
         free(note);
         free(origin);
         client_tiles_result_done(&res);

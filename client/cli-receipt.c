@@ -99,7 +99,8 @@ static int receipt_trusted_key(const char *trust_path, const char *path, const c
         if (r != CLI_EXIT_OK)
                 return r;
         if (client_receipt_doc_parse(text, len, &doc, detail, sizeof detail) < 0) {
-                fprintf(stderr, "provsign: %s: %s: %s\n", verb, cli_safe(path), cli_safe(detail));
+                fprintf(stderr, "provsign: %s: %s: ", verb, cli_safe(path));
+                fprintf(stderr, "%s\n", cli_safe(detail));
                 r = CLI_EXIT_LOCAL;
                 goto out;
         }
@@ -112,8 +113,9 @@ static int receipt_trusted_key(const char *trust_path, const char *path, const c
                         client_receipt_check_name(CLIENT_RECEIPT_CHECKPOINT));
                 r = CLI_EXIT_VERIFY_FAILED;
         } else if (!e) {
-                fprintf(stderr, "provsign: %s: %s failed: origin \"%s\" is not in the trust file %s\n", verb,
-                        client_receipt_check_name(CLIENT_RECEIPT_CHECKPOINT), cli_safe(origin), cli_safe(trust_path));
+                fprintf(stderr, "provsign: %s: %s failed: origin \"%s\"", verb,
+                        client_receipt_check_name(CLIENT_RECEIPT_CHECKPOINT), cli_safe(origin));
+                fprintf(stderr, " is not in the trust file %s\n", cli_safe(trust_path));
                 r = CLI_EXIT_VERIFY_FAILED;
         } else if (!(*ret_pem = strdup(e->pem))) {
                 fprintf(stderr, "provsign: out of memory\n");

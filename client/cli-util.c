@@ -380,7 +380,8 @@ int cli_read_trust(const char *verb, const char *path, struct client_trust *t) {
                 return CLI_EXIT_LOCAL;
         }
         if (r < 0) {
-                fprintf(stderr, "provsign: %s: %s:%zu: %s\n", verb, cli_safe(path), line, cli_safe(msg));
+                fprintf(stderr, "provsign: %s: %s:%zu: ", verb, cli_safe(path), line);
+                fprintf(stderr, "%s\n", cli_safe(msg));
                 return CLI_EXIT_LOCAL;
         }
         return CLI_EXIT_OK;
