@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 
 #include "audit-tiles.h"
 #include "cli.h"
+#include "hex.h"
 #include "receipt.h"
 #include "trust.h"
 
@@ -50,9 +52,7 @@ static int state_read(const char *path, json_t **ret) {
         if (!json_is_object(root) || json_integer_value(json_object_get(root, "version")) != STATE_VERSION ||
             !json_is_object(cps))
                 goto bad;
-        json_object_foreach(cps, origin, note)
-                if (!json_is_string(note))
-                        goto bad;
+        json_object_foreach(cps, origin, note) if (!json_is_string(note)) goto bad;
         *ret = json_incref(cps);
         json_decref(root);
         return CLI_EXIT_OK;
@@ -78,8 +78,19 @@ static int state_write(const char *path, json_t *cps) {
         return r;
 }
 
-/* One directory: CLI_EXIT_OK (printed, and its checkpoint put in next),
- * CLI_EXIT_VERIFY_FAILED or CLI_EXIT_LOCAL (said on stderr). */
+static int failed(struct client_tiles_result *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int failed(struct client_tiles_result *res, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(res->detail, sizeof res->detail, fmt, ap);
+        va_end(ap);
+        return 1;
+}
+
+/* One directory: CLI_EXIT_OK (its line printed, or with out its object
+ * appended, and its checkpoint put in next_cps), CLI_EXIT_VERIFY_FAILED or
+ * CLI_EXIT_LOCAL (said on stderr). done: origin -> directory of this run. */
 static int verify_dir(const struct client_trust *trust, const char *trust_path, const char *dir, json_t *prev_cps,
                       json_t *next_cps, json_t *done, json_t *out) {
         struct client_tiles_result res = { 0 };
@@ -96,14 +107,13 @@ static int verify_dir(const struct client_trust *trust, const char *trust_path, 
         r = client_audit_tiles_read_checkpoint(fd, &res, &note);
         if (r == 0) {
                 r = client_trust_for_checkpoint(trust, note, &e, &origin);
-                if (r == -EBADMSG)
-                        r = 1, snprintf(res.detail, sizeof res.detail, "checkpoint: not a well-formed checkpoint note");
+                if (r < 0 && r != -ENOMEM)
+                        r = failed(&res, "checkpoint: not a well-formed checkpoint note");
                 else if (r == 0 && !e)
-                        r = 1, snprintf(res.detail, sizeof res.detail, "origin \"%s\" is not in the trust file %s",
-                                        origin, trust_path);
+                        r = failed(&res, "origin \"%s\" is not in the trust file %s", origin, trust_path);
                 else if (r == 0 && json_object_get(done, origin))
-                        r = 1, snprintf(res.detail, sizeof res.detail, "origin \"%s\" is also the log of %s", origin,
-                                        json_string_value(json_object_get(done, origin)));
+                        r = failed(&res, "origin \"%s\" is also the log of %s", origin,
+                                   json_string_value(json_object_get(done, origin)));
         }
         if (r == 0) {
                 prev = json_string_value(json_object_get(prev_cps, origin));
@@ -111,16 +121,23 @@ static int verify_dir(const struct client_trust *trust, const char *trust_path, 
         }
         close(fd);
         if (r == 0) {
-                for (size_t i = 0; i < PROTO_MERKLE_HASH_LEN; i++)
-                        snprintf(root + 2 * i, 3, "%02x", res.root[i]);
+                proto_hex_encode(res.root, sizeof res.root, root);
                 if (json_object_set_new(next_cps, origin, json_string(note)) < 0 ||
                     json_object_set_new(done, origin, json_string(dir)) < 0 ||
-                    json_array_append_new(out, json_pack("{s:s, s:s, s:I, s:s, s:o}", "origin", origin, "path", dir,
-                                                         "tree_size", (json_int_t) res.size, "root", root,
-                                                         "consistent_with_previous_size",
-                                                         res.has_previous ? json_integer((json_int_t) res.previous_size)
-                                                                          : json_null())) < 0)
+                    (out &&
+                     json_array_append_new(
+                             out, json_pack("{s:s, s:s, s:I, s:s, s:o}", "origin", origin, "path", dir, "tree_size",
+                                            (json_int_t) res.size, "root", root, "consistent_with_previous_size",
+                                            res.has_previous ? json_integer((json_int_t) res.previous_size)
+                                                             : json_null())) < 0))
                         r = -ENOMEM;
+        }
+        if (r == 0 && !out) {
+                printf("%s size %" PRIu64 " root %s consistent ", cli_safe(origin), res.size, root);
+                if (res.has_previous)
+                        printf("yes (previous size %" PRIu64 ")\n", res.previous_size);
+                else
+                        printf("first time\n");
         }
         if (r > 0) {
                 fprintf(stderr, "FAILED: %s: ", cli_safe(dir));
@@ -133,13 +150,6 @@ static int verify_dir(const struct client_trust *trust, const char *trust_path, 
         free(origin);
         client_tiles_result_done(&res);
         return r == 0 ? CLI_EXIT_OK : r > 0 ? CLI_EXIT_VERIFY_FAILED : CLI_EXIT_LOCAL;
-}
-
-static void print_line(json_t *o, const char *consistent) {
-        printf("%s size %" JSON_INTEGER_FORMAT " root %s consistent %s\n",
-               cli_safe(json_string_value(json_object_get(o, "origin"))),
-               json_integer_value(json_object_get(o, "tree_size")), json_string_value(json_object_get(o, "root")),
-               consistent);
 }
 
 int cli_audit_verify_trust(const char *trust_path, const char *state_path, char **dirs, size_t n, bool json) {
@@ -155,25 +165,14 @@ int cli_audit_verify_trust(const char *trust_path, const char *state_path, char 
         if (r == CLI_EXIT_OK && (!done || !out))
                 r = CLI_EXIT_LOCAL;
         for (size_t i = 0; r == CLI_EXIT_OK && i < n; i++) {
-                size_t before = json_array_size(out);
-                int k = verify_dir(&trust, trust_path, dirs[i], prev_cps, next_cps, done, out);
+                int k = verify_dir(&trust, trust_path, dirs[i], prev_cps, next_cps, done, json ? out : NULL);
 
-                if (k == CLI_EXIT_OK && !json && json_array_size(out) > before) {
-                        json_t *o = json_array_get(out, before), *p = json_object_get(o, "consistent_with_previous_size");
-                        char c[64];
-                        if (json_is_integer(p))
-                                snprintf(c, sizeof c, "yes (previous size %" JSON_INTEGER_FORMAT ")",
-                                         json_integer_value(p));
-                        else
-                                snprintf(c, sizeof c, "first time");
-                        print_line(o, c);
-                }
                 if (k == CLI_EXIT_VERIFY_FAILED || (k == CLI_EXIT_LOCAL && worst == CLI_EXIT_OK))
                         worst = k;
         }
         if (r == CLI_EXIT_OK && json)
                 r = cli_print_json(json_pack("{s:b, s:O}", "verified", worst == CLI_EXIT_OK, "logs", out));
-        if (r == CLI_EXIT_OK && state_path && json_array_size(out) > 0)
+        if (r == CLI_EXIT_OK && state_path && json_object_size(done) > 0)
                 r = state_write(state_path, next_cps);
         if (r == CLI_EXIT_OK)
                 r = worst;

@@ -176,7 +176,8 @@ static void verify_help(void) {
 
 /* What the command line asked for; strings borrowed from argv. */
 struct verify_opts {
-        const char *bundle_path, *key_path, *trust_path, *receipt_path, *principal, *env_path, *policy_path, *metrics_path;
+        const char *bundle_path, *key_path, *trust_path, *receipt_path, *principal, *env_path, *policy_path,
+                *metrics_path;
         const char **artifacts;
         size_t n_art;
         struct client_policy_rule flags; /* --source-uri ... --require-receipt: a rule for every artifact */
@@ -444,10 +445,11 @@ static int verify_pick_key(const struct verify_opts *o, struct verify_state *v) 
                 if (r == -ENOMEM)
                         return oom();
                 if (r < 0)
-                        return fail(v, "receipt", "receipt invalid", "the checkpoint is not a well-formed checkpoint note");
+                        return fail(v, "receipt", "receipt invalid",
+                                    "the checkpoint is not a well-formed checkpoint note");
                 if (!e) {
-                        r = fail(v, "receipt", "log not trusted", "the receipt's log origin \"%s\" is not in the trust file %s",
-                                 origin, o->trust_path);
+                        r = fail(v, "receipt", "log not trusted",
+                                 "the receipt's log origin \"%s\" is not in the trust file %s", origin, o->trust_path);
                         free(origin);
                         return r;
                 }
@@ -515,7 +517,8 @@ static int verify_keyrule(const struct verify_opts *o, struct verify_state *v) {
         if (r == -ENOMEM)
                 return oom();
         if (r == CLIENT_KEYRULE_BAD_LOG_KEY) {
-                fprintf(stderr, "provsign: verify: %s: %s\n", o->key_path ? o->key_path : o->trust_path, v->res.detail);
+                fprintf(stderr, "provsign: verify: %s: %s\n", o->key_path ? o->key_path : o->trust_path,
+                        v->res.detail);
                 return CLI_EXIT_LOCAL;
         }
         if (r != 0)

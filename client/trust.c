@@ -88,7 +88,7 @@ int client_trust_parse(const char *text, size_t len, struct client_trust *t, siz
         size_t lineno = 0, pos = 0;
         int r = 0;
 
-        *t = (struct client_trust) {};
+        *t = (struct client_trust){};
         *ret_line = 0;
         while (pos < len) {
                 const char *line = text + pos, *nl = memchr(line, '\n', len - pos);
@@ -145,7 +145,7 @@ void client_trust_done(struct client_trust *t) {
                 free(t->e[i].pem);
         }
         free(t->e);
-        *t = (struct client_trust) {};
+        *t = (struct client_trust){};
 }
 
 const struct client_trust_entry *client_trust_by_origin(const struct client_trust *t, const char *origin) {
@@ -162,8 +162,8 @@ const struct client_trust_entry *client_trust_by_keyid(const struct client_trust
         return NULL;
 }
 
-int client_trust_for_checkpoint(const struct client_trust *t, const char *note,
-                                const struct client_trust_entry **ret, char **ret_origin) {
+int client_trust_for_checkpoint(const struct client_trust *t, const char *note, const struct client_trust_entry **ret,
+                                char **ret_origin) {
         uint8_t root[PROTO_MERKLE_HASH_LEN];
         uint64_t size;
         char *origin = NULL;

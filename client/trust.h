@@ -13,9 +13,9 @@
 #define CLIENT_TRUST_FILE_MAX (1024u * 1024u)
 
 struct client_trust_entry {
-        char *origin;                           /* the key name: the log's origin */
-        char *pem;                              /* the log key, "PUBLIC KEY" PEM */
-        char keyid[PROTO_KEYID_HEX_LEN + 1];    /* SHA-256 of the SPKI, as in bundles */
+        char *origin;                        /* the key name: the log's origin */
+        char *pem;                           /* the log key, "PUBLIC KEY" PEM */
+        char keyid[PROTO_KEYID_HEX_LEN + 1]; /* SHA-256 of the SPKI, as in bundles */
 };
 
 struct client_trust {
@@ -39,8 +39,8 @@ const struct client_trust_entry *client_trust_by_keyid(const struct client_trust
  * entry's key, which also checks the key hash of its signature line).
  * 0 with *ret (NULL when the origin is not listed) and *ret_origin (caller
  * free()s); -EBADMSG for a malformed note, -ENOMEM. */
-int client_trust_for_checkpoint(const struct client_trust *t, const char *note,
-                                const struct client_trust_entry **ret, char **ret_origin);
+int client_trust_for_checkpoint(const struct client_trust *t, const char *note, const struct client_trust_entry **ret,
+                                char **ret_origin);
 
 /* client_trust_for_bundle: the entry whose key signed the key bundle
  * envelope, by the key ids of its signatures (not verified here). 0 with
