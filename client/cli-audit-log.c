@@ -400,7 +400,7 @@ int cmd_audit_export(const struct cli_ctx *ctx, int argc, char **argv) {
 static void verify_help(void) {
         printf("Usage: provsign audit verify --log-key PEM [--previous CHECKPOINT] [--json] FILE\n"
                "       provsign audit verify --tiles DIR --log-key PEM [--previous CHECKPOINT] [--json]\n"
-               "       provsign audit verify --trust TRUST-FILE [--state STATE-FILE] [--json] DIR...\n"
+               "       provsign audit verify --trust TRUST-FILE [--state STATE-FILE] [--json] DIR|FILE...\n"
                "\n"
                "Verifies an export from 'provsign audit export' offline (FILE '-' is\n"
                "standard input): every readable field equals the decoding of its leaf;\n"
@@ -419,13 +419,14 @@ static void verify_help(void) {
                "the level above, and with --previous the tiles prove the tree extends\n"
                "that checkpoint. A damaged or missing tile is named.\n"
                "\n"
-               "With --trust, checks the published tiles of each DIR (one per log of a\n"
-               "fleet) as --tiles does, with the key that TRUST-FILE lists for the origin\n"
-               "of DIR/checkpoint (docs/fleet.md \"Trust file\"), and prints one line per\n"
-               "log: ORIGIN size N root HEX consistent yes|first time. With --state,\n"
-               "each log must extend the checkpoint that STATE-FILE kept for its origin\n"
-               "from the previous run, and the verified checkpoints are written back.\n"
-               "Exit 1 when any DIR fails (named on stderr).\n"
+               "With --trust, checks a set of logs of a fleet, one per origin: each DIR\n"
+               "as --tiles does, each FILE (an export) as above, with the key that\n"
+               "TRUST-FILE lists for the origin of its checkpoint (docs/fleet.md \"Trust\n"
+               "file\"), and prints one line per log: ORIGIN size N root HEX consistent\n"
+               "yes|first time. With --state, each log must extend the checkpoint that\n"
+               "STATE-FILE kept for its origin from the previous run (an export: made\n"
+               "with --previous-size that size), and the verified checkpoints are\n"
+               "written back. Exit 1 when any fails (named on stderr).\n"
                "\n"
                "  -k, --log-key PEM            the log's public key (a copy you keep)\n"
                "  -T, --trust TRUST-FILE       the logs trusted, one note verifier key per line\n"
@@ -492,7 +493,7 @@ static int verify_parse(int argc, char **argv, struct verify_opts *o) {
                 if (!*o->trust || (o->state && !*o->state))
                         return cli_usage_error(verb, "--trust and --state need a file path");
                 if (argc - optind < 1)
-                        return cli_usage_error(verb, "--trust needs at least one DIR (a published tiles directory)");
+                        return cli_usage_error(verb, "--trust needs at least one DIR or FILE (tiles or an export)");
                 o->dirs = argv + optind;
                 o->n_dirs = (size_t) (argc - optind);
                 return CLI_EXIT_OK;
@@ -513,7 +514,7 @@ static int verify_parse(int argc, char **argv, struct verify_opts *o) {
 
 /* Feeds the export's lines to v: 0 verified so far, 1 failed, -errno
  * (-EIO: a read error, said here). */
-static int verify_lines(client_audit_verify *v, FILE *f, const char *path) {
+int cli_audit_verify_lines(client_audit_verify *v, FILE *f, const char *path) {
         char *line = NULL;
         size_t cap = 0;
         int k = 0;
@@ -621,7 +622,7 @@ static int verify_run(const struct verify_opts *o) {
         }
         k = client_audit_verify_new(pem, prev, &v);
         if (k == 0)
-                k = verify_lines(v, f, o->path);
+                k = cli_audit_verify_lines(v, f, o->path);
         if (k == 0)
                 k = client_audit_verify_finish(v);
         if (k == -EIO)

@@ -131,8 +131,13 @@ int cli_write_file(const char *verb, const char *what, const char *path, const c
 struct client_trust;
 int cli_read_trust(const char *verb, const char *path, struct client_trust *t);
 
+/* cli_audit_verify_lines: feeds the export's lines from f to v: 0
+ * verified so far, 1 failed, -errno (-EIO: a read error, said here). */
+typedef struct client_audit_verify client_audit_verify;
+int cli_audit_verify_lines(client_audit_verify *v, FILE *f, const char *path);
+
 /* cli_audit_verify_trust: `provsign audit verify --trust` over the tile
- * directories dirs[0..n) (cli-audit-trust.c). Returns a CLI_EXIT_* code. */
+ * directories or export files paths[0..n) (cli-audit-trust.c). Returns a CLI_EXIT_* code. */
 int cli_audit_verify_trust(const char *trust_path, const char *state_path, char **dirs, size_t n, bool json);
 
 /* cli_file_sha256: the lowercase hex SHA-256 of the file at path. On

@@ -7,7 +7,8 @@
 # receipt's is refused; audit verify --trust over A's and B's published tile
 # directories prints one line per origin, with --state a second run (after
 # more signing) says consistent; a directory with a swapped checkpoint, a
-# rolled-back log, an unlisted log and a malformed trust file fail.
+# rolled-back log, an unlisted log and a malformed trust file fail; exports
+# are checked the same way, mixed with directories.
 . "$SRCDIR/tests/lib/common.sh"
 . "$SRCDIR/tests/lib/p11server.sh"
 setup_test
@@ -205,6 +206,36 @@ check "... and the state keeps the last good checkpoint" cmp "$ST" "$T/state-bef
 expect_exit 0 "the good tiles still verify against the state" cli "$AUDITOR_UID" audit verify --trust "$T/trust" \
         --state "$ST" "$T/pub/a"
 check "... consistent" grep -qF "consistent yes" "$T/out"
+
+# ---- audit verify --trust over exports -------------------------------------------
+for n in a b c; do
+        acli "$n" "$AUDITOR_UID" audit export >"$T/aud/$n.jsonl" 2>"$T/err" || fail "export of $n: $(cat "$T/err")"
+done
+chmod a+r "$T"/aud/*.jsonl
+expect_exit 0 "audit verify --trust over A's and B's exports" cli "$AUDITOR_UID" audit verify --trust "$T/trust" \
+        "$T/aud/a.jsonl" "$T/aud/b.jsonl"
+expect_eq "$(grep -c ' consistent first time$' "$T/out")" 2 "... two lines, no state: first time"
+expect_exit 1 "C's export is refused" cli "$AUDITOR_UID" audit verify --trust "$T/trust" "$T/aud/c.jsonl"
+check "... naming C's origin" grep -qF "origin \"$(origin_of c)\" is not in the trust file" "$T/err"
+kept=$(jq -r --arg o "$(origin_of a)" '.checkpoints[$o]' "$ST" | sed -n 2p)
+acli a "$RUNNER_UID" sign --principal ci-release --digest "sha256:$(random_digest)" >/dev/null || fail "sign through a"
+acli a "$AUDITOR_UID" audit export >"$T/aud/a-nocons.jsonl" 2>"$T/err" || fail "export: $(cat "$T/err")"
+chmod a+r "$T/aud/a-nocons.jsonl"
+expect_exit 1 "A's newer export without a consistency proof from the kept size fails with --state" \
+        cli "$AUDITOR_UID" audit verify --trust "$T/trust" --state "$ST" "$T/aud/a-nocons.jsonl"
+check "... saying so" grep -qF "no consistency proof from the previous checkpoint's size $kept" "$T/err"
+acli a "$AUDITOR_UID" audit export --previous-size "$kept" >"$T/aud/a-cons.jsonl" 2>"$T/err" || fail "export: $(cat "$T/err")"
+chmod a+r "$T/aud/a-cons.jsonl"
+expect_exit 0 "A's export with a consistency proof from the kept size, and B's tiles, with --state" \
+        cli "$AUDITOR_UID" audit verify --trust "$T/trust" --state "$ST" "$T/aud/a-cons.jsonl" "$T/pub/b"
+check "... A consistent with the state (size $kept)" \
+        grep -qE "^$(origin_of a | sed 's/\./\\./g') size [0-9]+ root [0-9a-f]{64} consistent yes \(previous size $kept\)$" "$T/out"
+check "... B too" grep -qF "$(origin_of b) size" "$T/out"
+kept2=$(jq -r --arg o "$(origin_of a)" '.checkpoints[$o]' "$ST" | sed -n 2p)
+expect_eq "$kept2" "$(jq -r 'select(.checkpoint) | .tree_size' "$T/aud/a-cons.jsonl")" "... the state keeps the export's checkpoint"
+expect_exit 1 "A's older export (a rollback against the state) fails" cli "$AUDITOR_UID" audit verify \
+        --trust "$T/trust" --state "$ST" "$T/aud/a.jsonl"
+check "... naming the previous checkpoint" grep -qF "previous checkpoint" "$T/err"
 
 for n in "${NAMES[@]}"; do
         kill -TERM "${PID[$n]}"
