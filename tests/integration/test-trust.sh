@@ -11,56 +11,14 @@
 # are checked the same way, mixed with directories.
 . "$SRCDIR/tests/lib/common.sh"
 . "$SRCDIR/tests/lib/p11server.sh"
+. "$SRCDIR/tests/lib/fleet.sh"
 setup_test
 p11_setup
 start_p11
 MODULE=$CLIENT_MODULE
 
 NAMES=(a b c)
-declare -A PID
-origin_of() { echo "ci-$1.trust.test/provsign"; }
-fleet_config() {
-        local n=$1
-        mkdir -p "$T/$n/run" "$T/$n/state"
-        chown "$AGENT_UID:$AGENT_GID" "$T/$n/run" "$T/$n/state"
-        chmod 0755 "$T/$n" "$T/$n/run"
-        cat >"$T/$n/agent.conf" <<CONF
-[agent]
-socket = $T/$n/run/agent.sock
-socket_group = $CLIENTS_GID
-state_dir = $T/$n/state
-pkcs11_module = $MODULE
-token_label = provsign
-pin_file = $T/tok/pin
-read_timeout = 2s
-log_origin = $(origin_of "$n")
-
-[principal ci-release]
-uids = $RUNNER_UID
-
-[role operator]
-uids = $OPERATOR_UID
-
-[role auditor]
-uids = $AUDITOR_UID
-CONF
-}
-start_fleet() {
-        local n=$1
-        agent_argv
-        "${AGENT_ARGV[@]}" --config "$T/$n/agent.conf" 2>>"$T/$n/agent.log" &
-        PID[$n]=$!
-        wait_for 60 eval '[ "$(count_lines " ready: " "$T/$n/agent.log")" -gt 0 ]' && return 0
-        echo "agent $n did not come up; its log:" >&2
-        cat "$T/$n/agent.log" >&2
-        exit 1
-}
-on_cleanup 'for n in "${!PID[@]}"; do [ -n "${PID[$n]}" ] && kill -TERM "${PID[$n]}" 2>/dev/null && wait "${PID[$n]}"; done'
-acli() {
-        local n=$1
-        shift
-        SOCK=$T/$n/run/agent.sock cli "$@"
-}
+origin_of() { echo "ci-$1.fleet.test/provsign"; }
 # published NAME: NAME's publish_dir holds the checkpoint of its log's
 # current size (the publisher runs behind the writer)
 published() {
@@ -237,9 +195,5 @@ expect_exit 1 "A's older export (a rollback against the state) fails" cli "$AUDI
         --trust "$T/trust" --state "$ST" "$T/aud/a.jsonl"
 check "... naming the previous checkpoint" grep -qF "previous checkpoint" "$T/err"
 
-for n in "${NAMES[@]}"; do
-        kill -TERM "${PID[$n]}"
-        wait "${PID[$n]}" || fail "agent $n exited $? on SIGTERM"
-        PID[$n]=
-done
+for n in "${NAMES[@]}"; do stop_fleet "$n"; done
 finish
