@@ -117,6 +117,8 @@ struct vprincipal {
 struct client_audit_verify {
         char *log_key_pem;
         char *previous;
+        client_audit_choose_key choose; /* NULL: log_key_pem and previous as given */
+        void *choose_userdata;
         bool failed, has_seq, finished_final;
         uint64_t fail_seq;
         char reason[512];
@@ -201,6 +203,11 @@ int client_audit_verify_new(const char *log_key_pem, const char *previous, clien
         }
         *ret = v;
         return 0;
+}
+
+void client_audit_verify_choose_key(client_audit_verify *v, client_audit_choose_key choose, void *userdata) {
+        v->choose = choose;
+        v->choose_userdata = userdata;
 }
 
 void client_audit_verify_free(client_audit_verify *v) {
@@ -670,6 +677,34 @@ static int hash_array(json_t *a, uint8_t (**ret)[PROTO_MERKLE_HASH_LEN], size_t 
 /* The final object's checkpoint: signed by the log key, of the size it
  * states, covering the entries, which with left/right hash to its root.
  * Fills res. 0, 1 (failed), -ENOMEM. */
+/* With a chooser: the key and previous checkpoint of the note's origin. 0,
+ * 1 (failed), -errno. */
+static int choose_key(client_audit_verify *v, const char *note) {
+        uint8_t root[PROTO_MERKLE_HASH_LEN];
+        const char *pem = NULL, *prev = NULL;
+        char *origin = NULL, why[400] = "";
+        uint64_t size;
+        int r = client_checkpoint_note_parse(note, strlen(note), &origin, &size, root);
+
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return fail(v, false, 0, "checkpoint: not a well-formed checkpoint note");
+        r = v->choose(v->choose_userdata, origin, note, &pem, &prev, why, sizeof why);
+        free(origin);
+        if (r != 0)
+                return r < 0 ? r : fail(v, false, 0, "%s", why);
+        if (!pem)
+                return -EINVAL;
+        free(v->log_key_pem);
+        free(v->previous);
+        v->previous = NULL;
+        v->log_key_pem = strdup(pem);
+        if (!v->log_key_pem || (prev && !(v->previous = strdup(prev))))
+                return -ENOMEM;
+        return 0;
+}
+
 /* The checkpoint object's note (v->final): signed by the log key, of the
  * size it states. Fills res and v's origin, checkpoint_size and root. 0, 1
  * (failed), -ENOMEM. */
@@ -681,6 +716,11 @@ static int verify_checkpoint_note(client_audit_verify *v, struct client_receipt_
             !json_object_get(v->final, "consistency"))
                 return fail(v, false, 0, "the %s object lacks checkpoint, tree_size or consistency",
                             v->sparse ? "first" : "final");
+        if (v->choose) {
+                r = choose_key(v, json_string_value(jcp));
+                if (r != 0)
+                        return r;
+        }
         r = client_checkpoint_verify(json_string_value(jcp), v->log_key_pem, res);
         if (r < 0)
                 return r;

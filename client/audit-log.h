@@ -60,6 +60,17 @@ typedef struct client_audit_verify client_audit_verify;
 int client_audit_verify_new(const char *log_key_pem, const char *previous, client_audit_verify **ret);
 void client_audit_verify_free(client_audit_verify *v);
 
+/* client_audit_verify_choose_key: the log key (and previous checkpoint)
+ * chosen by the export's checkpoint instead of given up front (`audit
+ * verify --trust`). choose is called once, before the checkpoint's
+ * signature is checked, with its origin and note; it returns 0 with
+ * *ret_pem (non-NULL) and *ret_previous (NULL: none), both copied; 1 to
+ * fail the verification with why (e.g. an origin not trusted); or a
+ * negative errno. */
+typedef int (*client_audit_choose_key)(void *userdata, const char *origin, const char *note, const char **ret_pem,
+                                       const char **ret_previous, char *why, size_t why_size);
+void client_audit_verify_choose_key(client_audit_verify *v, client_audit_choose_key choose, void *userdata);
+
 /* client_audit_verify_line: one line of the export (no newline; an empty
  * line is an error too). 0 when it holds so far, 1 when verification
  * failed (see client_audit_verify_failure; further calls return 1), or

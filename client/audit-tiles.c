@@ -26,7 +26,7 @@ static int failf(struct client_tiles_result *res, int r, const char *fmt, ...) {
 
 /* DIR/checkpoint into *ret (NUL-terminated). 0, 1 (missing or too
  * large), -errno. */
-static int read_checkpoint(int dir_fd, struct client_tiles_result *res, char **ret) {
+int client_audit_tiles_read_checkpoint(int dir_fd, struct client_tiles_result *res, char **ret) {
         int fd = openat(dir_fd, CHECKPOINT_FILE, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         char *buf = NULL;
         struct stat st;
@@ -123,17 +123,24 @@ static int verify_previous(proto_merkle_tree *t, const char *previous, const cha
 
 int client_audit_tiles_verify(int dir_fd, const char *log_key_pem, const char *previous,
                               struct client_tiles_result *res) {
+        char *note = NULL;
+        int r = client_audit_tiles_read_checkpoint(dir_fd, res, &note);
+
+        if (r == 0)
+                r = client_audit_tiles_verify_note(dir_fd, note, log_key_pem, previous, res);
+        free(note);
+        return r;
+}
+
+int client_audit_tiles_verify_note(int dir_fd, const char *note, const char *log_key_pem, const char *previous,
+                                   struct client_tiles_result *res) {
         struct client_receipt_result cp = { 0 };
         proto_tile_store *s = NULL;
         proto_merkle_tree *t = NULL;
-        char *note = NULL;
-        int r = read_checkpoint(dir_fd, res, &note);
+        int r = client_checkpoint_verify(note, log_key_pem, &cp);
 
-        if (r == 0) {
-                r = client_checkpoint_verify(note, log_key_pem, &cp);
-                if (r > 0)
-                        r = failf(res, 1, "checkpoint: %s", cp.detail);
-        }
+        if (r > 0)
+                r = failf(res, 1, "checkpoint: %s", cp.detail);
         if (r == 0) {
                 res->origin = strdup(cp.origin);
                 res->size = cp.checkpoint_size;
@@ -152,7 +159,6 @@ int client_audit_tiles_verify(int dir_fd, const char *log_key_pem, const char *p
         proto_merkle_tree_free(t);
         proto_tile_store_free(s);
         client_receipt_result_done(&cp);
-        free(note);
         return r;
 }
 

@@ -37,4 +37,12 @@ struct client_tiles_result {
 int client_audit_tiles_verify(int dir_fd, const char *log_key_pem, const char *previous,
                               struct client_tiles_result *res);
 
+/* The same in two steps, for a caller that picks the log key by the
+ * checkpoint's origin (audit verify --trust): DIR/checkpoint into *ret
+ * (free(); 0, 1 when missing or too large, -errno; res->detail), then
+ * checks 1-4 on that note. */
+int client_audit_tiles_read_checkpoint(int dir_fd, struct client_tiles_result *res, char **ret);
+int client_audit_tiles_verify_note(int dir_fd, const char *note, const char *log_key_pem, const char *previous,
+                                   struct client_tiles_result *res);
+
 void client_tiles_result_done(struct client_tiles_result *res);

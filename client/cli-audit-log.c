@@ -400,6 +400,7 @@ int cmd_audit_export(const struct cli_ctx *ctx, int argc, char **argv) {
 static void verify_help(void) {
         printf("Usage: provsign audit verify --log-key PEM [--previous CHECKPOINT] [--json] FILE\n"
                "       provsign audit verify --tiles DIR --log-key PEM [--previous CHECKPOINT] [--json]\n"
+               "       provsign audit verify --trust TRUST-FILE [--state STATE-FILE] [--json] DIR|FILE...\n"
                "\n"
                "Verifies an export from 'provsign audit export' offline (FILE '-' is\n"
                "standard input): every readable field equals the decoding of its leaf;\n"
@@ -418,7 +419,19 @@ static void verify_help(void) {
                "the level above, and with --previous the tiles prove the tree extends\n"
                "that checkpoint. A damaged or missing tile is named.\n"
                "\n"
+               "With --trust, checks a set of logs of a fleet, one per origin: each DIR\n"
+               "as --tiles does, each FILE (an export) as above, with the key that\n"
+               "TRUST-FILE lists for the origin of its checkpoint (docs/fleet.md \"Trust\n"
+               "file\"), and prints one line per log: ORIGIN size N root HEX consistent\n"
+               "yes|first time. With --state, each log must extend the checkpoint that\n"
+               "STATE-FILE kept for its origin from the previous run (an export: made\n"
+               "with --previous-size that size), and the verified checkpoints are\n"
+               "written back. Exit 1 when any fails (named on stderr).\n"
+               "\n"
                "  -k, --log-key PEM            the log's public key (a copy you keep)\n"
+               "  -T, --trust TRUST-FILE       the logs trusted, one note verifier key per line\n"
+               "  -s, --state STATE-FILE       with --trust: the last verified checkpoint per\n"
+               "                               origin (created on the first run)\n"
                "  -p, --previous CHECKPOINT    a checkpoint note you kept from an earlier\n"
                "                               export (export with --previous-size its size)\n"
                "  -t, --tiles DIR              verify the published tiles in DIR\n"
@@ -427,7 +440,9 @@ static void verify_help(void) {
 }
 
 struct verify_opts {
-        const char *key_path, *prev_path, *path, *tiles;
+        const char *key_path, *prev_path, *path, *tiles, *trust, *state;
+        char **dirs;
+        size_t n_dirs;
         bool json;
 };
 
@@ -437,6 +452,8 @@ static int verify_parse(int argc, char **argv, struct verify_opts *o) {
                 { "log-key", required_argument, NULL, 'k' },
                 { "previous", required_argument, NULL, 'p' },
                 { "tiles", required_argument, NULL, 't' },
+                { "trust", required_argument, NULL, 'T' },
+                { "state", required_argument, NULL, 's' },
                 { "json", no_argument, NULL, 'j' },
                 { "help", no_argument, NULL, 'h' },
                 {}
@@ -444,7 +461,7 @@ static int verify_parse(int argc, char **argv, struct verify_opts *o) {
         static const char verb[] = "audit verify";
         int c;
 
-        while ((c = getopt_long(argc, argv, ":k:p:t:jh", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, ":k:p:t:T:s:jh", options, NULL)) >= 0)
                 switch (c) {
                 case 'k':
                         o->key_path = optarg;
@@ -455,6 +472,12 @@ static int verify_parse(int argc, char **argv, struct verify_opts *o) {
                 case 't':
                         o->tiles = optarg;
                         break;
+                case 'T':
+                        o->trust = optarg;
+                        break;
+                case 's':
+                        o->state = optarg;
+                        break;
                 case 'j':
                         o->json = true;
                         break;
@@ -464,8 +487,21 @@ static int verify_parse(int argc, char **argv, struct verify_opts *o) {
                 default:
                         return cli_getopt_error(verb, c, argv);
                 }
+        if (o->trust) {
+                if (o->key_path || o->prev_path || o->tiles)
+                        return cli_usage_error(verb, "--trust cannot be used with --log-key, --previous or --tiles");
+                if (!*o->trust || (o->state && !*o->state))
+                        return cli_usage_error(verb, "--trust and --state need a file path");
+                if (argc - optind < 1)
+                        return cli_usage_error(verb, "--trust needs at least one DIR or FILE (tiles or an export)");
+                o->dirs = argv + optind;
+                o->n_dirs = (size_t) (argc - optind);
+                return CLI_EXIT_OK;
+        }
+        if (o->state)
+                return cli_usage_error(verb, "--state needs --trust");
         if (!o->key_path)
-                return cli_usage_error(verb, "--log-key is required");
+                return cli_usage_error(verb, "--log-key (or --trust) is required");
         if (o->tiles && argc - optind != 0)
                 return cli_usage_error(verb, "--tiles DIR takes no FILE");
         if (o->tiles)
@@ -478,7 +514,7 @@ static int verify_parse(int argc, char **argv, struct verify_opts *o) {
 
 /* Feeds the export's lines to v: 0 verified so far, 1 failed, -errno
  * (-EIO: a read error, said here). */
-static int verify_lines(client_audit_verify *v, FILE *f, const char *path) {
+int cli_audit_verify_lines(client_audit_verify *v, FILE *f, const char *path) {
         char *line = NULL;
         size_t cap = 0;
         int k = 0;
@@ -586,7 +622,7 @@ static int verify_run(const struct verify_opts *o) {
         }
         k = client_audit_verify_new(pem, prev, &v);
         if (k == 0)
-                k = verify_lines(v, f, o->path);
+                k = cli_audit_verify_lines(v, f, o->path);
         if (k == 0)
                 k = client_audit_verify_finish(v);
         if (k == -EIO)
@@ -668,6 +704,8 @@ int cmd_audit_verify(const struct cli_ctx *ctx, int argc, char **argv) {
 
         if (r != CLI_EXIT_OK)
                 return r < 0 ? CLI_EXIT_OK : r;
+        if (o.trust)
+                return cli_audit_verify_trust(o.trust, o.state, o.dirs, o.n_dirs, o.json);
         return o.tiles ? verify_tiles_run(&o) : verify_run(&o);
 }
 

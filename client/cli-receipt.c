@@ -13,6 +13,7 @@
 #include "receipt-json.h"
 
 #include "cli.h"
+#include "trust.h"
 
 /* A PEM public key is a few hundred bytes; leave room for comments. */
 #define LOG_KEY_FILE_MAX (64u * 1024u)
@@ -29,6 +30,7 @@ int cmd_receipt(const struct cli_ctx *ctx, int argc, char **argv) {
 
 static void verify_help(void) {
         printf("Usage: provsign receipt verify --log-key PEM-FILE [--json] FILE\n"
+               "       provsign receipt verify --trust TRUST-FILE [--json] FILE\n"
                "\n"
                "Verifies offline, without the agent, that a signature was written to the\n"
                "agent's audit log. FILE ('-': standard input) is the output of\n"
@@ -44,6 +46,9 @@ static void verify_help(void) {
                "  -k, --log-key PEM-FILE   the log key ('provsign audit log-key'; keep a copy\n"
                "                           taken out of band rather than asking the agent\n"
                "                           you are checking)\n"
+               "  -T, --trust TRUST-FILE   accept a receipt of any log listed in TRUST-FILE\n"
+               "                           (docs/fleet.md \"Trust file\"): the key is the one\n"
+               "                           listed for the checkpoint's origin\n"
                "  -j, --json               print {verified, log_seq, log_time, principal,\n"
                "                           keyid, digest, tree_size, origin}\n"
                "  -h, --help               show this help\n"
@@ -80,7 +85,51 @@ static int print_verified(const struct client_receipt_doc *doc, const struct cli
         return CLI_EXIT_OK;
 }
 
-static int receipt_verify_run(const char *key_path, const char *path, bool json) {
+/* With --trust: the listed key of the receipt's checkpoint origin, into
+ * *ret_pem (a copy). CLI_EXIT_OK or the exit code, said here. */
+static int receipt_trusted_key(const char *trust_path, const char *path, const char *text, size_t len,
+                               char **ret_pem) {
+        static const char verb[] = "receipt verify";
+        struct client_trust trust = {};
+        struct client_receipt_doc doc = {};
+        const struct client_trust_entry *e = NULL;
+        char detail[320], *origin = NULL;
+        int r = cli_read_trust(verb, trust_path, &trust);
+
+        if (r != CLI_EXIT_OK)
+                return r;
+        if (client_receipt_doc_parse(text, len, &doc, detail, sizeof detail) < 0) {
+                fprintf(stderr, "provsign: %s: %s: ", verb, cli_safe(path));
+                fprintf(stderr, "%s\n", cli_safe(detail));
+                r = CLI_EXIT_LOCAL;
+                goto out;
+        }
+        r = client_trust_for_checkpoint(&trust, doc.rc.checkpoint, &e, &origin);
+        if (r == -ENOMEM) {
+                fprintf(stderr, "provsign: out of memory\n");
+                r = CLI_EXIT_LOCAL;
+        } else if (r < 0) {
+                fprintf(stderr, "provsign: %s: %s failed: the checkpoint is not a well-formed checkpoint note\n", verb,
+                        client_receipt_check_name(CLIENT_RECEIPT_CHECKPOINT));
+                r = CLI_EXIT_VERIFY_FAILED;
+        } else if (!e) {
+                fprintf(stderr, "provsign: %s: %s failed: origin \"%s\"", verb,
+                        client_receipt_check_name(CLIENT_RECEIPT_CHECKPOINT), cli_safe(origin));
+                fprintf(stderr, " is not in the trust file %s\n", cli_safe(trust_path));
+                r = CLI_EXIT_VERIFY_FAILED;
+        } else if (!(*ret_pem = strdup(e->pem))) {
+                fprintf(stderr, "provsign: out of memory\n");
+                r = CLI_EXIT_LOCAL;
+        } else
+                r = CLI_EXIT_OK;
+out:
+        free(origin);
+        client_receipt_doc_done(&doc);
+        client_trust_done(&trust);
+        return r;
+}
+
+static int receipt_verify_run(const char *key_path, const char *trust_path, const char *path, bool json) {
         static const char verb[] = "receipt verify";
         struct client_receipt_doc doc = {};
         struct client_receipt_result res = {};
@@ -88,12 +137,20 @@ static int receipt_verify_run(const char *key_path, const char *path, bool json)
         size_t text_len;
         int r;
 
-        r = cli_read_file(verb, "log key", key_path, LOG_KEY_FILE_MAX, &pem, NULL);
-        if (r != CLI_EXIT_OK)
-                goto out;
+        if (key_path) {
+                r = cli_read_file(verb, "log key", key_path, LOG_KEY_FILE_MAX, &pem, NULL);
+                if (r != CLI_EXIT_OK)
+                        goto out;
+        }
         r = cli_read_file(verb, "receipt", path, CLIENT_RECEIPT_FILE_MAX, &text, &text_len);
         if (r != CLI_EXIT_OK)
                 goto out;
+        if (trust_path) {
+                r = receipt_trusted_key(trust_path, path, text, text_len, &pem);
+                if (r != CLI_EXIT_OK)
+                        goto out;
+                key_path = trust_path;
+        }
 
         r = client_receipt_verify_text(text, text_len, pem, &doc, &res);
         if (r > 0) {
@@ -124,21 +181,27 @@ out:
 static int cmd_receipt_verify(const struct cli_ctx *ctx, int argc, char **argv) {
         static const struct option options[] = {
                 { "log-key", required_argument, NULL, 'k' },
+                { "trust",   required_argument, NULL, 'T' },
                 { "json",    no_argument,       NULL, 'j' },
                 { "help",    no_argument,       NULL, 'h' },
                 {}
         };
         static const char verb[] = "receipt verify";
-        const char *key_path = NULL, *path;
+        const char *key_path = NULL, *trust_path = NULL, *path;
         bool json = false;
         int c, r;
 
-        while ((c = getopt_long(argc, argv, ":k:jh", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, ":k:T:jh", options, NULL)) >= 0)
                 switch (c) {
                 case 'k':
                         if (!*optarg)
                                 return cli_usage_error(verb, "--log-key needs a non-empty path");
                         key_path = optarg;
+                        break;
+                case 'T':
+                        if (!*optarg)
+                                return cli_usage_error(verb, "--trust needs a non-empty path");
+                        trust_path = optarg;
                         break;
                 case 'j':
                         json = true;
@@ -150,16 +213,18 @@ static int cmd_receipt_verify(const struct cli_ctx *ctx, int argc, char **argv) 
                         return cli_getopt_error(verb, c, argv);
                 }
 
-        if (!key_path)
-                return cli_usage_error(verb, "missing --log-key PEM-FILE");
+        if (key_path && trust_path)
+                return cli_usage_error(verb, "--log-key and --trust cannot be used together");
+        if (!key_path && !trust_path)
+                return cli_usage_error(verb, "missing --log-key PEM-FILE (or --trust TRUST-FILE)");
         if (optind >= argc)
                 return cli_usage_error(verb, "missing FILE (a receipt, or the output of 'provsign sign --json')");
         path = argv[optind++];
         r = cli_extra_args(verb, argc, argv);
         if (r != CLI_EXIT_OK)
                 return r;
-        if (strcmp(path, "-") == 0 && strcmp(key_path, "-") == 0)
-                return cli_usage_error(verb, "FILE and --log-key cannot both be standard input");
+        if (strcmp(path, "-") == 0 && strcmp(key_path ? key_path : trust_path, "-") == 0)
+                return cli_usage_error(verb, "FILE and the key cannot both be standard input");
 
-        return receipt_verify_run(key_path, path, json);
+        return receipt_verify_run(key_path, trust_path, path, json);
 }

@@ -15,6 +15,7 @@
 #include "filehash.h"
 #include "hex.h"
 #include "cli.h"
+#include "trust.h"
 
 int cli_usage_error(const char *verb, const char *fmt, ...) {
         va_list ap;
@@ -362,5 +363,26 @@ int cli_parse_annotation(const char *verb, char *arg, struct provsign_annotation
                 return cli_usage_error(verb, "invalid annotation '%s': expected KEY=VALUE", arg);
         *eq = '\0';
         *ret = (struct provsign_annotation) { .key = arg, .value = eq + 1 };
+        return CLI_EXIT_OK;
+}
+
+int cli_read_trust(const char *verb, const char *path, struct client_trust *t) {
+        char *text = NULL, msg[256] = "";
+        size_t len, line;
+        int r = cli_read_file(verb, "trust file", path, CLIENT_TRUST_FILE_MAX, &text, &len);
+
+        if (r != CLI_EXIT_OK)
+                return r;
+        r = client_trust_parse(text, len, t, &line, msg, sizeof msg);
+        free(text);
+        if (r == -ENOMEM) {
+                fprintf(stderr, "provsign: out of memory\n");
+                return CLI_EXIT_LOCAL;
+        }
+        if (r < 0) {
+                fprintf(stderr, "provsign: %s: %s:%zu: ", verb, cli_safe(path), line);
+                fprintf(stderr, "%s\n", cli_safe(msg));
+                return CLI_EXIT_LOCAL;
+        }
         return CLI_EXIT_OK;
 }

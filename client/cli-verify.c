@@ -29,6 +29,7 @@
 #include "names.h"
 #include "receipt-json.h"
 #include "statement.h"
+#include "trust.h"
 #include "verify-policy.h"
 
 #include "cli.h"
@@ -134,6 +135,7 @@ int cmd_key_bundle(const struct cli_ctx *ctx, int argc, char **argv) {
 
 static void verify_help(void) {
         printf("Usage: provsign verify --bundle BUNDLE --log-key PEM [OPTIONS] ENVELOPE\n"
+               "       provsign verify --bundle BUNDLE --trust TRUST-FILE [OPTIONS] ENVELOPE\n"
                "\n"
                "Verifies a DSSE envelope from 'provsign attest' or 'provsign provenance'\n"
                "offline, without the agent. Everything must hold:\n"
@@ -153,6 +155,11 @@ static void verify_help(void) {
                "\n"
                "  -b, --bundle FILE       the key bundle envelope\n"
                "  -k, --log-key FILE      the trusted log key (PEM)\n"
+               "  -T, --trust FILE        instead of --log-key: the logs trusted (one note\n"
+               "                          verifier key per line, docs/fleet.md); the key\n"
+               "                          is the one of the receipt checkpoint's origin\n"
+               "                          (without a receipt: the listed key that signed\n"
+               "                          the bundle), and the bundle must be signed by it\n"
                "  -r, --receipt FILE      the receipt written by attest/provenance\n"
                "  -A, --artifact PATH     an artifact that must be a subject (repeatable)\n"
                "  -p, --principal P       the key must belong to principal P\n"
@@ -186,7 +193,8 @@ static void verify_help(void) {
 
 /* What the command line asked for; strings borrowed from argv. */
 struct verify_opts {
-        const char *bundle_path, *key_path, *receipt_path, *principal, *env_path, *policy_path, *metrics_path;
+        const char *bundle_path, *key_path, *trust_path, *receipt_path, *principal, *env_path, *policy_path,
+                *metrics_path;
         const char **artifacts;
         size_t n_art;
         struct client_policy_rule flags; /* --source-uri ... --require-receipt: a rule for every artifact */
@@ -208,6 +216,8 @@ struct verify_state {
         struct client_receipt_doc doc;
         struct client_keyrule_result res;
         struct client_policy policy;
+        struct client_trust trust;              /* --trust */
+        const struct client_trust_entry *trusted; /* the listed log chosen (in trust) */
         struct proto_statement *st;            /* NULL unless an in-toto statement */
         char (*hex)[65];
         const struct proto_statement_subject **matched;
@@ -228,6 +238,7 @@ static void verify_state_done(struct verify_state *v) {
         free(v->receipt_text);
         free(v->env);
         free(v->pem);
+        client_trust_done(&v->trust);
         free(v->bundle);
 }
 
@@ -299,6 +310,9 @@ static int verify_option(struct verify_opts *o, int c, char **argv) {
         case 'k':
                 o->key_path = optarg;
                 break;
+        case 'T':
+                o->trust_path = optarg;
+                break;
         case 'r':
                 o->receipt_path = optarg;
                 break;
@@ -349,6 +363,7 @@ static int verify_parse(int argc, char **argv, struct verify_opts *o) {
         static const struct option options[] = {
                 { "bundle",            required_argument, NULL, 'b' },
                 { "log-key",           required_argument, NULL, 'k' },
+                { "trust",             required_argument, NULL, 'T' },
                 { "receipt",           required_argument, NULL, 'r' },
                 { "artifact",          required_argument, NULL, 'A' },
                 { "principal",         required_argument, NULL, 'p' },
@@ -372,15 +387,17 @@ static int verify_parse(int argc, char **argv, struct verify_opts *o) {
         o->artifacts = calloc((size_t) argc, sizeof *o->artifacts);
         if (!o->artifacts)
                 return oom();
-        while ((c = getopt_long(argc, argv, ":b:k:r:A:p:jh", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, ":b:k:T:r:A:p:jh", options, NULL)) >= 0) {
                 r = verify_option(o, c, argv);
                 if (r != CLI_EXIT_OK)
                         return r;
         }
         if (!o->bundle_path || !*o->bundle_path)
                 return cli_usage_error(verb, "missing --bundle FILE (from 'provsign key bundle')");
-        if (!o->key_path || !*o->key_path)
-                return cli_usage_error(verb, "missing --log-key PEM-FILE (the trusted log key)");
+        if (o->key_path && o->trust_path)
+                return cli_usage_error(verb, "--log-key and --trust cannot be used together");
+        if (o->trust_path ? !*o->trust_path : !o->key_path || !*o->key_path)
+                return cli_usage_error(verb, "missing --log-key PEM-FILE (the trusted log key) or --trust TRUST-FILE");
         if (o->flags.has_max_age && !o->receipt_path)
                 return cli_usage_error(verb, "--max-age needs --receipt FILE (the age is the receipt's log time)");
         if (o->policy_path && !*o->policy_path)
@@ -417,7 +434,7 @@ static int verify_read(const struct verify_opts *o, struct verify_state *v) {
 
         if (r == CLI_EXIT_OK)
                 r = cli_read_file(verb, "key bundle", o->bundle_path, CLIENT_BUNDLE_MAX, &v->bundle, &v->bundle_len);
-        if (r == CLI_EXIT_OK)
+        if (r == CLI_EXIT_OK && o->key_path)
                 r = cli_read_file(verb, "log key", o->key_path, LOG_KEY_FILE_MAX, &v->pem, NULL);
         if (r == CLI_EXIT_OK)
                 r = cli_read_file(verb, "envelope", o->env_path, PROTO_DSSE_MAX_ENVELOPE, &v->env, &v->env_len);
@@ -429,6 +446,53 @@ static int verify_read(const struct verify_opts *o, struct verify_state *v) {
         if (client_receipt_doc_parse(v->receipt_text, v->receipt_len, &v->doc, detail, sizeof detail) < 0)
                 return fail(v, "receipt", "invalid receipt", "%s: %s", o->receipt_path, detail);
         return CLI_EXIT_OK;
+}
+
+/* --trust: the log key is the one listed for the receipt checkpoint's
+ * origin, or without a receipt the listed key that signed the bundle; the
+ * bundle must then be signed by that same key (the key rule) and name that
+ * origin (verify_trusted_origin). */
+static int verify_pick_key(const struct verify_opts *o, struct verify_state *v) {
+        const struct client_trust_entry *e = NULL;
+        char *origin = NULL;
+        int r;
+
+        if (o->receipt_path) {
+                r = client_trust_for_checkpoint(&v->trust, v->doc.rc.checkpoint, &e, &origin);
+                if (r == -ENOMEM)
+                        return oom();
+                if (r < 0)
+                        return fail(v, "receipt", "receipt invalid",
+                                    "the checkpoint is not a well-formed checkpoint note");
+                if (!e) {
+                        r = fail(v, "receipt", "log not trusted",
+                                 "the receipt's log origin \"%s\" is not in the trust file %s", origin, o->trust_path);
+                        free(origin);
+                        return r;
+                }
+                free(origin);
+        } else {
+                r = client_trust_for_bundle(&v->trust, v->bundle, v->bundle_len, &e);
+                if (r == -ENOMEM)
+                        return oom();
+                if (r < 0)
+                        return fail(v, "bundle", client_keyrule_name(CLIENT_KEYRULE_BUNDLE_MALFORMED),
+                                    "the key bundle is not a DSSE envelope");
+                if (!e)
+                        return fail(v, "bundle", "log not trusted",
+                                    "the key bundle is not signed by a log key in the trust file %s", o->trust_path);
+        }
+        v->trusted = e;
+        v->pem = strdup(e->pem);
+        return v->pem ? CLI_EXIT_OK : oom();
+}
+
+static int verify_trusted_origin(const struct verify_opts *o, struct verify_state *v) {
+        if (!v->trusted || strcmp(v->res.bundle->origin, v->trusted->origin) == 0)
+                return CLI_EXIT_OK;
+        return fail(v, "bundle", client_keyrule_name(CLIENT_KEYRULE_BUNDLE_NOT_LOG_KEY),
+                    "the key bundle names origin \"%s\", but its key is listed in %s for \"%s\"", v->res.bundle->origin,
+                    o->trust_path, v->trusted->origin);
 }
 
 /* --metrics-file's reason for each failed key rule. */
@@ -470,7 +534,8 @@ static int verify_keyrule(const struct verify_opts *o, struct verify_state *v) {
         if (r == -ENOMEM)
                 return oom();
         if (r == CLIENT_KEYRULE_BAD_LOG_KEY) {
-                fprintf(stderr, "provsign: verify: %s: %s\n", o->key_path, v->res.detail);
+                fprintf(stderr, "provsign: verify: %s: %s\n", o->key_path ? o->key_path : o->trust_path,
+                        v->res.detail);
                 return CLI_EXIT_LOCAL;
         }
         if (r != 0)
@@ -764,8 +829,14 @@ static int verify_run(const struct verify_opts *o) {
         struct verify_state v = {};
         int r = verify_read(o, &v);
 
+        if (r == CLI_EXIT_OK && o->trust_path)
+                r = cli_read_trust("verify", o->trust_path, &v.trust);
+        if (r == CLI_EXIT_OK && o->trust_path)
+                r = verify_pick_key(o, &v);
         if (r == CLI_EXIT_OK)
                 r = verify_keyrule(o, &v);
+        if (r == CLI_EXIT_OK)
+                r = verify_trusted_origin(o, &v);
         if (r == CLI_EXIT_OK)
                 r = verify_bundle_fresh(o, &v);
         if (r == CLI_EXIT_OK)

@@ -125,6 +125,21 @@ int cli_read_file(const char *verb, const char *what, const char *path, size_t m
  * WHAT PATH: reason" and returns CLI_EXIT_LOCAL. */
 int cli_write_file(const char *verb, const char *what, const char *path, const char *data, size_t len);
 
+/* cli_read_trust: reads and parses the trust file at path (trust.h). On
+ * failure prints "provsign: VERB: PATH:LINE: why" and returns
+ * CLI_EXIT_LOCAL; release t with client_trust_done(). */
+struct client_trust;
+int cli_read_trust(const char *verb, const char *path, struct client_trust *t);
+
+/* cli_audit_verify_lines: feeds the export's lines from f to v: 0
+ * verified so far, 1 failed, -errno (-EIO: a read error, said here). */
+typedef struct client_audit_verify client_audit_verify;
+int cli_audit_verify_lines(client_audit_verify *v, FILE *f, const char *path);
+
+/* cli_audit_verify_trust: `provsign audit verify --trust` over the tile
+ * directories or export files paths[0..n) (cli-audit-trust.c). Returns a CLI_EXIT_* code. */
+int cli_audit_verify_trust(const char *trust_path, const char *state_path, char **dirs, size_t n, bool json);
+
 /* cli_file_sha256: the lowercase hex SHA-256 of the file at path. On
  * failure prints "provsign: VERB: cannot read WHAT PATH: reason" and
  * returns CLI_EXIT_LOCAL. */

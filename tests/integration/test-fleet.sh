@@ -15,13 +15,14 @@
 # throughput on one p11-kit server as figures.
 . "$SRCDIR/tests/lib/common.sh"
 . "$SRCDIR/tests/lib/p11server.sh"
+. "$SRCDIR/tests/lib/fleet.sh"
 setup_test
 p11_setup
 command -v pkcs11-tool >/dev/null || { echo "FAIL: pkcs11-tool not found (Debian package opensc)" >&2; exit 1; }
 
 NAMES=(a b c)
 ns_of() { echo "ci-$1.fleet.test"; }
-declare -A PID LOGKEY OK
+declare -A LOGKEY OK
 
 # p11 ARGS...: pkcs11-tool as the agent's user (the token's files are its
 # own), logged in; stderr kept for the failure message.
@@ -76,66 +77,6 @@ ns_objects --legacy "$T/obj0" >"$T/legacy0"
 expect_eq "$(grep -c '^Private Key Object' "$T/legacy0")" 2 "the token holds two first-round private keys"
 
 # ---- Three agents ----------------------------------------------------------
-# fleet_config NAME [lines...]: NAME's config, its own socket, state and origin
-fleet_config() {
-        local n=$1
-        shift
-        mkdir -p "$T/$n/run" "$T/$n/state"
-        chown "$AGENT_UID:$AGENT_GID" "$T/$n/run" "$T/$n/state"
-        chmod 0755 "$T/$n" "$T/$n/run"
-        cat >"$T/$n/agent.conf" <<CONF
-[agent]
-socket = $T/$n/run/agent.sock
-socket_group = $CLIENTS_GID
-state_dir = $T/$n/state
-pkcs11_module = $MODULE
-token_label = provsign
-pin_file = $T/tok/pin
-read_timeout = 2s
-log_origin = ci-$n.fleet.test/provsign
-$(for l in "$@"; do echo "$l"; done)
-
-[principal ci-release]
-uids = $RUNNER_UID
-
-[principal ci-nightly]
-uids = $RUNNER2_UID
-
-[role operator]
-uids = $OPERATOR_UID
-
-[role auditor]
-uids = $AUDITOR_UID
-CONF
-}
-# start_fleet NAME: in the background; returns once it logged "ready".
-start_fleet() {
-        local n=$1
-        local before
-        before=$(count_lines ' ready: ' "$T/$n/agent.log")
-        agent_argv
-        "${AGENT_ARGV[@]}" --config "$T/$n/agent.conf" 2>>"$T/$n/agent.log" &
-        PID[$n]=$!
-        wait_for 60 eval '[ "$(count_lines " ready: " "$T/$n/agent.log")" -gt "$before" ]' && return 0
-        echo "agent $n did not come up; its log:" >&2
-        cat "$T/$n/agent.log" >&2
-        exit 1
-}
-stop_fleet() {
-        kill -TERM "${PID[$1]}"
-        wait "${PID[$1]}"
-        local rc=$?
-        PID[$1]=
-        [ "$rc" = 0 ] || fail "agent $1 exited $rc on SIGTERM; log: $(tail -5 "$T/$1/agent.log")"
-}
-on_cleanup 'for n in "${!PID[@]}"; do [ -n "${PID[$n]}" ] && kill -TERM "${PID[$n]}" 2>/dev/null && wait "${PID[$n]}"; done'
-# acli NAME UID ARGS...: the CLI against agent NAME
-acli() {
-        local n=$1
-        shift
-        SOCK=$T/$n/run/agent.sock cli "$@"
-}
-
 for n in "${NAMES[@]}"; do fleet_config "$n"; done
 start_fleet a
 check "A logged the adoption of the first-round ci-release key" \
