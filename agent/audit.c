@@ -28,6 +28,7 @@
 #include "entry.h"
 #include "fdio.h"
 #include "tiles.h"
+#include "timefmt.h"
 
 #define SEGMENT_MAX (64u * 1024u * 1024u)
 #define SEGMENT_SUFFIX ".seg"
@@ -94,6 +95,7 @@ struct agent_audit {
         int efd;                 /* wakes the main loop */
 
         pthread_mutex_t purge_lock; /* one purge at a time (audit_purge) */
+        uint64_t purge_from;        /* under purge_lock: segments before it hold nothing left to purge */
         pthread_t retainer;         /* retain_entries: purges at start, then hourly */
         bool retainer_started;
         bool retain_stop;           /* under lock; signals cond_retain */
@@ -1350,8 +1352,11 @@ int audit_purge(agent_audit *a, int64_t before_us, const Provsign__Caller *calle
         /* Never the last segment, nor the one being written. */
         for (int i = 0; i + 1 < n && r >= 0; i++) {
                 const char *name = list[i]->d_name;
-                if (strtoull(name, NULL, 10) >= open_first)
+                uint64_t first = strtoull(name, NULL, 10);
+                if (first >= open_first)
                         break;
+                if (first < a->purge_from)
+                        continue; /* purged whole before: not read again */
                 bool newer = false;
                 uint64_t k = 0, last = 0;
                 r = purge_segment(a, name, before_us, &newer, &k, &last);
@@ -1365,16 +1370,15 @@ int audit_purge(agent_audit *a, int64_t before_us, const Provsign__Caller *calle
                 }
                 if (newer)
                         break;
+                a->purge_from = strtoull(list[i + 1]->d_name, NULL, 10);
         }
         for (int i = 0; i < n; i++)
                 free(list[i]);
         free(list);
         if (total > 0) {
-                char when[64], msg[160];
-                time_t t = (time_t) (before_us / 1000000);
-                struct tm tm;
-                gmtime_r(&t, &tm);
-                strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+                char when[PROTO_TIME_LEN + 1], msg[160];
+                if (!proto_time_format_us(before_us, when))
+                        snprintf(when, sizeof when, "%" PRId64 "us", before_us);
                 snprintf(msg, sizeof msg, "purged %" PRIu64 " entries through seq %" PRIu64 " older than %s", total,
                          through, when);
                 Provsign__AuditEntry e = PROVSIGN__AUDIT_ENTRY__INIT;
