@@ -125,16 +125,40 @@ done
 stop_agent
 check "audit verify --tiles passes" "$PROVSIGN_CLI" audit verify --tiles "$PUB" --log-key "$T/logkey.pem" \
         --previous "$T/before.checkpoint"
+cp "$PUB/checkpoint" "$T/purged.checkpoint"
 
-# restart: the tree from the tiles, the index, signing goes on
+# restart with the tiles and the index removed: both rebuilt from the
+# segments, stubs included (a stub gives its leaf hash), the same tree
+rm -rf "$PUB" "$T/state/index.sqlite"*
 start_agent
+check "the tiles were rebuilt from the purged log" grep -q "the tree: 0 entries from the tiles in $PUB" "$T/agent.log"
+expect_exit 0 "audit proof of a purged entry" cli "$AUDITOR_UID" audit proof --seq 5 --json
+check "... whose leaf is its stub (event ENTRY_PURGED = 11)" python3 - "$T/out" <<'PY'
+import base64, json, sys
+o = json.load(open(sys.argv[1]))
+leaf = base64.b64decode((o.get("receipt") or o)["leaf"])
+def varint(b, i):
+    v = s = 0
+    while True:
+        v |= (b[i] & 0x7f) << s; s += 7; i += 1
+        if not b[i - 1] & 0x80: return v, i
+i, fields = 0, {}
+for _ in range(3):
+    tag, i = varint(leaf, i)
+    fields[tag >> 3], i = varint(leaf, i)
+assert fields.get(1) == 5 and fields.get(3) == 11, fields
+PY
 d=$(random_digest)
 expect_exit 0 "signing after the restart" cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$d" --json
 cp "$T/out" "$T/r/after.json"
 expect_exit 0 "find of a digest signed after the purge" cli "$AUDITOR_UID" audit find --digest "sha256:$d"
 check "... finds it" grep -q "$d" "$T/out"
 expect_exit 0 "audit export after the restart" cli "$AUDITOR_UID" audit export --previous-size "$size0"
-check "... verifies" "$PROVSIGN_CLI" audit verify --log-key "$T/logkey.pem" --previous "$T/before.checkpoint" "$T/out"
+check "... verifies: the rebuilt tree is the tree from before the purge" \
+        "$PROVSIGN_CLI" audit verify --log-key "$T/logkey.pem" --previous "$T/before.checkpoint" "$T/out"
+expect_exit 0 "export from the checkpoint published after the purge" \
+        cli "$AUDITOR_UID" audit export --previous-size "$(sed -n 2p "$T/purged.checkpoint")"
+check "... verifies against it" "$PROVSIGN_CLI" audit verify --log-key "$T/logkey.pem" --previous "$T/purged.checkpoint" "$T/out"
 stop_agent
 
 # retain_entries: the newest signatures in a closed segment, older than 1s
