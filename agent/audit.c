@@ -1254,62 +1254,56 @@ static int purge_segment(agent_audit *a, const char *name, int64_t before_us, bo
         int r = read_file(a->dir_fd, name, &buf, &len);
         if (r < 0)
                 return r;
-        /* First pass: all older than the cutoff? */
-        proto_cursor c = proto_cursor_make(buf, len);
+        /* Pass 0: are all older than the cutoff, and is any purgeable?
+         * Pass 1: replace those by their stubs, in place. */
         *ret_newer = false;
-        for (;;) {
-                const uint8_t *entry;
-                size_t en;
-                r = proto_record_next(&c, &entry, &en);
-                if (r == -ENODATA) {
-                        r = 0;
-                        break;
+        for (int pass = 0; pass < 2; pass++) {
+                proto_cursor c = proto_cursor_make(buf, len);
+                if (pass == 1) {
+                        if (n == 0)
+                                goto out;
+                        n = 0;
                 }
-                proto_entry_head h;
-                if (r >= 0)
-                        r = entry_head(entry, en, &h);
-                if (r < 0)
-                        goto out;
-                if (h.time_us >= before_us) {
-                        *ret_newer = true;
-                        goto out;
-                }
-                if (purgeable(h.event))
+                for (;;) {
+                        const uint8_t *entry;
+                        size_t en;
+                        uint8_t *rec = (uint8_t *) c.p;
+                        r = proto_record_next(&c, &entry, &en);
+                        if (r == -ENODATA) {
+                                r = 0;
+                                break;
+                        }
+                        proto_entry_head h;
+                        if (r >= 0)
+                                r = entry_head(entry, en, &h);
+                        if (r < 0)
+                                goto out;
+                        if (h.time_us >= before_us) {
+                                *ret_newer = true;
+                                goto out;
+                        }
+                        if (!purgeable(h.event))
+                                continue;
+                        if (pass == 0) {
+                                n++;
+                                continue;
+                        }
+                        r = proto_entry_stub(entry, en, (uint8_t *) entry);
+                        if (r == -EMSGSIZE) {
+                                r = 0; /* too short to hold its stub: kept */
+                                continue;
+                        }
+                        size_t rl;
+                        if (r >= 0)
+                                r = proto_record_encode(entry, en, rec, proto_record_size(en), &rl);
+                        if (r < 0)
+                                goto out;
                         n++;
+                        last = h.seq;
+                }
         }
         if (n == 0)
-                goto out;
-        n = 0;
-        c = proto_cursor_make(buf, len);
-        for (;;) {
-                const uint8_t *entry;
-                size_t en;
-                uint8_t *rec = (uint8_t *) c.p;
-                r = proto_record_next(&c, &entry, &en);
-                if (r == -ENODATA) {
-                        r = 0;
-                        break;
-                }
-                proto_entry_head h;
-                if (r >= 0)
-                        r = entry_head(entry, en, &h);
-                if (r < 0)
-                        goto out;
-                if (!purgeable(h.event))
-                        continue;
-                r = proto_entry_stub(entry, en, (uint8_t *) entry);
-                if (r == -EMSGSIZE) {
-                        r = 0; /* too short to hold its stub: kept */
-                        continue;
-                }
-                size_t rl;
-                if (r >= 0)
-                        r = proto_record_encode(entry, en, rec, proto_record_size(en), &rl);
-                if (r < 0)
-                        goto out;
-                n++;
-                last = h.seq;
-        }
+                goto out; /* all too short for their stubs: nothing changed */
         char tmp[300];
         snprintf(tmp, sizeof tmp, ".purge-%.255s", name);
         int fd = openat(a->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -15,6 +15,8 @@ enum {
         ENTRY_KEYID = 6,
         ENTRY_DIGEST = 8,
         ENTRY_ANNOTATIONS = 10,
+        ENTRY_PURGED_LEAF_HASH = 21,
+        ENTRY_PURGED_PADDING = 24,
         ANNOTATION_VALUE = 2,
 };
 enum { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
@@ -138,6 +140,9 @@ int proto_entry_scan(const uint8_t *p, size_t n, proto_entry_fields *f,
                 } else if (field == ENTRY_DIGEST) {
                         f->digest = d;
                         f->digest_len = l;
+                } else if (field == ENTRY_PURGED_LEAF_HASH) {
+                        f->purged_leaf_hash = d;
+                        f->purged_leaf_hash_len = l;
                 } else if (field == ENTRY_ANNOTATIONS && on_annotation &&
                            scan_annotation(d, l, on_annotation, ctx) < 0)
                         return -EBADMSG;
@@ -147,32 +152,19 @@ int proto_entry_scan(const uint8_t *p, size_t n, proto_entry_fields *f,
 
 /* ---- Retention: stubs ---- */
 
-enum { ENTRY_PURGED_LEAF_HASH = 21, ENTRY_PURGED_PADDING = 24 };
 
 int proto_entry_purged_hash(const uint8_t *p, size_t n, uint8_t out[32]) {
         proto_entry_head h;
+        proto_entry_fields f;
         if (proto_entry_peek(p, n, &h) == 0 && h.event != PROTO_ENTRY_EVENT_PURGED)
                 return 0;
-        proto_cursor c = proto_cursor_make(p, n);
-        int event = 0;
-        const uint8_t *hash = NULL;
-        while (c.len > 0) {
-                uint32_t field, wire;
-                uint64_t v = 0;
-                const uint8_t *d = NULL;
-                size_t l = 0;
-                if (next_field(&c, &field, &wire, &v, &d, &l) < 0)
-                        return -EBADMSG;
-                if (field == ENTRY_EVENT && wire == WIRE_VARINT)
-                        event = v > 0x7fffffff ? -1 : (int) v;
-                else if (field == ENTRY_PURGED_LEAF_HASH && wire == WIRE_LEN)
-                        hash = l == 32 ? d : NULL;
-        }
-        if (event != PROTO_ENTRY_EVENT_PURGED)
-                return 0;
-        if (!hash)
+        if (proto_entry_scan(p, n, &f, NULL, NULL) < 0)
                 return -EBADMSG;
-        memcpy(out, hash, 32);
+        if (f.event != PROTO_ENTRY_EVENT_PURGED)
+                return 0;
+        if (f.purged_leaf_hash_len != 32)
+                return -EBADMSG;
+        memcpy(out, f.purged_leaf_hash, 32);
         return 1;
 }
 

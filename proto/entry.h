@@ -33,6 +33,8 @@ typedef struct proto_entry_fields {
         size_t keyid_len;
         const uint8_t *digest;
         size_t digest_len;
+        const uint8_t *purged_leaf_hash; /* a stub's (ENTRY_PURGED) */
+        size_t purged_leaf_hash_len;
 } proto_entry_fields;
 
 /* proto_entry_scan: fills f from an encoded AuditEntry (any field order,
