@@ -113,3 +113,16 @@ int audit_inclusion_proof(agent_audit *a, uint64_t seq, uint64_t m, uint8_t proo
 
 /* Statistics for status and benchmarks. */
 uint64_t audit_syncs(agent_audit *a);
+
+/* audit_purge: retention (docs/log-tiles.md "Retention"). Every closed
+ * segment whose entries are all older than before_us (never the last one)
+ * is rewritten atomically with its entries' bodies replaced by stubs
+ * (ENTRY_PURGED, the leaf hash kept, the record's length kept); key events,
+ * purges and stubs stay. If any was purged, one PURGE entry is appended
+ * (caller may be NULL; who: "operator" or "retain_entries"), its seq in
+ * *ret_seq. Disk-heavy: a worker or the retention thread, never the event
+ * loop. Purges are serialized. 0 with *ret_purged entries purged now, the
+ * last in *ret_through; -errno (a segment that cannot be read or
+ * rewritten: the ones before it are purged, and logged). */
+int audit_purge(agent_audit *a, int64_t before_us, const Provsign__Caller *caller, const char *who,
+                uint64_t *ret_purged, uint64_t *ret_through, uint64_t *ret_seq);

@@ -519,6 +519,7 @@ static const struct config_key agent_keys[] = {
         KEY_RANGE("checkpoint_interval", parse_duration, agent_config, checkpoint_interval_s, 1, DAY_S),
         KEY("journal_events", parse_journal_events, agent_config, journal_events),
         KEY_RANGE("rotate_after", parse_duration, agent_config, rotate_after_s, 0, DURATION_MAX_S),
+        KEY_RANGE("retain_entries", parse_duration, agent_config, retain_entries_s, 1, DURATION_MAX_S),
         KEY("auto_rotate_on_revoke", parse_bool, agent_config, auto_rotate_on_revoke),
         KEY_RANGE("max_connections", parse_u32, agent_config, max_connections, 1, 1048576),
         KEY_RANGE("max_connections_per_uid", parse_u32, agent_config, max_connections_per_uid,

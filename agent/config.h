@@ -60,6 +60,7 @@ typedef struct agent_config {
         uint64_t checkpoint_interval_s; /* default 60 */
         enum agent_journal_events journal_events;
         uint64_t rotate_after_s;     /* 0: never */
+        uint64_t retain_entries_s;   /* 0 (unset): forever; else entries older are purged (audit_purge) */
         bool auto_rotate_on_revoke;  /* default no */
         uint32_t max_connections;    /* default 1024 */
         uint32_t max_connections_per_uid; /* default 128 */

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "events.h"
 #include "export.h"
+#include "purge.h"
 #include "frame.h"
 #include "keyid.h"
 #include "log.h"
@@ -269,6 +270,12 @@ static int request_validate(const agent *a, const Provsign__Request *req, char *
         case PROVSIGN__REQUEST__BODY_FIND:
                 if (req->find->principal[0] && !name_valid(req->find->principal)) {
                         snprintf(msg, n, "invalid principal name");
+                        return PROVSIGN__STATUS__INVALID_ARGUMENT;
+                }
+                return PROVSIGN__STATUS__OK;
+        case PROVSIGN__REQUEST__BODY_PURGE:
+                if (req->purge->before_us <= 0 || req->purge->before_us > (int64_t) agent_now_us()) {
+                        snprintf(msg, n, "purge needs a time after 1970 and not in the future");
                         return PROVSIGN__STATUS__INVALID_ARGUMENT;
                 }
                 return PROVSIGN__STATUS__OK;
@@ -815,6 +822,7 @@ static const handler handlers[] = {
         { PROVSIGN__REQUEST__BODY_FIND, "Find", POLICY_AUDITOR, export_handle_find },
         { PROVSIGN__REQUEST__BODY_PROOF, "Proof", POLICY_AUDITOR, export_handle_proof },
         { PROVSIGN__REQUEST__BODY_GET_METRICS, "GetMetrics", POLICY_ANY, handle_get_metrics },
+        { PROVSIGN__REQUEST__BODY_PURGE, "Purge", POLICY_OPERATOR, purge_handle },
 };
 
 static const char *role_name(enum policy_access r) {

@@ -10,6 +10,8 @@
 
 #include "audit-log.h"
 #include "base64.h"
+#include "entry.h"
+#include "hex.h"
 #include "merkle.h"
 #include "names.h"
 #include "receipt-json.h"
@@ -31,8 +33,22 @@ static bool put(json_t *o, const char *key, json_t *v) {
         return v && json_object_set_new(o, key, v) == 0;
 }
 
+/* A purged entry's stub (docs/log-tiles.md "Retention"): its seq, time
+ * and leaf hash; no leaf bytes. */
+static json_t *purged_json(const Provsign__AuditEntry *e) {
+        char when[PROTO_TIME_LEN + 1], hex[2 * PROTO_MERKLE_HASH_LEN + 1];
+        if (e->purged_leaf_hash.len != PROTO_MERKLE_HASH_LEN)
+                return NULL;
+        proto_hex_encode(e->purged_leaf_hash.data, PROTO_MERKLE_HASH_LEN, hex);
+        return json_pack("{s:I, s:o, s:s, s:b, s:s}", "seq", (json_int_t) e->seq, "time",
+                         proto_time_format_us(e->time_us, when) ? json_string(when) : json_null(), "event",
+                         "ENTRY_PURGED", "purged", 1, "leaf_hash", hex);
+}
+
 json_t *client_audit_entry_json(const Provsign__AuditEntry *e, const uint8_t *leaf, size_t n) {
         char when[PROTO_TIME_LEN + 1], unknown[32];
+        if (e->event == PROVSIGN__AUDIT_EVENT__ENTRY_PURGED)
+                return purged_json(e);
         json_t *o = json_object(), *ann = NULL;
         char *digest = NULL, *b64 = NULL;
         bool ok;
@@ -479,7 +495,7 @@ static const char *first_difference(json_t *want, json_t *got) {
         return NULL;
 }
 
-static int add_hash(client_audit_verify *v, const uint8_t *leaf, size_t n) {
+static int add_hash(client_audit_verify *v, const uint8_t hash[PROTO_MERKLE_HASH_LEN]) {
         if (v->n == v->cap_hashes) {
                 size_t cap = v->cap_hashes ? v->cap_hashes * 2 : 1024;
                 void *h = realloc(v->hashes, cap * sizeof *v->hashes);
@@ -488,9 +504,7 @@ static int add_hash(client_audit_verify *v, const uint8_t *leaf, size_t n) {
                 v->hashes = h;
                 v->cap_hashes = cap;
         }
-        int r = proto_merkle_leaf_hash(leaf, n, v->hashes[v->n]);
-        if (r < 0)
-                return r;
+        memcpy(v->hashes[v->n], hash, PROTO_MERKLE_HASH_LEN);
         v->n++;
         return 0;
 }
@@ -501,11 +515,10 @@ static int hash_array(json_t *a, uint8_t (**ret)[PROTO_MERKLE_HASH_LEN], size_t 
  * the checkpoint's tree, its inclusion proof (in o) leading to the
  * checkpoint's root. Key states are not checked: the key events are
  * (mostly) not in a filtered export. */
-static int verify_sparse_entry(client_audit_verify *v, json_t *o, const Provsign__AuditEntry *e, const uint8_t *leaf,
-                               size_t n) {
-        uint8_t (*proof)[PROTO_MERKLE_HASH_LEN] = NULL, h[PROTO_MERKLE_HASH_LEN];
+static int verify_sparse_entry(client_audit_verify *v, json_t *o, uint64_t seq, int64_t time_us,
+                               const uint8_t h[PROTO_MERKLE_HASH_LEN]) {
+        uint8_t (*proof)[PROTO_MERKLE_HASH_LEN] = NULL;
         size_t np = 0;
-        uint64_t seq = e->seq;
         if (v->n && seq < v->next)
                 return fail(v, true, seq, "seq %" PRIu64 " after seq %" PRIu64 " (an entry is repeated or out of order)",
                             seq, v->next - 1);
@@ -513,9 +526,7 @@ static int verify_sparse_entry(client_audit_verify *v, json_t *o, const Provsign
                 return fail(v, true, seq, "not covered by the checkpoint (tree size %" PRIu64 ")", v->checkpoint_size);
         if (hash_array(json_object_get(o, "inclusion_proof"), &proof, &np) < 0)
                 return fail(v, true, seq, "\"inclusion_proof\" is not a list of base64 hashes");
-        int r = proto_merkle_leaf_hash(leaf, n, h);
-        if (r >= 0)
-                r = proto_merkle_verify_inclusion(h, seq, v->checkpoint_size, (const uint8_t (*)[32]) proof, np, v->root);
+        int r = proto_merkle_verify_inclusion(h, seq, v->checkpoint_size, (const uint8_t (*)[32]) proof, np, v->root);
         free(proof);
         if (r == -ENOMEM || r == -EIO)
                 return r;
@@ -525,8 +536,46 @@ static int verify_sparse_entry(client_audit_verify *v, json_t *o, const Provsign
                 v->from = seq;
         v->n++;
         if (v->n == 1)
-                v->first_time = e->time_us;
-        v->last_time = e->time_us;
+                v->first_time = time_us;
+        v->last_time = time_us;
+        v->next = seq + 1;
+        return 0;
+}
+
+/* A purged entry ({"seq", "time", "purged": true, "leaf_hash"}): its leaf
+ * hash goes into the tree (or its inclusion proof) as is; it has no fields
+ * to check. */
+static int verify_purged(client_audit_verify *v, json_t *o) {
+        json_t *jseq = json_object_get(o, "seq"), *jh = json_object_get(o, "leaf_hash"),
+               *jt = json_object_get(o, "time");
+        uint64_t expect = v->n ? v->next : 0;
+        uint8_t h[PROTO_MERKLE_HASH_LEN];
+        size_t hl = 0;
+        int64_t t = 0;
+        if (!json_is_integer(jseq) || json_integer_value(jseq) < 0)
+                return fail(v, true, expect, "purged entry has no \"seq\"");
+        uint64_t seq = (uint64_t) json_integer_value(jseq);
+        if (!v->n)
+                expect = seq;
+        if (!json_is_string(jh) || json_string_length(jh) != 2 * PROTO_MERKLE_HASH_LEN ||
+            proto_hex_decode(json_string_value(jh), h, sizeof h, &hl) < 0 || hl != sizeof h)
+                return fail(v, true, seq, "purged entry's \"leaf_hash\" is not 64 hex digits");
+        if (json_is_string(jt))
+                (void) proto_time_parse_us(json_string_value(jt), &t);
+        if (v->sparse)
+                return verify_sparse_entry(v, o, seq, t, h);
+        if (seq != expect)
+                return fail(v, true, expect, "expected seq %" PRIu64 ", found seq %" PRIu64 " (%s)", expect, seq,
+                            seq > expect ? "an entry is missing or out of order"
+                                         : "an entry is repeated, inserted or out of order");
+        if (!v->n)
+                v->from = seq;
+        int r = add_hash(v, h);
+        if (r < 0)
+                return r;
+        if (v->n == 1)
+                v->first_time = t;
+        v->last_time = t;
         v->next = seq + 1;
         return 0;
 }
@@ -574,7 +623,10 @@ static int verify_entry(client_audit_verify *v, json_t *o) {
                 goto out;
         }
         if (v->sparse) {
-                r = verify_sparse_entry(v, o, e, leaf, n);
+                uint8_t h[PROTO_MERKLE_HASH_LEN];
+                r = proto_merkle_leaf_hash(leaf, n, h);
+                if (r >= 0)
+                        r = verify_sparse_entry(v, o, e->seq, e->time_us, h);
                 goto out;
         }
         if (e->seq != expect) {
@@ -584,7 +636,10 @@ static int verify_entry(client_audit_verify *v, json_t *o) {
                                          : "an entry is repeated, inserted or out of order");
                 goto out;
         }
-        r = add_hash(v, leaf, n);
+        uint8_t h[PROTO_MERKLE_HASH_LEN];
+        r = proto_merkle_leaf_hash(leaf, n, h);
+        if (r >= 0)
+                r = add_hash(v, h);
         if (r < 0)
                 goto out;
         r = check_keys(v, e);
@@ -645,7 +700,7 @@ int client_audit_verify_line(client_audit_verify *v, const char *line, size_t le
                 v->final = o;
                 return 0;
         }
-        int r = verify_entry(v, o);
+        int r = json_is_true(json_object_get(o, "purged")) ? verify_purged(v, o) : verify_entry(v, o);
         json_decref(o);
         return r;
 }

@@ -97,7 +97,7 @@ static int write_entry(uint64_t seq, const uint8_t *leaf, size_t len, void *user
 
 /* ---- Filters (export and find) ---- */
 
-static int parse_time(const char *s, int64_t *ret) {
+int cli_parse_time(const char *s, int64_t *ret) {
         char buf[PROTO_TIME_LEN + 1];
         /* Second precision "…:SSZ" is the same instant with .000000. */
         if (strlen(s) == 20 && s[19] == 'Z') {
@@ -147,11 +147,11 @@ static int filter_opt(const char *verb, int c, const char *arg, struct filter_op
                 f->keyid = arg;
                 return 1;
         case 's':
-                if (parse_time(arg, &f->since_us) < 0 || f->since_us == 0)
+                if (cli_parse_time(arg, &f->since_us) < 0 || f->since_us == 0)
                         return -cli_usage_error(verb, "invalid --since '%s': expected RFC 3339 UTC", arg);
                 return 1;
         case 'u':
-                if (parse_time(arg, &f->until_us) < 0 || f->until_us == 0)
+                if (cli_parse_time(arg, &f->until_us) < 0 || f->until_us == 0)
                         return -cli_usage_error(verb, "invalid --until '%s': expected RFC 3339 UTC", arg);
                 return 1;
         default:

@@ -16,6 +16,7 @@ int cmd_audit_export(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_audit_verify(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_audit_proof(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_audit_find(const struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_audit_purge(const struct cli_ctx *ctx, int argc, char **argv);
 
 static const struct cli_verb audit_verbs[] = {
         { "checkpoint", cmd_audit_checkpoint, "print the log's latest signed checkpoint" },
@@ -24,6 +25,7 @@ static const struct cli_verb audit_verbs[] = {
         { "verify",     cmd_audit_verify,     "verify an export offline (and against an older checkpoint)" },
         { "proof",      cmd_audit_proof,      "print the inclusion proof of one entry" },
         { "find",       cmd_audit_find,       "find the entries of a digest or a principal" },
+        { "purge",      cmd_audit_purge,      "remove old entries' bodies, keeping their leaf hashes (operator)" },
 };
 
 int cmd_audit(const struct cli_ctx *ctx, int argc, char **argv) {
@@ -254,4 +256,72 @@ static int cmd_audit_log_key(const struct cli_ctx *ctx, int argc, char **argv) {
         if (r >= 0)
                 return r;
         return log_key_run(ctx, json);
+}
+
+/* ---- audit purge --------------------------------------------------------- */
+
+static void purge_help(void) {
+        printf("Usage: provsign audit purge --before T [--json]\n"
+               "\n"
+               "Retention by hand (operator role): the agent replaces the bodies of the\n"
+               "log's entries logged before T by stubs that keep their Merkle leaf\n"
+               "hashes, so every checkpoint, receipt and proof still verifies. Whole\n"
+               "closed segments only; key events and purges are never purged. A PURGE\n"
+               "entry records who purged up to which entry.\n"
+               "\n"
+               "  -b, --before T   RFC 3339 UTC, e.g. 2026-01-31T00:00:00Z (not in the future)\n"
+               "  -j, --json       print {purged, through_seq, log_seq}\n"
+               "  -h, --help       show this help\n");
+}
+
+static int cmd_audit_purge(const struct cli_ctx *ctx, int argc, char **argv) {
+        static const struct option options[] = {
+                { "before", required_argument, NULL, 'b' },
+                { "json",   no_argument,       NULL, 'j' },
+                { "help",   no_argument,       NULL, 'h' },
+                {}
+        };
+        static const char verb[] = "audit purge";
+        int64_t before = 0;
+        bool json = false;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, ":b:jh", options, NULL)) >= 0)
+                switch (c) {
+                case 'b':
+                        if (cli_parse_time(optarg, &before) < 0 || before <= 0)
+                                return cli_usage_error(verb, "invalid --before '%s': expected RFC 3339 UTC", optarg);
+                        break;
+                case 'j':
+                        json = true;
+                        break;
+                case 'h':
+                        purge_help();
+                        return CLI_EXIT_OK;
+                default:
+                        return cli_getopt_error(verb, c, argv);
+                }
+        r = cli_extra_args(verb, argc, argv);
+        if (r != CLI_EXIT_OK)
+                return r;
+        if (!before)
+                return cli_usage_error(verb, "--before is required");
+        provsign_conn *conn = NULL;
+        r = cli_connect(ctx, &conn);
+        if (r != CLI_EXIT_OK)
+                return r;
+        uint64_t purged = 0, through = 0, seq = 0;
+        r = provsign_audit_purge(conn, before, &purged, &through, &seq);
+        if (r != 0)
+                r = cli_call_failed(ctx, conn, r, verb);
+        else if (json)
+                r = cli_print_json(json_pack("{s:I, s:I, s:I}", "purged", (json_int_t) purged, "through_seq",
+                                             (json_int_t) through, "log_seq", (json_int_t) seq));
+        else if (purged)
+                printf("purged %" PRIu64 " entries through seq %" PRIu64 " (PURGE entry %" PRIu64 ")\n", purged,
+                       through, seq);
+        else
+                printf("nothing to purge: no closed segment is all older than that\n");
+        provsign_close(conn);
+        return r;
 }

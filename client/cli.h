@@ -80,6 +80,10 @@ int cli_getopt_error(const char *verb, int c, char **argv);
  * getopt_long(), else CLI_EXIT_OK. */
 int cli_extra_args(const char *verb, int argc, char **argv);
 
+/* cli_parse_time: RFC 3339 UTC (second or microsecond precision) to µs
+ * since the epoch (cli-audit-log.c). */
+int cli_parse_time(const char *s, int64_t *ret);
+
 /* cli_connect: connects to ctx->socket_path with ctx->timeout_ms as every
  * call's deadline. CLI_EXIT_OK with *ret set, or CLI_EXIT_UNREACHABLE after
  * printing why ("timed out" for a missed deadline). */

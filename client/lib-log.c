@@ -111,6 +111,33 @@ _public_ int provsign_get_checkpoint_consistency(provsign_conn *conn, uint64_t f
         return get_checkpoint(conn, from_size, ret_note, ret_size, ret_proof, ret_n);
 }
 
+_public_ int provsign_audit_purge(provsign_conn *conn, int64_t before_us, uint64_t *ret_purged,
+                                  uint64_t *ret_through_seq, uint64_t *ret_log_seq) {
+        Provsign__Request req = PROVSIGN__REQUEST__INIT;
+        Provsign__PurgeRequest pr = PROVSIGN__PURGE_REQUEST__INIT;
+        Provsign__Response *resp = NULL;
+        if (!conn || before_us <= 0)
+                return -EINVAL;
+        pr.before_us = before_us;
+        req.body_case = PROVSIGN__REQUEST__BODY_PURGE;
+        req.purge = &pr;
+        int r = client_conn_transact(conn, &req, &resp);
+        if (r != 0)
+                return r;
+        if (resp->body_case != PROVSIGN__RESPONSE__BODY_PURGE || !resp->purge) {
+                provsign__response__free_unpacked(resp, NULL);
+                return -EPROTO;
+        }
+        if (ret_purged)
+                *ret_purged = resp->purge->purged;
+        if (ret_through_seq)
+                *ret_through_seq = resp->purge->through_seq;
+        if (ret_log_seq)
+                *ret_log_seq = resp->purge->log_seq;
+        provsign__response__free_unpacked(resp, NULL);
+        return 0;
+}
+
 _public_ int provsign_get_log_key(provsign_conn *conn, provsign_log_key **ret) {
         Provsign__Request req = PROVSIGN__REQUEST__INIT;
         Provsign__GetLogKeyRequest lr = PROVSIGN__GET_LOG_KEY_REQUEST__INIT;
@@ -386,7 +413,7 @@ static int range_push(struct range *g, const uint8_t *leaf, size_t len) {
         t = &g->st[g->n++];
         t->start = g->next++;
         t->size = 1;
-        r = proto_merkle_leaf_hash(leaf, len, t->hash);
+        r = proto_entry_leaf_hash(leaf, len, t->hash);
         if (r < 0)
                 return r;
         return range_merge_top(g->st, &g->n, true);
@@ -742,7 +769,7 @@ static int sparse_entry(provsign_conn *conn, struct sparse *sp, const ProtobufCB
                         return -EPROTO;
                 memcpy(proof[i], p->hashes[i].data, PROTO_MERKLE_HASH_LEN);
         }
-        r = proto_merkle_leaf_hash(leaf->data, leaf->len, h);
+        r = proto_entry_leaf_hash(leaf->data, leaf->len, h);
         if (r == 0)
                 r = proto_merkle_verify_inclusion(h, seq, sp->head->tree_size, (const uint8_t (*)[32]) proof,
                                                   p->n_hashes, sp->root);
@@ -888,7 +915,7 @@ static int proof_check(const Provsign__Receipt *rc, uint64_t seq, provsign_log_p
         if (r < 0)
                 return r;
         p->n_proof = rc->n_inclusion_proof;
-        r = proto_merkle_leaf_hash(rc->leaf.data, rc->leaf.len, leaf_hash);
+        r = proto_entry_leaf_hash(rc->leaf.data, rc->leaf.len, leaf_hash);
         if (r < 0)
                 return r;
         r = proto_merkle_verify_inclusion(leaf_hash, seq, size, (const uint8_t (*)[PROTO_MERKLE_HASH_LEN]) p->proof,

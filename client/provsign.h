@@ -411,6 +411,17 @@ int provsign_get_checkpoint(provsign_conn *conn, char **ret_note, uint64_t *ret_
 int provsign_get_checkpoint_consistency(provsign_conn *conn, uint64_t from_size, char **ret_note,
                                         uint64_t *ret_size, uint8_t **ret_proof, size_t *ret_n);
 
+/* provsign_audit_purge: retention by hand (operator role): the agent
+ * replaces the bodies of the log's entries older than before_us (µs since
+ * the epoch, not in the future) by stubs that keep their leaf hashes
+ * (whole closed segments only; key events and purges are kept) and logs a
+ * PURGE entry. On success 0 with *ret_purged entries purged by this call
+ * (0: nothing was old enough), the last in *ret_through_seq and the PURGE
+ * entry's seq in *ret_log_seq (any of them may be NULL). PERMISSION_DENIED
+ * for a caller without the operator role; others as at the top. */
+int provsign_audit_purge(provsign_conn *conn, int64_t before_us, uint64_t *ret_purged, uint64_t *ret_through_seq,
+                         uint64_t *ret_log_seq);
+
 /* provsign_get_log_key: the public key that signs the log's checkpoints and
  * the origin (the log's name) it signs them under. Any connected caller
  * may ask. On success returns 0 and *ret is a new object the caller frees

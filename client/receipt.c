@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "hex.h"
+#include "entry.h"
 #include "merkle.h"
 #include "names.h"
 #include "note.h"
@@ -229,7 +230,7 @@ int client_receipt_verify(const struct client_receipt *rc,
                 return fail(res, CLIENT_RECEIPT_TREE_SIZE, "tree_size %" PRIu64 " is not the checkpoint's size %" PRIu64,
                             rc->tree_size, res->checkpoint_size);
 
-        r = proto_merkle_leaf_hash(rc->leaf, rc->leaf_len, leaf_hash);
+        r = proto_entry_leaf_hash(rc->leaf, rc->leaf_len, leaf_hash);
         if (r < 0)
                 return -ENOMEM;
         if (rc->n_proof > PROTO_MERKLE_MAX_PROOF)

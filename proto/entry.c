@@ -1,8 +1,10 @@
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "entry.h"
 #include "frame.h"
+#include "merkle.h"
 
 /* Field numbers of AuditEntry and Annotation (proto/provsign.proto). */
 enum {
@@ -13,6 +15,8 @@ enum {
         ENTRY_KEYID = 6,
         ENTRY_DIGEST = 8,
         ENTRY_ANNOTATIONS = 10,
+        ENTRY_PURGED_LEAF_HASH = 21,
+        ENTRY_PURGED_PADDING = 24,
         ANNOTATION_VALUE = 2,
 };
 enum { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
@@ -136,9 +140,105 @@ int proto_entry_scan(const uint8_t *p, size_t n, proto_entry_fields *f,
                 } else if (field == ENTRY_DIGEST) {
                         f->digest = d;
                         f->digest_len = l;
+                } else if (field == ENTRY_PURGED_LEAF_HASH) {
+                        f->purged_leaf_hash = d;
+                        f->purged_leaf_hash_len = l;
                 } else if (field == ENTRY_ANNOTATIONS && on_annotation &&
                            scan_annotation(d, l, on_annotation, ctx) < 0)
                         return -EBADMSG;
         }
         return 0;
+}
+
+/* ---- Retention: stubs ---- */
+
+
+int proto_entry_purged_hash(const uint8_t *p, size_t n, uint8_t out[32]) {
+        proto_entry_head h;
+        proto_entry_fields f;
+        if (proto_entry_peek(p, n, &h) == 0 && h.event != PROTO_ENTRY_EVENT_PURGED)
+                return 0;
+        if (proto_entry_scan(p, n, &f, NULL, NULL) < 0)
+                return -EBADMSG;
+        if (f.event != PROTO_ENTRY_EVENT_PURGED)
+                return 0;
+        if (f.purged_leaf_hash_len != 32)
+                return -EBADMSG;
+        memcpy(out, f.purged_leaf_hash, 32);
+        return 1;
+}
+
+int proto_entry_leaf_hash(const uint8_t *p, size_t n, uint8_t out[32]) {
+        int r = proto_entry_purged_hash(p, n, out);
+        if (r != 0)
+                return r < 0 ? r : 0;
+        return proto_merkle_leaf_hash(p, n, out);
+}
+
+static size_t put_varint(uint8_t *o, uint64_t v) {
+        size_t i = 0;
+        while (v >= 0x80) {
+                o[i++] = (uint8_t) (v | 0x80);
+                v >>= 7;
+        }
+        o[i++] = (uint8_t) v;
+        return i;
+}
+
+static size_t varint_len(uint64_t v) {
+        uint8_t tmp[10];
+        return put_varint(tmp, v);
+}
+
+int proto_entry_stub(const uint8_t *p, size_t n, uint8_t *out) {
+        proto_entry_head h;
+        uint8_t hash[32], s[64];
+        if (proto_entry_peek(p, n, &h) < 0)
+                return -EBADMSG;
+        int r = proto_merkle_leaf_hash(p, n, hash);
+        if (r < 0)
+                return r;
+        size_t k = 0;
+        s[k++] = ENTRY_SEQ << 3 | WIRE_VARINT;
+        k += put_varint(s + k, h.seq);
+        s[k++] = ENTRY_TIME_US << 3 | WIRE_VARINT;
+        k += put_varint(s + k, (uint64_t) h.time_us);
+        s[k++] = ENTRY_EVENT << 3 | WIRE_VARINT;
+        k += put_varint(s + k, PROTO_ENTRY_EVENT_PURGED);
+        k += put_varint(s + k, ENTRY_PURGED_LEAF_HASH << 3 | WIRE_LEN);
+        s[k++] = 32;
+        memcpy(s + k, hash, 32);
+        k += 32;
+        /* The padding: empty fields of 3 bytes until one field (tag,
+         * length, zeros) fills the rest exactly. */
+        size_t tag = varint_len(ENTRY_PURGED_PADDING << 3 | WIRE_LEN);
+        if (n < k || (n > k && n - k < tag + 1))
+                return -EMSGSIZE;
+        size_t rest = n - k, empties = 0, len = 0;
+        for (;;) {
+                bool fit = false;
+                for (size_t vl = 1; vl <= 3 && !fit; vl++)
+                        if (rest == 0 || (rest >= tag + vl && varint_len(rest - tag - vl) == vl)) {
+                                len = rest ? rest - tag - vl : 0;
+                                fit = true;
+                        }
+                if (fit)
+                        break;
+                if (rest < 2 * (tag + 1))
+                        return -EMSGSIZE;
+                rest -= tag + 1;
+                empties++;
+        }
+        memcpy(out, s, k);
+        for (size_t i = 0; i < empties; i++) {
+                k += put_varint(out + k, ENTRY_PURGED_PADDING << 3 | WIRE_LEN);
+                out[k++] = 0;
+        }
+        if (k < n) {
+                k += put_varint(out + k, ENTRY_PURGED_PADDING << 3 | WIRE_LEN);
+                k += put_varint(out + k, len);
+                memset(out + k, 0, len);
+                k += len;
+        }
+        return k == n ? 0 : -EMSGSIZE;
 }

@@ -16,6 +16,7 @@
 #include "frame.h"
 #include "hex.h"
 #include "keyid.h"
+#include "merkle.h"
 #include "names.h"
 #include "provsign.pb-c.h"
 #include "timefmt.h"
@@ -255,6 +256,58 @@ static void test_entry_peek(void **state) {
         assert_int_equal(proto_entry_peek(wrong_type, sizeof wrong_type, &h), -EBADMSG);
 }
 
+/* Retention: a stub has exactly the entry's length (at every length, the
+ * padding's varint lengths included), decodes as ENTRY_PURGED with the
+ * same seq and time, and hashes to the entry's leaf hash; an entry too
+ * short for its stub is refused; other entries are not stubs. */
+static void test_entry_stub(void **state) {
+        static char msg[20000];
+        static uint8_t buf[21000], stub[21000];
+        memset(msg, 'm', sizeof msg - 1);
+        size_t refused = 0, made = 0;
+        for (size_t len = 0; len < sizeof msg - 1; len += len < 600 ? 1 : 97) {
+                Provsign__AuditEntry e = PROVSIGN__AUDIT_ENTRY__INIT;
+                e.seq = 1234567;
+                e.time_us = INT64_C(1767323045123456);
+                e.event = PROVSIGN__AUDIT_EVENT__SIGN;
+                msg[len] = '\0';
+                e.message = msg;
+                size_t n = provsign__audit_entry__pack(&e, buf);
+                msg[len] = 'm';
+                uint8_t want[32], got[32];
+                assert_int_equal(proto_merkle_leaf_hash(buf, n, want), 0);
+                assert_int_equal(proto_entry_purged_hash(buf, n, got), 0);
+                memcpy(stub, buf, n);
+                int r = proto_entry_stub(stub, n, stub);
+                if (r == -EMSGSIZE) {
+                        refused++;
+                        assert_true(n < 80);
+                        continue;
+                }
+                assert_int_equal(r, 0);
+                made++;
+                Provsign__AuditEntry *d = provsign__audit_entry__unpack(NULL, n, stub);
+                assert_non_null(d);
+                assert_int_equal(d->event, PROVSIGN__AUDIT_EVENT__ENTRY_PURGED);
+                assert_true(d->seq == e.seq && d->time_us == e.time_us);
+                assert_int_equal(d->purged_leaf_hash.len, 32);
+                assert_memory_equal(d->purged_leaf_hash.data, want, 32);
+                assert_true(d->message == NULL || d->message[0] == '\0');
+                provsign__audit_entry__free_unpacked(d, NULL);
+                assert_int_equal(proto_entry_purged_hash(stub, n, got), 1);
+                assert_memory_equal(got, want, 32);
+                assert_int_equal(proto_entry_leaf_hash(stub, n, got), 0);
+                assert_memory_equal(got, want, 32);
+                assert_int_equal(proto_entry_leaf_hash(buf, n, got), 0);
+                assert_memory_equal(got, want, 32);
+        }
+        assert_true(refused > 0 && made > 500);
+        /* A stub without its hash is damage, not an entry. */
+        const uint8_t bad[] = { 0x08, 0x01, 0x18, 0x0b };
+        uint8_t h[32];
+        assert_int_equal(proto_entry_purged_hash(bad, sizeof bad, h), -EBADMSG);
+}
+
 static void test_time_parse_rfc3339(void **state) {
         int64_t us;
         assert_int_equal(proto_time_parse_rfc3339_us("2026-01-02T03:04:05Z", &us), 0);
@@ -280,6 +333,7 @@ int main(void) {
                 cmocka_unit_test(test_event_names),   cmocka_unit_test(test_digest_spec_format),
                 cmocka_unit_test(test_digest_spec),   cmocka_unit_test(test_hex_and_keyid), cmocka_unit_test(test_base64),
                 cmocka_unit_test(test_entry_peek),    cmocka_unit_test(test_time_parse_rfc3339),
+                cmocka_unit_test(test_entry_stub),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,183 @@
+#!/bin/bash
+# Retention that keeps the tree (issue 15 item 4, docs/log-tiles.md
+# "Retention"): a log made by gen-audit-log plus real signatures with their
+# receipts, split into a closed segment and an open one; `provsign audit
+# purge --before` (operator) replaces the closed segment's entry bodies by
+# stubs that keep their leaf hashes: the known digests are gone from the
+# segment files, key events stay, a PURGE entry is logged, the export marks
+# the purged entries and still verifies (also against a checkpoint from
+# before the purge), the tiles verify, the kept receipts verify, the agent
+# restarts and signs. A non-operator's purge is refused. retain_entries = 1s
+# purges by itself at start.
+. "$SRCDIR/tests/lib/common.sh"
+setup_test
+write_config
+PUB=$T/state/tlog
+LOG=$T/state/log
+
+"$PROVSIGN_GEN_AUDIT_LOG" "$T/tok" "$T/state" 2000 2>"$T/gen.err" || fail "gen-audit-log: $(cat "$T/gen.err")"
+chown -R "$AGENT_UID:$AGENT_GID" "$T/tok" "$T/state"
+
+# split_log: the newest segment is cut before its last entry into two, as
+# the writer does when a segment is full (the segments' names carry their
+# first entry); the older becomes a closed segment.
+split_log() {
+        python3 - "$LOG" <<'PY'
+import os, struct, sys
+d = sys.argv[1]
+segs = sorted(f for f in os.listdir(d) if f.endswith(".seg"))
+name = segs[-1]
+buf = open(os.path.join(d, name), "rb").read()
+off, offs = 0, []
+while off < len(buf):
+    n = struct.unpack(">I", buf[off:off + 4])[0]
+    offs.append(off)
+    off += 4 + n + 4
+first = int(name[:20])
+cut = offs[-1]
+st = os.stat(os.path.join(d, name))
+new = os.path.join(d, "%020d.seg" % (first + len(offs) - 1))
+with open(new, "wb") as f:
+    f.write(buf[cut:])
+os.chown(new, st.st_uid, st.st_gid)
+os.chmod(new, 0o600)
+os.truncate(os.path.join(d, name), cut)
+print(first + len(offs) - 1)
+PY
+}
+
+# has_bytes HEX: the raw bytes are somewhere in the segment files
+has_bytes() {
+        python3 - "$LOG" "$1" <<'PY'
+import os, sys
+d, h = sys.argv[1], bytes.fromhex(sys.argv[2])
+sys.exit(0 if any(h in open(os.path.join(d, f), "rb").read() for f in os.listdir(d) if f.endswith(".seg")) else 1)
+PY
+}
+no_bytes() {
+        ! has_bytes "$1"
+}
+
+start_agent
+expect_exit 0 "audit log-key" cli "$STRANGER_UID" audit log-key
+sed -n '/BEGIN PUBLIC KEY/,/END PUBLIC KEY/p' "$T/out" > "$T/logkey.pem"
+mkdir -p "$T/r"
+chmod 0777 "$T/r"
+digests=()
+for i in 1 2 3; do
+        d=$(random_digest)
+        digests+=("$d")
+        cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$d" --json > "$T/r/$i.json" || fail "sign $i"
+done
+expect_exit 0 "audit checkpoint before the purge" cli "$STRANGER_UID" audit checkpoint --json
+python3 -c 'import json, sys; sys.stdout.write(json.load(open(sys.argv[1]))["checkpoint"])' "$T/out" > "$T/before.checkpoint"
+size0=$(sed -n 2p "$T/before.checkpoint")
+stop_agent
+
+cut=$(split_log)
+check "the log is in two segments (the second from entry $cut)" test "$(ls "$LOG"/*.seg | wc -l)" = 2
+check "the signed digest is in the segments before the purge" has_bytes "${digests[0]}"
+# every entry of the closed segment older than the purge's time
+t0=$(date +%s)
+wait_for 10 test "$(date +%s)" -gt "$t0"
+before=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+start_agent
+expect_exit 3 "a runner may not purge" cli "$RUNNER_UID" audit purge --before "$before"
+expect_exit 3 "an auditor may not purge" cli "$AUDITOR_UID" audit purge --before "$before"
+check "... and nothing was purged" has_bytes "${digests[0]}"
+expect_exit 2 "purge without --before" cli "$OPERATOR_UID" audit purge
+expect_exit 3 "purge --before a future time" cli "$OPERATOR_UID" audit purge --before 2999-01-01T00:00:00Z
+expect_exit 0 "the operator purges" cli "$OPERATOR_UID" audit purge --before "$before" --json
+purged=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["purged"])' "$T/out")
+through=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["through_seq"])' "$T/out")
+cat "$T/out"
+check "entries were purged ($purged, through seq $through)" test "$purged" -ge 2000
+expect_eq "$through" "$((cut - 1))" "through the last entry of the closed segment"
+for d in "${digests[@]}"; do
+        check "digest ${d:0:12}... is gone from the segment files" no_bytes "$d"
+done
+expect_exit 0 "a second purge finds nothing more" cli "$OPERATOR_UID" audit purge --before "$before" --json
+expect_eq "$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["purged"])' "$T/out")" 0 "... (purged 0)"
+
+expect_exit 0 "audit export after the purge" cli "$AUDITOR_UID" audit export --previous-size "$size0"
+cp "$T/out" "$T/export.jsonl"
+check "purged entries are marked, with their leaf hash and no leaf" python3 - "$T/export.jsonl" "$purged" <<'PY'
+import json, sys
+es = [json.loads(l) for l in open(sys.argv[1]) if '"seq"' in l]
+p = [e for e in es if e.get("purged")]
+assert len(p) == int(sys.argv[2]), (len(p), sys.argv[2])
+assert all(len(e["leaf_hash"]) == 64 and "leaf" not in e for e in p)
+assert [e.get("event") for e in es[:2]] == ["KEY_CREATE", "KEY_CREATE"], "key events kept"
+purge = [e for e in es if e.get("event") == "PURGE"]
+assert len(purge) == 1 and purge[0]["uid"] is not None, purge
+PY
+check "audit verify passes on the purged export, consistent with the checkpoint from before the purge" \
+        "$PROVSIGN_CLI" audit verify --log-key "$T/logkey.pem" --previous "$T/before.checkpoint" "$T/export.jsonl"
+expect_exit 0 "a filtered export over the purged range" cli "$AUDITOR_UID" audit export --since 2000-01-01T00:00:00Z
+cp "$T/out" "$T/filtered.jsonl"
+check "... verifies" "$PROVSIGN_CLI" audit verify --log-key "$T/logkey.pem" "$T/filtered.jsonl"
+check "... and marks the purged entries" grep -q '"purged": *true' "$T/filtered.jsonl"
+for f in "$T"/r/*.json; do
+        check "receipt $(basename "$f") from before the purge verifies" \
+                "$PROVSIGN_CLI" receipt verify --log-key "$T/logkey.pem" "$f"
+done
+stop_agent
+check "audit verify --tiles passes" "$PROVSIGN_CLI" audit verify --tiles "$PUB" --log-key "$T/logkey.pem" \
+        --previous "$T/before.checkpoint"
+cp "$PUB/checkpoint" "$T/purged.checkpoint"
+
+# restart with the tiles and the index removed: both rebuilt from the
+# segments, stubs included (a stub gives its leaf hash), the same tree
+rm -rf "$PUB" "$T/state/index.sqlite"*
+start_agent
+check "the tiles were rebuilt from the purged log" grep -q "the tree: 0 entries from the tiles in $PUB" "$T/agent.log"
+expect_exit 0 "audit proof of a purged entry" cli "$AUDITOR_UID" audit proof --seq 5 --json
+check "... whose leaf is its stub (event ENTRY_PURGED = 11)" python3 - "$T/out" <<'PY'
+import base64, json, sys
+o = json.load(open(sys.argv[1]))
+leaf = base64.b64decode((o.get("receipt") or o)["leaf"])
+def varint(b, i):
+    v = s = 0
+    while True:
+        v |= (b[i] & 0x7f) << s; s += 7; i += 1
+        if not b[i - 1] & 0x80: return v, i
+i, fields = 0, {}
+for _ in range(3):
+    tag, i = varint(leaf, i)
+    fields[tag >> 3], i = varint(leaf, i)
+assert fields.get(1) == 5 and fields.get(3) == 11, fields
+PY
+d=$(random_digest)
+expect_exit 0 "signing after the restart" cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$d" --json
+cp "$T/out" "$T/r/after.json"
+expect_exit 0 "find of a digest signed after the purge" cli "$AUDITOR_UID" audit find --digest "sha256:$d"
+check "... finds it" grep -q "$d" "$T/out"
+expect_exit 0 "audit export after the restart" cli "$AUDITOR_UID" audit export --previous-size "$size0"
+check "... verifies: the rebuilt tree is the tree from before the purge" \
+        "$PROVSIGN_CLI" audit verify --log-key "$T/logkey.pem" --previous "$T/before.checkpoint" "$T/out"
+expect_exit 0 "export from the checkpoint published after the purge" \
+        cli "$AUDITOR_UID" audit export --previous-size "$(sed -n 2p "$T/purged.checkpoint")"
+check "... verifies against it" "$PROVSIGN_CLI" audit verify --log-key "$T/logkey.pem" --previous "$T/purged.checkpoint" "$T/out"
+stop_agent
+
+# retain_entries: the newest signatures in a closed segment, older than 1s
+cut2=$(split_log)
+check "the signature after the purge is in the segments" has_bytes "$d"
+t0=$(date +%s)
+wait_for 10 test "$(date +%s)" -gt "$((t0 + 1))"
+write_config "retain_entries = 1s"
+start_agent
+check "retain_entries purged at start" wait_for 60 grep -q "purged .* entries through seq $((cut2 - 1)) .*(retain_entries)" "$T/agent.log"
+check "... the signature after the first purge is gone from the segments" no_bytes "$d"
+expect_exit 0 "audit export after retain_entries" cli "$AUDITOR_UID" audit export --previous-size "$size0"
+check "... verifies" "$PROVSIGN_CLI" audit verify --log-key "$T/logkey.pem" --previous "$T/before.checkpoint" "$T/out"
+check "... with a second PURGE entry by retain_entries" python3 - "$T/out" <<'PY'
+import json, sys
+es = [json.loads(l) for l in open(sys.argv[1]) if '"seq"' in l]
+assert sum(1 for e in es if e.get("event") == "PURGE") == 2
+PY
+check "the receipt made after the first purge still verifies" \
+        "$PROVSIGN_CLI" receipt verify --log-key "$T/logkey.pem" "$T/r/after.json"
+stop_agent
+finish
