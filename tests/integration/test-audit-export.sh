@@ -432,9 +432,7 @@ stop_agent
 mkdir -p "$T/big"
 chmod 0700 "$T/big"
 # (it loads libp11 like the agent: the same sanitizer options)
-env ${PROVSIGN_P11_ASAN_OPTIONS:+ASAN_OPTIONS=$PROVSIGN_P11_ASAN_OPTIONS} \
-    ${PROVSIGN_P11_LSAN_OPTIONS:+LSAN_OPTIONS=$PROVSIGN_P11_LSAN_OPTIONS} \
-    "$PROVSIGN_GEN_AUDIT_LOG" "$T/tok" "$T/big" 3000 bulk 2>"$T/gen.err" || fail "gen-audit-log: $(cat "$T/gen.err")"
+gen_audit_log "$T/tok" "$T/big" 3000 bulk 2>"$T/gen.err" || fail "gen-audit-log: $(cat "$T/gen.err")"
 mkdir -p "$T/slowdir"
 chmod 0777 "$T/slowdir"
 # (gen-audit-log signs with the log key of the agent's namespace on this

@@ -51,7 +51,8 @@ expect_eq "$(stat -c %u /proc/"$AGENT_PID"/status)" 0 "the agent is non-dumpable
 # AddressSanitizer intercepts mlock() and makes it a no-op, so the sanitizer
 # build cannot show a locked page; the normal build checks it (run-suite
 # runs both).
-if ldd "$PROVSIGN_AGENT" 2>/dev/null | grep -q libasan; then
+# (grep without -q: with pipefail, -q ending early would fail ldd with SIGPIPE)
+if ldd "$PROVSIGN_AGENT" 2>/dev/null | grep libasan >/dev/null; then
         echo "note: the mlocked PIN page is checked in the normal build only (ASan makes mlock a no-op)"
 else
         check "a mapping of the agent is mlocked and MADV_DONTDUMP (VmFlags lo and dd; the PIN page)" \

@@ -26,7 +26,7 @@ setup_test
 mode=${PROVSIGN_TEST_PACKAGE:-auto}
 if [ "$mode" = auto ]; then
         mode=full
-        ldd "$PROVSIGN_AGENT" 2>/dev/null | grep -Eq 'lib(a|ub)san' && mode=quick
+        ldd "$PROVSIGN_AGENT" 2>/dev/null | grep -E 'lib(a|ub)san' >/dev/null && mode=quick
 fi
 echo "mode: $mode"
 MA=$(dpkg-architecture -qDEB_HOST_MULTIARCH)

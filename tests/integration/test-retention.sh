@@ -15,7 +15,7 @@ write_config
 PUB=$T/state/tlog
 LOG=$T/state/log
 
-"$PROVSIGN_GEN_AUDIT_LOG" "$T/tok" "$T/state" 2000 2>"$T/gen.err" || fail "gen-audit-log: $(cat "$T/gen.err")"
+gen_audit_log "$T/tok" "$T/state" 2000 2>"$T/gen.err" || fail "gen-audit-log: $(cat "$T/gen.err")"
 chown -R "$AGENT_UID:$AGENT_GID" "$T/tok" "$T/state"
 
 # split_log: the newest segment is cut before its last entry into two, as

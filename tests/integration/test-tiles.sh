@@ -57,9 +57,7 @@ PY
 }
 
 # a log of 70,000 signatures, with its tiles, made by the real writer
-env ${PROVSIGN_P11_ASAN_OPTIONS:+ASAN_OPTIONS=$PROVSIGN_P11_ASAN_OPTIONS} \
-    ${PROVSIGN_P11_LSAN_OPTIONS:+LSAN_OPTIONS=$PROVSIGN_P11_LSAN_OPTIONS} \
-    "$PROVSIGN_GEN_AUDIT_LOG" "$T/tok" "$T/state" 70000 2>"$T/gen.err" || fail "gen-audit-log: $(cat "$T/gen.err")"
+gen_audit_log "$T/tok" "$T/state" 70000 2>"$T/gen.err" || fail "gen-audit-log: $(cat "$T/gen.err")"
 chown -R "$AGENT_UID:$AGENT_GID" "$T/tok" "$T/state"
 # (70,000 signatures after the KEY_CREATE of the log key and of ci-release)
 expect_eq "$(layout)" 70002 "gen-audit-log left checkpoint and tiles in the tlog-tiles layout"
@@ -253,9 +251,7 @@ expect_exit 5 "audit verify --tiles of a missing directory is a local error" \
 # a rewritten log: another history signed by the same log key and origin
 # (the generator on the same token, a fresh state_dir, another principal)
 mkdir -m 0700 "$T/rewritten"
-env ${PROVSIGN_P11_ASAN_OPTIONS:+ASAN_OPTIONS=$PROVSIGN_P11_ASAN_OPTIONS} \
-    ${PROVSIGN_P11_LSAN_OPTIONS:+LSAN_OPTIONS=$PROVSIGN_P11_LSAN_OPTIONS} \
-    "$PROVSIGN_GEN_AUDIT_LOG" "$T/tok" "$T/rewritten" 1000 rewriter 2>"$T/gen2.err" ||
+gen_audit_log "$T/tok" "$T/rewritten" 1000 rewriter 2>"$T/gen2.err" ||
         fail "gen-audit-log (rewritten): $(cat "$T/gen2.err")"
 expect_exit 0 "the rewritten log's own tiles verify with the same log key" \
         "$PROVSIGN_CLI" audit verify --tiles "$T/rewritten/tlog" --log-key "$T/logkey.pem"

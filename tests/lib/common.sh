@@ -189,6 +189,15 @@ write_config() {
         } > "$CONF"
 }
 
+# gen_audit_log ARGS...: tests/bench/gen-audit-log, which loads libp11 like
+# the agent, with the same sanitizer options (tests/lsan.supp matches
+# libp11's allocations only with full unwinding).
+gen_audit_log() {
+        env ${PROVSIGN_P11_ASAN_OPTIONS:+ASAN_OPTIONS=$PROVSIGN_P11_ASAN_OPTIONS} \
+                ${PROVSIGN_P11_LSAN_OPTIONS:+LSAN_OPTIONS=$PROVSIGN_P11_LSAN_OPTIONS} \
+                "$PROVSIGN_GEN_AUDIT_LOG" "$@"
+}
+
 # agent_argv: sets AGENT_ARGV to run the agent under its own uid (a member
 # of the socket group, so it can hand the socket to that group).
 agent_argv() {
