@@ -153,6 +153,9 @@ static void check_fields(const Provsign__Request *req) {
         case PROVSIGN__REQUEST__BODY_GET_METRICS:
                 FUZZ_CHECK(req->get_metrics);
                 return;
+        case PROVSIGN__REQUEST__BODY_PURGE:
+                FUZZ_CHECK(req->purge);
+                return;
         default:
                 FUZZ_CHECK(!"body_case outside the oneof");
         }
