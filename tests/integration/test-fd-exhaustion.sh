@@ -130,7 +130,7 @@ def sign_req():
     return frame(request(10, body))
 
 s = connect_as(runner)
-s.settimeout(60)
+s.settimeout(180)  # generous: the ASan build on a loaded 2-core machine (a 60 s read once timed out)
 first, _ = newest_segment()
 # Fill: 50 at a time while far from the limit, then one by one (one Sign
 # per group commit), until the segment has reached its limit.
