@@ -503,6 +503,8 @@ static void *indexer_main(void *arg) {
 static void start_thread(agent_index *x) {
         x->queued_size = x->size;
         x->thread_started = pthread_create(&x->thread, NULL, indexer_main, x) == 0;
+        if (x->thread_started)
+                (void) pthread_setname_np(x->thread, "indexer"); /* top -H, tests/bench/log-scale */
         if (!x->thread_started)
                 log_warning("audit index: no indexer thread (%s): the committer indexes each group itself",
                             strerror(errno));
