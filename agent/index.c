@@ -31,7 +31,8 @@
 #include "provsign.pb-c.h"
 #include "record.h"
 
-#define INDEX_SCHEMA 1
+#define INDEX_SCHEMA 2
+#define INDEX_SCHEMA_STR "2"
 #define NAME_PRINCIPAL 0
 #define NAME_KEYID 1
 #define NAME_CACHE 64u
@@ -80,7 +81,10 @@ static const char schema_sql[] =
         "CREATE TABLE entries(seq INTEGER PRIMARY KEY, seg INTEGER NOT NULL, off INTEGER NOT NULL,"
         " time_us INTEGER NOT NULL, event INTEGER NOT NULL, principal INTEGER, keyid INTEGER);"
         "CREATE TABLE digests(prefix INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(prefix, seq)) WITHOUT ROWID;"
-        "CREATE TABLE key_events(seq INTEGER PRIMARY KEY);";
+        "CREATE TABLE key_events(seq INTEGER PRIMARY KEY);"
+        /* One row: the boot the index was last written in, and whether it
+         * was closed cleanly (synced) since. */
+        "CREATE TABLE state(boot_id TEXT NOT NULL, clean INTEGER NOT NULL);";
 /* Created after a rebuild's bulk load (cheaper than kept up row by row). */
 static const char secondary_sql[] =
         "CREATE INDEX IF NOT EXISTS entries_principal ON entries(principal);"
@@ -99,7 +103,7 @@ typedef struct pending_batch {
 #define QUEUE_MAX (32u * 1024u * 1024u)
 /* The indexer waits up to GATHER_MS after the first batch, or until
  * GATHER_BYTES are queued, to write several group commits at once. */
-#define GATHER_MS 5
+#define GATHER_MS 20
 #define GATHER_BYTES (256u * 1024u)
 
 struct agent_index {
@@ -143,11 +147,31 @@ static void close_all(agent_index *x) {
 }
 
 static void stop_thread(agent_index *x);
+static int mark_state(sqlite3 *db, bool clean);
+static int exec(sqlite3 *db, const char *sql);
+
+/* A clean close: everything in the WAL copied into the file and both
+ * synced (synchronous=FULL makes the checkpoint fsync), then clean = 1, so
+ * the next start in another boot (after a reboot) trusts the file. */
+static void close_synced(agent_index *x) {
+        sqlite3_stmt *st = NULL;
+        bool done = false;
+        if (!x->w || x->broken)
+                return;
+        if (sqlite3_exec(x->w, "PRAGMA synchronous=FULL", NULL, NULL, NULL) == SQLITE_OK &&
+            sqlite3_prepare_v2(x->w, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+                done = sqlite3_column_int(st, 0) == 0; /* not busy */
+        sqlite3_finalize(st);
+        if (done && mark_state(x->w, true) >= 0)
+                (void) exec(x->w, "PRAGMA synchronous=FULL"); /* the close's own checkpoint */
+}
 
 void index_close(agent_index *x) {
         if (!x)
                 return;
         stop_thread(x);
+        close_synced(x);
         close_all(x);
         pthread_mutex_destroy(&x->lock);
         pthread_mutex_destroy(&x->qlock);
@@ -248,15 +272,66 @@ out:
         return r;
 }
 
-/* Opens the writer on an existing file; -EIO when it is not a usable index. */
+/* This boot's id ("" when unknown: never equal to a stored one). */
+static void boot_id(char out[40]) {
+        out[0] = '\0';
+        FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+        if (!f)
+                return;
+        if (!fgets(out, 40, f))
+                out[0] = '\0';
+        fclose(f);
+        out[strspn(out, "0123456789abcdef-")] = '\0'; /* goes into SQL text */
+}
+
+/* The index is written without fsync (synchronous=OFF: a process crash
+ * loses nothing the OS has, a system crash may leave the file damaged).
+ * -ESTALE when the system may have gone down while it was being written:
+ * not closed cleanly, in another boot than this one (or no state row). */
+static int check_clean(sqlite3 *db) {
+        sqlite3_stmt *st = NULL;
+        char now[40];
+        int r = -ESTALE;
+        boot_id(now);
+        if (sqlite3_prepare_v2(db, "SELECT boot_id, clean FROM state", -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        if (sqlite3_step(st) == SQLITE_ROW) {
+                const char *was = (const char *) sqlite3_column_text(st, 0);
+                if (sqlite3_column_int(st, 1) || (now[0] && was && strcmp(was, now) == 0))
+                        r = 0;
+        }
+        sqlite3_finalize(st);
+        return r;
+}
+
+/* Records "being written in this boot", durably (synchronous=FULL for
+ * this one commit), before any unsynced write: a system crash from now on
+ * is seen by check_clean() at the next start. With clean = 1 at a clean
+ * close, after a synced checkpoint. */
+static int mark_state(sqlite3 *db, bool clean) {
+        char now[40], sql[200];
+        boot_id(now);
+        snprintf(sql, sizeof sql,
+                 "PRAGMA synchronous=FULL; BEGIN; DELETE FROM state; INSERT INTO state VALUES ('%s', %d); COMMIT;"
+                 " PRAGMA synchronous=OFF;",
+                 now, clean ? 1 : 0); /* boot_id: hex digits and dashes */
+        return exec(db, sql);
+}
+
+/* Opens the writer on an existing file; -EIO when it is not a usable index,
+ * -ESTALE when it may be damaged by a system crash. */
 static int open_existing(agent_index *x) {
         if (access(x->path, F_OK) < 0)
                 return -ENOENT;
         int r = open_conn(x->path, SQLITE_OPEN_READWRITE, &x->w);
         if (r >= 0)
-                r = exec(x->w, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+                r = exec(x->w, "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;");
         if (r >= 0)
                 r = read_size(x->w, &x->size);
+        if (r >= 0)
+                r = check_clean(x->w);
+        if (r >= 0)
+                r = mark_state(x->w, false);
         if (r >= 0)
                 r = exec(x->w, secondary_sql);
         if (r < 0)
@@ -292,10 +367,15 @@ static int create_fresh(agent_index *x) {
 
 /* After a bulk load: the secondary indexes, then the normal mode. */
 static int finish_fresh(agent_index *x) {
+        char now[40], sql[120];
+        boot_id(now);
+        snprintf(sql, sizeof sql, "INSERT INTO state VALUES ('%s', 0);", now);
         int r = exec(x->w, secondary_sql);
         if (r >= 0)
-                r = exec(x->w, "PRAGMA user_version=" "1" "; PRAGMA cache_size=-2000;"
-                               " PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+                r = exec(x->w, sql);
+        if (r >= 0)
+                r = exec(x->w, "PRAGMA user_version=" INDEX_SCHEMA_STR "; PRAGMA cache_size=-2000;"
+                               " PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;");
         return r;
 }
 
@@ -643,6 +723,10 @@ int index_sync(agent_index *x, int log_dir_fd, uint64_t log_size, char **ret_err
         if (r == -ENOENT) {
                 if (log_size > 0)
                         log_notice("audit index %s is missing: rebuilding it from the log", x->path);
+                fresh = true;
+        } else if (r == -ESTALE) {
+                log_warning("audit index %s was being written when the system went down (it is written without"
+                            " fsync): rebuilding it from the log", x->path);
                 fresh = true;
         } else if (r < 0) {
                 log_warning("audit index %s is unreadable or of another version: rebuilding it from the log", x->path);

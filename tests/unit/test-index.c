@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "index.h"
 #include "names.h"
@@ -281,6 +282,71 @@ static void test_rebuild_ahead_or_foreign(void **state) {
         index_close(x);
 }
 
+/* Runs sql on the index file (closed by the agent's side meanwhile). */
+static void db_exec(const char *sql) {
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        char *msg = NULL;
+        if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+                fail_msg("%s: %s", sql, msg);
+        sqlite3_close(db);
+}
+
+/* 1 if the marker row planted by plant() is still there (not rebuilt). */
+static int planted(void) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM names WHERE kind = 9", -1, &st, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        int n = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        return n;
+}
+
+static int state_clean(void) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT clean FROM state", -1, &st, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        int n = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        return n;
+}
+
+static void test_system_crash(void **state) {
+        /* The index is written without fsync: a clean close syncs it and
+         * says so; an unclean one in another boot (the system went down
+         * meanwhile) is rebuilt; an unclean one in this boot (the agent
+         * crashed, the OS kept its writes) is used. */
+        agent_index *x = sync_ok(570);
+        assert_int_equal(state_clean(), 0);
+        index_close(x);
+        assert_int_equal(state_clean(), 1);
+        db_exec("INSERT INTO names(kind, name) VALUES (9, 'planted'); UPDATE state SET boot_id = 'another-boot'");
+        x = sync_ok(570); /* closed cleanly, then a reboot: kept */
+        index_close(x);
+        assert_int_equal(planted(), 1);
+        db_exec("UPDATE state SET clean = 0"); /* the agent was killed, same boot */
+        x = sync_ok(570);
+        assert_int_equal(planted(), 1);
+        assert_int_equal(state_clean(), 0);
+        index_close(x);
+        db_exec("UPDATE state SET clean = 0, boot_id = 'another-boot'"); /* the system went down */
+        x = sync_ok(570);
+        assert_int_equal(planted(), 0);
+        check_answers(x, 570);
+        index_close(x);
+        db_exec("DELETE FROM state"); /* no state row: not to be trusted */
+        db_exec("INSERT INTO names(kind, name) VALUES (9, 'planted')");
+        x = sync_ok(570);
+        assert_int_equal(planted(), 0);
+        index_close(x);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_build_add_find),
@@ -288,6 +354,7 @@ int main(void) {
                 cmocka_unit_test(test_rebuild_deleted),
                 cmocka_unit_test(test_rebuild_corrupt),
                 cmocka_unit_test(test_rebuild_ahead_or_foreign),
+                cmocka_unit_test(test_system_crash),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
