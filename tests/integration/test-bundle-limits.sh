@@ -35,7 +35,7 @@ mkdir -m 0777 "$T/m"
 PY="env PYTHONPATH=$SRCDIR/tests/lib python3"
 LIMIT=$((1024 * 1024))          # PROTO_KEY_BUNDLE_MAX
 PART=$((64 * 1024 - 1024))      # BUNDLE_PART: PROTO_FRAME_MAX - 1024
-REVOKES=${PROVSIGN_TEST_BUNDLE_REVOKES:-200}
+REVOKES=200
 start_agent
 
 # ---- a few hundred keys: big-a and big-b revoked REVOKES times each ----
