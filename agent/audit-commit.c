@@ -14,17 +14,12 @@
 #include <unistd.h>
 
 #include "audit-int.h"
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 #include "record.h"
 
 #define CHECKPOINT_RETRY_MS 250
-
-int64_t audit_now_us(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void wake_main(agent_audit *a) {
         uint64_t one = 1;
@@ -194,7 +189,7 @@ int audit_append(agent_audit *a, Provsign__AuditEntry *e, uint64_t *ret_seq, uin
         /* Strictly increasing within a run: an entry is never dated the
          * microsecond of the one before it, so a revocation dated by its own
          * entry postdates every signature logged before it. */
-        int64_t t = audit_now_us();
+        int64_t t = (int64_t) agent_now_us();
         if (t <= a->last_time_us)
                 t = a->last_time_us + 1;
         a->last_time_us = t;

@@ -159,9 +159,6 @@ int audit_ckpt_wait(struct ckpt_signer *k, char **ret_note);
 
 /* ---- audit-commit.c ----------------------------------------------------- */
 
-/* audit_now_us: wall-clock time in microseconds (entry times). */
-int64_t audit_now_us(void);
-
 /* audit_committer_main: the committer thread (arg: the agent_audit). */
 void *audit_committer_main(void *arg);
 

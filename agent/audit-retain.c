@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "audit-int.h"
+#include "clock.h"
 #include "fdio.h"
 #include "frame.h"
 #include "log.h"
@@ -195,7 +196,7 @@ void *audit_retainer_main(void *arg) {
         agent_audit *a = arg;
         for (;;) {
                 uint64_t purged, through, seq;
-                int64_t cutoff = audit_now_us() - (int64_t) a->retain_s * 1000000;
+                int64_t cutoff = (int64_t) agent_now_us() - (int64_t) a->retain_s * 1000000;
                 int r = audit_purge(a, cutoff, NULL, "retain_entries", &purged, &through, &seq);
                 if (r < 0)
                         log_warning("audit log: retain_entries: purge failed (%s); retrying in an hour", strerror(-r));
