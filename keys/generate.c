@@ -181,6 +181,60 @@ out:
         return r;
 }
 
+int keys_raw_public_key(keys_store *s, const uint8_t *id, size_t id_len, uint8_t **ret_spki, size_t *ret_spki_len) {
+        CK_SESSION_HANDLE sh;
+        if (!s->fn || open_session(s, &sh) < 0)
+                return -EIO;
+        CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+        CK_ATTRIBUTE tmpl[] = { { CKA_CLASS, &cls, sizeof cls }, { CKA_ID, (void *) id, id_len } };
+        CK_OBJECT_HANDLE pub;
+        CK_ULONG found = 0;
+        uint8_t *params = NULL;
+        size_t params_len = 0;
+        int r = -EIO;
+        if (s->fn->C_FindObjectsInit(sh, tmpl, 2) != CKR_OK)
+                goto out;
+        CK_RV rv = s->fn->C_FindObjects(sh, &pub, 1, &found);
+        s->fn->C_FindObjectsFinal(sh);
+        if (rv != CKR_OK)
+                goto out;
+        r = 1;
+        if (found == 0)
+                goto out; /* no public half (gone, or not given its key id yet) */
+        CK_KEY_TYPE kt;
+        CK_ATTRIBUTE a = { CKA_KEY_TYPE, &kt, sizeof kt };
+        rv = s->fn->C_GetAttributeValue(sh, pub, &a, 1);
+        if (rv == CKR_OBJECT_HANDLE_INVALID)
+                goto out; /* destroyed since it was found */
+        if (rv != CKR_OK) {
+                r = -EIO;
+                goto out;
+        }
+        int algorithm;
+        if (kt == CKK_RSA)
+                algorithm = PROVSIGN__KEY_ALGORITHM__RSA_3072; /* the size is the caller's to check */
+        else if (kt == CKK_EC) {
+                if (get_attr(s, sh, pub, CKA_EC_PARAMS, &params, &params_len) == -ENOMEM) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                if (params_len == sizeof oid_p256 && memcmp(params, oid_p256, params_len) == 0)
+                        algorithm = PROVSIGN__KEY_ALGORITHM__ECDSA_P256;
+                else if (params_len == sizeof oid_p384 && memcmp(params, oid_p384, params_len) == 0)
+                        algorithm = PROVSIGN__KEY_ALGORITHM__ECDSA_P384;
+                else
+                        goto out;
+        } else
+                goto out;
+        r = public_spki(s, sh, pub, algorithm, ret_spki, ret_spki_len);
+        if (r == -EIO || r == -EBADMSG)
+                r = 1; /* unreadable or malformed: not a key we can use */
+out:
+        free(params);
+        s->fn->C_CloseSession(sh);
+        return r;
+}
+
 int keys_raw_generate(keys_store *s, int algorithm, const char *label, uint8_t **ret_spki,
                       size_t *ret_spki_len, char **ret_error) {
         CK_BBOOL yes = CK_TRUE, no = CK_FALSE;

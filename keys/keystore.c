@@ -188,19 +188,30 @@ static int algorithm_of(EVP_PKEY *pub) {
 
 /* Builds our view of one libp11 private key. Returns 0 and *ret, or 1 when
  * the object is not ours to use (no public half, unsupported algorithm, or
- * CKA_ID that is not the SHA-256 of its public key), or a negative errno. */
-static int key_from_p11(PKCS11_KEY *pk, keys_key **ret) {
-        keys_key *k = calloc(1, sizeof *k);
+ * CKA_ID that is not the SHA-256 of its public key), or a negative errno.
+ * The public half is read on the raw side (keys_raw_public_key), never with
+ * PKCS11_get_public_key: libp11 0.4.12 crashes (a NULL dereference) on a
+ * private key without one, which another agent's generation in progress,
+ * or a deleted public object, shows it. */
+static int key_from_p11(keys_store *s, PKCS11_KEY *pk, keys_key **ret) {
+        keys_key *k = NULL;
         EVP_PKEY *pub = NULL;
-        uint8_t *der = NULL;
-        int r = -ENOMEM;
+        int r;
+        if (pk->id_len != sizeof k->id)
+                return 1;
+        k = calloc(1, sizeof *k);
         if (!k)
-                goto out;
+                return -ENOMEM;
+        r = -ENOMEM;
         k->label = strdup(pk->label);
         if (!k->label)
                 goto out;
-        pub = PKCS11_get_public_key(pk);
-        if (!pub) {
+        r = keys_raw_public_key(s, pk->id, pk->id_len, &k->spki, &k->spki_len);
+        if (r != 0)
+                goto out;
+        const uint8_t *p = k->spki;
+        pub = d2i_PUBKEY(NULL, &p, (long) k->spki_len);
+        if (!pub || p != k->spki + k->spki_len) {
                 ERR_clear_error();
                 r = 1;
                 goto out;
@@ -211,21 +222,9 @@ static int key_from_p11(PKCS11_KEY *pk, keys_key **ret) {
                 goto out;
         }
         k->algorithm = r;
-        int n = i2d_PUBKEY(pub, &der);
-        if (n <= 0) {
-                r = -EIO;
-                goto out;
-        }
-        k->spki_len = (size_t) n;
-        k->spki = malloc(k->spki_len);
-        if (!k->spki) {
-                r = -ENOMEM;
-                goto out;
-        }
-        memcpy(k->spki, der, k->spki_len);
         proto_keyid_compute(k->spki, k->spki_len, k->id);
         proto_keyid_hex(k->spki, k->spki_len, k->id_hex);
-        if (pk->id_len != sizeof k->id || memcmp(pk->id, k->id, sizeof k->id) != 0) {
+        if (memcmp(pk->id, k->id, sizeof k->id) != 0) {
                 r = 1;
                 goto out;
         }
@@ -242,7 +241,6 @@ static int key_from_p11(PKCS11_KEY *pk, keys_key **ret) {
         k = NULL;
         r = 0;
 out:
-        OPENSSL_free(der);
         EVP_PKEY_free(pub);
         key_free(k);
         return r;
@@ -287,7 +285,7 @@ static int store_refresh_locked(keys_store *s, char **ret_error) {
                 if (have_key(s, pk->label, pk->id, pk->id_len))
                         continue;
                 keys_key *k = NULL;
-                int r = key_from_p11(pk, &k);
+                int r = key_from_p11(s, pk, &k);
                 if (r < 0)
                         return keys_errorf(ret_error, r, "cannot load key \"%s\" from the token", pk->label);
                 if (r > 0)
