@@ -334,13 +334,26 @@ static int store_attach(keys_store *s, int attempts, char **ret_error) {
                         PKCS11_release_all_slots(s->ctx, s->slots, s->n_slots);
                         s->slots = NULL;
                 }
-                /* A failed enumeration is tried again too (a network
-                 * token's connection refused for a moment). */
+                /* A failed enumeration is tried again too, with the module
+                 * loaded again: p11-kit-client.so's connection, made when it
+                 * is loaded, sometimes fails for good when agents start
+                 * together (the server's process for it found no token). */
                 if (PKCS11_enumerate_slots(s->ctx, &s->slots, &s->n_slots) < 0) {
                         ERR_clear_error();
                         s->slots = NULL;
                         s->n_slots = 0;
                         enumerated = false;
+                        PKCS11_CTX_unload(s->ctx);
+                        s->ctx_loaded = false;
+                        PKCS11_CTX_free(s->ctx);
+                        s->ctx = PKCS11_CTX_new();
+                        if (!s->ctx)
+                                return -ENOMEM;
+                        if (PKCS11_CTX_load(s->ctx, s->module_path) < 0) {
+                                ERR_clear_error();
+                                return keys_errorf(ret_error, -EIO, "cannot load PKCS#11 module %s", s->module_path);
+                        }
+                        s->ctx_loaded = true;
                         continue;
                 }
                 enumerated = true;
