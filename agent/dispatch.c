@@ -831,6 +831,7 @@ static const char *role_name(enum policy_access r) {
 
 void dispatch_frame(agent *a, agent_conn *c, const uint8_t *payload, size_t len) {
         Provsign__Request *req = provsign__request__unpack(NULL, len, payload);
+        server_conn_set_request_id(c, req ? req->request_id : 0);
         if (!req) {
                 char msg[64];
                 snprintf(msg, sizeof msg, "undecodable request of %zu bytes; connection closed", len);

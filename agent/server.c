@@ -67,6 +67,7 @@ struct agent_conn {
         uint64_t frame_start_ms; /* when the first byte of the pending frame came */
         server_stream *stream;   /* a multi-frame reply in progress, or NULL */
         bool flush_queued;       /* on the server's flush list (streams) */
+        uint64_t request_id;     /* of the request being answered (0: none given) */
         agent_conn *prev, *next;
         agent_conn *next_ready;
         agent_conn *next_flush;
@@ -122,6 +123,14 @@ uint64_t agent_monotonic_ms(void) {
 
 const agent_caller *server_conn_caller(const agent_conn *c) {
         return &c->caller;
+}
+
+void server_conn_set_request_id(agent_conn *c, uint64_t request_id) {
+        c->request_id = request_id;
+}
+
+uint64_t server_conn_request_id(const agent_conn *c) {
+        return c->request_id;
 }
 
 
@@ -507,6 +516,7 @@ void server_reply(agent *a, agent_conn *c, Provsign__Response *body, int status,
         resp->protocol_version = PROVSIGN_PROTOCOL_VERSION;
         resp->status = (Provsign__Status) status;
         resp->message = msg;
+        resp->request_id = c->request_id;
 
         uint8_t *buf = NULL;
         size_t len = 0;

@@ -68,6 +68,12 @@ void server_free(agent_server *s);
 
 const agent_caller *server_conn_caller(const agent_conn *c);
 
+/* The request_id of the request c is being answered for (0: the client
+ * sent none): dispatch_frame sets it from each request; server_reply and
+ * the streams echo it in every frame (docs/formats.md "Request ids"). */
+void server_conn_set_request_id(agent_conn *c, uint64_t request_id);
+uint64_t server_conn_request_id(const agent_conn *c);
+
 /* server_reply: sends one Response on c: protocol version, status and
  * message (printf-style, may be NULL for OK) filled in here; body may carry
  * a oneof (ignored unless status is OK). close_after closes the connection
@@ -88,6 +94,7 @@ typedef struct server_stream server_stream;
 struct server_stream {
         int (*next)(server_stream *s, uint8_t **ret_frame, size_t *ret_len, bool *ret_last);
         void (*free)(server_stream *s);
+        uint64_t request_id;     /* set by its maker (server_conn_request_id); echoed in every frame */
 };
 
 /* server_stream_start: starts streaming st on c (which takes it). */
