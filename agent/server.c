@@ -804,6 +804,9 @@ static void accept_conns(agent *a) {
 static void conn_process(agent *a, agent_conn *c) {
         while (!c->busy && !c->resolving && c->wlen == 0 && !c->close_after_write && !c->stream && c->fd >= 0) {
                 size_t plen = 0;
+                /* A reply to no decoded request (oversized, shutting down)
+                 * carries request_id 0; dispatch_frame sets the frame's own. */
+                c->request_id = 0;
                 int r = proto_frame_peek(c->rbuf, c->rlen, PROTO_FRAME_MAX, &plen);
                 if (r == 0)
                         return;

@@ -47,6 +47,15 @@ r = read_fields(s)
 assert r[2] == [2] and r[23] == [4242], r   # PERMISSION_DENIED
 '
 
+check "a refusal of a frame that is no request carries id 0, not the previous request's" raw '
+s = connect(path)
+s.sendall(frame(with_id(status_request(), 5)))
+assert read_fields(s)[23] == [5]
+s.sendall(struct.pack(">I", 70000))
+r = read_fields(s)
+assert r[2] == [1] and 23 not in r, r   # INVALID_ARGUMENT, no id
+'
+
 check "every part of a streamed key bundle carries the id" raw '
 s = connect(path)
 s.sendall(frame(with_id(request(14, field_varint(2, 1)), 99)))
