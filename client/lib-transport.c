@@ -517,7 +517,8 @@ static void pipeline_finish(struct pipeline *p, size_t i, int r, const char *mes
         }
 }
 
-/* Every request without its reply gets r; the connection is at an unknown
+/* Every request without its reply gets r (a negative errno, or the status
+ * of a refusal of the connection); the connection is at an unknown
  * position (or closed) afterwards. */
 static void pipeline_fail_rest(struct pipeline *p, int r) {
         for (size_t i = 0; i < p->n; i++)
@@ -732,8 +733,9 @@ int client_conn_pipeline(provsign_conn *c, size_t n, size_t window,
         p.id_base = c->next_request_id;
         c->next_request_id += n;
 
+        /* A positive r: the agent refused the connection and closed it. */
         r = pipeline_run(&p);
-        if (r < 0)
+        if (r != 0)
                 pipeline_fail_rest(&p, r);
         else if (p.inflight > 0 || p.wbuf)
                 c->broken = true;       /* cannot happen: every request was answered */
