@@ -596,6 +596,37 @@ static int pipeline_deliver(struct pipeline *p, const Provsign__Response *resp) 
         return 0;
 }
 
+/* Writes what the window allows, until the socket is full: requests go
+ * out as soon as there is room, before more replies are taken in (a reply
+ * may free a place in the window). 0, or a negative errno. */
+static int pipeline_pump(struct pipeline *p) {
+        for (;;) {
+                ssize_t k;
+
+                pipeline_fill(p);
+                if (!p->wbuf)
+                        return 0;
+                k = send(p->c->fd, p->wbuf + p->woff, p->wlen - p->woff, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                return 0;
+                        if (errno != EPIPE && errno != ECONNRESET)
+                                return -errno;
+                        /* The agent may have answered before it closed: read on. */
+                        p->write_closed = true;
+                        p->write_err = -errno;
+                        k = (ssize_t) (p->wlen - p->woff);
+                }
+                p->woff += (size_t) k;
+                if (p->woff == p->wlen) {
+                        free(p->wbuf);
+                        p->wbuf = NULL;
+                }
+        }
+}
+
 /* Takes every whole frame out of the read buffer. 0, or a negative errno
  * that ends the pipeline. */
 static int pipeline_parse(struct pipeline *p) {
@@ -620,28 +651,10 @@ static int pipeline_parse(struct pipeline *p) {
                 if (r < 0)
                         return r;
                 p->deadline_us = p->c->timeout_ms ? now_us() + p->c->timeout_ms * 1000u : 0;
+                r = pipeline_pump(p);
+                if (r < 0)
+                        return r;
         }
-}
-
-static int pipeline_write(struct pipeline *p) {
-        ssize_t k = send(p->c->fd, p->wbuf + p->woff, p->wlen - p->woff, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-        if (k < 0) {
-                if (errno == EINTR || errno == EAGAIN)
-                        return 0;
-                if (errno != EPIPE && errno != ECONNRESET)
-                        return -errno;
-                /* The agent may have answered before it closed: read on. */
-                p->write_closed = true;
-                p->write_err = -errno;
-                k = (ssize_t) (p->wlen - p->woff);
-        }
-        p->woff += (size_t) k;
-        if (p->woff == p->wlen) {
-                free(p->wbuf);
-                p->wbuf = NULL;
-        }
-        return 0;
 }
 
 /* 0, 1 at end of file, or a negative errno. */
@@ -665,7 +678,9 @@ static int pipeline_run(struct pipeline *p) {
                 struct pollfd pfd = { .fd = p->c->fd };
                 int timeout = -1, k, r;
 
-                pipeline_fill(p);
+                r = pipeline_pump(p);
+                if (r < 0)
+                        return r;
                 if (p->n_answered == p->n)
                         return 0;
                 if (p->wbuf)
@@ -693,11 +708,6 @@ static int pipeline_run(struct pipeline *p) {
                         r = pipeline_read(p);
                         if (r == 1)
                                 return pipeline_eof_error(p);
-                        if (r < 0)
-                                return r;
-                }
-                if (p->wbuf && (pfd.revents & (POLLOUT | POLLERR | POLLHUP))) {
-                        r = pipeline_write(p);
                         if (r < 0)
                                 return r;
                 }
