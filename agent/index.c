@@ -47,13 +47,27 @@ typedef struct name_slot {
 } name_slot;
 
 /* Statements of the writer connection (committer, or main thread at start). */
-enum { W_ENTRY, W_DIGEST, W_KEY_EVENT, W_NAME_GET, W_NAME_ADD, W_BEGIN, W_COMMIT, W_ROLLBACK, W_N };
+enum {
+        W_ENTRY,
+        W_DIGEST,
+        W_KEY_EVENT,
+        W_NAME_GET,
+        W_NAME_ADD,
+        W_FORGET_DIGEST,
+        W_FORGET_ENTRY,
+        W_BEGIN,
+        W_COMMIT,
+        W_ROLLBACK,
+        W_N
+};
 static const char *const w_sql[W_N] = {
         [W_ENTRY] = "INSERT INTO entries(seq, seg, off, time_us, event, principal, keyid) VALUES (?,?,?,?,?,?,?)",
         [W_DIGEST] = "INSERT OR IGNORE INTO digests(prefix, seq) VALUES (?,?)",
         [W_KEY_EVENT] = "INSERT INTO key_events(seq) VALUES (?)",
         [W_NAME_GET] = "SELECT id FROM names WHERE kind = ? AND name = ?",
         [W_NAME_ADD] = "INSERT INTO names(kind, name) VALUES (?,?)",
+        [W_FORGET_DIGEST] = "DELETE FROM digests WHERE prefix = ? AND seq = ?",
+        [W_FORGET_ENTRY] = "UPDATE entries SET principal = NULL, keyid = NULL WHERE seq = ?",
         [W_BEGIN] = "BEGIN",
         [W_COMMIT] = "COMMIT",
         [W_ROLLBACK] = "ROLLBACK",
@@ -90,13 +104,24 @@ static const char secondary_sql[] =
         "CREATE INDEX IF NOT EXISTS entries_principal ON entries(principal);"
         "CREATE INDEX IF NOT EXISTS entries_keyid ON entries(keyid);";
 
-/* A batch of records the committer handed over, waiting for the indexer. */
+/* A batch of records the committer handed over, waiting for the indexer;
+ * or (forget) the rows of purged entries to remove: data holds len /
+ * sizeof(forget_row) of them. */
 typedef struct pending_batch {
         struct pending_batch *next;
         uint64_t seg, off, first_seq;
+        bool forget;
         size_t len;
         uint8_t data[];
 } pending_batch;
+
+/* A row of a purged entry (index_forget): its entries row (digest false:
+ * principal and key id cleared) or one of its digest prefixes. */
+typedef struct forget_row {
+        uint64_t seq;
+        int64_t prefix;
+        bool digest;
+} forget_row;
 
 /* Batches queued beyond this make the committer wait (the disk under the
  * index is slower than the log's). */
@@ -127,6 +152,11 @@ struct agent_index {
         uint64_t queued_size;    /* the seq after the last queued record */
         bool busy, stopping;
         bool broken;             /* a write failed: no more until the next start */
+
+        /* The purge's notes (index_forget), not queued yet: one purge at a
+         * time, so no lock. */
+        forget_row *forget;
+        size_t n_forget, cap_forget;
 };
 
 static void close_db(sqlite3 **db, sqlite3_stmt **st, size_t n) {
@@ -177,6 +207,7 @@ void index_close(agent_index *x) {
         pthread_mutex_destroy(&x->qlock);
         pthread_cond_destroy(&x->qcond);
         pthread_cond_destroy(&x->qdone);
+        free(x->forget);
         free(x->path);
         free(x);
 }
@@ -493,6 +524,22 @@ static int add_entry(agent_index *x, uint64_t seg, uint64_t off, uint64_t seq, c
         return r;
 }
 
+/* Removes the rows of purged entries, inside the caller's transaction. A
+ * row already gone (an index rebuilt since) is no error. */
+static int forget_rows(agent_index *x, const forget_row *rows, size_t n) {
+        int r = 0;
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                sqlite3_stmt *st = x->ws[rows[i].digest ? W_FORGET_DIGEST : W_FORGET_ENTRY];
+                if (rows[i].digest) {
+                        sqlite3_bind_int64(st, 1, rows[i].prefix);
+                        sqlite3_bind_int64(st, 2, (int64_t) rows[i].seq);
+                } else
+                        sqlite3_bind_int64(st, 1, (int64_t) rows[i].seq);
+                r = step_done(x, st);
+        }
+        return r;
+}
+
 static void set_size(agent_index *x, uint64_t size) {
         pthread_mutex_lock(&x->lock);
         x->size = size;
@@ -503,9 +550,16 @@ static void set_size(agent_index *x, uint64_t size) {
  * the caller when there is none). 0 or the error, logged; the index then
  * stops until the next start. */
 static int write_batches(agent_index *x, const pending_batch *list) {
-        uint64_t seq = list->first_seq;
+        uint64_t seq = 0;
+        bool added = false;
         int r = step_done(x, x->ws[W_BEGIN]);
         for (const pending_batch *b = list; b && r >= 0; b = b->next) {
+                if (b->forget) {
+                        r = forget_rows(x, (const forget_row *) b->data, b->len / sizeof(forget_row));
+                        continue;
+                }
+                seq = b->first_seq;
+                added = true;
                 proto_cursor c = proto_cursor_make(b->data, b->len);
                 while (r >= 0) {
                         size_t at = b->len - c.len;
@@ -531,7 +585,8 @@ static int write_batches(agent_index *x, const pending_batch *list) {
                           strerror(-r), x->size);
                 return r;
         }
-        set_size(x, seq);
+        if (added)
+                set_size(x, seq);
         return 0;
 }
 
@@ -654,6 +709,101 @@ int index_add_records(agent_index *x, uint64_t seg_first, uint64_t off, uint64_t
                         pthread_mutex_unlock(&x->qlock);
                 }
         }
+        free(b);
+        return r;
+}
+
+/* ---- Purged entries ---- */
+
+static int forget_add(agent_index *x, uint64_t seq, bool digest, int64_t prefix) {
+        if (x->n_forget == x->cap_forget) {
+                size_t cap = x->cap_forget ? 2 * x->cap_forget : 1024;
+                forget_row *p = realloc(x->forget, cap * sizeof *p);
+                if (!p)
+                        return -ENOMEM;
+                x->forget = p;
+                x->cap_forget = cap;
+        }
+        x->forget[x->n_forget++] = (forget_row){ .seq = seq, .prefix = prefix, .digest = digest };
+        return 0;
+}
+
+struct forget_ctx {
+        agent_index *x;
+        int r;
+};
+
+static void on_forget_value(void *ctx, const char *v, size_t len) {
+        struct forget_ctx *fc = ctx;
+        uint8_t d[48];
+        size_t n;
+        int alg;
+        int64_t prefix;
+        if (fc->r >= 0 && proto_digest_spec_parse_n(v, len, &alg, d, &n) == 0) {
+                memcpy(&prefix, d, sizeof prefix);
+                fc->r = forget_add(fc->x, 0, true, prefix); /* seq set below */
+        }
+}
+
+int index_forget(agent_index *x, const uint8_t *entry, size_t n) {
+        proto_entry_fields f;
+        size_t mark = x->n_forget;
+        struct forget_ctx fc = { .x = x, .r = 0 };
+        if (proto_entry_scan(entry, n, &f, on_forget_value, &fc) < 0) {
+                x->n_forget = mark; /* indexed by position only: nothing to remove */
+                return 0;
+        }
+        int64_t prefix = 0;
+        if (fc.r >= 0 && f.digest_len >= 8) {
+                memcpy(&prefix, f.digest, sizeof prefix);
+                fc.r = forget_add(x, 0, true, prefix);
+        }
+        if (fc.r >= 0)
+                fc.r = forget_add(x, 0, false, 0);
+        if (fc.r < 0) {
+                x->n_forget = mark;
+                return fc.r;
+        }
+        for (size_t i = mark; i < x->n_forget; i++)
+                x->forget[i].seq = f.seq;
+        return 0;
+}
+
+void index_forget_drop(agent_index *x) {
+        x->n_forget = 0;
+}
+
+int index_forget_commit(agent_index *x) {
+        size_t len = x->n_forget * sizeof(forget_row);
+        int r = 0;
+        if (len == 0)
+                return 0;
+        pending_batch *b = malloc(sizeof *b + len);
+        if (!b) {
+                x->n_forget = 0;
+                return -ENOMEM;
+        }
+        *b = (pending_batch){ .forget = true, .len = len };
+        memcpy(b->data, x->forget, len);
+        x->n_forget = 0;
+        pthread_mutex_lock(&x->qlock);
+        if (x->broken || !x->w || !x->thread_started) {
+                /* Stopped (the next start does not bring the rows back:
+                 * they stay until a rebuild, and find re-checks every
+                 * candidate against the stub, which never matches); or no
+                 * indexer thread, whose writes are the committer's. */
+                r = -EIO;
+        } else {
+                if (x->tail)
+                        x->tail->next = b;
+                else
+                        x->head = b;
+                x->tail = b;
+                x->queued_bytes += len;
+                pthread_cond_signal(&x->qcond);
+                b = NULL;
+        }
+        pthread_mutex_unlock(&x->qlock);
         free(b);
         return r;
 }

@@ -347,6 +347,54 @@ static void test_system_crash(void **state) {
         index_close(x);
 }
 
+/* The entry bytes of seq (as make_entry writes them, record stripped). */
+static size_t entry_bytes(uint64_t seq, uint8_t *rec, size_t cap, const uint8_t **ret) {
+        size_t len = make_entry(seq, rec, cap), n;
+        proto_cursor c = proto_cursor_make(rec, len);
+        assert_int_equal(proto_record_next(&c, ret, &n), 0);
+        return n;
+}
+
+static void test_forget(void **state) {
+        /* A purge notes the rows of the entries it replaces by stubs; they
+         * go once committed, and not when dropped. */
+        agent_index *x = sync_ok(570);
+        uint8_t rec[1200], d[32] = { 0 };
+        const uint8_t *e;
+        size_t n;
+        uint64_t out[2000], v;
+        index_query q = { .digest = d, .digest_len = 32, .to = UINT64_MAX };
+        n = entry_bytes(124, rec, sizeof rec, &e);
+        assert_int_equal(index_forget(x, e, n), 0);
+        index_forget_drop(x);
+        assert_int_equal(index_forget_commit(x), 0); /* nothing noted */
+        n = entry_bytes(123, rec, sizeof rec, &e);
+        assert_int_equal(index_forget(x, e, n), 0);
+        n = entry_bytes(7, rec, sizeof rec, &e);
+        assert_int_equal(index_forget(x, e, n), 0);
+        assert_int_equal(index_forget_commit(x), 0);
+        index_flush(x);
+        v = 123;
+        memcpy(d, &v, sizeof v);
+        assert_int_equal(query(x, &q, out, 2000), 0);
+        v = 1007; /* entry 7's annotation */
+        memcpy(d, &v, sizeof v);
+        assert_int_equal(query(x, &q, out, 2000), 0);
+        v = 124;
+        memcpy(d, &v, sizeof v);
+        assert_int_equal(query(x, &q, out, 2000), 1);
+        q = (index_query){ .principal = "p1", .to = UINT64_MAX }; /* 7 was one */
+        assert_int_equal(query(x, &q, out, 2000), (570 + 1) / 3 - 1);
+        q = (index_query){ .principal = "p0", .to = UINT64_MAX }; /* and 123 */
+        assert_int_equal(query(x, &q, out, 2000), 570 / 3 - 1);
+        q = (index_query){ .keyid = "k1", .to = UINT64_MAX }; /* both odd */
+        assert_int_equal(query(x, &q, out, 2000), 570 / 2 - 2);
+        /* Still located and read. */
+        uint64_t seg, off;
+        assert_int_equal(index_locate(x, 123, &seg, &off), 0);
+        index_close(x);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_build_add_find),
@@ -355,6 +403,7 @@ int main(void) {
                 cmocka_unit_test(test_rebuild_corrupt),
                 cmocka_unit_test(test_rebuild_ahead_or_foreign),
                 cmocka_unit_test(test_system_crash),
+                cmocka_unit_test(test_forget),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
