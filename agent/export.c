@@ -39,9 +39,10 @@
 
 static unsigned live_streams;
 
-static int pack(Provsign__Response *resp, uint8_t **ret, size_t *ret_len) {
+static int pack(const server_stream *s, Provsign__Response *resp, uint8_t **ret, size_t *ret_len) {
         resp->protocol_version = PROVSIGN_PROTOCOL_VERSION;
         resp->status = PROVSIGN__STATUS__OK;
+        resp->request_id = s->request_id;
         return proto_frame_pack(&resp->base, ret, ret_len);
 }
 
@@ -336,7 +337,7 @@ static int export_next(server_stream *s, uint8_t **ret, size_t *ret_len, bool *r
                 Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
                 resp.body_case = PROVSIGN__RESPONSE__BODY_EXPORT;
                 resp.export = &er;
-                r = pack(&resp, ret, ret_len);
+                r = pack(s, &resp, ret, ret_len);
                 *ret_last = false;
         } else
                 log_error("export: cannot read log entry %" PRIu64 ": %s", e->next, strerror(-r));
@@ -373,6 +374,7 @@ bool export_handle_export(agent *a, agent_conn *c, const handler *h, Provsign__R
         if (r < 0)
                 goto fail;
         e->sparse = filter_any(&e->filter);
+        e->base.request_id = server_conn_request_id(c);
         r = audit_checkpoint(a->audit, x->previous_size, &note, &size, cons, &nc);
         if (r == -EINVAL) {
                 filter_done(&e->filter);
@@ -416,14 +418,14 @@ bool export_handle_export(agent *a, agent_conn *c, const handler *h, Provsign__R
                 /* The checkpoint first, then the entries, then an empty done frame. */
                 er.sparse = true;
                 er.first_seq = x->from_seq;
-                r = pack(&resp, &e->first, &e->first_len);
+                r = pack(&e->base, &resp, &e->first, &e->first_len);
                 Provsign__ExportResponse done = PROVSIGN__EXPORT_RESPONSE__INIT;
                 done.sparse = true;
                 done.done = true;
                 done.first_seq = to + 1;
                 resp.export = &done;
                 if (r >= 0)
-                        r = pack(&resp, &e->final, &e->final_len);
+                        r = pack(&e->base, &resp, &e->final, &e->final_len);
                 filter_window(&e->filter, e->x, x->from_seq, to + 1, &e->cands);
         } else {
                 er.first_seq = to + 1;
@@ -432,7 +434,7 @@ bool export_handle_export(agent *a, agent_conn *c, const handler *h, Provsign__R
                 er.n_left = nl;
                 er.right = hash_list(right, nr, hr);
                 er.n_right = nr;
-                r = pack(&resp, &e->final, &e->final_len);
+                r = pack(&e->base, &resp, &e->final, &e->final_len);
         }
         if (r < 0)
                 goto fail;
@@ -520,7 +522,7 @@ static int find_next(server_stream *s, uint8_t **ret, size_t *ret_len, bool *ret
                 fr.scanned = f->scanned;
                 resp.body_case = PROVSIGN__RESPONSE__BODY_FIND;
                 resp.find = &fr;
-                r = pack(&resp, ret, ret_len);
+                r = pack(s, &resp, ret, ret_len);
                 *ret_last = !more;
         } else
                 log_error("find: cannot read the log: %s", strerror(-r));
@@ -553,6 +555,7 @@ bool export_handle_find(agent *a, agent_conn *c, const handler *h, Provsign__Req
         }
         f->base.next = find_next;
         f->base.free = find_free;
+        f->base.request_id = server_conn_request_id(c);
         live_streams++;
         server_stream_start(a, c, &f->base);
         return false;
