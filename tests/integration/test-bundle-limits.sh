@@ -20,7 +20,9 @@
 # a revoked key about 3.4 KB of the envelope.
 . "$SRCDIR/tests/lib/common.sh"
 setup_test
-write_config "auto_rotate_on_revoke = yes"
+# (hsm_timeout: 310 key operations on a loaded machine are answered however
+# slowly; this is no speed test)
+write_config "auto_rotate_on_revoke = yes" "hsm_timeout = 120s"
 # the stalled bundle streams must outlive the test's checks (read_timeout
 # cuts a connection whose reader stopped reading)
 sed -i 's/^read_timeout = .*/read_timeout = 300s/' "$CONF"
