@@ -1,9 +1,10 @@
 #!/bin/bash
 # The key bundle's limits (agent/bundle.c), reached for real with a token
 # that holds a few hundred keys:
-# - a bundle over PROTO_KEY_BUNDLE_MAX (1 MiB, what verifiers accept) is
-#   refused with UNAVAILABLE naming its size, the limit and --principal;
-#   one principal's bundle is still served, in parts;
+# - a bundle less than a frame under PROTO_KEY_BUNDLE_MAX (1 MiB, what
+#   verifiers accept) is served; once it is over, it is refused with
+#   UNAVAILABLE naming its size, the limit and --principal, and one
+#   principal's bundle is still served, in parts;
 # - a client that reads one frame (in_parts false) is refused a bundle over
 #   one frame;
 # - at most BUNDLE_MAX_LIVE (4) bundles are signed or sent at once: four
@@ -35,12 +36,11 @@ mkdir -m 0777 "$T/m"
 PY="env PYTHONPATH=$SRCDIR/tests/lib python3"
 LIMIT=$((1024 * 1024))          # PROTO_KEY_BUNDLE_MAX
 PART=$((64 * 1024 - 1024))      # BUNDLE_PART: PROTO_FRAME_MAX - 1024
-REVOKES=200
 start_agent
 
-# ---- a few hundred keys: big-a and big-b revoked REVOKES times each ----
+# grow PRINCIPAL N: a rotation, then N revocations (each with a successor)
 grow() {
-        as "$OPERATOR_UID" $PY - "$SOCK" "$1" "$REVOKES" > "$T/grow-$1.out" 2>&1 <<'PY'
+        as "$OPERATOR_UID" $PY - "$SOCK" "$1" "$2" > "$T/grow-$1.out" 2>&1 <<'PY'
 import struct, sys
 from rawclient import *
 sock, principal, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -59,13 +59,29 @@ for i in range(n):
 print("%s: %d revocations" % (principal, n))
 PY
 }
-grow big-a &
+# ---- a few hundred keys: big-a revoked 200 times, big-b 90 times (each
+# revocation adds about 3.4 KB to the envelope) ----
+REVOKES=200
+grow big-a "$REVOKES" &
 GA=$!
-grow big-b &
+grow big-b 90 &
 GB=$!
 wait "$GA" || fail "revoking big-a's keys: $(tail -3 "$T/grow-big-a.out")"
 wait "$GB" || fail "revoking big-b's keys: $(tail -3 "$T/grow-big-b.out")"
 [ "$FAILURES" = 0 ] || { finish; exit 1; }
+
+# ---- the whole bundle, less than a frame under 1 MiB: served ----
+expect_exit 0 "the whole bundle (big-a and big-b) is served" cli "$RUNNER_UID" key bundle
+cp "$T/out" "$T/under.json"
+UNDER_LEN=$(stat -c %s "$T/under.json")
+check "... $UNDER_LEN bytes: under 1 MiB by less than a frame" \
+        test "$UNDER_LEN" -le "$LIMIT" -a "$UNDER_LEN" -gt $((LIMIT - PART))
+check "... with the 290 revoked keys of both" python3 - "$T/under.json" <<'PY'
+import base64, json, sys
+keys = json.loads(base64.b64decode(json.load(open(sys.argv[1]))["payload"]))["keys"]
+n = {p: sum(k["principal"] == p and k["state"] == "revoked" for k in keys) for p in ("big-a", "big-b")}
+assert n == {"big-a": 200, "big-b": 90}, n
+PY
 
 # ---- one principal's bundle: served in parts ----
 expect_exit 0 "big-a's bundle alone is served" cli "$RUNNER_UID" key bundle --principal big-a
@@ -92,7 +108,9 @@ WMEM=$(cat /proc/sys/net/core/wmem_default)
 check "big-a's bundle ($A_LEN bytes) is more than the agent's socket send buffer ($WMEM bytes) and 3 parts" \
         test "$A_LEN" -gt $((WMEM + 3 * PART))
 
-# ---- the whole bundle is over 1 MiB: refused before signing ----
+# ---- 20 revocations more: the whole bundle is over 1 MiB, refused
+# before signing ----
+grow big-b 20 || fail "revoking big-b's keys: $(tail -3 "$T/grow-big-b.out")"
 expect_exit 3 "the whole bundle (big-a and big-b) is refused" cli "$RUNNER_UID" key bundle -o "$T/m/all.json"
 expect_stderr_prefix "UNAVAILABLE" "... with UNAVAILABLE"
 ALL_MSG=$(sed -n 's/^UNAVAILABLE: //p' "$T/err" | head -1)
