@@ -73,11 +73,15 @@ for alg in algs:
               f"{r['p999_us']:>8,.0f} {r['cpu_us_per_sig']:>10.1f} {fmt(outside, '{:.1f}'):>11} "
               f"{r['entries_per_sync']:>8.1f} {fmt(ce and ce['ops_per_s']):>8} "
               f"{fmt(ratio(r['ops_per_s'], ce and ce['ops_per_s']), '{:.2f}'):>10}")
-    for r in kind("pipeline", alg=alg):
-        print(f"  one connection pipelining {r['depth']}: {r['ops_per_s']:,.0f}/s (p50 {r['p50_us']:,.0f} us, "
-              f"{r['cpu_us_per_sig']:.1f} us CPU/sig, {r['entries_per_sync']:.1f} ent/sync)")
     print("  ceiling: " + ", ".join(f"{c['threads']} thr {c['ops_per_s']:,.0f}/s (p50 {c['p50_us']:.0f} us, "
                                      f"{c['cpu_us_per_op']:.0f} us CPU/sig)" for c in kind("ceiling", alg=alg)))
+    for r in kind("pipelined", alg=alg):
+        a32 = one("agent", alg=alg, clients=32)
+        print(f"  one client pipelining {r['pipeline']} requests on one connection: {r['ops_per_s']:,.0f} sig/s "
+              f"(batch p50 {r['p50_us']:,.0f} us, {r['cpu_us_per_sig']:.1f} us agent CPU/sig, "
+              f"{r['entries_per_sync']:.1f} entries/sync), "
+              f"{fmt(ratio(r['ops_per_s'], a32 and a32['ops_per_s']), '{:.2f}')} of the 32-client figure "
+              f"(target >= 0.6)")
     p = kind("p11kit", alg=alg)
     if p:
         print("  p11-kit server: " + ", ".join(f"{x['procs']} proc {x['ops_per_s']:,.0f}/s" for x in p))
@@ -110,9 +114,9 @@ c2 = one("ceiling", alg="p256", threads=2)
 c32 = one("ceiling", alg="p256", threads=32)
 c1 = one("ceiling", alg="p256", threads=1)
 pk = best("p11kit", alg="p256")
+pl = one("pipelined", alg="p256", pipeline=32)
 sh = best("ssh", alg="p256")
 ops = a32 and a32["ops_per_s"]
-pl = one("pipeline", alg="p256", depth=32)
 floor_us = None
 if c1 and micro:
     floor_us = c1["p50_us"] + micro["fdatasync_p50_us"] + micro["socket_rtt_p50_us"] + 30
@@ -130,8 +134,8 @@ if ops is not None:
            bool(pk) and ops >= 1.2 * pk["ops_per_s"])
     target("agent / best ssh-agent >= 8", ratio(ops, sh and sh["ops_per_s"]), 8, bool(sh) and ops >= 8 * sh["ops_per_s"])
 if ops is not None and pl:
-    target("one connection pipelining 32 / 32 clients >= 0.6", ratio(pl["ops_per_s"], ops), 0.6,
-           pl["ops_per_s"] >= 0.6 * ops)
+    target("one client pipelining 32 requests on one connection / 32 clients >= 0.6",
+           ratio(pl["ops_per_s"], ops), 0.6, pl["ops_per_s"] >= 0.6 * ops)
 if a1 and floor_us:
     target("1-client p50 <= raw sign + fdatasync + round trip + 30 us (us)", a1["p50_us"], round(floor_us),
            a1["p50_us"] <= floor_us)
