@@ -250,7 +250,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "%s: %s\n", a.config->path, err ? err : strerror(-r));
                 goto fail;
         }
-        r = workers_start(worker_count(a.config), &a.workers);
+        r = workers_start(worker_count(a.config), "provsign-worker", &a.workers);
         if (r < 0) {
                 fprintf(stderr, "%s: cannot start workers: %s\n", a.config->path, strerror(-r));
                 goto fail;
