@@ -23,7 +23,11 @@
 #include "origin.h"
 #include "pin.h"
 #include "ratelimit.h"
+#include "dispatch.h"
+#include "keyops.h"
 #include "refusals.h"
+#include "reload.h"
+#include "requests.h"
 #include "server.h"
 
 static void usage(FILE *f) {
@@ -85,6 +89,23 @@ static size_t worker_count(const agent_config *cfg) {
                 n = 16;
         return (size_t) n;
 }
+
+/* What the event loop calls back: it knows no handler of its own. */
+static void on_reload(agent *a) {
+        (void) agent_reload(a);
+}
+
+static void on_tick(agent *a) {
+        refusals_tick(a, false);
+        keyops_tick(a);
+}
+
+static const server_callbacks callbacks = {
+        .frame = requests_frame,
+        .log_progress = dispatch_audit_progress,
+        .reload = on_reload,
+        .tick = on_tick,
+};
 
 int main(int argc, char **argv) {
         static const struct option opts[] = {
@@ -235,7 +256,7 @@ int main(int argc, char **argv) {
                    a.config->token_label, a.config->n_principals, a.registry.n_keys);
         sd_notifyf(0, "READY=1\nSTATUS=serving %zu principals", a.config->n_principals);
 
-        r = server_run(&a);
+        r = server_run(&a, &callbacks);
         server_abandon_jobs(&a, workers_stop(a.workers));
         a.workers = NULL;
         refusals_tick(&a, true);

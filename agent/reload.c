@@ -8,6 +8,7 @@
 
 #include "events.h"
 #include "log.h"
+#include "reload.h"
 #include "server.h"
 
 static bool str_changed(const char *a, const char *b) {

@@ -1,6 +1,7 @@
 /* The socket side of the agent: one epoll loop on the main thread owns the
  * listening socket, every connection, the workers' completion fd and the
- * signals. It never calls the token. */
+ * signals. It never calls the token, and names no request handler: it
+ * calls back (server_callbacks) with each complete frame. */
 #pragma once
 
 #include <stdbool.h>
@@ -37,9 +38,25 @@ int server_open(agent *a, char **ret_error);
  * (said once per configured value, with a warning). */
 size_t server_connection_limit(agent *a);
 
-/* server_run: serves until SIGTERM/SIGINT, then finishes in-flight requests.
- * SIGHUP reloads the config (agent_reload). 0 or a negative errno. */
-int server_run(agent *a);
+/* What the loop calls back, on the main thread. */
+typedef struct server_callbacks {
+        /* frame: one complete request frame of c (the payload, without its
+         * length). It answers through server_reply(), server_stream_start()
+         * or server_submit(), now or later; c reads nothing more until then. */
+        void (*frame)(agent *a, agent_conn *c, const uint8_t *payload, size_t len);
+        /* log_progress: the audit log committed entries, or failed. */
+        void (*log_progress)(agent *a);
+        /* reload: SIGHUP (every connection's groups are looked up again
+         * after it). */
+        void (*reload)(agent *a);
+        /* tick: about once a second. */
+        void (*tick)(agent *a);
+} server_callbacks;
+
+/* server_run: serves until SIGTERM/SIGINT, then finishes in-flight
+ * requests; cb (borrowed until it returns) says what a frame, a commit, a
+ * SIGHUP and a tick mean. 0 or a negative errno. */
+int server_run(agent *a, const server_callbacks *cb);
 
 /* server_connections: client connections open now. */
 size_t server_connections(const agent *a);
@@ -51,14 +68,6 @@ void server_submit_background(agent *a, agent_conn_job *job);
 /* server_resume_job: runs a kept job's complete() again. */
 void server_resume_job(agent *a, agent_conn_job *job);
 
-/* Implemented in dispatch.c: the audit log made progress (entries durable,
- * or the log failed): answer the Sign requests that waited for it. */
-void dispatch_audit_progress(agent *a);
-
-/* Implemented in dispatch.c: at shutdown, drops the Sign replies still
- * waiting for the log (no reply is sent). */
-void dispatch_abandon_parked(agent *a);
-
 /* server_abandon_jobs: at shutdown, frees jobs that came back after the
  * loop ended (their connections get no reply). */
 void server_abandon_jobs(agent *a, agent_job *list);
@@ -69,7 +78,7 @@ void server_free(agent_server *s);
 const agent_caller *server_conn_caller(const agent_conn *c);
 
 /* The request_id of the request c is being answered for (0: the client
- * sent none): dispatch_frame sets it from each request; server_reply and
+ * sent none): requests_frame sets it from each request; server_reply and
  * the streams echo it in every frame (docs/formats.md "Request ids"). */
 void server_conn_set_request_id(agent_conn *c, uint64_t request_id);
 uint64_t server_conn_request_id(const agent_conn *c);
@@ -103,8 +112,3 @@ void server_stream_start(agent *a, agent_conn *c, server_stream *st);
 /* server_submit: hands job to the worker pool; c is busy until it returns. */
 void server_submit(agent *a, agent_conn *c, agent_conn_job *job);
 
-/* Implemented in dispatch.c: handles one complete request frame. */
-void dispatch_frame(agent *a, agent_conn *c, const uint8_t *payload, size_t len);
-
-/* Implemented in reload.c: re-reads the config (SIGHUP). */
-int agent_reload(agent *a);
