@@ -24,6 +24,10 @@ typedef struct handler {
          * msg written unless OK. NULL: nothing to check. Pure: no state but
          * the config's limits. */
         int (*validate)(const agent_config *cfg, const Provsign__Request *req, char *msg, size_t n);
+        /* With a request_id, it may run alongside the connection's other
+         * such requests (pipelining; answered in any order, each with its
+         * id). Otherwise it runs alone, after those before it. */
+        bool concurrent;
 } handler;
 
 /* dispatch_refuse: records the refusal (refusals_record: audit log, stderr

@@ -225,7 +225,7 @@ static int validate_purge(const agent_config *cfg, const Provsign__Request *req,
 /* ---- The table: one row per request type ---- */
 
 static const handler handlers[] = {
-        { PROVSIGN__REQUEST__BODY_SIGN, "Sign", POLICY_SIGNER, sign_handle, validate_sign },
+        { PROVSIGN__REQUEST__BODY_SIGN, "Sign", POLICY_SIGNER, sign_handle, validate_sign, .concurrent = true },
         { PROVSIGN__REQUEST__BODY_GET_PUBLIC_KEY, "GetPublicKey", POLICY_ANY, queries_handle_get_public_key,
           validate_get_public_key },
         { PROVSIGN__REQUEST__BODY_STATUS, "Status", POLICY_ANY, queries_handle_status, NULL },
@@ -268,17 +268,26 @@ static const char *role_name(enum policy_access r) {
         return r == POLICY_OPERATOR ? "operator" : "auditor";
 }
 
-void requests_frame(agent *a, agent_conn *c, const uint8_t *payload, size_t len) {
+int requests_frame(agent *a, agent_conn *c, const uint8_t *payload, size_t len) {
         Provsign__Request *req = provsign__request__unpack(NULL, len, payload);
-        server_conn_set_request_id(c, req ? req->request_id : 0);
         if (!req) {
                 char msg[64];
                 snprintf(msg, sizeof msg, "undecodable request of %zu bytes; connection closed", len);
                 refusals_record(a, server_conn_caller(c), "request", NULL, PROVSIGN__STATUS__INVALID_ARGUMENT, msg);
                 server_reply(a, c, NULL, PROVSIGN__STATUS__INVALID_ARGUMENT, true, "undecodable request");
-                return;
+                return SERVER_FRAME_TAKEN;
         }
         const handler *h = row_of(req);
+        /* Pipelining (docs/formats.md "Request ids"): a request with an id
+         * whose row allows it runs alongside the others of its connection;
+         * any other waits until they are answered, and then runs alone, so
+         * replies without ids keep the order of their requests. */
+        bool concurrent = h && h->concurrent && req->request_id;
+        if (!concurrent && server_conn_jobs(c) > 0) {
+                provsign__request__free_unpacked(req, NULL);
+                return SERVER_FRAME_WAIT;
+        }
+        server_conn_begin(c, req->request_id, concurrent);
         char msg[256];
         int st = row_validate(h, a->config, req, msg, sizeof msg);
         if (st != PROVSIGN__STATUS__OK) {
@@ -292,7 +301,8 @@ void requests_frame(agent *a, agent_conn *c, const uint8_t *payload, size_t len)
                 goto out;
         }
         if (h->handle(a, c, h, req))
-                return; /* the handler keeps req */
+                return SERVER_FRAME_TAKEN; /* the handler keeps req */
 out:
         provsign__request__free_unpacked(req, NULL);
+        return SERVER_FRAME_TAKEN;
 }

@@ -24,22 +24,35 @@ const agent_caller *server_conn_caller(const agent_conn *c) {
         return &c->caller;
 }
 
-void server_conn_set_request_id(agent_conn *c, uint64_t request_id) {
-        c->request_id = request_id;
+void server_conn_begin(agent_conn *c, uint64_t request_id, bool concurrent) {
+        c->reply_id = request_id;
+        c->concurrent = concurrent;
 }
 
 uint64_t server_conn_request_id(const agent_conn *c) {
-        return c->request_id;
+        return c->reply_id;
+}
+
+size_t server_conn_jobs(const agent_conn *c) {
+        return c->njobs;
 }
 
 /* Every connection is registered once, edge-triggered, for input and
  * output: no epoll_ctl per request. Edges only say "something changed", so a
  * connection remembers whether its socket may still hold input (readable,
  * cleared when a read comes back short: the queue was empty) and is served
- * from that flag whenever it is idle again. While a job is out, a reply is
- * unsent or a stream is under way nothing is read, exactly as before. */
-bool server_conn_idle(const agent_conn *c) {
-        return c->fd >= 0 && !c->busy && !c->resolving && c->wlen == 0 && !c->close_after_write && !c->stream;
+ * from that flag whenever it can take a request again.
+ *
+ * It can when: its groups are known, no reply is unsent (a client that does
+ * not read its replies is sent nothing more to do), no stream is under way,
+ * no one-at-a-time request is out (its reply comes first), a frame that
+ * waits for the jobs to drain (SERVER_FRAME_WAIT) has them drained, and
+ * fewer than max_inflight_per_connection pipelined jobs are out. Otherwise
+ * the requests wait where they are: in the socket (the kernel's buffer, not
+ * the agent's memory) or in the last chunk read. */
+bool server_conn_can_take(const agent_server *s, const agent_conn *c) {
+        return c->fd >= 0 && !c->resolving && c->wlen == 0 && !c->close_after_write && !c->stream && !c->exclusive &&
+               !(c->waiting && c->njobs > 0) && c->njobs < s->max_inflight;
 }
 
 /* Queues c to be served at the end of the loop turn (never from inside a
@@ -105,11 +118,12 @@ void server_conn_close(agent_server *s, agent_conn *c) {
         c->dead = true;
         conn_unqueue(s, c);
         conn_unqueue_flush(s, c);
-        /* Never freed here: callers up the stack may still look at c. A busy
-         * conn is freed when its job returns, others at the end of the turn. */
+        /* Never freed here: callers up the stack may still look at c. A conn
+         * with jobs out is freed when the last one returns, others at the end
+         * of the turn. */
         c->prev = NULL;
         c->next = NULL;
-        if (!c->busy) {
+        if (c->njobs == 0) {
                 c->next = s->graveyard;
                 s->graveyard = c;
         }
@@ -121,6 +135,32 @@ void server_bury_closed(agent_server *s) {
                 s->graveyard = c->next;
                 server_conn_free(c);
         }
+}
+
+/* Queues buf (a framed reply, taken) behind what c still has to send:
+ * pipelined requests' replies may come while an earlier one is half out. */
+static int conn_queue_out(agent_conn *c, uint8_t *buf, size_t len) {
+        if (c->wlen == 0) {
+                free(c->wbuf);
+                c->wbuf = buf;
+                c->wlen = len;
+                c->woff = 0;
+                return 0;
+        }
+        size_t pending = c->wlen - c->woff;
+        uint8_t *nb = malloc(pending + len);
+        if (!nb) {
+                free(buf);
+                return -ENOMEM;
+        }
+        memcpy(nb, c->wbuf + c->woff, pending);
+        memcpy(nb + pending, buf, len);
+        free(c->wbuf);
+        free(buf);
+        c->wbuf = nb;
+        c->wlen = pending + len;
+        c->woff = 0;
+        return 0;
 }
 
 /* Queues the next frame of c's stream (the last one ends the stream). */
@@ -139,9 +179,8 @@ static void stream_fill(agent_server *s, agent_conn *c) {
                 c->stream->free(c->stream);
                 c->stream = NULL;
         }
-        c->wbuf = buf;
-        c->wlen = len;
-        c->woff = 0;
+        if (conn_queue_out(c, buf, len) < 0)
+                server_conn_close(s, c);
 }
 
 void server_conn_flush(agent_server *s, agent_conn *c) {
@@ -176,7 +215,7 @@ void server_conn_flush(agent_server *s, agent_conn *c) {
                                 conn_queue_flush(s, c);
                         return;
                 }
-                if (!c->busy && (c->rlen > 0 || c->readable))
+                if (server_conn_can_take(s, c) && (c->rlen > 0 || c->readable))
                         server_conn_mark_ready(s, c);
         }
 }
@@ -195,7 +234,7 @@ void server_reply(agent *a, agent_conn *c, Provsign__Response *body, int status,
         resp->protocol_version = PROVSIGN_PROTOCOL_VERSION;
         resp->status = (Provsign__Status) status;
         resp->message = msg;
-        resp->request_id = c->request_id;
+        resp->request_id = c->reply_id;
 
         uint8_t *buf = NULL;
         size_t len = 0;
@@ -205,11 +244,11 @@ void server_reply(agent *a, agent_conn *c, Provsign__Response *body, int status,
                 server_conn_close(a->server, c);
                 return;
         }
-        /* One reply per request: nothing is buffered when a reply is made. */
-        free(c->wbuf);
-        c->wbuf = buf;
-        c->wlen = len;
-        c->woff = 0;
+        if (conn_queue_out(c, buf, len) < 0) {
+                log_error("cannot queue a reply (%s); closing the connection", strerror(ENOMEM));
+                server_conn_close(a->server, c);
+                return;
+        }
         c->close_after_write |= close_after;
         server_conn_flush(a->server, c);
 }
@@ -229,7 +268,7 @@ void server_run_ready(agent *a) {
                 agent_conn *c = s->ready;
                 s->ready = c->next_ready;
                 c->queued = false;
-                if (!server_conn_idle(c))
+                if (!server_conn_can_take(s, c))
                         continue;
                 if (c->rlen > 0) {
                         /* The read timeout measures a client that is slow to send,
@@ -237,7 +276,7 @@ void server_run_ready(agent *a) {
                         c->frame_start_ms = agent_monotonic_ms();
                         conn_process(a, c);
                 }
-                if (server_conn_idle(c) && c->readable)
+                if (server_conn_can_take(s, c) && c->readable)
                         server_conn_read(a, c);
         }
 }
@@ -259,55 +298,59 @@ void server_run_flush(agent *a) {
 }
 
 /* Frame first, parse second: only complete frames within the limit reach
- * the frame callback (server_run); one request is handled at a time per connection. */
+ * the frame callback (server_run), as many as c can take
+ * (server_conn_can_take). The callback reads the frame in place: nothing
+ * it does moves c->rbuf (a reply may close c, which frees nothing until
+ * the end of the loop turn). */
 static void conn_process(agent *a, agent_conn *c) {
-        while (!c->busy && !c->resolving && c->wlen == 0 && !c->close_after_write && !c->stream && c->fd >= 0) {
-                size_t plen = 0;
+        agent_server *s = a->server;
+        size_t off = 0;
+        while (server_conn_can_take(s, c) && off < c->rlen) {
+                const uint8_t *p = c->rbuf + off;
+                size_t avail = c->rlen - off, plen = 0;
                 /* A reply to no decoded request (oversized, shutting down)
-                 * carries request_id 0; requests_frame sets the frame's own. */
-                c->request_id = 0;
-                int r = proto_frame_peek(c->rbuf, c->rlen, PROTO_FRAME_MAX, &plen);
+                 * carries request_id 0; the callback sets each request's own. */
+                server_conn_begin(c, 0, false);
+                int r = proto_frame_peek(p, avail, PROTO_FRAME_MAX, &plen);
                 if (r == 0)
-                        return;
+                        break;
                 if (r < 0) {
                         char msg[96];
                         snprintf(msg, sizeof msg, "frame of %u bytes exceeds the %u-byte limit; connection closed",
-                                 proto_get_u32be(c->rbuf), PROTO_FRAME_MAX);
+                                 proto_get_u32be(p), PROTO_FRAME_MAX);
                         refusals_record(a, &c->caller, "request", NULL, PROVSIGN__STATUS__INVALID_ARGUMENT, msg);
                         server_reply(a, c, NULL, PROVSIGN__STATUS__INVALID_ARGUMENT, true,
-                                     "frame of %u bytes exceeds the %u-byte limit", proto_get_u32be(c->rbuf),
+                                     "frame of %u bytes exceeds the %u-byte limit", proto_get_u32be(p),
                                      PROTO_FRAME_MAX);
-                        return;
+                        break;
                 }
-                if (c->rlen < PROTO_FRAME_HEADER + plen)
-                        return;
-                size_t total = PROTO_FRAME_HEADER + plen;
-                /* dispatch may reply (and even close c) synchronously: take the
-                 * frame out of the buffer first. */
-                uint8_t *frame = c->rbuf;
-                size_t rest = c->rlen - total;
-                uint8_t *remain = NULL;
-                if (rest > 0) {
-                        remain = malloc(rest);
-                        if (!remain) {
-                                server_conn_close(a->server, c);
-                                free(frame);
-                                return;
-                        }
-                        memcpy(remain, frame + total, rest);
-                }
-                c->rbuf = remain;
-                c->rlen = c->rcap = rest;
-                c->frame_start_ms = rest ? agent_monotonic_ms() : 0;
-                if (a->server->stopping) {
+                if (avail < PROTO_FRAME_HEADER + plen)
+                        break;
+                if (s->stopping) {
                         /* SIGTERM finishes what is in flight, and starts nothing new. */
-                        free(frame);
+                        off = c->rlen;
                         server_reply(a, c, NULL, PROVSIGN__STATUS__UNAVAILABLE, true, "agent is shutting down");
-                        return;
+                        break;
                 }
-                a->server->cb->frame(a, c, frame + PROTO_FRAME_HEADER, plen);
-                free(frame);
+                if (s->cb->frame(a, c, p + PROTO_FRAME_HEADER, plen) == SERVER_FRAME_WAIT) {
+                        c->waiting = true;
+                        break;
+                }
+                c->waiting = false;
+                off += PROTO_FRAME_HEADER + plen;
         }
+        if (off == 0)
+                return;
+        /* Take the frames handled out of the buffer; an idle connection
+         * keeps no buffer. */
+        c->rlen -= off;
+        if (c->rlen == 0) {
+                free(c->rbuf);
+                c->rbuf = NULL;
+                c->rcap = 0;
+        } else
+                memmove(c->rbuf, c->rbuf + off, c->rlen);
+        c->frame_start_ms = c->rlen ? agent_monotonic_ms() : 0;
 }
 
 void server_conn_read(agent *a, agent_conn *c) {
@@ -320,6 +363,11 @@ void server_conn_read(agent *a, agent_conn *c) {
                         c->readable = false;
                         return;
                 }
+                if (k == 0 && c->njobs > 0)
+                        /* The client sent its requests and shut its end
+                         * (shutdown(SHUT_WR)): the EOF is read again, and the
+                         * connection closed, once their replies are out. */
+                        return;
                 if (k <= 0) {
                         /* Not a refusal, and unlimited: debug only. */
                         if (c->rlen > 0)
@@ -331,9 +379,10 @@ void server_conn_read(agent *a, agent_conn *c) {
                 c->last_activity_ms = agent_monotonic_ms();
                 if (c->rlen == 0)
                         c->frame_start_ms = c->last_activity_ms;
-                /* server_conn_process runs after every chunk and refuses an oversized
-                 * header at once, so the buffer stays below one maximal frame
-                 * plus one chunk. */
+                /* conn_process runs after every chunk and refuses an oversized
+                 * header at once, and nothing is read while c cannot take a
+                 * request, so the buffer stays below one maximal frame plus
+                 * one chunk. */
                 size_t want = c->rlen + (size_t) k;
                 if (want > c->rcap) {
                         uint8_t *nb = realloc(c->rbuf, want);
@@ -353,7 +402,7 @@ void server_conn_read(agent *a, agent_conn *c) {
                 if ((size_t) k < sizeof chunk && !c->peer_shut)
                         c->readable = false;
                 conn_process(a, c);
-                if (!server_conn_idle(c) || !c->readable)
+                if (!server_conn_can_take(a->server, c) || !c->readable)
                         return;
         }
 }

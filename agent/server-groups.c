@@ -70,7 +70,7 @@ void server_groups_done(agent_server *s) {
                                 memcpy(copy, g->groups, (size_t) g->n_groups * sizeof *copy);
                         agent_caller_set_groups(&c->caller, copy, g->n_groups);
                         c->resolving = false;
-                        if (server_conn_idle(c) && (c->rlen > 0 || c->readable))
+                        if (server_conn_can_take(s, c) && (c->rlen > 0 || c->readable))
                                 server_conn_mark_ready(s, c);
                 }
                 groups_job_free(g);

@@ -40,12 +40,15 @@ struct agent_conn {
         size_t rlen, rcap;
         uint8_t *wbuf;           /* reply not yet written */
         size_t wlen, woff;
-        bool busy;               /* a job is out for this connection */
         bool resolving;          /* its groups are being looked up: nothing is dispatched until they are */
-        agent_conn_job *job;     /* that job (NULL when not busy) */
-        uint64_t job_deadline_ms; /* hsm_timeout: answer HSM_UNAVAILABLE then */
+        agent_conn_job *jobs;    /* its jobs out: queued, running or waiting for the log */
+        size_t njobs;
+        bool exclusive;          /* the job out is a one-at-a-time request's: nothing more is read */
+        bool waiting;            /* the next frame waits until no job is out (SERVER_FRAME_WAIT) */
+        bool concurrent;         /* the request being handled may run alongside others (server_conn_begin) */
+        uint64_t reply_id;       /* the request_id of the request being answered (0: none) */
         bool close_after_write;
-        bool dead;               /* fd closed while busy; freed when the job returns */
+        bool dead;               /* fd closed with jobs out; freed when the last one returns */
         bool readable;           /* the socket may hold bytes we have not read */
         bool peer_shut;          /* RDHUP/HUP seen: an EOF waits behind the data */
         bool queued;             /* on the server's ready list */
@@ -53,7 +56,6 @@ struct agent_conn {
         uint64_t frame_start_ms; /* when the first byte of the pending frame came */
         server_stream *stream;   /* a multi-frame reply in progress, or NULL */
         bool flush_queued;       /* on the server's flush list (streams) */
-        uint64_t request_id;     /* of the request being answered (0: none given) */
         agent_conn *prev, *next;
         agent_conn *next_ready;
         agent_conn *next_flush;
@@ -73,7 +75,8 @@ struct agent_server {
         agent_conn *ready;       /* idle again with input waiting (see server_run_ready) */
         agent_conn *flush;       /* a stream's next frame to send (see server_run_flush) */
         size_t n_conns;
-        size_t busy_conns;
+        size_t jobs_out;         /* jobs of connections, every connection's */
+        uint32_t max_inflight;   /* max_inflight_per_connection, as of this loop turn */
         bool stopping;
         unsigned token_reopens;  /* last seen keys_store_health() counts */
         bool token_down;
@@ -87,7 +90,7 @@ struct agent_server {
 };
 
 /* server-conn.c */
-bool server_conn_idle(const agent_conn *c);
+bool server_conn_can_take(const agent_server *s, const agent_conn *c);
 void server_conn_mark_ready(agent_server *s, agent_conn *c);
 void server_conn_free(agent_conn *c);
 void server_conn_close(agent_server *s, agent_conn *c);

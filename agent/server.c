@@ -18,14 +18,39 @@
 #include "refusals.h"
 #include "server-int.h"
 
-void server_submit(agent *a, agent_conn *c, agent_conn_job *job) {
+static void conn_add_job(agent_server *s, agent_conn *c, agent_conn_job *job) {
         job->conn = c;
-        c->job = job;
+        job->conn_prev = NULL;
+        job->conn_next = c->jobs;
+        if (c->jobs)
+                c->jobs->conn_prev = job;
+        c->jobs = job;
+        c->njobs++;
+        c->exclusive |= job->exclusive;
+        s->jobs_out++;
+}
+
+static void conn_remove_job(agent_server *s, agent_conn *c, agent_conn_job *job) {
+        if (job->conn_prev)
+                job->conn_prev->conn_next = job->conn_next;
+        else
+                c->jobs = job->conn_next;
+        if (job->conn_next)
+                job->conn_next->conn_prev = job->conn_prev;
+        job->conn_prev = job->conn_next = NULL;
+        c->njobs--;
+        if (job->exclusive)
+                c->exclusive = false;
+        s->jobs_out--;
+}
+
+void server_submit(agent *a, agent_conn *c, agent_conn_job *job) {
+        job->request_id = c->reply_id;
+        job->exclusive = !c->concurrent;
         /* Checked every DEADLINE_TICK_MS; one more tick of margin for a busy
          * loop turn, so the caller hears back within hsm_timeout. */
-        c->job_deadline_ms = agent_monotonic_ms() + a->config->hsm_timeout_s * 1000u - 2 * DEADLINE_TICK_MS;
-        c->busy = true;
-        a->server->busy_conns++;
+        job->deadline_ms = agent_monotonic_ms() + a->config->hsm_timeout_s * 1000u - 2 * DEADLINE_TICK_MS;
+        conn_add_job(a->server, c, job);
         workers_submit(a->workers, &job->base);
 }
 
@@ -35,6 +60,7 @@ void server_submit_background(agent *a, agent_conn_job *job) {
 }
 
 void server_resume_job(agent *a, agent_conn_job *job) {
+        agent_server *s = a->server;
         agent_conn *c = job->conn;
         if (!c) {
                 /* Its caller was answered at the deadline (expire_jobs). */
@@ -42,57 +68,56 @@ void server_resume_job(agent *a, agent_conn_job *job) {
                 return;
         }
         if (c->dead) {
-                c->busy = false;
-                a->server->busy_conns--;
+                conn_remove_job(s, c, job);
+                job->conn = NULL;
                 (void) job->complete(a, NULL, job);
-                server_conn_free(c);
+                if (c->njobs == 0)
+                        server_conn_free(c);
                 return;
         }
-        /* Not busy while complete() replies (so the reply re-arms reading);
-         * busy again if it keeps the job. */
-        c->busy = false;
-        c->job = NULL;
-        a->server->busy_conns--;
+        /* Not counted while complete() replies (so the reply lets c read
+         * on); counted again if it keeps the job. */
+        conn_remove_job(s, c, job);
+        c->reply_id = job->request_id;
         if (!job->complete(a, c, job)) {
-                c->busy = true;
-                c->job = job;
-                a->server->busy_conns++;
+                conn_add_job(s, c, job);
                 return;
         }
         /* A reply queues c itself (server_conn_flush); this covers a complete()
          * that had nothing to send. */
-        if (server_conn_idle(c) && (c->rlen > 0 || c->readable))
-                server_conn_mark_ready(a->server, c);
+        if (server_conn_can_take(s, c) && (c->rlen > 0 || c->readable))
+                server_conn_mark_ready(s, c);
 }
 
 /* A job out longer than hsm_timeout (the token hangs, or the log cannot get
- * a checkpoint signed): its caller gets HSM_UNAVAILABLE now and the
- * connection is free again. The job is detached (conn NULL) and cancelled:
- * if no worker started it, it never runs; if it is running or waiting for
- * the log, whatever it produces is dropped when it comes back (complete()
- * with c == NULL frees it, exactly once). A Sign that the token finishes
- * after the deadline may still get its log entry, but its signature is
- * never returned to anyone. */
+ * a checkpoint signed): its caller gets HSM_UNAVAILABLE now (with the
+ * job's request id) and the slot is free again. The job is detached (conn
+ * NULL) and cancelled: if no worker started it, it never runs; if it is
+ * running or waiting for the log, whatever it produces is dropped when it
+ * comes back (complete() with c == NULL frees it, exactly once). A Sign
+ * that the token finishes after the deadline may still get its log entry,
+ * but its signature is never returned to anyone. */
 static size_t expire_jobs(agent *a) {
         agent_server *s = a->server;
         uint64_t now = agent_monotonic_ms();
         size_t n = 0;
         for (agent_conn *c = s->conns, *next; c; c = next) {
                 next = c->next;
-                if (!c->busy || !c->job || now < c->job_deadline_ms)
-                        continue;
-                agent_conn_job *job = c->job;
-                job->conn = NULL;
-                workers_cancel(&job->base);
-                c->job = NULL;
-                c->busy = false;
-                s->busy_conns--;
-                char msg[160];
-                snprintf(msg, sizeof msg, "the token did not answer within hsm_timeout (%llus)",
-                         (unsigned long long) a->config->hsm_timeout_s);
-                refusals_record(a, &c->caller, "request", NULL, PROVSIGN__STATUS__HSM_UNAVAILABLE, msg);
-                server_reply(a, c, NULL, PROVSIGN__STATUS__HSM_UNAVAILABLE, false, "%s", msg);
-                n++;
+                for (agent_conn_job *job = c->jobs, *jnext; job && c->fd >= 0; job = jnext) {
+                        jnext = job->conn_next;
+                        if (now < job->deadline_ms)
+                                continue;
+                        conn_remove_job(s, c, job);
+                        job->conn = NULL;
+                        workers_cancel(&job->base);
+                        char msg[160];
+                        snprintf(msg, sizeof msg, "the token did not answer within hsm_timeout (%llus)",
+                                 (unsigned long long) a->config->hsm_timeout_s);
+                        refusals_record(a, &c->caller, "request", NULL, PROVSIGN__STATUS__HSM_UNAVAILABLE, msg);
+                        c->reply_id = job->request_id;
+                        server_reply(a, c, NULL, PROVSIGN__STATUS__HSM_UNAVAILABLE, false, "%s", msg);
+                        n++;
+                }
         }
         return n;
 }
@@ -128,7 +153,7 @@ static void sweep_timeouts(agent *a) {
         uint64_t now = agent_monotonic_ms();
         for (agent_conn *c = a->server->conns, *next; c; c = next) {
                 next = c->next;
-                if (c->busy)
+                if (c->njobs)
                         continue;
                 if ((c->rlen > 0 || c->wlen > 0) && now - (c->rlen > 0 ? c->frame_start_ms : c->last_activity_ms) >
                                                             cfg->read_timeout_s * 1000u) {
@@ -208,17 +233,19 @@ int server_run(agent *a, const server_callbacks *cb) {
         uint64_t last_sweep = agent_monotonic_ms(), last_ping = last_sweep, last_tick = last_sweep, stop_deadline = 0;
 
         for (;;) {
+                /* max_inflight_per_connection may change on SIGHUP. */
+                s->max_inflight = a->config->max_inflight_per_connection ? a->config->max_inflight_per_connection : 1;
                 if (s->stopping) {
                         if (!stop_deadline)
                                 stop_deadline = agent_monotonic_ms() + SHUTDOWN_GRACE_MS;
-                        bool pending = s->busy_conns > 0;
+                        bool pending = s->jobs_out > 0;
                         for (agent_conn *c = s->conns; c && !pending; c = c->next)
                                 pending = c->wlen > 0;
                         if (!pending || agent_monotonic_ms() > stop_deadline)
                                 break;
                 }
                 struct epoll_event ev[64];
-                int timeout = s->flush ? 0 : (s->busy_conns || s->accept_paused) ? (int) DEADLINE_TICK_MS : 500;
+                int timeout = s->flush ? 0 : (s->jobs_out || s->accept_paused) ? (int) DEADLINE_TICK_MS : 500;
                 int n = epoll_wait(s->epfd, ev, 64, timeout);
                 if (n < 0 && errno != EINTR)
                         return agent_log_errno(LOG_ERR, -errno, "epoll_wait");
@@ -256,7 +283,7 @@ int server_run(agent *a, const server_callbacks *cb) {
                                  * server_conn_flush queues c for what came meanwhile. */
                                 if ((ev[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && c->wlen > c->woff)
                                         server_conn_flush(s, c);
-                                else if (server_conn_idle(c) && c->readable)
+                                else if (server_conn_can_take(s, c) && c->readable)
                                         server_conn_read(a, c);
                                 break;
                         }
@@ -292,16 +319,12 @@ void server_abandon_jobs(agent *a, agent_job *list) {
                 agent_job *next = list->next;
                 agent_conn_job *job = (agent_conn_job *) list;
                 agent_conn *c = job->conn;
-                if (!c) {
-                        (void) job->complete(a, NULL, job);
-                        list = next;
-                        continue;
+                if (c) {
+                        conn_remove_job(a->server, c, job);
+                        job->conn = NULL;
                 }
-                c->busy = false;
-                c->job = NULL;
-                a->server->busy_conns--;
                 (void) job->complete(a, NULL, job);
-                if (c->dead)
+                if (c && c->dead && c->njobs == 0)
                         server_conn_free(c);
                 list = next;
         }
@@ -315,7 +338,7 @@ void server_free(agent_server *s) {
                 s->conns = c->next;
                 if (c->fd >= 0)
                         close(c->fd);
-                if (!c->busy)
+                if (c->njobs == 0)
                         server_conn_free(c);
                 else
                         c->dead = true;
