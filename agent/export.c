@@ -537,6 +537,11 @@ bool export_handle_find(agent *a, agent_conn *c, const handler *h, Provsign__Req
                        live_streams);
                 return false;
         }
+        if (!q->digest.len && !q->principal[0] && !q->keyid[0]) {
+                dispatch_refuse(a, c, h, PROVSIGN__STATUS__INVALID_ARGUMENT,
+                                "find needs a digest, a principal or a key id");
+                return false;
+        }
         find_stream *f = calloc(1, sizeof *f);
         int r = f ? filter_init(&f->filter, &q->digest, q->principal, q->keyid, q->since_us, q->until_us) : -ENOMEM;
         if (r < 0)

@@ -327,9 +327,12 @@ static void conn_process(agent *a, agent_conn *c) {
                 if (avail < PROTO_FRAME_HEADER + plen)
                         break;
                 if (s->stopping) {
-                        /* SIGTERM finishes what is in flight, and starts nothing new. */
+                        /* SIGTERM finishes what is in flight, and starts nothing
+                         * new. The connection closes once the replies of its
+                         * pipelined requests still out are sent too (the loop
+                         * ends when none is out). */
                         off = c->rlen;
-                        server_reply(a, c, NULL, PROVSIGN__STATUS__UNAVAILABLE, true, "agent is shutting down");
+                        server_reply(a, c, NULL, PROVSIGN__STATUS__UNAVAILABLE, c->njobs == 0, "agent is shutting down");
                         break;
                 }
                 if (s->cb->frame(a, c, p + PROTO_FRAME_HEADER, plen) == SERVER_FRAME_WAIT) {

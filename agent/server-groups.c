@@ -92,7 +92,7 @@ void server_groups_refresh_all(agent_server *s) {
 }
 
 int server_groups_start(agent_server *s) {
-        return workers_start(RESOLVER_THREADS, &s->resolver);
+        return workers_start(RESOLVER_THREADS, "provsign-groups", &s->resolver);
 }
 
 void server_groups_stop(agent_server *s) {
