@@ -8,6 +8,7 @@
  *                                indexed by principal and by keyid
  *   digests(prefix, seq)         first 8 bytes of a digest, as an integer
  *   key_events(seq)
+ *   state(boot_id, clean)        the boot it was last written in; closed cleanly
  * About 60 bytes an entry on disk. */
 #include <errno.h>
 #include <fcntl.h>
