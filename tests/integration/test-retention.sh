@@ -17,16 +17,8 @@ write_config "publish_entries = yes"
 PUB=$T/state/tlog
 LOG=$T/state/log
 
-# the independent reader of the published directory (as in test-tiles)
-command -v go >/dev/null || { echo "SKIP: go (golang-go) is not installed" >&2; exit 77; }
-[ -d /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog ] ||
-        { echo "SKIP: golang-golang-x-mod-dev is not installed" >&2; exit 77; }
-mkdir -p "$T/go"
-(cd "$SRCDIR/tests/interop/tlog-tiles" &&
-        GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE="$T/go/cache" HOME="$T/go" \
-                go build -o "$T/go/tlog-tiles-check" .) 2>"$T/go/err" ||
-        fail "building tests/interop/tlog-tiles: $(cat "$T/go/err")"
-GOCHECK=$T/go/tlog-tiles-check
+# the independent reader of the published directory (Go: GOCHECK)
+. "$SRCDIR/tests/lib/tlogcheck.sh"
 
 gen_audit_log "$T/tok" "$T/state" 2000 2>"$T/gen.err" || fail "gen-audit-log: $(cat "$T/gen.err")"
 chown -R "$AGENT_UID:$AGENT_GID" "$T/tok" "$T/state"
