@@ -77,6 +77,7 @@ struct agent_audit {
         uint64_t bundle_seq;     /* first entry of the first bundle not yet written whole */
         uint64_t bundle_seg, bundle_off, bundle_pos; /* where entry bundle_pos starts (segment, offset) */
         bool bundle_known;       /* bundle_seg/off/pos are set */
+        pthread_mutex_t bundle_lock; /* the bundle files and bundle_*: publisher vs a purge */
         uint64_t next_seq;       /* under lock */
         int64_t last_time_us;    /* the last entry's time, under lock */
         uint64_t written;        /* durable (written and synced), under lock */
@@ -170,6 +171,15 @@ void *audit_committer_main(void *arg);
 int audit_publish_prepare(agent_audit *a, uint64_t size, proto_merkle_tiles **ret_tiles, char **ret_note);
 int audit_publish_write(agent_audit *a, const proto_merkle_tiles *b, const char *note, bool entries);
 void audit_publish_finish(agent_audit *a, proto_merkle_tiles *b, int r);
+
+/* audit_publish_rebundle: after a purge replaced entries in [from, to] by
+ * stubs (their segment durable): rewrites, atomically, the complete entry
+ * bundles already published that hold any of them, from the segments, so
+ * the published bundles carry what the segments carry (the partial bundle
+ * and the ones not written yet are written from the segments anyway).
+ * Takes bundle_lock. 0 (also with publish_entries = no), or the first
+ * error (logged; it stops there). */
+int audit_publish_rebundle(agent_audit *a, uint64_t from, uint64_t to);
 
 /* audit_publisher_main: the publisher thread (arg: the agent_audit). */
 void *audit_publisher_main(void *arg);

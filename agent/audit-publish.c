@@ -5,6 +5,7 @@
  * retried with the next group. */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,12 +134,13 @@ void *audit_publisher_main(void *arg) {
         return NULL;
 }
 
-/* Publisher thread, without the lock: writes the entry bundles up to
- * entry m (the complete ones not written yet and the partial one), reading
- * the records back from the segments (they are durable: m <= committed).
- * The cursor (bundle_*) remembers where the first bundle not yet complete
- * starts, so each publication reads only the entries since then. */
-static int publish_bundles(agent_audit *a, uint64_t m) {
+/* Publisher thread, without the lock, under bundle_lock: writes the entry
+ * bundles up to entry m (the complete ones not written yet and the partial
+ * one), reading the records back from the segments (they are durable: m <=
+ * committed). The cursor (bundle_*) remembers where the first bundle not
+ * yet complete starts, so each publication reads only the entries since
+ * then. */
+static int write_bundles(agent_audit *a, uint64_t m) {
         uint8_t *rec = NULL, *buf = NULL;
         size_t len = 0, cap = 0;
         unsigned count = 0;
@@ -226,6 +228,53 @@ out:
         if (fd >= 0)
                 close(fd);
         free(rec);
+        free(buf);
+        return r;
+}
+
+static int publish_bundles(agent_audit *a, uint64_t m) {
+        pthread_mutex_lock(&a->bundle_lock);
+        int r = write_bundles(a, m);
+        pthread_mutex_unlock(&a->bundle_lock);
+        return r;
+}
+
+int audit_publish_rebundle(agent_audit *a, uint64_t from, uint64_t to) {
+        agent_logreader *rd = NULL;
+        uint8_t *buf = NULL;
+        size_t len = 0, cap = 0;
+        int r = 0;
+
+        if (!a->publish_entries || from > to)
+                return 0;
+        pthread_mutex_lock(&a->bundle_lock);
+        /* Complete bundles below bundle_seq are written (this run's, or an
+         * earlier run's); the ones after it, and the partial one, are
+         * written from the segments as they now are. */
+        uint64_t end = a->bundle_seq / PROTO_TILE_WIDTH;
+        for (uint64_t N = from / PROTO_TILE_WIDTH; N <= to / PROTO_TILE_WIDTH && N < end && r >= 0; N++) {
+                char path[PROTO_TILE_PATH_MAX];
+                r = proto_tile_entries_path(N, PROTO_TILE_WIDTH, path, sizeof path);
+                if (r < 0 || faccessat(a->pub_fd, path, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue; /* never published (a backfill to come writes it) */
+                if (!rd)
+                        r = logreader_new(a->dir_fd, a->index, &rd);
+                len = 0;
+                for (uint64_t seq = N * PROTO_TILE_WIDTH; seq < (N + 1) * PROTO_TILE_WIDTH && r >= 0; seq++) {
+                        const uint8_t *entry;
+                        size_t en;
+                        r = logreader_get(rd, seq, &entry, &en);
+                        if (r >= 0)
+                                r = proto_tile_bundle_add(&buf, &len, &cap, entry, en);
+                }
+                if (r >= 0)
+                        r = proto_tile_store_write_file(a->tiles, path, buf, len);
+                if (r < 0)
+                        log_warning("audit log: cannot rewrite the purged entry bundle %s/%s: %s", a->pub_dir, path,
+                                    strerror(-r));
+        }
+        pthread_mutex_unlock(&a->bundle_lock);
+        logreader_free(rd);
         free(buf);
         return r;
 }

@@ -44,12 +44,17 @@ static bool purgeable(int event) {
  * at or after before_us (it is left alone, and so are the ones after). */
 static int purge_segment(agent_audit *a, const char *name, int64_t before_us, bool *ret_newer, uint64_t *ret_n,
                          uint64_t *ret_last) {
-        uint8_t *buf = NULL;
+        uint8_t *buf = NULL, *stub = NULL;
         size_t len = 0;
         uint64_t n = 0, last = 0;
         int r = audit_read_file(a->dir_fd, name, &buf, &len);
         if (r < 0)
                 return r;
+        stub = malloc(PROTO_RECORD_MAX_ENTRY);
+        if (!stub) {
+                r = -ENOMEM;
+                goto out;
+        }
         /* Pass 0: are all older than the cutoff, and is any purgeable?
          * Pass 1: replace those by their stubs, in place. */
         *ret_newer = false;
@@ -84,11 +89,16 @@ static int purge_segment(agent_audit *a, const char *name, int64_t before_us, bo
                                 n++;
                                 continue;
                         }
-                        r = proto_entry_stub(entry, en, (uint8_t *) entry);
+                        r = proto_entry_stub(entry, en, stub);
                         if (r == -EMSGSIZE) {
                                 r = 0; /* too short to hold its stub: kept */
                                 continue;
                         }
+                        /* Its index rows go once the segment is durable. */
+                        if (r >= 0 && a->index)
+                                r = index_forget(a->index, entry, en);
+                        if (r >= 0)
+                                memcpy((uint8_t *) entry, stub, en);
                         size_t rl;
                         if (r >= 0)
                                 r = proto_record_encode(entry, en, rec, proto_record_size(en), &rl);
@@ -118,6 +128,11 @@ static int purge_segment(agent_audit *a, const char *name, int64_t before_us, bo
         if (r < 0)
                 (void) unlinkat(a->dir_fd, tmp, 0);
 out:
+        if (a->index && r >= 0)
+                (void) index_forget_commit(a->index);
+        else if (a->index)
+                index_forget_drop(a->index);
+        free(stub);
         free(buf);
         *ret_n = r >= 0 ? n : 0;
         *ret_last = last;
@@ -157,6 +172,8 @@ int audit_purge(agent_audit *a, int64_t before_us, const Provsign__Caller *calle
                 if (k) {
                         total += k;
                         through = last;
+                        /* A failure is logged; the purge stands. */
+                        (void) audit_publish_rebundle(a, first, last);
                 }
                 if (newer)
                         break;

@@ -116,6 +116,7 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
                 return -ENOMEM;
         pthread_mutex_init(&a->lock, NULL);
         pthread_mutex_init(&a->purge_lock, NULL);
+        pthread_mutex_init(&a->bundle_lock, NULL);
         pthread_cond_init(&a->retain_cond, NULL);
         pthread_cond_init(&a->cond, NULL);
         pthread_cond_init(&a->pub_cond, NULL);
@@ -289,6 +290,7 @@ void audit_close(agent_audit *a) {
         free(a->dir);
         pthread_mutex_destroy(&a->lock);
         pthread_mutex_destroy(&a->purge_lock);
+        pthread_mutex_destroy(&a->bundle_lock);
         pthread_cond_destroy(&a->retain_cond);
         pthread_cond_destroy(&a->cond);
         pthread_cond_destroy(&a->pub_cond);

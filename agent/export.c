@@ -552,7 +552,8 @@ bool export_handle_find(agent *a, agent_conn *c, const handler *h, Provsign__Req
                 return false;
         }
         if (!q->digest.len && !q->principal[0] && !q->keyid[0]) {
-                dispatch_refuse(a, c, h, PROVSIGN__STATUS__INVALID_ARGUMENT, "find needs a digest, a principal or a key id");
+                dispatch_refuse(a, c, h, PROVSIGN__STATUS__INVALID_ARGUMENT,
+                                "find needs a digest, a principal or a key id");
                 return false;
         }
         find_stream *f = calloc(1, sizeof *f);

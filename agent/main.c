@@ -180,6 +180,15 @@ int main(int argc, char **argv) {
                 return 1;
         }
 
+        /* One agent per state_dir, before anything in it (or on the token)
+         * is touched: held until the process exits. */
+        int state_lock = -1;
+        r = agent_state_lock(a.config, &state_lock, &err);
+        if (r < 0) {
+                fprintf(stderr, "%s\n", err ? err : strerror(-r));
+                goto fail;
+        }
+
         agent_pin pin = { 0 };
         r = agent_pin_read(a.config, &pin, &err);
         if (r < 0) {
@@ -273,6 +282,7 @@ int main(int argc, char **argv) {
         keys_store_free(a.store);
         agent_config_free(a.config);
         metrics_free();
+        close(state_lock); /* after the log's last sync */
         return r < 0 ? 1 : 0;
 
 fail:

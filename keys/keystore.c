@@ -343,6 +343,8 @@ static int store_attach(keys_store *s, int attempts, char **ret_error) {
                         s->slots = NULL;
                         s->n_slots = 0;
                         enumerated = false;
+                        if (attempt + 1 == attempts)
+                                break;
                         PKCS11_CTX_unload(s->ctx);
                         s->ctx_loaded = false;
                         PKCS11_CTX_free(s->ctx);

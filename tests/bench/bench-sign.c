@@ -7,9 +7,11 @@
  * digests back to back for SECONDS. Prints signatures/s and latency
  * percentiles. Every reply carries a receipt (the library refuses one
  * without); figures only, no pass/fail. With PIPELINE > 0 each client
- * signs batches of PIPELINE digests with provsign_sign_many() (all of a
- * batch written before its replies are read); each signature's latency is
- * then its batch's, start to last reply. */
+ * keeps PIPELINE requests in flight on its connection: provsign_sign_many()
+ * calls of BATCH_WINDOWS * PIPELINE digests with a window of PIPELINE (a
+ * new request goes out as each reply comes; the window drains only at the
+ * end of a call). Each signature's latency is then its call's, start to
+ * last reply. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -29,9 +31,12 @@ struct worker {
         struct bench_lat lat; /* samples and errors */
 };
 
-/* Batches of w->pipeline digests, each one provsign_sign_many() call. */
+/* Digests per provsign_sign_many() call, in windows. */
+#define BATCH_WINDOWS 16u
+
+/* Calls of BATCH_WINDOWS * w->pipeline digests, w->pipeline in flight. */
 static void run_pipelined(struct worker *w, provsign_conn *conn) {
-        size_t n = w->pipeline;
+        size_t n = BATCH_WINDOWS * w->pipeline;
         uint8_t (*digests)[32] = calloc(n, sizeof *digests);
         const void **dp = calloc(n, sizeof *dp);
         int *results = calloc(n, sizeof *results);
@@ -45,8 +50,8 @@ static void run_pipelined(struct worker *w, provsign_conn *conn) {
         while (bench_now() < w->deadline) {
                 RAND_bytes((uint8_t *) digests, (int) (n * sizeof *digests));
                 double t0 = bench_now();
-                int r = provsign_sign_many(conn, w->principal, PROVSIGN_DIGEST_SHA256, dp, 32, n, NULL, NULL, 0, n,
-                                           results, sigs);
+                int r = provsign_sign_many(conn, w->principal, PROVSIGN_DIGEST_SHA256, dp, 32, n, NULL, NULL, 0,
+                                           w->pipeline, results, sigs);
                 double t1 = bench_now();
                 for (size_t i = 0; i < n; i++) {
                         if (results[i] == 0)

@@ -78,7 +78,7 @@ for alg in algs:
     for r in kind("pipelined", alg=alg):
         a32 = one("agent", alg=alg, clients=32)
         print(f"  one client pipelining {r['pipeline']} requests on one connection: {r['ops_per_s']:,.0f} sig/s "
-              f"(batch p50 {r['p50_us']:,.0f} us, {r['cpu_us_per_sig']:.1f} us agent CPU/sig, "
+              f"(call p50 {r['p50_us']:,.0f} us, {r['cpu_us_per_sig']:.1f} us agent CPU/sig, "
               f"{r['entries_per_sync']:.1f} entries/sync), "
               f"{fmt(ratio(r['ops_per_s'], a32 and a32['ops_per_s']), '{:.2f}')} of the 32-client figure "
               f"(target >= 0.6)")
