@@ -17,6 +17,17 @@ write_config "publish_entries = yes"
 PUB=$T/state/tlog
 LOG=$T/state/log
 
+# the independent reader of the published directory (as in test-tiles)
+command -v go >/dev/null || { echo "SKIP: go (golang-go) is not installed" >&2; exit 77; }
+[ -d /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog ] ||
+        { echo "SKIP: golang-golang-x-mod-dev is not installed" >&2; exit 77; }
+mkdir -p "$T/go"
+(cd "$SRCDIR/tests/interop/tlog-tiles" &&
+        GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE="$T/go/cache" HOME="$T/go" \
+                go build -o "$T/go/tlog-tiles-check" .) 2>"$T/go/err" ||
+        fail "building tests/interop/tlog-tiles: $(cat "$T/go/err")"
+GOCHECK=$T/go/tlog-tiles-check
+
 gen_audit_log "$T/tok" "$T/state" 2000 2>"$T/gen.err" || fail "gen-audit-log: $(cat "$T/gen.err")"
 chown -R "$AGENT_UID:$AGENT_GID" "$T/tok" "$T/state"
 
@@ -191,6 +202,9 @@ assert stubs == purged, (len(stubs), len(purged))
 PY
 check "audit verify --tiles passes (the rewritten bundles' stubs hash to their leaves)" \
         "$PROVSIGN_CLI" audit verify --tiles "$PUB" --log-key "$T/logkey.pem" --previous "$T/before.checkpoint"
+expect_exit 0 "Go's sumdb/tlog reads the purged directory: tiles, bundles, consistency with the checkpoint from before" \
+        "$GOCHECK" -entries -previous "$T/before.checkpoint" "$PUB"
+check "... every bundle entry its leaf or a stub carrying it ($purged stubs)" grep -q "($purged purged stubs)" "$T/out"
 cp "$PUB/checkpoint" "$T/purged.checkpoint"
 
 # restart with the tiles and the index removed: both rebuilt from the
