@@ -1088,6 +1088,82 @@ static void test_sign_many_bad_ids(void **state) {
         fake_done(&fa);
 }
 
+/* A refusal with id 0 before any reply told whether the agent echoes ids
+ * (an agent shutting down, refusing the second request while the first is
+ * in flight): it is not the first request's, whose signature comes next
+ * with id 1; it refuses the connection, so the second request gets it. */
+static void test_sign_many_refusal_before_ids(void **state) {
+        Provsign__Response ok[3], closing = PROVSIGN__RESPONSE__INIT, refused = PROVSIGN__RESPONSE__INIT;
+        Provsign__SignResponse sr[3];
+        provsign_signature *sigs[3];
+        int results[3];
+        struct fake_agent fa;
+        provsign_conn *conn = NULL;
+
+        closing.protocol_version = PROVSIGN_PROTOCOL_VERSION;
+        closing.status = PROVSIGN__STATUS__UNAVAILABLE;
+        closing.message = (char *) "agent is shutting down";
+        sign_response_set(&ok[0], &sr[0], keyid_a, "ci-release");
+        ok[0].request_id = 1;
+        Provsign__Response last[2] = { closing, ok[0] };
+        fake_init(&fa);
+        fake_add_raw(&fa, NULL, 0);
+        fake_add_frames(&fa, last, 2);
+        fake_start(&fa, &conn);
+        assert_int_equal(do_sign_many(conn, 2, 2, results, sigs), PROVSIGN_UNAVAILABLE);
+        assert_int_equal(results[0], 0);
+        assert_non_null(sigs[0]);
+        assert_true(provsign_signature_has_receipt(sigs[0]));
+        assert_int_equal(results[1], PROVSIGN_UNAVAILABLE);
+        assert_null(sigs[1]);
+        assert_string_equal(provsign_last_message(conn), "agent is shutting down");
+        provsign_signature_free(sigs[0]);
+        provsign_close(conn);
+        fake_join(&fa);
+        fake_done(&fa);
+
+        /* The same refusal, then the close: every request gets it. */
+        fake_init(&fa);
+        fake_add_raw(&fa, NULL, 0);
+        fake_add(&fa, &closing);
+        fake_start(&fa, &conn);
+        assert_int_equal(do_sign_many(conn, 2, 2, results, sigs), PROVSIGN_UNAVAILABLE);
+        assert_int_equal(results[0], PROVSIGN_UNAVAILABLE);
+        assert_int_equal(results[1], PROVSIGN_UNAVAILABLE);
+        assert_null(sigs[0]);
+        assert_null(sigs[1]);
+        provsign_close(conn);
+        fake_join(&fa);
+        fake_done(&fa);
+
+        /* An agent from before request ids refuses the first request and
+         * answers the next two, in order and without ids: the refusal is
+         * the first's. */
+        refused.protocol_version = PROVSIGN_PROTOCOL_VERSION;
+        refused.status = PROVSIGN__STATUS__RATE_LIMITED;
+        refused.message = (char *) "slow down";
+        fake_init(&fa);
+        fake_add(&fa, &refused);
+        for (size_t k = 1; k < 3; k++) {
+                sign_response_set(&ok[k], &sr[k], keyid_a, "ci-release");
+                sr[k].generation = (uint32_t) k + 1;
+                fake_add(&fa, &ok[k]);
+        }
+        fake_start(&fa, &conn);
+        assert_int_equal(do_sign_many(conn, 3, 2, results, sigs), PROVSIGN_RATE_LIMITED);
+        assert_int_equal(results[0], PROVSIGN_RATE_LIMITED);
+        assert_null(sigs[0]);
+        assert_string_equal(provsign_last_message(conn), "slow down");
+        for (size_t i = 1; i < 3; i++) {
+                assert_int_equal(results[i], 0);
+                assert_int_equal(provsign_signature_generation(sigs[i]), i + 1);
+                provsign_signature_free(sigs[i]);
+        }
+        provsign_close(conn);
+        fake_join(&fa);
+        fake_done(&fa);
+}
+
 /* An agent that reads and never answers: the deadline fails every item. */
 static void test_sign_many_timeout(void **state) {
         provsign_signature *sigs[2];
@@ -3066,6 +3142,7 @@ int main(void) {
                 cmocka_unit_test(test_sign_many_in_order),
                 cmocka_unit_test(test_sign_many_partial),
                 cmocka_unit_test(test_sign_many_bad_ids),
+                cmocka_unit_test(test_sign_many_refusal_before_ids),
                 cmocka_unit_test(test_sign_many_timeout),
                 cmocka_unit_test(test_sign_many_args),
                 cmocka_unit_test(test_get_public_key),
