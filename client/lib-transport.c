@@ -575,6 +575,13 @@ static void pipeline_fill(struct pipeline *p) {
         }
 }
 
+/* Requests [0, written) are out whole, the only ones the agent can have
+ * answered: frames are made in order, one at a time, and the one being
+ * written (p->wbuf) is the last made. */
+static size_t pipeline_written(const struct pipeline *p) {
+        return p->wbuf ? p->sent - 1 : p->sent;
+}
+
 /* The oldest request without its reply (by order, from an agent that
  * echoes no id), or p->sent if none. */
 static size_t pipeline_oldest(struct pipeline *p) {
@@ -594,14 +601,20 @@ static size_t pipeline_oldest(struct pipeline *p) {
  * thrown away as a reply to nothing). So it is held until the next frame
  * says which (one with an id: the connection's; one without: the oldest
  * request's) or the agent closes (the connection's: every request still
- * unanswered gets it). With one request out it can only be that one's. */
+ * unanswered gets it). With one request out it can only be that one's.
+ *
+ * 1 when the reply answered a request, 0 when it answered none (a refusal
+ * of the connection, or one held), -EPROTO for a reply to nothing in
+ * flight. A refusal of the connection comes once, before the close: a
+ * second is no reply (else an agent could keep the call waiting forever,
+ * each frame answering nothing). */
 static int pipeline_deliver(struct pipeline *p, const Provsign__Response *resp) {
         size_t i;
 
         if (resp->request_id != 0) {
                 uint64_t k = resp->request_id - p->id_base;
 
-                if (p->in_order || resp->request_id < p->id_base || k >= p->sent || p->answered[k])
+                if (p->in_order || resp->request_id < p->id_base || k >= pipeline_written(p) || p->answered[k])
                         return -EPROTO;
                 i = (size_t) k;
                 p->ids_seen = true;
@@ -611,7 +624,7 @@ static int pipeline_deliver(struct pipeline *p, const Provsign__Response *resp) 
                         p->held_message = NULL;
                 }
         } else if (p->ids_seen) {
-                if (resp->status == PROVSIGN__STATUS__OK || !proto_status_known(resp->status))
+                if (resp->status == PROVSIGN__STATUS__OK || !proto_status_known(resp->status) || p->conn_status)
                         return -EPROTO;
                 pipeline_conn_refused(p, (int) resp->status,
                                       *str_or_empty(resp->message) ? strdup(resp->message) : NULL);
@@ -628,6 +641,8 @@ static int pipeline_deliver(struct pipeline *p, const Provsign__Response *resp) 
                          * order, and the refusal held was the oldest's. */
                         p->in_order = true;
                         i = pipeline_oldest(p);
+                        if (i >= pipeline_written(p))
+                                return -EPROTO;
                         p->inflight--;
                         pipeline_finish(p, i, p->held_status, str_or_empty(p->held_message));
                         free(p->held_message);
@@ -637,7 +652,7 @@ static int pipeline_deliver(struct pipeline *p, const Provsign__Response *resp) 
                 if (resp->status == PROVSIGN__STATUS__OK)
                         p->in_order = true;
                 i = pipeline_oldest(p);
-                if (i >= p->sent)
+                if (i >= pipeline_written(p))
                         return -EPROTO;
         }
 
@@ -648,7 +663,7 @@ static int pipeline_deliver(struct pipeline *p, const Provsign__Response *resp) 
                 pipeline_finish(p, i, (int) resp->status, str_or_empty(resp->message));
         else
                 pipeline_finish(p, i, p->ok(p->ud, i, resp), NULL);
-        return 0;
+        return 1;
 }
 
 /* Writes what the window allows, until the socket is full: requests go
@@ -705,7 +720,10 @@ static int pipeline_parse(struct pipeline *p) {
                 provsign__response__free_unpacked(resp, NULL);
                 if (r < 0)
                         return r;
-                p->deadline_us = p->c->timeout_ms ? now_us() + p->c->timeout_ms * 1000u : 0;
+                /* Each reply that answers a request gives the next one the
+                 * whole timeout; a frame that answers none gives nothing. */
+                if (r > 0)
+                        p->deadline_us = p->c->timeout_ms ? now_us() + p->c->timeout_ms * 1000u : 0;
                 r = pipeline_pump(p);
                 if (r < 0)
                         return r;

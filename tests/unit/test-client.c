@@ -1164,6 +1164,82 @@ static void test_sign_many_refusal_before_ids(void **state) {
         fake_done(&fa);
 }
 
+/* A refusal of the connection (id 0 from an agent that echoes ids) is sent
+ * once, before the close: a stream of them answers nothing, and would keep
+ * the call waiting as long as the agent likes (each frame restarted the
+ * deadline). The second is a protocol error. */
+static void test_sign_many_refusal_stream(void **state) {
+        Provsign__Response ok, closing = PROVSIGN__RESPONSE__INIT;
+        Provsign__SignResponse sr;
+        provsign_signature *sigs[2];
+        int results[2];
+        struct fake_agent fa;
+        provsign_conn *conn = NULL;
+
+        sign_response_set(&ok, &sr, keyid_a, "ci-release");
+        ok.request_id = 1;
+        closing.protocol_version = PROVSIGN_PROTOCOL_VERSION;
+        closing.status = PROVSIGN__STATUS__UNAVAILABLE;
+        closing.message = (char *) "agent is shutting down";
+        Provsign__Response frames[4] = { ok, closing, closing, closing };
+        fake_init(&fa);
+        fake_add_raw(&fa, NULL, 0);
+        fake_add_frames(&fa, frames, ELEMENTSOF(frames));
+        fake_start(&fa, &conn);
+        assert_int_equal(do_sign_many(conn, 2, 2, results, sigs), -EPROTO);
+        assert_int_equal(results[0], 0);
+        assert_non_null(sigs[0]);
+        assert_int_equal(results[1], -EPROTO);
+        assert_null(sigs[1]);
+        provsign_signature_free(sigs[0]);
+        provsign_close(conn);
+        fake_join(&fa);
+        fake_done(&fa);
+}
+
+/* A reply to a request whose frame is not yet out whole (the socket is
+ * full: nobody reads) answers nothing the agent can have read: -EPROTO,
+ * not a signature. The reply is in the socket before the call starts, the
+ * call writes what fits first. */
+static void test_sign_many_reply_before_written(void **state) {
+        static char big[16384];
+        const struct provsign_annotation ann[] = { { "big", big } };
+        const void *digests[2] = { digest32, digest32 };
+        Provsign__Response ok;
+        Provsign__SignResponse sr;
+        provsign_signature *sigs[2];
+        provsign_conn *conn = NULL;
+        int results[2], sv[2], sndbuf = 4096;
+        uint8_t *buf = NULL, got[32768];
+        size_t len = 0, frame_len;
+        ssize_t k;
+
+        memset(big, 'a', sizeof big - 1);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf), 0);
+        sign_response_set(&ok, &sr, keyid_a, "ci-release");
+        ok.request_id = 1;
+        assert_int_equal(proto_frame_pack(&ok.base, &buf, &len), 0);
+        assert_int_equal(write(sv[1], buf, len), (ssize_t) len);
+        free(buf);
+        assert_int_equal(shutdown(sv[1], SHUT_WR), 0);
+        assert_int_equal(client_conn_from_fd(sv[0], &conn), 0);
+
+        assert_int_equal(provsign_sign_many(conn, "ci-release", PROVSIGN_DIGEST_SHA256, digests, sizeof digest32, 2,
+                                            NULL, ann, 1, 2, results, sigs),
+                         -EPROTO);
+        assert_int_equal(results[0], -EPROTO);
+        assert_null(sigs[0]);
+        assert_null(sigs[1]);
+        /* The premise: the first request did not get out whole. */
+        k = recv(sv[1], got, sizeof got, MSG_DONTWAIT);
+        assert_true(k >= 4);
+        assert_int_equal(proto_frame_peek(got, (size_t) k, PROTO_FRAME_MAX, &frame_len), 1);
+        assert_true((size_t) k < PROTO_FRAME_HEADER + frame_len);
+        provsign_close(conn);
+        close(sv[1]);
+}
+
 /* An agent that reads and never answers: the deadline fails every item. */
 static void test_sign_many_timeout(void **state) {
         provsign_signature *sigs[2];
@@ -3143,6 +3219,8 @@ int main(void) {
                 cmocka_unit_test(test_sign_many_partial),
                 cmocka_unit_test(test_sign_many_bad_ids),
                 cmocka_unit_test(test_sign_many_refusal_before_ids),
+                cmocka_unit_test(test_sign_many_refusal_stream),
+                cmocka_unit_test(test_sign_many_reply_before_written),
                 cmocka_unit_test(test_sign_many_timeout),
                 cmocka_unit_test(test_sign_many_args),
                 cmocka_unit_test(test_get_public_key),
