@@ -257,10 +257,23 @@ int requests_frame(agent *a, agent_conn *c, const uint8_t *payload, size_t len) 
                 char msg[64];
                 snprintf(msg, sizeof msg, "undecodable request of %zu bytes; connection closed", len);
                 refusals_record(a, server_conn_caller(c), "request", NULL, PROVSIGN__STATUS__INVALID_ARGUMENT, msg);
+                /* (closed once the pipelined jobs before it are answered) */
                 server_reply(a, c, NULL, PROVSIGN__STATUS__INVALID_ARGUMENT, true, "undecodable request");
                 return SERVER_FRAME_TAKEN;
         }
         const handler *h = row_of(req);
+        if (server_stopping(a)) {
+                /* SIGTERM finishes what is in flight and starts nothing new.
+                 * The refusal carries the request's id, so a pipelining
+                 * client knows which request it refuses; the connection
+                 * stays open (each later frame refused alike) while its jobs
+                 * are out, and closes after this reply when none is. */
+                server_conn_begin(c, req->request_id, false);
+                server_reply(a, c, NULL, PROVSIGN__STATUS__UNAVAILABLE, server_conn_jobs(c) == 0,
+                             "agent is shutting down");
+                provsign__request__free_unpacked(req, NULL);
+                return SERVER_FRAME_TAKEN;
+        }
         /* Pipelining (docs/formats.md "Request ids"): a request with an id
          * whose row allows it runs alongside the others of its connection;
          * any other waits until they are answered, and then runs alone, so

@@ -84,9 +84,16 @@ void server_resume_job(agent *a, agent_conn_job *job) {
                 return;
         }
         /* A reply queues c itself (server_conn_flush); this covers a complete()
-         * that had nothing to send. */
-        if (server_conn_can_take(s, c) && (c->rlen > 0 || c->readable))
+         * that had nothing to send (and a connection to close once its last
+         * job is back, with nothing left to write). */
+        if (c->fd >= 0 && c->close_after_write && c->njobs == 0 && c->wlen == 0)
+                server_conn_close(s, c);
+        else if (server_conn_can_take(s, c) && (c->rlen > 0 || c->readable))
                 server_conn_mark_ready(s, c);
+}
+
+bool server_stopping(const agent *a) {
+        return a->server && a->server->stopping;
 }
 
 /* A job out longer than hsm_timeout (the token hangs, or the log cannot get
