@@ -42,6 +42,9 @@ typedef struct metrics_gauges {
         bool token_up;
         uint64_t token_reopens;      /* keys_store_health(): re-opens after outages since start */
         uint64_t principals;         /* configured */
+        uint64_t workers;            /* token worker threads (workers_load()) */
+        uint64_t workers_busy;       /* of them, holding a job */
+        uint64_t workers_queued;     /* jobs submitted, not yet taken by a worker */
         double uptime_s;
 } metrics_gauges;
 

@@ -298,6 +298,15 @@ verify_sig() {
         openssl pkeyutl -verify -pubin -inkey "$pem" -in "$d/digest" -sigfile "$d/sig" "$@" >/dev/null 2>&1
 }
 
+# metric_is NAME VALUE: the agent's metrics (`provsign metrics`, asked by a
+# caller in no role) hold the sample "NAME VALUE" (an unlabelled gauge). To
+# wait on the agent's state: wait_for 60 metric_is provsign_workers_busy 2
+metric_is() {
+        local text
+        text=$(cli "$STRANGER_UID" metrics --format prometheus 2>/dev/null) || return 1
+        grep -qxF -- "$1 $2" <<<"$text"
+}
+
 finish() {
         echo "$CHECKS checks passed, $FAILURES failed"
         [ "$FAILURES" = 0 ]
