@@ -288,6 +288,8 @@ int metrics_render(const metrics_gauges *g, bool om, char **ret, size_t *ret_len
 
         gauge(f, om, "provsign_log_entries", "Entries in the log, durable and checkpointed.", (double) g->log_entries);
         gauge(f, om, "provsign_log_bytes", "Bytes of the log's segment files.", (double) g->log_bytes);
+        gauge(f, om, "provsign_log_failed", "1 when the audit log failed: nothing is signed until a restart.",
+              g->log_failed ? 1 : 0);
         if (ckpt_age >= 0)
                 gauge(f, om, "provsign_checkpoint_age_seconds", "Seconds since the newest checkpoint was signed.",
                       ckpt_age);

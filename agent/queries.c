@@ -158,6 +158,7 @@ bool queries_handle_get_metrics(agent *a, agent_conn *c, const handler *h, Provs
                 .workers = threads,
                 .workers_busy = busy,
                 .workers_queued = queued,
+                .log_failed = audit_failed(a->audit),
                 .uptime_s = (double) (agent_now_us() - a->started_us) / 1e6,
         };
         char *text = NULL;
@@ -221,6 +222,7 @@ bool queries_handle_status(agent *a, agent_conn *c, const handler *h, Provsign__
         sr.log_origin = (char *) audit_origin(a->audit);
         sr.log_size = audit_committed(a->audit);
         sr.log_syncs = audit_syncs(a->audit);
+        sr.log_failed = audit_failed(a->audit);
         resp.body_case = PROVSIGN__RESPONSE__BODY_STATUS_INFO;
         resp.status_info = &sr;
         server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);
