@@ -14,7 +14,6 @@
 # - after a restart: healthy again (exit 0, false, 0).
 . "$SRCDIR/tests/lib/common.sh"
 setup_test
-command -v strace >/dev/null || { echo "SKIP: strace is not installed (tests/lib/deps.sh)" >&2; exit 77; }
 write_config "hsm_timeout = 120s"   # no speed test here
 start_agent
 
@@ -39,35 +38,16 @@ expect_exit 0 "status --json of the runner" cli "$RUNNER_UID" status --json
 cp "$T/out" "$T/healthy.json"
 
 # ---- the disk is full: every write to the segment fails with ENOSPC ----
-SEG=$(for f in /proc/"$AGENT_PID"/fd/*; do readlink "$f"; done | grep '\.seg$' | sort -u)
+SEG=$(agent_segments)
 check "the agent has one log segment open ($SEG)" test "$(printf '%s\n' "$SEG" | grep -c .)" = 1
-strace -f -qq -p "$AGENT_PID" -P "$SEG" -e trace=write,writev,pwrite64,pwritev \
-        -e inject=write,writev,pwrite64,pwritev:error=ENOSPC -o "$T/strace.out" 2> "$T/strace.err" &
-STRACE_PID=$!
-on_cleanup 'kill "$STRACE_PID" 2>/dev/null; wait "$STRACE_PID" 2>/dev/null'
-# traced TRACER: every thread of the agent has TRACER (0: none) as its tracer
-traced() {
-        local s
-        for s in /proc/"$AGENT_PID"/task/*/status; do
-                [ "$(awk '/^TracerPid:/ {print $2}' "$s")" = "$1" ] || return 1
-        done
-}
-attached_or_gone() { traced "$STRACE_PID" || ! kill -0 "$STRACE_PID" 2>/dev/null; }
-wait_for 60 attached_or_gone
-if ! kill -0 "$STRACE_PID" 2>/dev/null; then
-        echo "SKIP: strace could not attach to the agent: $(head -c 400 "$T/strace.err")" >&2
-        exit 77
-fi
-check "strace is attached to every thread of the agent" traced "$STRACE_PID"
+strace_agent -P "$SEG" -e trace=write,writev,pwrite64,pwritev -e inject=write,writev,pwrite64,pwritev:error=ENOSPC
 expect_exit 3 "the next Sign is withheld (exit 3)" cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$(random_digest)"
 expect_eq "$(cat "$T/err")" "UNAVAILABLE: the audit log cannot record the signature, so it was withheld" \
         "... the log could not record it"
 check "strace injected ENOSPC into a write of the segment" grep -q 'write.*= -1 ENOSPC .*(INJECTED)' "$T/strace.out"
 check "the agent names the failure (ENOSPC)" \
         grep -q 'audit log: committing entries [0-9]*\.\.[0-9]* failed (No space left on device); signing stops until the agent is restarted' "$T/agent.log"
-kill "$STRACE_PID"
-wait "$STRACE_PID"
-check "strace detached" wait_for 60 traced 0
+strace_detach
 
 expect_exit 3 "status of a degraded agent exits 3" cli "$STRANGER_UID" status
 expect_eq "$(cat "$T/err")" "$DEGRADED_ERR" "... stderr: $DEGRADED_ERR"
