@@ -151,6 +151,7 @@ int main(int argc, char **argv) {
         metrics_init();
 
         agent a = { .started_us = agent_now_us() };
+        agent_job *left = NULL;
         char *err = NULL;
         int r = agent_config_load(config_path, &a.config, &err);
         if (r < 0) {
@@ -225,6 +226,11 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "%s: cannot start workers: %s\n", a.config->path, strerror(-r));
                 goto fail;
         }
+        r = generator_start(&a.generator);
+        if (r < 0) {
+                fprintf(stderr, "%s: cannot start the key generator: %s\n", a.config->path, strerror(-r));
+                goto fail;
+        }
         r = server_open(&a, &err);
         if (r < 0) {
                 fprintf(stderr, "%s: %s\n", a.config->path, err ? err : strerror(-r));
@@ -236,8 +242,12 @@ int main(int argc, char **argv) {
         sd_notifyf(0, "READY=1\nSTATUS=serving %zu principals", a.config->n_principals);
 
         r = server_run(&a);
-        server_abandon_jobs(&a, workers_stop(a.workers));
+        /* The generator first: it hands its jobs to the workers. */
+        generator_stop(a.generator);
+        a.generator = NULL;
+        left = workers_stop(a.workers);
         a.workers = NULL;
+        server_abandon_jobs(&a, left);
         refusals_tick(&a, true);
         ratelimit_free();
         agent_audit_lifecycle(&a, PROVSIGN__AUDIT_EVENT__AGENT_STOP, "provsign-agent stopped");
@@ -256,7 +266,11 @@ int main(int argc, char **argv) {
 
 fail:
         free(err);
-        server_abandon_jobs(&a, workers_stop(a.workers));
+        generator_stop(a.generator);
+        a.generator = NULL;
+        left = workers_stop(a.workers);
+        a.workers = NULL;
+        server_abandon_jobs(&a, left);
         audit_close(a.audit);
         server_free(a.server);
         registry_done(&a.registry);

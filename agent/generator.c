@@ -1,0 +1,110 @@
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "generator.h"
+#include "log.h"
+
+struct agent_generator {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        agent_job *head, *tail;
+        bool stopping;           /* __atomic for generator_stopping */
+        pthread_t thread;
+};
+
+/* SCHED_IDLE: any other thread of the agent that becomes runnable preempts
+ * this one at once. Among other processes the agent's cgroup (or autogroup)
+ * competes as a whole, so other load on the host slows a generation only
+ * as much as it slows the agent. Lowering a priority needs no privilege;
+ * a seccomp filter may refuse it (the unit allows sched_setscheduler). */
+static void lower_priority(void) {
+        struct sched_param sp = { .sched_priority = 0 };
+        if (sched_setscheduler(0, SCHED_IDLE, &sp) == 0)
+                return;
+        int e = errno;
+        if (setpriority(PRIO_PROCESS, (id_t) gettid(), 19) == 0) {
+                log_notice("key generator: SCHED_IDLE refused (%s); running at nice 19", strerror(e));
+                return;
+        }
+        log_warning("key generator: cannot lower its CPU priority (%s); key generations compete with signers "
+                    "for the CPU", strerror(errno));
+}
+
+static void *generator_main(void *arg) {
+        agent_generator *g = arg;
+        lower_priority();
+        pthread_mutex_lock(&g->lock);
+        for (;;) {
+                while (!g->head && !__atomic_load_n(&g->stopping, __ATOMIC_ACQUIRE))
+                        pthread_cond_wait(&g->cond, &g->lock);
+                agent_job *job = g->head;
+                if (!job)
+                        break; /* stopping and drained */
+                g->head = job->next;
+                if (!g->head)
+                        g->tail = NULL;
+                pthread_mutex_unlock(&g->lock);
+                job->next = NULL;
+                job->run(job); /* hands the job on: not ours any more */
+                pthread_mutex_lock(&g->lock);
+        }
+        pthread_mutex_unlock(&g->lock);
+        return NULL;
+}
+
+int generator_start(agent_generator **ret) {
+        agent_generator *g = calloc(1, sizeof *g);
+        if (!g)
+                return -ENOMEM;
+        pthread_mutex_init(&g->lock, NULL);
+        pthread_cond_init(&g->cond, NULL);
+        /* Signals go to the main thread (signalfd). */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        int r = pthread_create(&g->thread, NULL, generator_main, g);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r != 0) {
+                pthread_mutex_destroy(&g->lock);
+                pthread_cond_destroy(&g->cond);
+                free(g);
+                return -r;
+        }
+        *ret = g;
+        return 0;
+}
+
+void generator_submit(agent_generator *g, agent_job *job) {
+        pthread_mutex_lock(&g->lock);
+        job->next = NULL;
+        if (g->tail)
+                g->tail->next = job;
+        else
+                g->head = job;
+        g->tail = job;
+        pthread_cond_signal(&g->cond);
+        pthread_mutex_unlock(&g->lock);
+}
+
+bool generator_stopping(const agent_generator *g) {
+        return __atomic_load_n(&g->stopping, __ATOMIC_ACQUIRE);
+}
+
+void generator_stop(agent_generator *g) {
+        if (!g)
+                return;
+        pthread_mutex_lock(&g->lock);
+        __atomic_store_n(&g->stopping, true, __ATOMIC_RELEASE);
+        pthread_cond_broadcast(&g->cond);
+        pthread_mutex_unlock(&g->lock);
+        pthread_join(g->thread, NULL);
+        pthread_mutex_destroy(&g->lock);
+        pthread_cond_destroy(&g->cond);
+        free(g);
+}
