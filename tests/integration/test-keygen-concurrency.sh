@@ -13,12 +13,33 @@ setup_test
 write_config
 start_agent
 
+# idle_threads: "tid utime+stime" of each SCHED_IDLE (policy 5) thread of the agent.
+idle_threads() {
+        local f
+        for f in /proc/"$AGENT_PID"/task/*/stat; do
+                python3 - "$f" <<'PY'
+import sys
+try:
+    s = open(sys.argv[1]).read()
+except OSError:
+    sys.exit(0)
+tid = s.split(" ", 1)[0]
+rest = s.rsplit(")", 1)[1].split()
+# fields after the name: state is rest[0] (field 3); utime 14, stime 15, policy 41
+if int(rest[41 - 3]) == 5:
+    print(tid, int(rest[14 - 3]) + int(rest[15 - 3]))
+PY
+        done
+}
+
 now_ms() { python3 -c 'import time; print(int(time.clock_gettime(time.CLOCK_MONOTONIC) * 1000))'; }
 mkdir -p "$T/p" && chmod 0777 "$T/p"
 as "$RUNNER_UID" python3 "$SRCDIR/tests/lib/signprobe.py" "$SOCK" ci-release "$T/p/stop" "$T/p/calls" &
 PROBE=$!
 for _ in $(seq 1 100); do [ -s "$T/p/calls" ] && break; sleep 0.05; done
 : > "$T/windows"
+idle_threads > "$T/idle0"
+expect_eq "$(wc -l < "$T/idle0")" 1 "the agent has one SCHED_IDLE thread (the key generator)"
 for i in 1 2 3; do
         t0=$(now_ms)
         expect_exit 0 "RSA-3072 rotation $i of ci-rsa" cli "$OPERATOR_UID" key rotate --principal ci-rsa
@@ -26,8 +47,53 @@ for i in 1 2 3; do
         echo "$t0 $t1" >> "$T/windows"
         sleep 0.2
 done
+idle_threads > "$T/idle1"
+read -r tid0 cpu0 < "$T/idle0"
+read -r tid1 cpu1 < "$T/idle1"
+expect_eq "$tid1" "$tid0" "the same generator thread after the rotations"
+check "the generations ran on the SCHED_IDLE thread (its CPU time grew: $cpu0 -> $cpu1 ticks)" [ "${cpu1:-0}" -gt "${cpu0:-0}" ]
+
+# A reload that adds an RSA-3072 principal: its key is made on the
+# generator while ci-release keeps signing; it signs once the reload is done.
+cat >> "$CONF" <<CONF
+
+[principal ci-new-rsa]
+uids = $RUNNER_UID
+algorithm = rsa-3072
+CONF
+before=$(grep -c "config reloaded from" "$T/agent.log")
+t0=$(now_ms)
+kill -HUP "$AGENT_PID"
+wait_for 120 eval '[ "$(grep -c "config reloaded from" "$T/agent.log")" -gt "$before" ]' ||
+        fail "the reload that adds ci-new-rsa did not finish: $(tail -5 "$T/agent.log")"
+t1=$(now_ms)
+echo "$t0 $t1" > "$T/reload-window"
+check "the reload's key was made on the generator" grep -q "SIGHUP: making the first key of 1 new principal" "$T/agent.log"
+check "the new principal's key was logged" grep -q "for principal ci-new-rsa" "$T/agent.log"
+expect_exit 0 "the new principal signs once the reload is done" cli "$RUNNER_UID" sign --principal ci-new-rsa --digest "sha256:$(random_digest)"
+idle_threads > "$T/idle2"
+read -r _ cpu2 < "$T/idle2"
+check "the reload's generation ran on the SCHED_IDLE thread ($cpu1 -> $cpu2 ticks)" [ "${cpu2:-0}" -gt "${cpu1:-0}" ]
+sleep 0.2
 touch "$T/p/stop"
 wait "$PROBE"
+
+python3 - "$T/p/calls" "$T/reload-window" > "$T/reload-result" 2>&1 <<'PY'
+import sys
+calls = [l.split() for l in open(sys.argv[1])]
+calls = [(int(s), int(e), st) for s, e, st, *_ in calls]
+t0, t1 = map(int, open(sys.argv[2]).read().split())
+inside = [c for c in calls if t0 <= c[0] and c[1] <= t1]
+longest = max((e - s for s, e, _ in calls if t0 <= s <= t1), default=0)
+print("reload of %d ms adding an RSA-3072 principal: %d Signs of ci-release completed inside it, the longest took %d ms"
+      % (t1 - t0, len(inside), longest))
+assert all(c[2] == "OK" for c in calls if t0 <= c[0] <= t1), "refusals during the reload"
+# the event loop kept serving: Signs started and answered within the reload
+assert len(inside) >= 5, "only %d Signs of ci-release completed during the reload's key generation" % len(inside)
+PY
+rc=$?
+cat "$T/reload-result"
+expect_eq "$rc" 0 "another principal's Signs complete during a reload's RSA-3072 generation"
 
 python3 - "$T/p/calls" "$T/windows" > "$T/result" 2>&1 <<'PY'
 import sys
