@@ -53,24 +53,34 @@ read -r tid1 cpu1 < "$T/idle1"
 expect_eq "$tid1" "$tid0" "the same generator thread after the rotations"
 check "the generations ran on the SCHED_IDLE thread (its CPU time grew: $cpu0 -> $cpu1 ticks)" [ "${cpu1:-0}" -gt "${cpu0:-0}" ]
 
-# A reload that adds an RSA-3072 principal: its key is made on the
-# generator while ci-release keeps signing; it signs once the reload is done.
-cat >> "$CONF" <<CONF
-
-[principal ci-new-rsa]
-uids = $RUNNER_UID
-algorithm = rsa-3072
-CONF
+# A reload that adds three RSA-3072 principals: their keys are made on the
+# generator while ci-release keeps signing (Signs are seen completing after
+# the generation began and before the reload's outcome is logged: on the
+# event-loop thread, as before, none could); they sign once it is done.
+for n in 1 2 3; do
+        printf '\n[principal ci-new-rsa%s]\nuids = %s\nalgorithm = rsa-3072\n' "$n" "$RUNNER_UID" >> "$CONF"
+done
 before=$(grep -c "config reloaded from" "$T/agent.log")
 t0=$(now_ms)
 kill -HUP "$AGENT_PID"
-wait_for 120 eval '[ "$(grep -c "config reloaded from" "$T/agent.log")" -gt "$before" ]' ||
-        fail "the reload that adds ci-new-rsa did not finish: $(tail -5 "$T/agent.log")"
+wait_for 60 grep -q "SIGHUP: making the first key of 3 new principals" "$T/agent.log" ||
+        fail "the reload's keys were not handed to the generator: $(tail -5 "$T/agent.log")"
+n0=$(wc -l < "$T/p/calls")
+during=0
+for _ in $(seq 1 6000); do
+        n=$(wc -l < "$T/p/calls")
+        [ "$(grep -c "config reloaded from" "$T/agent.log")" -gt "$before" ] && break
+        during=$((n - n0))
+        sleep 0.01
+done
 t1=$(now_ms)
 echo "$t0 $t1" > "$T/reload-window"
-check "the reload's key was made on the generator" grep -q "SIGHUP: making the first key of 1 new principal" "$T/agent.log"
-check "the new principal's key was logged" grep -q "for principal ci-new-rsa" "$T/agent.log"
-expect_exit 0 "the new principal signs once the reload is done" cli "$RUNNER_UID" sign --principal ci-new-rsa --digest "sha256:$(random_digest)"
+check "Signs of ci-release completed while the reload's keys were being made ($during seen)" [ "$during" -ge 1 ]
+check "the reload finished" [ "$(grep -c "config reloaded from" "$T/agent.log")" -gt "$before" ]
+for n in 1 2 3; do
+        check "ci-new-rsa$n's key was logged" grep -q "for principal ci-new-rsa$n" "$T/agent.log"
+        expect_exit 0 "ci-new-rsa$n signs once the reload is done" cli "$RUNNER_UID" sign --principal ci-new-rsa$n --digest "sha256:$(random_digest)"
+done
 idle_threads > "$T/idle2"
 read -r _ cpu2 < "$T/idle2"
 check "the reload's generation ran on the SCHED_IDLE thread ($cpu1 -> $cpu2 ticks)" [ "${cpu2:-0}" -gt "${cpu1:-0}" ]
@@ -85,11 +95,9 @@ calls = [(int(s), int(e), st) for s, e, st, *_ in calls]
 t0, t1 = map(int, open(sys.argv[2]).read().split())
 inside = [c for c in calls if t0 <= c[0] and c[1] <= t1]
 longest = max((e - s for s, e, _ in calls if t0 <= s <= t1), default=0)
-print("reload of %d ms adding an RSA-3072 principal: %d Signs of ci-release completed inside it, the longest took %d ms"
+print("reload of %d ms adding three RSA-3072 principals: %d Signs of ci-release completed inside it, the longest took %d ms"
       % (t1 - t0, len(inside), longest))
 assert all(c[2] == "OK" for c in calls if t0 <= c[0] <= t1), "refusals during the reload"
-# the event loop kept serving: Signs started and answered within the reload
-assert len(inside) >= 5, "only %d Signs of ci-release completed during the reload's key generation" % len(inside)
 PY
 rc=$?
 cat "$T/reload-result"
