@@ -22,6 +22,7 @@
 #include "metrics.h"
 #include "refusals.h"
 #include "server.h"
+#include "watchdog.h"
 
 #define READ_CHUNK 4096u
 #define SHUTDOWN_GRACE_MS 10000u
@@ -1048,7 +1049,7 @@ int server_run(agent *a) {
                 }
                 bury_closed(s);
                 if (watchdog_us && (now - last_ping) * 1000u >= watchdog_us / 2) {
-                        sd_notify(0, "WATCHDOG=1");
+                        agent_watchdog_ping(a);
                         last_ping = now;
                 }
         }
