@@ -4,11 +4,18 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "generator.h"
 #include "log.h"
+
+/* A generation that has waited this long for idle CPU (the agent's other
+ * threads kept every CPU of its share busy, e.g. under a sustained signing
+ * load) goes on at normal priority, as all generations did before. */
+#define GENERATOR_IDLE_MAX_MS 1000u
 
 struct agent_generator {
         pthread_mutex_t lock;
@@ -16,6 +23,10 @@ struct agent_generator {
         agent_job *head, *tail;
         bool stopping;           /* __atomic for generator_stopping */
         pthread_t thread;
+        pid_t tid;               /* __atomic: the thread's, for generator_tick */
+        uint64_t job_start_ms;   /* __atomic: when the running job began; 0: none */
+        int boosted;             /* __atomic: generator_tick put it back to SCHED_OTHER */
+        bool boost_refused;      /* main thread: said once */
 };
 
 /* SCHED_IDLE: any other thread of the agent that becomes runnable preempts
@@ -36,8 +47,17 @@ static void lower_priority(void) {
                     "for the CPU", strerror(errno));
 }
 
+/* Back to SCHED_IDLE after generator_tick raised it (always allowed). */
+static void unboost(agent_generator *g) {
+        if (__atomic_exchange_n(&g->boosted, 0, __ATOMIC_ACQ_REL)) {
+                struct sched_param sp = { .sched_priority = 0 };
+                (void) sched_setscheduler(0, SCHED_IDLE, &sp);
+        }
+}
+
 static void *generator_main(void *arg) {
         agent_generator *g = arg;
+        __atomic_store_n(&g->tid, gettid(), __ATOMIC_RELEASE);
         lower_priority();
         pthread_mutex_lock(&g->lock);
         for (;;) {
@@ -51,7 +71,11 @@ static void *generator_main(void *arg) {
                         g->tail = NULL;
                 pthread_mutex_unlock(&g->lock);
                 job->next = NULL;
+                unboost(g);
+                __atomic_store_n(&g->job_start_ms, agent_monotonic_ms(), __ATOMIC_RELEASE);
                 job->run(job); /* hands the job on: not ours any more */
+                __atomic_store_n(&g->job_start_ms, 0, __ATOMIC_RELEASE);
+                unboost(g);
                 pthread_mutex_lock(&g->lock);
         }
         pthread_mutex_unlock(&g->lock);
@@ -90,6 +114,26 @@ void generator_submit(agent_generator *g, agent_job *job) {
         g->tail = job;
         pthread_cond_signal(&g->cond);
         pthread_mutex_unlock(&g->lock);
+}
+
+void generator_tick(agent_generator *g) {
+        uint64_t start = __atomic_load_n(&g->job_start_ms, __ATOMIC_ACQUIRE);
+        if (!start || agent_monotonic_ms() - start < GENERATOR_IDLE_MAX_MS || __atomic_load_n(&g->boosted, __ATOMIC_ACQUIRE))
+                return;
+        /* Leaving SCHED_IDLE needs RLIMIT_NICE room for nice 0 (the unit's
+         * LimitNICE=+0; main.c raises the soft limit to the hard one). */
+        struct sched_param sp = { .sched_priority = 0 };
+        if (sched_setscheduler(__atomic_load_n(&g->tid, __ATOMIC_ACQUIRE), SCHED_OTHER, &sp) == 0) {
+                __atomic_store_n(&g->boosted, 1, __ATOMIC_RELEASE);
+                log_notice("key generator: a generation waited %u ms for idle CPU; it goes on at normal priority",
+                           GENERATOR_IDLE_MAX_MS);
+        } else if (!g->boost_refused) {
+                g->boost_refused = true;
+                log_warning("key generator: a generation has waited %u ms for idle CPU and cannot go on at normal "
+                            "priority (%s: RLIMIT_NICE allows no nice 0; LimitNICE=+0 in the unit does); it waits for "
+                            "the signers",
+                            GENERATOR_IDLE_MAX_MS, strerror(errno));
+        }
 }
 
 bool generator_stopping(const agent_generator *g) {

@@ -25,6 +25,13 @@ int generator_start(agent_generator **ret);
  * thread, whatever job->cancelled says (run() decides), and then owns it. */
 void generator_submit(agent_generator *g, agent_job *job);
 
+/* generator_tick: about once a second, on the main thread. A generation
+ * that has run for GENERATOR_IDLE_MAX_MS (1 s) without finishing (the
+ * agent's CPU share was never idle: a sustained signing load) goes on at
+ * SCHED_OTHER, where RLIMIT_NICE allows it, so that a rotation cannot
+ * starve past hsm_timeout; the next job starts at SCHED_IDLE again. */
+void generator_tick(agent_generator *g);
+
 /* generator_stopping: true once generator_stop began; a run() then hands
  * its job on without generating. */
 bool generator_stopping(const agent_generator *g);

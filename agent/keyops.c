@@ -57,6 +57,7 @@ typedef struct keyop_job {
         uint8_t *spki;
         size_t spki_len;
         int gen_r;
+        uint64_t gen_ns, insert_ns;  /* how long the generation and the insert took */
 } keyop_job;
 
 static const char *const op_names[] = { "RotateKey", "RevokeKey", "DestroyKey" };
@@ -106,8 +107,10 @@ static void keyop_generate(keyop_job *job) {
                 char *err = NULL;
                 job->status = PROVSIGN__STATUS__OK; /* it runs: see keyop_new */
                 job->msg[0] = '\0';
+                uint64_t t0 = agent_monotonic_ns();
                 job->gen_r = keys_generate_pair(a->store, job->algorithm, job->label, &job->spki, &job->spki_len,
                                                 &err);
+                job->gen_ns = agent_monotonic_ns() - t0;
                 if (job->gen_r < 0)
                         keyop_fail(job, PROVSIGN__STATUS__HSM_UNAVAILABLE, "cannot generate the next key of \"%s\": %s",
                                    job->p->name, err ? err : strerror(-job->gen_r));
@@ -125,7 +128,9 @@ static int new_key(keyop_job *job, Provsign__AuditEntry *e) {
         keys_key *k = NULL;
         int r = job->gen_r;
         if (r >= 0) {
+                uint64_t t0 = agent_monotonic_ns();
                 r = keys_generate_insert(a->store, job->spki, job->spki_len, &k, &err);
+                job->insert_ns = agent_monotonic_ns() - t0;
                 if (r < 0)
                         keyop_fail(job, PROVSIGN__STATUS__HSM_UNAVAILABLE, "cannot add the next key of \"%s\": %s",
                                    job->p->name, err ? err : strerror(-r));
@@ -293,9 +298,13 @@ static bool keyop_complete(agent *a, agent_conn *c, agent_conn_job *j) {
         if (job->reported)
                 goto reply;
         job->reported = true;
-        if (job->op == KEYOP_ROTATE || job->auto_rotate)
+        if (job->op == KEYOP_ROTATE || job->auto_rotate) {
                 log_notice("principal %s rotated to key %s (%s)", job->p->name, active ? active->keyid : "none",
                            job->why);
+                /* (the insert holds the store's write lock: signers wait for it) */
+                log_info("key generation for %s: %.0f ms on the key generator, %.1f ms to add the key", job->p->name,
+                         (double) job->gen_ns / 1e6, (double) job->insert_ns / 1e6);
+        }
         if (job->op == KEYOP_REVOKE)
                 log_notice("key %s of %s revoked: %s", job->target->keyid, job->p->name, job->reason);
         if (job->op == KEYOP_DESTROY)
@@ -452,6 +461,8 @@ bool keyops_handle_destroy(agent *a, agent_conn *c, const handler *h, Provsign__
 void keyops_tick(agent *a) {
         static const handler scheduled = { PROVSIGN__REQUEST__BODY_ROTATE_KEY, "RotateKey", POLICY_OPERATOR, NULL };
         const agent_config *cfg = a->config;
+        if (a->generator)
+                generator_tick(a->generator);
         int64_t now = (int64_t) agent_now_us();
         for (size_t i = 0; i < cfg->n_principals; i++) {
                 const agent_principal *pc = &cfg->principals[i];

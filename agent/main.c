@@ -41,19 +41,21 @@ static void usage(FILE *f) {
                 PROVSIGN_DEFAULT_CONFIG);
 }
 
-/* Connections cost a descriptor each: take the hard limit (the unit sets
- * LimitNOFILE=). Nothing in the agent or the libraries it loads uses
- * select(), which is why a soft limit stays at 1024 by default. Where
- * setrlimit is filtered (SystemCallFilter=~@resources) the unit's limit
- * applies as it is. */
-static void raise_nofile_limit(void) {
+/* Soft limits raised to the hard ones. RLIMIT_NOFILE: connections cost a
+ * descriptor each (the unit sets LimitNOFILE=); nothing in the agent or the
+ * libraries it loads uses select(), which is why a soft limit stays at 1024
+ * by default. RLIMIT_NICE: the key generator leaves SCHED_IDLE for nice 0
+ * when a generation starves (generator.h; the unit's LimitNICE=+0), never
+ * more. Where setrlimit is filtered (SystemCallFilter=~@resources) the
+ * unit's limits apply as they are. */
+static void raise_limit(int resource, const char *what) {
         struct rlimit rl;
-        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+        if (getrlimit(resource, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
                 return;
         rlim_t was = rl.rlim_cur;
         rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-                log_notice("cannot raise the descriptor limit from %llu to %llu: %s", (unsigned long long) was,
+        if (setrlimit(resource, &rl) < 0)
+                log_notice("cannot raise the %s limit from %llu to %llu: %s", what, (unsigned long long) was,
                            (unsigned long long) rl.rlim_max, strerror(errno));
 }
 
@@ -147,7 +149,8 @@ int main(int argc, char **argv) {
         sigaddset(&mask, SIGHUP);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         agent_log_init();
-        raise_nofile_limit();
+        raise_limit(RLIMIT_NOFILE, "descriptor");
+        raise_limit(RLIMIT_NICE, "nice");
         metrics_init();
 
         agent a = { .started_us = agent_now_us() };
