@@ -9,19 +9,7 @@
 setup_test
 write_config
 # the stand-in service manager: NOTIFY_SOCKET, every datagram a line
-mkdir -m 0755 "$T/n"
-python3 - "$T/n/notify" "$T/n/log" <<'PY' &
-import os, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o666)
-out = open(sys.argv[2], "a", buffering=1); os.chmod(sys.argv[2], 0o644)
-while True:
-    for l in s.recv(4096).decode().split("\n"):
-        if l: out.write(l + "\n")
-PY
-NPID=$!
-on_cleanup 'kill "$NPID" 2>/dev/null'
-check "the stand-in NOTIFY_SOCKET is up" wait_for 30 test -S "$T/n/notify"
+notify_standin "$T/n"
 AGENT_ENV="NOTIFY_SOCKET=$T/n/notify WATCHDOG_USEC=1000000"
 pings() { count_lines '^WATCHDOG=1$' "$T/n/log"; }
 
