@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "audit.h"
+#include "clock.h"
 #include "config.h"
 #include "keystore.h"
 #include "registry.h"
@@ -28,6 +29,3 @@ typedef struct agent {
         _Atomic int journal_events; /* config->journal_events, readable from any thread (events.h) */
 } agent;
 
-uint64_t agent_now_us(void);
-uint64_t agent_monotonic_ms(void);
-uint64_t agent_monotonic_ns(void);

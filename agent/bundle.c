@@ -107,6 +107,7 @@ static int bundle_next(server_stream *s, uint8_t **ret, size_t *ret_len, bool *r
         br.more = st->off < st->len;
         resp.protocol_version = PROVSIGN_PROTOCOL_VERSION;
         resp.status = PROVSIGN__STATUS__OK;
+        resp.request_id = s->request_id;
         resp.body_case = PROVSIGN__RESPONSE__BODY_KEY_BUNDLE;
         resp.key_bundle = &br;
         *ret_last = !br.more;
@@ -179,6 +180,7 @@ static bool bundle_complete(agent *a, agent_conn *c, agent_conn_job *j) {
         }
         st->base.next = bundle_next;
         st->base.free = bundle_stream_free;
+        st->base.request_id = server_conn_request_id(c);
         st->envelope = envelope;
         st->len = len;
         job->handed_on = true;

@@ -1,4 +1,4 @@
-/* Export, Find and Proof for the auditor role (export.h).
+/* Export and Find for the auditor role (export.h).
  *
  * Export: the request is checked and everything the last frame carries is
  * fixed first, on the main thread: the latest checkpoint (it covers every
@@ -39,12 +39,10 @@
 
 static unsigned live_streams;
 
-/* Refusals take the one shared path (rate-limited log, line and event). */
-#define refuse dispatch_refuse_named
-
-static int pack(Provsign__Response *resp, uint8_t **ret, size_t *ret_len) {
+static int pack(const server_stream *s, Provsign__Response *resp, uint8_t **ret, size_t *ret_len) {
         resp->protocol_version = PROVSIGN_PROTOCOL_VERSION;
         resp->status = PROVSIGN__STATUS__OK;
+        resp->request_id = s->request_id;
         return proto_frame_pack(&resp->base, ret, ret_len);
 }
 
@@ -70,18 +68,13 @@ static void filter_done(entry_filter *f) {
         free(f->keyid);
 }
 
-/* Takes the request's filter fields; -EINVAL with *ret_why for bad ones. */
+/* Takes the request's filter fields (checked by the row's validator,
+ * requests.c). */
 static int filter_init(entry_filter *f, const ProtobufCBinaryData *digest, const char *principal, const char *keyid,
-                       int64_t since_us, int64_t until_us, const char **ret_why) {
+                       int64_t since_us, int64_t until_us) {
         memset(f, 0, sizeof *f);
-        if (digest->len && digest->len != 32 && digest->len != 48) {
-                *ret_why = "a digest is 32 (sha256) or 48 (sha384) bytes";
+        if (digest->len > sizeof f->digest)
                 return -EINVAL;
-        }
-        if (since_us < 0 || until_us < 0 || (until_us && since_us > until_us)) {
-                *ret_why = "invalid time window";
-                return -EINVAL;
-        }
         memcpy(f->digest, digest->data, digest->len);
         f->digest_len = digest->len;
         f->since_us = since_us;
@@ -344,7 +337,7 @@ static int export_next(server_stream *s, uint8_t **ret, size_t *ret_len, bool *r
                 Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
                 resp.body_case = PROVSIGN__RESPONSE__BODY_EXPORT;
                 resp.export = &er;
-                r = pack(&resp, ret, ret_len);
+                r = pack(s, &resp, ret, ret_len);
                 *ret_last = false;
         } else
                 log_error("export: cannot read log entry %" PRIu64 ": %s", e->next, strerror(-r));
@@ -358,8 +351,7 @@ static ProtobufCBinaryData *hash_list(uint8_t h[][32], size_t n, ProtobufCBinary
         return out;
 }
 
-bool export_handle_export(agent *a, agent_conn *c, const struct handler *h, Provsign__Request *req) {
-        (void) h;
+bool export_handle_export(agent *a, agent_conn *c, const handler *h, Provsign__Request *req) {
         const Provsign__ExportRequest *x = req->export;
         char *note = NULL;
         uint64_t size = 0;
@@ -367,10 +359,9 @@ bool export_handle_export(agent *a, agent_conn *c, const struct handler *h, Prov
         ProtobufCBinaryData hc[PROTO_MERKLE_MAX_PROOF], hl[PROTO_MERKLE_MAX_PROOF], hr[PROTO_MERKLE_MAX_PROOF];
         size_t nc = 0, nl = 0, nr = 0;
         export_stream *e = NULL;
-        const char *why = NULL;
 
         if (live_streams >= EXPORT_MAX_STREAMS) {
-                refuse(a, c, "Export", PROVSIGN__STATUS__UNAVAILABLE, "%u exports or finds are running; try again later",
+                dispatch_refuse(a, c, h, PROVSIGN__STATUS__UNAVAILABLE, "%u exports or finds are running; try again later",
                        live_streams);
                 return false;
         }
@@ -379,20 +370,16 @@ bool export_handle_export(agent *a, agent_conn *c, const struct handler *h, Prov
                 server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "export failed: %s", strerror(ENOMEM));
                 return false;
         }
-        int r = filter_init(&e->filter, &x->digest, x->principal, x->keyid, x->since_us, x->until_us, &why);
-        if (r == -EINVAL) {
-                free(e);
-                refuse(a, c, "Export", PROVSIGN__STATUS__INVALID_ARGUMENT, "%s", why);
-                return false;
-        }
+        int r = filter_init(&e->filter, &x->digest, x->principal, x->keyid, x->since_us, x->until_us);
         if (r < 0)
                 goto fail;
         e->sparse = filter_any(&e->filter);
+        e->base.request_id = server_conn_request_id(c);
         r = audit_checkpoint(a->audit, x->previous_size, &note, &size, cons, &nc);
         if (r == -EINVAL) {
                 filter_done(&e->filter);
                 free(e);
-                refuse(a, c, "Export", PROVSIGN__STATUS__INVALID_ARGUMENT,
+                dispatch_refuse(a, c, h, PROVSIGN__STATUS__INVALID_ARGUMENT,
                        "previous_size %" PRIu64 " is beyond the log's %" PRIu64 " entries", x->previous_size, size);
                 return false;
         }
@@ -400,7 +387,7 @@ bool export_handle_export(agent *a, agent_conn *c, const struct handler *h, Prov
                 goto fail;
         uint64_t to = x->to_seq ? x->to_seq : size - 1;
         if (size == 0 || x->from_seq >= size || to >= size || x->from_seq > to) {
-                refuse(a, c, "Export", PROVSIGN__STATUS__INVALID_ARGUMENT,
+                dispatch_refuse(a, c, h, PROVSIGN__STATUS__INVALID_ARGUMENT,
                        "entries %" PRIu64 "..%" PRIu64 " are not in the log (it has %" PRIu64 " committed entries)",
                        x->from_seq, to, size);
                 filter_done(&e->filter);
@@ -431,14 +418,14 @@ bool export_handle_export(agent *a, agent_conn *c, const struct handler *h, Prov
                 /* The checkpoint first, then the entries, then an empty done frame. */
                 er.sparse = true;
                 er.first_seq = x->from_seq;
-                r = pack(&resp, &e->first, &e->first_len);
+                r = pack(&e->base, &resp, &e->first, &e->first_len);
                 Provsign__ExportResponse done = PROVSIGN__EXPORT_RESPONSE__INIT;
                 done.sparse = true;
                 done.done = true;
                 done.first_seq = to + 1;
                 resp.export = &done;
                 if (r >= 0)
-                        r = pack(&resp, &e->final, &e->final_len);
+                        r = pack(&e->base, &resp, &e->final, &e->final_len);
                 filter_window(&e->filter, e->x, x->from_seq, to + 1, &e->cands);
         } else {
                 er.first_seq = to + 1;
@@ -447,7 +434,7 @@ bool export_handle_export(agent *a, agent_conn *c, const struct handler *h, Prov
                 er.n_left = nl;
                 er.right = hash_list(right, nr, hr);
                 er.n_right = nr;
-                r = pack(&resp, &e->final, &e->final_len);
+                r = pack(&e->base, &resp, &e->final, &e->final_len);
         }
         if (r < 0)
                 goto fail;
@@ -535,7 +522,7 @@ static int find_next(server_stream *s, uint8_t **ret, size_t *ret_len, bool *ret
                 fr.scanned = f->scanned;
                 resp.body_case = PROVSIGN__RESPONSE__BODY_FIND;
                 resp.find = &fr;
-                r = pack(&resp, ret, ret_len);
+                r = pack(s, &resp, ret, ret_len);
                 *ret_last = !more;
         } else
                 log_error("find: cannot read the log: %s", strerror(-r));
@@ -543,27 +530,20 @@ static int find_next(server_stream *s, uint8_t **ret, size_t *ret_len, bool *ret
         return r;
 }
 
-bool export_handle_find(agent *a, agent_conn *c, const struct handler *h, Provsign__Request *req) {
-        (void) h;
+bool export_handle_find(agent *a, agent_conn *c, const handler *h, Provsign__Request *req) {
         const Provsign__FindRequest *q = req->find;
         if (live_streams >= EXPORT_MAX_STREAMS) {
-                refuse(a, c, "Find", PROVSIGN__STATUS__UNAVAILABLE, "%u exports or finds are running; try again later",
+                dispatch_refuse(a, c, h, PROVSIGN__STATUS__UNAVAILABLE, "%u exports or finds are running; try again later",
                        live_streams);
                 return false;
         }
         if (!q->digest.len && !q->principal[0] && !q->keyid[0]) {
-                refuse(a, c, "Find", PROVSIGN__STATUS__INVALID_ARGUMENT, "find needs a digest, a principal or a key id");
+                dispatch_refuse(a, c, h, PROVSIGN__STATUS__INVALID_ARGUMENT,
+                                "find needs a digest, a principal or a key id");
                 return false;
         }
         find_stream *f = calloc(1, sizeof *f);
-        const char *why = NULL;
-        int r = f ? filter_init(&f->filter, &q->digest, q->principal, q->keyid, q->since_us, q->until_us, &why)
-                  : -ENOMEM;
-        if (r == -EINVAL) {
-                free(f);
-                refuse(a, c, "Find", PROVSIGN__STATUS__INVALID_ARGUMENT, "%s", why);
-                return false;
-        }
+        int r = f ? filter_init(&f->filter, &q->digest, q->principal, q->keyid, q->since_us, q->until_us) : -ENOMEM;
         if (r < 0)
                 goto fail;
         f->x = audit_index(a->audit);
@@ -575,51 +555,12 @@ bool export_handle_find(agent *a, agent_conn *c, const struct handler *h, Provsi
         }
         f->base.next = find_next;
         f->base.free = find_free;
+        f->base.request_id = server_conn_request_id(c);
         live_streams++;
         server_stream_start(a, c, &f->base);
         return false;
 fail:
         free(f);
         server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "find failed: %s", strerror(-r));
-        return false;
-}
-
-/* ---- Proof ---- */
-
-bool export_handle_proof(agent *a, agent_conn *c, const struct handler *h, Provsign__Request *req) {
-        (void) h;
-        uint64_t seq = req->proof->seq, committed = audit_committed(a->audit);
-        if (seq >= committed) {
-                refuse(a, c, "Proof", PROVSIGN__STATUS__NOT_FOUND,
-                       "entry %" PRIu64 " is not in the log (it has %" PRIu64 " committed entries)", seq, committed);
-                return false;
-        }
-        agent_logreader *rd = NULL;
-        const uint8_t *entry;
-        size_t n;
-        proto_entry_head f;
-        Provsign__Receipt receipt;
-        int r = logreader_new(audit_dir_fd(a->audit), audit_index(a->audit), &rd);
-        if (r >= 0)
-                r = logreader_get(rd, seq, &entry, &n);
-        if (r >= 0)
-                r = proto_entry_peek(entry, n, &f);
-        if (r >= 0)
-                r = audit_receipt(a->audit, seq, f.time_us, entry, n, &receipt);
-        if (r < 0) {
-                logreader_free(rd);
-                server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "cannot prove entry %" PRIu64 ": %s", seq,
-                             strerror(-r));
-                return false;
-        }
-        Provsign__Response resp = PROVSIGN__RESPONSE__INIT;
-        Provsign__ProofResponse pr = PROVSIGN__PROOF_RESPONSE__INIT;
-        pr.receipt = &receipt;
-        resp.body_case = PROVSIGN__RESPONSE__BODY_PROOF;
-        resp.proof = &pr;
-        server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);
-        receipt.leaf.data = NULL; /* borrowed from the reader */
-        audit_receipt_done(&receipt);
-        logreader_free(rd);
         return false;
 }

@@ -8,7 +8,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "clock.h"
 #include "generator.h"
 #include "log.h"
 

@@ -31,7 +31,8 @@
 #include "provsign.pb-c.h"
 #include "record.h"
 
-#define INDEX_SCHEMA 1
+#define INDEX_SCHEMA 2
+#define INDEX_SCHEMA_STR "2"
 #define NAME_PRINCIPAL 0
 #define NAME_KEYID 1
 #define NAME_CACHE 64u
@@ -46,13 +47,27 @@ typedef struct name_slot {
 } name_slot;
 
 /* Statements of the writer connection (committer, or main thread at start). */
-enum { W_ENTRY, W_DIGEST, W_KEY_EVENT, W_NAME_GET, W_NAME_ADD, W_BEGIN, W_COMMIT, W_ROLLBACK, W_N };
+enum {
+        W_ENTRY,
+        W_DIGEST,
+        W_KEY_EVENT,
+        W_NAME_GET,
+        W_NAME_ADD,
+        W_FORGET_DIGEST,
+        W_FORGET_ENTRY,
+        W_BEGIN,
+        W_COMMIT,
+        W_ROLLBACK,
+        W_N
+};
 static const char *const w_sql[W_N] = {
         [W_ENTRY] = "INSERT INTO entries(seq, seg, off, time_us, event, principal, keyid) VALUES (?,?,?,?,?,?,?)",
         [W_DIGEST] = "INSERT OR IGNORE INTO digests(prefix, seq) VALUES (?,?)",
         [W_KEY_EVENT] = "INSERT INTO key_events(seq) VALUES (?)",
         [W_NAME_GET] = "SELECT id FROM names WHERE kind = ? AND name = ?",
         [W_NAME_ADD] = "INSERT INTO names(kind, name) VALUES (?,?)",
+        [W_FORGET_DIGEST] = "DELETE FROM digests WHERE prefix = ? AND seq = ?",
+        [W_FORGET_ENTRY] = "UPDATE entries SET principal = NULL, keyid = NULL WHERE seq = ?",
         [W_BEGIN] = "BEGIN",
         [W_COMMIT] = "COMMIT",
         [W_ROLLBACK] = "ROLLBACK",
@@ -80,26 +95,40 @@ static const char schema_sql[] =
         "CREATE TABLE entries(seq INTEGER PRIMARY KEY, seg INTEGER NOT NULL, off INTEGER NOT NULL,"
         " time_us INTEGER NOT NULL, event INTEGER NOT NULL, principal INTEGER, keyid INTEGER);"
         "CREATE TABLE digests(prefix INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(prefix, seq)) WITHOUT ROWID;"
-        "CREATE TABLE key_events(seq INTEGER PRIMARY KEY);";
+        "CREATE TABLE key_events(seq INTEGER PRIMARY KEY);"
+        /* One row: the boot the index was last written in, and whether it
+         * was closed cleanly (synced) since. */
+        "CREATE TABLE state(boot_id TEXT NOT NULL, clean INTEGER NOT NULL);";
 /* Created after a rebuild's bulk load (cheaper than kept up row by row). */
 static const char secondary_sql[] =
         "CREATE INDEX IF NOT EXISTS entries_principal ON entries(principal);"
         "CREATE INDEX IF NOT EXISTS entries_keyid ON entries(keyid);";
 
-/* A batch of records the committer handed over, waiting for the indexer. */
+/* A batch of records the committer handed over, waiting for the indexer;
+ * or (forget) the rows of purged entries to remove: data holds len /
+ * sizeof(forget_row) of them. */
 typedef struct pending_batch {
         struct pending_batch *next;
         uint64_t seg, off, first_seq;
+        bool forget;
         size_t len;
         uint8_t data[];
 } pending_batch;
+
+/* A row of a purged entry (index_forget): its entries row (digest false:
+ * principal and key id cleared) or one of its digest prefixes. */
+typedef struct forget_row {
+        uint64_t seq;
+        int64_t prefix;
+        bool digest;
+} forget_row;
 
 /* Batches queued beyond this make the committer wait (the disk under the
  * index is slower than the log's). */
 #define QUEUE_MAX (32u * 1024u * 1024u)
 /* The indexer waits up to GATHER_MS after the first batch, or until
  * GATHER_BYTES are queued, to write several group commits at once. */
-#define GATHER_MS 5
+#define GATHER_MS 20
 #define GATHER_BYTES (256u * 1024u)
 
 struct agent_index {
@@ -123,6 +152,11 @@ struct agent_index {
         uint64_t queued_size;    /* the seq after the last queued record */
         bool busy, stopping;
         bool broken;             /* a write failed: no more until the next start */
+
+        /* The purge's notes (index_forget), not queued yet: one purge at a
+         * time, so no lock. */
+        forget_row *forget;
+        size_t n_forget, cap_forget;
 };
 
 static void close_db(sqlite3 **db, sqlite3_stmt **st, size_t n) {
@@ -143,16 +177,37 @@ static void close_all(agent_index *x) {
 }
 
 static void stop_thread(agent_index *x);
+static int mark_state(sqlite3 *db, bool clean);
+static int exec(sqlite3 *db, const char *sql);
+
+/* A clean close: everything in the WAL copied into the file and both
+ * synced (synchronous=FULL makes the checkpoint fsync), then clean = 1, so
+ * the next start in another boot (after a reboot) trusts the file. */
+static void close_synced(agent_index *x) {
+        sqlite3_stmt *st = NULL;
+        bool done = false;
+        if (!x->w || x->broken)
+                return;
+        if (sqlite3_exec(x->w, "PRAGMA synchronous=FULL", NULL, NULL, NULL) == SQLITE_OK &&
+            sqlite3_prepare_v2(x->w, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+                done = sqlite3_column_int(st, 0) == 0; /* not busy */
+        sqlite3_finalize(st);
+        if (done && mark_state(x->w, true) >= 0)
+                (void) exec(x->w, "PRAGMA synchronous=FULL"); /* the close's own checkpoint */
+}
 
 void index_close(agent_index *x) {
         if (!x)
                 return;
         stop_thread(x);
+        close_synced(x);
         close_all(x);
         pthread_mutex_destroy(&x->lock);
         pthread_mutex_destroy(&x->qlock);
         pthread_cond_destroy(&x->qcond);
         pthread_cond_destroy(&x->qdone);
+        free(x->forget);
         free(x->path);
         free(x);
 }
@@ -248,15 +303,66 @@ out:
         return r;
 }
 
-/* Opens the writer on an existing file; -EIO when it is not a usable index. */
+/* This boot's id ("" when unknown: never equal to a stored one). */
+static void boot_id(char out[40]) {
+        out[0] = '\0';
+        FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+        if (!f)
+                return;
+        if (!fgets(out, 40, f))
+                out[0] = '\0';
+        fclose(f);
+        out[strspn(out, "0123456789abcdef-")] = '\0'; /* goes into SQL text */
+}
+
+/* The index is written without fsync (synchronous=OFF: a process crash
+ * loses nothing the OS has, a system crash may leave the file damaged).
+ * -ESTALE when the system may have gone down while it was being written:
+ * not closed cleanly, in another boot than this one (or no state row). */
+static int check_clean(sqlite3 *db) {
+        sqlite3_stmt *st = NULL;
+        char now[40];
+        int r = -ESTALE;
+        boot_id(now);
+        if (sqlite3_prepare_v2(db, "SELECT boot_id, clean FROM state", -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        if (sqlite3_step(st) == SQLITE_ROW) {
+                const char *was = (const char *) sqlite3_column_text(st, 0);
+                if (sqlite3_column_int(st, 1) || (now[0] && was && strcmp(was, now) == 0))
+                        r = 0;
+        }
+        sqlite3_finalize(st);
+        return r;
+}
+
+/* Records "being written in this boot", durably (synchronous=FULL for
+ * this one commit), before any unsynced write: a system crash from now on
+ * is seen by check_clean() at the next start. With clean = 1 at a clean
+ * close, after a synced checkpoint. */
+static int mark_state(sqlite3 *db, bool clean) {
+        char now[40], sql[200];
+        boot_id(now);
+        snprintf(sql, sizeof sql,
+                 "PRAGMA synchronous=FULL; BEGIN; DELETE FROM state; INSERT INTO state VALUES ('%s', %d); COMMIT;"
+                 " PRAGMA synchronous=OFF;",
+                 now, clean ? 1 : 0); /* boot_id: hex digits and dashes */
+        return exec(db, sql);
+}
+
+/* Opens the writer on an existing file; -EIO when it is not a usable index,
+ * -ESTALE when it may be damaged by a system crash. */
 static int open_existing(agent_index *x) {
         if (access(x->path, F_OK) < 0)
                 return -ENOENT;
         int r = open_conn(x->path, SQLITE_OPEN_READWRITE, &x->w);
         if (r >= 0)
-                r = exec(x->w, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+                r = exec(x->w, "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;");
         if (r >= 0)
                 r = read_size(x->w, &x->size);
+        if (r >= 0)
+                r = check_clean(x->w);
+        if (r >= 0)
+                r = mark_state(x->w, false);
         if (r >= 0)
                 r = exec(x->w, secondary_sql);
         if (r < 0)
@@ -292,10 +398,15 @@ static int create_fresh(agent_index *x) {
 
 /* After a bulk load: the secondary indexes, then the normal mode. */
 static int finish_fresh(agent_index *x) {
+        char now[40], sql[120];
+        boot_id(now);
+        snprintf(sql, sizeof sql, "INSERT INTO state VALUES ('%s', 0);", now);
         int r = exec(x->w, secondary_sql);
         if (r >= 0)
-                r = exec(x->w, "PRAGMA user_version=" "1" "; PRAGMA cache_size=-2000;"
-                               " PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+                r = exec(x->w, sql);
+        if (r >= 0)
+                r = exec(x->w, "PRAGMA user_version=" INDEX_SCHEMA_STR "; PRAGMA cache_size=-2000;"
+                               " PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;");
         return r;
 }
 
@@ -413,6 +524,22 @@ static int add_entry(agent_index *x, uint64_t seg, uint64_t off, uint64_t seq, c
         return r;
 }
 
+/* Removes the rows of purged entries, inside the caller's transaction. A
+ * row already gone (an index rebuilt since) is no error. */
+static int forget_rows(agent_index *x, const forget_row *rows, size_t n) {
+        int r = 0;
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                sqlite3_stmt *st = x->ws[rows[i].digest ? W_FORGET_DIGEST : W_FORGET_ENTRY];
+                if (rows[i].digest) {
+                        sqlite3_bind_int64(st, 1, rows[i].prefix);
+                        sqlite3_bind_int64(st, 2, (int64_t) rows[i].seq);
+                } else
+                        sqlite3_bind_int64(st, 1, (int64_t) rows[i].seq);
+                r = step_done(x, st);
+        }
+        return r;
+}
+
 static void set_size(agent_index *x, uint64_t size) {
         pthread_mutex_lock(&x->lock);
         x->size = size;
@@ -423,9 +550,16 @@ static void set_size(agent_index *x, uint64_t size) {
  * the caller when there is none). 0 or the error, logged; the index then
  * stops until the next start. */
 static int write_batches(agent_index *x, const pending_batch *list) {
-        uint64_t seq = list->first_seq;
+        uint64_t seq = 0;
+        bool added = false;
         int r = step_done(x, x->ws[W_BEGIN]);
         for (const pending_batch *b = list; b && r >= 0; b = b->next) {
+                if (b->forget) {
+                        r = forget_rows(x, (const forget_row *) b->data, b->len / sizeof(forget_row));
+                        continue;
+                }
+                seq = b->first_seq;
+                added = true;
                 proto_cursor c = proto_cursor_make(b->data, b->len);
                 while (r >= 0) {
                         size_t at = b->len - c.len;
@@ -451,7 +585,8 @@ static int write_batches(agent_index *x, const pending_batch *list) {
                           strerror(-r), x->size);
                 return r;
         }
-        set_size(x, seq);
+        if (added)
+                set_size(x, seq);
         return 0;
 }
 
@@ -503,6 +638,8 @@ static void *indexer_main(void *arg) {
 static void start_thread(agent_index *x) {
         x->queued_size = x->size;
         x->thread_started = pthread_create(&x->thread, NULL, indexer_main, x) == 0;
+        if (x->thread_started)
+                (void) pthread_setname_np(x->thread, "indexer"); /* top -H, tests/bench/log-scale */
         if (!x->thread_started)
                 log_warning("audit index: no indexer thread (%s): the committer indexes each group itself",
                             strerror(errno));
@@ -576,6 +713,101 @@ int index_add_records(agent_index *x, uint64_t seg_first, uint64_t off, uint64_t
         return r;
 }
 
+/* ---- Purged entries ---- */
+
+static int forget_add(agent_index *x, uint64_t seq, bool digest, int64_t prefix) {
+        if (x->n_forget == x->cap_forget) {
+                size_t cap = x->cap_forget ? 2 * x->cap_forget : 1024;
+                forget_row *p = realloc(x->forget, cap * sizeof *p);
+                if (!p)
+                        return -ENOMEM;
+                x->forget = p;
+                x->cap_forget = cap;
+        }
+        x->forget[x->n_forget++] = (forget_row){ .seq = seq, .prefix = prefix, .digest = digest };
+        return 0;
+}
+
+struct forget_ctx {
+        agent_index *x;
+        int r;
+};
+
+static void on_forget_value(void *ctx, const char *v, size_t len) {
+        struct forget_ctx *fc = ctx;
+        uint8_t d[48];
+        size_t n;
+        int alg;
+        int64_t prefix;
+        if (fc->r >= 0 && proto_digest_spec_parse_n(v, len, &alg, d, &n) == 0) {
+                memcpy(&prefix, d, sizeof prefix);
+                fc->r = forget_add(fc->x, 0, true, prefix); /* seq set below */
+        }
+}
+
+int index_forget(agent_index *x, const uint8_t *entry, size_t n) {
+        proto_entry_fields f;
+        size_t mark = x->n_forget;
+        struct forget_ctx fc = { .x = x, .r = 0 };
+        if (proto_entry_scan(entry, n, &f, on_forget_value, &fc) < 0) {
+                x->n_forget = mark; /* indexed by position only: nothing to remove */
+                return 0;
+        }
+        int64_t prefix = 0;
+        if (fc.r >= 0 && f.digest_len >= 8) {
+                memcpy(&prefix, f.digest, sizeof prefix);
+                fc.r = forget_add(x, 0, true, prefix);
+        }
+        if (fc.r >= 0)
+                fc.r = forget_add(x, 0, false, 0);
+        if (fc.r < 0) {
+                x->n_forget = mark;
+                return fc.r;
+        }
+        for (size_t i = mark; i < x->n_forget; i++)
+                x->forget[i].seq = f.seq;
+        return 0;
+}
+
+void index_forget_drop(agent_index *x) {
+        x->n_forget = 0;
+}
+
+int index_forget_commit(agent_index *x) {
+        size_t len = x->n_forget * sizeof(forget_row);
+        int r = 0;
+        if (len == 0)
+                return 0;
+        pending_batch *b = malloc(sizeof *b + len);
+        if (!b) {
+                x->n_forget = 0;
+                return -ENOMEM;
+        }
+        *b = (pending_batch){ .forget = true, .len = len };
+        memcpy(b->data, x->forget, len);
+        x->n_forget = 0;
+        pthread_mutex_lock(&x->qlock);
+        if (x->broken || !x->w || !x->thread_started) {
+                /* Stopped (the next start does not bring the rows back:
+                 * they stay until a rebuild, and find re-checks every
+                 * candidate against the stub, which never matches); or no
+                 * indexer thread, whose writes are the committer's. */
+                r = -EIO;
+        } else {
+                if (x->tail)
+                        x->tail->next = b;
+                else
+                        x->head = b;
+                x->tail = b;
+                x->queued_bytes += len;
+                pthread_cond_signal(&x->qcond);
+                b = NULL;
+        }
+        pthread_mutex_unlock(&x->qlock);
+        free(b);
+        return r;
+}
+
 /* ---- Catching up with the log at start ---- */
 
 struct progress {
@@ -641,6 +873,10 @@ int index_sync(agent_index *x, int log_dir_fd, uint64_t log_size, char **ret_err
         if (r == -ENOENT) {
                 if (log_size > 0)
                         log_notice("audit index %s is missing: rebuilding it from the log", x->path);
+                fresh = true;
+        } else if (r == -ESTALE) {
+                log_warning("audit index %s was being written when the system went down (it is written without"
+                            " fsync): rebuilding it from the log", x->path);
                 fresh = true;
         } else if (r < 0) {
                 log_warning("audit index %s is unreadable or of another version: rebuilding it from the log", x->path);

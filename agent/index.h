@@ -53,6 +53,19 @@ int index_sync(agent_index *x, int log_dir_fd, uint64_t log_size, char **ret_err
 int index_add_records(agent_index *x, uint64_t seg_first, uint64_t off, uint64_t first_seq, const uint8_t *buf,
                       size_t len);
 
+/* index_forget: a purge is about to replace entry[0..n) (a committed,
+ * indexed entry) by its stub: notes its rows (digest prefixes, principal
+ * and key id) for removal. Nothing changes until index_forget_commit()
+ * queues the removal for the indexer (after the purged segment is
+ * durable), in order after the records queued before; index_forget_drop()
+ * discards the notes (the purge failed). One purge at a time (the caller's
+ * lock). index_forget: 0, -ENOMEM. index_forget_commit: 0, -EIO (the index
+ * stopped: the rows stay until a rebuild; find re-checks every candidate
+ * against the entry, and a stub never matches), -ENOMEM. */
+int index_forget(agent_index *x, const uint8_t *entry, size_t n);
+int index_forget_commit(agent_index *x);
+void index_forget_drop(agent_index *x);
+
 /* index_flush: waits until everything queued is written (or failed). */
 void index_flush(agent_index *x);
 

@@ -23,7 +23,11 @@
 #include "origin.h"
 #include "pin.h"
 #include "ratelimit.h"
+#include "dispatch.h"
+#include "keyops.h"
 #include "refusals.h"
+#include "reload.h"
+#include "requests.h"
 #include "server.h"
 
 static void usage(FILE *f) {
@@ -87,6 +91,23 @@ static size_t worker_count(const agent_config *cfg) {
                 n = 16;
         return (size_t) n;
 }
+
+/* What the event loop calls back: it knows no handler of its own. */
+static void on_reload(agent *a) {
+        (void) agent_reload(a);
+}
+
+static void on_tick(agent *a) {
+        refusals_tick(a, false);
+        keyops_tick(a);
+}
+
+static const server_callbacks callbacks = {
+        .frame = requests_frame,
+        .log_progress = dispatch_audit_progress,
+        .reload = on_reload,
+        .tick = on_tick,
+};
 
 int main(int argc, char **argv) {
         static const struct option opts[] = {
@@ -163,6 +184,15 @@ int main(int argc, char **argv) {
                 return 1;
         }
 
+        /* One agent per state_dir, before anything in it (or on the token)
+         * is touched: held until the process exits. */
+        int state_lock = -1;
+        r = agent_state_lock(a.config, &state_lock, &err);
+        if (r < 0) {
+                fprintf(stderr, "%s\n", err ? err : strerror(-r));
+                goto fail;
+        }
+
         agent_pin pin = { 0 };
         r = agent_pin_read(a.config, &pin, &err);
         if (r < 0) {
@@ -224,7 +254,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "%s: %s\n", a.config->path, err ? err : strerror(-r));
                 goto fail;
         }
-        r = workers_start(worker_count(a.config), &a.workers);
+        r = workers_start(worker_count(a.config), "provsign-worker", &a.workers);
         if (r < 0) {
                 fprintf(stderr, "%s: cannot start workers: %s\n", a.config->path, strerror(-r));
                 goto fail;
@@ -244,7 +274,7 @@ int main(int argc, char **argv) {
                    a.config->token_label, a.config->n_principals, a.registry.n_keys);
         sd_notifyf(0, "READY=1\nSTATUS=serving %zu principals", a.config->n_principals);
 
-        r = server_run(&a);
+        r = server_run(&a, &callbacks);
         /* The generator first: it hands its jobs to the workers. */
         generator_stop(a.generator);
         a.generator = NULL;
@@ -265,6 +295,7 @@ int main(int argc, char **argv) {
         keys_store_free(a.store);
         agent_config_free(a.config);
         metrics_free();
+        close(state_lock); /* after the log's last sync */
         return r < 0 ? 1 : 0;
 
 fail:

@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "metrics.h"
 #include "names.h"
 #include "provsign.pb-c.h"
@@ -47,7 +47,7 @@ static struct registry {
         uint64_t c[METRICS_N_COUNTERS];
         uint64_t key_events[N_EVENTS];
         labelled_set signatures, refusals;
-        struct timespec checkpoint_at;
+        uint64_t checkpoint_at_ns; /* CLOCK_MONOTONIC */
         bool has_checkpoint;
 } reg = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -126,15 +126,22 @@ static void labelled_add(labelled_set *s, const char *a, const char *b, uint64_t
         l->n = n;
 }
 
+/* Under reg.lock. */
+static void observe(histogram *h, double value) {
+        size_t i = 0;
+        while (i < h->n_bounds && value > h->bounds[i])
+                i++;
+        h->counts[i]++; /* i == n_bounds: only +Inf */
+        h->count++;
+        h->sum += value;
+}
+
 void metrics_sign(const char *principal, int status, double seconds) {
         pthread_mutex_lock(&reg.lock);
         if (reg.live) {
                 labelled_add(&reg.signatures, principal ? principal : "", proto_status_name(status), 1);
-                if (seconds >= 0) {
-                        pthread_mutex_unlock(&reg.lock);
-                        metrics_observe(METRICS_SIGN_SECONDS, seconds);
-                        return;
-                }
+                if (seconds >= 0)
+                        observe(&reg.h[METRICS_SIGN_SECONDS], seconds);
         }
         pthread_mutex_unlock(&reg.lock);
 }
@@ -158,15 +165,8 @@ void metrics_key_event(int audit_event) {
 
 void metrics_observe(enum metrics_histogram which, double value) {
         pthread_mutex_lock(&reg.lock);
-        if (reg.live && which < METRICS_N_HISTOGRAMS) {
-                histogram *h = &reg.h[which];
-                size_t i = 0;
-                while (i < h->n_bounds && value > h->bounds[i])
-                        i++;
-                h->counts[i]++; /* i == n_bounds: only +Inf */
-                h->count++;
-                h->sum += value;
-        }
+        if (reg.live && which < METRICS_N_HISTOGRAMS)
+                observe(&reg.h[which], value);
         pthread_mutex_unlock(&reg.lock);
 }
 
@@ -178,11 +178,10 @@ void metrics_add(enum metrics_counter c, uint64_t n) {
 }
 
 void metrics_checkpoint_signed(void) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
+        uint64_t now = agent_monotonic_ns();
         pthread_mutex_lock(&reg.lock);
         if (reg.live) {
-                reg.checkpoint_at = now;
+                reg.checkpoint_at_ns = now;
                 reg.has_checkpoint = true;
                 reg.c[METRICS_CHECKPOINTS]++;
         }
@@ -190,12 +189,9 @@ void metrics_checkpoint_signed(void) {
 }
 
 double metrics_checkpoint_age(void) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
+        uint64_t now = agent_monotonic_ns();
         pthread_mutex_lock(&reg.lock);
-        double age = reg.has_checkpoint ? (double) (now.tv_sec - reg.checkpoint_at.tv_sec) +
-                                                  (double) (now.tv_nsec - reg.checkpoint_at.tv_nsec) / 1e9
-                                        : -1;
+        double age = reg.has_checkpoint ? (double) (now - reg.checkpoint_at_ns) / 1e9 : -1;
         pthread_mutex_unlock(&reg.lock);
         return age;
 }

@@ -33,11 +33,11 @@ enum metrics_counter {
         METRICS_N_COUNTERS,
 };
 
-/* The gauges, read by the caller of metrics_render() from the agent. */
+/* The gauges, read by the caller of metrics_render() from the agent (the
+ * checkpoint's age is the registry's own: metrics_checkpoint_age()). */
 typedef struct metrics_gauges {
         uint64_t log_entries;        /* durable and checkpointed */
         uint64_t log_bytes;          /* segment files on disk */
-        double checkpoint_age_s;     /* since the newest checkpoint was signed; < 0: none yet */
         uint64_t connections;        /* open client connections */
         bool token_up;
         uint64_t token_reopens;      /* keys_store_health(): re-opens after outages since start */

@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "keystore.h"
@@ -168,5 +170,56 @@ int agent_namespace_bind(const agent_config *cfg, char **ret_owner, size_t *ret_
         r = 0;
 out:
         close(dir_fd);
+        return r;
+}
+
+/* The pid holding a flock on the file st describes, from /proc/locks ("1:
+ * FLOCK ADVISORY WRITE <pid> <major>:<minor>:<inode> 0 EOF", numbers of
+ * the device in hex); 0 when it cannot be told (no /proc, a sandbox
+ * without it). */
+static long flock_holder(const struct stat *st) {
+        FILE *f = fopen("/proc/locks", "re");
+        if (!f)
+                return 0;
+        char line[256];
+        long found = 0;
+        while (!found && fgets(line, sizeof line, f)) {
+                char type[16], rw[16];
+                long pid;
+                unsigned maj, min;
+                unsigned long long ino;
+                /* waiters' lines carry "->" after the number: no match */
+                if (sscanf(line, "%*d: %15s %*s %15s %ld %x:%x:%llu", type, rw, &pid, &maj, &min, &ino) == 6 &&
+                    strcmp(type, "FLOCK") == 0 && maj == major(st->st_dev) && min == minor(st->st_dev) &&
+                    ino == (unsigned long long) st->st_ino)
+                        found = pid;
+        }
+        fclose(f);
+        return found;
+}
+
+int agent_state_lock(const agent_config *cfg, int *ret_fd, char **ret_error) {
+        int fd = open(cfg->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return agent_errorf(ret_error, -errno, "state_dir %s: %s", cfg->state_dir, strerror(errno));
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+                *ret_fd = fd;
+                return 0;
+        }
+        int r = -errno;
+        if (r == -EWOULDBLOCK) {
+                struct stat st;
+                long pid = fstat(fd, &st) == 0 ? flock_holder(&st) : 0;
+                char who[64] = "";
+                if (pid > 0)
+                        snprintf(who, sizeof who, " (pid %ld)", pid);
+                r = agent_errorf(ret_error, -EBUSY,
+                                 "%s: state_dir %s is in use by another provsign-agent%s: one agent per state_dir "
+                                 "(two would interleave their entries in one audit log); give this one its own "
+                                 "state_dir, or stop the other",
+                                 cfg->path, cfg->state_dir, who);
+        } else
+                r = agent_errorf(ret_error, r, "cannot lock state_dir %s: %s", cfg->state_dir, strerror(-r));
+        close(fd);
         return r;
 }

@@ -27,3 +27,12 @@ int agent_origin_bind(int dir_fd, const char *dir, const char *origin, const cha
  * <state id>\n" (docs/fleet.md "Owner marker"). cfg->key_namespace and
  * cfg->log_origin must be set. */
 int agent_namespace_bind(const agent_config *cfg, char **ret_owner, size_t *ret_len, char **ret_error);
+
+/* One agent per state_dir: agent_state_lock takes an exclusive flock on the
+ * state_dir directory itself (nothing is written), before anything in it
+ * or on the token is touched; the agent holds *ret_fd (caller closes) for
+ * its lifetime. -EBUSY when another process holds it: *ret_error names the
+ * state_dir and, when /proc/locks tells, the other agent's pid. Two agents
+ * on one state_dir would interleave their entries in one log and claim
+ * the namespace with one state id (docs/operations.md). */
+int agent_state_lock(const agent_config *cfg, int *ret_fd, char **ret_error);

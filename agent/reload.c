@@ -9,6 +9,7 @@
 
 #include "events.h"
 #include "log.h"
+#include "reload.h"
 #include "server.h"
 
 /* One reload at a time: a SIGHUP while the keys of the previous one are

@@ -1,6 +1,7 @@
 /* The socket side of the agent: one epoll loop on the main thread owns the
  * listening socket, every connection, the workers' completion fd and the
- * signals. It never calls the token. */
+ * signals. It never calls the token, and names no request handler: it
+ * calls back (server_callbacks) with each complete frame. */
 #pragma once
 
 #include <stdbool.h>
@@ -11,8 +12,10 @@
 
 typedef struct agent_conn agent_conn;
 
-/* A job on behalf of one connection. The conn is busy (reads nothing more)
- * until the job is finished. When the worker is done, complete() runs on the
+/* A job on behalf of one connection. A one-at-a-time request's job keeps
+ * the connection from reading anything more until it is finished; a
+ * pipelined one (server_conn_begin) lets it read on, up to
+ * max_inflight_per_connection jobs out at once. When the worker is done, complete() runs on the
  * main thread and either sends exactly one reply with server_reply() and
  * returns true (the job is finished and freed), or keeps the job (returns
  * false: e.g. waiting for its audit entry to be durable) and later calls
@@ -25,6 +28,11 @@ struct agent_conn_job {
         agent_conn *conn;        /* NULL for a background job (no reply) */
         agent_conn_job *next_parked;
         uint64_t wait_seq;       /* parked until the log has committed this entry */
+        /* The server's (set by server_submit): */
+        uint64_t request_id;     /* echoed in its reply */
+        uint64_t deadline_ms;    /* hsm_timeout: its caller gets HSM_UNAVAILABLE then */
+        bool exclusive;          /* its connection reads nothing more until it is answered */
+        agent_conn_job *conn_prev, *conn_next; /* its connection's jobs */
 };
 
 /* server_open: takes the socket from systemd (sd_listen_fds) or creates
@@ -37,9 +45,34 @@ int server_open(agent *a, char **ret_error);
  * (said once per configured value, with a warning). */
 size_t server_connection_limit(agent *a);
 
-/* server_run: serves until SIGTERM/SIGINT, then finishes in-flight requests.
- * SIGHUP reloads the config (agent_reload). 0 or a negative errno. */
-int server_run(agent *a);
+/* What the frame callback says about a frame. */
+enum {
+        SERVER_FRAME_TAKEN = 0,  /* handled: answered, or a job is out for it */
+        SERVER_FRAME_WAIT = 1,   /* not now: give it again once c has no job out */
+};
+
+/* What the loop calls back, on the main thread. */
+typedef struct server_callbacks {
+        /* frame: one complete request frame of c (the payload, without its
+         * length; valid during the call). It answers through server_reply(),
+         * server_stream_start() or server_submit(), now or later, and returns
+         * SERVER_FRAME_TAKEN; or it answers nothing and returns
+         * SERVER_FRAME_WAIT (a one-at-a-time request while pipelined ones
+         * are out). Before answering it calls server_conn_begin(). */
+        int (*frame)(agent *a, agent_conn *c, const uint8_t *payload, size_t len);
+        /* log_progress: the audit log committed entries, or failed. */
+        void (*log_progress)(agent *a);
+        /* reload: SIGHUP (every connection's groups are looked up again
+         * after it). */
+        void (*reload)(agent *a);
+        /* tick: about once a second. */
+        void (*tick)(agent *a);
+} server_callbacks;
+
+/* server_run: serves until SIGTERM/SIGINT, then finishes in-flight
+ * requests; cb (borrowed until it returns) says what a frame, a commit, a
+ * SIGHUP and a tick mean. 0 or a negative errno. */
+int server_run(agent *a, const server_callbacks *cb);
 
 /* server_connections: client connections open now. */
 size_t server_connections(const agent *a);
@@ -51,14 +84,6 @@ void server_submit_background(agent *a, agent_conn_job *job);
 /* server_resume_job: runs a kept job's complete() again. */
 void server_resume_job(agent *a, agent_conn_job *job);
 
-/* Implemented in dispatch.c: the audit log made progress (entries durable,
- * or the log failed): answer the Sign requests that waited for it. */
-void dispatch_audit_progress(agent *a);
-
-/* Implemented in dispatch.c: at shutdown, drops the Sign replies still
- * waiting for the log (no reply is sent). */
-void dispatch_abandon_parked(agent *a);
-
 /* server_abandon_jobs: at shutdown, frees jobs that came back after the
  * loop ended (their connections get no reply). */
 void server_abandon_jobs(agent *a, agent_job *list);
@@ -67,6 +92,20 @@ void server_abandon_jobs(agent *a, agent_job *list);
 void server_free(agent_server *s);
 
 const agent_caller *server_conn_caller(const agent_conn *c);
+
+/* server_conn_begin: the frame callback is answering a request of c with
+ * this request_id (0: the client sent none), echoed in every frame of its
+ * reply, now or from its job. concurrent: the request may run alongside
+ * others of c (a pipelined Sign): its job, if any, lets c read on;
+ * otherwise c reads nothing more until it is answered. */
+void server_conn_begin(agent_conn *c, uint64_t request_id, bool concurrent);
+
+/* server_conn_request_id: the request_id of the request c is answering
+ * (a stream's maker copies it into server_stream.request_id). */
+uint64_t server_conn_request_id(const agent_conn *c);
+
+/* server_conn_jobs: c's jobs out. */
+size_t server_conn_jobs(const agent_conn *c);
 
 /* server_reply: sends one Response on c: protocol version, status and
  * message (printf-style, may be NULL for OK) filled in here; body may carry
@@ -88,16 +127,14 @@ typedef struct server_stream server_stream;
 struct server_stream {
         int (*next)(server_stream *s, uint8_t **ret_frame, size_t *ret_len, bool *ret_last);
         void (*free)(server_stream *s);
+        uint64_t request_id;     /* set by its maker (server_conn_request_id); echoed in every frame */
 };
 
 /* server_stream_start: starts streaming st on c (which takes it). */
 void server_stream_start(agent *a, agent_conn *c, server_stream *st);
 
-/* server_submit: hands job to the worker pool; c is busy until it returns. */
+/* server_submit: hands job to the worker pool on behalf of c (the request
+ * of server_conn_begin): its reply carries that request's id, and its
+ * caller hears back within hsm_timeout. */
 void server_submit(agent *a, agent_conn *c, agent_conn_job *job);
 
-/* Implemented in dispatch.c: handles one complete request frame. */
-void dispatch_frame(agent *a, agent_conn *c, const uint8_t *payload, size_t len);
-
-/* Implemented in reload.c: re-reads the config (SIGHUP). */
-int agent_reload(agent *a);

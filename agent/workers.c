@@ -62,7 +62,7 @@ static void *worker_main(void *arg) {
         return NULL;
 }
 
-int workers_start(size_t n, agent_workers **ret) {
+int workers_start(size_t n, const char *name, agent_workers **ret) {
         agent_workers *w = calloc(1, sizeof *w);
         if (!w)
                 return -ENOMEM;
@@ -87,6 +87,7 @@ int workers_start(size_t n, agent_workers **ret) {
                         return -r;
                 }
                 w->n++;
+                (void) pthread_setname_np(w->threads[i], name);
         }
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         *ret = w;

@@ -17,8 +17,9 @@ struct agent_job {
 
 typedef struct agent_workers agent_workers;
 
-/* workers_start: n threads. 0 and *ret, or a negative errno. */
-int workers_start(size_t n, agent_workers **ret);
+/* workers_start: n threads, named name (at most 15 bytes: what ps, top
+ * and perf show per thread). 0 and *ret, or a negative errno. */
+int workers_start(size_t n, const char *name, agent_workers **ret);
 
 int workers_fd(const agent_workers *w);
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "audit-tiles.h"
+#include "entry.h"
 #include "receipt.h"
 #include "tiles.h"
 
@@ -93,6 +94,75 @@ static int verify_tree(proto_merkle_tree *t, proto_tile_store *s, struct client_
         return r < 0 ? tile_error(s, r, res) : 0;
 }
 
+/* Check 5 on bundle N of w entries: each entry hashes to its leaf in the
+ * level-0 tile N (read again: check 3 proved it). */
+static int verify_bundle(proto_tile_store *s, uint64_t N, unsigned w, struct client_tiles_result *res) {
+        uint8_t leaves[PROTO_TILE_WIDTH][PROTO_TILE_HASH_LEN], h[PROTO_MERKLE_HASH_LEN];
+        char path[PROTO_TILE_PATH_MAX];
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        int r = proto_tile_entries_path(N, w, path, sizeof path);
+
+        if (r < 0)
+                return r;
+        r = proto_tile_store_read_bundle(s, N, w, &buf, &len);
+        if (r == -ENOENT) {
+                res->bundles_missing++;
+                return 0;
+        }
+        if (r == -EBADMSG)
+                return failf(res, 1, "%s is damaged: not a file of at most %u entries", path, w);
+        if (r < 0)
+                return failf(res, r, "reading %s: %s", path, strerror(-r));
+        r = proto_tile_store_read(s, 0, N, w, leaves);
+        if (r < 0)
+                r = failf(res, r == -ENOENT || r == -EBADMSG ? 1 : r, "reading the leaf tile of %s: %s", path,
+                          strerror(-r));
+        proto_cursor c = proto_cursor_make(buf, len);
+        for (unsigned i = 0; i < w && r == 0; i++) {
+                const uint8_t *entry;
+                size_t n;
+                int k = proto_tile_bundle_next(&c, &entry, &n);
+                if (k < 0)
+                        r = failf(res, 1, "%s is damaged: it holds %u well-formed entries of %u", path, i, w);
+                else if ((k = proto_entry_leaf_hash(entry, n, h)) < 0)
+                        r = failf(res, k, "hashing entry %" PRIu64 ": %s", N * PROTO_TILE_WIDTH + i, strerror(-k));
+                else if (memcmp(h, leaves[i], sizeof h) != 0)
+                        r = failf(res, 1,
+                                  "%s is damaged: its entry %u (seq %" PRIu64
+                                  ") does not hash to its leaf in the tiles",
+                                  path, i, N * PROTO_TILE_WIDTH + i);
+        }
+        if (r == 0 && c.len != 0)
+                r = failf(res, 1, "%s is damaged: bytes after its %u entries", path, w);
+        if (r == 0)
+                res->bundles_checked++;
+        free(buf);
+        return r;
+}
+
+/* Check 5, when the directory has entry bundles (publish_entries = yes). */
+static int verify_bundles(int dir_fd, proto_tile_store *s, struct client_tiles_result *res) {
+        struct stat st;
+
+        if (fstatat(dir_fd, "tile/entries", &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                if (errno == ENOENT)
+                        return 0;
+                return failf(res, -errno, "tile/entries: %s", strerror(errno));
+        }
+        if (!S_ISDIR(st.st_mode))
+                return failf(res, 1, "tile/entries is not a directory");
+        res->has_bundles = true;
+        uint64_t full = res->size / PROTO_TILE_WIDTH;
+        unsigned edge = (unsigned) (res->size % PROTO_TILE_WIDTH);
+        int r = 0;
+        for (uint64_t N = 0; N < full && r == 0; N++)
+                r = verify_bundle(s, N, PROTO_TILE_WIDTH, res);
+        if (r == 0 && edge)
+                r = verify_bundle(s, full, edge, res);
+        return r;
+}
+
 /* Check 4. */
 static int verify_previous(proto_merkle_tree *t, const char *previous, const char *pem,
                            struct client_tiles_result *res) {
@@ -154,6 +224,8 @@ int client_audit_tiles_verify_note(int dir_fd, const char *note, const char *log
         }
         if (r == 0)
                 r = verify_tree(t, s, res);
+        if (r == 0)
+                r = verify_bundles(dir_fd, s, res);
         if (r == 0 && previous)
                 r = verify_previous(t, previous, log_key_pem, res);
         proto_merkle_tree_free(t);

@@ -660,14 +660,20 @@ static int verify_tiles_print(int r, const struct client_tiles_result *res, bool
         for (size_t i = 0; i < PROTO_MERKLE_HASH_LEN; i++)
                 snprintf(root + 2 * i, 3, "%02x", res->root[i]);
         if (json)
-                return cli_print_json(json_pack("{s:b, s:s, s:I, s:s, s:o}", "verified", 1, "origin", res->origin,
-                                                "tree_size", (json_int_t) res->size, "root", root,
-                                                "consistent_with_previous_size",
-                                                res->has_previous ? json_integer((json_int_t) res->previous_size)
-                                                                  : json_null()));
+                return cli_print_json(json_pack(
+                        "{s:b, s:s, s:I, s:s, s:o, s:o}", "verified", 1, "origin", res->origin, "tree_size",
+                        (json_int_t) res->size, "root", root, "consistent_with_previous_size",
+                        res->has_previous ? json_integer((json_int_t) res->previous_size) : json_null(),
+                        "entry_bundles",
+                        res->has_bundles ? json_pack("{s:I, s:I}", "verified", (json_int_t) res->bundles_checked,
+                                                     "missing", (json_int_t) res->bundles_missing)
+                                         : json_null()));
         printf("verified: %s size %" PRIu64 " root %s\n", cli_safe(res->origin), res->size, root);
         if (res->has_previous)
                 printf("consistent with the previous checkpoint (size %" PRIu64 ")\n", res->previous_size);
+        if (res->has_bundles)
+                printf("entry bundles: %" PRIu64 " verified, %" PRIu64 " missing\n", res->bundles_checked,
+                       res->bundles_missing);
         return CLI_EXIT_OK;
 }
 

@@ -88,11 +88,27 @@ int cli_connect(const struct cli_ctx *ctx, provsign_conn **ret) {
         return CLI_EXIT_OK;
 }
 
+int cli_exit_code(int r) {
+        if (r == 0)
+                return CLI_EXIT_OK;
+        if (r > 0)
+                return CLI_EXIT_REFUSED;
+        switch (-r) {
+        case ECONNRESET:
+        case EPIPE:
+        case ENOTCONN:
+        case ETIMEDOUT:
+                return CLI_EXIT_UNREACHABLE;
+        default:
+                return CLI_EXIT_LOCAL;
+        }
+}
+
 int cli_call_failed(const struct cli_ctx *ctx, provsign_conn *conn, int r, const char *what) {
         if (r > 0) {
                 /* The status name comes first so scripts can match on it. */
                 fprintf(stderr, "%s: %s\n", provsign_status_name(r), cli_safe(provsign_last_message(conn)));
-                return CLI_EXIT_REFUSED;
+                return cli_exit_code(r);
         }
 
         switch (-r) {
@@ -104,18 +120,19 @@ int cli_call_failed(const struct cli_ctx *ctx, provsign_conn *conn, int r, const
                  * worth retrying. */
                 fprintf(stderr, "provsign: lost connection to agent at %s: %s\n",
                         ctx->socket_path, provsign_strerror(r));
-                return CLI_EXIT_UNREACHABLE;
+                break;
         case ETIMEDOUT:
                 fprintf(stderr, "provsign: %s: timed out waiting for agent at %s (after %s)\n", what,
                         ctx->socket_path, ctx->timeout_text);
-                return CLI_EXIT_UNREACHABLE;
+                break;
         case EPROTO:
                 fprintf(stderr, "provsign: %s: malformed reply from agent at %s\n", what, ctx->socket_path);
-                return CLI_EXIT_LOCAL;
+                break;
         default:
                 fprintf(stderr, "provsign: %s: %s\n", what, provsign_strerror(r));
-                return CLI_EXIT_LOCAL;
+                break;
         }
+        return cli_exit_code(r);
 }
 
 int cli_print_json(json_t *j) {
@@ -232,7 +249,9 @@ static int write_all(int fd, const char *data, size_t len) {
         return 0;
 }
 
-int cli_write_file(const char *verb, const char *what, const char *path, const char *data, size_t len) {
+/* cli_write_file, and cli_write_new_file when replace is false. */
+static int write_file(const char *verb, const char *what, const char *path, const char *data, size_t len,
+                      bool replace) {
         char *tmp = NULL;
         int fd = -1, r;
 
@@ -256,9 +275,15 @@ int cli_write_file(const char *verb, const char *what, const char *path, const c
         /* close() reports what a network file system deferred. */
         if (close(fd) < 0 && r == 0)
                 r = -errno;
-        if (r == 0 && rename(tmp, path) < 0)
+        if (r == 0 && replace && rename(tmp, path) < 0)
+                r = -errno;
+        /* link() never replaces what is at path (EEXIST); the temporary
+         * name goes either way. */
+        if (r == 0 && !replace && link(tmp, path) < 0)
                 r = -errno;
         if (r == 0) {
+                if (!replace)
+                        unlink(tmp);
                 free(tmp);
                 return CLI_EXIT_OK;
         }
@@ -268,6 +293,14 @@ fail:
                 unlink(tmp);
         free(tmp);
         return CLI_EXIT_LOCAL;
+}
+
+int cli_write_file(const char *verb, const char *what, const char *path, const char *data, size_t len) {
+        return write_file(verb, what, path, data, len, true);
+}
+
+int cli_write_new_file(const char *verb, const char *what, const char *path, const char *data, size_t len) {
+        return write_file(verb, what, path, data, len, false);
 }
 
 /* The length of the valid UTF-8 sequence at s (1 to 4) with its code point

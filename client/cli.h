@@ -97,6 +97,10 @@ int cli_connect(const struct cli_ctx *ctx, provsign_conn **ret);
  *   -EPROTO and the rest   "provsign: <what>: <strerror>"         -> 5 */
 int cli_call_failed(const struct cli_ctx *ctx, provsign_conn *conn, int r, const char *what);
 
+/* cli_exit_code: the exit code cli_call_failed() gives r, printing
+ * nothing (0 for 0). */
+int cli_exit_code(int r);
+
 /* cli_parse_annotation: splits a --annotation KEY=VALUE argument in place
  * (argv is ours to modify) into *ret. CLI_EXIT_OK, or CLI_EXIT_USAGE after
  * printing why (no '=' or an empty KEY). */
@@ -128,6 +132,10 @@ int cli_read_file(const char *verb, const char *what, const char *path, size_t m
  * 0644 whatever the umask. On failure prints "provsign: VERB: cannot write
  * WHAT PATH: reason" and returns CLI_EXIT_LOCAL. */
 int cli_write_file(const char *verb, const char *what, const char *path, const char *data, size_t len);
+
+/* cli_write_new_file: the same, but an existing path (of any kind) is
+ * never replaced: it fails with "File exists". */
+int cli_write_new_file(const char *verb, const char *what, const char *path, const char *data, size_t len);
 
 /* cli_read_trust: reads and parses the trust file at path (trust.h). On
  * failure prints "provsign: VERB: PATH:LINE: why" and returns

@@ -157,6 +157,38 @@ static int signature_from_reply(const Provsign__Response *resp, const char *prin
         return 0;
 }
 
+/* A Sign request for principal, digest_alg and the options, without its
+ * digest: checks the arguments as provsign_sign() documents them. On
+ * success *sr points into *ann and *annp (the caller frees both). */
+static int sign_request_make(const char *principal, enum provsign_digest_algorithm digest_alg, size_t digest_len,
+                             const char *payload_type, const struct provsign_annotation *annotations,
+                             size_t n_annotations, Provsign__SignRequest *sr, Provsign__Annotation **ann,
+                             Provsign__Annotation ***annp) {
+        size_t want;
+        int r;
+
+        want = proto_digest_length((int) digest_alg);
+        if (want == 0 || digest_len != want)
+                return -EINVAL;
+        if (n_annotations > 0 && !annotations)
+                return -EINVAL;
+        /* Each annotation takes at least 2 bytes on the wire: more than this
+         * can never fit a frame, and the bound keeps the allocations below
+         * from overflowing. */
+        if (n_annotations > PROTO_FRAME_MAX / 2)
+                return -EMSGSIZE;
+        r = wire_annotations(annotations, n_annotations, ann, annp);
+        if (r < 0)
+                return r;
+
+        sr->principal = (char *) (principal ? principal : "");
+        sr->digest_algorithm = (Provsign__DigestAlgorithm) digest_alg;
+        sr->payload_type = (char *) (payload_type ? payload_type : "");
+        sr->n_annotations = n_annotations;
+        sr->annotations = *annp;
+        return 0;
+}
+
 _public_ int provsign_sign(provsign_conn *conn,
                            const char *principal,
                            enum provsign_digest_algorithm digest_alg,
@@ -170,32 +202,16 @@ _public_ int provsign_sign(provsign_conn *conn,
         Provsign__SignRequest sr = PROVSIGN__SIGN_REQUEST__INIT;
         Provsign__Annotation *ann = NULL, **annp = NULL;
         Provsign__Response *resp = NULL;
-        size_t want;
         int r;
 
         if (!conn || !ret || !digest)
                 return -EINVAL;
-        want = proto_digest_length((int) digest_alg);
-        if (want == 0 || digest_len != want)
-                return -EINVAL;
-        if (n_annotations > 0 && !annotations)
-                return -EINVAL;
-        /* Each annotation takes at least 2 bytes on the wire: more than this
-         * can never fit a frame, and the bound keeps the allocations below
-         * from overflowing. */
-        if (n_annotations > PROTO_FRAME_MAX / 2)
-                return -EMSGSIZE;
-        r = wire_annotations(annotations, n_annotations, &ann, &annp);
+        r = sign_request_make(principal, digest_alg, digest_len, payload_type, annotations, n_annotations, &sr, &ann,
+                              &annp);
         if (r < 0)
                 goto out;
-
-        sr.principal = (char *) (principal ? principal : "");
-        sr.digest_algorithm = (Provsign__DigestAlgorithm) digest_alg;
         sr.digest.data = (uint8_t *) digest;
         sr.digest.len = digest_len;
-        sr.payload_type = (char *) (payload_type ? payload_type : "");
-        sr.n_annotations = n_annotations;
-        sr.annotations = annp;
         req.body_case = PROVSIGN__REQUEST__BODY_SIGN;
         req.sign = &sr;
 
@@ -205,6 +221,77 @@ _public_ int provsign_sign(provsign_conn *conn,
 out:
         if (resp)
                 provsign__response__free_unpacked(resp, NULL);
+        free(annp);
+        free(ann);
+        return r;
+}
+
+/* provsign_sign_many: the requests share sr (all but the digest). */
+struct sign_many {
+        Provsign__SignRequest sr;
+        const char *principal;
+        int digest_alg;
+        const void *const *digests;
+        size_t digest_len;
+        provsign_signature **sigs;
+};
+
+static int sign_many_prepare(void *ud, size_t i, Provsign__Request *req) {
+        struct sign_many *m = ud;
+
+        m->sr.digest.data = (uint8_t *) m->digests[i];
+        m->sr.digest.len = m->digest_len;
+        req->body_case = PROVSIGN__REQUEST__BODY_SIGN;
+        req->sign = &m->sr;
+        return 0;
+}
+
+static int sign_many_ok(void *ud, size_t i, const Provsign__Response *resp) {
+        struct sign_many *m = ud;
+
+        return signature_from_reply(resp, m->principal, m->digest_alg, m->digests[i], m->digest_len, &m->sigs[i]);
+}
+
+_public_ int provsign_sign_many(provsign_conn *conn,
+                                const char *principal,
+                                enum provsign_digest_algorithm digest_alg,
+                                const void *const *digests,
+                                size_t digest_len,
+                                size_t n,
+                                const char *payload_type,
+                                const struct provsign_annotation *annotations,
+                                size_t n_annotations,
+                                size_t window,
+                                int *results,
+                                provsign_signature **sigs) {
+        struct sign_many m = { .sr = PROVSIGN__SIGN_REQUEST__INIT };
+        Provsign__Annotation *ann = NULL, **annp = NULL;
+        int r;
+
+        if (!results || !sigs)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++)
+                sigs[i] = NULL;
+        r = !conn || (n > 0 && !digests) ? -EINVAL : 0;
+        for (size_t i = 0; i < n && r == 0; i++)
+                if (!digests[i])
+                        r = -EINVAL;
+        if (r == 0)
+                r = sign_request_make(principal, digest_alg, digest_len, payload_type, annotations, n_annotations,
+                                      &m.sr, &ann, &annp);
+        if (r < 0) {
+                for (size_t i = 0; i < n; i++)
+                        results[i] = r;
+                goto out;
+        }
+        m.principal = principal;
+        m.digest_alg = (int) digest_alg;
+        m.digests = digests;
+        m.digest_len = digest_len;
+        m.sigs = sigs;
+        r = client_conn_pipeline(conn, n, window ? window : PROVSIGN_SIGN_MANY_WINDOW, sign_many_prepare, sign_many_ok,
+                                 &m, results);
+out:
         free(annp);
         free(ann);
         return r;

@@ -476,3 +476,292 @@ int client_conn_next(provsign_conn *c, Provsign__Response **ret) {
         }
         return reply_check(c, resp, ret);
 }
+
+/* ---- Pipelining ---------------------------------------------------------- */
+
+/* One client_conn_pipeline() call: requests [0, sent) are written (or
+ * failed before they could be), the replies of those answered[] are in. */
+struct pipeline {
+        provsign_conn *c;
+        size_t n, window;
+        int (*prepare)(void *ud, size_t i, Provsign__Request *req);
+        int (*ok)(void *ud, size_t i, const Provsign__Response *resp);
+        void *ud;
+        int *results;
+        bool *answered;
+        size_t sent, inflight, n_answered;
+        size_t head;            /* no request before it is unanswered */
+        size_t refused_at;      /* the lowest refused request (n: none) */
+        uint64_t id_base;       /* request i carries id_base + i */
+        bool ids_seen;          /* the agent echoes ids */
+        int conn_status;        /* a refusal of no request (id 0 from an agent that echoes ids) */
+        char *conn_message;
+        uint8_t *wbuf;          /* the frame being written */
+        size_t wlen, woff;
+        bool write_closed;      /* the agent stopped reading: collect what it answered */
+        int write_err;
+        uint8_t *rbuf;          /* PROTO_FRAME_HEADER + PROTO_FRAME_MAX */
+        size_t rlen;
+        uint64_t deadline_us;   /* of the next reply; 0: none */
+};
+
+static void pipeline_finish(struct pipeline *p, size_t i, int r, const char *message) {
+        p->results[i] = r;
+        p->answered[i] = true;
+        p->n_answered++;
+        if (r > 0 && i < p->refused_at) {
+                p->refused_at = i;
+                free(p->c->message);
+                p->c->message = message && *message ? strdup(message) : NULL;
+                p->c->refusal = r;
+        }
+}
+
+/* Every request without its reply gets r (a negative errno, or the status
+ * of a refusal of the connection); the connection is at an unknown
+ * position (or closed) afterwards. */
+static void pipeline_fail_rest(struct pipeline *p, int r) {
+        for (size_t i = 0; i < p->n; i++)
+                if (!p->answered[i])
+                        pipeline_finish(p, i, r, p->conn_message);
+        p->c->broken = true;
+}
+
+/* The agent closed the connection: a refusal of the connection it sent
+ * first, else the failed write, else a plain reset. */
+static int pipeline_eof_error(const struct pipeline *p) {
+        if (p->conn_status)
+                return p->conn_status;
+        return p->write_err ? p->write_err : -ECONNRESET;
+}
+
+/* Builds the frame of the next request; a request that cannot be made is
+ * answered at once with the error. */
+static void pipeline_fill(struct pipeline *p) {
+        while (!p->wbuf && !p->write_closed && p->sent < p->n && p->inflight < p->window) {
+                Provsign__Request req = PROVSIGN__REQUEST__INIT;
+                size_t i = p->sent++;
+                int r = p->prepare(p->ud, i, &req);
+
+                if (r == 0) {
+                        req.protocol_version = PROVSIGN_PROTOCOL_VERSION;
+                        req.request_id = p->id_base + i;
+                        r = proto_frame_pack(&req.base, &p->wbuf, &p->wlen);
+                }
+                if (r < 0) {
+                        pipeline_finish(p, i, r, NULL);
+                        continue;
+                }
+                p->woff = 0;
+                p->inflight++;
+        }
+}
+
+/* One reply: matched by its id (by order from an agent that echoes none).
+ * 0, or -EPROTO for a reply that answers no request in flight. */
+static int pipeline_deliver(struct pipeline *p, const Provsign__Response *resp) {
+        size_t i;
+
+        if (resp->request_id != 0) {
+                uint64_t k = resp->request_id - p->id_base;
+
+                if (resp->request_id < p->id_base || k >= p->sent || p->answered[k])
+                        return -EPROTO;
+                i = (size_t) k;
+                p->ids_seen = true;
+        } else if (p->ids_seen) {
+                /* A refusal of a frame the agent could not take as a request
+                 * (it closes next): what is still unanswered gets it. */
+                if (resp->status == PROVSIGN__STATUS__OK || !proto_status_known(resp->status))
+                        return -EPROTO;
+                p->conn_status = (int) resp->status;
+                free(p->conn_message);
+                p->conn_message = *str_or_empty(resp->message) ? strdup(resp->message) : NULL;
+                return 0;
+        } else {
+                while (p->head < p->sent && p->answered[p->head])
+                        p->head++;
+                if (p->head >= p->sent)
+                        return -EPROTO;
+                i = p->head;
+        }
+
+        p->inflight--;
+        if (!proto_status_known(resp->status))
+                pipeline_finish(p, i, -EPROTO, NULL);
+        else if (resp->status != PROVSIGN__STATUS__OK)
+                pipeline_finish(p, i, (int) resp->status, str_or_empty(resp->message));
+        else
+                pipeline_finish(p, i, p->ok(p->ud, i, resp), NULL);
+        return 0;
+}
+
+/* Writes what the window allows, until the socket is full: requests go
+ * out as soon as there is room, before more replies are taken in (a reply
+ * may free a place in the window). 0, or a negative errno. */
+static int pipeline_pump(struct pipeline *p) {
+        for (;;) {
+                ssize_t k;
+
+                pipeline_fill(p);
+                if (!p->wbuf)
+                        return 0;
+                k = send(p->c->fd, p->wbuf + p->woff, p->wlen - p->woff, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                return 0;
+                        if (errno != EPIPE && errno != ECONNRESET)
+                                return -errno;
+                        /* The agent may have answered before it closed: read on. */
+                        p->write_closed = true;
+                        p->write_err = -errno;
+                        k = (ssize_t) (p->wlen - p->woff);
+                }
+                p->woff += (size_t) k;
+                if (p->woff == p->wlen) {
+                        free(p->wbuf);
+                        p->wbuf = NULL;
+                }
+        }
+}
+
+/* Takes every whole frame out of the read buffer. 0, or a negative errno
+ * that ends the pipeline. */
+static int pipeline_parse(struct pipeline *p) {
+        for (;;) {
+                Provsign__Response *resp;
+                size_t len, total;
+                int r;
+
+                r = proto_frame_peek(p->rbuf, p->rlen, PROTO_FRAME_MAX, &len);
+                if (r < 0)
+                        return -EPROTO;         /* oversized */
+                if (r == 0 || p->rlen < PROTO_FRAME_HEADER + len)
+                        return 0;
+                total = PROTO_FRAME_HEADER + len;
+                resp = provsign__response__unpack(NULL, len, p->rbuf + PROTO_FRAME_HEADER);
+                memmove(p->rbuf, p->rbuf + total, p->rlen - total);
+                p->rlen -= total;
+                if (!resp)
+                        return -EPROTO;
+                r = pipeline_deliver(p, resp);
+                provsign__response__free_unpacked(resp, NULL);
+                if (r < 0)
+                        return r;
+                p->deadline_us = p->c->timeout_ms ? now_us() + p->c->timeout_ms * 1000u : 0;
+                r = pipeline_pump(p);
+                if (r < 0)
+                        return r;
+        }
+}
+
+/* 0, 1 at end of file, or a negative errno. */
+static int pipeline_read(struct pipeline *p) {
+        ssize_t k = recv(p->c->fd, p->rbuf + p->rlen, PROTO_FRAME_HEADER + PROTO_FRAME_MAX - p->rlen, MSG_DONTWAIT);
+
+        if (k < 0) {
+                if (errno == EINTR || errno == EAGAIN)
+                        return 0;
+                return errno == ECONNRESET ? 1 : -errno;
+        }
+        if (k == 0)
+                return 1;
+        p->rlen += (size_t) k;
+        return pipeline_parse(p);
+}
+
+static int pipeline_run(struct pipeline *p) {
+        p->deadline_us = p->c->timeout_ms ? now_us() + p->c->timeout_ms * 1000u : 0;
+        for (;;) {
+                struct pollfd pfd = { .fd = p->c->fd };
+                int timeout = -1, k, r;
+
+                r = pipeline_pump(p);
+                if (r < 0)
+                        return r;
+                if (p->n_answered == p->n)
+                        return 0;
+                if (p->wbuf)
+                        pfd.events |= POLLOUT;
+                if (p->inflight > 0)
+                        pfd.events |= POLLIN;
+                if (!pfd.events)
+                        return p->write_err ? p->write_err : -EPIPE;  /* nothing in flight, nothing writable */
+                if (p->deadline_us) {
+                        uint64_t now = now_us();
+
+                        if (now >= p->deadline_us)
+                                return -ETIMEDOUT;
+                        timeout = (p->deadline_us - now + 999) / 1000 > INT_MAX ? INT_MAX
+                                                                                : (int) ((p->deadline_us - now + 999) / 1000);
+                }
+                k = poll(&pfd, 1, timeout);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        continue;       /* the deadline is checked above */
+                if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
+                        r = pipeline_read(p);
+                        if (r == 1)
+                                return pipeline_eof_error(p);
+                        if (r < 0)
+                                return r;
+                }
+        }
+}
+
+int client_conn_pipeline(provsign_conn *c, size_t n, size_t window,
+                         int (*prepare)(void *ud, size_t i, Provsign__Request *req),
+                         int (*ok)(void *ud, size_t i, const Provsign__Response *resp), void *ud, int *results) {
+        struct pipeline p = {
+                .c = c, .n = n, .window = window ? window : 1, .prepare = prepare, .ok = ok, .ud = ud,
+                .results = results, .refused_at = n,
+        };
+        int r;
+
+        conn_reset_refusal(c);
+        if (n == 0)
+                return 0;
+        if (c->broken) {
+                r = -ENOTCONN;
+                goto fail_all;
+        }
+        p.answered = calloc(n, sizeof *p.answered);
+        p.rbuf = malloc(PROTO_FRAME_HEADER + PROTO_FRAME_MAX);
+        if (!p.answered || !p.rbuf) {
+                r = -ENOMEM;
+                goto fail_all;
+        }
+        /* Ids are unique on the connection, so that a late reply to an
+         * earlier call can never pass for one of this call's. */
+        if (c->next_request_id == 0)
+                c->next_request_id = 1;
+        p.id_base = c->next_request_id;
+        c->next_request_id += n;
+
+        /* A positive r: the agent refused the connection and closed it. */
+        r = pipeline_run(&p);
+        if (r != 0)
+                pipeline_fail_rest(&p, r);
+        else if (p.inflight > 0 || p.wbuf)
+                c->broken = true;       /* cannot happen: every request was answered */
+        r = 0;
+        for (size_t i = 0; i < n && r == 0; i++)
+                r = results[i];
+        free(p.wbuf);
+        free(p.rbuf);
+        free(p.answered);
+        free(p.conn_message);
+        return r;
+
+fail_all:
+        for (size_t i = 0; i < n; i++)
+                results[i] = r;
+        free(p.answered);
+        free(p.rbuf);
+        return r;
+}

@@ -23,6 +23,7 @@ struct provsign_conn {
         uint64_t timeout_ms;    /* each call's deadline from its start; 0: none */
         uint64_t deadline_us;   /* the current call's, CLOCK_MONOTONIC; 0: none */
         char *message;  /* the agent's message with it (NULL: none, or ENOMEM) */
+        uint64_t next_request_id;       /* pipelining: the next id to hand out (from 1) */
 };
 
 struct provsign_signature {
@@ -102,6 +103,25 @@ int client_conn_transact(provsign_conn *c, Provsign__Request *req, Provsign__Res
 /* client_conn_next: the next frame of a streamed reply (export, find, key
  * bundle parts), checked as client_conn_transact() checks the first. */
 int client_conn_next(provsign_conn *c, Provsign__Response **ret);
+
+/* client_conn_pipeline: n requests on one connection, pipelined
+ * (docs/formats.md "Request ids"): up to window of them written before
+ * their replies are read, each with its own request_id, each reply matched
+ * to its request by that id (or, from an agent that echoes no ids, by
+ * order). prepare(ud, i, req) fills in request i; the library sets its
+ * request_id and protocol version and frames it. ok(ud, i, resp) takes the
+ * OK reply to request i (still the library's to free) and returns 0 or a
+ * negative errno. Every results[i] is set: 0, a positive status (the agent
+ * refused request i; the message of the lowest such i is kept for
+ * provsign_last_message()), or a negative errno (its request could not be
+ * made, or the connection failed or timed out before its reply: the
+ * connection is then broken). Each reply must come within the
+ * connection's timeout of the previous one (of the start, for the first).
+ * Returns 0 when every result is 0, else the result of the lowest failed
+ * i. */
+int client_conn_pipeline(provsign_conn *c, size_t n, size_t window,
+                         int (*prepare)(void *ud, size_t i, Provsign__Request *req),
+                         int (*ok)(void *ud, size_t i, const Provsign__Response *resp), void *ud, int *results);
 
 /* Key helpers of lib-keys.c, for the key lifecycle and DSSE. */
 void client_key_done(struct provsign_key *k);

@@ -206,6 +206,51 @@ int provsign_sign(provsign_conn *conn,
                   size_t n_annotations,
                   provsign_signature **ret);
 
+/* Requests provsign_sign_many() keeps unanswered on its connection when
+ * its window is 0. */
+#define PROVSIGN_SIGN_MANY_WINDOW 32u
+
+/* provsign_sign_many: signs n digests (digests[i], each digest_len bytes)
+ * with the same principal, digest algorithm, payload type and annotations
+ * (as provsign_sign()), pipelined on one connection: up to window requests
+ * (0: PROVSIGN_SIGN_MANY_WINDOW) are written before their replies are
+ * read, and each reply is matched to its digest by the request id it
+ * carries (by order from an agent that answers one request at a time and
+ * echoes no ids). Each reply is checked exactly as provsign_sign() checks
+ * its reply, receipt included.
+ *
+ * Per item, results[i] (n entries) is 0 with sigs[i] (n entries) a new
+ * signature the caller frees with provsign_signature_free(), or sigs[i] is
+ * NULL and results[i] says why: a positive status (the agent refused that
+ * digest; provsign_last_message() gives the message of the lowest such
+ * i), -EPROTO (its reply or receipt did not hold), or the transport error
+ * that cut the connection before its reply came (-ECONNRESET, -EPIPE,
+ * -ETIMEDOUT, ...: the connection is then unusable, -ENOTCONN for later
+ * calls). One failed item never loses the others' signatures. Both arrays
+ * are always written, also when the arguments are refused (-EINVAL,
+ * -EMSGSIZE: every results[i] is that code, nothing is sent); only NULL
+ * results or sigs leaves them alone (-EINVAL).
+ *
+ * The deadline (provsign_connect_timeout(), provsign_set_timeout()) bounds
+ * each wait: the first reply must come within it of the call's start,
+ * every later one within it of the reply before; a missed deadline fails
+ * the items still unanswered with -ETIMEDOUT.
+ *
+ * Returns 0 when every digest was signed, else the result of the lowest
+ * failed i. */
+int provsign_sign_many(provsign_conn *conn,
+                       const char *principal,
+                       enum provsign_digest_algorithm digest_alg,
+                       const void *const *digests,
+                       size_t digest_len,
+                       size_t n,
+                       const char *payload_type,
+                       const struct provsign_annotation *annotations,
+                       size_t n_annotations,
+                       size_t window,
+                       int *results,
+                       provsign_signature **sigs);
+
 /* provsign_signature_keyid: lowercase hex SHA-256 of the signing key's DER
  * SubjectPublicKeyInfo (64 characters). Borrowed from sig. */
 const char *provsign_signature_keyid(const provsign_signature *sig);

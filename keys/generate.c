@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
@@ -181,6 +182,60 @@ out:
         return r;
 }
 
+int keys_raw_public_key(keys_store *s, const uint8_t *id, size_t id_len, uint8_t **ret_spki, size_t *ret_spki_len) {
+        CK_SESSION_HANDLE sh;
+        if (!s->fn || open_session(s, &sh) < 0)
+                return -EIO;
+        CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+        CK_ATTRIBUTE tmpl[] = { { CKA_CLASS, &cls, sizeof cls }, { CKA_ID, (void *) id, id_len } };
+        CK_OBJECT_HANDLE pub;
+        CK_ULONG found = 0;
+        uint8_t *params = NULL;
+        size_t params_len = 0;
+        int r = -EIO;
+        if (s->fn->C_FindObjectsInit(sh, tmpl, 2) != CKR_OK)
+                goto out;
+        CK_RV rv = s->fn->C_FindObjects(sh, &pub, 1, &found);
+        s->fn->C_FindObjectsFinal(sh);
+        if (rv != CKR_OK)
+                goto out;
+        r = 1;
+        if (found == 0)
+                goto out; /* no public half (gone, or not given its key id yet) */
+        CK_KEY_TYPE kt;
+        CK_ATTRIBUTE a = { CKA_KEY_TYPE, &kt, sizeof kt };
+        rv = s->fn->C_GetAttributeValue(sh, pub, &a, 1);
+        if (rv == CKR_OBJECT_HANDLE_INVALID)
+                goto out; /* destroyed since it was found */
+        if (rv != CKR_OK) {
+                r = -EIO;
+                goto out;
+        }
+        int algorithm;
+        if (kt == CKK_RSA)
+                algorithm = PROVSIGN__KEY_ALGORITHM__RSA_3072; /* the size is the caller's to check */
+        else if (kt == CKK_EC) {
+                if (get_attr(s, sh, pub, CKA_EC_PARAMS, &params, &params_len) == -ENOMEM) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                if (params_len == sizeof oid_p256 && memcmp(params, oid_p256, params_len) == 0)
+                        algorithm = PROVSIGN__KEY_ALGORITHM__ECDSA_P256;
+                else if (params_len == sizeof oid_p384 && memcmp(params, oid_p384, params_len) == 0)
+                        algorithm = PROVSIGN__KEY_ALGORITHM__ECDSA_P384;
+                else
+                        goto out;
+        } else
+                goto out;
+        r = public_spki(s, sh, pub, algorithm, ret_spki, ret_spki_len);
+        if (r == -EIO || r == -EBADMSG)
+                r = 1; /* unreadable or malformed: not a key we can use */
+out:
+        free(params);
+        s->fn->C_CloseSession(sh);
+        return r;
+}
+
 int keys_raw_generate(keys_store *s, int algorithm, const char *label, uint8_t **ret_spki,
                       size_t *ret_spki_len, char **ret_error) {
         CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
@@ -348,6 +403,31 @@ static void printable(const uint8_t *v, size_t len, char *out, size_t size) {
         out[o] = '\0';
 }
 
+/* When an agent that created its owner marker looks again (ms after the
+ * previous look): about a second in all. Only the first start of a
+ * namespace waits for it. */
+static const unsigned claim_look_ms[] = { 0, 50, 150, 300, 500 };
+
+/* Destroys the marker this agent created (it lost a claim), trying a few
+ * times: a marker left behind would refuse every later agent of the
+ * namespace. 0, or -EIO with a message saying how to remove it by hand. */
+static int release_marker(keys_store *s, CK_SESSION_HANDLE sh, CK_OBJECT_HANDLE mine, const char *label,
+                          char **ret_error) {
+        CK_RV rv = CKR_GENERAL_ERROR;
+        for (int attempt = 0; attempt < 5; attempt++) {
+                if (attempt > 0)
+                        usleep(100000u * (unsigned) attempt);
+                rv = s->fn->C_DestroyObject(sh, mine);
+                if (rv == CKR_OK || rv == CKR_OBJECT_HANDLE_INVALID)
+                        return 0;
+        }
+        return keys_errorf(ret_error, -EIO,
+                           "key namespace \"%s\" on token \"%s\" was claimed by another agent at the same moment, "
+                           "and this agent's own owner marker %s could not be removed (0x%lx): delete it by hand "
+                           "(docs/fleet.md \"Owner marker\") and start one agent per namespace",
+                           s->ns, s->token_label, label, (unsigned long) rv);
+}
+
 int keys_raw_claim_owner(keys_store *s, const uint8_t *value, size_t len, char **ret_error) {
         char label[KEYS_LABEL_MAX];
         int r = keys_owner_label(label, sizeof label, s->ns);
@@ -380,16 +460,34 @@ int keys_raw_claim_owner(keys_store *s, const uint8_t *value, size_t len, char *
                                         label, s->token_label, (unsigned long) rv);
                         goto out;
                 }
-                /* No create-if-absent in PKCS#11: look again. Of two agents
-                 * that claimed the namespace at once, neither keeps it (a
-                 * later one sees the survivor's marker). */
-                n = find_objects(s, sh, find, 2, objs, 4);
-                if (n != 1) {
-                        (void) s->fn->C_DestroyObject(sh, mine);
-                        r = keys_errorf(ret_error, n < 0 ? -EIO : -EBUSY,
-                                        "key namespace \"%s\" on token \"%s\" was claimed by another agent at the "
-                                        "same moment; start one agent per namespace",
-                                        s->ns, s->token_label);
+                /* No create-if-absent in PKCS#11: look again, a few times
+                 * over about a second (claim_look_ms), for a marker of another agent that
+                 * claimed the namespace at the same moment. One look is
+                 * not enough: a token served to several processes may show
+                 * one of them another's new object only a moment later
+                 * (SoftHSM2 behind p11-kit server does; test-fleet saw two
+                 * racing agents both keep their markers). An agent that
+                 * sees another marker removes its own and refuses, so at
+                 * most one of the racers runs, and none leaves a marker. */
+                bool alone = true;
+                for (size_t look = 0; alone && look < sizeof claim_look_ms / sizeof claim_look_ms[0]; look++) {
+                        usleep(claim_look_ms[look] * 1000u);
+                        n = find_objects(s, sh, find, 2, objs, 4);
+                        alone = n == 1 && objs[0] == mine;
+                }
+                if (!alone) {
+                        r = release_marker(s, sh, mine, label, ret_error);
+                        if (r == 0 && n < 0)
+                                r = keys_errorf(ret_error, -EIO,
+                                                "cannot look again for the owner marker %s on token \"%s\" (this "
+                                                "agent removed the one it had just created)",
+                                                label, s->token_label);
+                        else if (r == 0)
+                                r = keys_errorf(ret_error, -EBUSY,
+                                                "key namespace \"%s\" on token \"%s\" was claimed by another "
+                                                "agent at the same moment (this agent removed its own owner marker "
+                                                "%s again); start one agent per namespace",
+                                                s->ns, s->token_label, label);
                 }
                 goto out;
         }

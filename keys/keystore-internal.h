@@ -88,6 +88,15 @@ int keys_raw_has_eddsa(keys_store *s);
 int keys_raw_generate(keys_store *s, int algorithm, const char *label, uint8_t **ret_spki,
                       size_t *ret_spki_len, char **ret_error);
 
+/* keys_raw_public_key: the DER SPKI of the public key object whose CKA_ID
+ * is id (caller frees *ret_spki). 0 and the SPKI; 1 when there is no such
+ * object or it is no P-256, P-384 or RSA key we can read (another agent's
+ * generation half done, a public half deleted); <0 on a token error.
+ * Read on the raw side: libp11 0.4.12's PKCS11_get_public_key dereferences
+ * NULL when a private key has no public half. Caller holds raw_lock or is
+ * the only thread. */
+int keys_raw_public_key(keys_store *s, const uint8_t *id, size_t id_len, uint8_t **ret_spki, size_t *ret_spki_len);
+
 /* keys_raw_claim_owner / keys_raw_adopt_legacy: see keys_open_options.
  * Called once at open, after the login, before the keys are enumerated. */
 int keys_raw_claim_owner(keys_store *s, const uint8_t *value, size_t len, char **ret_error);

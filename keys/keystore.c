@@ -188,19 +188,30 @@ static int algorithm_of(EVP_PKEY *pub) {
 
 /* Builds our view of one libp11 private key. Returns 0 and *ret, or 1 when
  * the object is not ours to use (no public half, unsupported algorithm, or
- * CKA_ID that is not the SHA-256 of its public key), or a negative errno. */
-static int key_from_p11(PKCS11_KEY *pk, keys_key **ret) {
-        keys_key *k = calloc(1, sizeof *k);
+ * CKA_ID that is not the SHA-256 of its public key), or a negative errno.
+ * The public half is read on the raw side (keys_raw_public_key), never with
+ * PKCS11_get_public_key: libp11 0.4.12 crashes (a NULL dereference) on a
+ * private key without one, which another agent's generation in progress,
+ * or a deleted public object, shows it. */
+static int key_from_p11(keys_store *s, PKCS11_KEY *pk, keys_key **ret) {
+        keys_key *k = NULL;
         EVP_PKEY *pub = NULL;
-        uint8_t *der = NULL;
-        int r = -ENOMEM;
+        int r;
+        if (pk->id_len != sizeof k->id)
+                return 1;
+        k = calloc(1, sizeof *k);
         if (!k)
-                goto out;
+                return -ENOMEM;
+        r = -ENOMEM;
         k->label = strdup(pk->label);
         if (!k->label)
                 goto out;
-        pub = PKCS11_get_public_key(pk);
-        if (!pub) {
+        r = keys_raw_public_key(s, pk->id, pk->id_len, &k->spki, &k->spki_len);
+        if (r != 0)
+                goto out;
+        const uint8_t *p = k->spki;
+        pub = d2i_PUBKEY(NULL, &p, (long) k->spki_len);
+        if (!pub || p != k->spki + k->spki_len) {
                 ERR_clear_error();
                 r = 1;
                 goto out;
@@ -211,21 +222,9 @@ static int key_from_p11(PKCS11_KEY *pk, keys_key **ret) {
                 goto out;
         }
         k->algorithm = r;
-        int n = i2d_PUBKEY(pub, &der);
-        if (n <= 0) {
-                r = -EIO;
-                goto out;
-        }
-        k->spki_len = (size_t) n;
-        k->spki = malloc(k->spki_len);
-        if (!k->spki) {
-                r = -ENOMEM;
-                goto out;
-        }
-        memcpy(k->spki, der, k->spki_len);
         proto_keyid_compute(k->spki, k->spki_len, k->id);
         proto_keyid_hex(k->spki, k->spki_len, k->id_hex);
-        if (pk->id_len != sizeof k->id || memcmp(pk->id, k->id, sizeof k->id) != 0) {
+        if (memcmp(pk->id, k->id, sizeof k->id) != 0) {
                 r = 1;
                 goto out;
         }
@@ -242,7 +241,6 @@ static int key_from_p11(PKCS11_KEY *pk, keys_key **ret) {
         k = NULL;
         r = 0;
 out:
-        OPENSSL_free(der);
         EVP_PKEY_free(pub);
         key_free(k);
         return r;
@@ -287,7 +285,7 @@ static int store_refresh_locked(keys_store *s, char **ret_error) {
                 if (have_key(s, pk->label, pk->id, pk->id_len))
                         continue;
                 keys_key *k = NULL;
-                int r = key_from_p11(pk, &k);
+                int r = key_from_p11(s, pk, &k);
                 if (r < 0)
                         return keys_errorf(ret_error, r, "cannot load key \"%s\" from the token", pk->label);
                 if (r > 0)
@@ -326,6 +324,7 @@ static int store_attach(keys_store *s, int attempts, char **ret_error) {
         }
         s->ctx_loaded = true;
 
+        bool enumerated = false;
         /* SoftHSM assigns slot ids at random as tokens are created; a token
          * made a moment ago may need another enumeration to show up. */
         for (int attempt = 0; attempt < attempts; attempt++) {
@@ -335,33 +334,41 @@ static int store_attach(keys_store *s, int attempts, char **ret_error) {
                         PKCS11_release_all_slots(s->ctx, s->slots, s->n_slots);
                         s->slots = NULL;
                 }
+                /* A failed enumeration is tried again too, with the module
+                 * loaded again: p11-kit-client.so's connection, made when it
+                 * is loaded, sometimes fails for good when agents start
+                 * together (the server's process for it found no token). */
                 if (PKCS11_enumerate_slots(s->ctx, &s->slots, &s->n_slots) < 0) {
                         ERR_clear_error();
                         s->slots = NULL;
-                        return keys_errorf(ret_error, -EIO, "cannot enumerate the slots of %s", s->module_path);
+                        s->n_slots = 0;
+                        enumerated = false;
+                        if (attempt + 1 == attempts)
+                                break;
+                        PKCS11_CTX_unload(s->ctx);
+                        s->ctx_loaded = false;
+                        PKCS11_CTX_free(s->ctx);
+                        s->ctx = PKCS11_CTX_new();
+                        if (!s->ctx)
+                                return -ENOMEM;
+                        if (PKCS11_CTX_load(s->ctx, s->module_path) < 0) {
+                                ERR_clear_error();
+                                return keys_errorf(ret_error, -EIO, "cannot load PKCS#11 module %s", s->module_path);
+                        }
+                        s->ctx_loaded = true;
+                        continue;
                 }
+                enumerated = true;
                 s->slot = find_token_slot(s);
                 if (s->slot)
                         break;
         }
+        if (!s->slot && !enumerated)
+                return keys_errorf(ret_error, -EIO, "cannot enumerate the slots of %s", s->module_path);
         if (!s->slot)
                 return keys_errorf(ret_error, -ENOENT, "no token labelled \"%s\" in %s", s->token_label,
                                    s->module_path);
         s->slot_id = PKCS11_get_slotid_from_slot(s->slot);
-        return 0;
-}
-
-/* Logs the raw side in (see raw_session in keystore-internal.h). Where the
- * raw side shares libp11's module instance the login is already there. */
-static int raw_login(keys_store *s, char **ret_error) {
-        CK_RV rv = s->fn->C_OpenSession(s->slot_id, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
-                                        &s->raw_session);
-        if (rv != CKR_OK)
-                return keys_errorf(ret_error, -EIO, "C_OpenSession failed: 0x%lx", (unsigned long) rv);
-        s->raw_session_open = true;
-        rv = s->fn->C_Login(s->raw_session, CKU_USER, (CK_UTF8CHAR_PTR) s->pin, (CK_ULONG) strlen(s->pin));
-        if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN)
-                return keys_errorf(ret_error, -EIO, "C_Login failed: 0x%lx", (unsigned long) rv);
         return 0;
 }
 
@@ -395,6 +402,54 @@ static int store_login(keys_store *s, int attempts, char **ret_error) {
                         return keys_errorf(ret_error, r, "the PIN of token \"%s\" is locked", s->token_label);
         }
         return keys_errorf(ret_error, r, "login to token \"%s\" failed (CKR 0x%lx)", s->token_label, ckr);
+}
+
+/* Logs the raw side in (see raw_session in keystore-internal.h). Where the
+ * raw side shares libp11's module instance the login is already there.
+ * Like store_login, a failure that is not the PIN is tried again: where the
+ * raw side has an instance of its own (p11-kit-client.so: its own
+ * connection, served by its own p11-kit server process), that instance is
+ * finalized and initialized again first, since agents starting together
+ * see SoftHSM2 behind the server answer a fresh connection now and then
+ * with CKR_SLOT_ID_INVALID (the token not loaded yet) or
+ * CKR_GENERAL_ERROR. */
+static int raw_login(keys_store *s, int attempts, char **ret_error) {
+        CK_RV rv = CKR_GENERAL_ERROR;
+        const char *what = "C_OpenSession";
+        for (int attempt = 0; attempt < attempts; attempt++) {
+                if (attempt > 0) {
+                        usleep(LOGIN_DELAY_US * (useconds_t) attempt);
+                        if (s->raw_initialized) {
+                                (void) s->fn->C_Finalize(NULL);
+                                s->raw_session_open = false;
+                                rv = s->fn->C_Initialize(NULL);
+                                s->raw_initialized = rv == CKR_OK;
+                                if (rv != CKR_OK) {
+                                        what = "C_Initialize";
+                                        continue;
+                                }
+                        }
+                }
+                if (s->raw_session_open)
+                        (void) s->fn->C_CloseSession(s->raw_session);
+                s->raw_session_open = false;
+                what = "C_OpenSession";
+                rv = s->fn->C_OpenSession(s->slot_id, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
+                                          &s->raw_session);
+                if (rv != CKR_OK)
+                        continue;
+                s->raw_session_open = true;
+                what = "C_Login";
+                rv = s->fn->C_Login(s->raw_session, CKU_USER, (CK_UTF8CHAR_PTR) s->pin, (CK_ULONG) strlen(s->pin));
+                if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
+                        return 0;
+                if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE)
+                        return keys_errorf(ret_error, -EACCES, "wrong PIN for token \"%s\"", s->token_label);
+                if (rv == CKR_PIN_LOCKED)
+                        return keys_errorf(ret_error, -EPERM, "the PIN of token \"%s\" is locked", s->token_label);
+        }
+        return keys_errorf(ret_error, -EIO, "%s on token \"%s\" failed: 0x%lx", what, s->token_label,
+                           (unsigned long) rv);
 }
 
 /* After a re-open: gives every known key the new token's private key
@@ -468,7 +523,7 @@ int keys_store_open_ns(const char *module_path, const char *token_label, const c
         r = store_login(s, LOGIN_ATTEMPTS, ret_error);
         if (r < 0)
                 goto fail;
-        r = raw_login(s, ret_error);
+        r = raw_login(s, LOGIN_ATTEMPTS, ret_error);
         if (r < 0)
                 goto fail;
         /* Before libp11 enumerates anything: it keeps the labels it saw. */
@@ -530,7 +585,7 @@ static int store_recover(keys_store *s, unsigned seen) {
         if (r >= 0)
                 r = store_login(s, 1, NULL);
         if (r >= 0)
-                r = raw_login(s, NULL);
+                r = raw_login(s, 1, NULL);
         if (r >= 0)
                 r = store_remap_locked(s);
         if (r >= 0)

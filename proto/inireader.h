@@ -11,7 +11,7 @@
  * and the rest parsed as a new line (the reader refuses it). It also counts
  * lines, so every error has its line number, and refuses NUL bytes.
  *
- * Used by agent/config.c and client/verify-policy.c. Nothing here prints. */
+ * Used by agent/config-load.c and client/verify-policy.c. Nothing here prints. */
 #pragma once
 
 #include <stddef.h>

@@ -407,6 +407,63 @@ int proto_tile_bundle_add(uint8_t **buf, size_t *len, size_t *cap, const uint8_t
         return 0;
 }
 
+int proto_tile_bundle_next(proto_cursor *c, const uint8_t **ret, size_t *ret_n) {
+        const uint8_t *l;
+        proto_cursor save = *c;
+
+        if (c->len == 0)
+                return -ENODATA;
+        if (proto_cursor_get_bytes(c, 2, &l) < 0)
+                return -EBADMSG;
+        size_t n = (size_t) l[0] << 8 | l[1];
+        if (n == 0 || proto_cursor_get_bytes(c, n, ret) < 0) {
+                *c = save;
+                return -EBADMSG;
+        }
+        *ret_n = n;
+        return 0;
+}
+
+int proto_tile_store_read_bundle(proto_tile_store *s, uint64_t index, unsigned width, uint8_t **ret,
+                                 size_t *ret_len) {
+        char path[PROTO_TILE_PATH_MAX];
+        struct stat st;
+        uint8_t *buf = NULL;
+        int fd, r;
+
+        r = proto_tile_entries_path(index, width, path, sizeof path);
+        if (r < 0)
+                return r;
+        fd = openat(s->dir_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                goto out;
+        }
+        if (!S_ISREG(st.st_mode) || (uint64_t) st.st_size > (uint64_t) width * (2u + 0xffffu)) {
+                r = -EBADMSG;
+                goto out;
+        }
+        buf = malloc(st.st_size ? (size_t) st.st_size : 1);
+        if (!buf) {
+                r = -ENOMEM;
+                goto out;
+        }
+        r = proto_fd_pread_all(fd, buf, (size_t) st.st_size, 0);
+        if (r == -ENODATA)
+                r = -EBADMSG; /* shrunk since fstat */
+        if (r >= 0) {
+                *ret = buf;
+                *ret_len = (size_t) st.st_size;
+                buf = NULL;
+        }
+out:
+        free(buf);
+        close(fd);
+        return r;
+}
+
 void proto_tile_store_set_durable(proto_tile_store *s, int durable) {
         s->nosync = !durable;
 }

@@ -26,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "frame.h"
+
 #define PROTO_TILE_HEIGHT 8u
 #define PROTO_TILE_WIDTH 256u
 #define PROTO_TILE_HASH_LEN 32u
@@ -118,6 +120,19 @@ int proto_tile_store_sweep(proto_tile_store *s, uint64_t size, int entries);
  * free()s): a big-endian uint16 length, then the entry. 0, -EMSGSIZE (an
  * entry over 65535 bytes cannot be in a bundle), -ENOMEM. */
 int proto_tile_bundle_add(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *entry, size_t n);
+
+/* proto_tile_bundle_next: the next entry of an entry bundle (untrusted
+ * bytes at c): *ret borrows it from c's buffer. 0, -ENODATA at the end,
+ * -EBADMSG (a length that runs past the end, or an empty entry). */
+int proto_tile_bundle_next(proto_cursor *c, const uint8_t **ret, size_t *ret_n);
+
+/* proto_tile_store_read_bundle: entry bundle index of width entries
+ * (1..256) into *ret (malloc()ed, *ret_len bytes; the caller free()s).
+ * -ENOENT (no such file), -EBADMSG (not a regular file, or longer than width
+ * entries of 65535 bytes), -ENOMEM, -errno. Nothing is checked but the
+ * size. */
+int proto_tile_store_read_bundle(proto_tile_store *s, uint64_t index, unsigned width, uint8_t **ret,
+                                 size_t *ret_len);
 
 /* proto_tile_store_set_durable: true (the default): every write is fsynced
  * (file and directory) before it returns. false, for a bulk rebuild: writes

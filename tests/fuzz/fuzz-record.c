@@ -1,5 +1,5 @@
 /* Fuzzes the audit log's record parser (proto/record.h): the input is a
- * segment file, walked with proto_record_next() as audit.c replays it.
+ * segment file, walked with proto_record_next() as agent/audit-replay.c replays it.
  *
  * Invariants, for every record:
  *   - success: the entry lies inside the buffer, right after its 4-byte

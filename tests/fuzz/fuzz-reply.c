@@ -1,7 +1,7 @@
 /* Fuzzes libprovsign's reply parsing: the agent's answers are untrusted.
  * The input's first byte picks a call (every request type of the public
  * API: status, keys, sign, DSSE, key bundle, checkpoint, log key, the key
- * lifecycle, export, find, proof); the rest is the byte stream a hostile
+ * lifecycle, export, find, proof; and three signs pipelined); the rest is the byte stream a hostile
  * agent sends back, any number of frames, then end of file. The call runs
  * on one end of a socketpair with the stream queued on the other.
  *
@@ -250,6 +250,29 @@ static int call_proof(provsign_conn *c) {
         return r;
 }
 
+/* Three digests pipelined (the same one: the receipt check compares it);
+ * replies matched by request id or by order. */
+static int call_sign_many(provsign_conn *c) {
+        const void *digests[3] = { digest, digest, digest };
+        provsign_signature *sigs[3];
+        int results[3], first = 0;
+        int r = provsign_sign_many(c, "ci-release", PROVSIGN_DIGEST_SHA256, digests, sizeof digest, 3, NULL, NULL, 0,
+                                   2, results, sigs);
+
+        for (size_t i = 0; i < 3; i++) {
+                FUZZ_CHECK(provsign_strerror(results[i]));
+                FUZZ_CHECK(results[i] <= PROVSIGN_INTERNAL);
+                FUZZ_CHECK(!sigs[i] == (results[i] != 0));
+                if (sigs[i])
+                        check_sig(sigs[i]);
+                if (!first)
+                        first = results[i];
+                provsign_signature_free(sigs[i]);
+        }
+        FUZZ_CHECK(r == first);
+        return r;
+}
+
 enum { N_CALLS = 20 };
 
 static int call(provsign_conn *c, unsigned which) {
@@ -267,7 +290,8 @@ static int call(provsign_conn *c, unsigned which) {
         case 15: return call_export(c, true);
         case 16: return call_find(c);
         case 17: return call_proof(c);
-        case 18: case 19: return call_status(c); /* reserved */
+        case 18: return call_sign_many(c);
+        case 19: return call_status(c); /* reserved */
         }
         return 0;
 }

@@ -1,10 +1,9 @@
 /* Fuzzes the agent's request decoding: the input is the payload of one
  * frame, decoded with provsign__request__unpack() as dispatch_frame() does.
  *
- * request_validate() itself is static in agent/dispatch.c; this harness
- * checks what it relies on instead (protobuf-c guarantees
- * wire validity, the validator checks meaning), reading every field it
- * reads:
+ * It checks what the agent's validators rely on (protobuf-c guarantees
+ * wire validity, the validators check meaning), reading every field they
+ * read:
  *   - body_case is NOT_SET or one of the oneof's cases, and the case's
  *     submessage is non-NULL;
  *   - every string is non-NULL and NUL-terminated (proto3 "" default), every
@@ -18,8 +17,8 @@
  *     message with an unknown field 0, see fuzz-pb.h); when they fit a
  *     frame, proto_frame_pack() frames them and proto_frame_peek() reads the
  *     same length back;
- *   - request_validate(), the agent's own (agent/dispatch.c, compiled into
- *     this harness below: it is static there), under the default limits and
+ *   - requests_validate(), the agent's own (agent/requests.c: the validator
+ *     of the request's row in the handler table), under the default limits and
  *     under tight ones (2 annotations of at most 16 bytes), so small inputs
  *     reach every limit: it answers OK or INVALID_ARGUMENT with a message;
  *     what it accepts meets the limits of docs/operations.md "Config",
@@ -42,10 +41,10 @@
 #include "fuzz-pb.h"
 #include "fuzz.h"
 
-/* The validator the agent runs, not a copy: request_validate() is static in
- * agent/dispatch.c, so that file is compiled into this harness (its other
- * symbols take the place of dispatch.o from the agent's testable library). */
-#include "../../agent/dispatch.c"
+/* The validators the agent runs, not copies (from the agent's testable
+ * library). */
+#include "dispatch.h"
+#include "requests.h"
 
 static size_t check_string(const char *s) {
         FUZZ_CHECK(s);
@@ -218,7 +217,7 @@ static bool printable(const char *s) {
         return true;
 }
 
-/* What an accepted request must be (docs/operations.md "Config", agent/dispatch.c). */
+/* What an accepted request must be (docs/operations.md "Config", agent/requests.c). */
 static void check_accepted(const Provsign__Request *req, const agent_config *cfg) {
         switch (req->body_case) {
         case PROVSIGN__REQUEST__BODY_SIGN: {
@@ -227,7 +226,7 @@ static void check_accepted(const Provsign__Request *req, const agent_config *cfg
                               : s->digest_algorithm == PROVSIGN__DIGEST_ALGORITHM__SHA384 ? 48
                                                                                           : 0;
                 FUZZ_CHECK(want && s->digest.len == want);
-                FUZZ_CHECK(!s->principal[0] || name_valid(s->principal));
+                FUZZ_CHECK(!s->principal[0] || dispatch_name_valid(s->principal));
                 FUZZ_CHECK(strlen(s->payload_type) <= 256 && printable(s->payload_type));
                 FUZZ_CHECK(s->n_annotations <= cfg->max_annotations);
                 /* the whole must fit a reply: 24 KiB, counting 8 bytes of
@@ -246,7 +245,7 @@ static void check_accepted(const Provsign__Request *req, const agent_config *cfg
                 const Provsign__GetPublicKeyRequest *g = req->get_public_key;
                 FUZZ_CHECK(!g->principal[0] != !g->keyid[0]);
                 FUZZ_CHECK(!g->keyid[0] || lower_hex64(g->keyid));
-                FUZZ_CHECK(!g->principal[0] || name_valid(g->principal));
+                FUZZ_CHECK(!g->principal[0] || dispatch_name_valid(g->principal));
                 return;
         }
         case PROVSIGN__REQUEST__BODY_REVOKE_KEY: {
@@ -260,7 +259,7 @@ static void check_accepted(const Provsign__Request *req, const agent_config *cfg
                 FUZZ_CHECK(lower_hex64(req->destroy_key->keyid));
                 return;
         case PROVSIGN__REQUEST__BODY_ROTATE_KEY:
-                FUZZ_CHECK(name_valid(req->rotate_key->principal));
+                FUZZ_CHECK(dispatch_name_valid(req->rotate_key->principal));
                 return;
         case PROVSIGN__REQUEST__BODY__NOT_SET:
                 FUZZ_CHECK(!"a request without a body was accepted");
@@ -270,13 +269,12 @@ static void check_accepted(const Provsign__Request *req, const agent_config *cfg
         }
 }
 
-/* request_validate under one config: returns whether it accepted. */
+/* requests_validate under one config: returns whether it accepted. */
 static bool check_validate(const Provsign__Request *req, agent_config *cfg) {
-        agent a = { .config = cfg };
         char msg[256];
 
         memset(msg, 0, sizeof msg);
-        int st = request_validate(&a, req, msg, sizeof msg);
+        int st = requests_validate(cfg, req, msg, sizeof msg);
         FUZZ_CHECK(st == PROVSIGN__STATUS__OK || st == PROVSIGN__STATUS__INVALID_ARGUMENT);
         if (st != PROVSIGN__STATUS__OK) {
                 FUZZ_CHECK(msg[0] && memchr(msg, 0, sizeof msg));

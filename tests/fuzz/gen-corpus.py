@@ -255,7 +255,7 @@ def inclusion(m, leaves):
 REPLY_DIGEST = b"\xbf\x2a" + b"\x00" * 30
 CALL = {"status": 0, "sign": 1, "dsse": 2, "pubkey": 3, "pubkey-id": 4, "list": 5, "list-p": 6, "rotate": 7,
         "revoke": 8, "destroy": 9, "bundle": 10, "checkpoint": 11, "consistency": 12, "log-key": 13,
-        "export": 14, "export-stop": 15, "find": 16, "proof": 17}
+        "export": 14, "export-stop": 15, "find": 16, "proof": 17, "sign-many": 18}
 
 
 def frame(b):
@@ -264,6 +264,11 @@ def frame(b):
 
 def response(body_field=0, body=b"", status=0, message=""):
     return frame(fv(1, 1) + fv(2, status) + fb(3, message) + (fm(body_field, body) if body_field else b""))
+
+
+def with_id(reply, request_id):
+    """A framed Response with Response.request_id (23) added."""
+    return frame(reply[4:] + fv(23, request_id))
 
 
 def key_info(spki, principal="ci-release", generation=1, state=1):
@@ -303,6 +308,11 @@ def replies(key):
         "sign": bytes([CALL["sign"]]) + sign,
         "sign-then-status": bytes([CALL["sign"]]) + sign + status,
         "sign-rate-limited": bytes([CALL["sign"]]) + response(status=RATE_LIMITED, message="slow down"),
+        # provsign_sign_many of three: out of order by id, by order without ids, refused then cut off
+        "sign-many": bytes([CALL["sign-many"]]) + with_id(sign, 2) + with_id(sign, 1) + with_id(sign, 3),
+        "sign-many-no-ids": bytes([CALL["sign-many"]]) + sign + sign + sign,
+        "sign-many-refused-midway": bytes([CALL["sign-many"]]) + with_id(sign, 1)
+        + with_id(response(status=RATE_LIMITED, message="slow down"), 2),
         "dsse": bytes([CALL["dsse"]]) + status + pubkey + sign + pubkey,
         "pubkey": bytes([CALL["pubkey"]]) + pubkey,
         "pubkey-id": bytes([CALL["pubkey-id"]]) + pubkey,

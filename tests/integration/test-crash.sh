@@ -1,6 +1,8 @@
 #!/bin/bash
 # Crash campaign: 16 clients sign on persistent connections (tests/lib/
-# signprobe.py, reconnecting after each crash) while the agent is killed with
+# signprobe.py, reconnecting after each crash), and 4 more pipeline 8 Signs
+# each on one connection (tests/lib/signpipe.py: request ids, replies in any
+# order, each receipt checked against its digest), while the agent is killed with
 # SIGKILL at a random moment, RUNS times (10 here; PROVSIGN_TEST_CRASH_RUNS=50
 # for the long run). Every other run also leaves a torn record at the end of
 # the last segment, as a write cut short by power loss would. After each
@@ -22,6 +24,12 @@ chmod 0777 "$T/c"
 for c in $(seq 1 16); do
         as "$RUNNER_UID" python3 "$SRCDIR/tests/lib/signprobe.py" "$SOCK" ci-release "$T/stop" "$T/c/$c.calls" 20 &
 done
+PIPE_PIDS=()
+for c in $(seq 1 4); do
+        as "$RUNNER_UID" python3 "$SRCDIR/tests/lib/signpipe.py" "$SOCK" ci-release "$T/stop" "$T/c/pipe$c.calls" 8 \
+                2>"$T/c/pipe$c.err" &
+        PIPE_PIDS+=($!)
+done
 
 torn=0
 for run in $(seq 1 "$RUNS"); do
@@ -42,7 +50,10 @@ for run in $(seq 1 "$RUNS"); do
         start_agent
 done
 touch "$T/stop"
+pipe_failed=0
+for j in "${PIPE_PIDS[@]}"; do wait "$j" || pipe_failed=$((pipe_failed + 1)); done
 for j in $(jobs -p); do [ "$j" = "$AGENT_PID" ] || wait "$j"; done
+expect_eq "$pipe_failed" 0 "every pipelined reply carried a request id in flight and a receipt of its digest $(cat "$T"/c/pipe*.err)"
 pass "the agent came back after each of $RUNS kills"
 cuts=$(grep -c "cut a torn record" "$T/agent.log")
 check "every torn tail was cut at start ($cuts of $torn)" test "$cuts" -ge "$torn"
@@ -62,6 +73,8 @@ ok = [l.split()[3] for l in open(sys.argv[2]) if l.split()[2] == "OK"]
 print(len(ok), sum(1 for d in ok if d not in logged), len(logged))' "$T/seg.json" "$T/calls")
 echo "crash campaign: $RUNS runs, $torn torn tails, $received signatures received, $entries sign entries, $missing missing"
 check "clients received signatures during the campaign ($received)" test "$received" -gt 0
+piped=$(cat "$T"/c/pipe*.calls | awk '$3 == "OK"' | wc -l)
+check "pipelining clients received signatures too ($piped)" test "$piped" -gt 0
 expect_eq "$missing" 0 "every signature a client received is in the log"
 others=$(awk '$3 != "OK" && $3 !~ /^ERROR-/ && $3 != "CLOSED" && $3 != "UNAVAILABLE" { print $3 }' "$T/calls" | sort -u | tr '\n' ' ')
 expect_eq "$others" "" "clients saw only signatures, closed connections and refusals while the agent went down"

@@ -109,7 +109,9 @@ s.settimeout(10)
 assert closed(s)'
 check "130 connections of one uid: the ones over max_connections_per_uid (128) are refused" raw_as "$U_CONNS" '
 socks = [connect(path) for _ in range(128)]
-time.sleep(0.5)
+for s in socks:  # each one answered: the agent holds all 128
+    s.sendall(frame(status_request()))
+assert all(read_response(s)[0] == "OK" for s in socks)
 extra = connect(path)
 st, msg, _ = read_response(extra)
 assert st == "UNAVAILABLE" and "max_connections_per_uid" in msg, (st, msg)

@@ -36,7 +36,7 @@ now_ms() { python3 -c 'import time; print(int(time.clock_gettime(time.CLOCK_MONO
 mkdir -p "$T/p" && chmod 0777 "$T/p"
 as "$RUNNER_UID" python3 "$SRCDIR/tests/lib/signprobe.py" "$SOCK" ci-release "$T/p/stop" "$T/p/calls" &
 PROBE=$!
-for _ in $(seq 1 100); do [ -s "$T/p/calls" ] && break; sleep 0.05; done
+check "the signer signs before the rotations" wait_for 60 test -s "$T/p/calls"
 : > "$T/windows"
 idle_threads > "$T/idle0"
 expect_eq "$(wc -l < "$T/idle0")" 1 "the agent has one SCHED_IDLE thread (the key generator)"
@@ -45,7 +45,7 @@ for i in 1 2 3; do
         expect_exit 0 "RSA-3072 rotation $i of ci-rsa" cli "$OPERATOR_UID" key rotate --principal ci-rsa
         t1=$(now_ms)
         echo "$t0 $t1" >> "$T/windows"
-        sleep 0.2
+        sleep 0.2  # on purpose: Signs outside the rotations, for comparison
 done
 idle_threads > "$T/idle1"
 read -r tid0 cpu0 < "$T/idle0"

@@ -8,10 +8,12 @@
 # the purged entries and still verifies (also against a checkpoint from
 # before the purge), the tiles verify, the kept receipts verify, the agent
 # restarts and signs. A non-operator's purge is refused. retain_entries = 1s
-# purges by itself at start.
+# purges by itself at start. The purge also removes the purged entries' rows
+# from the index and rewrites the published entry bundles
+# (publish_entries = yes) with the stubs.
 . "$SRCDIR/tests/lib/common.sh"
 setup_test
-write_config
+write_config "publish_entries = yes"
 PUB=$T/state/tlog
 LOG=$T/state/log
 
@@ -57,6 +59,23 @@ PY
 no_bytes() {
         ! has_bytes "$1"
 }
+# in_bundles HEX: the raw bytes are in a published entry bundle
+in_bundles() {
+        python3 - "$PUB/tile/entries" "$1" <<'PY'
+import os, sys
+h = bytes.fromhex(sys.argv[2])
+sys.exit(0 if any(h in open(os.path.join(r, f), "rb").read() for r, _, fs in os.walk(sys.argv[1]) for f in fs) else 1)
+PY
+}
+not_in_bundles() {
+        ! in_bundles "$1"
+}
+# index_rows SQL: an answer of the index file (the agent stopped)
+index_rows() {
+        python3 -c 'import sqlite3, sys
+db = sqlite3.connect("file:" + sys.argv[1] + "?immutable=1", uri=True)
+print(db.execute(sys.argv[2]).fetchone()[0])' "$T/state/index.sqlite" "$1"
+}
 
 start_agent
 expect_exit 0 "audit log-key" cli "$STRANGER_UID" audit log-key
@@ -77,6 +96,9 @@ stop_agent
 cut=$(split_log)
 check "the log is in two segments (the second from entry $cut)" test "$(ls "$LOG"/*.seg | wc -l)" = 2
 check "the signed digest is in the segments before the purge" has_bytes "${digests[0]}"
+check "... and in the published entry bundles" in_bundles "${digests[0]}"
+rows0=$(index_rows "SELECT count(*) FROM digests WHERE seq < $cut")
+check "the index has digest rows for the closed segment ($rows0)" test "$rows0" -ge 2000
 # every entry of the closed segment older than the purge's time
 t0=$(date +%s)
 wait_for 10 test "$(date +%s)" -gt "$t0"
@@ -122,9 +144,53 @@ for f in "$T"/r/*.json; do
         check "receipt $(basename "$f") from before the purge verifies" \
                 "$PROVSIGN_CLI" receipt verify --log-key "$T/logkey.pem" "$f"
 done
+expect_exit 0 "find of a purged digest" cli "$AUDITOR_UID" audit find --digest "sha256:${digests[0]}"
+check "... finds nothing" test ! -s "$T/out"
 stop_agent
-check "audit verify --tiles passes" "$PROVSIGN_CLI" audit verify --tiles "$PUB" --log-key "$T/logkey.pem" \
-        --previous "$T/before.checkpoint"
+python3 -c 'import json, sys
+print(",".join(str(json.loads(l)["seq"]) for l in open(sys.argv[1]) if "\"purged\": true" in l.replace("\"purged\":true", "\"purged\": true")))' \
+        "$T/export.jsonl" >"$T/purged.seqs"
+expect_eq "$(index_rows "SELECT count(*) FROM digests WHERE seq IN ($(cat "$T/purged.seqs"))")" 0 \
+        "the index has no digest rows of the purged entries left"
+expect_eq "$(index_rows "SELECT count(*) FROM entries WHERE seq IN ($(cat "$T/purged.seqs")) AND (principal IS NOT NULL OR keyid IS NOT NULL)")" 0 \
+        "... nor their principal or key id"
+expect_eq "$(index_rows "SELECT count(*) FROM entries WHERE seq < $cut")" "$cut" "... and still locates every entry"
+for d in "${digests[@]}"; do
+        check "digest ${d:0:12}... is gone from the published entry bundles" not_in_bundles "$d"
+done
+check "the published bundles hold the stubs (every purged entry's, as the segments do)" python3 - "$PUB" "$T/purged.seqs" <<'PY'
+import os, sys
+pub, purged = sys.argv[1], set(int(x) for x in open(sys.argv[2]).read().split(","))
+size = int(open(os.path.join(pub, "checkpoint")).read().split("\n")[1])
+def path(n, w):
+    g = []
+    while True:
+        g.append(n % 1000); n //= 1000
+        if n == 0: break
+    g.reverse()
+    p = "tile/entries/" + "/".join(["x%03d" % x for x in g[:-1]] + ["%03d" % g[-1]])
+    return p + (".p/%d" % w if w < 256 else "")
+def varint(b, i):
+    v = s = 0
+    while True:
+        v |= (b[i] & 0x7f) << s; s += 7; i += 1
+        if not b[i - 1] & 0x80: return v, i
+stubs = set()
+for n in range((size + 255) // 256):
+    w = min(256, size - 256 * n)
+    b, i = open(os.path.join(pub, path(n, w)), "rb").read(), 0
+    while i < len(b):
+        ln = b[i] << 8 | b[i + 1]; e = b[i + 2:i + 2 + ln]; i += 2 + ln
+        j, f = 0, {}
+        for _ in range(3):
+            tag, j = varint(e, j)
+            f[tag >> 3], j = varint(e, j)
+        if f.get(3) == 11:
+            stubs.add(f[1])
+assert stubs == purged, (len(stubs), len(purged))
+PY
+check "audit verify --tiles passes (the rewritten bundles' stubs hash to their leaves)" \
+        "$PROVSIGN_CLI" audit verify --tiles "$PUB" --log-key "$T/logkey.pem" --previous "$T/before.checkpoint"
 cp "$PUB/checkpoint" "$T/purged.checkpoint"
 
 # restart with the tiles and the index removed: both rebuilt from the

@@ -18,10 +18,14 @@ KEY=$(keys_json "$T/out" | awk '$2 == "active" { print $1; exit }')
 mkdir -p "$T/p" && chmod 0777 "$T/p"
 as "$RUNNER_UID" python3 "$SRCDIR/tests/lib/signprobe.py" "$SOCK" ci-rsa "$T/p/stop" "$T/p/probe.calls" &
 PROBE=$!
-for _ in $(seq 1 100); do [ -s "$T/p/probe.calls" ] && break; sleep 0.05; done
+check "the probe signs" wait_for 60 test -s "$T/p/probe.calls"
 expect_exit 0 "revoke the active RSA key without --compromised-since (a successor is generated)" \
         cli "$OPERATOR_UID" key revoke --key "$KEY" --reason "revocation window test"
-sleep 0.3
+# the probe goes on with the successor: a Sign begun after the revoke returned
+now_ms() { python3 -c 'import time; print(int(time.clock_gettime(time.CLOCK_MONOTONIC) * 1000))'; }
+t_rev=$(now_ms)
+signed_after() { awk -v t="$t_rev" '$1 >= t && $3 == "OK" { f = 1 } END { exit !f }' "$T/p/probe.calls"; }
+check "the probe signs with the successor after the revoke" wait_for 60 signed_after
 touch "$T/p/stop"
 wait "$PROBE"
 check "the probe signed throughout" test "$(awk '$3 == "OK"' "$T/p/probe.calls" | wc -l)" -gt 0

@@ -56,10 +56,16 @@ check "the agent with the credentials PIN is ready" wait_for 60 grep -q ' ready:
 expect_exit 0 "agent started with the PIN from \$CREDENTIALS_DIRECTORY" cli "$RUNNER_UID" status
 stop_agent
 
-# a live agent's socket is not stolen; a stale one is replaced
+# a live agent's socket is not stolen; a stale one is replaced (the second
+# agent has a state_dir and key namespace of its own: on the same state_dir
+# it would be refused before, test-state-lock)
 printf '%s\n' "$good" > "$CONF"
 start_agent
-run_agent --config "$CONF" >"$T/out" 2>"$T/err"
+mkdir -p "$T/state2"
+chown "$AGENT_UID:$AGENT_GID" "$T/state2"
+sed -e "s|^state_dir = .*|state_dir = $T/state2|" -e "s|^\\[agent\\]$|[agent]\\nkey_namespace = second.test|" \
+        "$CONF" >"$T/second.conf"
+run_agent --config "$T/second.conf" >"$T/out" 2>"$T/err"
 expect_eq "$?" 1 "second agent on the same socket: exit 1"
 check "second agent says another agent is listening" grep -q "another agent is listening on $SOCK" "$T/err"
 expect_exit 0 "first agent still serves" cli "$RUNNER_UID" status

@@ -211,9 +211,11 @@ size=$(sed -n 2p "$PUB/checkpoint")
 expect_exit 0 "audit verify --tiles: the published directory verifies" \
         "$PROVSIGN_CLI" audit verify --tiles "$PUB" --log-key "$T/logkey.pem"
 check "... saying origin, size and root" grep -Eq "^verified: provsign.test/it size $size root [0-9a-f]{64}$" "$T/out"
+check "... and every entry bundle (publish_entries = yes) checked against the leaves" \
+        grep -q "^entry bundles: $(( (size + 255) / 256 )) verified, 0 missing$" "$T/out"
 expect_exit 0 "audit verify --tiles --previous the generator's checkpoint (70002)" \
         "$PROVSIGN_CLI" audit verify --tiles "$PUB" --log-key "$T/logkey.pem" --previous "$T/gen.checkpoint" --json
-check "... consistent, in JSON" python3 -c 'import json, sys; o = json.load(open(sys.argv[1])); assert o["verified"] is True and o["tree_size"] == int(sys.argv[2]) and o["consistent_with_previous_size"] == 70002, o' "$T/out" "$size"
+check "... consistent, in JSON" python3 -c 'import json, sys; o = json.load(open(sys.argv[1])); assert o["verified"] is True and o["tree_size"] == int(sys.argv[2]) and o["consistent_with_previous_size"] == 70002 and o["entry_bundles"] == {"verified": (int(sys.argv[2]) + 255) // 256, "missing": 0}, o' "$T/out" "$size"
 expect_exit 0 "... and --previous the checkpoint from before the rebuild" \
         "$PROVSIGN_CLI" audit verify --tiles "$PUB" --log-key "$T/logkey.pem" --previous "$T/before-rebuild.checkpoint"
 expect_eq "$(sums "$PUB")" "$before" "audit verify --tiles wrote nothing into the directory"
@@ -233,6 +235,15 @@ tiles_fail tile/1/000 4321 "the level-1 full tile"
 c=$size L=0
 while [ $((c % 256)) -eq 0 ]; do c=$((c / 256)) L=$((L + 1)); done
 tiles_fail "$(printf 'tile/%d/%03d.p/%d' $L $((c / 256)) $((c % 256)))" 5 "the partial tile"
+tiles_fail tile/entries/010 1000 "an entry bundle"
+tiles_fail tile/entries/010 0 "the first length of an entry bundle"
+[ $((size % 256)) -ne 0 ] &&
+        tiles_fail "$(printf 'tile/entries/%03d.p/%d' $((size / 256)) $((size % 256)))" 30 "the partial entry bundle"
+rm -rf "$V" && cp -a "$PUB" "$V"
+rm "$V/tile/entries/011"
+expect_exit 0 "audit verify --tiles with an entry bundle deleted: the tree still verifies" \
+        "$PROVSIGN_CLI" audit verify --tiles "$V" --log-key "$T/logkey.pem"
+check "... and the bundle is counted missing" grep -q "^entry bundles: $(( (size + 255) / 256 - 1 )) verified, 1 missing$" "$T/out"
 rm -rf "$V" && cp -a "$PUB" "$V"
 rm "$V/tile/0/020"
 expect_exit 1 "audit verify --tiles with tile/0/020 deleted" "$PROVSIGN_CLI" audit verify --tiles "$V" --log-key "$T/logkey.pem"

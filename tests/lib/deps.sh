@@ -5,6 +5,7 @@ PROVSIGN_DEPS=(
         libp11-dev libssl-dev openssl libprotobuf-c-dev protobuf-c-compiler
         libsystemd-dev systemd libinih-dev libjansson-dev libcmocka-dev libsqlite3-dev
         softhsm2 opensc p11-kit p11-kit-modules util-linux procps python3 jq
+        strace                                        # test-fdatasync: fdatasync fault injection
         openssh-client                                # tests/bench/run: ssh-agent, ssh-add
         dpkg-dev debhelper lintian bash-completion   # packaging/build-deb, test-package
         prometheus python3-prometheus-client         # test-metrics: promtool, the OpenMetrics parser

@@ -217,3 +217,17 @@ if __name__ == "__main__":
     if len(sys.argv) == 3:
         print("parts: %d" % n, file=sys.stderr)
     print(envelope)
+
+
+def with_id(req, rid):
+    """A request with Request.request_id (field 25) set: pipelining."""
+    return req + field_varint(25, rid)
+
+
+def read_fields(s):
+    """The next Response's fields (fields()), or None when the agent closed."""
+    hdr = recv_exact(s, 4)
+    if hdr is None:
+        return None
+    payload = recv_exact(s, struct.unpack(">I", hdr)[0])
+    return fields(payload) if payload is not None else None

@@ -911,6 +911,239 @@ static void test_sign_args(void **state) {
         provsign_close(conn);
 }
 
+/* provsign_sign_many: NDIG digests (all digest32: the fixture receipts
+ * are of it), replies told apart by their generation, i + 1 for item i. */
+#define NDIG 3
+
+static int do_sign_many(provsign_conn *conn, size_t n, size_t window, int *results, provsign_signature **sigs) {
+        const void *digests[8];
+
+        assert_true(n <= ELEMENTSOF(digests));
+        for (size_t i = 0; i < n; i++)
+                digests[i] = digest32;
+        return provsign_sign_many(conn, "ci-release", PROVSIGN_DIGEST_SHA256, digests, sizeof digest32, n, NULL, NULL,
+                                  0, window, results, sigs);
+}
+
+/* A pipelining agent answers in any order, by request id: the fake reads
+ * all three requests, then answers 3, 1, 2 in one write. */
+static void test_sign_many_out_of_order(void **state) {
+        static const uint32_t order[NDIG] = { 2, 0, 1 };
+        Provsign__Response resp[NDIG];
+        Provsign__SignResponse sr[NDIG];
+        provsign_signature *sigs[NDIG];
+        int results[NDIG];
+        struct fake_agent fa;
+        provsign_conn *conn = NULL;
+
+        for (size_t k = 0; k < NDIG; k++) {
+                sign_response_set(&resp[k], &sr[k], keyid_a, "ci-release");
+                sr[k].generation = order[k] + 1;
+                resp[k].request_id = order[k] + 1;      /* a fresh connection's ids: 1, 2, 3 */
+        }
+        fake_init(&fa);
+        fa.dribble = true;
+        fake_add_raw(&fa, NULL, 0);
+        fake_add_raw(&fa, NULL, 0);
+        fake_add_frames(&fa, resp, NDIG);
+        fake_start(&fa, &conn);
+
+        assert_int_equal(do_sign_many(conn, NDIG, 0, results, sigs), 0);
+        for (size_t i = 0; i < NDIG; i++) {
+                assert_int_equal(results[i], 0);
+                assert_non_null(sigs[i]);
+                assert_int_equal(provsign_signature_generation(sigs[i]), i + 1);
+                assert_true(provsign_signature_has_receipt(sigs[i]));
+                provsign_signature_free(sigs[i]);
+        }
+        provsign_close(conn);
+        fake_join(&fa);
+        /* Each request carried its own id. */
+        assert_int_equal(fa.n_requests, NDIG);
+        for (size_t i = 0; i < NDIG; i++) {
+                assert_int_equal(fa.requests[i]->request_id, i + 1);
+                assert_int_equal(fa.requests[i]->body_case, PROVSIGN__REQUEST__BODY_SIGN);
+                assert_memory_equal(fa.requests[i]->sign->digest.data, digest32, sizeof digest32);
+        }
+        fake_done(&fa);
+}
+
+/* An agent from before request ids answers each request in turn and
+ * echoes no id: matched by order. Then a second call on the same
+ * connection uses new ids. */
+static void test_sign_many_in_order(void **state) {
+        Provsign__Response resp[NDIG + 1];
+        Provsign__SignResponse sr[NDIG + 1];
+        provsign_signature *sigs[NDIG];
+        int results[NDIG];
+        struct fake_agent fa;
+        provsign_conn *conn = NULL;
+
+        fake_init(&fa);
+        for (size_t k = 0; k < NDIG + 1; k++) {
+                sign_response_set(&resp[k], &sr[k], keyid_a, "ci-release");
+                sr[k].generation = (uint32_t) k + 1;
+                fake_add(&fa, &resp[k]);
+        }
+        fake_start(&fa, &conn);
+        assert_int_equal(do_sign_many(conn, NDIG, 2, results, sigs), 0);
+        for (size_t i = 0; i < NDIG; i++) {
+                assert_int_equal(results[i], 0);
+                assert_int_equal(provsign_signature_generation(sigs[i]), i + 1);
+                provsign_signature_free(sigs[i]);
+        }
+        assert_int_equal(do_sign_many(conn, 1, 0, results, sigs), 0);
+        assert_int_equal(provsign_signature_generation(sigs[0]), NDIG + 1);
+        provsign_signature_free(sigs[0]);
+        provsign_close(conn);
+        fake_join(&fa);
+        assert_int_equal(fa.n_requests, NDIG + 1);
+        assert_int_equal(fa.requests[NDIG]->request_id, NDIG + 1);
+        fake_done(&fa);
+}
+
+/* One item refused, then the connection goes: the signature already in
+ * is kept, the refusal is that item's, the rest are transport failures,
+ * and the connection is unusable afterwards. */
+static void test_sign_many_partial(void **state) {
+        Provsign__Response ok, refused = PROVSIGN__RESPONSE__INIT;
+        Provsign__SignResponse sr;
+        provsign_signature *sigs[4];
+        int results[4];
+        struct fake_agent fa;
+        provsign_conn *conn = NULL;
+
+        sign_response_set(&ok, &sr, keyid_a, "ci-release");
+        ok.request_id = 1;
+        refused.protocol_version = PROVSIGN_PROTOCOL_VERSION;
+        refused.status = PROVSIGN__STATUS__RATE_LIMITED;
+        refused.message = (char *) "slow down";
+        refused.request_id = 2;
+        fake_init(&fa);
+        fake_add(&fa, &ok);
+        fake_add(&fa, &refused);
+        fake_start(&fa, &conn);
+
+        assert_int_equal(do_sign_many(conn, 4, 4, results, sigs), PROVSIGN_RATE_LIMITED);
+        assert_int_equal(results[0], 0);
+        assert_non_null(sigs[0]);
+        assert_true(provsign_signature_has_receipt(sigs[0]));
+        assert_int_equal(results[1], PROVSIGN_RATE_LIMITED);
+        assert_null(sigs[1]);
+        assert_string_equal(provsign_last_message(conn), "slow down");
+        for (size_t i = 2; i < 4; i++) {
+                assert_true(results[i] == -ECONNRESET || results[i] == -EPIPE);
+                assert_null(sigs[i]);
+        }
+        provsign_signature_free(sigs[0]);
+        assert_int_equal(do_sign_many(conn, 2, 0, results, sigs), -ENOTCONN);
+        assert_int_equal(results[1], -ENOTCONN);
+        provsign_close(conn);
+        fake_join(&fa);
+        fake_done(&fa);
+}
+
+/* A reply whose id answers nothing in flight, and a reply to the
+ * connection (id 0) from an agent that echoes ids, followed by its close. */
+static void test_sign_many_bad_ids(void **state) {
+        Provsign__Response resp[2], closing = PROVSIGN__RESPONSE__INIT;
+        Provsign__SignResponse sr[2];
+        provsign_signature *sigs[2];
+        int results[2];
+        struct fake_agent fa;
+        provsign_conn *conn = NULL;
+
+        sign_response_set(&resp[0], &sr[0], keyid_a, "ci-release");
+        resp[0].request_id = 99;
+        fake_init(&fa);
+        fake_add(&fa, &resp[0]);
+        fake_start(&fa, &conn);
+        assert_int_equal(do_sign_many(conn, 2, 2, results, sigs), -EPROTO);
+        assert_int_equal(results[0], -EPROTO);
+        assert_int_equal(results[1], -EPROTO);
+        assert_null(sigs[0]);
+        provsign_close(conn);
+        fake_join(&fa);
+        fake_done(&fa);
+
+        /* The first item answered (id 1), then "shutting down" with id 0
+         * and the close: the second gets the agent's refusal. */
+        sign_response_set(&resp[1], &sr[1], keyid_a, "ci-release");
+        resp[1].request_id = 1;
+        closing.protocol_version = PROVSIGN_PROTOCOL_VERSION;
+        closing.status = PROVSIGN__STATUS__UNAVAILABLE;
+        closing.message = (char *) "agent is shutting down";
+        Provsign__Response last[2] = { resp[1], closing };
+        fake_init(&fa);
+        fake_add_raw(&fa, NULL, 0);
+        fake_add_frames(&fa, last, 2);
+        fake_start(&fa, &conn);
+        assert_int_equal(do_sign_many(conn, 2, 2, results, sigs), PROVSIGN_UNAVAILABLE);
+        assert_int_equal(results[0], 0);
+        assert_int_equal(results[1], PROVSIGN_UNAVAILABLE);
+        assert_string_equal(provsign_last_message(conn), "agent is shutting down");
+        provsign_signature_free(sigs[0]);
+        provsign_close(conn);
+        fake_join(&fa);
+        fake_done(&fa);
+}
+
+/* An agent that reads and never answers: the deadline fails every item. */
+static void test_sign_many_timeout(void **state) {
+        provsign_signature *sigs[2];
+        provsign_conn *conn = NULL;
+        int results[2], sv[2];
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        assert_int_equal(client_conn_from_fd(sv[0], &conn), 0);
+        assert_int_equal(provsign_set_timeout(conn, 100), 0);
+        assert_int_equal(do_sign_many(conn, 2, 0, results, sigs), -ETIMEDOUT);
+        assert_int_equal(results[0], -ETIMEDOUT);
+        assert_int_equal(results[1], -ETIMEDOUT);
+        assert_null(sigs[0]);
+        assert_null(sigs[1]);
+        assert_int_equal(do_sign_many(conn, 1, 0, results, sigs), -ENOTCONN);
+        provsign_close(conn);
+        close(sv[1]);
+}
+
+/* Arguments are checked before any I/O; both arrays are written. */
+static void test_sign_many_args(void **state) {
+        static const uint8_t digest48[48] = {};
+        const void *digests[2] = { digest32, NULL };
+        provsign_signature *sigs[2] = { (provsign_signature *) 1, (provsign_signature *) 1 };
+        provsign_conn *conn = NULL;
+        int results[2] = { 7, 7 }, sv[2];
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        close(sv[1]);
+        assert_int_equal(client_conn_from_fd(sv[0], &conn), 0);
+        assert_int_equal(provsign_sign_many(conn, NULL, PROVSIGN_DIGEST_SHA256, digests, 32, 2, NULL, NULL, 0, 0,
+                                            results, sigs), -EINVAL);
+        assert_int_equal(results[0], -EINVAL);
+        assert_int_equal(results[1], -EINVAL);
+        assert_null(sigs[0]);
+        assert_null(sigs[1]);
+        digests[1] = digest48;
+        assert_int_equal(provsign_sign_many(conn, NULL, PROVSIGN_DIGEST_SHA384, digests, 32, 2, NULL, NULL, 0, 0,
+                                            results, sigs), -EINVAL);
+        assert_int_equal(provsign_sign_many(conn, NULL, (enum provsign_digest_algorithm) 0, digests, 48, 2, NULL,
+                                            NULL, 0, 0, results, sigs), -EINVAL);
+        assert_int_equal(provsign_sign_many(conn, NULL, PROVSIGN_DIGEST_SHA256, digests, 32, 2, NULL, NULL, 0, 0,
+                                            NULL, sigs), -EINVAL);
+        assert_int_equal(provsign_sign_many(NULL, NULL, PROVSIGN_DIGEST_SHA256, digests, 32, 2, NULL, NULL, 0, 0,
+                                            results, sigs), -EINVAL);
+        /* Nothing to sign: nothing sent. */
+        assert_int_equal(provsign_sign_many(conn, NULL, PROVSIGN_DIGEST_SHA256, digests, 32, 0, NULL, NULL, 0, 0,
+                                            results, sigs), 0);
+        /* A well-formed batch to a closed peer: transport errors. */
+        digests[1] = digest32;
+        assert_true(provsign_sign_many(conn, NULL, PROVSIGN_DIGEST_SHA256, digests, 32, 2, NULL, NULL, 0, 0, results,
+                                       sigs) < 0);
+        assert_true(results[0] == -EPIPE || results[0] == -ECONNRESET);
+        provsign_close(conn);
+}
+
 static void test_sign_too_big(void **state) {
         Provsign__Response resp;
         Provsign__SignResponse sr;
@@ -2829,6 +3062,12 @@ int main(void) {
                 cmocka_unit_test(test_sign_bad_replies),
                 cmocka_unit_test(test_sign_args),
                 cmocka_unit_test(test_sign_too_big),
+                cmocka_unit_test(test_sign_many_out_of_order),
+                cmocka_unit_test(test_sign_many_in_order),
+                cmocka_unit_test(test_sign_many_partial),
+                cmocka_unit_test(test_sign_many_bad_ids),
+                cmocka_unit_test(test_sign_many_timeout),
+                cmocka_unit_test(test_sign_many_args),
                 cmocka_unit_test(test_get_public_key),
                 cmocka_unit_test(test_get_public_key_bad_replies),
                 cmocka_unit_test(test_get_public_key_args),

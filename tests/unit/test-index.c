@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "index.h"
 #include "names.h"
@@ -281,6 +282,119 @@ static void test_rebuild_ahead_or_foreign(void **state) {
         index_close(x);
 }
 
+/* Runs sql on the index file (closed by the agent's side meanwhile). */
+static void db_exec(const char *sql) {
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        char *msg = NULL;
+        if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+                fail_msg("%s: %s", sql, msg);
+        sqlite3_close(db);
+}
+
+/* 1 if the marker row planted by plant() is still there (not rebuilt). */
+static int planted(void) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM names WHERE kind = 9", -1, &st, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        int n = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        return n;
+}
+
+static int state_clean(void) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT clean FROM state", -1, &st, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        int n = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        return n;
+}
+
+static void test_system_crash(void **state) {
+        /* The index is written without fsync: a clean close syncs it and
+         * says so; an unclean one in another boot (the system went down
+         * meanwhile) is rebuilt; an unclean one in this boot (the agent
+         * crashed, the OS kept its writes) is used. */
+        agent_index *x = sync_ok(570);
+        assert_int_equal(state_clean(), 0);
+        index_close(x);
+        assert_int_equal(state_clean(), 1);
+        db_exec("INSERT INTO names(kind, name) VALUES (9, 'planted'); UPDATE state SET boot_id = 'another-boot'");
+        x = sync_ok(570); /* closed cleanly, then a reboot: kept */
+        index_close(x);
+        assert_int_equal(planted(), 1);
+        db_exec("UPDATE state SET clean = 0"); /* the agent was killed, same boot */
+        x = sync_ok(570);
+        assert_int_equal(planted(), 1);
+        assert_int_equal(state_clean(), 0);
+        index_close(x);
+        db_exec("UPDATE state SET clean = 0, boot_id = 'another-boot'"); /* the system went down */
+        x = sync_ok(570);
+        assert_int_equal(planted(), 0);
+        check_answers(x, 570);
+        index_close(x);
+        db_exec("DELETE FROM state"); /* no state row: not to be trusted */
+        db_exec("INSERT INTO names(kind, name) VALUES (9, 'planted')");
+        x = sync_ok(570);
+        assert_int_equal(planted(), 0);
+        index_close(x);
+}
+
+/* The entry bytes of seq (as make_entry writes them, record stripped). */
+static size_t entry_bytes(uint64_t seq, uint8_t *rec, size_t cap, const uint8_t **ret) {
+        size_t len = make_entry(seq, rec, cap), n;
+        proto_cursor c = proto_cursor_make(rec, len);
+        assert_int_equal(proto_record_next(&c, ret, &n), 0);
+        return n;
+}
+
+static void test_forget(void **state) {
+        /* A purge notes the rows of the entries it replaces by stubs; they
+         * go once committed, and not when dropped. */
+        agent_index *x = sync_ok(570);
+        uint8_t rec[1200], d[32] = { 0 };
+        const uint8_t *e;
+        size_t n;
+        uint64_t out[2000], v;
+        index_query q = { .digest = d, .digest_len = 32, .to = UINT64_MAX };
+        n = entry_bytes(124, rec, sizeof rec, &e);
+        assert_int_equal(index_forget(x, e, n), 0);
+        index_forget_drop(x);
+        assert_int_equal(index_forget_commit(x), 0); /* nothing noted */
+        n = entry_bytes(123, rec, sizeof rec, &e);
+        assert_int_equal(index_forget(x, e, n), 0);
+        n = entry_bytes(7, rec, sizeof rec, &e);
+        assert_int_equal(index_forget(x, e, n), 0);
+        assert_int_equal(index_forget_commit(x), 0);
+        index_flush(x);
+        v = 123;
+        memcpy(d, &v, sizeof v);
+        assert_int_equal(query(x, &q, out, 2000), 0);
+        v = 1007; /* entry 7's annotation */
+        memcpy(d, &v, sizeof v);
+        assert_int_equal(query(x, &q, out, 2000), 0);
+        v = 124;
+        memcpy(d, &v, sizeof v);
+        assert_int_equal(query(x, &q, out, 2000), 1);
+        q = (index_query){ .principal = "p1", .to = UINT64_MAX }; /* 7 was one */
+        assert_int_equal(query(x, &q, out, 2000), (570 + 1) / 3 - 1);
+        q = (index_query){ .principal = "p0", .to = UINT64_MAX }; /* and 123 */
+        assert_int_equal(query(x, &q, out, 2000), 570 / 3 - 1);
+        q = (index_query){ .keyid = "k1", .to = UINT64_MAX }; /* both odd */
+        assert_int_equal(query(x, &q, out, 2000), 570 / 2 - 2);
+        /* Still located and read. */
+        uint64_t seg, off;
+        assert_int_equal(index_locate(x, 123, &seg, &off), 0);
+        index_close(x);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_build_add_find),
@@ -288,6 +402,8 @@ int main(void) {
                 cmocka_unit_test(test_rebuild_deleted),
                 cmocka_unit_test(test_rebuild_corrupt),
                 cmocka_unit_test(test_rebuild_ahead_or_foreign),
+                cmocka_unit_test(test_system_crash),
+                cmocka_unit_test(test_forget),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -72,6 +72,28 @@ static void test_bundle(void **state) {
         assert_int_equal(buf[305 + 3], 0xff);
         assert_int_equal(proto_tile_bundle_add(&buf, &len, &cap, big, 65536), -EMSGSIZE);
         assert_int_equal(len, 307 + 2 + 65535);
+        /* Read back: the three entries, then the end. */
+        proto_cursor c = proto_cursor_make(buf, len);
+        const uint8_t *e;
+        size_t n;
+        assert_int_equal(proto_tile_bundle_next(&c, &e, &n), 0);
+        assert_int_equal(n, 3);
+        assert_memory_equal(e, "abc", 3);
+        assert_int_equal(proto_tile_bundle_next(&c, &e, &n), 0);
+        assert_int_equal(n, 300);
+        assert_int_equal(proto_tile_bundle_next(&c, &e, &n), 0);
+        assert_int_equal(n, 65535);
+        assert_int_equal(proto_tile_bundle_next(&c, &e, &n), -ENODATA);
+        /* Truncated: a length running past the end, a lone length byte, an
+         * empty entry; the cursor does not move. */
+        c = proto_cursor_make(buf, 306);
+        assert_int_equal(proto_tile_bundle_next(&c, &e, &n), 0);
+        assert_int_equal(proto_tile_bundle_next(&c, &e, &n), -EBADMSG);
+        assert_int_equal(c.len, 301);
+        c = proto_cursor_make(buf, 1);
+        assert_int_equal(proto_tile_bundle_next(&c, &e, &n), -EBADMSG);
+        c = proto_cursor_make("\x00\x00", 2);
+        assert_int_equal(proto_tile_bundle_next(&c, &e, &n), -EBADMSG);
         free(buf);
 }
 

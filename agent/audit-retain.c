@@ -1,0 +1,232 @@
+/* Retention (docs/log-tiles.md "Retention"): closed segments whose entries
+ * are all older than a cutoff get their entries' bodies replaced by stubs
+ * that keep the leaf hash and the record length, rewritten atomically; one
+ * PURGE entry says so. The retainer thread does it for retain_entries. */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit-int.h"
+#include "clock.h"
+#include "fdio.h"
+#include "frame.h"
+#include "log.h"
+#include "record.h"
+#include "timefmt.h"
+
+static bool purgeable(int event) {
+        switch (event) {
+        case PROVSIGN__AUDIT_EVENT__KEY_CREATE:
+        case PROVSIGN__AUDIT_EVENT__KEY_ROTATE:
+        case PROVSIGN__AUDIT_EVENT__KEY_REVOKE:
+        case PROVSIGN__AUDIT_EVENT__KEY_DESTROY:
+        case PROVSIGN__AUDIT_EVENT__ENTRY_PURGED:
+        case PROVSIGN__AUDIT_EVENT__PURGE:
+                return false;
+        default:
+                return true;
+        }
+}
+
+/* Replaces every purgeable entry of segment `name` (a closed one) by its
+ * stub, in place in its bytes, and writes it back atomically (a new file
+ * beside it, fsync, rename over it, fsync of the directory). Each record
+ * keeps its length, so every position (index, entry bundles, readers with
+ * the old file open) stays valid. *ret_newer: the segment holds an entry
+ * at or after before_us (it is left alone, and so are the ones after). */
+static int purge_segment(agent_audit *a, const char *name, int64_t before_us, bool *ret_newer, uint64_t *ret_n,
+                         uint64_t *ret_last) {
+        uint8_t *buf = NULL, *stub = NULL;
+        size_t len = 0;
+        uint64_t n = 0, last = 0;
+        int r = audit_read_file(a->dir_fd, name, &buf, &len);
+        if (r < 0)
+                return r;
+        stub = malloc(PROTO_RECORD_MAX_ENTRY);
+        if (!stub) {
+                r = -ENOMEM;
+                goto out;
+        }
+        /* Pass 0: are all older than the cutoff, and is any purgeable?
+         * Pass 1: replace those by their stubs, in place. */
+        *ret_newer = false;
+        for (int pass = 0; pass < 2; pass++) {
+                proto_cursor c = proto_cursor_make(buf, len);
+                if (pass == 1) {
+                        if (n == 0)
+                                goto out;
+                        n = 0;
+                }
+                for (;;) {
+                        const uint8_t *entry;
+                        size_t en;
+                        uint8_t *rec = (uint8_t *) c.p;
+                        r = proto_record_next(&c, &entry, &en);
+                        if (r == -ENODATA) {
+                                r = 0;
+                                break;
+                        }
+                        proto_entry_head h;
+                        if (r >= 0)
+                                r = audit_entry_head(entry, en, &h);
+                        if (r < 0)
+                                goto out;
+                        if (h.time_us >= before_us) {
+                                *ret_newer = true;
+                                goto out;
+                        }
+                        if (!purgeable(h.event))
+                                continue;
+                        if (pass == 0) {
+                                n++;
+                                continue;
+                        }
+                        r = proto_entry_stub(entry, en, stub);
+                        if (r == -EMSGSIZE) {
+                                r = 0; /* too short to hold its stub: kept */
+                                continue;
+                        }
+                        /* Its index rows go once the segment is durable. */
+                        if (r >= 0 && a->index)
+                                r = index_forget(a->index, entry, en);
+                        if (r >= 0)
+                                memcpy((uint8_t *) entry, stub, en);
+                        size_t rl;
+                        if (r >= 0)
+                                r = proto_record_encode(entry, en, rec, proto_record_size(en), &rl);
+                        if (r < 0)
+                                goto out;
+                        n++;
+                        last = h.seq;
+                }
+        }
+        if (n == 0)
+                goto out; /* all too short for their stubs: nothing changed */
+        char tmp[300];
+        snprintf(tmp, sizeof tmp, ".purge-%.255s", name);
+        int fd = openat(a->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0) {
+                r = -errno;
+                goto out;
+        }
+        r = proto_fd_write_all(fd, buf, len);
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        close(fd);
+        if (r >= 0 && renameat(a->dir_fd, tmp, a->dir_fd, name) < 0)
+                r = -errno;
+        if (r >= 0 && fsync(a->dir_fd) < 0)
+                r = -errno;
+        if (r < 0)
+                (void) unlinkat(a->dir_fd, tmp, 0);
+out:
+        if (a->index && r >= 0)
+                (void) index_forget_commit(a->index);
+        else if (a->index)
+                index_forget_drop(a->index);
+        free(stub);
+        free(buf);
+        *ret_n = r >= 0 ? n : 0;
+        *ret_last = last;
+        return r;
+}
+
+int audit_purge(agent_audit *a, int64_t before_us, const Provsign__Caller *caller, const char *who,
+                uint64_t *ret_purged, uint64_t *ret_through, uint64_t *ret_seq) {
+        struct dirent **list = NULL;
+        uint64_t total = 0, through = 0;
+        int r = 0;
+        *ret_purged = *ret_through = *ret_seq = 0;
+        pthread_mutex_lock(&a->purge_lock);
+        int n = scandir(a->dir, &list, audit_segment_filter, alphasort);
+        if (n < 0) {
+                r = -errno;
+                goto out;
+        }
+        pthread_mutex_lock(&a->lock);
+        uint64_t open_first = a->seg_fd >= 0 ? a->seg_first : UINT64_MAX;
+        pthread_mutex_unlock(&a->lock);
+        /* Never the last segment, nor the one being written. */
+        for (int i = 0; i + 1 < n && r >= 0; i++) {
+                const char *name = list[i]->d_name;
+                uint64_t first = strtoull(name, NULL, 10);
+                if (first >= open_first)
+                        break;
+                if (first < a->purge_from)
+                        continue; /* purged whole before: not read again */
+                bool newer = false;
+                uint64_t k = 0, last = 0;
+                r = purge_segment(a, name, before_us, &newer, &k, &last);
+                if (r < 0) {
+                        log_error("audit log: cannot purge %s/%s: %s", a->dir, name, strerror(-r));
+                        break;
+                }
+                if (k) {
+                        total += k;
+                        through = last;
+                        /* A failure is logged; the purge stands. */
+                        (void) audit_publish_rebundle(a, first, last);
+                }
+                if (newer)
+                        break;
+                a->purge_from = strtoull(list[i + 1]->d_name, NULL, 10);
+        }
+        for (int i = 0; i < n; i++)
+                free(list[i]);
+        free(list);
+        if (total > 0) {
+                char when[PROTO_TIME_LEN + 1], msg[160];
+                if (!proto_time_format_us(before_us, when))
+                        snprintf(when, sizeof when, "%" PRId64 "us", before_us);
+                snprintf(msg, sizeof msg, "purged %" PRIu64 " entries through seq %" PRIu64 " older than %s", total,
+                         through, when);
+                Provsign__AuditEntry e = PROVSIGN__AUDIT_ENTRY__INIT;
+                e.event = PROVSIGN__AUDIT_EVENT__PURGE;
+                e.caller = (Provsign__Caller *) caller;
+                e.reason = (char *) who;
+                e.message = msg;
+                e.purged_through_seq = through;
+                e.purged_before_us = before_us;
+                int ra = audit_append(a, &e, ret_seq, NULL, NULL);
+                log_notice("audit log: %s (%s)", msg, who);
+                if (ra < 0 && r >= 0)
+                        r = ra;
+        }
+        *ret_purged = total;
+        *ret_through = through;
+out:
+        pthread_mutex_unlock(&a->purge_lock);
+        return r;
+}
+
+#define RETAIN_INTERVAL_S 3600
+
+void *audit_retainer_main(void *arg) {
+        agent_audit *a = arg;
+        for (;;) {
+                uint64_t purged, through, seq;
+                int64_t cutoff = (int64_t) agent_now_us() - (int64_t) a->retain_s * 1000000;
+                int r = audit_purge(a, cutoff, NULL, "retain_entries", &purged, &through, &seq);
+                if (r < 0)
+                        log_warning("audit log: retain_entries: purge failed (%s); retrying in an hour", strerror(-r));
+                pthread_mutex_lock(&a->lock);
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += RETAIN_INTERVAL_S;
+                while (!a->retain_stop && pthread_cond_timedwait(&a->retain_cond, &a->lock, &ts) != ETIMEDOUT)
+                        ;
+                bool stop = a->retain_stop;
+                pthread_mutex_unlock(&a->lock);
+                if (stop)
+                        break;
+        }
+        return NULL;
+}
