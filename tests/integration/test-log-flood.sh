@@ -17,11 +17,7 @@
 . "$SRCDIR/tests/lib/p11server.sh"
 setup_test
 p11_setup
-start_p11
-MODULE=$CLIENT_MODULE
-write_config "hsm_timeout = 2s"
-AGENT_ENV="P11_KIT_SERVER_ADDRESS=unix:path=$P11SOCK"
-start_agent
+p11_agent "hsm_timeout = 2s"
 expect_exit 0 "a Sign through p11-kit before the outage" cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$(random_digest)"
 
 stop_p11
