@@ -10,7 +10,9 @@
 # duration on the same machine).
 . "$SRCDIR/tests/lib/common.sh"
 setup_test
-write_config
+# (hsm_timeout 30 s: the generations run at SCHED_IDLE beside a back-to-back
+# signer; on a loaded VM a rotation may take seconds, and must not time out)
+write_config "hsm_timeout = 30s"
 start_agent
 
 # idle_threads: "tid utime+stime" of each SCHED_IDLE (policy 5) thread of the agent.
