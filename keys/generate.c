@@ -428,6 +428,85 @@ static int release_marker(keys_store *s, CK_SESSION_HANDLE sh, CK_OBJECT_HANDLE 
                            s->ns, s->token_label, label, (unsigned long) rv);
 }
 
+/* Creates this agent's marker (none was found) and looks again, a few
+ * times over about a second (claim_look_ms), for a marker of another agent
+ * that claimed the namespace at the same moment: PKCS#11 has no
+ * create-if-absent. One look is not enough: a token served to several
+ * processes may show one of them another's new object only a moment later
+ * (SoftHSM2 behind p11-kit server does; with one look, two of four racing
+ * agents both kept their markers and ran). An agent that sees another
+ * marker removes its own and refuses, so at most one of the racers runs,
+ * and none leaves a marker. */
+static int create_marker(keys_store *s, CK_SESSION_HANDLE sh, CK_ATTRIBUTE *find, const uint8_t *value,
+                         size_t len, const char *label, char **ret_error) {
+        static const char app[] = "provsign";
+        CK_OBJECT_CLASS cls = CKO_DATA;
+        CK_BBOOL yes = CK_TRUE;
+        CK_ATTRIBUTE create[] = {
+                { CKA_CLASS, &cls, sizeof cls },     { CKA_TOKEN, &yes, sizeof yes },
+                { CKA_PRIVATE, &yes, sizeof yes },   { CKA_LABEL, (void *) label, strlen(label) },
+                { CKA_APPLICATION, (void *) app, sizeof app - 1 },
+                { CKA_VALUE, (void *) value, len },
+        };
+        CK_OBJECT_HANDLE mine, objs[4];
+        CK_RV rv = s->fn->C_CreateObject(sh, create, sizeof create / sizeof create[0], &mine);
+        if (rv != CKR_OK)
+                return keys_errorf(ret_error, -EIO, "cannot create the owner marker %s on token \"%s\": 0x%lx",
+                                   label, s->token_label, (unsigned long) rv);
+        int n = 1;
+        bool alone = true;
+        for (size_t look = 0; alone && look < sizeof claim_look_ms / sizeof claim_look_ms[0]; look++) {
+                usleep(claim_look_ms[look] * 1000u);
+                n = find_objects(s, sh, find, 2, objs, 4);
+                alone = n == 1 && objs[0] == mine;
+        }
+        if (alone)
+                return 0;
+        int r = release_marker(s, sh, mine, label, ret_error);
+        if (r < 0)
+                return r;
+        if (n < 0)
+                return keys_errorf(ret_error, -EIO,
+                                   "cannot look again for the owner marker %s on token \"%s\" (this agent removed "
+                                   "the one it had just created)",
+                                   label, s->token_label);
+        return keys_errorf(ret_error, -EBUSY,
+                           "key namespace \"%s\" on token \"%s\" was claimed by another agent at the same moment "
+                           "(this agent removed its own owner marker %s again); start one agent per namespace",
+                           s->ns, s->token_label, label);
+}
+
+/* Compares the markers found (objs, n of them) with this agent's value: 0
+ * when all are its own; -EEXIST (and the message) when one is another's;
+ * -EAGAIN when one is gone since it was found (a racing agent removed its
+ * own: look again). */
+static int compare_markers(keys_store *s, CK_SESSION_HANDLE sh, const CK_OBJECT_HANDLE *objs, int n,
+                           const uint8_t *value, size_t len, const char *label, char **ret_error) {
+        for (int i = 0; i < n; i++) {
+                uint8_t *v = NULL;
+                size_t vlen = 0;
+                int r = get_attr(s, sh, objs[i], CKA_VALUE, &v, &vlen);
+                if (r == -ENOMEM)
+                        return r;
+                if (r == 0 && vlen == len && memcmp(v, value, len) == 0) {
+                        free(v);
+                        continue;
+                }
+                CK_ATTRIBUTE probe = { CKA_CLASS, NULL, 0 };
+                if (r < 0 && s->fn->C_GetAttributeValue(sh, objs[i], &probe, 1) == CKR_OBJECT_HANDLE_INVALID)
+                        return -EAGAIN;
+                char shown[256];
+                printable(v, r == 0 ? vlen : 0, shown, sizeof shown);
+                free(v);
+                return keys_errorf(ret_error, -EEXIST,
+                                   "key namespace \"%s\" on token \"%s\" belongs to another agent's state (its "
+                                   "owner marker %s says \"%s\"): give this agent its own key_namespace, or, if "
+                                   "this is that agent on a new state_dir, see docs/fleet.md \"Owner marker\"",
+                                   s->ns, s->token_label, label, shown);
+        }
+        return 0;
+}
+
 int keys_raw_claim_owner(keys_store *s, const uint8_t *value, size_t len, char **ret_error) {
         char label[KEYS_LABEL_MAX];
         int r = keys_owner_label(label, sizeof label, s->ns);
@@ -437,82 +516,33 @@ int keys_raw_claim_owner(keys_store *s, const uint8_t *value, size_t len, char *
         if (open_session(s, &sh) < 0)
                 return keys_errorf(ret_error, -EIO, "cannot open a session on token \"%s\"", s->token_label);
         CK_OBJECT_CLASS cls = CKO_DATA;
-        CK_BBOOL yes = CK_TRUE;
         CK_ATTRIBUTE find[] = { { CKA_CLASS, &cls, sizeof cls }, { CKA_LABEL, label, strlen(label) } };
-        CK_OBJECT_HANDLE objs[4], mine = CK_INVALID_HANDLE;
-        int n = find_objects(s, sh, find, 2, objs, 4);
-        if (n < 0) {
-                r = keys_errorf(ret_error, -EIO, "cannot look for the owner marker %s on token \"%s\"", label,
-                                s->token_label);
-                goto out;
+        CK_OBJECT_HANDLE objs[4];
+        /* A marker that vanishes between finding and reading it: look again
+         * (a few times). */
+        for (int vanished = 0;; vanished++) {
+                int n = find_objects(s, sh, find, 2, objs, 4);
+                if (n < 0) {
+                        r = keys_errorf(ret_error, -EIO, "cannot look for the owner marker %s on token \"%s\"",
+                                        label, s->token_label);
+                        break;
+                }
+                if (n == 0) {
+                        r = create_marker(s, sh, find, value, len, label, ret_error);
+                        break;
+                }
+                r = compare_markers(s, sh, objs, n, value, len, label, ret_error);
+                if (r != -EAGAIN)
+                        break;
+                if (vanished == 3) {
+                        r = keys_errorf(ret_error, -EBUSY,
+                                        "key namespace \"%s\" on token \"%s\" is being claimed and released by "
+                                        "other agents at this moment; start one agent per namespace",
+                                        s->ns, s->token_label);
+                        break;
+                }
+                usleep(100000u);
         }
-        if (n == 0) {
-                static const char app[] = "provsign";
-                CK_ATTRIBUTE create[] = {
-                        { CKA_CLASS, &cls, sizeof cls },     { CKA_TOKEN, &yes, sizeof yes },
-                        { CKA_PRIVATE, &yes, sizeof yes },   { CKA_LABEL, label, strlen(label) },
-                        { CKA_APPLICATION, (void *) app, sizeof app - 1 },
-                        { CKA_VALUE, (void *) value, len },
-                };
-                CK_RV rv = s->fn->C_CreateObject(sh, create, sizeof create / sizeof create[0], &mine);
-                if (rv != CKR_OK) {
-                        r = keys_errorf(ret_error, -EIO, "cannot create the owner marker %s on token \"%s\": 0x%lx",
-                                        label, s->token_label, (unsigned long) rv);
-                        goto out;
-                }
-                /* No create-if-absent in PKCS#11: look again, a few times
-                 * over about a second (claim_look_ms), for a marker of another agent that
-                 * claimed the namespace at the same moment. One look is
-                 * not enough: a token served to several processes may show
-                 * one of them another's new object only a moment later
-                 * (SoftHSM2 behind p11-kit server does; test-fleet saw two
-                 * racing agents both keep their markers). An agent that
-                 * sees another marker removes its own and refuses, so at
-                 * most one of the racers runs, and none leaves a marker. */
-                bool alone = true;
-                for (size_t look = 0; alone && look < sizeof claim_look_ms / sizeof claim_look_ms[0]; look++) {
-                        usleep(claim_look_ms[look] * 1000u);
-                        n = find_objects(s, sh, find, 2, objs, 4);
-                        alone = n == 1 && objs[0] == mine;
-                }
-                if (!alone) {
-                        r = release_marker(s, sh, mine, label, ret_error);
-                        if (r == 0 && n < 0)
-                                r = keys_errorf(ret_error, -EIO,
-                                                "cannot look again for the owner marker %s on token \"%s\" (this "
-                                                "agent removed the one it had just created)",
-                                                label, s->token_label);
-                        else if (r == 0)
-                                r = keys_errorf(ret_error, -EBUSY,
-                                                "key namespace \"%s\" on token \"%s\" was claimed by another "
-                                                "agent at the same moment (this agent removed its own owner marker "
-                                                "%s again); start one agent per namespace",
-                                                s->ns, s->token_label, label);
-                }
-                goto out;
-        }
-        for (int i = 0; i < n; i++) {
-                uint8_t *v = NULL;
-                size_t vlen = 0;
-                r = get_attr(s, sh, objs[i], CKA_VALUE, &v, &vlen);
-                if (r == -ENOMEM)
-                        goto out;
-                if (r == 0 && vlen == len && memcmp(v, value, len) == 0) {
-                        free(v);
-                        continue;
-                }
-                char shown[256];
-                printable(v, r == 0 ? vlen : 0, shown, sizeof shown);
-                free(v);
-                r = keys_errorf(ret_error, -EEXIST,
-                                "key namespace \"%s\" on token \"%s\" belongs to another agent's state (its owner "
-                                "marker %s says \"%s\"): give this agent its own key_namespace, or, if this is that "
-                                "agent on a new state_dir, see docs/fleet.md \"Owner marker\"",
-                                s->ns, s->token_label, label, shown);
-                goto out;
-        }
-        r = 0;
-out:
         s->fn->C_CloseSession(sh);
         return r;
 }
