@@ -27,7 +27,15 @@ struct agent_generator {
         uint64_t job_start_ms;   /* __atomic: when the running job began; 0: none */
         int boosted;             /* __atomic: generator_tick put it back to SCHED_OTHER */
         bool boost_refused;      /* main thread: said once */
+        bool idle;               /* SCHED_IDLE (else the normal priority); set before the thread starts */
 };
+
+/* A thread at SCHED_IDLE may go back to nice 0 only where RLIMIT_NICE
+ * allows nice 0 (20 - 0); main.c raised the soft limit to the hard one. */
+static bool can_leave_idle(void) {
+        struct rlimit rl;
+        return getrlimit(RLIMIT_NICE, &rl) == 0 && (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= 20);
+}
 
 /* SCHED_IDLE: any other thread of the agent that becomes runnable preempts
  * this one at once. Among other processes the agent's cgroup (or autogroup)
@@ -49,7 +57,7 @@ static void lower_priority(void) {
 
 /* Back to SCHED_IDLE after generator_tick raised it (always allowed). */
 static void unboost(agent_generator *g) {
-        if (__atomic_exchange_n(&g->boosted, 0, __ATOMIC_ACQ_REL)) {
+        if (g->idle && __atomic_exchange_n(&g->boosted, 0, __ATOMIC_ACQ_REL)) {
                 struct sched_param sp = { .sched_priority = 0 };
                 (void) sched_setscheduler(0, SCHED_IDLE, &sp);
         }
@@ -58,7 +66,9 @@ static void unboost(agent_generator *g) {
 static void *generator_main(void *arg) {
         agent_generator *g = arg;
         __atomic_store_n(&g->tid, gettid(), __ATOMIC_RELEASE);
-        lower_priority();
+        (void) pthread_setname_np(pthread_self(), "provsign-keygen");
+        if (g->idle)
+                lower_priority();
         pthread_mutex_lock(&g->lock);
         for (;;) {
                 while (!g->head && !__atomic_load_n(&g->stopping, __ATOMIC_ACQUIRE))
@@ -88,6 +98,24 @@ int generator_start(agent_generator **ret) {
                 return -ENOMEM;
         pthread_mutex_init(&g->lock, NULL);
         pthread_cond_init(&g->cond, NULL);
+        /* SCHED_IDLE only where a starved generation can leave it again:
+         * without that, a sustained load of the agent's own threads (or, in
+         * one cgroup, of anything) could hold a rotation back for good.
+         * PROVSIGN_KEYGEN_PRIORITY=idle|normal decides instead (benchmarks,
+         * tests). */
+        const char *want = getenv("PROVSIGN_KEYGEN_PRIORITY");
+        if (want && strcmp(want, "idle") != 0 && strcmp(want, "normal") != 0)
+                log_warning("PROVSIGN_KEYGEN_PRIORITY=%s is neither \"idle\" nor \"normal\": ignored", want);
+        bool escape = can_leave_idle();
+        g->idle = want && strcmp(want, "idle") == 0 ? true : want && strcmp(want, "normal") == 0 ? false : escape;
+        if (!g->idle)
+                log_notice("key generator at normal priority: %s", want ? "PROVSIGN_KEYGEN_PRIORITY=normal"
+                                                                         : "RLIMIT_NICE does not allow a starved "
+                                                                           "generation to leave SCHED_IDLE "
+                                                                           "(LimitNICE=+0 in the unit does)");
+        else if (!escape)
+                log_notice("key generator at SCHED_IDLE (PROVSIGN_KEYGEN_PRIORITY=idle), without a way back to "
+                           "normal priority (RLIMIT_NICE)");
         /* Signals go to the main thread (signalfd). */
         sigset_t all, old;
         sigfillset(&all);
@@ -117,6 +145,8 @@ void generator_submit(agent_generator *g, agent_job *job) {
 }
 
 void generator_tick(agent_generator *g) {
+        if (!g->idle)
+                return;
         uint64_t start = __atomic_load_n(&g->job_start_ms, __ATOMIC_ACQUIRE);
         if (!start || agent_monotonic_ms() - start < GENERATOR_IDLE_MAX_MS || __atomic_load_n(&g->boosted, __ATOMIC_ACQUIRE))
                 return;

@@ -1,5 +1,6 @@
-/* The key generator: one thread, at the lowest CPU priority (SCHED_IDLE),
- * on which every key generation runs (operator and scheduled rotations,
+/* The key generator: one thread, at the lowest CPU priority (SCHED_IDLE,
+ * where RLIMIT_NICE lets a starved generation go back to nice 0; see
+ * generator_start), on which every key generation runs (operator and scheduled rotations,
  * auto_rotate_on_revoke, a reload's new principals). A generation is CPU
  * work of 0.2-1 s for RSA-3072 in SoftHSM2; on this thread the workers,
  * the committer and the event loop preempt it whenever they have work, and
@@ -16,9 +17,12 @@
 
 typedef struct agent_generator agent_generator;
 
-/* generator_start: the thread. 0 and *ret, or a negative errno. If the
- * priority cannot be lowered (a seccomp filter, say), it runs at the
- * normal one and says so once. */
+/* generator_start: the thread ("provsign-keygen"). 0 and *ret, or a
+ * negative errno. It runs at SCHED_IDLE where RLIMIT_NICE lets a starved
+ * generation go back to nice 0 (generator_tick), else at the normal
+ * priority (said once); PROVSIGN_KEYGEN_PRIORITY=idle|normal in the
+ * environment decides instead. If the priority cannot be lowered (a
+ * seccomp filter, say), it runs at the normal one and says so. */
 int generator_start(agent_generator **ret);
 
 /* generator_submit: queues job; its run() is called on the generator

@@ -13,6 +13,10 @@ setup_test
 # (hsm_timeout 30 s: the generations run at SCHED_IDLE beside a back-to-back
 # signer; on a loaded VM a rotation may take seconds, and must not time out)
 write_config "hsm_timeout = 30s"
+# SCHED_IDLE, as under the packaged unit (its LimitNICE=+0 lets a starved
+# generation go back to nice 0; this VM's RLIMIT_NICE does not, where the
+# agent would choose the normal priority by itself)
+AGENT_ENV="PROVSIGN_KEYGEN_PRIORITY=idle"
 start_agent
 
 # idle_threads: "tid utime+stime" of each SCHED_IDLE (policy 5) thread of the agent.
@@ -28,8 +32,9 @@ except OSError:
 tid = s.split(" ", 1)[0]
 rest = s.rsplit(")", 1)[1].split()
 # fields after the name: state is rest[0] (field 3); utime 14, stime 15, policy 41
+name = s.split("(", 1)[1].rsplit(")", 1)[0]
 if int(rest[41 - 3]) == 5:
-    print(tid, int(rest[14 - 3]) + int(rest[15 - 3]))
+    print(tid, int(rest[14 - 3]) + int(rest[15 - 3]), name)
 PY
         done
 }
@@ -41,7 +46,8 @@ PROBE=$!
 check "the signer signs before the rotations" wait_for 60 test -s "$T/p/calls"
 : > "$T/windows"
 idle_threads > "$T/idle0"
-expect_eq "$(wc -l < "$T/idle0")" 1 "the agent has one SCHED_IDLE thread (the key generator)"
+expect_eq "$(wc -l < "$T/idle0")" 1 "the agent has one SCHED_IDLE thread"
+expect_eq "$(awk '{print $3}' "$T/idle0")" provsign-keygen "... the key generator (provsign-keygen)"
 for i in 1 2 3; do
         t0=$(now_ms)
         expect_exit 0 "RSA-3072 rotation $i of ci-rsa" cli "$OPERATOR_UID" key rotate --principal ci-rsa
@@ -50,8 +56,8 @@ for i in 1 2 3; do
         sleep 0.2  # on purpose: Signs outside the rotations, for comparison
 done
 idle_threads > "$T/idle1"
-read -r tid0 cpu0 < "$T/idle0"
-read -r tid1 cpu1 < "$T/idle1"
+read -r tid0 cpu0 _ < "$T/idle0"
+read -r tid1 cpu1 _ < "$T/idle1"
 expect_eq "$tid1" "$tid0" "the same generator thread after the rotations"
 check "the generations ran on the SCHED_IDLE thread (its CPU time grew: $cpu0 -> $cpu1 ticks)" [ "${cpu1:-0}" -gt "${cpu0:-0}" ]
 
@@ -84,7 +90,7 @@ for n in 1 2 3; do
         expect_exit 0 "ci-new-rsa$n signs once the reload is done" cli "$RUNNER_UID" sign --principal ci-new-rsa$n --digest "sha256:$(random_digest)"
 done
 idle_threads > "$T/idle2"
-read -r _ cpu2 < "$T/idle2"
+read -r _ cpu2 _ < "$T/idle2"
 check "the reload's generation ran on the SCHED_IDLE thread ($cpu1 -> $cpu2 ticks)" [ "${cpu2:-0}" -gt "${cpu1:-0}" ]
 sleep 0.2
 touch "$T/p/stop"
