@@ -184,18 +184,20 @@ int main(int argc, char **argv) {
                 return 1;
         }
 
-        /* One agent per state_dir, before anything in it (or on the token)
-         * is touched: held until the process exits. */
-        int state_lock = -1;
-        r = agent_state_lock(a.config, &state_lock, &err);
+        agent_pin pin = { 0 };
+        r = agent_pin_read(a.config, &pin, &err);
         if (r < 0) {
                 fprintf(stderr, "%s\n", err ? err : strerror(-r));
                 goto fail;
         }
-
-        agent_pin pin = { 0 };
-        r = agent_pin_read(a.config, &pin, &err);
+        /* One agent per state_dir, before anything in it (or on the token)
+         * is touched: held until the process exits. After the PIN, which
+         * touches neither, so that a config check without the state_dir
+         * (the package's, before systemd made it) still gets that far. */
+        int state_lock = -1;
+        r = agent_state_lock(a.config, &state_lock, &err);
         if (r < 0) {
+                agent_pin_wipe(&pin);
                 fprintf(stderr, "%s\n", err ? err : strerror(-r));
                 goto fail;
         }
