@@ -268,6 +268,26 @@ cli() {
         as "$uid" "$PROVSIGN_CLI" "$@"
 }
 
+# notify_standin DIR: a stand-in service manager for the agent: a datagram
+# socket DIR/notify (NOTIFY_SOCKET), every notification a line of DIR/log;
+# stopped at cleanup. Sets NOTIFY_DIR.
+notify_standin() {
+        NOTIFY_DIR=$1
+        mkdir -m 0755 "$NOTIFY_DIR"
+        python3 - "$NOTIFY_DIR/notify" "$NOTIFY_DIR/log" <<'PY' &
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o666)
+out = open(sys.argv[2], "a", buffering=1); os.chmod(sys.argv[2], 0o644)
+while True:
+    for l in s.recv(4096).decode().split("\n"):
+        if l: out.write(l + "\n")
+PY
+        NOTIFY_PID=$!
+        on_cleanup 'kill "$NOTIFY_PID" 2>/dev/null'
+        check "the stand-in NOTIFY_SOCKET is up" wait_for 30 test -S "$NOTIFY_DIR/notify"
+}
+
 # hostile CODE: runs the Python CODE as RUNNER_UID with tests/lib/rawclient's
 # names imported (and os, struct, time) and path set to the agent's socket.
 hostile() {
