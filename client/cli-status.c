@@ -11,8 +11,9 @@ static void status_help(void) {
                "\n"
                "Shows the agent's version, token and principals, and which principals\n"
                "and roles the agent grants you. When the agent's audit log has failed\n"
-               "(nothing is signed until the agent is restarted) it says so and exits 3\n"
-               "with \"UNAVAILABLE: the audit log has failed; ...\" on stderr.\n"
+               "(nothing is signed until the agent is restarted) it says so, on stdout\n"
+               "and with \"warning: the audit log has failed; ...\" on stderr; it still\n"
+               "exits 0, since the agent answered (--json: \"log_failed\": true).\n"
                "\n"
                "  -j, --json   print {agent_version, protocol_version, token_label,\n"
                "               principals, uptime_seconds, caller_principals, caller_roles,\n"
@@ -88,12 +89,12 @@ static int status_run(const struct cli_ctx *ctx, bool json) {
                 printf("%-18s %s\n", "audit log state:", "FAILED: nothing is signed until the agent is restarted");
         r = CLI_EXIT_OK;
 degraded:
-        /* A failed log refuses everything that matters: exit 3 with the
-         * status name first on stderr, after the whole status on stdout. */
+        /* A failed log: said on stderr too, after the whole status on stdout.
+         * The exit stays 0: the agent answered, and exit 3 means "refused"
+         * (DESIGN.md); monitoring reads "log_failed" or provsign_log_failed. */
         if (r == CLI_EXIT_OK && failed) {
                 fflush(stdout);
-                fprintf(stderr, "UNAVAILABLE: the audit log has failed; nothing is signed until the agent is restarted\n");
-                r = CLI_EXIT_REFUSED;
+                fprintf(stderr, "warning: the audit log has failed; nothing is signed until the agent is restarted\n");
         }
 out:
         provsign_agent_status_free(st);
