@@ -201,8 +201,13 @@ void server_conn_flush(agent_server *s, agent_conn *c) {
                 free(c->wbuf);
                 c->wbuf = NULL;
                 c->wlen = c->woff = 0;
+                /* A connection to close reads nothing more (server_conn_can_take),
+                 * but its pipelined jobs still out are answered first: their
+                 * Signs are logged, so their signatures must reach the client.
+                 * The last one's reply comes back here. */
                 if (c->close_after_write) {
-                        server_conn_close(s, c);
+                        if (c->njobs == 0)
+                                server_conn_close(s, c);
                         return;
                 }
                 /* One frame of a stream per loop turn. An edge-triggered
@@ -308,8 +313,8 @@ static void conn_process(agent *a, agent_conn *c) {
         while (server_conn_can_take(s, c) && off < c->rlen) {
                 const uint8_t *p = c->rbuf + off;
                 size_t avail = c->rlen - off, plen = 0;
-                /* A reply to no decoded request (oversized, shutting down)
-                 * carries request_id 0; the callback sets each request's own. */
+                /* A reply to no decoded request (oversized) carries
+                 * request_id 0; the callback sets each request's own. */
                 server_conn_begin(c, 0, false);
                 int r = proto_frame_peek(p, avail, PROTO_FRAME_MAX, &plen);
                 if (r == 0)
@@ -326,15 +331,6 @@ static void conn_process(agent *a, agent_conn *c) {
                 }
                 if (avail < PROTO_FRAME_HEADER + plen)
                         break;
-                if (s->stopping) {
-                        /* SIGTERM finishes what is in flight, and starts nothing
-                         * new. The connection closes once the replies of its
-                         * pipelined requests still out are sent too (the loop
-                         * ends when none is out). */
-                        off = c->rlen;
-                        server_reply(a, c, NULL, PROVSIGN__STATUS__UNAVAILABLE, c->njobs == 0, "agent is shutting down");
-                        break;
-                }
                 if (s->cb->frame(a, c, p + PROTO_FRAME_HEADER, plen) == SERVER_FRAME_WAIT) {
                         c->waiting = true;
                         break;

@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "refusals.h"
 #include "server-int.h"
+#include "watchdog.h"
 
 static void conn_add_job(agent_server *s, agent_conn *c, agent_conn_job *job) {
         job->conn = c;
@@ -84,9 +85,16 @@ void server_resume_job(agent *a, agent_conn_job *job) {
                 return;
         }
         /* A reply queues c itself (server_conn_flush); this covers a complete()
-         * that had nothing to send. */
-        if (server_conn_can_take(s, c) && (c->rlen > 0 || c->readable))
+         * that had nothing to send (and a connection to close once its last
+         * job is back, with nothing left to write). */
+        if (c->fd >= 0 && c->close_after_write && c->njobs == 0 && c->wlen == 0)
+                server_conn_close(s, c);
+        else if (server_conn_can_take(s, c) && (c->rlen > 0 || c->readable))
                 server_conn_mark_ready(s, c);
+}
+
+bool server_stopping(const agent *a) {
+        return a->server && a->server->stopping;
 }
 
 /* A job out longer than hsm_timeout (the token hangs, or the log cannot get
@@ -307,7 +315,7 @@ int server_run(agent *a, const server_callbacks *cb) {
                 }
                 server_bury_closed(s);
                 if (watchdog_us && (now - last_ping) * 1000u >= watchdog_us / 2) {
-                        sd_notify(0, "WATCHDOG=1");
+                        agent_watchdog_ping(a);
                         last_ping = now;
                 }
         }

@@ -15,8 +15,9 @@ typedef struct agent_conn agent_conn;
 /* A job on behalf of one connection. A one-at-a-time request's job keeps
  * the connection from reading anything more until it is finished; a
  * pipelined one (server_conn_begin) lets it read on, up to
- * max_inflight_per_connection jobs out at once. When the worker is done, complete() runs on the
- * main thread and either sends exactly one reply with server_reply() and
+ * max_inflight_per_connection jobs out at once. When the worker is done,
+ * complete() runs on the main thread and either sends exactly one reply
+ * with server_reply() and
  * returns true (the job is finished and freed), or keeps the job (returns
  * false: e.g. waiting for its audit entry to be durable) and later calls
  * server_resume_job() to run complete() again. If the connection died
@@ -54,7 +55,8 @@ enum {
 /* What the loop calls back, on the main thread. */
 typedef struct server_callbacks {
         /* frame: one complete request frame of c (the payload, without its
-         * length; valid during the call). It answers through server_reply(),
+         * length; valid during the call); also after SIGTERM, when it starts
+         * nothing new (server_stopping). It answers through server_reply(),
          * server_stream_start() or server_submit(), now or later, and returns
          * SERVER_FRAME_TAKEN; or it answers nothing and returns
          * SERVER_FRAME_WAIT (a one-at-a-time request while pipelined ones
@@ -73,6 +75,10 @@ typedef struct server_callbacks {
  * requests; cb (borrowed until it returns) says what a frame, a commit, a
  * SIGHUP and a tick mean. 0 or a negative errno. */
 int server_run(agent *a, const server_callbacks *cb);
+
+/* server_stopping: SIGTERM came: the frame callback refuses every request
+ * (UNAVAILABLE, with the request's id) while the jobs in flight finish. */
+bool server_stopping(const agent *a);
 
 /* server_connections: client connections open now. */
 size_t server_connections(const agent *a);
@@ -109,8 +115,9 @@ size_t server_conn_jobs(const agent_conn *c);
 
 /* server_reply: sends one Response on c: protocol version, status and
  * message (printf-style, may be NULL for OK) filled in here; body may carry
- * a oneof (ignored unless status is OK). close_after closes the connection
- * once the reply is written. */
+ * a oneof (ignored unless status is OK). close_after: c reads nothing more,
+ * and closes once the reply is written and its jobs still out have been
+ * answered too. */
 void server_reply(agent *a, agent_conn *c, Provsign__Response *body, int status, bool close_after,
                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 

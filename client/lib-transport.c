@@ -494,8 +494,11 @@ struct pipeline {
         size_t refused_at;      /* the lowest refused request (n: none) */
         uint64_t id_base;       /* request i carries id_base + i */
         bool ids_seen;          /* the agent echoes ids */
+        bool in_order;          /* it does not (an OK reply with id 0): replies come in order */
         int conn_status;        /* a refusal of no request (id 0 from an agent that echoes ids) */
         char *conn_message;
+        int held_status;        /* an id-0 refusal before either was known: whose, the next frame says */
+        char *held_message;
         uint8_t *wbuf;          /* the frame being written */
         size_t wlen, woff;
         bool write_closed;      /* the agent stopped reading: collect what it answered */
@@ -527,9 +530,24 @@ static void pipeline_fail_rest(struct pipeline *p, int r) {
         p->c->broken = true;
 }
 
+/* A refusal of the connection (id 0 from an agent that echoes ids): the
+ * agent closes next, and what is still unanswered then gets it. Takes
+ * message. */
+static void pipeline_conn_refused(struct pipeline *p, int status, char *message) {
+        p->conn_status = status;
+        free(p->conn_message);
+        p->conn_message = message;
+}
+
 /* The agent closed the connection: a refusal of the connection it sent
- * first, else the failed write, else a plain reset. */
-static int pipeline_eof_error(const struct pipeline *p) {
+ * first (or a refusal with id 0 still held, which the close shows to be
+ * one), else the failed write, else a plain reset. */
+static int pipeline_eof_error(struct pipeline *p) {
+        if (p->held_status) {
+                pipeline_conn_refused(p, p->held_status, p->held_message);
+                p->held_status = 0;
+                p->held_message = NULL;
+        }
         if (p->conn_status)
                 return p->conn_status;
         return p->write_err ? p->write_err : -ECONNRESET;
@@ -557,33 +575,85 @@ static void pipeline_fill(struct pipeline *p) {
         }
 }
 
+/* Requests [0, written) are out whole, the only ones the agent can have
+ * answered: frames are made in order, one at a time, and the one being
+ * written (p->wbuf) is the last made. */
+static size_t pipeline_written(const struct pipeline *p) {
+        return p->wbuf ? p->sent - 1 : p->sent;
+}
+
+/* The oldest request without its reply (by order, from an agent that
+ * echoes no id), or p->sent if none. */
+static size_t pipeline_oldest(struct pipeline *p) {
+        while (p->head < p->sent && p->answered[p->head])
+                p->head++;
+        return p->head;
+}
+
 /* One reply: matched by its id (by order from an agent that echoes none).
- * 0, or -EPROTO for a reply that answers no request in flight. */
+ * 0, or -EPROTO for a reply that answers no request in flight.
+ *
+ * A refusal with id 0 before any reply told whether the agent echoes ids
+ * is either the oldest request's (an agent from before request ids) or a
+ * refusal of the connection (one that does, refusing a frame it could not
+ * read, or shutting down): given to the oldest request it would take a
+ * reply of the agent's that is still to come (a signature, logged, then
+ * thrown away as a reply to nothing). So it is held until the next frame
+ * says which (one with an id: the connection's; one without: the oldest
+ * request's) or the agent closes (the connection's: every request still
+ * unanswered gets it). With one request out it can only be that one's.
+ *
+ * 1 when the reply answered a request, 0 when it answered none (a refusal
+ * of the connection, or one held), -EPROTO for a reply to nothing in
+ * flight. A refusal of the connection comes once, before the close: a
+ * second is no reply (else an agent could keep the call waiting forever,
+ * each frame answering nothing). */
 static int pipeline_deliver(struct pipeline *p, const Provsign__Response *resp) {
         size_t i;
 
         if (resp->request_id != 0) {
                 uint64_t k = resp->request_id - p->id_base;
 
-                if (resp->request_id < p->id_base || k >= p->sent || p->answered[k])
+                if (p->in_order || resp->request_id < p->id_base || k >= pipeline_written(p) || p->answered[k])
                         return -EPROTO;
                 i = (size_t) k;
                 p->ids_seen = true;
+                if (p->held_status) {
+                        pipeline_conn_refused(p, p->held_status, p->held_message);
+                        p->held_status = 0;
+                        p->held_message = NULL;
+                }
         } else if (p->ids_seen) {
-                /* A refusal of a frame the agent could not take as a request
-                 * (it closes next): what is still unanswered gets it. */
-                if (resp->status == PROVSIGN__STATUS__OK || !proto_status_known(resp->status))
+                if (resp->status == PROVSIGN__STATUS__OK || !proto_status_known(resp->status) || p->conn_status)
                         return -EPROTO;
-                p->conn_status = (int) resp->status;
-                free(p->conn_message);
-                p->conn_message = *str_or_empty(resp->message) ? strdup(resp->message) : NULL;
+                pipeline_conn_refused(p, (int) resp->status,
+                                      *str_or_empty(resp->message) ? strdup(resp->message) : NULL);
                 return 0;
         } else {
-                while (p->head < p->sent && p->answered[p->head])
-                        p->head++;
-                if (p->head >= p->sent)
+                if (!p->in_order && !p->held_status && p->inflight > 1 && resp->status != PROVSIGN__STATUS__OK &&
+                    proto_status_known(resp->status)) {
+                        p->held_status = (int) resp->status;
+                        p->held_message = *str_or_empty(resp->message) ? strdup(resp->message) : NULL;
+                        return 0;
+                }
+                if (p->held_status) {
+                        /* Two replies without ids: the agent answers in
+                         * order, and the refusal held was the oldest's. */
+                        p->in_order = true;
+                        i = pipeline_oldest(p);
+                        if (i >= pipeline_written(p))
+                                return -EPROTO;
+                        p->inflight--;
+                        pipeline_finish(p, i, p->held_status, str_or_empty(p->held_message));
+                        free(p->held_message);
+                        p->held_status = 0;
+                        p->held_message = NULL;
+                }
+                if (resp->status == PROVSIGN__STATUS__OK)
+                        p->in_order = true;
+                i = pipeline_oldest(p);
+                if (i >= pipeline_written(p))
                         return -EPROTO;
-                i = p->head;
         }
 
         p->inflight--;
@@ -593,7 +663,7 @@ static int pipeline_deliver(struct pipeline *p, const Provsign__Response *resp) 
                 pipeline_finish(p, i, (int) resp->status, str_or_empty(resp->message));
         else
                 pipeline_finish(p, i, p->ok(p->ud, i, resp), NULL);
-        return 0;
+        return 1;
 }
 
 /* Writes what the window allows, until the socket is full: requests go
@@ -650,7 +720,10 @@ static int pipeline_parse(struct pipeline *p) {
                 provsign__response__free_unpacked(resp, NULL);
                 if (r < 0)
                         return r;
-                p->deadline_us = p->c->timeout_ms ? now_us() + p->c->timeout_ms * 1000u : 0;
+                /* Each reply that answers a request gives the next one the
+                 * whole timeout; a frame that answers none gives nothing. */
+                if (r > 0)
+                        p->deadline_us = p->c->timeout_ms ? now_us() + p->c->timeout_ms * 1000u : 0;
                 r = pipeline_pump(p);
                 if (r < 0)
                         return r;
@@ -756,6 +829,7 @@ int client_conn_pipeline(provsign_conn *c, size_t n, size_t window,
         free(p.rbuf);
         free(p.answered);
         free(p.conn_message);
+        free(p.held_message);
         return r;
 
 fail_all:

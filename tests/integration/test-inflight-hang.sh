@@ -4,8 +4,9 @@
 # hsm_timeout deadline (each pipelined Sign gets HSM_UNAVAILABLE with its
 # own id, and a request without an id waits behind them); and SIGTERM
 # drains them: a frame that arrives after SIGTERM is refused ("agent is
-# shutting down") without closing the connection, and the Signs in flight
-# are still answered, each with its id, before the agent exits.
+# shutting down", with that request's own id, so a pipelining client knows
+# which request it refuses) without closing the connection, and the Signs
+# in flight are still answered, each with its id, before the agent exits.
 . "$SRCDIR/tests/lib/common.sh"
 setup_test
 . "$SRCDIR/tests/lib/p11server.sh"
@@ -91,10 +92,10 @@ expect_eq "$?" 0 "... with status 0"
 AGENT_PID=
 wait "$TERMC" || fail "the client: $(cat "$T/term.out")"
 echo "replies after SIGTERM: $(cat "$T/m/replies" 2>/dev/null)"
-check "after SIGTERM: the new frame refused (connection kept), then each Sign in flight answered with its id" /usr/bin/python3 -c '
+check "after SIGTERM: the new frame refused with its own id (connection kept), then each Sign in flight answered with its id" /usr/bin/python3 -c '
 import ast, sys
 got = ast.literal_eval(open(sys.argv[1]).read())
-assert got[0][0] == 0 and got[0][1] == "UNAVAILABLE" and "shutting down" in got[0][2], got
+assert got[0][0] == 15 and got[0][1] == "UNAVAILABLE" and "shutting down" in got[0][2], got
 assert sorted(g[0] for g in got[1:]) == [11, 12, 13], got
 assert all(g[1] == "OK" for g in got[1:]), got
 ' "$T/m/replies"

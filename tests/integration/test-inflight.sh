@@ -26,6 +26,14 @@ def rid_of(r):
     return r.get(23, [0])[0]
 def status_of(r):
     return STATUS[r.get(2, [0])[0]]
+def until_closed(s):   # every reply, up to the close
+    got = []
+    try:
+        while (r := read_fields(s)) is not None:
+            got.append(r)
+    except ConnectionResetError:
+        pass
+    return got
 $1"
 }
 
@@ -80,6 +88,31 @@ s.shutdown(socket.SHUT_WR)
 ids = sorted(rid_of(read_fields(s)) for _ in range(8))
 assert ids == list(range(100, 108)), ids
 assert read_fields(s) is None   # then the agent closes
+'
+# A frame the agent cannot take as a request ends the connection, but only
+# once the pipelined Signs before it are answered: their signatures are
+# logged, so they must reach the client too (they were dropped when the
+# connection closed right after the refusal). The refusal comes first
+# (answered on the loop), with request_id 0: no id can be read from it.
+check "pipelined Signs, then an undecodable frame: refused (id 0), the Signs still answered with their ids, then closed" raw '
+s = connect(path)
+s.settimeout(120)
+s.sendall(sign(21) + sign(22) + frame(b"\xff\xff\xff\xff\xff"))
+got = until_closed(s)
+assert rid_of(got[0]) == 0 and status_of(got[0]) == "INVALID_ARGUMENT", got
+assert b"undecodable" in got[0][3][0], got[0]
+assert sorted(rid_of(r) for r in got[1:]) == [21, 22], got
+assert all(status_of(r) == "OK" for r in got[1:]), got
+'
+check "pipelined Signs, then an oversized frame header: refused (id 0), the Signs still answered with their ids, then closed" raw '
+s = connect(path)
+s.settimeout(120)
+s.sendall(sign(31) + sign(32) + struct.pack(">I", 1 << 20) + b"\x00" * 64)
+got = until_closed(s)
+assert rid_of(got[0]) == 0 and status_of(got[0]) == "INVALID_ARGUMENT", got
+assert b"exceeds" in got[0][3][0], got[0]
+assert sorted(rid_of(r) for r in got[1:]) == [31, 32], got
+assert all(status_of(r) == "OK" for r in got[1:]), got
 '
 check "agent alive" agent_alive
 stop_agent

@@ -1088,6 +1088,158 @@ static void test_sign_many_bad_ids(void **state) {
         fake_done(&fa);
 }
 
+/* A refusal with id 0 before any reply told whether the agent echoes ids
+ * (an agent shutting down, refusing the second request while the first is
+ * in flight): it is not the first request's, whose signature comes next
+ * with id 1; it refuses the connection, so the second request gets it. */
+static void test_sign_many_refusal_before_ids(void **state) {
+        Provsign__Response ok[3], closing = PROVSIGN__RESPONSE__INIT, refused = PROVSIGN__RESPONSE__INIT;
+        Provsign__SignResponse sr[3];
+        provsign_signature *sigs[3];
+        int results[3];
+        struct fake_agent fa;
+        provsign_conn *conn = NULL;
+
+        closing.protocol_version = PROVSIGN_PROTOCOL_VERSION;
+        closing.status = PROVSIGN__STATUS__UNAVAILABLE;
+        closing.message = (char *) "agent is shutting down";
+        sign_response_set(&ok[0], &sr[0], keyid_a, "ci-release");
+        ok[0].request_id = 1;
+        Provsign__Response last[2] = { closing, ok[0] };
+        fake_init(&fa);
+        fake_add_raw(&fa, NULL, 0);
+        fake_add_frames(&fa, last, 2);
+        fake_start(&fa, &conn);
+        assert_int_equal(do_sign_many(conn, 2, 2, results, sigs), PROVSIGN_UNAVAILABLE);
+        assert_int_equal(results[0], 0);
+        assert_non_null(sigs[0]);
+        assert_true(provsign_signature_has_receipt(sigs[0]));
+        assert_int_equal(results[1], PROVSIGN_UNAVAILABLE);
+        assert_null(sigs[1]);
+        assert_string_equal(provsign_last_message(conn), "agent is shutting down");
+        provsign_signature_free(sigs[0]);
+        provsign_close(conn);
+        fake_join(&fa);
+        fake_done(&fa);
+
+        /* The same refusal, then the close: every request gets it. */
+        fake_init(&fa);
+        fake_add_raw(&fa, NULL, 0);
+        fake_add(&fa, &closing);
+        fake_start(&fa, &conn);
+        assert_int_equal(do_sign_many(conn, 2, 2, results, sigs), PROVSIGN_UNAVAILABLE);
+        assert_int_equal(results[0], PROVSIGN_UNAVAILABLE);
+        assert_int_equal(results[1], PROVSIGN_UNAVAILABLE);
+        assert_null(sigs[0]);
+        assert_null(sigs[1]);
+        provsign_close(conn);
+        fake_join(&fa);
+        fake_done(&fa);
+
+        /* An agent from before request ids refuses the first request and
+         * answers the next two, in order and without ids: the refusal is
+         * the first's. */
+        refused.protocol_version = PROVSIGN_PROTOCOL_VERSION;
+        refused.status = PROVSIGN__STATUS__RATE_LIMITED;
+        refused.message = (char *) "slow down";
+        fake_init(&fa);
+        fake_add(&fa, &refused);
+        for (size_t k = 1; k < 3; k++) {
+                sign_response_set(&ok[k], &sr[k], keyid_a, "ci-release");
+                sr[k].generation = (uint32_t) k + 1;
+                fake_add(&fa, &ok[k]);
+        }
+        fake_start(&fa, &conn);
+        assert_int_equal(do_sign_many(conn, 3, 2, results, sigs), PROVSIGN_RATE_LIMITED);
+        assert_int_equal(results[0], PROVSIGN_RATE_LIMITED);
+        assert_null(sigs[0]);
+        assert_string_equal(provsign_last_message(conn), "slow down");
+        for (size_t i = 1; i < 3; i++) {
+                assert_int_equal(results[i], 0);
+                assert_int_equal(provsign_signature_generation(sigs[i]), i + 1);
+                provsign_signature_free(sigs[i]);
+        }
+        provsign_close(conn);
+        fake_join(&fa);
+        fake_done(&fa);
+}
+
+/* A refusal of the connection (id 0 from an agent that echoes ids) is sent
+ * once, before the close: a stream of them answers nothing, and would keep
+ * the call waiting as long as the agent likes (each frame restarted the
+ * deadline). The second is a protocol error. */
+static void test_sign_many_refusal_stream(void **state) {
+        Provsign__Response ok, closing = PROVSIGN__RESPONSE__INIT;
+        Provsign__SignResponse sr;
+        provsign_signature *sigs[2];
+        int results[2];
+        struct fake_agent fa;
+        provsign_conn *conn = NULL;
+
+        sign_response_set(&ok, &sr, keyid_a, "ci-release");
+        ok.request_id = 1;
+        closing.protocol_version = PROVSIGN_PROTOCOL_VERSION;
+        closing.status = PROVSIGN__STATUS__UNAVAILABLE;
+        closing.message = (char *) "agent is shutting down";
+        Provsign__Response frames[4] = { ok, closing, closing, closing };
+        fake_init(&fa);
+        fake_add_raw(&fa, NULL, 0);
+        fake_add_frames(&fa, frames, ELEMENTSOF(frames));
+        fake_start(&fa, &conn);
+        assert_int_equal(do_sign_many(conn, 2, 2, results, sigs), -EPROTO);
+        assert_int_equal(results[0], 0);
+        assert_non_null(sigs[0]);
+        assert_int_equal(results[1], -EPROTO);
+        assert_null(sigs[1]);
+        provsign_signature_free(sigs[0]);
+        provsign_close(conn);
+        fake_join(&fa);
+        fake_done(&fa);
+}
+
+/* A reply to a request whose frame is not yet out whole (the socket is
+ * full: nobody reads) answers nothing the agent can have read: -EPROTO,
+ * not a signature. The reply is in the socket before the call starts, the
+ * call writes what fits first. */
+static void test_sign_many_reply_before_written(void **state) {
+        static char big[16384];
+        const struct provsign_annotation ann[] = { { "big", big } };
+        const void *digests[2] = { digest32, digest32 };
+        Provsign__Response ok;
+        Provsign__SignResponse sr;
+        provsign_signature *sigs[2];
+        provsign_conn *conn = NULL;
+        int results[2], sv[2], sndbuf = 4096;
+        uint8_t *buf = NULL, got[32768];
+        size_t len = 0, frame_len;
+        ssize_t k;
+
+        memset(big, 'a', sizeof big - 1);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf), 0);
+        sign_response_set(&ok, &sr, keyid_a, "ci-release");
+        ok.request_id = 1;
+        assert_int_equal(proto_frame_pack(&ok.base, &buf, &len), 0);
+        assert_int_equal(write(sv[1], buf, len), (ssize_t) len);
+        free(buf);
+        assert_int_equal(shutdown(sv[1], SHUT_WR), 0);
+        assert_int_equal(client_conn_from_fd(sv[0], &conn), 0);
+
+        assert_int_equal(provsign_sign_many(conn, "ci-release", PROVSIGN_DIGEST_SHA256, digests, sizeof digest32, 2,
+                                            NULL, ann, 1, 2, results, sigs),
+                         -EPROTO);
+        assert_int_equal(results[0], -EPROTO);
+        assert_null(sigs[0]);
+        assert_null(sigs[1]);
+        /* The premise: the first request did not get out whole. */
+        k = recv(sv[1], got, sizeof got, MSG_DONTWAIT);
+        assert_true(k >= 4);
+        assert_int_equal(proto_frame_peek(got, (size_t) k, PROTO_FRAME_MAX, &frame_len), 1);
+        assert_true((size_t) k < PROTO_FRAME_HEADER + frame_len);
+        provsign_close(conn);
+        close(sv[1]);
+}
+
 /* An agent that reads and never answers: the deadline fails every item. */
 static void test_sign_many_timeout(void **state) {
         provsign_signature *sigs[2];
@@ -3066,6 +3218,9 @@ int main(void) {
                 cmocka_unit_test(test_sign_many_in_order),
                 cmocka_unit_test(test_sign_many_partial),
                 cmocka_unit_test(test_sign_many_bad_ids),
+                cmocka_unit_test(test_sign_many_refusal_before_ids),
+                cmocka_unit_test(test_sign_many_refusal_stream),
+                cmocka_unit_test(test_sign_many_reply_before_written),
                 cmocka_unit_test(test_sign_many_timeout),
                 cmocka_unit_test(test_sign_many_args),
                 cmocka_unit_test(test_get_public_key),
