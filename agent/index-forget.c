@@ -88,13 +88,7 @@ int index_forget_commit(agent_index *x) {
                  * indexer thread, whose writes are the committer's. */
                 r = -EIO;
         } else {
-                if (x->tail)
-                        x->tail->next = b;
-                else
-                        x->head = b;
-                x->tail = b;
-                x->queued_bytes += len;
-                pthread_cond_signal(&x->qcond);
+                index_enqueue(x, b);
                 b = NULL;
         }
         pthread_mutex_unlock(&x->qlock);

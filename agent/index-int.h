@@ -1,7 +1,6 @@
 /* Internal to the index (index*.c); the rest of the agent includes index.h
  * only. The index is split by job, and calls between its files go one way,
- * down this list (index.c calls any of them; index-forget.c and
- * index-state.c none):
+ * down this list (index.c calls any of them; index-state.c none):
  *
  *   index.c         the schema, index_open() / index_close(), index_sync():
  *                   opening, checking, catching up, rebuilding
@@ -122,5 +121,8 @@ void index_close_synced(agent_index *x);
 int index_step_done(agent_index *x, sqlite3_stmt *st);
 int index_add_entry(agent_index *x, uint64_t seg, uint64_t off, uint64_t seq, const uint8_t *entry, size_t n);
 void index_set_size(agent_index *x, uint64_t size);
+/* index_enqueue: appends b (taken) to the indexer's queue and wakes it;
+ * under x->qlock, the indexer thread running. */
+void index_enqueue(agent_index *x, pending_batch *b);
 void index_start_thread(agent_index *x);
 void index_stop_thread(agent_index *x);

@@ -264,6 +264,16 @@ void index_stop_thread(agent_index *x) {
         x->thread_started = false;
 }
 
+void index_enqueue(agent_index *x, pending_batch *b) {
+        if (x->tail)
+                x->tail->next = b;
+        else
+                x->head = b;
+        x->tail = b;
+        x->queued_bytes += b->len;
+        pthread_cond_signal(&x->qcond);
+}
+
 void index_flush(agent_index *x) {
         pthread_mutex_lock(&x->qlock);
         while (x->head || x->busy)
@@ -292,18 +302,12 @@ int index_add_records(agent_index *x, uint64_t seg_first, uint64_t off, uint64_t
         while (r == 0 && x->thread_started && x->queued_bytes > QUEUE_MAX && !x->broken)
                 pthread_cond_wait(&x->qdone, &x->qlock);
         if (r == 0 && x->thread_started) {
-                if (x->tail)
-                        x->tail->next = b;
-                else
-                        x->head = b;
-                x->tail = b;
-                x->queued_bytes += len;
                 proto_cursor c = proto_cursor_make(buf, len);
                 const uint8_t *entry;
                 size_t n;
                 while (proto_record_next(&c, &entry, &n) == 0)
                         x->queued_size++;
-                pthread_cond_signal(&x->qcond);
+                index_enqueue(x, b);
                 b = NULL;
         }
         pthread_mutex_unlock(&x->qlock);
