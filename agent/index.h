@@ -15,9 +15,11 @@
  * removes the rows of the entries it purges (index_forget).
  *
  * Threads: two connections. The writer (index_sync at start, then the
- * indexer thread fed by index_add_records from audit.c's committer) and
- * the readers (every other function, from any thread; serialized by a
- * mutex inside). */
+ * indexer thread fed by index_add_records, which audit_write_batch in
+ * audit-segment.c calls on the committer thread once a group's records
+ * are durable) and the readers (every other function, from any thread;
+ * serialized by a mutex inside). Implementation: index*.c, see
+ * index-int.h. */
 #pragma once
 
 #include <stdbool.h>
