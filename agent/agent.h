@@ -11,6 +11,7 @@
 #include "config.h"
 #include "keystore.h"
 #include "registry.h"
+#include "generator.h"
 #include "workers.h"
 
 typedef struct agent_server agent_server;
@@ -20,6 +21,7 @@ typedef struct agent {
         keys_store *store;
         agent_registry registry;
         agent_workers *workers;
+        agent_generator *generator; /* every key generation after start (generator.h) */
         agent_server *server;
         agent_audit *audit;
         struct agent_conn_job *parked_head, *parked_tail; /* Sign replies waiting for their entry */

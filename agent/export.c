@@ -68,13 +68,21 @@ static void filter_done(entry_filter *f) {
         free(f->keyid);
 }
 
-/* Takes the request's filter fields (checked by the row's validator,
- * requests.c). */
+/* Takes the request's filter fields; -EINVAL with *ret_why for bad ones.
+ * Checked here, after the role check (requests.c), not by the row's
+ * validator: a caller without the auditor role hears PERMISSION_DENIED
+ * whatever its filter says. */
 static int filter_init(entry_filter *f, const ProtobufCBinaryData *digest, const char *principal, const char *keyid,
-                       int64_t since_us, int64_t until_us) {
+                       int64_t since_us, int64_t until_us, const char **ret_why) {
         memset(f, 0, sizeof *f);
-        if (digest->len > sizeof f->digest)
+        if (digest->len && digest->len != 32 && digest->len != 48) {
+                *ret_why = "a digest is 32 (sha256) or 48 (sha384) bytes";
                 return -EINVAL;
+        }
+        if (since_us < 0 || until_us < 0 || (until_us && since_us > until_us)) {
+                *ret_why = "invalid time window";
+                return -EINVAL;
+        }
         memcpy(f->digest, digest->data, digest->len);
         f->digest_len = digest->len;
         f->since_us = since_us;
@@ -370,7 +378,13 @@ bool export_handle_export(agent *a, agent_conn *c, const handler *h, Provsign__R
                 server_reply(a, c, NULL, PROVSIGN__STATUS__INTERNAL, false, "export failed: %s", strerror(ENOMEM));
                 return false;
         }
-        int r = filter_init(&e->filter, &x->digest, x->principal, x->keyid, x->since_us, x->until_us);
+        const char *why = NULL;
+        int r = filter_init(&e->filter, &x->digest, x->principal, x->keyid, x->since_us, x->until_us, &why);
+        if (r == -EINVAL) {
+                free(e);
+                dispatch_refuse(a, c, h, PROVSIGN__STATUS__INVALID_ARGUMENT, "%s", why);
+                return false;
+        }
         if (r < 0)
                 goto fail;
         e->sparse = filter_any(&e->filter);
@@ -543,7 +557,14 @@ bool export_handle_find(agent *a, agent_conn *c, const handler *h, Provsign__Req
                 return false;
         }
         find_stream *f = calloc(1, sizeof *f);
-        int r = f ? filter_init(&f->filter, &q->digest, q->principal, q->keyid, q->since_us, q->until_us) : -ENOMEM;
+        const char *why = NULL;
+        int r = f ? filter_init(&f->filter, &q->digest, q->principal, q->keyid, q->since_us, q->until_us, &why)
+                  : -ENOMEM;
+        if (r == -EINVAL) {
+                free(f);
+                dispatch_refuse(a, c, h, PROVSIGN__STATUS__INVALID_ARGUMENT, "%s", why);
+                return false;
+        }
         if (r < 0)
                 goto fail;
         f->x = audit_index(a->audit);

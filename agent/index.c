@@ -8,6 +8,7 @@
  *                                indexed by principal and by keyid
  *   digests(prefix, seq)         first 8 bytes of a digest, as an integer
  *   key_events(seq)
+ *   state(boot_id, clean)        the boot it was last written in; closed cleanly
  * About 60 bytes an entry on disk. */
 #include <errno.h>
 #include <fcntl.h>
@@ -152,6 +153,7 @@ struct agent_index {
         uint64_t queued_size;    /* the seq after the last queued record */
         bool busy, stopping;
         bool broken;             /* a write failed: no more until the next start */
+        bool marked;             /* writer: state says "being written in this boot" (durably) */
 
         /* The purge's notes (index_forget), not queued yet: one purge at a
          * time, so no lock. */
@@ -349,6 +351,14 @@ static int mark_state(sqlite3 *db, bool clean) {
         return exec(db, sql);
 }
 
+/* Before the writer's first transaction of a run (off the start path when
+ * the index is up to date: the indexer thread's first group). */
+static int mark_written(agent_index *x) {
+        int r = x->marked ? 0 : mark_state(x->w, false);
+        x->marked = r >= 0;
+        return r;
+}
+
 /* Opens the writer on an existing file; -EIO when it is not a usable index,
  * -ESTALE when it may be damaged by a system crash. */
 static int open_existing(agent_index *x) {
@@ -361,8 +371,6 @@ static int open_existing(agent_index *x) {
                 r = read_size(x->w, &x->size);
         if (r >= 0)
                 r = check_clean(x->w);
-        if (r >= 0)
-                r = mark_state(x->w, false);
         if (r >= 0)
                 r = exec(x->w, secondary_sql);
         if (r < 0)
@@ -400,7 +408,7 @@ static int create_fresh(agent_index *x) {
 static int finish_fresh(agent_index *x) {
         char now[40], sql[120];
         boot_id(now);
-        snprintf(sql, sizeof sql, "INSERT INTO state VALUES ('%s', 0);", now);
+        snprintf(sql, sizeof sql, "DELETE FROM state; INSERT INTO state VALUES ('%s', 0);", now);
         int r = exec(x->w, secondary_sql);
         if (r >= 0)
                 r = exec(x->w, sql);
@@ -552,7 +560,9 @@ static void set_size(agent_index *x, uint64_t size) {
 static int write_batches(agent_index *x, const pending_batch *list) {
         uint64_t seq = 0;
         bool added = false;
-        int r = step_done(x, x->ws[W_BEGIN]);
+        int r = mark_written(x);
+        if (r >= 0)
+                r = step_done(x, x->ws[W_BEGIN]);
         for (const pending_batch *b = list; b && r >= 0; b = b->next) {
                 if (b->forget) {
                         r = forget_rows(x, (const forget_row *) b->data, b->len / sizeof(forget_row));
@@ -837,7 +847,7 @@ static int catch_up(agent_index *x, agent_logreader *rd, uint64_t log_size, cons
         if (loud)
                 progress(&p, x->size, true);
         uint64_t seq = x->size;
-        int r = 0;
+        int r = seq < log_size ? mark_written(x) : 0;
         while (seq < log_size && r >= 0) {
                 r = step_done(x, x->ws[W_BEGIN]);
                 uint64_t end = log_size - seq > SYNC_TXN_ENTRIES ? seq + SYNC_TXN_ENTRIES : log_size;

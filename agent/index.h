@@ -7,10 +7,12 @@
  * principal and key id; the first 8 bytes of its digest and of every
  * annotation value "sha256:HEX" / "sha384:HEX" (prefixes: callers re-check
  * the full value against the entry); and the seqs of the key events. It is
- * written in WAL mode with synchronous=NORMAL: a crash or a power loss may
- * lose its last transactions, never the log's; index_sync() catches up from
- * the segments at the next start, or rebuilds a missing, unreadable or
- * foreign index from them.
+ * written in WAL mode without fsync (synchronous=OFF): a crash of the agent
+ * may lose its last transactions, never the log's, and index_sync() catches
+ * up from the segments at the next start; an index that was being written
+ * when the system went down (not closed cleanly, another boot id) is
+ * rebuilt from them, as is a missing, unreadable or foreign one. A purge
+ * removes the rows of the entries it purges (index_forget).
  *
  * Threads: two connections. The writer (index_sync at start, then the
  * indexer thread fed by index_add_records from audit.c's committer) and

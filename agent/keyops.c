@@ -17,11 +17,26 @@
 
 enum keyop { KEYOP_ROTATE, KEYOP_REVOKE, KEYOP_DESTROY };
 
+/* A key operation that generates a key (a rotation, a revocation with
+ * auto_rotate_on_revoke) goes worker -> main thread -> generator -> worker
+ * -> main thread: the generation runs on the generator thread at idle
+ * priority (generator.h), the rest (the new key's insert under the store's
+ * write lock, the entries) on a worker at normal priority, so nothing a
+ * signer waits for is ever held by a thread that signers preempt. */
+enum keyop_phase {
+        PHASE_RUN,        /* on a worker: the whole operation, or nothing for one that generates */
+        PHASE_QUEUE,      /* back on the main thread: to be handed to the generator */
+        PHASE_GENERATE,   /* on the generator */
+        PHASE_LOG,        /* on a worker: insert the key, append the entries */
+        PHASE_DONE,
+};
+
 typedef struct keyop_job {
         agent_conn_job base;
         agent *agent;
         const handler *h;
         enum keyop op;
+        enum keyop_phase phase;
         agent_principal_keys *p;
         agent_key *target;           /* revoke, destroy */
         agent_key *before;           /* rotate: the active key when asked */
@@ -35,11 +50,20 @@ typedef struct keyop_job {
         int status;
         char msg[512];
         bool reported;               /* complete() ran once already (parked) */
+        /* the new key: label and generation (main thread), then its SPKI
+         * (generator) or why it could not be made */
+        char label[KEYS_LABEL_MAX];
+        uint32_t gen;
+        uint8_t *spki;
+        size_t spki_len;
+        int gen_r;
+        uint64_t gen_ns, insert_ns;  /* how long the generation and the insert took */
 } keyop_job;
 
 static const char *const op_names[] = { "RotateKey", "RevokeKey", "DestroyKey" };
 
 static void keyop_free(keyop_job *job) {
+        free(job->spki);
         free(job->reason);
         free(job->who.exe);
         free(job);
@@ -68,25 +92,57 @@ static void entry_init(keyop_job *job, Provsign__Caller *caller, Provsign__Audit
         }
 }
 
-/* Generates the principal's next key in the token; fills a KEY_ROTATE
+static bool generates(const keyop_job *job) {
+        return job->op == KEYOP_ROTATE || (job->op == KEYOP_REVOKE && job->auto_rotate);
+}
+
+/* On the generator: the principal's next key pair in the token, then on to
+ * a worker. A job whose caller gave up (hsm_timeout) before its generation
+ * began, or one queued at shutdown, generates nothing and still "did not
+ * run". */
+static void keyop_generate(keyop_job *job) {
+        agent *a = job->agent;
+        job->phase = PHASE_DONE;
+        if (!__atomic_load_n(&job->base.base.cancelled, __ATOMIC_ACQUIRE) && !generator_stopping(a->generator)) {
+                char *err = NULL;
+                job->status = PROVSIGN__STATUS__OK; /* it runs: see keyop_new */
+                job->msg[0] = '\0';
+                uint64_t t0 = agent_monotonic_ns();
+                job->gen_r = keys_generate_pair(a->store, job->algorithm, job->label, &job->spki, &job->spki_len,
+                                                &err);
+                job->gen_ns = agent_monotonic_ns() - t0;
+                if (job->gen_r < 0)
+                        keyop_fail(job, PROVSIGN__STATUS__HSM_UNAVAILABLE, "cannot generate the next key of \"%s\": %s",
+                                   job->p->name, err ? err : strerror(-job->gen_r));
+                free(err);
+                job->phase = PHASE_LOG;
+        }
+        workers_submit(a->workers, &job->base.base);
+}
+
+/* On a worker: makes the generated key visible and fills a KEY_ROTATE
  * entry for it (public key bytes borrowed from the store). */
 static int new_key(keyop_job *job, Provsign__AuditEntry *e) {
         agent *a = job->agent;
-        char label[KEYS_LABEL_MAX], *err = NULL;
-        uint32_t gen = registry_next_label(&a->registry, job->p, label, sizeof label);
+        char *err = NULL;
         keys_key *k = NULL;
-        int r = keys_generate(a->store, job->algorithm, label, &k, &err);
-        if (r < 0) {
-                keyop_fail(job, PROVSIGN__STATUS__HSM_UNAVAILABLE, "cannot generate the next key of \"%s\": %s",
-                           job->p->name, err ? err : strerror(-r));
+        int r = job->gen_r;
+        if (r >= 0) {
+                uint64_t t0 = agent_monotonic_ns();
+                r = keys_generate_insert(a->store, job->spki, job->spki_len, &k, &err);
+                job->insert_ns = agent_monotonic_ns() - t0;
+                if (r < 0)
+                        keyop_fail(job, PROVSIGN__STATUS__HSM_UNAVAILABLE, "cannot add the next key of \"%s\": %s",
+                                   job->p->name, err ? err : strerror(-r));
                 free(err);
-                return r;
         }
+        if (r < 0)
+                return r;
         size_t spki_len;
         const uint8_t *spki = keys_key_spki(k, &spki_len);
         e->principal = job->p->name;
         e->keyid = (char *) keys_key_id_hex(k);
-        e->generation = gen;
+        e->generation = job->gen;
         e->algorithm = (Provsign__KeyAlgorithm) job->algorithm;
         e->public_key_der.data = (uint8_t *) spki;
         e->public_key_der.len = spki_len;
@@ -107,8 +163,21 @@ static void keyop_log(keyop_job *job, Provsign__AuditEntry *const *es, size_t n)
 static void keyop_run(agent_job *j) {
         keyop_job *job = (keyop_job *) j;
         agent *a = job->agent;
-        job->status = PROVSIGN__STATUS__OK; /* it runs: see keyop_new */
-        job->msg[0] = '\0';
+        if (job->phase == PHASE_GENERATE) {
+                keyop_generate(job);
+                return;
+        }
+        if (job->phase == PHASE_DONE)
+                return;
+        if (job->phase == PHASE_RUN && generates(job)) {
+                job->phase = PHASE_QUEUE; /* the main thread hands it to the generator */
+                return;
+        }
+        if (job->phase == PHASE_RUN) {
+                job->status = PROVSIGN__STATUS__OK; /* it runs: see keyop_new */
+                job->msg[0] = '\0';
+        }
+        job->phase = PHASE_DONE;
         Provsign__Caller c1, c2;
         Provsign__AuditEntry e1, e2;
         Provsign__AuditEntry *es[2] = { &e1, &e2 };
@@ -192,6 +261,29 @@ static void reply_change(agent *a, agent_conn *c, keyop_job *job) {
 
 static bool keyop_complete(agent *a, agent_conn *c, agent_conn_job *j) {
         keyop_job *job = (keyop_job *) j;
+        if (!c)
+                j->conn = NULL; /* a dead connection is freed once this returns */
+        /* (at shutdown the generator and the workers are gone: nothing more runs) */
+        if (job->phase == PHASE_QUEUE && a->generator) {
+                job->gen = registry_next_label(&a->registry, job->p, job->label, sizeof job->label);
+                job->phase = PHASE_GENERATE;
+                generator_submit(a->generator, &j->base);
+                return false;
+        }
+        if (job->phase == PHASE_LOG && a->workers) {
+                /* Its caller gave up (hsm_timeout) while the key was being
+                 * made: the key exists, so it is added and logged all the
+                 * same (as any operation that started). */
+                __atomic_store_n(&j->base.cancelled, 0, __ATOMIC_RELEASE);
+                workers_submit(a->workers, &j->base);
+                return false;
+        }
+        if (job->phase == PHASE_LOG)
+                log_warning("%s for %s: the key pair %s was made but not logged before shutdown; the next start "
+                            "adopts it from the token", op_names[job->op], job->p->name, job->label);
+        if (job->phase == PHASE_QUEUE || job->phase == PHASE_LOG)
+                keyop_fail(job, PROVSIGN__STATUS__UNAVAILABLE, "%s did not finish: the agent is shutting down",
+                           op_names[job->op]);
         job->p->busy = false;
         agent_key *active = registry_active_key(job->p);
         if (job->status != PROVSIGN__STATUS__OK) {
@@ -206,9 +298,13 @@ static bool keyop_complete(agent *a, agent_conn *c, agent_conn_job *j) {
         if (job->reported)
                 goto reply;
         job->reported = true;
-        if (job->op == KEYOP_ROTATE || job->auto_rotate)
+        if (job->op == KEYOP_ROTATE || job->auto_rotate) {
                 log_notice("principal %s rotated to key %s (%s)", job->p->name, active ? active->keyid : "none",
                            job->why);
+                /* (the insert holds the store's write lock: signers wait for it) */
+                log_info("key generation for %s: %.0f ms on the key generator, %.1f ms to add the key", job->p->name,
+                         (double) job->gen_ns / 1e6, (double) job->insert_ns / 1e6);
+        }
         if (job->op == KEYOP_REVOKE)
                 log_notice("key %s of %s revoked: %s", job->target->keyid, job->p->name, job->reason);
         if (job->op == KEYOP_DESTROY)
@@ -365,6 +461,8 @@ bool keyops_handle_destroy(agent *a, agent_conn *c, const handler *h, Provsign__
 void keyops_tick(agent *a) {
         static const handler scheduled = { PROVSIGN__REQUEST__BODY_ROTATE_KEY, "RotateKey", POLICY_OPERATOR, NULL };
         const agent_config *cfg = a->config;
+        if (a->generator)
+                generator_tick(a->generator);
         int64_t now = (int64_t) agent_now_us();
         for (size_t i = 0; i < cfg->n_principals; i++) {
                 const agent_principal *pc = &cfg->principals[i];

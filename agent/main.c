@@ -45,19 +45,21 @@ static void usage(FILE *f) {
                 PROVSIGN_DEFAULT_CONFIG);
 }
 
-/* Connections cost a descriptor each: take the hard limit (the unit sets
- * LimitNOFILE=). Nothing in the agent or the libraries it loads uses
- * select(), which is why a soft limit stays at 1024 by default. Where
- * setrlimit is filtered (SystemCallFilter=~@resources) the unit's limit
- * applies as it is. */
-static void raise_nofile_limit(void) {
+/* Soft limits raised to the hard ones. RLIMIT_NOFILE: connections cost a
+ * descriptor each (the unit sets LimitNOFILE=); nothing in the agent or the
+ * libraries it loads uses select(), which is why a soft limit stays at 1024
+ * by default. RLIMIT_NICE: the key generator leaves SCHED_IDLE for nice 0
+ * when a generation starves (generator.h; the unit's LimitNICE=+0), never
+ * more. Where setrlimit is filtered (SystemCallFilter=~@resources) the
+ * unit's limits apply as they are. */
+static void raise_limit(int resource, const char *what) {
         struct rlimit rl;
-        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+        if (getrlimit(resource, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
                 return;
         rlim_t was = rl.rlim_cur;
         rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-                log_notice("cannot raise the descriptor limit from %llu to %llu: %s", (unsigned long long) was,
+        if (setrlimit(resource, &rl) < 0)
+                log_notice("cannot raise the %s limit from %llu to %llu: %s", what, (unsigned long long) was,
                            (unsigned long long) rl.rlim_max, strerror(errno));
 }
 
@@ -168,10 +170,12 @@ int main(int argc, char **argv) {
         sigaddset(&mask, SIGHUP);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         agent_log_init();
-        raise_nofile_limit();
+        raise_limit(RLIMIT_NOFILE, "descriptor");
+        raise_limit(RLIMIT_NICE, "nice");
         metrics_init();
 
         agent a = { .started_us = agent_now_us() };
+        agent_job *left = NULL;
         char *err = NULL;
         int r = agent_config_load(config_path, &a.config, &err);
         if (r < 0) {
@@ -180,18 +184,20 @@ int main(int argc, char **argv) {
                 return 1;
         }
 
-        /* One agent per state_dir, before anything in it (or on the token)
-         * is touched: held until the process exits. */
-        int state_lock = -1;
-        r = agent_state_lock(a.config, &state_lock, &err);
+        agent_pin pin = { 0 };
+        r = agent_pin_read(a.config, &pin, &err);
         if (r < 0) {
                 fprintf(stderr, "%s\n", err ? err : strerror(-r));
                 goto fail;
         }
-
-        agent_pin pin = { 0 };
-        r = agent_pin_read(a.config, &pin, &err);
+        /* One agent per state_dir, before anything in it (or on the token)
+         * is touched: held until the process exits. After the PIN, which
+         * touches neither, so that a config check without the state_dir
+         * (the package's, before systemd made it) still gets that far. */
+        int state_lock = -1;
+        r = agent_state_lock(a.config, &state_lock, &err);
         if (r < 0) {
+                agent_pin_wipe(&pin);
                 fprintf(stderr, "%s\n", err ? err : strerror(-r));
                 goto fail;
         }
@@ -255,6 +261,11 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "%s: cannot start workers: %s\n", a.config->path, strerror(-r));
                 goto fail;
         }
+        r = generator_start(&a.generator);
+        if (r < 0) {
+                fprintf(stderr, "%s: cannot start the key generator: %s\n", a.config->path, strerror(-r));
+                goto fail;
+        }
         r = server_open(&a, &err);
         if (r < 0) {
                 fprintf(stderr, "%s: %s\n", a.config->path, err ? err : strerror(-r));
@@ -266,8 +277,12 @@ int main(int argc, char **argv) {
         sd_notifyf(0, "READY=1\nSTATUS=serving %zu principals", a.config->n_principals);
 
         r = server_run(&a, &callbacks);
-        server_abandon_jobs(&a, workers_stop(a.workers));
+        /* The generator first: it hands its jobs to the workers. */
+        generator_stop(a.generator);
+        a.generator = NULL;
+        left = workers_stop(a.workers);
         a.workers = NULL;
+        server_abandon_jobs(&a, left);
         refusals_tick(&a, true);
         ratelimit_free();
         agent_audit_lifecycle(&a, PROVSIGN__AUDIT_EVENT__AGENT_STOP, "provsign-agent stopped");
@@ -287,7 +302,11 @@ int main(int argc, char **argv) {
 
 fail:
         free(err);
-        server_abandon_jobs(&a, workers_stop(a.workers));
+        generator_stop(a.generator);
+        a.generator = NULL;
+        left = workers_stop(a.workers);
+        a.workers = NULL;
+        server_abandon_jobs(&a, left);
         audit_close(a.audit);
         server_free(a.server);
         registry_done(&a.registry);

@@ -288,6 +288,8 @@ int metrics_render(const metrics_gauges *g, bool om, char **ret, size_t *ret_len
 
         gauge(f, om, "provsign_log_entries", "Entries in the log, durable and checkpointed.", (double) g->log_entries);
         gauge(f, om, "provsign_log_bytes", "Bytes of the log's segment files.", (double) g->log_bytes);
+        gauge(f, om, "provsign_log_failed", "1 when the audit log failed: nothing is signed until a restart.",
+              g->log_failed ? 1 : 0);
         if (ckpt_age >= 0)
                 gauge(f, om, "provsign_checkpoint_age_seconds", "Seconds since the newest checkpoint was signed.",
                       ckpt_age);
@@ -295,6 +297,9 @@ int metrics_render(const metrics_gauges *g, bool om, char **ret, size_t *ret_len
         family(f, om, "provsign_token_recoveries", "counter", "Times the token was re-opened after an outage.");
         fprintf(f, "provsign_token_recoveries_total %llu\n", (unsigned long long) g->token_reopens);
         gauge(f, om, "provsign_token_up", "1 when the token answers, 0 during an outage.", g->token_up ? 1 : 0);
+        gauge(f, om, "provsign_workers", "Worker threads for token operations.", (double) g->workers);
+        gauge(f, om, "provsign_workers_busy", "Worker threads holding a job now.", (double) g->workers_busy);
+        gauge(f, om, "provsign_workers_queued", "Jobs waiting for a free worker.", (double) g->workers_queued);
         gauge(f, om, "provsign_principals", "Principals in the configuration.", (double) g->principals);
         gauge(f, om, "provsign_uptime_seconds", "Seconds since the agent started.", g->uptime_s);
         if (om)

@@ -40,8 +40,12 @@ typedef struct metrics_gauges {
         uint64_t log_bytes;          /* segment files on disk */
         uint64_t connections;        /* open client connections */
         bool token_up;
+        bool log_failed;             /* audit_failed(): nothing is signed until a restart */
         uint64_t token_reopens;      /* keys_store_health(): re-opens after outages since start */
         uint64_t principals;         /* configured */
+        uint64_t workers;            /* token worker threads (workers_load()) */
+        uint64_t workers_busy;       /* of them, holding a job */
+        uint64_t workers_queued;     /* jobs submitted, not yet taken by a worker */
         double uptime_s;
 } metrics_gauges;
 

@@ -146,6 +146,8 @@ bool queries_handle_get_metrics(agent *a, agent_conn *c, const handler *h, Provs
         (void) h;
         unsigned reopens = 0;
         bool token_up = keys_store_health(a->store, &reopens) >= 0;
+        size_t threads, busy, queued;
+        workers_load(a->workers, &threads, &busy, &queued);
         metrics_gauges g = {
                 .log_entries = audit_committed(a->audit),
                 .log_bytes = audit_bytes(a->audit),
@@ -153,6 +155,10 @@ bool queries_handle_get_metrics(agent *a, agent_conn *c, const handler *h, Provs
                 .token_up = token_up,
                 .token_reopens = reopens,
                 .principals = a->config->n_principals,
+                .workers = threads,
+                .workers_busy = busy,
+                .workers_queued = queued,
+                .log_failed = audit_failed(a->audit),
                 .uptime_s = (double) (agent_now_us() - a->started_us) / 1e6,
         };
         char *text = NULL;
@@ -216,6 +222,7 @@ bool queries_handle_status(agent *a, agent_conn *c, const handler *h, Provsign__
         sr.log_origin = (char *) audit_origin(a->audit);
         sr.log_size = audit_committed(a->audit);
         sr.log_syncs = audit_syncs(a->audit);
+        sr.log_failed = audit_failed(a->audit);
         resp.body_case = PROVSIGN__RESPONSE__BODY_STATUS_INFO;
         resp.status_info = &sr;
         server_reply(a, c, &resp, PROVSIGN__STATUS__OK, false, NULL);

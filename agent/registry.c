@@ -437,31 +437,42 @@ int registry_attach(agent_registry *reg, agent_audit *audit, char **ret_error) {
         return 0;
 }
 
+bool registry_needs_first_key(agent_registry *reg, agent_principal_keys *p) {
+        pthread_mutex_lock(&reg->state);
+        bool none = p->n_keys == 0;
+        pthread_mutex_unlock(&reg->state);
+        return none;
+}
+
+int registry_log_first_key(agent_registry *reg, agent_principal_keys *p, uint32_t gen, keys_key *k,
+                           agent_audit *audit, char **ret_error) {
+        Provsign__AuditEntry e, *ep = &e;
+        create_entry(k, p->name, gen, "first key", &e);
+        int r = registry_append_events(reg, p, audit, &ep, 1, NULL);
+        if (r < 0)
+                return agent_errorf(ret_error, r, "cannot log the new key of %s: %s", p->name, strerror(-r));
+        log_notice("generated key %s (%s) for principal %s", keys_key_id_hex(k),
+                   proto_key_algorithm_name(keys_key_algorithm(k)), p->name);
+        return 0;
+}
+
 int registry_ensure_keys(agent_registry *reg, const agent_config *cfg, agent_audit *audit, char **ret_error) {
         for (size_t i = 0; i < cfg->n_principals; i++) {
                 const agent_principal *pc = &cfg->principals[i];
                 agent_principal_keys *p = registry_principal(reg, pc->name, true);
                 if (!p)
                         return -ENOMEM;
-                pthread_mutex_lock(&reg->state);
-                bool has = p->n_keys > 0;
-                pthread_mutex_unlock(&reg->state);
-                if (has)
+                if (!registry_needs_first_key(reg, p))
                         continue;
                 int alg = pc->algorithm ? pc->algorithm : cfg->algorithm;
                 char label[KEYS_LABEL_MAX];
                 uint32_t gen = registry_next_label(reg, p, label, sizeof label);
                 keys_key *k = NULL;
                 int r = keys_generate(reg->store, alg, label, &k, ret_error);
+                if (r >= 0)
+                        r = registry_log_first_key(reg, p, gen, k, audit, ret_error);
                 if (r < 0)
                         return r;
-                Provsign__AuditEntry e, *ep = &e;
-                create_entry(k, pc->name, gen, "first key", &e);
-                r = registry_append_events(reg, p, audit, &ep, 1, NULL);
-                if (r < 0)
-                        return agent_errorf(ret_error, r, "cannot log the new key of %s: %s", pc->name, strerror(-r));
-                log_notice("generated key %s (%s) for principal %s", keys_key_id_hex(k), proto_key_algorithm_name(alg),
-                           pc->name);
         }
         return 0;
 }

@@ -127,6 +127,17 @@ int registry_attach(agent_registry *reg, agent_audit *audit, char **ret_error);
  * (NO_ACTIVE_KEY) until an operator rotates. 0, or -errno with *ret_error. */
 int registry_ensure_keys(agent_registry *reg, const agent_config *cfg, agent_audit *audit, char **ret_error);
 
+/* registry_needs_first_key: p has never had a key (registry_ensure_keys
+ * would generate one). */
+bool registry_needs_first_key(agent_registry *reg, agent_principal_keys *p);
+
+/* registry_log_first_key: the KEY_CREATE entry of k, p's first key (of
+ * generation gen, from registry_next_label), appended and applied; logs
+ * it. For a caller that generated k itself (a reload, on the key
+ * generator). 0, or -errno with *ret_error. */
+int registry_log_first_key(agent_registry *reg, agent_principal_keys *p, uint32_t gen, keys_key *k,
+                           agent_audit *audit, char **ret_error);
+
 /* registry_append_events: appends n key events to the log and applies
  * each, all under p's order lock held for writing (so a revocation and the
  * automatic rotation after it are one step for signers). On success

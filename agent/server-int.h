@@ -74,7 +74,7 @@ struct agent_server {
         uint64_t groups_gen;     /* bumped at every reload: groups looked up before are stale */
         agent_conn *conns;
         agent_conn *graveyard;   /* closed, freed at the end of the loop turn */
-        agent_conn *ready;       /* idle again with input waiting (see server_run_ready) */
+        agent_conn *ready;       /* able to take requests again, input waiting (server_run_ready) */
         agent_conn *flush;       /* a stream's next frame to send (see server_run_flush) */
         size_t n_conns;
         size_t jobs_out;         /* jobs of connections, every connection's */

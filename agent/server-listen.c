@@ -225,7 +225,11 @@ void server_accept_conns(agent *a) {
                 /* Identify the peer before reading a byte. */
                 int r = agent_caller_from_fd(fd, &c->caller);
                 if (r < 0) {
-                        log_warning("dropping a connection without peer credentials: %s", strerror(-r));
+                        /* (a refusal of "no uid": rate-limited like the others) */
+                        agent_caller unknown = { .uid = (uid_t) -1, .gid = (gid_t) -1 };
+                        char why[96];
+                        snprintf(why, sizeof why, "no peer credentials (%s): connection dropped", strerror(-r));
+                        refusals_record(a, &unknown, "connect", NULL, PROVSIGN__STATUS__PERMISSION_DENIED, why);
                         close(fd);
                         free(c);
                         continue;

@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "refusals.h"
 #include "server-int.h"
+#include "watchdog.h"
 
 static void conn_add_job(agent_server *s, agent_conn *c, agent_conn_job *job) {
         job->conn = c;
@@ -356,7 +357,7 @@ int server_run(agent *a, const server_callbacks *cb) {
                 }
                 server_bury_closed(s);
                 if (watchdog_us && (now - last_ping) * 1000u >= watchdog_us / 2) {
-                        sd_notify(0, "WATCHDOG=1");
+                        agent_watchdog_ping(a);
                         last_ping = now;
                 }
         }

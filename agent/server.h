@@ -15,8 +15,9 @@ typedef struct agent_conn agent_conn;
 /* A job on behalf of one connection. A one-at-a-time request's job keeps
  * the connection from reading anything more until it is finished; a
  * pipelined one (server_conn_begin) lets it read on, up to
- * max_inflight_per_connection jobs out at once. When the worker is done, complete() runs on the
- * main thread and either sends exactly one reply with server_reply() and
+ * max_inflight_per_connection jobs out at once. When the worker is done,
+ * complete() runs on the main thread and either sends exactly one reply
+ * with server_reply() and
  * returns true (the job is finished and freed), or keeps the job (returns
  * false: e.g. waiting for its audit entry to be durable) and later calls
  * server_resume_job() to run complete() again. If the connection died

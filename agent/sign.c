@@ -163,8 +163,8 @@ static bool sign_complete(agent *a, agent_conn *c, agent_conn_job *j) {
                 return true;
         }
         if (job->status != PROVSIGN__STATUS__OK) {
-                if (job->status == PROVSIGN__STATUS__HSM_UNAVAILABLE)
-                        log_error("signing for %s failed: %s", job->principal, job->msg);
+                /* (a token outage: watch_token says so once; the refusal line
+                 * below is rate-limited per uid, an unlimited one was not) */
                 dispatch_refuse(a, c, &h, job->status, "%s", job->msg);
                 sign_job_free(job);
                 return true;

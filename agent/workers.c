@@ -20,6 +20,7 @@ struct agent_workers {
         void *wake_ctx;
         int efd;
         size_t n;
+        size_t queued, busy;     /* jobs waiting; workers holding a job (workers_load) */
         pthread_t *threads;
 };
 
@@ -44,12 +45,15 @@ static void *worker_main(void *arg) {
                 w->queue_head = job->next;
                 if (!w->queue_head)
                         w->queue_tail = NULL;
+                w->queued--;
+                w->busy++;
                 pthread_mutex_unlock(&w->lock);
 
                 if (!__atomic_load_n(&job->cancelled, __ATOMIC_ACQUIRE))
                         job->run(job);
 
                 pthread_mutex_lock(&w->lock);
+                w->busy--;
                 push(&w->done_head, &w->done_tail, job);
                 /* Asked after the push: a wake still to come finds the job. */
                 if (!w->signalled && !(w->wake_pending && w->wake_pending(w->wake_ctx))) {
@@ -101,7 +105,16 @@ int workers_fd(const agent_workers *w) {
 void workers_submit(agent_workers *w, agent_job *job) {
         pthread_mutex_lock(&w->lock);
         push(&w->queue_head, &w->queue_tail, job);
+        w->queued++;
         pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+}
+
+void workers_load(agent_workers *w, size_t *ret_threads, size_t *ret_busy, size_t *ret_queued) {
+        pthread_mutex_lock(&w->lock);
+        *ret_threads = w->n;
+        *ret_busy = w->busy;
+        *ret_queued = w->queued;
         pthread_mutex_unlock(&w->lock);
 }
 

@@ -25,6 +25,13 @@ int workers_fd(const agent_workers *w);
 
 void workers_submit(agent_workers *w, agent_job *job);
 
+/* workers_load: the pool's threads, how many of them hold a job (taken
+ * from the queue, not yet handed back), and the jobs submitted that no
+ * worker has taken yet; counted under the pool's lock as jobs move, so
+ * exact at the moment of the call (the metrics' provsign_workers_busy and
+ * provsign_workers_queued). */
+void workers_load(agent_workers *w, size_t *ret_threads, size_t *ret_busy, size_t *ret_queued);
+
 /* workers_cancel: a job whose caller gave up (hsm_timeout). If no worker has
  * started it, run() is skipped; it still comes back through
  * workers_take_done() like any other job. */

@@ -45,6 +45,31 @@ static json_t *purged_json(const Provsign__AuditEntry *e) {
                          "ENTRY_PURGED", "purged", 1, "leaf_hash", hex);
 }
 
+/* The annotations as an object, key -> value. A key that an entry holds
+ * more than once (logs written before the agent refused duplicate keys at
+ * Sign) maps to the array of its values, in the entry's order: every pair
+ * of the leaf is shown, and `audit verify`, which derives this object from
+ * the leaf and compares, compares all of them. */
+static json_t *annotations_json(const Provsign__AuditEntry *e) {
+        json_t *ann = json_object();
+        for (size_t i = 0; ann && i < e->n_annotations; i++) {
+                const char *k = e->annotations[i]->key;
+                json_t *v = json_string(e->annotations[i]->value), *seen = json_object_get(ann, k);
+                bool ok;
+                if (!seen)
+                        ok = put(ann, k, v);
+                else if (json_is_array(seen))
+                        ok = v && json_array_append_new(seen, v) == 0;
+                else
+                        ok = v && put(ann, k, json_pack("[Oo]", seen, v));
+                if (!ok) {
+                        json_decref(ann);
+                        return NULL;
+                }
+        }
+        return ann;
+}
+
 json_t *client_audit_entry_json(const Provsign__AuditEntry *e, const uint8_t *leaf, size_t n) {
         char when[PROTO_TIME_LEN + 1], unknown[32];
         if (e->event == PROVSIGN__AUDIT_EVENT__ENTRY_PURGED)
@@ -69,10 +94,7 @@ json_t *client_audit_entry_json(const Provsign__AuditEntry *e, const uint8_t *le
                         goto fail;
         }
         if (e->n_annotations) {
-                ann = json_object();
-                for (size_t i = 0; ann && i < e->n_annotations; i++)
-                        if (!put(ann, e->annotations[i]->key, json_string(e->annotations[i]->value)))
-                                goto fail;
+                ann = annotations_json(e);
                 if (!ann)
                         goto fail;
         } else

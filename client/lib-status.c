@@ -103,6 +103,7 @@ _public_ int provsign_status(provsign_conn *conn, provsign_agent_status **ret) {
         st->uptime_seconds = body->uptime_seconds;
         st->log_size = body->log_size;
         st->log_syncs = body->log_syncs;
+        st->log_failed = body->log_failed ? 1 : 0;
         st->agent_version = strdup(str_or_empty(body->agent_version));
         st->token_label = strdup(str_or_empty(body->token_label));
         st->log_origin = strdup(str_or_empty(body->log_origin));
@@ -155,6 +156,10 @@ _public_ uint64_t provsign_agent_status_log_size(const provsign_agent_status *st
 
 _public_ uint64_t provsign_agent_status_log_syncs(const provsign_agent_status *st) {
         return st->log_syncs;
+}
+
+_public_ int provsign_agent_status_log_failed(const provsign_agent_status *st) {
+        return st->log_failed;
 }
 
 _public_ const char *const *provsign_agent_status_principals(const provsign_agent_status *st) {

@@ -83,6 +83,7 @@ struct provsign_agent_status {
         uint64_t uptime_seconds;
         char *log_origin;
         uint64_t log_size, log_syncs;
+        int log_failed;
         char **principals;       /* NULL-terminated */
         char **caller_principals;
         char **caller_roles;

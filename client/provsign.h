@@ -748,6 +748,10 @@ const char *provsign_agent_status_log_origin(const provsign_agent_status *st);
 uint64_t provsign_agent_status_log_size(const provsign_agent_status *st);
 /* provsign_agent_status_log_syncs: group commits (fdatasyncs) since start. */
 uint64_t provsign_agent_status_log_syncs(const provsign_agent_status *st);
+/* provsign_agent_status_log_failed: 1 when the agent's audit log has
+ * failed (every Sign and key operation is refused UNAVAILABLE until the
+ * agent is restarted), else 0 (also from an agent too old to say). */
+int provsign_agent_status_log_failed(const provsign_agent_status *st);
 /* provsign_agent_status_principals: every configured signer principal. */
 const char *const *provsign_agent_status_principals(const provsign_agent_status *st);
 /* provsign_agent_status_caller_principals: principals this caller may sign for. */

@@ -649,49 +649,53 @@ keys_key *keys_store_find_id(const keys_store *s, const uint8_t id[32]) {
         return NULL;
 }
 
-int keys_generate(keys_store *s, int algorithm, const char *label, keys_key **ret, char **ret_error) {
-        uint8_t *spki = NULL;
-        size_t spki_len = 0;
-        int r;
-
+int keys_generate_pair(keys_store *s, int algorithm, const char *label, uint8_t **ret_spki, size_t *ret_spki_len,
+                       char **ret_error) {
         if (!label_ours(s, label))
                 return -EINVAL;
         /* The generation itself (seconds for RSA-3072 on a slow HSM) holds
-         * raw_lock only: signers of every key carry on, and only the short
-         * insert of the new key below takes the write lock. raw_lock keeps a
-         * re-open from tearing the raw side down meanwhile, and keeps s->slot
-         * and the labels stable (a second generation waits for this one). */
+         * raw_lock only, never the store's lock: signers of every key carry
+         * on, whatever the priority of the generating thread (the agent
+         * runs it at SCHED_IDLE). raw_lock keeps a re-open from tearing the
+         * raw side down meanwhile, and keeps s->slot_id stable. */
         pthread_mutex_lock(&s->raw_lock);
-        pthread_rwlock_rdlock(&s->lock);
-        if (!s->slot)
-                r = keys_errorf(ret_error, -EIO, "token \"%s\" is unavailable", s->token_label);
-        else if (keys_store_find_label(s, label))
-                r = keys_errorf(ret_error, -EEXIST, "a key labelled \"%s\" already exists", label);
-        else
-                r = 0;
-        pthread_rwlock_unlock(&s->lock);
-        if (r < 0)
-                goto out_raw;
-        r = keys_raw_generate(s, algorithm, label, &spki, &spki_len, ret_error);
-        if (r < 0)
-                goto out_raw;
-        pthread_rwlock_wrlock(&s->lock);
-        r = store_refresh_locked(s, ret_error);
-        if (r < 0)
-                goto out;
+        int r = s->fn && s->slot ? keys_raw_generate(s, algorithm, label, ret_spki, ret_spki_len, ret_error)
+                                 : keys_errorf(ret_error, -EIO, "token \"%s\" is unavailable", s->token_label);
+        pthread_mutex_unlock(&s->raw_lock);
+        return r;
+}
+
+int keys_generate_insert(keys_store *s, const uint8_t *spki, size_t spki_len, keys_key **ret, char **ret_error) {
         uint8_t id[32];
         proto_keyid_compute(spki, spki_len, id);
-        keys_key *k = keys_store_find_id(s, id);
-        if (!k) {
-                r = keys_errorf(ret_error, -EIO, "generated key \"%s\" is not visible on the token", label);
-                goto out;
-        }
-        *ret = k;
-        r = 0;
-out:
+        /* The write lock waits for running signatures (the PKCS#11 object
+         * list is read again), milliseconds. */
+        pthread_rwlock_wrlock(&s->lock);
+        int r = s->slot ? store_refresh_locked(s, ret_error)
+                        : keys_errorf(ret_error, -EIO, "token \"%s\" is unavailable", s->token_label);
+        keys_key *k = r < 0 ? NULL : keys_store_find_id(s, id);
+        if (r >= 0 && !k)
+                r = keys_errorf(ret_error, -EIO, "the generated key is not visible on the token");
         pthread_rwlock_unlock(&s->lock);
-out_raw:
-        pthread_mutex_unlock(&s->raw_lock);
+        if (r < 0)
+                return r;
+        *ret = k;
+        return 0;
+}
+
+int keys_generate(keys_store *s, int algorithm, const char *label, keys_key **ret, char **ret_error) {
+        uint8_t *spki = NULL;
+        size_t spki_len = 0;
+        if (!label_ours(s, label))
+                return -EINVAL;
+        pthread_rwlock_rdlock(&s->lock);
+        bool taken = keys_store_find_label(s, label) != NULL;
+        pthread_rwlock_unlock(&s->lock);
+        if (taken)
+                return keys_errorf(ret_error, -EEXIST, "a key labelled \"%s\" already exists", label);
+        int r = keys_generate_pair(s, algorithm, label, &spki, &spki_len, ret_error);
+        if (r >= 0)
+                r = keys_generate_insert(s, spki, spki_len, ret, ret_error);
         free(spki);
         return r;
 }

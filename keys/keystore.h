@@ -110,6 +110,16 @@ keys_key *keys_store_find_id(const keys_store *s, const uint8_t id[32]);
 int keys_generate(keys_store *s, int algorithm, const char *label, keys_key **ret,
                   char **ret_error);
 
+/* keys_generate in two steps, for a caller that generates on a thread of
+ * low priority: keys_generate_pair makes the key pair in the token (the
+ * slow part; takes no lock that keys_sign takes) and hands back its DER
+ * SPKI (caller frees); keys_generate_insert then makes it visible (the
+ * store's write lock, milliseconds) and borrows the new key into *ret.
+ * label must be unused (keys_generate checks; these do not). */
+int keys_generate_pair(keys_store *s, int algorithm, const char *label, uint8_t **ret_spki, size_t *ret_spki_len,
+                       char **ret_error);
+int keys_generate_insert(keys_store *s, const uint8_t *spki, size_t spki_len, keys_key **ret, char **ret_error);
+
 /* keys_destroy: removes k's private key object(s) from the token
  * (C_DestroyObject); its public key stays readable through k. Waits for
  * running signatures; afterwards keys_sign(k) fails with -ENOENT. Returns

@@ -5,13 +5,18 @@
  * writer (audit_append, group commit). Start an agent on the same token
  * and state_dir afterwards: it continues the log.
  *
- *   gen-audit-log TOKEN_DIR STATE_DIR N [PRINCIPAL]
+ *   gen-audit-log [--duplicate-keys] TOKEN_DIR STATE_DIR N [PRINCIPAL]
+ *
+ * --duplicate-keys: every SIGN entry also carries a second "build" pair
+ * ("build" = "dup-<i>"), as logs written before the agent refused
+ * duplicate annotation keys at Sign may hold (test-audit-export).
  *
  * TOKEN_DIR from tests/lib/make-token; PRINCIPAL (default ci-release) must
  * have no key in the token yet.
  *
  * The signatures themselves are not made (only logged): this is a log
  * generator, not a signer. Prints nothing but errors. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +27,13 @@
 #include "hex.h"
 
 int main(int argc, char **argv) {
+        bool duplicate_keys = argc > 1 && strcmp(argv[1], "--duplicate-keys") == 0;
+        if (duplicate_keys) {
+                argv++;
+                argc--;
+        }
         if (argc != 4 && argc != 5) {
-                fprintf(stderr, "usage: gen-audit-log TOKEN_DIR STATE_DIR N [PRINCIPAL]\n");
+                fprintf(stderr, "usage: gen-audit-log [--duplicate-keys] TOKEN_DIR STATE_DIR N [PRINCIPAL]\n");
                 return 2;
         }
         const char *principal = argc == 5 ? argv[4] : "ci-release";
@@ -80,8 +90,12 @@ int main(int argc, char **argv) {
         caller.gid = 64911;
         caller.pid = 4242;
         caller.exe = (char *) "/usr/bin/provsign";
-        Provsign__Annotation a1 = PROVSIGN__ANNOTATION__INIT, a2 = PROVSIGN__ANNOTATION__INIT;
-        Provsign__Annotation *anns[] = { &a1, &a2 };
+        Provsign__Annotation a1 = PROVSIGN__ANNOTATION__INIT, a2 = PROVSIGN__ANNOTATION__INIT,
+                             a3 = PROVSIGN__ANNOTATION__INIT;
+        Provsign__Annotation *anns[] = { &a1, &a2, &a3 };
+        char dup[32];
+        a3.key = (char *) "build";
+        a3.value = dup;
         a1.key = (char *) "build";
         a1.value = build;
         a2.key = (char *) "source";
@@ -91,6 +105,7 @@ int main(int argc, char **argv) {
                 memcpy(src + 1, &i, sizeof i);
                 proto_hex_encode(src, sizeof src, srcval + 7);
                 snprintf(build, sizeof build, "%lu", i);
+                snprintf(dup, sizeof dup, "dup-%lu", i);
                 Provsign__AuditEntry s = PROVSIGN__AUDIT_ENTRY__INIT;
                 s.event = PROVSIGN__AUDIT_EVENT__SIGN;
                 s.caller = &caller;
@@ -103,7 +118,7 @@ int main(int argc, char **argv) {
                 s.digest.len = sizeof digest;
                 s.payload_type = (char *) "application/vnd.in-toto+json";
                 s.annotations = anns;
-                s.n_annotations = 2;
+                s.n_annotations = duplicate_keys ? 3 : 2;
                 if (audit_append(a, &s, &seq, NULL, NULL) < 0)
                         return 1;
                 if (i % 4096 == 4095)

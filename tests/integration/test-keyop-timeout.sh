@@ -26,9 +26,19 @@ for i in 1 2; do
         cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$(random_digest)" >"$T/sign$i.out" 2>"$T/sign$i.err" &
         SIGNERS+=($!)
 done
-sleep 0.5
-expect_exit 3 "revoke while both workers hang on the token: refused" cli "$OPERATOR_UID" key revoke --key "$KEY" --reason "test"
+# Both Signs are on the workers (each worker holds one, stuck in the token).
+check "both workers are busy (provsign_workers_busy 2)" wait_for 60 metric_is provsign_workers_busy 2
+check "... and nothing waits for them yet" metric_is provsign_workers_queued 0
+cli "$OPERATOR_UID" key revoke --key "$KEY" --reason "test" >"$T/revoke.out" 2>"$T/revoke.err" &
+REVOKER=$!
+# The revoke waits behind them; after hsm_timeout it is answered, but its
+# cancelled job stays queued until a worker is free (the thaw below).
+check "the revoke is queued behind them (provsign_workers_queued 1)" wait_for 60 metric_is provsign_workers_queued 1
+wait "$REVOKER"
+expect_eq "$?" 3 "revoke while both workers hang on the token: refused (exit 3)"
+cp "$T/revoke.err" "$T/err"
 expect_stderr_prefix "HSM_UNAVAILABLE" "the revoke says HSM_UNAVAILABLE"
+check "the cancelled revoke is still queued while the token hangs" metric_is provsign_workers_queued 1
 kill -CONT -- "-$P11_PID"
 # The cancelled revoke comes back from the pool once a worker is free.
 check "the agent reports that the revoke did not run" wait_for 30 grep -q "RevokeKey for ci-nightly failed: RevokeKey did not run" "$T/agent.log"
@@ -40,5 +50,7 @@ check "the log holds no KEY_REVOKE" bash -c "! grep -q KEY_REVOKE '$T/out'"
 expect_exit 0 "the same revoke, asked again, works" cli "$OPERATOR_UID" key revoke --key "$KEY" --reason "test"
 check "and now the agent says revoked" wait_for 30 grep -q "revoked: test" "$T/agent.log"
 wait "${SIGNERS[@]}"
+pool_idle() { metric_is provsign_workers_busy 0 && metric_is provsign_workers_queued 0; }
+check "after the thaw no worker is busy and nothing is queued" wait_for 60 pool_idle
 stop_agent
 finish

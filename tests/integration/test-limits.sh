@@ -23,19 +23,7 @@ PY="env PYTHONPATH=$SRCDIR/tests/lib python3"
 mkdir -m 0777 "$T/m"
 
 # ---- the stand-in service manager: NOTIFY_SOCKET, every datagram a line ----
-mkdir -m 0755 "$T/n"
-python3 - "$T/n/notify" "$T/n/log" <<'PY' &
-import os, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o666)
-out = open(sys.argv[2], "a", buffering=1); os.chmod(sys.argv[2], 0o644)
-while True:
-    for l in s.recv(4096).decode().split("\n"):
-        if l: out.write(l + "\n")
-PY
-NPID=$!
-on_cleanup 'kill "$NPID" 2>/dev/null'
-check "the stand-in NOTIFY_SOCKET is up" wait_for 30 test -S "$T/n/notify"
+notify_standin "$T/n"
 AGENT_ENV="NOTIFY_SOCKET=$T/n/notify WATCHDOG_USEC=1000000"
 notified() { [ "$(count_lines "^$1\$" "$T/n/log")" -ge "$2" ]; }
 
@@ -146,7 +134,7 @@ check "8 connections held (3 + 3 + 2)" wait_for 60 eval 'test -e "$T/m/r2.up" &&
 check "a 9th connection (any uid): UNAVAILABLE, closed" refused "$STRANGER_UID" "too many connections (max_connections)"
 check "the agent logged it" grep -q "refused connect from uid $STRANGER_UID .*UNAVAILABLE: too many connections (max_connections)" "$T/agent.log"
 touch "$T/m/r1.stop" "$T/m/r2.stop" "$T/m/o1.stop"
-for j in $(jobs -p); do [ "$j" = "$AGENT_PID" ] || [ "$j" = "$NPID" ] || wait "$j"; done
+for j in $(jobs -p); do [ "$j" = "$AGENT_PID" ] || [ "$j" = "$NOTIFY_PID" ] || wait "$j"; done
 served() { cli "$STRANGER_UID" status >/dev/null 2>&1; }
 check "once they are closed, new connections are served" wait_for 60 served
 # each refusal is in the audit log (REFUSED, UNAVAILABLE, the caller's uid)

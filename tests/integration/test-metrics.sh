@@ -49,6 +49,9 @@ check "the log's bytes are counted" test "$(metric provsign_log_bytes)" -gt 0
 check "the checkpoint age is there" grep -q '^provsign_checkpoint_age_seconds ' "$T/m.prom"
 expect_eq "$(metric provsign_token_up)" 1 "token up"
 expect_eq "$(metric provsign_connections)" 1 "one connection open (the one asking)"
+expect_eq "$(metric provsign_workers)" "$(grep -lx provsign-worker /proc/"$AGENT_PID"/task/*/comm | wc -l)" \
+        "provsign_workers = the agent's provsign-worker threads"
+expect_eq "$(metric provsign_workers_busy)/$(metric provsign_workers_queued)" 0/0 "idle: no worker busy, nothing queued"
 
 # One rotation.
 rot0=$(metric 'provsign_key_events_total{event="KEY_ROTATE"}')

@@ -17,6 +17,9 @@ write_config "publish_entries = yes"
 PUB=$T/state/tlog
 LOG=$T/state/log
 
+# the independent reader of the published directory (Go: GOCHECK)
+. "$SRCDIR/tests/lib/tlogcheck.sh"
+
 gen_audit_log "$T/tok" "$T/state" 2000 2>"$T/gen.err" || fail "gen-audit-log: $(cat "$T/gen.err")"
 chown -R "$AGENT_UID:$AGENT_GID" "$T/tok" "$T/state"
 
@@ -191,6 +194,9 @@ assert stubs == purged, (len(stubs), len(purged))
 PY
 check "audit verify --tiles passes (the rewritten bundles' stubs hash to their leaves)" \
         "$PROVSIGN_CLI" audit verify --tiles "$PUB" --log-key "$T/logkey.pem" --previous "$T/before.checkpoint"
+expect_exit 0 "Go's sumdb/tlog reads the purged directory: tiles, bundles, consistency with the checkpoint from before" \
+        "$GOCHECK" -entries -previous "$T/before.checkpoint" "$PUB"
+check "... every bundle entry its leaf or a stub carrying it ($purged stubs)" grep -q "($purged purged stubs)" "$T/out"
 cp "$PUB/checkpoint" "$T/purged.checkpoint"
 
 # restart with the tiles and the index removed: both rebuilt from the

@@ -6,7 +6,7 @@
 # compromise time cannot be the time the request came.
 . "$SRCDIR/tests/lib/common.sh"
 setup_test
-write_config "auto_rotate_on_revoke = yes"
+write_config "auto_rotate_on_revoke = yes" "hsm_timeout = 120s"
 start_agent
 
 keys_json() { python3 -c 'import json,sys; t=open(sys.argv[1]).read().strip(); d=json.loads(t) if t.startswith("[") else [json.loads(l) for l in t.splitlines() if l.strip()]; [print(k["keyid"], k["state"], k.get("compromised_since")) for k in d]' "$1"; }

@@ -16,15 +16,7 @@ setup_test
 write_config
 PUB=$T/state/tlog
 
-command -v go >/dev/null || { echo "SKIP: go (golang-go) is not installed" >&2; exit 77; }
-[ -d /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog ] ||
-        { echo "SKIP: golang-golang-x-mod-dev is not installed" >&2; exit 77; }
-mkdir -p "$T/go"
-(cd "$SRCDIR/tests/interop/tlog-tiles" &&
-        GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE="$T/go/cache" HOME="$T/go" \
-                go build -o "$T/go/tlog-tiles-check" .) 2>"$T/go/err" ||
-        fail "building tests/interop/tlog-tiles: $(cat "$T/go/err")"
-GOCHECK=$T/go/tlog-tiles-check
+. "$SRCDIR/tests/lib/tlogcheck.sh"
 
 # the published layout for the checkpoint's size: every full tile below it
 # and each level's partial tile, of the right length

@@ -268,6 +268,26 @@ cli() {
         as "$uid" "$PROVSIGN_CLI" "$@"
 }
 
+# notify_standin DIR: a stand-in service manager for the agent: a datagram
+# socket DIR/notify (NOTIFY_SOCKET), every notification a line of DIR/log;
+# stopped at cleanup. Sets NOTIFY_DIR.
+notify_standin() {
+        NOTIFY_DIR=$1
+        mkdir -m 0755 "$NOTIFY_DIR"
+        python3 - "$NOTIFY_DIR/notify" "$NOTIFY_DIR/log" <<'PY' &
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o666)
+out = open(sys.argv[2], "a", buffering=1); os.chmod(sys.argv[2], 0o644)
+while True:
+    for l in s.recv(4096).decode().split("\n"):
+        if l: out.write(l + "\n")
+PY
+        NOTIFY_PID=$!
+        on_cleanup 'kill "$NOTIFY_PID" 2>/dev/null'
+        check "the stand-in NOTIFY_SOCKET is up" wait_for 30 test -S "$NOTIFY_DIR/notify"
+}
+
 # hostile CODE: runs the Python CODE as RUNNER_UID with tests/lib/rawclient's
 # names imported (and os, struct, time) and path set to the agent's socket.
 hostile() {
@@ -296,6 +316,55 @@ verify_sig() {
         hex_to_file "$hex" "$d/digest"
         printf '%s' "$b64" | base64 -d > "$d/sig"
         openssl pkeyutl -verify -pubin -inkey "$pem" -in "$d/digest" -sigfile "$d/sig" "$@" >/dev/null 2>&1
+}
+
+# metric_is NAME VALUE: the agent's metrics (`provsign metrics`, asked by a
+# caller in no role) hold the sample "NAME VALUE" (an unlabelled gauge). To
+# wait on the agent's state: wait_for 60 metric_is provsign_workers_busy 2
+metric_is() {
+        local text
+        text=$(cli "$STRANGER_UID" metrics --format prometheus 2>/dev/null) || return 1
+        grep -qxF -- "$1 $2" <<<"$text"
+}
+
+# agent_segments: the log segment files the agent has open, one a line.
+agent_segments() {
+        local f
+        for f in /proc/"$AGENT_PID"/fd/*; do readlink "$f"; done | grep '\.seg$' | sort -u
+}
+
+# agent_traced TRACER: every thread of the agent has TRACER (0: none) as its tracer.
+agent_traced() {
+        local s
+        for s in /proc/"$AGENT_PID"/task/*/status; do
+                [ "$(awk '/^TracerPid:/ {print $2}' "$s")" = "$1" ] || return 1
+        done
+}
+
+# strace_agent STRACE_ARGS...: strace -f -qq -p AGENT_PID STRACE_ARGS... in
+# the background (STRACE_PID, output in $T/strace.out, killed by cleanup),
+# then waits until every thread of the agent is traced (a check). A check
+# that cannot run is a SKIP (exit 77): no strace, or it cannot attach (a
+# container without CAP_SYS_PTRACE). Fault injection on one file: -P PATH
+# -e inject=SYSCALL:error=ERRNO (test-fdatasync, test-status-degraded).
+# strace_detach: kills it and waits until no thread is traced (a check).
+strace_agent() {
+        command -v strace >/dev/null || { echo "SKIP: strace is not installed (tests/lib/deps.sh)" >&2; exit 77; }
+        strace -f -qq -p "$AGENT_PID" "$@" -o "$T/strace.out" 2> "$T/strace.err" &
+        STRACE_PID=$!
+        on_cleanup 'kill "$STRACE_PID" 2>/dev/null; wait "$STRACE_PID" 2>/dev/null'
+        strace_attached_or_gone() { agent_traced "$STRACE_PID" || ! kill -0 "$STRACE_PID" 2>/dev/null; }
+        wait_for 60 strace_attached_or_gone
+        if ! kill -0 "$STRACE_PID" 2>/dev/null; then
+                echo "SKIP: strace could not attach to the agent: $(head -c 400 "$T/strace.err")" >&2
+                exit 77
+        fi
+        check "strace is attached to every thread of the agent" agent_traced "$STRACE_PID"
+}
+strace_detach() {
+        kill "$STRACE_PID"
+        wait "$STRACE_PID"
+        check "strace detached" wait_for 60 agent_traced 0
 }
 
 finish() {

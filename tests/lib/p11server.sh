@@ -38,3 +38,13 @@ stop_p11() {
         kill -KILL -- "-$P11_PID" 2>/dev/null
         wait "$P11_PID" 2>/dev/null
 }
+
+# p11_agent [config lines...]: the server started, the agent's config
+# written for p11-kit-client.so (write_config with these [agent] lines) and
+# the agent started on it.
+p11_agent() {
+        start_p11
+        MODULE=$CLIENT_MODULE
+        write_config "$@"
+        start_agent
+}

@@ -130,6 +130,40 @@ static void test_missing_module(void **state) {
         free(err);
 }
 
+/* keys_generate in its two steps (the agent's key generator): the pair
+ * exists on the token but is no key of the store until it is inserted;
+ * signing with the store's other keys goes on between the two. */
+static void test_generate_two_steps(void **state) {
+        keys_store *s = open_store();
+        keys_key *other = NULL, *k = NULL;
+        assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/two/1", &other, NULL), 0);
+        uint8_t *spki = NULL;
+        size_t spki_len = 0;
+        char *err = NULL;
+        int r = keys_generate_pair(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P384, "provsign/two/2", &spki, &spki_len, &err);
+        if (r < 0)
+                fail_msg("generate_pair: %d %s", r, err ? err : "");
+        uint8_t id[32];
+        proto_keyid_compute(spki, spki_len, id);
+        assert_null(keys_store_find_id(s, id));
+        assert_null(keys_store_find_label(s, "provsign/two/2"));
+        uint8_t digest[48], sig[KEYS_MAX_SIGNATURE];
+        size_t slen = 0;
+        assert_int_equal(RAND_bytes(digest, sizeof digest), 1);
+        assert_int_equal(keys_sign(s, other, digest, 32, sig, &slen), 0);
+        assert_int_equal(keys_generate_insert(s, spki, spki_len, &k, &err), 0);
+        assert_ptr_equal(keys_store_find_id(s, id), k);
+        assert_string_equal(keys_key_label(k), "provsign/two/2");
+        assert_int_equal(keys_key_algorithm(k), PROVSIGN__KEY_ALGORITHM__ECDSA_P384);
+        assert_int_equal(keys_sign(s, k, digest, 48, sig, &slen), 0);
+        verify(k, digest, 48, sig, slen);
+        /* a label outside the store's is refused before the token is asked */
+        assert_int_equal(keys_generate_pair(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "other/x/1", &spki, &spki_len, NULL),
+                         -EINVAL);
+        free(spki);
+        keys_store_free(s);
+}
+
 static void generate_and_sign(int alg, const char *label, size_t dlen) {
         keys_store *s = open_store();
         keys_key *k = NULL;
@@ -553,6 +587,7 @@ int main(void) {
                 cmocka_unit_test(test_missing_token), cmocka_unit_test(test_missing_module),
                 cmocka_unit_test(test_p256),          cmocka_unit_test(test_p384),
                 cmocka_unit_test(test_rsa3072),       cmocka_unit_test(test_concurrent),
+                cmocka_unit_test(test_generate_two_steps),
                 cmocka_unit_test(test_eddsa_detected), cmocka_unit_test(test_recover_lost_sessions),
                 cmocka_unit_test(test_namespaces),    cmocka_unit_test(test_private_without_public),
         };

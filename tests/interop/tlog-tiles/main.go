@@ -13,7 +13,8 @@
 //     checkpoint (-previous) and from sampled older sizes;
 //   - with -entries, the entry bundles (tile/entries/<N>, each entry a
 //     big-endian uint16 length and its bytes): every entry of the tree is
-//     there and hashes to its leaf in the (authenticated) level-0 tiles.
+//     there and hashes to its leaf in the (authenticated) level-0 tiles,
+//     or is the stub of a purged entry (retention) carrying that leaf hash.
 //
 // The checkpoint's signature is not checked here (Go's note package knows
 // Ed25519 only; the log key is ECDSA P-256): provsign audit verify does that.
@@ -26,6 +27,7 @@ package main
 import (
 	"bufio"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -116,10 +118,62 @@ func checkOld(size int64, root tlog.Hash, hr tlog.HashReader, m int64, oldRoot t
 	return nil
 }
 
+// stubLeafHash: the leaf hash a purged entry's stub carries: provsign's
+// AuditEntry with event (field 3) ENTRY_PURGED (11) and purged_leaf_hash
+// (field 21, 32 bytes), read with a minimal protobuf wire-format parser.
+func stubLeafHash(b []byte) (tlog.Hash, bool) {
+	var h tlog.Hash
+	var event uint64
+	have := false
+	for len(b) > 0 {
+		key, n := binary.Uvarint(b)
+		if n <= 0 {
+			return h, false
+		}
+		b = b[n:]
+		switch key & 7 {
+		case 0:
+			v, n := binary.Uvarint(b)
+			if n <= 0 {
+				return h, false
+			}
+			b = b[n:]
+			if key>>3 == 3 {
+				event = v
+			}
+		case 1, 5:
+			w := 8
+			if key&7 == 5 {
+				w = 4
+			}
+			if len(b) < w {
+				return h, false
+			}
+			b = b[w:]
+		case 2:
+			l, n := binary.Uvarint(b)
+			if n <= 0 || l > uint64(len(b)-n) {
+				return h, false
+			}
+			v := b[n : n+int(l)]
+			b = b[n+int(l):]
+			if key>>3 == 21 && len(v) == len(h) {
+				copy(h[:], v)
+				have = true
+			}
+		default:
+			return h, false
+		}
+	}
+	return h, event == 11 && have
+}
+
 // checkBundles reads every entry bundle of a tree of size entries and
-// compares each entry's record hash with the leaf hash from the tiles.
-func checkBundles(dir string, size int64, hr tlog.HashReader) (int64, error) {
-	var i int64
+// compares each entry's record hash with the leaf hash from the tiles (a
+// purged entry's stub: the leaf hash it carries). It returns the entries
+// read and how many of them were stubs.
+func checkBundles(dir string, size int64, hr tlog.HashReader) (int64, int64, error) {
+	var i, stubs int64
 	for n := int64(0); n*256 < size; n++ {
 		w := size - n*256
 		if w > 256 {
@@ -129,31 +183,34 @@ func checkBundles(dir string, size int64, hr tlog.HashReader) (int64, error) {
 		name := filepath.Join(dir, "tile", "entries", p)
 		data, err := os.ReadFile(name)
 		if err != nil {
-			return i, err
+			return i, stubs, err
 		}
 		for k := int64(0); k < w; k++ {
 			if len(data) < 2 {
-				return i, fmt.Errorf("%s: entry %d missing", name, k)
+				return i, stubs, fmt.Errorf("%s: entry %d missing", name, k)
 			}
 			l := int(data[0])<<8 | int(data[1])
 			if len(data) < 2+l {
-				return i, fmt.Errorf("%s: entry %d truncated", name, k)
+				return i, stubs, fmt.Errorf("%s: entry %d truncated", name, k)
 			}
 			hs, err := hr.ReadHashes([]int64{tlog.StoredHashIndex(0, i)})
 			if err != nil {
-				return i, err
+				return i, stubs, err
 			}
-			if tlog.RecordHash(data[2:2+l]) != hs[0] {
-				return i, fmt.Errorf("%s: entry %d (log entry %d) does not hash to its leaf", name, k, i)
+			if e := data[2 : 2+l]; tlog.RecordHash(e) != hs[0] {
+				if h, ok := stubLeafHash(e); !ok || h != hs[0] {
+					return i, stubs, fmt.Errorf("%s: entry %d (log entry %d) does not hash to its leaf", name, k, i)
+				}
+				stubs++
 			}
 			data = data[2+l:]
 			i++
 		}
 		if len(data) != 0 {
-			return i, fmt.Errorf("%s: %d bytes after the last entry", name, len(data))
+			return i, stubs, fmt.Errorf("%s: %d bytes after the last entry", name, len(data))
 		}
 	}
-	return i, nil
+	return i, stubs, nil
 }
 
 func run() error {
@@ -247,11 +304,11 @@ func run() error {
 
 	bundled := ""
 	if *entries {
-		n, err := checkBundles(dir, size, hr)
+		n, stubs, err := checkBundles(dir, size, hr)
 		if err != nil {
 			return err
 		}
-		bundled = fmt.Sprintf(", %d entries in bundles match their leaves", n)
+		bundled = fmt.Sprintf(", %d entries in bundles match their leaves (%d purged stubs)", n, stubs)
 	}
 
 	consistent := ""
