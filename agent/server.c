@@ -118,7 +118,13 @@ void server_resume_job(agent *a, agent_conn_job *job) {
         conn_remove_job(s, c, job);
         c->reply_id = job->request_id;
         if (!job->complete(a, c, job)) {
-                conn_add_job(s, c, job);
+                /* Kept (waiting for the log). Had c closed meanwhile, it is
+                 * already on its way to the graveyard: the job goes on
+                 * without it (its complete() gets NULL). */
+                if (c->fd >= 0)
+                        conn_add_job(s, c, job);
+                else
+                        job->conn = NULL;
                 return;
         }
         /* A reply queues c itself (server_conn_flush); this covers a complete()
