@@ -314,7 +314,8 @@ static PKCS11_SLOT *find_token_slot(keys_store *s) {
 /* Loads the module into a fresh libp11 context and finds the token, trying
  * `attempts` enumerations. Caller holds the write lock (or is the only
  * thread); on failure store_detach() undoes what was done. */
-static int store_attach(keys_store *s, int attempts, char **ret_error) {
+/* A new libp11 context with the module loaded into it. */
+static int ctx_load(keys_store *s, char **ret_error) {
         s->ctx = PKCS11_CTX_new();
         if (!s->ctx)
                 return -ENOMEM;
@@ -323,6 +324,13 @@ static int store_attach(keys_store *s, int attempts, char **ret_error) {
                 return keys_errorf(ret_error, -EIO, "cannot load PKCS#11 module %s", s->module_path);
         }
         s->ctx_loaded = true;
+        return 0;
+}
+
+static int store_attach(keys_store *s, int attempts, char **ret_error) {
+        int r = ctx_load(s, ret_error);
+        if (r < 0)
+                return r;
 
         bool enumerated = false;
         /* SoftHSM assigns slot ids at random as tokens are created; a token
@@ -348,14 +356,9 @@ static int store_attach(keys_store *s, int attempts, char **ret_error) {
                         PKCS11_CTX_unload(s->ctx);
                         s->ctx_loaded = false;
                         PKCS11_CTX_free(s->ctx);
-                        s->ctx = PKCS11_CTX_new();
-                        if (!s->ctx)
-                                return -ENOMEM;
-                        if (PKCS11_CTX_load(s->ctx, s->module_path) < 0) {
-                                ERR_clear_error();
-                                return keys_errorf(ret_error, -EIO, "cannot load PKCS#11 module %s", s->module_path);
-                        }
-                        s->ctx_loaded = true;
+                        r = ctx_load(s, ret_error);
+                        if (r < 0)
+                                return r;
                         continue;
                 }
                 enumerated = true;

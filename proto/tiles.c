@@ -131,31 +131,43 @@ void proto_tile_store_free(proto_tile_store *s) {
         free(s);
 }
 
+/* Opens the regular file at path under the store's directory, never
+ * following a symlink, and returns its size in *ret_size if it is at most
+ * max (exactly max when exact): -EBADMSG otherwise. */
+static int open_regular(proto_tile_store *s, const char *path, uint64_t max, bool exact, uint64_t *ret_size) {
+        struct stat st;
+        int fd = openat(s->dir_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        if (!S_ISREG(st.st_mode) || (uint64_t) st.st_size > max || (exact && (uint64_t) st.st_size != max)) {
+                close(fd);
+                return -EBADMSG;
+        }
+        *ret_size = (uint64_t) st.st_size;
+        return fd;
+}
+
 int proto_tile_store_read(proto_tile_store *s, unsigned level, uint64_t index, unsigned width,
                           uint8_t out[][PROTO_TILE_HASH_LEN]) {
         char path[PROTO_TILE_PATH_MAX];
         size_t want = (size_t) width * HL;
-        struct stat st;
+        uint64_t size;
         int fd, r;
 
         r = proto_tile_path(level, index, width, path, sizeof path);
         if (r < 0)
                 return r;
-        fd = openat(s->dir_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        fd = open_regular(s, path, want, true, &size);
         if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0) {
-                r = -errno;
-                goto out;
-        }
-        if (!S_ISREG(st.st_mode) || (uint64_t) st.st_size != want) {
-                r = -EBADMSG;
-                goto out;
-        }
+                return fd;
         r = proto_fd_pread_all(fd, out, want, 0);
         if (r == -ENODATA)
                 r = -EBADMSG; /* shrunk since fstat */
-out:
         close(fd);
         return r;
 }
@@ -427,35 +439,27 @@ int proto_tile_bundle_next(proto_cursor *c, const uint8_t **ret, size_t *ret_n) 
 int proto_tile_store_read_bundle(proto_tile_store *s, uint64_t index, unsigned width, uint8_t **ret,
                                  size_t *ret_len) {
         char path[PROTO_TILE_PATH_MAX];
-        struct stat st;
+        uint64_t size;
         uint8_t *buf = NULL;
         int fd, r;
 
         r = proto_tile_entries_path(index, width, path, sizeof path);
         if (r < 0)
                 return r;
-        fd = openat(s->dir_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        fd = open_regular(s, path, (uint64_t) width * (2u + 0xffffu), false, &size);
         if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0) {
-                r = -errno;
-                goto out;
-        }
-        if (!S_ISREG(st.st_mode) || (uint64_t) st.st_size > (uint64_t) width * (2u + 0xffffu)) {
-                r = -EBADMSG;
-                goto out;
-        }
-        buf = malloc(st.st_size ? (size_t) st.st_size : 1);
+                return fd;
+        buf = malloc(size ? (size_t) size : 1);
         if (!buf) {
                 r = -ENOMEM;
                 goto out;
         }
-        r = proto_fd_pread_all(fd, buf, (size_t) st.st_size, 0);
+        r = proto_fd_pread_all(fd, buf, (size_t) size, 0);
         if (r == -ENODATA)
                 r = -EBADMSG; /* shrunk since fstat */
         if (r >= 0) {
                 *ret = buf;
-                *ret_len = (size_t) st.st_size;
+                *ret_len = (size_t) size;
                 buf = NULL;
         }
 out:
