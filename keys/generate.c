@@ -32,6 +32,7 @@ int keys_raw_open(keys_store *s, const char *path, char **ret_error) {
                 return keys_errorf(ret_error, -EIO, "%s is not a PKCS#11 module", path);
         CK_RV rv = s->fn->C_Initialize(NULL);
         s->raw_initialized = rv == CKR_OK; /* an instance of its own (p11-kit-client.so) */
+        s->raw_own_instance = s->raw_initialized;
         if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED)
                 return keys_errorf(ret_error, -EIO, "C_Initialize failed: 0x%lx", (unsigned long) rv);
         return 0;
