@@ -445,12 +445,23 @@ static void set_priv_id(keys_store *s, const char *label, const uint8_t *id, siz
         set_obj_id(s, destroy_pub ? CKO_PUBLIC_KEY : CKO_PRIVATE_KEY, label, id, id_len, destroy_pub);
 }
 
+/* The store of a token made by use_token (again: what an agent restarting
+ * sees). */
+static keys_store *store_again(const char *label, const char *hpin, size_t n) {
+        keys_store *s = NULL;
+        char *err = NULL;
+        int r = keys_store_open(MODULE, label, hpin, n, &s, &err);
+        if (r < 0)
+                fail_msg("open: %d %s", r, err ? err : "");
+        free(err);
+        return s;
+}
+
 static void test_private_without_public(void **state) {
         char dir[256] = "/tmp/provsign-test-half-XXXXXX", hpin[64];
         size_t n;
         char *old = use_token(dir, "half-test", hpin, sizeof hpin, &n);
-        keys_store *s = NULL;
-        assert_int_equal(keys_store_open(MODULE, "half-test", hpin, n, &s, NULL), 0);
+        keys_store *s = store_again("half-test", hpin, n);
         keys_key *k = NULL;
         assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/whole/1", &k, NULL), 0);
         assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/nopub/1", &k, NULL), 0);
@@ -465,12 +476,7 @@ static void test_private_without_public(void **state) {
         set_priv_id(s, "provsign/midgen/1", tmp_id, sizeof tmp_id, false);
         keys_store_free(s);
 
-        s = NULL;
-        char *err = NULL;
-        int r = keys_store_open(MODULE, "half-test", hpin, n, &s, &err);
-        if (r < 0)
-                fail_msg("open: %d %s", r, err ? err : "");
-        free(err);
+        s = store_again("half-test", hpin, n);
         assert_int_equal(keys_store_count(s), 1);
         k = keys_store_find_label(s, "provsign/whole/1");
         assert_non_null(k);
@@ -500,8 +506,7 @@ static void test_public_id_shared(void **state) {
         char dir[256] = "/tmp/provsign-test-dupid-XXXXXX", hpin[64];
         size_t n;
         char *old = use_token(dir, "dupid-test", hpin, sizeof hpin, &n);
-        keys_store *s = NULL;
-        assert_int_equal(keys_store_open(MODULE, "dupid-test", hpin, n, &s, NULL), 0);
+        keys_store *s = store_again("dupid-test", hpin, n);
         keys_key *k = NULL;
         assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/own/1", &k, NULL), 0);
         char own_id[65];
@@ -517,12 +522,7 @@ static void test_public_id_shared(void **state) {
         }
         keys_store_free(s);
 
-        s = NULL;
-        char *err = NULL;
-        int r = keys_store_open(MODULE, "dupid-test", hpin, n, &s, &err);
-        if (r < 0)
-                fail_msg("open: %d %s", r, err ? err : "");
-        free(err);
+        s = store_again("dupid-test", hpin, n);
         k = keys_store_find_label(s, "provsign/own/1");
         assert_non_null(k);
         assert_string_equal(keys_key_id_hex(k), own_id);
