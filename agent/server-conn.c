@@ -47,12 +47,14 @@ size_t server_conn_jobs(const agent_conn *c) {
  * not read its replies is sent nothing more to do), no stream is under way,
  * no one-at-a-time request is out (its reply comes first), a frame that
  * waits for the jobs to drain (SERVER_FRAME_WAIT) has them drained, and
- * fewer than max_inflight_per_connection pipelined jobs are out. Otherwise
+ * fewer than max_inflight_per_connection pipelined jobs are out (counting
+ * those answered at hsm_timeout that a worker still holds: a hung token
+ * does not get more of them from this connection). Otherwise
  * the requests wait where they are: in the socket (the kernel's buffer, not
  * the agent's memory) or in the last chunk read. */
 bool server_conn_can_take(const agent_server *s, const agent_conn *c) {
         return c->fd >= 0 && !c->resolving && c->wlen == 0 && !c->close_after_write && !c->stream && !c->exclusive &&
-               !(c->waiting && c->njobs > 0) && c->njobs < s->max_inflight;
+               !(c->waiting && c->njobs > 0) && c->njobs + c->nexpired < s->max_inflight;
 }
 
 /* Queues c to be served at the end of the loop turn (never from inside a
@@ -123,7 +125,7 @@ void server_conn_close(agent_server *s, agent_conn *c) {
          * of the turn. */
         c->prev = NULL;
         c->next = NULL;
-        if (c->njobs == 0) {
+        if (c->njobs == 0 && c->nexpired == 0) {
                 c->next = s->graveyard;
                 s->graveyard = c;
         }

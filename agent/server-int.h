@@ -43,6 +43,8 @@ struct agent_conn {
         bool resolving;          /* its groups are being looked up: nothing is dispatched until they are */
         agent_conn_job *jobs;    /* its jobs out: queued, running or waiting for the log */
         size_t njobs;
+        size_t nexpired;         /* its jobs answered at hsm_timeout but not back yet (a worker or the
+                                  * log still holds them): they count against max_inflight */
         bool exclusive;          /* the job out is a one-at-a-time request's: nothing more is read */
         bool waiting;            /* the next frame waits until no job is out (SERVER_FRAME_WAIT) */
         bool concurrent;         /* the request being handled may run alongside others (server_conn_begin) */
@@ -76,6 +78,7 @@ struct agent_server {
         agent_conn *flush;       /* a stream's next frame to send (see server_run_flush) */
         size_t n_conns;
         size_t jobs_out;         /* jobs of connections, every connection's */
+        size_t expired_out;      /* jobs answered at hsm_timeout not back yet, closed connections' too */
         uint32_t max_inflight;   /* max_inflight_per_connection, as of this loop turn */
         bool stopping;
         unsigned token_reopens;  /* last seen keys_store_health() counts */

@@ -46,6 +46,23 @@ static void conn_remove_job(agent_server *s, agent_conn *c, agent_conn_job *job)
 }
 
 void server_submit(agent *a, agent_conn *c, agent_conn_job *job) {
+        agent_server *s = a->server;
+        /* Jobs given up at hsm_timeout that the token has not handed back,
+         * as many as every connection could have out at once: it hangs, and
+         * a new job would only queue behind them (memory for nothing;
+         * connections that close and come back would grow the queue without
+         * bound). Refused at once until the token hands them back. */
+        size_t cap = server_connection_limit(a) * (size_t) s->max_inflight;
+        if (s->expired_out >= cap) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "the token hangs: %zu requests given up at hsm_timeout are still out",
+                         s->expired_out);
+                refusals_record(a, &c->caller, "request", NULL, PROVSIGN__STATUS__HSM_UNAVAILABLE, msg);
+                server_reply(a, c, NULL, PROVSIGN__STATUS__HSM_UNAVAILABLE, false, "%s", msg);
+                job->conn = NULL;
+                (void) job->complete(a, NULL, job);
+                return;
+        }
         job->request_id = c->reply_id;
         job->exclusive = !c->concurrent;
         /* Checked every DEADLINE_TICK_MS; one more tick of margin for a busy
@@ -60,19 +77,39 @@ void server_submit_background(agent *a, agent_conn_job *job) {
         workers_submit(a->workers, &job->base);
 }
 
+/* An expired job is back (expire_jobs): its connection may take another
+ * request in its place. */
+static void conn_expired_back(agent_server *s, agent_conn *c, agent_conn_job *job) {
+        job->conn = NULL;
+        job->expired = false;
+        c->nexpired--;
+        s->expired_out--;
+}
+
 void server_resume_job(agent *a, agent_conn_job *job) {
         agent_server *s = a->server;
         agent_conn *c = job->conn;
         if (!c) {
-                /* Its caller was answered at the deadline (expire_jobs). */
                 (void) job->complete(a, NULL, job);
+                return;
+        }
+        if (job->expired) {
+                /* Its caller was answered at the deadline: what it made is
+                 * dropped (complete() with NULL frees it). */
+                conn_expired_back(s, c, job);
+                (void) job->complete(a, NULL, job);
+                if (c->dead) {
+                        if (c->njobs == 0 && c->nexpired == 0)
+                                server_conn_free(c);
+                } else if (server_conn_can_take(s, c) && (c->rlen > 0 || c->readable))
+                        server_conn_mark_ready(s, c);
                 return;
         }
         if (c->dead) {
                 conn_remove_job(s, c, job);
                 job->conn = NULL;
                 (void) job->complete(a, NULL, job);
-                if (c->njobs == 0)
+                if (c->njobs == 0 && c->nexpired == 0)
                         server_conn_free(c);
                 return;
         }
@@ -81,7 +118,13 @@ void server_resume_job(agent *a, agent_conn_job *job) {
         conn_remove_job(s, c, job);
         c->reply_id = job->request_id;
         if (!job->complete(a, c, job)) {
-                conn_add_job(s, c, job);
+                /* Kept (waiting for the log). Had c closed meanwhile, it is
+                 * already on its way to the graveyard: the job goes on
+                 * without it (its complete() gets NULL). */
+                if (c->fd >= 0)
+                        conn_add_job(s, c, job);
+                else
+                        job->conn = NULL;
                 return;
         }
         /* A reply queues c itself (server_conn_flush); this covers a complete()
@@ -99,12 +142,15 @@ bool server_stopping(const agent *a) {
 
 /* A job out longer than hsm_timeout (the token hangs, or the log cannot get
  * a checkpoint signed): its caller gets HSM_UNAVAILABLE now (with the
- * job's request id) and the slot is free again. The job is detached (conn
- * NULL) and cancelled: if no worker started it, it never runs; if it is
- * running or waiting for the log, whatever it produces is dropped when it
- * comes back (complete() with c == NULL frees it, exactly once). A Sign
- * that the token finishes after the deadline may still get its log entry,
- * but its signature is never returned to anyone. */
+ * job's request id). The job is marked expired and cancelled: if no worker
+ * started it, it never runs; if it is running or waiting for the log,
+ * whatever it produces is dropped when it comes back (complete() with c ==
+ * NULL frees it, exactly once). A Sign that the token finishes after the
+ * deadline may still get its log entry, but its signature is never
+ * returned to anyone. Until it is back it still takes its slot of the
+ * connection's max_inflight_per_connection (c->nexpired), so a hung token
+ * is not handed more jobs than that per connection, nor a slow one more at
+ * once; a connection that closes meanwhile is freed when they are back. */
 static size_t expire_jobs(agent *a) {
         agent_server *s = a->server;
         uint64_t now = agent_monotonic_ms();
@@ -116,7 +162,9 @@ static size_t expire_jobs(agent *a) {
                         if (now < job->deadline_ms)
                                 continue;
                         conn_remove_job(s, c, job);
-                        job->conn = NULL;
+                        job->expired = true;
+                        c->nexpired++;
+                        s->expired_out++;
                         workers_cancel(&job->base);
                         char msg[160];
                         snprintf(msg, sizeof msg, "the token did not answer within hsm_timeout (%llus)",
@@ -327,12 +375,14 @@ void server_abandon_jobs(agent *a, agent_job *list) {
                 agent_job *next = list->next;
                 agent_conn_job *job = (agent_conn_job *) list;
                 agent_conn *c = job->conn;
-                if (c) {
+                if (c && job->expired)
+                        conn_expired_back(a->server, c, job);
+                else if (c) {
                         conn_remove_job(a->server, c, job);
                         job->conn = NULL;
                 }
                 (void) job->complete(a, NULL, job);
-                if (c && c->dead && c->njobs == 0)
+                if (c && c->dead && c->njobs == 0 && c->nexpired == 0)
                         server_conn_free(c);
                 list = next;
         }
@@ -346,7 +396,7 @@ void server_free(agent_server *s) {
                 s->conns = c->next;
                 if (c->fd >= 0)
                         close(c->fd);
-                if (c->njobs == 0)
+                if (c->njobs == 0 && c->nexpired == 0)
                         server_conn_free(c);
                 else
                         c->dead = true;

@@ -32,6 +32,7 @@ struct agent_conn_job {
         /* The server's (set by server_submit): */
         uint64_t request_id;     /* echoed in its reply */
         uint64_t deadline_ms;    /* hsm_timeout: its caller gets HSM_UNAVAILABLE then */
+        bool expired;            /* answered at hsm_timeout; still counted against conn until it is back */
         bool exclusive;          /* its connection reads nothing more until it is answered */
         agent_conn_job *conn_prev, *conn_next; /* its connection's jobs */
 };
@@ -142,6 +143,9 @@ void server_stream_start(agent *a, agent_conn *c, server_stream *st);
 
 /* server_submit: hands job to the worker pool on behalf of c (the request
  * of server_conn_begin): its reply carries that request's id, and its
- * caller hears back within hsm_timeout. */
+ * caller hears back within hsm_timeout. While the token holds as many jobs
+ * given up at hsm_timeout as every connection could have out at once, the
+ * job is not queued: c is answered HSM_UNAVAILABLE at once and complete()
+ * is called with c == NULL (to free the job). */
 void server_submit(agent *a, agent_conn *c, agent_conn_job *job);
 

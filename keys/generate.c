@@ -32,6 +32,7 @@ int keys_raw_open(keys_store *s, const char *path, char **ret_error) {
                 return keys_errorf(ret_error, -EIO, "%s is not a PKCS#11 module", path);
         CK_RV rv = s->fn->C_Initialize(NULL);
         s->raw_initialized = rv == CKR_OK; /* an instance of its own (p11-kit-client.so) */
+        s->raw_own_instance = s->raw_initialized;
         if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED)
                 return keys_errorf(ret_error, -EIO, "C_Initialize failed: 0x%lx", (unsigned long) rv);
         return 0;
@@ -182,35 +183,20 @@ out:
         return r;
 }
 
-int keys_raw_public_key(keys_store *s, const uint8_t *id, size_t id_len, uint8_t **ret_spki, size_t *ret_spki_len) {
-        CK_SESSION_HANDLE sh;
-        if (!s->fn || open_session(s, &sh) < 0)
-                return -EIO;
-        CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
-        CK_ATTRIBUTE tmpl[] = { { CKA_CLASS, &cls, sizeof cls }, { CKA_ID, (void *) id, id_len } };
-        CK_OBJECT_HANDLE pub;
-        CK_ULONG found = 0;
+/* The DER SPKI of one public key object: 0, 1 when it is no key we can
+ * use (gone, unsupported, unreadable), or a negative errno. */
+static int public_object_spki(keys_store *s, CK_SESSION_HANDLE sh, CK_OBJECT_HANDLE pub, uint8_t **ret_spki,
+                              size_t *ret_spki_len) {
         uint8_t *params = NULL;
         size_t params_len = 0;
-        int r = -EIO;
-        if (s->fn->C_FindObjectsInit(sh, tmpl, 2) != CKR_OK)
-                goto out;
-        CK_RV rv = s->fn->C_FindObjects(sh, &pub, 1, &found);
-        s->fn->C_FindObjectsFinal(sh);
-        if (rv != CKR_OK)
-                goto out;
-        r = 1;
-        if (found == 0)
-                goto out; /* no public half (gone, or not given its key id yet) */
+        int r = 1;
         CK_KEY_TYPE kt;
         CK_ATTRIBUTE a = { CKA_KEY_TYPE, &kt, sizeof kt };
-        rv = s->fn->C_GetAttributeValue(sh, pub, &a, 1);
+        CK_RV rv = s->fn->C_GetAttributeValue(sh, pub, &a, 1);
         if (rv == CKR_OBJECT_HANDLE_INVALID)
-                goto out; /* destroyed since it was found */
-        if (rv != CKR_OK) {
-                r = -EIO;
-                goto out;
-        }
+                return 1; /* destroyed since it was found */
+        if (rv != CKR_OK)
+                return -EIO;
         int algorithm;
         if (kt == CKK_RSA)
                 algorithm = PROVSIGN__KEY_ALGORITHM__RSA_3072; /* the size is the caller's to check */
@@ -232,6 +218,64 @@ int keys_raw_public_key(keys_store *s, const uint8_t *id, size_t id_len, uint8_t
                 r = 1; /* unreadable or malformed: not a key we can use */
 out:
         free(params);
+        return r;
+}
+
+/* Public objects looked at per CKA_ID: the key's own, and others that
+ * happen to carry the same id (another namespace's leftovers, a copy). */
+#define PUBLIC_CANDIDATES 16
+
+int keys_raw_public_key(keys_store *s, const uint8_t *id, size_t id_len, uint8_t **ret_spki, size_t *ret_spki_len) {
+        CK_SESSION_HANDLE sh;
+        if (!s->fn || open_session(s, &sh) < 0)
+                return -EIO;
+        CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+        CK_ATTRIBUTE tmpl[] = { { CKA_CLASS, &cls, sizeof cls }, { CKA_ID, (void *) id, id_len } };
+        CK_OBJECT_HANDLE pub[PUBLIC_CANDIDATES];
+        CK_ULONG found = 0;
+        int r = -EIO;
+        if (s->fn->C_FindObjectsInit(sh, tmpl, 2) != CKR_OK)
+                goto out;
+        CK_RV rv = s->fn->C_FindObjects(sh, pub, PUBLIC_CANDIDATES, &found);
+        s->fn->C_FindObjectsFinal(sh);
+        if (rv != CKR_OK)
+                goto out;
+        /* No public half (gone, or not given its key id yet) is 1. Of
+         * several with this CKA_ID, the one whose key id (SHA-256 of its
+         * SPKI) is the id: the first found may be another object's; with a
+         * CKA_ID that is no key id, the first usable one (the caller
+         * compares). */
+        r = 1;
+        for (CK_ULONG i = 0; i < found; i++) {
+                uint8_t *spki = NULL;
+                size_t spki_len = 0;
+                int k = public_object_spki(s, sh, pub[i], &spki, &spki_len);
+                if (k < 0) {
+                        if (r == 0) {
+                                free(*ret_spki);
+                                *ret_spki = NULL;
+                        }
+                        r = k;
+                        break;
+                }
+                if (k > 0)
+                        continue;
+                uint8_t kid[PROTO_KEYID_LEN];
+                proto_keyid_compute(spki, spki_len, kid);
+                bool match = id_len == sizeof kid && memcmp(kid, id, sizeof kid) == 0;
+                if (r == 0 && !match) {
+                        free(spki);
+                        continue;
+                }
+                if (r == 0)
+                        free(*ret_spki);
+                *ret_spki = spki;
+                *ret_spki_len = spki_len;
+                r = 0;
+                if (match)
+                        break;
+        }
+out:
         s->fn->C_CloseSession(sh);
         return r;
 }

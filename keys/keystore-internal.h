@@ -49,6 +49,9 @@ struct keys_store {
         CK_SESSION_HANDLE raw_session;
         bool raw_session_open;
         bool raw_initialized;    /* its C_Initialize was ours (not ALREADY_INITIALIZED) */
+        bool raw_own_instance;   /* at open, the raw side's C_Initialize was ours: it has an instance of
+                                  * its own (p11-kit-client.so), to initialize again after a failure
+                                  * even when an attempt left it finalized (raw_initialized false) */
 
         /* Readers: keys_sign. Writers: refresh (it grows keys[]), re-open,
          * destroy; held briefly (a key's generation takes raw_lock only, and

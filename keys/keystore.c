@@ -422,8 +422,13 @@ static int raw_login(keys_store *s, int attempts, char **ret_error) {
         for (int attempt = 0; attempt < attempts; attempt++) {
                 if (attempt > 0) {
                         usleep(LOGIN_DELAY_US * (useconds_t) attempt);
-                        if (s->raw_initialized) {
-                                (void) s->fn->C_Finalize(NULL);
+                        /* raw_own_instance, not raw_initialized: an attempt
+                         * whose C_Initialize failed left the instance
+                         * finalized, and the next must initialize it again
+                         * (else every call is CKR_CRYPTOKI_NOT_INITIALIZED). */
+                        if (s->raw_own_instance) {
+                                if (s->raw_initialized)
+                                        (void) s->fn->C_Finalize(NULL);
                                 s->raw_session_open = false;
                                 rv = s->fn->C_Initialize(NULL);
                                 s->raw_initialized = rv == CKR_OK;

@@ -99,4 +99,80 @@ assert got[0][0] == 15 and got[0][1] == "UNAVAILABLE" and "shutting down" in got
 assert sorted(g[0] for g in got[1:]) == [11, 12, 13], got
 assert all(g[1] == "OK" for g in got[1:]), got
 ' "$T/m/replies"
+# A job answered at hsm_timeout still takes its slot of the connection
+# until the worker hands it back: on a hung token a pipelining connection
+# gets no more jobs queued behind the hung ones (it reads nothing more: a
+# refusal sent after two expired Signs is answered only once the token
+# thaws), and past max_connections x max_inflight_per_connection such jobs
+# out (closed connections' too) a new Sign is refused at once instead of
+# queued. The refusal on a second connection, answered after the expiries,
+# shows the loop has gone past the turn where the first connection would
+# have read its third frame.
+write_config "hsm_timeout = 1s" "max_inflight_per_connection = 2" "max_connections = 2"
+start_agent
+expect_exit 0 "signing through p11-kit again" cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$(random_digest)"
+rm -f "$T/m/"*
+kill -STOP -- "-$P11_PID"
+as "$RUNNER_UID" $PY -c "$COMMON"'
+def conn():
+    s = connect(sock)
+    s.settimeout(120)
+    return s
+def sign_alone(rid):
+    """A Sign on a connection of its own, closed after its reply. The agent
+    may not have seen the last connection close yet (max_connections = 2):
+    then it refuses this one, and it is tried again."""
+    while True:
+        s = conn()
+        try:
+            s.sendall(sign(rid))
+            r = read_fields(s)
+        except (BrokenPipeError, ConnectionResetError):
+            r = None
+        s.close()
+        if r is None or (status_of(r) == "UNAVAILABLE" and b"too many connections" in r.get(3, [b""])[0]):
+            time.sleep(0.1)
+            continue
+        return r
+a = conn()
+a.sendall(sign(1) + sign(2) + refused(3))
+got = [read_fields(a) for _ in range(2)]
+assert sorted(rid_of(r) for r in got) == [1, 2] and all(status_of(r) == "HSM_UNAVAILABLE" for r in got), got
+b = conn()
+b.sendall(refused(4))
+r = read_fields(b)
+assert rid_of(r) == 4 and status_of(r) == "PERMISSION_DENIED", r
+b.close()
+a.setblocking(False)
+try:
+    early = a.recv(4096)
+except BlockingIOError:
+    early = None
+assert early is None, "the third frame was read while both Signs before it were still held: %r" % early
+note("held")
+# 2 jobs out so far; 2 more on connections that close, and the cap (2 x 2) is reached.
+for rid in (5, 6):
+    r = sign_alone(rid)
+    assert rid_of(r) == rid and status_of(r) == "HSM_UNAVAILABLE" and b"within hsm_timeout" in r[3][0], r
+r = sign_alone(7)
+assert rid_of(r) == 7 and status_of(r) == "HSM_UNAVAILABLE", r
+assert b"still out" in r[3][0], r
+note("capped", r[3][0].decode())
+while not os.path.exists(os.path.join(m, "thawed")): time.sleep(0.05)
+a.setblocking(True)
+r = read_fields(a)
+assert rid_of(r) == 3 and status_of(r) == "PERMISSION_DENIED", r
+note("released")
+' "$SOCK" "$T/m" > "$T/held.out" 2>&1 &
+HELDC=$!
+check "expired Signs still hold their connection's slots while the token hangs" wait_for 60 test -e "$T/m/held"
+check "past max_connections x max_inflight_per_connection expired jobs out, a Sign is refused at once" wait_for 60 test -e "$T/m/capped"
+echo "refusal at the cap: $(cat "$T/m/capped" 2>/dev/null)"
+kill -CONT -- "-$P11_PID"
+touch "$T/m/thawed"
+check "once the token hands them back, the held frame is read and answered" wait_for 120 test -e "$T/m/released"
+wait "$HELDC" || fail "the client: $(cat "$T/held.out")"
+check "signing resumes" wait_for 60 cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$(random_digest)"
+check "agent alive" agent_alive
+stop_agent
 finish

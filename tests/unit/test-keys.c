@@ -420,11 +420,11 @@ static void test_recover_lost_sessions(void **state) {
  * deleted by hand. The store skips them and loads the others; libp11
  * 0.4.12's PKCS11_get_public_key crashed on them (NULL dereference),
  * which killed an agent starting while another generated keys. */
-static void set_priv_id(keys_store *s, const char *label, const uint8_t *id, size_t id_len, bool destroy_pub) {
+static void set_obj_id(keys_store *s, CK_OBJECT_CLASS cls, const char *label, const uint8_t *id, size_t id_len,
+                       bool destroy_pub) {
         CK_SESSION_HANDLE sh;
         assert_int_equal(s->fn->C_OpenSession(s->slot_id, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &sh),
                          CKR_OK);
-        CK_OBJECT_CLASS cls = destroy_pub ? CKO_PUBLIC_KEY : CKO_PRIVATE_KEY;
         CK_ATTRIBUTE tmpl[] = { { CKA_CLASS, &cls, sizeof cls }, { CKA_LABEL, (void *) label, strlen(label) } };
         CK_OBJECT_HANDLE obj;
         CK_ULONG found = 0;
@@ -441,12 +441,27 @@ static void set_priv_id(keys_store *s, const char *label, const uint8_t *id, siz
         assert_int_equal(s->fn->C_CloseSession(sh), CKR_OK);
 }
 
+static void set_priv_id(keys_store *s, const char *label, const uint8_t *id, size_t id_len, bool destroy_pub) {
+        set_obj_id(s, destroy_pub ? CKO_PUBLIC_KEY : CKO_PRIVATE_KEY, label, id, id_len, destroy_pub);
+}
+
+/* The store of a token made by use_token (again: what an agent restarting
+ * sees). */
+static keys_store *store_again(const char *label, const char *hpin, size_t n) {
+        keys_store *s = NULL;
+        char *err = NULL;
+        int r = keys_store_open(MODULE, label, hpin, n, &s, &err);
+        if (r < 0)
+                fail_msg("open: %d %s", r, err ? err : "");
+        free(err);
+        return s;
+}
+
 static void test_private_without_public(void **state) {
         char dir[256] = "/tmp/provsign-test-half-XXXXXX", hpin[64];
         size_t n;
         char *old = use_token(dir, "half-test", hpin, sizeof hpin, &n);
-        keys_store *s = NULL;
-        assert_int_equal(keys_store_open(MODULE, "half-test", hpin, n, &s, NULL), 0);
+        keys_store *s = store_again("half-test", hpin, n);
         keys_key *k = NULL;
         assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/whole/1", &k, NULL), 0);
         assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/nopub/1", &k, NULL), 0);
@@ -461,12 +476,7 @@ static void test_private_without_public(void **state) {
         set_priv_id(s, "provsign/midgen/1", tmp_id, sizeof tmp_id, false);
         keys_store_free(s);
 
-        s = NULL;
-        char *err = NULL;
-        int r = keys_store_open(MODULE, "half-test", hpin, n, &s, &err);
-        if (r < 0)
-                fail_msg("open: %d %s", r, err ? err : "");
-        free(err);
+        s = store_again("half-test", hpin, n);
         assert_int_equal(keys_store_count(s), 1);
         k = keys_store_find_label(s, "provsign/whole/1");
         assert_non_null(k);
@@ -482,6 +492,47 @@ static void test_private_without_public(void **state) {
         keys_key *k2 = NULL;
         assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/whole/2", &k2, NULL), 0);
         assert_int_equal(keys_store_count(s), 2);
+        keys_store_free(s);
+        drop_token(dir, old);
+}
+
+/* Other public objects carrying a key's CKA_ID (another namespace's
+ * leftovers, a copy): the store still finds the key's own public half (the
+ * one whose SHA-256 is the id), whichever the token lists first; it skipped
+ * the key when a stranger came first. Eight strangers, so that one comes
+ * before the key's own in any listing order but a rare one. */
+#define STRANGERS 8
+static void test_public_id_shared(void **state) {
+        char dir[256] = "/tmp/provsign-test-dupid-XXXXXX", hpin[64];
+        size_t n;
+        char *old = use_token(dir, "dupid-test", hpin, sizeof hpin, &n);
+        keys_store *s = store_again("dupid-test", hpin, n);
+        keys_key *k = NULL;
+        assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, "provsign/own/1", &k, NULL), 0);
+        char own_id[65];
+        strcpy(own_id, keys_key_id_hex(k));
+        uint8_t id[32];
+        for (size_t i = 0; i < sizeof id; i++)
+                assert_int_equal(sscanf(own_id + 2 * i, "%2hhx", &id[i]), 1);
+        for (int i = 0; i < STRANGERS; i++) {
+                char label[32];
+                snprintf(label, sizeof label, "provsign/stranger/%d", i + 1);
+                assert_int_equal(keys_generate(s, PROVSIGN__KEY_ALGORITHM__ECDSA_P256, label, &k, NULL), 0);
+                set_obj_id(s, CKO_PUBLIC_KEY, label, id, sizeof id, false);
+        }
+        keys_store_free(s);
+
+        s = store_again("dupid-test", hpin, n);
+        k = keys_store_find_label(s, "provsign/own/1");
+        assert_non_null(k);
+        assert_string_equal(keys_key_id_hex(k), own_id);
+        /* the strangers' private halves have no public half of their own id */
+        assert_int_equal(keys_store_count(s), 1);
+        uint8_t digest[32], sig[KEYS_MAX_SIGNATURE];
+        size_t slen = 0;
+        assert_int_equal(RAND_bytes(digest, sizeof digest), 1);
+        assert_int_equal(keys_sign(s, k, digest, sizeof digest, sig, &slen), 0);
+        verify(k, digest, sizeof digest, sig, slen);
         keys_store_free(s);
         drop_token(dir, old);
 }
@@ -589,7 +640,7 @@ int main(void) {
                 cmocka_unit_test(test_rsa3072),       cmocka_unit_test(test_concurrent),
                 cmocka_unit_test(test_generate_two_steps),
                 cmocka_unit_test(test_eddsa_detected), cmocka_unit_test(test_recover_lost_sessions),
-                cmocka_unit_test(test_namespaces),    cmocka_unit_test(test_private_without_public),
+                cmocka_unit_test(test_namespaces),    cmocka_unit_test(test_private_without_public), cmocka_unit_test(test_public_id_shared),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
