@@ -677,7 +677,12 @@ int keys_generate_insert(keys_store *s, const uint8_t *spki, size_t spki_len, ke
         uint8_t id[32];
         proto_keyid_compute(spki, spki_len, id);
         /* The write lock waits for running signatures (the PKCS#11 object
-         * list is read again), milliseconds. */
+         * list is read again), milliseconds. raw_lock first (the order of
+         * keys_destroy): reading the object list while another principal's
+         * pair is being generated made SoftHSM2 fail that generation with
+         * CKR_GENERAL_ERROR (test-bundle-limits, four principals revoked
+         * at once with auto_rotate_on_revoke). Signers take neither. */
+        pthread_mutex_lock(&s->raw_lock);
         pthread_rwlock_wrlock(&s->lock);
         int r = s->slot ? store_refresh_locked(s, ret_error)
                         : keys_errorf(ret_error, -EIO, "token \"%s\" is unavailable", s->token_label);
@@ -685,6 +690,7 @@ int keys_generate_insert(keys_store *s, const uint8_t *spki, size_t spki_len, ke
         if (r >= 0 && !k)
                 r = keys_errorf(ret_error, -EIO, "the generated key is not visible on the token");
         pthread_rwlock_unlock(&s->lock);
+        pthread_mutex_unlock(&s->raw_lock);
         if (r < 0)
                 return r;
         *ret = k;
