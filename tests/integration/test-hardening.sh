@@ -38,8 +38,10 @@ notcloexec=
 for f in /proc/"$AGENT_PID"/fdinfo/*; do
         fd=${f##*/}
         [ "$fd" -le 2 ] && continue
+        # (a descriptor a thread closed since the listing is not held: skipped)
+        flags=$(awk '/^flags:/ { print $2 }' "$f" 2>/dev/null)
+        [ -n "$flags" ] || continue
         n=$((n + 1))
-        flags=$(awk '/^flags:/ { print $2 }' "$f")
         # O_CLOEXEC is 02000000 (octal) in the fdinfo flags
         (( (8#$flags & 8#2000000) != 0 )) || notcloexec+="$fd($(readlink /proc/"$AGENT_PID"/fd/"$fd")) "
 done

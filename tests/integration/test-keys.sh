@@ -78,7 +78,10 @@ N=${PROVSIGN_TEST_KEYS_N:-12}
 mkdir -p "$T/c" && chmod 0777 "$T/c"
 for c in $(seq 1 8); do
         (
-                for i in $(seq 1 "$N"); do
+                # at least N each, and on until the rotations are over
+                i=0
+                while [ "$i" -lt "$N" ] || [ ! -e "$T/c/stop" ]; do
+                        i=$((i + 1))
                         d=$(random_digest)
                         if out=$(cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$d" --json 2>>"$T/c/$c.err"); then
                                 echo "$d $(jq -r '.keyid + " " + .sig' <<<"$out")" >> "$T/c/$c.ok"
@@ -97,11 +100,15 @@ for r in 1 2 3; do
         expect_exit 0 "rotation $r under load" cli "$OPERATOR_UID" key rotate --principal ci-release --json
         cp "$T/out" "$T/rot$r.json"
 done
+# a few more after the last rotation, then the clients stop
+after=$(count_lines . "$T"/c/*.ok "$T"/c/*.fail)
+check "clients signed after the third rotation" wait_for 120 signed_at_least $((after + 8))
+touch "$T/c/stop"
 for p in "${CLIENTS[@]}"; do wait "$p"; done
 
 got=$(cat "$T"/c/*.ok 2>/dev/null | wc -l)
 failed=$(cat "$T"/c/*.fail 2>/dev/null | wc -l)
-expect_eq "$got" $((8 * N)) "8 clients x $N signatures returned during three rotations"
+check "8 clients x at least $N signatures returned during three rotations ($got)" [ "$got" -ge $((8 * N)) ]
 expect_eq "$failed" 0 "no request failed during the rotations ($(cat "$T"/c/*.err 2>/dev/null | head -c 300))"
 K4=$(jq -r .active.keyid "$T/rot3.json")
 expect_eq "$(jq -r .key.keyid "$T/rot1.json")" "$K1" "the first rotation retired the first key"
