@@ -111,6 +111,7 @@ int index_db_error(sqlite3 *db, const char *what);
 int index_exec(sqlite3 *db, const char *sql);
 /* index_boot_id: this boot's id ("" when unknown: never equal to a stored one). */
 void index_boot_id(char out[40]);
+int index_check_marker(const agent_index *x);
 int index_check_clean(sqlite3 *db);
 int index_mark_written(agent_index *x);
 void index_close_synced(agent_index *x);

@@ -2,9 +2,11 @@
  * was closed cleanly), and the helpers its SQLite calls report through
  * (see index-int.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -73,10 +75,86 @@ static int mark_state(sqlite3 *db, bool clean) {
         return index_exec(db, sql);
 }
 
+/* "<index>.writing": the boot the index is being written in, outside
+ * SQLite. The state row alone is not enough: its "being written" commit is
+ * synced into the WAL, but the first unsynced checkpoint copies it into the
+ * file and the next write restarts the WAL over it, so after a power loss
+ * the file could say "closed cleanly" with pages missing anywhere (and key
+ * state is read from the index at start). The file is created, synced and
+ * its directory synced before the first unsynced write of a run, and
+ * removed (directory synced) only after a clean close's synced checkpoint. */
+static int marker_path(const agent_index *x, char *buf, size_t n) {
+        int len = snprintf(buf, n, "%s.writing", x->path);
+        return len < 0 || (size_t) len >= n ? -ENAMETOOLONG : 0;
+}
+
+static int sync_dir_of(const char *path) {
+        char dir[4096];
+        const char *slash = strrchr(path, '/');
+        size_t len = slash ? (size_t) (slash - path) : 0;
+        if (len >= sizeof dir)
+                return -ENAMETOOLONG;
+        if (len == 0)
+                strcpy(dir, slash ? "/" : ".");
+        else {
+                memcpy(dir, path, len);
+                dir[len] = '\0';
+        }
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        int r = fsync(fd) < 0 ? -errno : 0;
+        close(fd);
+        return r;
+}
+
+static int marker_write(const agent_index *x) {
+        char path[4096], now[40];
+        int r = marker_path(x, path, sizeof path);
+        if (r < 0)
+                return r;
+        index_boot_id(now);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return -errno;
+        size_t len = strlen(now);
+        r = write(fd, now, len) == (ssize_t) len && fsync(fd) == 0 ? 0 : -EIO;
+        close(fd);
+        return r < 0 ? r : sync_dir_of(path);
+}
+
+static void marker_remove(const agent_index *x) {
+        char path[4096];
+        if (marker_path(x, path, sizeof path) == 0 && unlink(path) == 0)
+                (void) sync_dir_of(path);
+}
+
+/* -ESTALE when a marker of another boot (or an unreadable one) is there: the
+ * system went down while the index was being written. A marker of this
+ * boot is a process that died (kill -9): the OS has every page. */
+int index_check_marker(const agent_index *x) {
+        char path[4096], was[40] = "", now[40];
+        int r = marker_path(x, path, sizeof path);
+        if (r < 0)
+                return r;
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : -ESTALE;
+        ssize_t n = read(fd, was, sizeof was - 1);
+        close(fd);
+        was[n > 0 ? n : 0] = '\0';
+        index_boot_id(now);
+        return now[0] && strcmp(was, now) == 0 ? 0 : -ESTALE;
+}
+
 /* Before the writer's first transaction of a run (off the start path when
  * the index is up to date: the indexer thread's first group). */
 int index_mark_written(agent_index *x) {
-        int r = x->marked ? 0 : mark_state(x->w, false);
+        int r = x->marked ? 0 : marker_write(x);
+        if (r < 0)
+                log_warning("audit index: cannot write %s.writing: %s", x->path, strerror(-r));
+        if (r >= 0 && !x->marked)
+                r = mark_state(x->w, false);
         x->marked = r >= 0;
         return r;
 }
@@ -94,6 +172,8 @@ void index_close_synced(agent_index *x) {
             sqlite3_step(st) == SQLITE_ROW)
                 done = sqlite3_column_int(st, 0) == 0; /* not busy */
         sqlite3_finalize(st);
-        if (done && mark_state(x->w, true) >= 0)
+        if (done && mark_state(x->w, true) >= 0) {
                 (void) index_exec(x->w, "PRAGMA synchronous=FULL"); /* the close's own checkpoint */
+                marker_remove(x);
+        }
 }

@@ -196,6 +196,8 @@ static int open_existing(agent_index *x) {
         if (r >= 0)
                 r = index_check_clean(x->w);
         if (r >= 0)
+                r = index_check_marker(x);
+        if (r >= 0)
                 r = index_exec(x->w, secondary_sql);
         if (r < 0)
                 close_db(&x->w, x->ws, W_N);
