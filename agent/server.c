@@ -209,7 +209,8 @@ static void sweep_timeouts(agent *a) {
         uint64_t now = agent_monotonic_ms();
         for (agent_conn *c = a->server->conns, *next; c; c = next) {
                 next = c->next;
-                if (c->njobs)
+                /* Jobs out, expired ones too: what it sent waits on us. */
+                if (c->njobs || c->nexpired)
                         continue;
                 if ((c->rlen > 0 || c->wlen > 0) && now - (c->rlen > 0 ? c->frame_start_ms : c->last_activity_ms) >
                                                             cfg->read_timeout_s * 1000u) {
