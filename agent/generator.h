@@ -8,7 +8,8 @@
  *
  * Nothing a Sign needs may wait on this thread: a job's run() on it must
  * take no lock that a signer takes (keys_generate_pair takes none), and
- * hands the job on (workers_submit) for whatever does. */
+ * hands the job on (workers_submit_unlocked: not even the pool's lock) for
+ * whatever does. */
 #pragma once
 
 #include <stdbool.h>

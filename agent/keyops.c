@@ -117,7 +117,7 @@ static void keyop_generate(keyop_job *job) {
                 free(err);
                 job->phase = PHASE_LOG;
         }
-        workers_submit(a->workers, &job->base.base);
+        workers_submit_unlocked(a->workers, &job->base.base); /* at SCHED_IDLE: not the pool's lock */
 }
 
 /* On a worker: makes the generated key visible and fills a KEY_ROTATE

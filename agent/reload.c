@@ -76,7 +76,7 @@ static void reload_generate(reload_job *job) {
                 job->r = keys_generate_pair(a->store, k->algorithm, k->label, &k->spki, &k->spki_len, &job->err);
         }
         job->phase = RELOAD_LOG;
-        workers_submit(a->workers, &job->base.base);
+        workers_submit_unlocked(a->workers, &job->base.base); /* at SCHED_IDLE: not the pool's lock */
 }
 
 static void reload_run(agent_job *j) {

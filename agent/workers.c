@@ -14,6 +14,7 @@ struct agent_workers {
         pthread_cond_t cond;
         agent_job *queue_head, *queue_tail;
         agent_job *done_head, *done_tail;
+        agent_job *relay;        /* __atomic LIFO: workers_submit_unlocked, queued by the main thread */
         bool stopping;
         bool signalled;          /* efd written since the last take_done */
         bool (*wake_pending)(void *ctx);
@@ -110,6 +111,35 @@ void workers_submit(agent_workers *w, agent_job *job) {
         pthread_mutex_unlock(&w->lock);
 }
 
+/* Without the pool's lock: a CAS push, then the main loop's fd (the kernel
+ * wakes it; no user-space lock is held at any point). */
+void workers_submit_unlocked(agent_workers *w, agent_job *job) {
+        agent_job *head = __atomic_load_n(&w->relay, __ATOMIC_RELAXED);
+        do
+                job->next = head;
+        while (!__atomic_compare_exchange_n(&w->relay, &head, job, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+        uint64_t one = 1;
+        (void) !write(w->efd, &one, sizeof one);
+}
+
+/* The relayed jobs into the queue, oldest first. Caller holds the lock. */
+static void queue_relayed_locked(agent_workers *w) {
+        agent_job *lifo = __atomic_exchange_n(&w->relay, NULL, __ATOMIC_ACQUIRE), *fifo = NULL;
+        while (lifo) {
+                agent_job *next = lifo->next;
+                lifo->next = fifo;
+                fifo = lifo;
+                lifo = next;
+        }
+        while (fifo) {
+                agent_job *next = fifo->next;
+                push(&w->queue_head, &w->queue_tail, fifo);
+                w->queued++;
+                pthread_cond_signal(&w->cond);
+                fifo = next;
+        }
+}
+
 void workers_load(agent_workers *w, size_t *ret_threads, size_t *ret_busy, size_t *ret_queued) {
         pthread_mutex_lock(&w->lock);
         *ret_threads = w->n;
@@ -131,11 +161,12 @@ void workers_set_wake_hook(agent_workers *w, bool (*pending)(void *ctx), void *c
 
 agent_job *workers_take_done(agent_workers *w) {
         pthread_mutex_lock(&w->lock);
-        if (w->signalled) {
-                uint64_t v;
-                (void) !read(w->efd, &v, sizeof v);
-                w->signalled = false;
-        }
+        /* Read whether or not this pool wrote it: workers_submit_unlocked
+         * writes it without the lock (non-blocking; 0 is EAGAIN). */
+        uint64_t v;
+        (void) !read(w->efd, &v, sizeof v);
+        w->signalled = false;
+        queue_relayed_locked(w);
         agent_job *list = w->done_head;
         w->done_head = w->done_tail = NULL;
         pthread_mutex_unlock(&w->lock);
@@ -146,6 +177,7 @@ agent_job *workers_stop(agent_workers *w) {
         if (!w)
                 return NULL;
         pthread_mutex_lock(&w->lock);
+        queue_relayed_locked(w); /* run like the rest of the queue */
         w->stopping = true;
         pthread_cond_broadcast(&w->cond);
         pthread_mutex_unlock(&w->lock);

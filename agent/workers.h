@@ -25,6 +25,14 @@ int workers_fd(const agent_workers *w);
 
 void workers_submit(agent_workers *w, agent_job *job);
 
+/* workers_submit_unlocked: the same for a thread that must not take the
+ * pool's lock, the SCHED_IDLE key generator: preempted while holding it,
+ * it would stall the event loop and every worker (each Sign goes through
+ * that lock) until it got a CPU again. The job is queued by the main
+ * thread at its next workers_take_done() (the pool's fd wakes it), or by
+ * workers_stop(). */
+void workers_submit_unlocked(agent_workers *w, agent_job *job);
+
 /* workers_load: the pool's threads, how many of them hold a job (taken
  * from the queue, not yet handed back), and the jobs submitted that no
  * worker has taken yet; counted under the pool's lock as jobs move, so
