@@ -116,6 +116,10 @@ static void keyop_generate(keyop_job *job) {
                                    job->p->name, err ? err : strerror(-job->gen_r));
                 free(err);
                 job->phase = PHASE_LOG;
+                /* Started, so it finishes (logged, or its failure said) even
+                 * if its caller gave up meanwhile: a worker skips a cancelled
+                 * job, and at shutdown nothing would submit it again. */
+                __atomic_store_n(&job->base.base.cancelled, 0, __ATOMIC_RELEASE);
         }
         workers_submit_unlocked(a->workers, &job->base.base); /* at SCHED_IDLE: not the pool's lock */
 }
