@@ -103,6 +103,11 @@ check "the agent is alive" agent_alive
 # the log open a new segment: it must wait and retry, not fail for good.
 # Runs as root to watch the segment files; its connections are made under
 # the client uids (SO_PEERCRED takes the effective ids at connect).
+# On a fresh agent: part one's refusal summaries (appended when each uid's
+# 60 s window ends) rolled the filled segment over before the limit was
+# lowered when the fill took that long (the ASan build of a clean-clone run).
+stop_agent
+start_agent
 python3 - "$SOCK" "$T/state/log" "$AGENT_PID" "$T/agent.log" "$RUNNER_UID" "$STRANGER_UID" "$CLIENTS_GID" "$AGENT_UID" "$AGENT_GID" \
         > "$T/rollover" 2>&1 <<'PY'
 import os, subprocess, sys, threading, time
