@@ -21,6 +21,7 @@ struct agent_generator {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         agent_job *head, *tail;
+        agent_job *last_urgent;  /* the last of the urgent jobs at the head; NULL: none queued */
         bool stopping;           /* __atomic for generator_stopping */
         pthread_t thread;
         pid_t tid;               /* __atomic: the thread's, for generator_tick */
@@ -79,6 +80,8 @@ static void *generator_main(void *arg) {
                 g->head = job->next;
                 if (!g->head)
                         g->tail = NULL;
+                if (g->last_urgent == job)
+                        g->last_urgent = NULL;
                 pthread_mutex_unlock(&g->lock);
                 job->next = NULL;
                 unboost(g);
@@ -140,6 +143,18 @@ void generator_submit(agent_generator *g, agent_job *job) {
         else
                 g->head = job;
         g->tail = job;
+        pthread_cond_signal(&g->cond);
+        pthread_mutex_unlock(&g->lock);
+}
+
+void generator_submit_urgent(agent_generator *g, agent_job *job) {
+        pthread_mutex_lock(&g->lock);
+        agent_job **at = g->last_urgent ? &g->last_urgent->next : &g->head;
+        job->next = *at;
+        *at = job;
+        if (!job->next)
+                g->tail = job;
+        g->last_urgent = job;
         pthread_cond_signal(&g->cond);
         pthread_mutex_unlock(&g->lock);
 }

@@ -29,6 +29,10 @@ int generator_start(agent_generator **ret);
 /* generator_submit: queues job; its run() is called on the generator
  * thread, whatever job->cancelled says (run() decides), and then owns it. */
 void generator_submit(agent_generator *g, agent_job *job);
+/* generator_submit_urgent: queues job before every job not urgent (after the
+ * urgent ones already queued): a revocation's successor must not wait for a
+ * reload's batch of RSA keys while the revoked key still signs. */
+void generator_submit_urgent(agent_generator *g, agent_job *job);
 
 /* generator_tick: about once a second, on the main thread. A generation
  * that has run for GENERATOR_IDLE_MAX_MS (1 s) without finishing (the

@@ -271,7 +271,10 @@ static bool keyop_complete(agent *a, agent_conn *c, agent_conn_job *j) {
         if (job->phase == PHASE_QUEUE && a->generator) {
                 job->gen = registry_next_label(&a->registry, job->p, job->label, sizeof job->label);
                 job->phase = PHASE_GENERATE;
-                generator_submit(a->generator, &j->base);
+                if (job->op == KEYOP_REVOKE)
+                        generator_submit_urgent(a->generator, &j->base);
+                else
+                        generator_submit(a->generator, &j->base);
                 return false;
         }
         if (job->phase == PHASE_LOG && a->workers) {

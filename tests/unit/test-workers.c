@@ -2,7 +2,9 @@
  * (workers_submit_unlocked, the SCHED_IDLE key generator's way) run on a
  * worker and come back through workers_take_done; the pool's fd does not
  * stay readable once taken (the event loop is level-triggered); a relayed
- * job not yet queued at workers_stop still runs. */
+ * job not yet queued at workers_stop still runs. The key generator runs
+ * urgent jobs (a revocation's successor) before the others queued, in the
+ * order they came. */
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -14,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "generator.h"
 #include "workers.h"
 
 struct tjob {
@@ -23,6 +26,57 @@ struct tjob {
 
 static void tjob_run(agent_job *j) {
         __atomic_store_n(&((struct tjob *) j)->ran, 1, __ATOMIC_RELEASE);
+}
+
+/* ---- the key generator's queue ---- */
+
+struct gjob {
+        agent_job base;
+        char name;
+        int *gate;     /* the first job waits until *gate (__atomic) is set */
+};
+
+static char g_order[16];
+static int g_n;       /* __atomic */
+static int g_started; /* __atomic: the gated job is running */
+
+static void gjob_run(agent_job *j) {
+        struct gjob *g = (struct gjob *) j;
+        if (g->gate)
+                __atomic_store_n(&g_started, 1, __ATOMIC_RELEASE);
+        while (g->gate && !__atomic_load_n(g->gate, __ATOMIC_ACQUIRE))
+                usleep(1000);
+        int i = __atomic_fetch_add(&g_n, 1, __ATOMIC_ACQ_REL);
+        if (i < (int) sizeof g_order)
+                g_order[i] = g->name;
+}
+
+static void test_generator_urgent_first(void **state) {
+        (void) state;
+        agent_generator *gen = NULL;
+        assert_int_equal(generator_start(&gen), 0);
+        int gate = 0;
+        struct gjob jobs[] = { { .name = 'x', .gate = &gate }, { .name = 'a' }, { .name = 'b' },
+                               { .name = 'U' }, { .name = 'c' }, { .name = 'V' } };
+        for (size_t i = 0; i < sizeof jobs / sizeof jobs[0]; i++)
+                jobs[i].base.run = gjob_run;
+        generator_submit(gen, &jobs[0].base);
+        /* the gated job is running (off the queue) before the rest come */
+        for (int t = 0; t < 5000 && !__atomic_load_n(&g_started, __ATOMIC_ACQUIRE); t++)
+                usleep(1000);
+        assert_true(__atomic_load_n(&g_started, __ATOMIC_ACQUIRE));
+        generator_submit(gen, &jobs[1].base);
+        generator_submit(gen, &jobs[2].base);
+        generator_submit_urgent(gen, &jobs[3].base);
+        generator_submit(gen, &jobs[4].base);
+        generator_submit_urgent(gen, &jobs[5].base);
+        __atomic_store_n(&gate, 1, __ATOMIC_RELEASE);
+        for (int t = 0; t < 5000 && __atomic_load_n(&g_n, __ATOMIC_ACQUIRE) < 6; t++)
+                usleep(1000);
+        generator_stop(gen);
+        assert_int_equal(g_n, 6);
+        g_order[6] = '\0';
+        assert_string_equal(g_order, "xUVabc");
 }
 
 static bool readable(int fd, int timeout_ms) {
@@ -118,6 +172,7 @@ int main(void) {
                 cmocka_unit_test(test_unlocked_from_another_thread),
                 cmocka_unit_test(test_unlocked_with_wake_hook),
                 cmocka_unit_test(test_relayed_at_stop_still_runs),
+                cmocka_unit_test(test_generator_urgent_first),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
