@@ -164,10 +164,17 @@ for i, d in enumerate(digests):
 s.close()'
 
 # 200 connections that connect and vanish
+# Past max_connections_per_uid the agent may close a connection before the
+# half frame is written (it has not reaped the earlier hang-ups yet): EPIPE or
+# ECONNRESET is then a correct answer; every connect must still succeed.
 check "200 connect-and-vanish clients" hostile '
 for i in range(200):
     s = connect(path)
-    if i % 2: s.sendall(b"\x00\x00")
+    if i % 2:
+        try:
+            s.sendall(b"\x00\x00")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
     s.close()'
 check "agent alive after every hostile client" agent_alive
 # The agent may still be reaping those 200 hang-ups (they count against
