@@ -1,8 +1,6 @@
 /* Checkpoints: a C2SP signed note over the tree's size and root, signed with
- * the log key in the token, and the committer's helper thread that signs a
- * group's checkpoint while the committer writes and syncs the group. */
+ * the log key in the token. */
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,51 +21,5 @@ int audit_sign_checkpoint(agent_audit *a, uint64_t size, const uint8_t root[32],
         if (r >= 0)
                 r = proto_note_assemble(body, a->origin, a->log_key_hash, sig, sig_len, ret_note);
         free(body);
-        return r;
-}
-
-void *audit_ckpt_signer_main(void *arg) {
-        struct ckpt_signer *k = arg;
-        pthread_mutex_lock(&k->lock);
-        for (;;) {
-                while (!k->request && !k->stop)
-                        pthread_cond_wait(&k->request_cond, &k->lock);
-                if (!k->request)
-                        break;
-                k->request = false;
-                uint64_t size = k->size;
-                uint8_t root[32];
-                memcpy(root, k->root, sizeof root);
-                pthread_mutex_unlock(&k->lock);
-                char *note = NULL;
-                int r = audit_sign_checkpoint(k->audit, size, root, &note);
-                pthread_mutex_lock(&k->lock);
-                k->note = note;
-                k->r = r;
-                k->done = true;
-                pthread_cond_signal(&k->done_cond);
-        }
-        pthread_mutex_unlock(&k->lock);
-        return NULL;
-}
-
-void audit_ckpt_post(struct ckpt_signer *k, uint64_t size, const uint8_t root[32]) {
-        pthread_mutex_lock(&k->lock);
-        k->size = size;
-        memcpy(k->root, root, sizeof k->root);
-        k->done = false;
-        k->request = true;
-        pthread_cond_signal(&k->request_cond);
-        pthread_mutex_unlock(&k->lock);
-}
-
-int audit_ckpt_wait(struct ckpt_signer *k, char **ret_note) {
-        pthread_mutex_lock(&k->lock);
-        while (!k->done)
-                pthread_cond_wait(&k->done_cond, &k->lock);
-        int r = k->r;
-        *ret_note = k->note;
-        k->note = NULL;
-        pthread_mutex_unlock(&k->lock);
         return r;
 }

@@ -1,9 +1,12 @@
 /* The append path and the group commit. audit_append() (any thread) stamps,
- * encodes and queues an entry and adds it to the tree; the committer thread
- * writes what is queued in one write and one fdatasync, gets the group's
- * checkpoint signed meanwhile (audit-checkpoint.c) and wakes the main loop
- * through audit_fd(). A signature never leaves before its entry is durable
- * and checkpointed; a write failure fails the log for good. */
+ * encodes and queues an entry and adds it to the tree. A group commit
+ * writes what is queued in one write and one fdatasync, signs the group's
+ * checkpoint while the device writes, and wakes the main loop through
+ * audit_fd(). It runs on the signing worker itself when the log is idle
+ * (audit_commit: no hand-off between signing and syncing for a lone
+ * client), else on the committer thread. A signature never leaves before
+ * its entry is durable and checkpointed; a write failure fails the log for
+ * good. docs/architecture.md "The path of a Sign". */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -26,134 +29,144 @@ static void wake_main(agent_audit *a) {
         (void) !write(a->efd, &one, sizeof one);
 }
 
-/* Writes and syncs what is pending, then signs a checkpoint for it. A write
- * or sync failure fails the log for good (signing fails closed). A
- * checkpoint the token cannot sign (token outage) leaves the entries durable
- * but not committed: the committer retries every CHECKPOINT_RETRY_MS (or as
+/* One group commit of what is pending: caller holds a->lock and no commit
+ * is running; returns with the lock held. The records are written and
+ * their writeback started, the group's checkpoint is signed while the
+ * device writes (a note is published only once both are done: nothing
+ * refers to entries that are not durable), then fdatasync. A write or sync
+ * failure fails the log for good (signing fails closed). A checkpoint the
+ * token cannot sign (token outage) leaves the entries durable but not
+ * committed: the committer thread retries every CHECKPOINT_RETRY_MS (or as
  * soon as more entries come) until the token is back, and Sign replies wait
- * meanwhile (their callers get HSM_UNAVAILABLE after hsm_timeout). At stop
- * it tries once more; entries left unsigned are checkpointed at the next
- * start. */
-void *audit_committer_main(void *arg) {
-        agent_audit *a = arg;
-        uint8_t *batch = NULL;
-        size_t batch_cap = 0;
-        bool sign_failing = false, stop_tried = false;
+ * meanwhile (their callers get HSM_UNAVAILABLE after hsm_timeout).
+ * wake_loop false: the caller's own job wakes the main loop (a signing
+ * worker's, through the pool) unless the commit failed. */
+static void commit_group(agent_audit *a, bool wake_loop) {
+        a->committing = true;
+        /* Swap buffers: appenders go on filling a fresh one. */
+        uint8_t *batch = a->pending;
+        size_t len = a->pending_len, cap = a->pending_cap;
+        a->pending = a->spare;
+        a->pending_cap = a->spare_cap;
+        a->pending_len = 0;
+        a->spare = NULL;
+        a->spare_cap = 0;
+        uint64_t first = a->written, end = a->next_seq;
+        uint8_t root[32];
+        int r = proto_merkle_tree_root_at(a->tree, end, root);
+        pthread_mutex_unlock(&a->lock);
 
-        struct ckpt_signer k = { .audit = a };
-        pthread_mutex_init(&k.lock, NULL);
-        pthread_cond_init(&k.request_cond, NULL);
-        pthread_cond_init(&k.done_cond, NULL);
-        pthread_t signer;
-        /* Without the helper, the committer signs in series (as it would on
-         * one CPU anyway). */
-        bool parallel = pthread_create(&signer, NULL, audit_ckpt_signer_main, &k) == 0;
+        uint64_t off = 0, t0 = agent_monotonic_ns();
+        if (r >= 0 && len > 0)
+                r = audit_write_records(a, batch, len, first, &off);
+        char *note = NULL;
+        int sr = r >= 0 ? audit_sign_checkpoint(a, end, root, &note) : r;
+        if (r >= 0 && len > 0) {
+                r = audit_sync_records(a, batch, len, first, off);
+                if (r >= 0) {
+                        metrics_observe(METRICS_FDATASYNC_SECONDS, (double) (agent_monotonic_ns() - t0) / 1e9);
+                        metrics_observe(METRICS_GROUP_ENTRIES, (double) (end - first));
+                        metrics_add(METRICS_LOG_WRITTEN_BYTES, len);
+                }
+        }
 
         pthread_mutex_lock(&a->lock);
-        for (;;) {
-                if (a->written > a->committed) {
-                        if (!a->pending_len && !a->stopping) {
-                                struct timespec ts;
-                                clock_gettime(CLOCK_REALTIME, &ts);
-                                ts.tv_nsec += CHECKPOINT_RETRY_MS * 1000000L;
-                                ts.tv_sec += ts.tv_nsec / 1000000000L;
-                                ts.tv_nsec %= 1000000000L;
-                                pthread_cond_timedwait(&a->cond, &a->lock, &ts);
-                        }
-                } else {
-                        while (!a->pending_len && !a->stopping)
-                                pthread_cond_wait(&a->cond, &a->lock);
-                }
-                if (a->stopping && !a->pending_len) {
-                        if (a->written == a->committed || stop_tried)
-                                break; /* stopping, nothing left (or the token is gone) */
-                        stop_tried = true;
-                }
-                /* Swap buffers: appenders go on filling a fresh one. */
-                uint8_t *tmp = a->pending;
-                size_t len = a->pending_len, cap = a->pending_cap;
-                a->pending = batch;
-                a->pending_cap = batch_cap;
-                a->pending_len = 0;
-                batch = tmp;
-                batch_cap = cap;
-                uint64_t first = a->written, end = a->next_seq;
-                uint8_t root[32];
-                int r = proto_merkle_tree_root_at(a->tree, end, root);
-                pthread_mutex_unlock(&a->lock);
-
-                /* The checkpoint is signed on the helper thread while this one
-                 * writes and syncs; a retry (len 0) only signs. */
-                bool posted = r >= 0 && parallel;
-                if (posted)
-                        audit_ckpt_post(&k, end, root);
-                if (r >= 0 && len > 0) {
-                        struct timespec t0, t1;
-                        clock_gettime(CLOCK_MONOTONIC, &t0);
-                        r = audit_write_batch(a, batch, len, first);
-                        clock_gettime(CLOCK_MONOTONIC, &t1);
-                        if (r >= 0) {
-                                metrics_observe(METRICS_FDATASYNC_SECONDS, (double) (t1.tv_sec - t0.tv_sec) +
-                                                                                   (double) (t1.tv_nsec - t0.tv_nsec) / 1e9);
-                                metrics_observe(METRICS_GROUP_ENTRIES, (double) (end - first));
-                                metrics_add(METRICS_LOG_WRITTEN_BYTES, len);
-                        }
-                }
-                char *note = NULL;
-                if (r < 0) {
-                        pthread_mutex_lock(&a->lock);
-                        if (!a->failed)
-                                log_error("audit log: committing entries %" PRIu64 "..%" PRIu64
-                                          " failed (%s); signing stops until the agent is restarted",
-                                          first, end - 1, strerror(-r));
-                        a->failed = true;
-                        wake_main(a);
-                        pthread_mutex_unlock(&a->lock);
-                        /* A note over entries that are not durable: never published. */
-                        if (posted)
-                                (void) audit_ckpt_wait(&k, &note);
-                        free(note);
-                        pthread_mutex_lock(&a->lock);
-                        break;
-                }
-                r = posted ? audit_ckpt_wait(&k, &note) : audit_sign_checkpoint(a, end, root, &note);
-
-                pthread_mutex_lock(&a->lock);
-                a->written = end;
-                if (r < 0) {
-                        if (!sign_failing)
-                                log_warning("audit log: cannot sign the checkpoint for %" PRIu64
-                                            " entries (%s); they are on disk; retrying until the token is back",
-                                            end, strerror(-r));
-                        sign_failing = true;
-                        free(note);
-                } else {
-                        if (sign_failing)
-                                log_notice("audit log: checkpoint for %" PRIu64 " entries signed; the token is back",
-                                           end);
-                        sign_failing = false;
-                        metrics_checkpoint_signed();
-                        free(a->checkpoint);
-                        a->checkpoint = note;
-                        a->committed = end;
-                        a->syncs++;
-                        pthread_cond_signal(&a->pub_cond);
-                }
+        a->spare = batch;
+        a->spare_cap = cap;
+        a->committing = false;
+        if (r < 0) {
+                if (!a->failed)
+                        log_error("audit log: committing entries %" PRIu64 "..%" PRIu64
+                                  " failed (%s); signing stops until the agent is restarted",
+                                  first, end - 1, strerror(-r));
+                a->failed = true;
+                free(note); /* over entries that are not durable: never published */
                 wake_main(a);
+                pthread_cond_signal(&a->cond);
+                return;
+        }
+        a->written = end;
+        if (sr < 0) {
+                if (!a->sign_failing)
+                        log_warning("audit log: cannot sign the checkpoint for %" PRIu64
+                                    " entries (%s); they are on disk; retrying until the token is back",
+                                    end, strerror(-sr));
+                a->sign_failing = true;
+                free(note);
+        } else {
+                if (a->sign_failing)
+                        log_notice("audit log: checkpoint for %" PRIu64 " entries signed; the token is back", end);
+                a->sign_failing = false;
+                metrics_checkpoint_signed();
+                free(a->checkpoint);
+                a->checkpoint = note;
+                a->committed = end;
+                a->syncs++;
+                /* Not while it rests between publications: a wake per
+                 * group would only put it back to sleep. */
+                if (a->pub_idle)
+                        pthread_cond_signal(&a->pub_cond);
+        }
+        if (wake_loop || sr < 0)
+                wake_main(a);
+        /* What is left is the committer thread's: entries appended by
+         * others meanwhile, a retry, the stop. */
+        if (a->pending_len || a->written > a->committed || a->stopping)
+                pthread_cond_signal(&a->cond);
+}
+
+/* The committer thread: commits what threads that do not commit themselves
+ * queue (audit_append), what came while a signing worker's commit ran,
+ * the retries of a checkpoint the token could not sign, and what is left
+ * at stop (once more then; entries left unsigned are checkpointed at the
+ * next start). */
+void *audit_committer_main(void *arg) {
+        agent_audit *a = arg;
+        bool stop_tried = false;
+
+        pthread_mutex_lock(&a->lock);
+        while (!a->failed) {
+                if (a->committing) {
+                        pthread_cond_wait(&a->cond, &a->lock); /* its end signals us when needed */
+                        continue;
+                }
+                if (a->pending_len) {
+                        commit_group(a, true);
+                        continue;
+                }
+                if (a->stopping) {
+                        if (a->written == a->committed || stop_tried)
+                                break; /* nothing left (or the token is gone) */
+                        stop_tried = true;
+                        commit_group(a, true);
+                        continue;
+                }
+                if (a->written > a->committed) {
+                        struct timespec ts;
+                        clock_gettime(CLOCK_REALTIME, &ts);
+                        ts.tv_nsec += CHECKPOINT_RETRY_MS * 1000000L;
+                        ts.tv_sec += ts.tv_nsec / 1000000000L;
+                        ts.tv_nsec %= 1000000000L;
+                        if (pthread_cond_timedwait(&a->cond, &a->lock, &ts) == ETIMEDOUT && !a->committing &&
+                            !a->failed && a->written > a->committed)
+                                commit_group(a, true); /* signs only, or with what came */
+                        continue;
+                }
+                pthread_cond_wait(&a->cond, &a->lock);
         }
         pthread_mutex_unlock(&a->lock);
-        free(batch);
-        if (parallel) {
-                pthread_mutex_lock(&k.lock);
-                k.stop = true;
-                pthread_cond_signal(&k.request_cond);
-                pthread_mutex_unlock(&k.lock);
-                pthread_join(signer, NULL);
-        }
-        pthread_mutex_destroy(&k.lock);
-        pthread_cond_destroy(&k.request_cond);
-        pthread_cond_destroy(&k.done_cond);
         return NULL;
+}
+
+void audit_commit(agent_audit *a, bool lead) {
+        pthread_mutex_lock(&a->lock);
+        /* Once: what others append meanwhile is the committer's, so a
+         * worker goes back to signing. */
+        if (lead && a->pending_len && !a->committing && !a->failed && !a->stopping && a->written == a->committed)
+                commit_group(a, false);
+        else if (a->pending_len && !a->committing)
+                pthread_cond_signal(&a->cond);
+        pthread_mutex_unlock(&a->lock);
 }
 
 /* The last entry this thread appended (UINT64_MAX: none since the last
@@ -175,8 +188,8 @@ bool audit_wake_pending(agent_audit *a) {
         return pending;
 }
 
-int audit_append(agent_audit *a, Provsign__AuditEntry *e, uint64_t *ret_seq, uint8_t **ret_leaf,
-                 size_t *ret_leaf_len) {
+static int append_entry(agent_audit *a, Provsign__AuditEntry *e, uint64_t *ret_seq, uint8_t **ret_leaf,
+                        size_t *ret_leaf_len, bool wake_committer) {
         uint8_t *leaf = NULL;
         int r;
 
@@ -241,7 +254,8 @@ int audit_append(agent_audit *a, Provsign__AuditEntry *e, uint64_t *ret_seq, uin
         a->pending_len += rec_len;
         thread_appended = a->next_seq;
         *ret_seq = a->next_seq++;
-        pthread_cond_signal(&a->cond);
+        if (wake_committer && !a->committing)
+                pthread_cond_signal(&a->cond);
         if (ret_leaf && leaf) {
                 *ret_leaf = leaf;
                 *ret_leaf_len = n;
@@ -249,6 +263,16 @@ int audit_append(agent_audit *a, Provsign__AuditEntry *e, uint64_t *ret_seq, uin
 out:
         pthread_mutex_unlock(&a->lock);
         return r;
+}
+
+int audit_append(agent_audit *a, Provsign__AuditEntry *e, uint64_t *ret_seq, uint8_t **ret_leaf,
+                 size_t *ret_leaf_len) {
+        return append_entry(a, e, ret_seq, ret_leaf, ret_leaf_len, true);
+}
+
+int audit_append_deferred(agent_audit *a, Provsign__AuditEntry *e, uint64_t *ret_seq, uint8_t **ret_leaf,
+                          size_t *ret_leaf_len) {
+        return append_entry(a, e, ret_seq, ret_leaf, ret_leaf_len, false);
 }
 
 int audit_fd(const agent_audit *a) {

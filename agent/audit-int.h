@@ -13,12 +13,12 @@
  *   audit-retain.c      retention: audit_purge() and the retainer thread
  *   audit-publish.c     the publisher thread: tiles, checkpoint and entry
  *                       bundles in publish_dir
- *   audit-commit.c      the append path and the committer thread (group
- *                       commit), and the state it publishes (committed,
- *                       failed, the wake-up fd)
+ *   audit-commit.c      the append path and the group commit (on a
+ *                       signing worker or the committer thread), and the
+ *                       state it publishes (committed, failed, the
+ *                       wake-up fd)
  *   audit-read.c        reading back: receipts, proofs, checkpoints
- *   audit-checkpoint.c  signing a checkpoint, and the helper thread that
- *                       signs a group's while the committer syncs it
+ *   audit-checkpoint.c  signing a checkpoint
  *   audit-segment.c     segment files: naming, opening, writing a group,
  *                       reading one whole, finding the one holding an entry
  *
@@ -49,8 +49,9 @@ struct agent_audit {
         bool committer_started;
         pthread_t publisher;
         bool publisher_started;
-        pthread_cond_t pub_cond; /* a commit, or pub_stop */
+        pthread_cond_t pub_cond; /* a commit (only while pub_idle), or pub_stop */
         bool pub_stop;
+        bool pub_idle;           /* under lock: the publisher waits for a commit (not resting) */
         bool stopping;
         bool failed;
 
@@ -87,6 +88,10 @@ struct agent_audit {
 
         uint8_t *pending;        /* records not yet written, under lock */
         size_t pending_len, pending_cap;
+        uint8_t *spare;          /* the other buffer (swapped at each commit), under lock */
+        size_t spare_cap;
+        bool committing;         /* a group commit runs (one at a time), under lock */
+        bool sign_failing;       /* the last checkpoint could not be signed, under lock */
 
         int efd;                 /* wakes the main loop */
 
@@ -102,28 +107,16 @@ struct agent_audit {
         void *on_key_event_ctx;
 };
 
-/* The committer's helper thread: signs a group's checkpoint while the
- * committer writes and fdatasyncs the same group, so a group costs
- * max(sync, signature) instead of their sum. The note is published only
- * after both are done: nothing refers to entries that are not durable.
- * Owned by audit_committer_main (its stack), which starts and joins it. */
-struct ckpt_signer {
-        agent_audit *audit;
-        pthread_mutex_t lock;
-        pthread_cond_t request_cond, done_cond;
-        bool request, done, stop;
-        uint64_t size;
-        uint8_t root[32];
-        char *note;
-        int r;
-};
-
 /* ---- audit-segment.c ---------------------------------------------------- */
 
-/* audit_write_batch: appends len bytes of records starting at entry
- * first_seq to the current segment (a new one once it is full) and
- * fdatasyncs; then adds them to the index. Committer thread. */
-int audit_write_batch(agent_audit *a, const uint8_t *buf, size_t len, uint64_t first_seq);
+/* A group's records go to disk in two steps, so the checkpoint is signed
+ * while the device writes (one commit at a time: a->committing).
+ * audit_write_records: appends len bytes of records starting at entry
+ * first_seq to the current segment (a new one once it is full) and starts
+ * their writeback; *ret_off is where they start in that segment.
+ * audit_sync_records: fdatasyncs them, then adds them to the index. */
+int audit_write_records(agent_audit *a, const uint8_t *buf, size_t len, uint64_t first_seq, uint64_t *ret_off);
+int audit_sync_records(agent_audit *a, const uint8_t *buf, size_t len, uint64_t first_seq, uint64_t off);
 
 /* audit_read_file: the whole of dir_fd/name into *ret (caller frees).
  * -EPERM when group- or world-writable, -EINVAL when no regular file. */
@@ -152,11 +145,6 @@ int audit_segment_holding(agent_audit *a, uint64_t seq, uint64_t *ret_first);
  * (caller frees *ret_note). Calls the token. */
 int audit_sign_checkpoint(agent_audit *a, uint64_t size, const uint8_t root[32], char **ret_note);
 
-/* The helper thread (arg: a struct ckpt_signer); audit_ckpt_post() hands it
- * a tree head, audit_ckpt_wait() waits for the note (caller frees). */
-void *audit_ckpt_signer_main(void *arg);
-void audit_ckpt_post(struct ckpt_signer *k, uint64_t size, const uint8_t root[32]);
-int audit_ckpt_wait(struct ckpt_signer *k, char **ret_note);
 
 /* ---- audit-commit.c ----------------------------------------------------- */
 

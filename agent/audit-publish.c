@@ -117,8 +117,10 @@ void *audit_publisher_main(void *arg) {
                 pthread_mutex_lock(&a->lock);
         }
         for (;;) {
+                a->pub_idle = true; /* only now does a commit wake us */
                 while (a->committed == a->published && !a->pub_stop)
                         pthread_cond_wait(&a->pub_cond, &a->lock);
+                a->pub_idle = false;
                 if (a->committed == a->published)
                         break; /* stopping, all published */
                 bool last = a->pub_stop;

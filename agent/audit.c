@@ -284,6 +284,7 @@ void audit_close(agent_audit *a) {
         free(a->pub_dir);
         index_close(a->index);
         free(a->pending);
+        free(a->spare);
         free(a->checkpoint);
         free(a->verifier_key);
         free(a->origin);

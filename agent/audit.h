@@ -61,6 +61,21 @@ void audit_ack(agent_audit *a);
 int audit_append(agent_audit *a, Provsign__AuditEntry *e, uint64_t *ret_seq, uint8_t **ret_leaf,
                  size_t *ret_leaf_len);
 
+/* audit_append_deferred: audit_append for a signing worker that commits
+ * the entry itself: it does not wake the committer thread, and the caller
+ * calls audit_commit() as soon as it holds no lock. */
+int audit_append_deferred(agent_audit *a, Provsign__AuditEntry *e, uint64_t *ret_seq, uint8_t **ret_leaf,
+                          size_t *ret_leaf_len);
+
+/* audit_commit: after audit_append_deferred(). With lead, when no group
+ * commit is running and the log is healthy, commits what is queued on this
+ * thread (write, checkpoint, fdatasync: the lone client's Sign costs no
+ * hand-off to another thread); the main loop is then woken by the caller's
+ * job returning to the pool (audit_wake_pending says false). Otherwise,
+ * or without lead (more jobs wait for the workers), the committer thread
+ * takes it. */
+void audit_commit(agent_audit *a, bool lead);
+
 /* audit_wake_pending: called on a worker thread after a job: true when that
  * job appended an entry (the last audit_append() of this thread since the
  * previous call) that is not committed yet, so the committer is bound to

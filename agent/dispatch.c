@@ -87,6 +87,8 @@ void dispatch_park(agent *a, agent_conn_job *job) {
 }
 
 void dispatch_audit_progress(agent *a) {
+        if (!a->parked_head)
+                return;
         uint64_t committed = audit_committed(a->audit);
         bool failed = audit_failed(a->audit);
         agent_conn_job **pp = &a->parked_head;

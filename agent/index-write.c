@@ -209,8 +209,10 @@ static void *indexer_main(void *arg) {
         agent_index *x = arg;
         pthread_mutex_lock(&x->qlock);
         for (;;) {
+                x->idle = true;
                 while (!x->head && !x->stopping)
                         pthread_cond_wait(&x->qcond, &x->qlock);
+                x->idle = false;
                 if (!x->head)
                         break;
                 /* A transaction costs about as much as tens of entries:
@@ -271,7 +273,10 @@ void index_enqueue(agent_index *x, pending_batch *b) {
                 x->head = b;
         x->tail = b;
         x->queued_bytes += b->len;
-        pthread_cond_signal(&x->qcond);
+        /* While it gathers, only a full queue ends the wait early: a wake
+         * per group commit would put it back to sleep at once. */
+        if (x->idle || x->queued_bytes >= GATHER_BYTES)
+                pthread_cond_signal(&x->qcond);
 }
 
 void index_flush(agent_index *x) {

@@ -314,6 +314,10 @@ int server_run(agent *a, const server_callbacks *cb) {
                                 break;
                         case SOURCE_WORKERS:
                                 complete_jobs(a, workers_take_done(a->workers));
+                                /* A worker that committed its own group
+                                 * (audit_commit) wakes us only this way:
+                                 * the replies that waited for it too. */
+                                cb->log_progress(a);
                                 break;
                         case SOURCE_SIGNAL:
                                 handle_signals(a);

@@ -96,14 +96,14 @@ static void sign_append(sign_job *job, agent_key *k) {
         e.annotations = s->annotations;
         e.n_annotations = s->n_annotations;
         e.status = PROVSIGN__STATUS__OK;
-        job->append_r = audit_append(job->agent->audit, &e, &job->base.wait_seq, &job->leaf, &job->leaf_len);
+        job->append_r =
+                audit_append_deferred(job->agent->audit, &e, &job->base.wait_seq, &job->leaf, &job->leaf_len);
         job->time_us = e.time_us;
 }
 
 /* Worker: sign with the active key outside any lock, then log the entry
  * only if that key is still active (registry.h "Rotation ordering"). */
-static void sign_run(agent_job *j) {
-        sign_job *job = (sign_job *) j;
+static void sign_once(sign_job *job) {
         const Provsign__SignRequest *s = job->req->sign;
         agent_principal_keys *p = job->keys;
         job->status = PROVSIGN__STATUS__OK;
@@ -142,6 +142,16 @@ static void sign_run(agent_job *j) {
         }
         sign_fail(job, PROVSIGN__STATUS__UNAVAILABLE, "the keys of \"%s\" kept changing while signing; retry",
                   p->name);
+}
+
+static void sign_run(agent_job *j) {
+        sign_job *job = (sign_job *) j;
+        sign_once(job);
+        /* The entry appended (or the attempt failed before): commit it
+         * here while no other job waits for a worker, else leave it to the
+         * committer so the workers go on signing (audit.h audit_commit). */
+        if (job->key && job->append_r >= 0)
+                audit_commit(job->agent->audit, workers_waiting(job->agent->workers) == 0);
 }
 
 /* metrics: a Sign answered (or given up) after its worker ran. */

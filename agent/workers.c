@@ -21,7 +21,8 @@ struct agent_workers {
         void *wake_ctx;
         int efd;
         size_t n;
-        size_t queued, busy;     /* jobs waiting; workers holding a job (workers_load) */
+        size_t queued, busy;     /* jobs waiting; workers holding a job (workers_load); queued
+                                  * changes under the lock, __atomic for workers_waiting */
         pthread_t *threads;
 };
 
@@ -46,7 +47,7 @@ static void *worker_main(void *arg) {
                 w->queue_head = job->next;
                 if (!w->queue_head)
                         w->queue_tail = NULL;
-                w->queued--;
+                __atomic_store_n(&w->queued, w->queued - 1, __ATOMIC_RELAXED);
                 w->busy++;
                 pthread_mutex_unlock(&w->lock);
 
@@ -106,7 +107,7 @@ int workers_fd(const agent_workers *w) {
 void workers_submit(agent_workers *w, agent_job *job) {
         pthread_mutex_lock(&w->lock);
         push(&w->queue_head, &w->queue_tail, job);
-        w->queued++;
+        __atomic_store_n(&w->queued, w->queued + 1, __ATOMIC_RELAXED);
         pthread_cond_signal(&w->cond);
         pthread_mutex_unlock(&w->lock);
 }
@@ -134,7 +135,7 @@ static void queue_relayed_locked(agent_workers *w) {
         while (fifo) {
                 agent_job *next = fifo->next;
                 push(&w->queue_head, &w->queue_tail, fifo);
-                w->queued++;
+                __atomic_store_n(&w->queued, w->queued + 1, __ATOMIC_RELAXED);
                 pthread_cond_signal(&w->cond);
                 fifo = next;
         }
@@ -146,6 +147,10 @@ void workers_load(agent_workers *w, size_t *ret_threads, size_t *ret_busy, size_
         *ret_busy = w->busy;
         *ret_queued = w->queued;
         pthread_mutex_unlock(&w->lock);
+}
+
+size_t workers_waiting(const agent_workers *w) {
+        return __atomic_load_n(&w->queued, __ATOMIC_RELAXED);
 }
 
 void workers_cancel(agent_job *job) {

@@ -1,8 +1,8 @@
 #!/bin/bash
 # A failed fdatasync of the audit log fails the log closed (docs/auditing.md,
 # "Write-ahead, group commit"), shown on the real agent process: strace
-# injects EIO into the fdatasync calls on the current log segment (-P) from
-# the third on, while the write before each still succeeds.
+# injects EIO into the fdatasync calls on the current log segment (-P) once
+# two traced Signs went through, while the write before each still succeeds.
 # - Signs before the failure are answered OK;
 # - the Sign of the group whose fdatasync failed gets no signature:
 #   UNAVAILABLE (CLI exit 3), "the audit log cannot record the signature,
@@ -34,11 +34,13 @@ for i in 1 2 3; do
         echo "$d" >> "$T/ok-digests"
 done
 
-# ---- strace on every thread of the agent: fdatasync on the segment fails
-# with EIO from the third call on ----
+# ---- strace on every thread of the agent: first tracing only, then with
+# EIO injected into every fdatasync on the segment (strace counts `when=`
+# per thread, and a group is synced by whichever worker or committer
+# commits it, so the fault is armed by attaching again) ----
 SEG=$(agent_segments)
 check "the agent has one log segment open ($SEG)" test "$(printf '%s\n' "$SEG" | grep -c .)" = 1
-strace_agent -P "$SEG" -e trace=fdatasync -e inject=fdatasync:error=EIO:when=3+
+strace_agent -P "$SEG" -e trace=fdatasync
 
 for i in 1 2; do
         d=$(random_digest)
@@ -46,8 +48,11 @@ for i in 1 2; do
         expect_eq "$(cat "$T/m/traced-$i.rc")" 0 "Sign $i under strace (fdatasync $i of the segment) is answered"
         echo "$d" >> "$T/ok-digests"
 done
+strace_detach
+expect_eq "$(grep -c '^[0-9]* *fdatasync(.*= 0$' "$T/strace.out")" 2 "... two fdatasyncs of the segment traced, both succeeded"
 
-# the third fdatasync fails: its group's Sign gets no signature
+strace_agent -P "$SEG" -e trace=fdatasync -e inject=fdatasync:error=EIO
+# the next fdatasync fails: its group's Sign gets no signature
 d=$(random_digest)
 sign "$d" failed
 echo "$d" > "$T/withheld-digests"
@@ -56,7 +61,7 @@ expect_eq "$(cat "$T/m/failed.err")" "UNAVAILABLE: the audit log cannot record t
         "... UNAVAILABLE \"the audit log cannot record the signature, so it was withheld\""
 check "... with nothing on stdout" test ! -s "$T/m/failed.out"
 check "strace injected EIO into fdatasync of the segment" grep -q '^[0-9]* *fdatasync(.*= -1 EIO .*(INJECTED)' "$T/strace.out"
-expect_eq "$(grep -c '^[0-9]* *fdatasync(' "$T/strace.out")" 3 "... the third fdatasync traced, and none after it (the committer stopped)"
+expect_eq "$(grep -c '^[0-9]* *fdatasync(' "$T/strace.out")" 1 "... that one fdatasync traced, and none after it (nothing is committed any more)"
 
 check "8 Signs at once afterwards: all UNAVAILABLE, none with a signature" \
         as "$RUNNER_UID" $PY - "$SOCK" <<'PY'
