@@ -1,7 +1,7 @@
 /* The append path and the group commit. audit_append() (any thread) stamps,
  * encodes and queues an entry and adds it to the tree. A group commit
  * writes what is queued in one write and one fdatasync, signs the group's
- * checkpoint while the device writes, and wakes the main loop through
+ * checkpoint meanwhile (audit-checkpoint.c), and wakes the main loop through
  * audit_fd(). It runs on the signing worker itself when the log is idle
  * (audit_commit: no hand-off between signing and syncing for a lone
  * client), else on the committer thread. A signature never leaves before
@@ -31,9 +31,9 @@ static void wake_main(agent_audit *a) {
 
 /* One group commit of what is pending: caller holds a->lock and no commit
  * is running; returns with the lock held. The records are written and
- * their writeback started, the group's checkpoint is signed while the
- * device writes (a note is published only once both are done: nothing
- * refers to entries that are not durable), then fdatasync. A write or sync
+ * fdatasync'd while the checkpoint signer signs the group's checkpoint (a
+ * note is published only once both are done: nothing refers to entries
+ * that are not durable). A write or sync
  * failure fails the log for good (signing fails closed). A checkpoint the
  * token cannot sign (token outage) leaves the entries durable but not
  * committed: the committer thread retries every CHECKPOINT_RETRY_MS (or as
@@ -56,19 +56,22 @@ static void commit_group(agent_audit *a, bool wake_loop) {
         int r = proto_merkle_tree_root_at(a->tree, end, root);
         pthread_mutex_unlock(&a->lock);
 
-        uint64_t off = 0, t0 = agent_monotonic_ns();
-        if (r >= 0 && len > 0)
-                r = audit_write_records(a, batch, len, first, &off);
-        char *note = NULL;
-        int sr = r >= 0 ? audit_sign_checkpoint(a, end, root, &note) : r;
+        /* The checkpoint is signed on the helper thread while this one
+         * writes and syncs; a retry (len 0) only signs. */
+        bool posted = r >= 0 && a->ckpt.started;
+        if (posted)
+                audit_ckpt_post(&a->ckpt, end, root);
         if (r >= 0 && len > 0) {
-                r = audit_sync_records(a, batch, len, first, off);
+                uint64_t t0 = agent_monotonic_ns();
+                r = audit_write_batch(a, batch, len, first);
                 if (r >= 0) {
                         metrics_observe(METRICS_FDATASYNC_SECONDS, (double) (agent_monotonic_ns() - t0) / 1e9);
                         metrics_observe(METRICS_GROUP_ENTRIES, (double) (end - first));
                         metrics_add(METRICS_LOG_WRITTEN_BYTES, len);
                 }
         }
+        char *note = NULL;
+        int sr = posted ? audit_ckpt_wait(&a->ckpt, &note) : r >= 0 ? audit_sign_checkpoint(a, end, root, &note) : r;
 
         pthread_mutex_lock(&a->lock);
         a->spare = batch;

@@ -18,7 +18,8 @@
  *                       state it publishes (committed, failed, the
  *                       wake-up fd)
  *   audit-read.c        reading back: receipts, proofs, checkpoints
- *   audit-checkpoint.c  signing a checkpoint
+ *   audit-checkpoint.c  signing a checkpoint, and the helper thread that
+ *                       signs a group's while the group commit syncs it
  *   audit-segment.c     segment files: naming, opening, writing a group,
  *                       reading one whole, finding the one holding an entry
  *
@@ -41,6 +42,25 @@
 
 /* publish_dir's checkpoint file (C2SP tlog-tiles) */
 #define PUBLISHED_CHECKPOINT "checkpoint"
+
+/* The checkpoint signer: a helper thread that signs a group's checkpoint
+ * while the group commit writes and fdatasyncs the same group, so a group
+ * costs max(sync, signature) instead of their sum (on a 2-CPU machine
+ * the signature's wake-up is hidden behind the sync). The note is
+ * published only after both are done: nothing refers to entries that are
+ * not durable. One commit at a time, so one request at a time. */
+struct ckpt_signer {
+        agent_audit *audit;
+        pthread_t thread;
+        bool started;
+        pthread_mutex_t lock;
+        pthread_cond_t request_cond, done_cond;
+        bool request, done, stop;
+        uint64_t size;
+        uint8_t root[32];
+        char *note;
+        int r;
+};
 
 struct agent_audit {
         pthread_mutex_t lock;
@@ -92,6 +112,7 @@ struct agent_audit {
         size_t spare_cap;
         bool committing;         /* a group commit runs (one at a time), under lock */
         bool sign_failing;       /* the last checkpoint could not be signed, under lock */
+        struct ckpt_signer ckpt; /* used by whoever commits */
 
         int efd;                 /* wakes the main loop */
 
@@ -109,14 +130,11 @@ struct agent_audit {
 
 /* ---- audit-segment.c ---------------------------------------------------- */
 
-/* A group's records go to disk in two steps, so the checkpoint is signed
- * while the device writes (one commit at a time: a->committing).
- * audit_write_records: appends len bytes of records starting at entry
- * first_seq to the current segment (a new one once it is full) and starts
- * their writeback; *ret_off is where they start in that segment.
- * audit_sync_records: fdatasyncs them, then adds them to the index. */
-int audit_write_records(agent_audit *a, const uint8_t *buf, size_t len, uint64_t first_seq, uint64_t *ret_off);
-int audit_sync_records(agent_audit *a, const uint8_t *buf, size_t len, uint64_t first_seq, uint64_t off);
+/* audit_write_batch: appends len bytes of records starting at entry
+ * first_seq to the current segment (a new one once it is full) and
+ * fdatasyncs; then adds them to the index. One group commit at a time
+ * (a->committing). */
+int audit_write_batch(agent_audit *a, const uint8_t *buf, size_t len, uint64_t first_seq);
 
 /* audit_read_file: the whole of dir_fd/name into *ret (caller frees).
  * -EPERM when group- or world-writable, -EINVAL when no regular file. */
@@ -144,6 +162,14 @@ int audit_segment_holding(agent_audit *a, uint64_t seq, uint64_t *ret_first);
 /* audit_sign_checkpoint: the signed note for a tree of `size` with `root`
  * (caller frees *ret_note). Calls the token. */
 int audit_sign_checkpoint(agent_audit *a, uint64_t size, const uint8_t root[32], char **ret_note);
+
+/* audit_ckpt_start / audit_ckpt_stop: the checkpoint signer's thread.
+ * audit_ckpt_post() hands it a tree head, audit_ckpt_wait() waits for the
+ * note (caller frees). Without the thread, a commit signs in series. */
+int audit_ckpt_start(agent_audit *a);
+void audit_ckpt_stop(agent_audit *a);
+void audit_ckpt_post(struct ckpt_signer *k, uint64_t size, const uint8_t root[32]);
+int audit_ckpt_wait(struct ckpt_signer *k, char **ret_note);
 
 
 /* ---- audit-commit.c ----------------------------------------------------- */

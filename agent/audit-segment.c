@@ -68,7 +68,7 @@ static int open_segment_retrying(agent_audit *a, uint64_t first_seq) {
         }
 }
 
-int audit_write_records(agent_audit *a, const uint8_t *buf, size_t len, uint64_t first_seq, uint64_t *ret_off) {
+int audit_write_batch(agent_audit *a, const uint8_t *buf, size_t len, uint64_t first_seq) {
         int r;
         if (a->seg_fd < 0 || a->seg_size >= SEGMENT_MAX) {
                 r = open_segment_retrying(a, first_seq);
@@ -78,15 +78,8 @@ int audit_write_records(agent_audit *a, const uint8_t *buf, size_t len, uint64_t
         r = proto_fd_write_all(a->seg_fd, buf, len);
         if (r < 0)
                 return r;
-        *ret_off = a->seg_size;
+        uint64_t off = a->seg_size;
         a->seg_size += len;
-        /* Only a head start for fdatasync (its failure is fdatasync's to
-         * report). */
-        (void) sync_file_range(a->seg_fd, (off_t) *ret_off, (off_t) len, SYNC_FILE_RANGE_WRITE);
-        return 0;
-}
-
-int audit_sync_records(agent_audit *a, const uint8_t *buf, size_t len, uint64_t first_seq, uint64_t off) {
         if (fdatasync(a->seg_fd) < 0)
                 return -errno;
         /* After the records are durable, so the index is never ahead of

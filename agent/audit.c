@@ -205,6 +205,8 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
                 }
                 audit_publish_finish(a, b, r);
         }
+        if (audit_ckpt_start(a) < 0)
+                log_warning("audit log: no checkpoint signer thread; each group's checkpoint is signed after its sync");
         r = -pthread_create(&a->committer, NULL, audit_committer_main, a);
         if (r < 0)
                 goto fail;
@@ -264,6 +266,7 @@ void audit_close(agent_audit *a) {
                 pthread_mutex_unlock(&a->lock);
                 pthread_join(a->committer, NULL);
         }
+        audit_ckpt_stop(a); /* after the committer's last commit */
         if (a->publisher_started) {
                 pthread_mutex_lock(&a->lock);
                 a->pub_stop = true;

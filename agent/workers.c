@@ -37,8 +37,18 @@ static void push(agent_job **head, agent_job **tail, agent_job *job) {
 
 static void *worker_main(void *arg) {
         agent_workers *w = arg;
+        bool wake = false;
         pthread_mutex_lock(&w->lock);
         for (;;) {
+                if (wake) {
+                        /* Without the lock, which the woken loop takes
+                         * first thing (workers_take_done). */
+                        pthread_mutex_unlock(&w->lock);
+                        uint64_t one = 1;
+                        (void) !write(w->efd, &one, sizeof one);
+                        pthread_mutex_lock(&w->lock);
+                        wake = false;
+                }
                 while (!w->queue_head && !w->stopping)
                         pthread_cond_wait(&w->cond, &w->lock);
                 agent_job *job = w->queue_head;
@@ -60,8 +70,7 @@ static void *worker_main(void *arg) {
                 /* Asked after the push: a wake still to come finds the job. */
                 if (!w->signalled && !(w->wake_pending && w->wake_pending(w->wake_ctx))) {
                         w->signalled = true;
-                        uint64_t one = 1;
-                        (void) !write(w->efd, &one, sizeof one);
+                        wake = true;
                 }
         }
         pthread_mutex_unlock(&w->lock);
@@ -108,8 +117,10 @@ void workers_submit(agent_workers *w, agent_job *job) {
         pthread_mutex_lock(&w->lock);
         push(&w->queue_head, &w->queue_tail, job);
         __atomic_store_n(&w->queued, w->queued + 1, __ATOMIC_RELAXED);
-        pthread_cond_signal(&w->cond);
         pthread_mutex_unlock(&w->lock);
+        /* After the unlock: the woken worker does not block at once on
+         * the lock we still held (a futex round trip per job). */
+        pthread_cond_signal(&w->cond);
 }
 
 /* Without the pool's lock: a CAS push, then the main loop's fd (the kernel
