@@ -40,6 +40,9 @@
 #include "merkle.h"
 #include "tiles.h"
 
+/* In the log directory: a purge that may not have finished (audit-retain.c). */
+#define PURGE_PENDING "purge-pending"
+
 /* publish_dir's checkpoint file (C2SP tlog-tiles) */
 #define PUBLISHED_CHECKPOINT "checkpoint"
 
@@ -199,6 +202,20 @@ int audit_publish_rebundle(agent_audit *a, uint64_t from, uint64_t to);
 void *audit_publisher_main(void *arg);
 
 /* ---- audit-retain.c ----------------------------------------------------- */
+
+/* audit_purge_pending: 1 and *ret (the range of entries a purge that may
+ * not have finished changed, its cutoff) from its mark in the log
+ * directory, 0 when there is none, or a negative errno.
+ * audit_purge_recover: at start, once the index was rebuilt
+ * (index_distrust) and the committer and publisher run: rewrites that
+ * range's published entry bundles, removes the mark (kept when that fails:
+ * tried again at the next start) and logs a PURGE entry for it. */
+struct audit_pending_purge {
+        uint64_t from, through;
+        int64_t before_us;
+};
+int audit_purge_pending(agent_audit *a, struct audit_pending_purge *ret);
+void audit_purge_recover(agent_audit *a, const struct audit_pending_purge *p);
 
 /* audit_retainer_main: the retainer thread (arg: the agent_audit). */
 void *audit_retainer_main(void *arg);

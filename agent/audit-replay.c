@@ -173,6 +173,9 @@ int audit_index_and_key_events(agent_audit *a, const char *state_dir, char **ret
                 return -ENOMEM;
         int r = index_open(path, &a->index);
         free(path);
+        struct audit_pending_purge pending;
+        if (r >= 0 && audit_purge_pending(a, &pending) > 0)
+                index_distrust(a->index);
         if (r >= 0)
                 r = index_sync(a->index, a->dir_fd, a->next_seq, ret_error);
         if (r < 0 || !a->on_key_event)

@@ -36,14 +36,102 @@ static bool purgeable(int event) {
         }
 }
 
+/* ---- The pending mark ----
+ * A purge changes three places: the segment (the truth), the index's rows
+ * and the published entry bundles (derived). A crash after the segment's
+ * rename and before the other two would leave the purged bodies published
+ * and their digests findable, with nothing left in the segment to say
+ * which rows they were. So before the first segment's rename the purge
+ * durably writes PURGE_PENDING ("<from> <through> <before_us>\n": the
+ * entries it may have changed, its cutoff), and removes it once the bundles are rewritten and the
+ * index has taken the removals; a start that finds it rewrites those
+ * bundles and rebuilds the index from the segments (audit_purge_recover). */
+
+static int write_pending(agent_audit *a, uint64_t from, uint64_t through, int64_t before_us) {
+        char buf[80];
+        int n = snprintf(buf, sizeof buf, "%" PRIu64 " %" PRIu64 " %" PRId64 "\n", from, through, before_us);
+        int fd = openat(a->dir_fd, "." PURGE_PENDING, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
+        int r = proto_fd_write_all(fd, (const uint8_t *) buf, (size_t) n);
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        close(fd);
+        if (r >= 0 && renameat(a->dir_fd, "." PURGE_PENDING, a->dir_fd, PURGE_PENDING) < 0)
+                r = -errno;
+        if (r >= 0 && fsync(a->dir_fd) < 0)
+                r = -errno;
+        return r;
+}
+
+static void clear_pending(agent_audit *a) {
+        if (unlinkat(a->dir_fd, PURGE_PENDING, 0) == 0)
+                (void) fsync(a->dir_fd);
+}
+
+int audit_purge_pending(agent_audit *a, struct audit_pending_purge *ret) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        int r = audit_read_file(a->dir_fd, PURGE_PENDING, &buf, &len);
+        if (r < 0)
+                return r == -ENOENT ? 0 : r;
+        char text[80];
+        unsigned long long from, through;
+        long long before;
+        snprintf(text, sizeof text, "%.*s", (int) (len < sizeof text ? len : sizeof text - 1), (const char *) buf);
+        free(buf);
+        if (sscanf(text, "%llu %llu %lld", &from, &through, &before) != 3 || from > through) {
+                /* Unreadable: all of it. */
+                from = 0;
+                through = UINT64_MAX;
+                before = 0;
+        }
+        *ret = (struct audit_pending_purge){ .from = from, .through = through, .before_us = before };
+        return 1;
+}
+
+void audit_purge_recover(agent_audit *a, const struct audit_pending_purge *p) {
+        uint64_t from = p->from, through = p->through;
+        pthread_mutex_lock(&a->purge_lock);
+        if (through >= a->committed)
+                through = a->committed ? a->committed - 1 : 0;
+        int r = audit_publish_rebundle(a, from, through);
+        if (r < 0) {
+                log_error("audit log: an interrupted purge of entries %" PRIu64 "..%" PRIu64
+                          ": cannot rewrite their published entry bundles (%s); trying again at the next start",
+                          from, through, strerror(-r));
+                pthread_mutex_unlock(&a->purge_lock);
+                return;
+        }
+        clear_pending(a);
+        pthread_mutex_unlock(&a->purge_lock);
+        /* Its PURGE entry was never logged: this one says what happened. */
+        char when[PROTO_TIME_LEN + 1], msg[200];
+        if (!proto_time_format_us(p->before_us, when))
+                snprintf(when, sizeof when, "%" PRId64 "us", p->before_us);
+        snprintf(msg, sizeof msg,
+                 "a purge of entries %" PRIu64 "..%" PRIu64 " older than %s was interrupted; finished at start", from,
+                 through, when);
+        Provsign__AuditEntry e = PROVSIGN__AUDIT_ENTRY__INIT;
+        e.event = PROVSIGN__AUDIT_EVENT__PURGE;
+        e.reason = (char *) "interrupted purge";
+        e.message = msg;
+        e.purged_through_seq = through;
+        e.purged_before_us = p->before_us;
+        uint64_t seq;
+        if (audit_append(a, &e, &seq, NULL, NULL) < 0)
+                log_error("audit log: cannot log the end of an interrupted purge");
+        log_notice("audit log: %s: published entry bundles rewritten, index rebuilt", msg);
+}
+
 /* Replaces every purgeable entry of segment `name` (a closed one) by its
  * stub, in place in its bytes, and writes it back atomically (a new file
  * beside it, fsync, rename over it, fsync of the directory). Each record
  * keeps its length, so every position (index, entry bundles, readers with
  * the old file open) stays valid. *ret_newer: the segment holds an entry
  * at or after before_us (it is left alone, and so are the ones after). */
-static int purge_segment(agent_audit *a, const char *name, int64_t before_us, bool *ret_newer, uint64_t *ret_n,
-                         uint64_t *ret_last) {
+static int purge_segment(agent_audit *a, const char *name, int64_t before_us, uint64_t pending_from, bool *ret_newer,
+                         uint64_t *ret_n, uint64_t *ret_last) {
         uint8_t *buf = NULL, *stub = NULL;
         size_t len = 0;
         uint64_t n = 0, last = 0;
@@ -121,6 +209,8 @@ static int purge_segment(agent_audit *a, const char *name, int64_t before_us, bo
         if (r >= 0 && fsync(fd) < 0)
                 r = -errno;
         close(fd);
+        if (r >= 0)
+                r = write_pending(a, pending_from, last, before_us);
         if (r >= 0 && renameat(a->dir_fd, tmp, a->dir_fd, name) < 0)
                 r = -errno;
         if (r >= 0 && fsync(a->dir_fd) < 0)
@@ -142,7 +232,8 @@ out:
 int audit_purge(agent_audit *a, int64_t before_us, const Provsign__Caller *caller, const char *who,
                 uint64_t *ret_purged, uint64_t *ret_through, uint64_t *ret_seq) {
         struct dirent **list = NULL;
-        uint64_t total = 0, through = 0;
+        uint64_t total = 0, through = 0, pending_from = UINT64_MAX;
+        bool rebundled = true;
         int r = 0;
         *ret_purged = *ret_through = *ret_seq = 0;
         pthread_mutex_lock(&a->purge_lock);
@@ -164,7 +255,9 @@ int audit_purge(agent_audit *a, int64_t before_us, const Provsign__Caller *calle
                         continue; /* purged whole before: not read again */
                 bool newer = false;
                 uint64_t k = 0, last = 0;
-                r = purge_segment(a, name, before_us, &newer, &k, &last);
+                if (pending_from == UINT64_MAX)
+                        pending_from = first;
+                r = purge_segment(a, name, before_us, pending_from, &newer, &k, &last);
                 if (r < 0) {
                         log_error("audit log: cannot purge %s/%s: %s", a->dir, name, strerror(-r));
                         break;
@@ -172,8 +265,10 @@ int audit_purge(agent_audit *a, int64_t before_us, const Provsign__Caller *calle
                 if (k) {
                         total += k;
                         through = last;
-                        /* A failure is logged; the purge stands. */
-                        (void) audit_publish_rebundle(a, first, last);
+                        /* A failure is logged; the purge stands, and the
+                         * next start tries again (the pending mark stays). */
+                        if (audit_publish_rebundle(a, first, last) < 0)
+                                rebundled = false;
                 }
                 if (newer)
                         break;
@@ -182,6 +277,13 @@ int audit_purge(agent_audit *a, int64_t before_us, const Provsign__Caller *calle
         for (int i = 0; i < n; i++)
                 free(list[i]);
         free(list);
+        if (total > 0 && r >= 0 && rebundled) {
+                /* The index's removals written (the indexer's queue empty),
+                 * then nothing is pending. */
+                if (a->index)
+                        index_flush(a->index);
+                clear_pending(a);
+        }
         if (total > 0) {
                 char when[PROTO_TIME_LEN + 1], msg[160];
                 if (!proto_time_format_us(before_us, when))

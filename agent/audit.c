@@ -234,6 +234,9 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
                         goto fail;
                 log_notice("generated log key %s", keys_key_id_hex(a->log_key));
         }
+        struct audit_pending_purge pending;
+        if (audit_purge_pending(a, &pending) > 0)
+                audit_purge_recover(a, &pending);
         a->retain_s = cfg->retain_entries_s;
         if (a->retain_s) {
                 r = -pthread_create(&a->retainer, NULL, audit_retainer_main, a);

@@ -95,6 +95,7 @@ struct agent_index {
         uint64_t queued_size;    /* the seq after the last queued record */
         bool busy, stopping;
         bool idle;               /* the indexer waits for a first batch (not gathering) */
+        bool distrusted;         /* index_distrust(): index_sync rebuilds */
         bool broken;             /* a write failed: no more until the next start */
         bool marked;             /* writer: state says "being written in this boot" (durably) */
 

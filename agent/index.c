@@ -309,6 +309,10 @@ static int catch_up(agent_index *x, agent_logreader *rd, uint64_t log_size, cons
         return r;
 }
 
+void index_distrust(agent_index *x) {
+        x->distrusted = true;
+}
+
 int index_sync(agent_index *x, int log_dir_fd, uint64_t log_size, char **ret_error) {
         agent_logreader *rd = NULL;
         bool fresh = false;
@@ -327,6 +331,10 @@ int index_sync(agent_index *x, int log_dir_fd, uint64_t log_size, char **ret_err
         } else if (x->size > log_size) {
                 log_warning("audit index %s has %" PRIu64 " entries, the log %" PRIu64
                             ": not this log's; rebuilding it from the log", x->path, x->size, log_size);
+                fresh = true;
+        } else if (x->distrusted) {
+                log_warning("audit index %s may hold rows of entries an interrupted purge removed: rebuilding it"
+                            " from the log", x->path);
                 fresh = true;
         }
         if (!fresh) {

@@ -46,6 +46,11 @@ void index_close(agent_index *x);
  * set (the segments cannot be read). */
 int index_sync(agent_index *x, int log_dir_fd, uint64_t log_size, char **ret_error);
 
+/* index_distrust: before index_sync, which then rebuilds the index from the
+ * segments whatever its state (a purge was interrupted: rows of entries it
+ * removed may be left, and nothing in the segments names them any more). */
+void index_distrust(agent_index *x);
+
 /* index_add_records: queues every record in buf[0..len) (copied), a batch
  * written at byte offset `off` of segment seg_first, its first entry
  * first_seq, for the indexer thread (started by index_sync), which writes

@@ -1,0 +1,101 @@
+#!/bin/bash
+# A purge killed half way (review finding M3, docs/log-tiles.md "Retention"):
+# the agent is killed (SIGKILL) after a purge has rewritten a segment with
+# its stubs but before it rewrote the published entry bundles and removed
+# the index rows — held there by strace, which delays the purge's fsync of
+# the log directory after the rename (the second one: the first makes the
+# purge's pending mark durable). Before the fix, the purged bodies stayed
+# published and their digests findable for good. Now the next start finds
+# the mark, rebuilds the index from the segments, rewrites the bundles,
+# logs a PURGE entry for it and removes the mark: the digests are gone from
+# the bundles and the index, the log and the tiles verify, signing works.
+. "$SRCDIR/tests/lib/common.sh"
+setup_test
+command -v strace >/dev/null || { echo "SKIP: strace is not installed (tests/lib/deps.sh)" >&2; exit 77; }
+write_config "publish_entries = yes"
+PUB=$T/state/tlog
+LOG=$T/state/log
+. "$SRCDIR/tests/lib/retention.sh"
+
+gen_audit_log "$T/tok" "$T/state" 600 2>"$T/gen.err" || fail "gen-audit-log: $(cat "$T/gen.err")"
+chown -R "$AGENT_UID:$AGENT_GID" "$T/tok" "$T/state"
+
+start_agent
+expect_exit 0 "audit log-key" cli "$STRANGER_UID" audit log-key
+sed -n '/BEGIN PUBLIC KEY/,/END PUBLIC KEY/p' "$T/out" > "$T/logkey.pem"
+digests=()
+for i in 1 2 3; do
+        d=$(random_digest)
+        digests+=("$d")
+        expect_exit 0 "sign $i" cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$d"
+done
+# a digest gen-audit-log signed, in the first (complete) entry bundle: the
+# start's publisher rewrites only the partial bundle by itself
+expect_exit 0 "audit export before the purge" cli "$AUDITOR_UID" audit export
+old=$(python3 -c '
+import json, sys
+for e in map(json.loads, open(sys.argv[1])):
+    if 100 <= e["seq"] < 256 and e["event"] == "SIGN" and (e.get("digest") or "").startswith("sha256:") and not e["digest"].startswith("sha256:00"):
+        print(e["digest"][7:]); break' "$T/out")
+check "a signed digest of the first bundle (${old:0:12}...)" test -n "$old"
+digests+=("$old")
+stop_agent
+cut=$(split_log)
+check "the log is in two segments (the second from entry $cut)" test "$(ls "$LOG"/*.seg | wc -l)" = 2
+for d in "${digests[@]}"; do
+        check "digest ${d:0:12}... is in the published entry bundles" in_bundles "$d"
+done
+t0=$(date +%s)
+wait_for 10 test "$(date +%s)" -gt "$t0"
+before=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+start_agent
+strace_agent -P "$LOG" -e trace=fsync -e inject=fsync:delay_exit=60000000:when=2
+as "$OPERATOR_UID" "$PROVSIGN_CLI" audit purge --before "$before" >"$T/purge.out" 2>&1 &
+purge_pid=$!
+# in the window: the segment renamed (its stubs in place, no temporary file
+# left), the pending mark durable
+in_window() {
+        [ -e "$LOG/purge-pending" ] && ! ls "$LOG"/.purge-* >/dev/null 2>&1 && no_bytes "${digests[0]}"
+}
+check "the purge rewrote the segment and is held before its bundles (strace)" wait_for 60 in_window
+kill -KILL "$AGENT_PID"
+wait "$AGENT_PID" 2>/dev/null
+AGENT_PID=
+kill "$STRACE_PID" 2>/dev/null
+wait "$STRACE_PID" 2>/dev/null
+wait "$purge_pid" 2>/dev/null
+check "killed in the window: the pending mark is there" test -e "$LOG/purge-pending"
+check "... the purged digest is gone from the segments" no_bytes "${digests[0]}"
+check "... but still in the published entry bundles (what the next start must fix)" in_bundles "$old"
+check "... and in the index" test "$(index_rows "SELECT count(*) FROM digests WHERE seq < $cut")" -gt 0
+
+start_agent
+check "the start says it finished the interrupted purge" \
+        grep -q "audit log: a purge of entries 0\.\.[0-9]* older than ${before%Z}\.000000Z was interrupted; finished at start" "$T/agent.log"
+check "... after rebuilding the index" grep -q "may hold rows of entries an interrupted purge removed: rebuilding it" \
+        "$T/agent.log"
+check "the pending mark is gone" test ! -e "$LOG/purge-pending"
+for d in "${digests[@]}"; do
+        check "digest ${d:0:12}... is gone from the published entry bundles" not_in_bundles "$d"
+        expect_exit 0 "find of purged digest ${d:0:12}..." cli "$AUDITOR_UID" audit find --digest "sha256:$d"
+        check "... finds nothing" test ! -s "$T/out"
+done
+expect_exit 0 "sign after the recovery" cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$(random_digest)"
+expect_exit 0 "audit export" cli "$AUDITOR_UID" audit export
+cp "$T/out" "$T/export.jsonl"
+check "the export verifies" "$PROVSIGN_CLI" audit verify --log-key "$T/logkey.pem" "$T/export.jsonl"
+check "... and holds the PURGE entry of the recovery" python3 -c '
+import base64, json, sys
+assert any(e["event"] == "PURGE" and b"interrupted purge" in base64.b64decode(e["leaf"])
+           for e in map(json.loads, open(sys.argv[1]))), "no PURGE entry of the recovery"' "$T/export.jsonl"
+stop_agent
+expect_eq "$(index_rows "SELECT count(*) FROM digests WHERE seq < $cut")" 0 \
+        "the index has no digest rows of the purged segment left"
+check "audit verify --tiles passes (the rewritten bundles' stubs hash to their leaves)" \
+        "$PROVSIGN_CLI" audit verify --tiles "$PUB" --log-key "$T/logkey.pem"
+start_agent
+check "a second start has nothing to recover" bash -c '[ "$(grep -c "was interrupted; finished at start" "$1")" = 1 ]' _ \
+        "$T/agent.log"
+stop_agent
+finish
