@@ -350,9 +350,6 @@ static void create_entry(const keys_key *k, const char *principal, uint32_t gen,
         e->message = (char *) message;
 }
 
-#define ADOPTED_REVOKED_REASON \
-        "found on the token after every key of the principal was revoked or retired: adopted revoked, never active"
-
 /* Token keys sorted by (principal, generation), so adoption follows the
  * order the keys were made in. */
 typedef struct token_key {
@@ -404,7 +401,11 @@ int registry_attach(agent_registry *reg, agent_audit *audit, char **ret_error) {
                  * (or retired without a successor) and only an operator's
                  * rotation may make a new one active. A key found on the
                  * token now (a generation whose entry never got logged, a
-                 * key put there behind the agent's back) is adopted revoked. */
+                 * key put there behind the agent's back) is not adopted:
+                 * its KEY_CREATE would make it active, and logging a
+                 * KEY_REVOKE after it could be torn off by a crash. Once
+                 * the principal has an active key again, a start adopts it
+                 * retired, as any other. Its generation is not reused. */
                 bool distrust = p->n_keys > 0 && !p->active;
                 for (size_t j = 0; j < p->n_keys; j++)
                         if (p->keys[j]->generation == gen)
@@ -414,6 +415,14 @@ int registry_attach(agent_registry *reg, agent_audit *audit, char **ret_error) {
                 if (gen > p->max_generation)
                         p->max_generation = gen;
                 pthread_mutex_unlock(&reg->state);
+                if (distrust) {
+                        log_warning("key %s (%s) of principal %s is on the token but not in the log, and every key of %s"
+                                    " in the log is revoked or retired: not adopted (it never becomes active by"
+                                    " itself); \"provsign key rotate\" makes a new key, or remove this one from the"
+                                    " token",
+                                    keys_key_id_hex(tk[i].key), keys_key_label(tk[i].key), tk[i].owner, tk[i].owner);
+                        continue;
+                }
                 /* A key of the first round, relabelled at open: say so. */
                 const char *rk, *rl;
                 char message[KEYS_LABEL_MAX + 64];
@@ -421,27 +430,12 @@ int registry_attach(agent_registry *reg, agent_audit *audit, char **ret_error) {
                 for (size_t j = 0; keys_store_relabelled(reg->store, j, &rk, &rl) == 0; j++)
                         if (strcmp(rk, keys_key_id_hex(tk[i].key)) == 0)
                                 snprintf(message, sizeof message, "adopted from the token (first-round label %s)", rl);
-                Provsign__AuditEntry e, revoke, *es[2] = { &e, &revoke };
+                Provsign__AuditEntry e, *ep = &e;
                 create_entry(tk[i].key, tk[i].owner, gen, message, &e);
-                if (distrust) {
-                        provsign__audit_entry__init(&revoke);
-                        revoke.event = PROVSIGN__AUDIT_EVENT__KEY_REVOKE;
-                        revoke.principal = e.principal;
-                        revoke.keyid = e.keyid;
-                        revoke.generation = e.generation;
-                        revoke.algorithm = e.algorithm;
-                        revoke.reason = (char *) ADOPTED_REVOKED_REASON;
-                }
-                /* (both under the principal's order lock: nothing signs in between) */
-                r = registry_append_events(reg, p, audit, es, distrust ? 2 : 1, NULL);
+                r = registry_append_events(reg, p, audit, &ep, 1, NULL);
                 if (r < 0)
                         agent_errorf(ret_error, r, "cannot log the adoption of key %s: %s", keys_key_id_hex(tk[i].key),
                                      strerror(-r));
-                else if (distrust)
-                        log_warning("adopted key %s (%s) of principal %s from the token and revoked it: every key of "
-                                    "%s in the log is revoked or retired, so a key that appears now is not trusted; "
-                                    "\"provsign key rotate\" makes a new one",
-                                    keys_key_id_hex(tk[i].key), keys_key_label(tk[i].key), tk[i].owner, tk[i].owner);
                 else
                         log_notice("adopted key %s (%s) of principal %s from the token", keys_key_id_hex(tk[i].key),
                                    keys_key_label(tk[i].key), tk[i].owner);

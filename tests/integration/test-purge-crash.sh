@@ -59,11 +59,13 @@ in_window() {
         [ -e "$LOG/purge-pending" ] && ! ls "$LOG"/.purge-* >/dev/null 2>&1 && no_bytes "${digests[0]}"
 }
 check "the purge rewrote the segment and is held before its bundles (strace)" wait_for 60 in_window
+# (the agent first, then strace: a tracee held in an injected delay dies only
+# when its tracer lets go, and strace detaching first would let the purge go on)
 kill -KILL "$AGENT_PID"
+kill -KILL "$STRACE_PID" 2>/dev/null
+wait "$STRACE_PID" 2>/dev/null
 wait "$AGENT_PID" 2>/dev/null
 AGENT_PID=
-kill "$STRACE_PID" 2>/dev/null
-wait "$STRACE_PID" 2>/dev/null
 wait "$purge_pid" 2>/dev/null
 check "killed in the window: the pending mark is there" test -e "$LOG/purge-pending"
 check "... the purged digest is gone from the segments" no_bytes "${digests[0]}"
