@@ -86,6 +86,8 @@ static void commit_group(agent_audit *a, bool wake_loop) {
                 free(note); /* over entries that are not durable: never published */
                 wake_main(a);
                 pthread_cond_signal(&a->cond);
+                if (a->commit_waiters)
+                        pthread_cond_broadcast(&a->commit_cond);
                 return;
         }
         a->written = end;
@@ -112,6 +114,8 @@ static void commit_group(agent_audit *a, bool wake_loop) {
         }
         if (wake_loop || sr < 0)
                 wake_main(a);
+        if (a->commit_waiters)
+                pthread_cond_broadcast(&a->commit_cond); /* audit-retain.c */
         /* What is left is the committer thread's: entries appended by
          * others meanwhile, a retry, the stop. */
         if (a->pending_len || a->written > a->committed || a->stopping)

@@ -115,6 +115,8 @@ struct agent_audit {
         size_t spare_cap;
         bool committing;         /* a group commit runs (one at a time), under lock */
         bool sign_failing;       /* the last checkpoint could not be signed, under lock */
+        pthread_cond_t commit_cond; /* broadcast after a commit while commit_waiters > 0 */
+        unsigned commit_waiters; /* under lock */
         struct ckpt_signer ckpt; /* used by whoever commits */
 
         int efd;                 /* wakes the main loop */
@@ -205,17 +207,19 @@ void *audit_publisher_main(void *arg);
 
 /* audit_purge_pending: 1 and *ret (the range of entries a purge that may
  * not have finished changed, its cutoff) from its mark in the log
- * directory, 0 when there is none, or a negative errno.
+ * directory (an unreadable mark: every entry), 0 when there is none.
  * audit_purge_recover: at start, once the index was rebuilt
- * (index_distrust) and the committer and publisher run: rewrites that
- * range's published entry bundles, removes the mark (kept when that fails:
- * tried again at the next start) and logs a PURGE entry for it. */
+ * (index_distrust) and the committer and publisher run: removes the
+ * temporary files of rewrites cut short and, with a mark, rewrites its
+ * range's published entry bundles, logs a PURGE entry for it and removes
+ * the mark once that entry is durable (kept when anything fails: tried
+ * again at the next start). */
 struct audit_pending_purge {
         uint64_t from, through;
         int64_t before_us;
 };
 int audit_purge_pending(agent_audit *a, struct audit_pending_purge *ret);
-void audit_purge_recover(agent_audit *a, const struct audit_pending_purge *p);
+void audit_purge_recover(agent_audit *a);
 
 /* audit_retainer_main: the retainer thread (arg: the agent_audit). */
 void *audit_retainer_main(void *arg);

@@ -73,12 +73,17 @@ int audit_purge_pending(agent_audit *a, struct audit_pending_purge *ret) {
         uint8_t *buf = NULL;
         size_t len = 0;
         int r = audit_read_file(a->dir_fd, PURGE_PENDING, &buf, &len);
-        if (r < 0)
-                return r == -ENOENT ? 0 : r;
-        char text[80];
+        if (r == -ENOENT)
+                return 0;
+        char text[80] = "";
         unsigned long long from, through;
         long long before;
-        snprintf(text, sizeof text, "%.*s", (int) (len < sizeof text ? len : sizeof text - 1), (const char *) buf);
+        if (r >= 0)
+                snprintf(text, sizeof text, "%.*s", (int) (len < sizeof text ? len : sizeof text - 1),
+                         (const char *) buf);
+        else
+                log_warning("audit log: %s/%s: %s; taken as a purge of any entry", a->dir, PURGE_PENDING,
+                            strerror(-r));
         free(buf);
         if (sscanf(text, "%llu %llu %lld", &from, &through, &before) != 3 || from > through) {
                 /* Unreadable: all of it. */
@@ -90,38 +95,82 @@ int audit_purge_pending(agent_audit *a, struct audit_pending_purge *ret) {
         return 1;
 }
 
-void audit_purge_recover(agent_audit *a, const struct audit_pending_purge *p) {
-        uint64_t from = p->from, through = p->through;
+/* Whether entry seq became durable and checkpointed within PURGE_WAIT_MS
+ * (not when the token cannot sign checkpoints now: the caller then keeps
+ * its mark, and the next start logs the purge again at worst). */
+#define PURGE_WAIT_MS 10000
+static bool wait_committed(agent_audit *a, uint64_t seq) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += PURGE_WAIT_MS / 1000;
+        pthread_mutex_lock(&a->lock);
+        a->commit_waiters++;
+        while (a->committed <= seq && !a->failed &&
+               pthread_cond_timedwait(&a->commit_cond, &a->lock, &ts) != ETIMEDOUT)
+                ;
+        a->commit_waiters--;
+        bool done = a->committed > seq;
+        pthread_mutex_unlock(&a->lock);
+        return done;
+}
+
+/* Temporary files of rewrites a crash cut short (".purge-<segment>",
+ * ".purge-pending"): the segments and the mark they were for are whole. */
+static void remove_leftovers(agent_audit *a) {
+        DIR *d = fdopendir(dup(a->dir_fd));
+        if (!d)
+                return;
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (strncmp(de->d_name, ".purge-", 7) == 0 && unlinkat(a->dir_fd, de->d_name, 0) == 0)
+                        log_notice("audit log: removed %s/%s, left by a purge cut short", a->dir, de->d_name);
+        closedir(d);
+}
+
+void audit_purge_recover(agent_audit *a) {
+        struct audit_pending_purge p;
         pthread_mutex_lock(&a->purge_lock);
+        remove_leftovers(a);
+        if (audit_purge_pending(a, &p) <= 0) {
+                pthread_mutex_unlock(&a->purge_lock);
+                return;
+        }
+        uint64_t from = p.from, through = p.through;
         if (through >= a->committed)
                 through = a->committed ? a->committed - 1 : 0;
         int r = audit_publish_rebundle(a, from, through);
         if (r < 0) {
-                log_error("audit log: an interrupted purge of entries %" PRIu64 "..%" PRIu64
-                          ": cannot rewrite their published entry bundles (%s); trying again at the next start",
+                log_error("audit log: a purge of entries %" PRIu64 "..%" PRIu64
+                          " may have been cut short: cannot rewrite their published entry bundles (%s); trying "
+                          "again at the next start",
                           from, through, strerror(-r));
                 pthread_mutex_unlock(&a->purge_lock);
                 return;
         }
-        clear_pending(a);
-        pthread_mutex_unlock(&a->purge_lock);
-        /* Its PURGE entry was never logged: this one says what happened. */
-        char when[PROTO_TIME_LEN + 1], msg[200];
-        if (!proto_time_format_us(p->before_us, when))
-                snprintf(when, sizeof when, "%" PRId64 "us", p->before_us);
+        /* Its own PURGE entry may never have been logged (and how far it got
+         * is not known: the mark is written before each segment's rename):
+         * this one says what was done about it. */
+        char when[PROTO_TIME_LEN + 1], msg[256];
+        if (!proto_time_format_us(p.before_us, when))
+                snprintf(when, sizeof when, "%" PRId64 "us", p.before_us);
         snprintf(msg, sizeof msg,
-                 "a purge of entries %" PRIu64 "..%" PRIu64 " older than %s was interrupted; finished at start", from,
-                 through, when);
+                 "a purge of entries %" PRIu64 "..%" PRIu64 " older than %s may have been cut short; at start "
+                 "the index was rebuilt and their entry bundles published again from the segments",
+                 from, through, when);
         Provsign__AuditEntry e = PROVSIGN__AUDIT_ENTRY__INIT;
         e.event = PROVSIGN__AUDIT_EVENT__PURGE;
         e.reason = (char *) "interrupted purge";
         e.message = msg;
         e.purged_through_seq = through;
-        e.purged_before_us = p->before_us;
+        e.purged_before_us = p.before_us;
         uint64_t seq;
-        if (audit_append(a, &e, &seq, NULL, NULL) < 0)
-                log_error("audit log: cannot log the end of an interrupted purge");
-        log_notice("audit log: %s: published entry bundles rewritten, index rebuilt", msg);
+        r = audit_append(a, &e, &seq, NULL, NULL);
+        if (r >= 0 && wait_committed(a, seq))
+                clear_pending(a);
+        else
+                log_error("audit log: the end of a purge cut short is not logged yet; trying again at the next start");
+        pthread_mutex_unlock(&a->purge_lock);
+        log_notice("audit log: %s", msg);
 }
 
 /* Replaces every purgeable entry of segment `name` (a closed one) by its
@@ -130,8 +179,9 @@ void audit_purge_recover(agent_audit *a, const struct audit_pending_purge *p) {
  * keeps its length, so every position (index, entry bundles, readers with
  * the old file open) stays valid. *ret_newer: the segment holds an entry
  * at or after before_us (it is left alone, and so are the ones after). */
-static int purge_segment(agent_audit *a, const char *name, int64_t before_us, uint64_t pending_from, bool *ret_newer,
-                         uint64_t *ret_n, uint64_t *ret_last) {
+static int purge_segment(agent_audit *a, const char *name, int64_t before_us, uint64_t pending_from,
+                         uint64_t pending_through, bool *ret_newer, bool *ret_index_failed, uint64_t *ret_n,
+                         uint64_t *ret_last) {
         uint8_t *buf = NULL, *stub = NULL;
         size_t len = 0;
         uint64_t n = 0, last = 0;
@@ -210,7 +260,7 @@ static int purge_segment(agent_audit *a, const char *name, int64_t before_us, ui
                 r = -errno;
         close(fd);
         if (r >= 0)
-                r = write_pending(a, pending_from, last, before_us);
+                r = write_pending(a, pending_from, last > pending_through ? last : pending_through, before_us);
         if (r >= 0 && renameat(a->dir_fd, tmp, a->dir_fd, name) < 0)
                 r = -errno;
         if (r >= 0 && fsync(a->dir_fd) < 0)
@@ -218,9 +268,10 @@ static int purge_segment(agent_audit *a, const char *name, int64_t before_us, ui
         if (r < 0)
                 (void) unlinkat(a->dir_fd, tmp, 0);
 out:
-        if (a->index && r >= 0)
-                (void) index_forget_commit(a->index);
-        else if (a->index)
+        if (a->index && r >= 0) {
+                if (index_forget_commit(a->index) < 0)
+                        *ret_index_failed = true; /* the mark stays: the next start rebuilds the index */
+        } else if (a->index)
                 index_forget_drop(a->index);
         free(stub);
         free(buf);
@@ -232,11 +283,26 @@ out:
 int audit_purge(agent_audit *a, int64_t before_us, const Provsign__Caller *caller, const char *who,
                 uint64_t *ret_purged, uint64_t *ret_through, uint64_t *ret_seq) {
         struct dirent **list = NULL;
-        uint64_t total = 0, through = 0, pending_from = UINT64_MAX;
-        bool rebundled = true;
+        uint64_t total = 0, through = 0, pending_from = UINT64_MAX, pending_through = 0;
+        bool rebundled = true, index_failed = false;
         int r = 0;
         *ret_purged = *ret_through = *ret_seq = 0;
         pthread_mutex_lock(&a->purge_lock);
+        /* A mark an earlier purge of this run left (its bundles could not
+         * be rewritten): try them again, and keep its range in the mark. */
+        struct audit_pending_purge old;
+        bool had_mark = audit_purge_pending(a, &old) > 0;
+        if (had_mark) {
+                pending_from = old.from;
+                pending_through = old.through;
+                uint64_t to = old.through;
+                pthread_mutex_lock(&a->lock);
+                if (to >= a->committed)
+                        to = a->committed ? a->committed - 1 : 0;
+                pthread_mutex_unlock(&a->lock);
+                if (audit_publish_rebundle(a, old.from, to) < 0)
+                        rebundled = false;
+        }
         int n = scandir(a->dir, &list, audit_segment_filter, alphasort);
         if (n < 0) {
                 r = -errno;
@@ -257,7 +323,8 @@ int audit_purge(agent_audit *a, int64_t before_us, const Provsign__Caller *calle
                 uint64_t k = 0, last = 0;
                 if (pending_from == UINT64_MAX)
                         pending_from = first;
-                r = purge_segment(a, name, before_us, pending_from, &newer, &k, &last);
+                r = purge_segment(a, name, before_us, pending_from, pending_through, &newer, &index_failed, &k,
+                                  &last);
                 if (r < 0) {
                         log_error("audit log: cannot purge %s/%s: %s", a->dir, name, strerror(-r));
                         break;
@@ -277,13 +344,6 @@ int audit_purge(agent_audit *a, int64_t before_us, const Provsign__Caller *calle
         for (int i = 0; i < n; i++)
                 free(list[i]);
         free(list);
-        if (total > 0 && r >= 0 && rebundled) {
-                /* The index's removals written (the indexer's queue empty),
-                 * then nothing is pending. */
-                if (a->index)
-                        index_flush(a->index);
-                clear_pending(a);
-        }
         if (total > 0) {
                 char when[PROTO_TIME_LEN + 1], msg[160];
                 if (!proto_time_format_us(before_us, when))
@@ -301,6 +361,17 @@ int audit_purge(agent_audit *a, int64_t before_us, const Provsign__Caller *calle
                 log_notice("audit log: %s (%s)", msg, who);
                 if (ra < 0 && r >= 0)
                         r = ra;
+                /* Nothing pending once the bundles are rewritten, the
+                 * index's removals written (the indexer's queue empty) and
+                 * the PURGE entry durable. */
+                if (r >= 0 && rebundled && !index_failed) {
+                        if (a->index)
+                                index_flush(a->index);
+                        if (wait_committed(a, *ret_seq))
+                                clear_pending(a);
+                }
+        } else if (had_mark && r >= 0 && rebundled) {
+                clear_pending(a); /* an earlier purge's bundles, rewritten now */
         }
         *ret_purged = total;
         *ret_through = through;

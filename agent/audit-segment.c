@@ -90,7 +90,8 @@ int audit_write_batch(agent_audit *a, const uint8_t *buf, size_t len, uint64_t f
 }
 
 int audit_read_file(int dir_fd, const char *name, uint8_t **ret, size_t *ret_len) {
-        int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+        /* (no symlink followed, no FIFO waited on: it must be a regular file) */
+        int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (fd < 0)
                 return -errno;
         struct stat st;

@@ -120,6 +120,7 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
         pthread_cond_init(&a->retain_cond, NULL);
         pthread_cond_init(&a->cond, NULL);
         pthread_cond_init(&a->pub_cond, NULL);
+        pthread_cond_init(&a->commit_cond, NULL);
         a->dir_fd = a->seg_fd = a->efd = a->pub_fd = -1;
         a->store = store;
         a->on_key_event = on_key_event;
@@ -234,9 +235,7 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
                         goto fail;
                 log_notice("generated log key %s", keys_key_id_hex(a->log_key));
         }
-        struct audit_pending_purge pending;
-        if (audit_purge_pending(a, &pending) > 0)
-                audit_purge_recover(a, &pending);
+        audit_purge_recover(a);
         a->retain_s = cfg->retain_entries_s;
         if (a->retain_s) {
                 r = -pthread_create(&a->retainer, NULL, audit_retainer_main, a);
@@ -301,6 +300,7 @@ void audit_close(agent_audit *a) {
         pthread_cond_destroy(&a->retain_cond);
         pthread_cond_destroy(&a->cond);
         pthread_cond_destroy(&a->pub_cond);
+        pthread_cond_destroy(&a->commit_cond);
         free(a);
 }
 

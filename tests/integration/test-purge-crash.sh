@@ -7,8 +7,11 @@
 # purge's pending mark durable). Before the fix, the purged bodies stayed
 # published and their digests findable for good. Now the next start finds
 # the mark, rebuilds the index from the segments, rewrites the bundles,
-# logs a PURGE entry for it and removes the mark: the digests are gone from
-# the bundles and the index, the log and the tiles verify, signing works.
+# logs a PURGE entry for it and removes the mark once that entry is durable:
+# the digests are gone from the bundles and the index, the log and the tiles
+# verify, signing works. Then a purge cut short before its rename: nothing
+# was purged, the start removes the segment's temporary copy and claims no
+# purge, and the operator's next purge does it.
 . "$SRCDIR/tests/lib/common.sh"
 setup_test
 command -v strace >/dev/null || { echo "SKIP: strace is not installed (tests/lib/deps.sh)" >&2; exit 77; }
@@ -73,8 +76,8 @@ check "... but still in the published entry bundles (what the next start must fi
 check "... and in the index" test "$(index_rows "SELECT count(*) FROM digests WHERE seq < $cut")" -gt 0
 
 start_agent
-check "the start says it finished the interrupted purge" \
-        grep -q "audit log: a purge of entries 0\.\.[0-9]* older than ${before%Z}\.000000Z was interrupted; finished at start" "$T/agent.log"
+check "the start says what it did about the purge cut short" \
+        grep -q "audit log: a purge of entries 0\.\.[0-9]* older than ${before%Z}\.000000Z may have been cut short; at start the index was rebuilt and their entry bundles published again from the segments" "$T/agent.log"
 check "... after rebuilding the index" grep -q "may hold rows of entries an interrupted purge removed: rebuilding it" \
         "$T/agent.log"
 check "the pending mark is gone" test ! -e "$LOG/purge-pending"
@@ -97,7 +100,53 @@ expect_eq "$(index_rows "SELECT count(*) FROM digests WHERE seq < $cut")" 0 \
 check "audit verify --tiles passes (the rewritten bundles' stubs hash to their leaves)" \
         "$PROVSIGN_CLI" audit verify --tiles "$PUB" --log-key "$T/logkey.pem"
 start_agent
-check "a second start has nothing to recover" bash -c '[ "$(grep -c "was interrupted; finished at start" "$1")" = 1 ]' _ \
+check "a second start has nothing to recover" bash -c '[ "$(grep -c "may have been cut short; at start" "$1")" = 1 ]' _ \
         "$T/agent.log"
+
+# ---- Cut short before the rename: the mark is durable, the segment's new
+# copy (.purge-<segment>) written, the segment itself untouched (strace holds
+# the first fsync of the log directory: the mark's). Nothing was purged: the
+# start removes the copy and says only that the purge "may have been cut
+# short"; the operator's next purge does it. ----
+late=()
+for i in 1 2; do
+        d=$(random_digest)
+        late+=("$d")
+        expect_exit 0 "late sign $i" cli "$RUNNER_UID" sign --principal ci-release --digest "sha256:$d"
+done
+stop_agent
+cut2=$(split_log)
+check "a second closed segment (up to entry $cut2)" test "$(ls "$LOG"/*.seg | wc -l)" = 3
+t0=$(date +%s)
+wait_for 10 test "$(date +%s)" -gt "$t0"
+before2=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+start_agent
+strace_agent -P "$LOG" -e trace=fsync -e inject=fsync:delay_exit=60000000:when=1
+as "$OPERATOR_UID" "$PROVSIGN_CLI" audit purge --before "$before2" >"$T/purge2.out" 2>&1 &
+purge_pid=$!
+before_rename() {
+        [ -e "$LOG/purge-pending" ] && ls "$LOG"/.purge-*.seg >/dev/null 2>&1
+}
+check "the purge wrote its mark and the segment's copy, and is held before the rename (strace)" wait_for 60 before_rename
+kill -KILL "$AGENT_PID"
+kill -KILL "$STRACE_PID" 2>/dev/null
+wait "$STRACE_PID" 2>/dev/null
+wait "$AGENT_PID" 2>/dev/null
+AGENT_PID=
+wait "$purge_pid" 2>/dev/null
+check "... the late digests are still in the segments (nothing renamed)" has_bytes "${late[0]}"
+start_agent
+check "the start removes the copy left behind" grep -q "removed $LOG/\.purge-.*\.seg, left by a purge cut short" "$T/agent.log"
+check "... and there is none left" bash -c '! ls "$1"/.purge-* >/dev/null 2>&1' _ "$LOG"
+check "the pending mark is gone" test ! -e "$LOG/purge-pending"
+check "the start says the purge may have been cut short (and claims no purge)" \
+        bash -c '[ "$(grep -c "may have been cut short; at start" "$1")" = 2 ]' _ "$T/agent.log"
+check "the late digests are still in the segments" has_bytes "${late[0]}"
+expect_exit 0 "the operator purges again" cli "$OPERATOR_UID" audit purge --before "$before2" --json
+check "... which purges the late entries" test "$(jq -r .purged "$T/out")" -ge 2
+for d in "${late[@]}"; do
+        check "late digest ${d:0:12}... is gone from the segments" no_bytes "$d"
+        check "... and from the published entry bundles" not_in_bundles "$d"
+done
 stop_agent
 finish
