@@ -20,6 +20,31 @@ PUB=$T/state/tlog
 LOG=$T/state/log
 . "$SRCDIR/tests/lib/retention.sh"
 
+# a_second_later: a time (RFC 3339) after every entry logged so far
+a_second_later() {
+        local t0
+        t0=$(date +%s)
+        wait_for 10 test "$(date +%s)" -gt "$t0"
+        date -u +%Y-%m-%dT%H:%M:%SZ
+}
+# purge_held WHEN BEFORE STATE_FN NAME: an operator's purge --before BEFORE
+# with the WHEN-th fsync of the log directory held by strace, the agent
+# killed (SIGKILL) once STATE_FN holds. The agent first, then strace: a
+# tracee held in an injected delay dies only when its tracer lets go, and
+# strace detaching first would let the purge go on.
+purge_held() {
+        strace_agent -P "$LOG" -e trace=fsync -e inject=fsync:delay_exit=60000000:when="$1"
+        as "$OPERATOR_UID" "$PROVSIGN_CLI" audit purge --before "$2" >"$T/purge.out" 2>&1 &
+        local purge_pid=$!
+        check "$4" wait_for 60 "$3"
+        kill -KILL "$AGENT_PID"
+        kill -KILL "$STRACE_PID" 2>/dev/null
+        wait "$STRACE_PID" 2>/dev/null
+        wait "$AGENT_PID" 2>/dev/null
+        AGENT_PID=
+        wait "$purge_pid" 2>/dev/null
+}
+
 gen_audit_log "$T/tok" "$T/state" 600 2>"$T/gen.err" || fail "gen-audit-log: $(cat "$T/gen.err")"
 chown -R "$AGENT_UID:$AGENT_GID" "$T/tok" "$T/state"
 
@@ -48,28 +73,15 @@ check "the log is in two segments (the second from entry $cut)" test "$(ls "$LOG
 for d in "${digests[@]}"; do
         check "digest ${d:0:12}... is in the published entry bundles" in_bundles "$d"
 done
-t0=$(date +%s)
-wait_for 10 test "$(date +%s)" -gt "$t0"
-before=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+before=$(a_second_later)
 
 start_agent
-strace_agent -P "$LOG" -e trace=fsync -e inject=fsync:delay_exit=60000000:when=2
-as "$OPERATOR_UID" "$PROVSIGN_CLI" audit purge --before "$before" >"$T/purge.out" 2>&1 &
-purge_pid=$!
 # in the window: the segment renamed (its stubs in place, no temporary file
 # left), the pending mark durable
 in_window() {
         [ -e "$LOG/purge-pending" ] && ! ls "$LOG"/.purge-* >/dev/null 2>&1 && no_bytes "${digests[0]}"
 }
-check "the purge rewrote the segment and is held before its bundles (strace)" wait_for 60 in_window
-# (the agent first, then strace: a tracee held in an injected delay dies only
-# when its tracer lets go, and strace detaching first would let the purge go on)
-kill -KILL "$AGENT_PID"
-kill -KILL "$STRACE_PID" 2>/dev/null
-wait "$STRACE_PID" 2>/dev/null
-wait "$AGENT_PID" 2>/dev/null
-AGENT_PID=
-wait "$purge_pid" 2>/dev/null
+purge_held 2 "$before" in_window "the purge rewrote the segment and is held before its bundles (strace)"
 check "killed in the window: the pending mark is there" test -e "$LOG/purge-pending"
 check "... the purged digest is gone from the segments" no_bytes "${digests[0]}"
 check "... but still in the published entry bundles (what the next start must fix)" in_bundles "$old"
@@ -117,23 +129,13 @@ done
 stop_agent
 cut2=$(split_log)
 check "a second closed segment (up to entry $cut2)" test "$(ls "$LOG"/*.seg | wc -l)" = 3
-t0=$(date +%s)
-wait_for 10 test "$(date +%s)" -gt "$t0"
-before2=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+before2=$(a_second_later)
 start_agent
-strace_agent -P "$LOG" -e trace=fsync -e inject=fsync:delay_exit=60000000:when=1
-as "$OPERATOR_UID" "$PROVSIGN_CLI" audit purge --before "$before2" >"$T/purge2.out" 2>&1 &
-purge_pid=$!
 before_rename() {
         [ -e "$LOG/purge-pending" ] && ls "$LOG"/.purge-*.seg >/dev/null 2>&1
 }
-check "the purge wrote its mark and the segment's copy, and is held before the rename (strace)" wait_for 60 before_rename
-kill -KILL "$AGENT_PID"
-kill -KILL "$STRACE_PID" 2>/dev/null
-wait "$STRACE_PID" 2>/dev/null
-wait "$AGENT_PID" 2>/dev/null
-AGENT_PID=
-wait "$purge_pid" 2>/dev/null
+purge_held 1 "$before2" before_rename \
+        "the purge wrote its mark and the segment's copy, and is held before the rename (strace)"
 check "... the late digests are still in the segments (nothing renamed)" has_bytes "${late[0]}"
 start_agent
 check "the start removes the copy left behind" grep -q "removed $LOG/\.purge-.*\.seg, left by a purge cut short" "$T/agent.log"
