@@ -485,12 +485,24 @@ for s in conns:
     except OSError:
         pass
     got.append((len(data), any(frames(data))))
-# a reader that reads: the whole export, up to its done frame
-s = export(); s.settimeout(60); data = b""
+# a reader that reads: the whole export, up to its done frame (the four
+# slots are freed at the end of the loop turn that logged their timeouts: a
+# refusal "4 exports or finds are running" until then is retried)
+deadline, tries = time.time() + 60, []
 while True:
+    s = export(); s.settimeout(60)
+    hdr = s.recv(4, socket.MSG_WAITALL)
+    first = s.recv(struct.unpack(">I", hdr)[0], socket.MSG_WAITALL) if len(hdr) == 4 else b""
+    if 18 in fields(first):
+        break
+    tries.append(fields(first).get(3, [b"closed without a reply"])[0])   # Response.message
+    assert time.time() < deadline, "the reading export never started: %r" % tries[-3:]
+    s.close(); time.sleep(0.1)
+n = len(first)
+data = hdr + first
+while not any(frames(data[-4 - n:])):
     hdr = s.recv(4, socket.MSG_WAITALL); n = struct.unpack(">I", hdr)[0]
     data += hdr + s.recv(n, socket.MSG_WAITALL)
-    if any(frames(data[-4 - n:])): break
 open(sys.argv[2], "w").write(" ".join("%d:%s" % (n, "done" if d else "cut") for n, d in got) + " full:%d" % len(data))
 PY
 SLOW=$!
