@@ -58,6 +58,8 @@ static void commit_group(agent_audit *a, bool wake_loop) {
 
         /* The checkpoint is signed on the helper thread while this one
          * writes and syncs; a retry (len 0) only signs. */
+        if (r >= 0 && len > 0)
+                r = audit_segment_ready(a, first); /* audit-int.h: before the token is used */
         bool posted = r >= 0 && a->ckpt.started;
         if (posted)
                 audit_ckpt_post(&a->ckpt, end, root);

@@ -141,6 +141,13 @@ struct agent_audit {
  * (a->committing). */
 int audit_write_batch(agent_audit *a, const uint8_t *buf, size_t len, uint64_t first_seq);
 
+/* audit_segment_ready: opens the next segment when there is none or the
+ * current one is full (retrying a transient EMFILE/ENFILE/ENOMEM), so a
+ * group commit does it before its checkpoint is signed: nothing else runs
+ * on the token meanwhile, whose failures could free or take descriptors
+ * while the open waits for one. */
+int audit_segment_ready(agent_audit *a, uint64_t first_seq);
+
 /* audit_read_file: the whole of dir_fd/name into *ret (caller frees).
  * -EPERM when group- or world-writable, -EINVAL when no regular file. */
 int audit_read_file(int dir_fd, const char *name, uint8_t **ret, size_t *ret_len);

@@ -68,13 +68,16 @@ static int open_segment_retrying(agent_audit *a, uint64_t first_seq) {
         }
 }
 
+int audit_segment_ready(agent_audit *a, uint64_t first_seq) {
+        if (a->seg_fd < 0 || a->seg_size >= SEGMENT_MAX)
+                return open_segment_retrying(a, first_seq);
+        return 0;
+}
+
 int audit_write_batch(agent_audit *a, const uint8_t *buf, size_t len, uint64_t first_seq) {
-        int r;
-        if (a->seg_fd < 0 || a->seg_size >= SEGMENT_MAX) {
-                r = open_segment_retrying(a, first_seq);
-                if (r < 0)
-                        return r;
-        }
+        int r = audit_segment_ready(a, first_seq);
+        if (r < 0)
+                return r;
         r = proto_fd_write_all(a->seg_fd, buf, len);
         if (r < 0)
                 return r;

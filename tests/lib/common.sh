@@ -223,12 +223,14 @@ run_agent() {
 # start_agent: in the background; returns once the agent logged "ready".
 start_agent() {
         agent_argv
-        local before
+        local before n
         before=$(grep -c ' ready: ' "$T/agent.log" 2>/dev/null)
         "${AGENT_ARGV[@]}" --config "$CONF" 2>>"$T/agent.log" &
         AGENT_PID=$!
         for _ in $(seq 1 600); do
-                [ "$(grep -c ' ready: ' "$T/agent.log" 2>/dev/null)" -gt "${before:-0}" ] && return 0
+                # (the log may not exist yet: the child opens it)
+                n=$(grep -c ' ready: ' "$T/agent.log" 2>/dev/null)
+                [ "${n:-0}" -gt "${before:-0}" ] && return 0
                 kill -0 "$AGENT_PID" 2>/dev/null || break
                 sleep 0.1
         done
