@@ -89,6 +89,7 @@ int audit_ckpt_start(agent_audit *a) {
                 return -r;
         }
         k->started = true;
+        (void) pthread_setname_np(k->thread, "provsign-ckpt");
         return 0;
 }
 

@@ -212,10 +212,12 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
         if (r < 0)
                 goto fail;
         a->committer_started = true;
+        (void) pthread_setname_np(a->committer, "provsign-commit"); /* top -H, tests/bench */
         r = -pthread_create(&a->publisher, NULL, audit_publisher_main, a);
         if (r < 0)
                 goto fail;
         a->publisher_started = true;
+        (void) pthread_setname_np(a->publisher, "provsign-pub");
 
         if (created) {
                 size_t spki_len;
@@ -242,6 +244,7 @@ int audit_open(const agent_config *cfg, keys_store *store, audit_key_event_fn on
                 if (r < 0)
                         goto fail;
                 a->retainer_started = true;
+                (void) pthread_setname_np(a->retainer, "provsign-retain");
         }
         log_info("audit log %s: %" PRIu64 " entries", a->dir, a->committed);
         *ret = a;

@@ -71,7 +71,7 @@ typedef struct agent_config {
         agent_rate rate_limit;       /* default unlimited */
         uint32_t max_annotations;    /* default 32 */
         uint32_t max_annotation_bytes; /* default 4096: key + value, per annotation */
-        uint32_t workers;            /* token threads; 0 (default): one per CPU, 2..16 */
+        uint32_t workers;            /* token threads; 0 (default): two per CPU, 4..32 */
 
         agent_principal *principals;
         size_t n_principals;

@@ -78,9 +78,14 @@ static void cloexec_inherited(void) {
         closedir(d);
 }
 
-/* The token threads: `workers` from the config, else one per CPU (2..16),
- * which keeps a CPU-bound token (SoftHSM2) busy; a network HSM that spends
- * its time waiting wants more (see docs/benchmarks.md). */
+/* The token threads: `workers` from the config, else two per CPU (4..32).
+ * A CPU-bound token (SoftHSM2) needs one per CPU to be busy, and a second
+ * keeps the CPU signing while the first waits: on a group commit it leads
+ * (fdatasync), on the token library's locks, preempted. Measured at 32
+ * clients on 2 CPUs: 2 workers 10.2k sig/s, 3 10.9k, 4 11.2k, 6 10.9k, 8
+ * 10.7k (tests/bench/RESULTS.md "Issue 16, session 7"); a lone client is
+ * not slowed, since an idle pool wakes its warmest thread (workers.c). A
+ * network HSM that spends its time waiting wants more (docs/benchmarks.md). */
 static size_t worker_count(const agent_config *cfg) {
         if (cfg->workers)
                 return cfg->workers;
@@ -89,7 +94,7 @@ static size_t worker_count(const agent_config *cfg) {
                 n = 2;
         if (n > 16)
                 n = 16;
-        return (size_t) n;
+        return (size_t) (2 * n);
 }
 
 /* What the event loop calls back: it knows no handler of its own. */

@@ -9,9 +9,22 @@
 
 #include "workers.h"
 
+/* One thread of the pool. An idle one waits on its own condition, on the
+ * pool's stack of idle threads: a job wakes the one that went idle last,
+ * whose caches (its stack, the token library's per-thread state) are the
+ * warmest. A shared condition woke them in turn, so a lone client's every
+ * Sign ran on a cold thread (4 workers: p50 +12 %; tests/bench/RESULTS.md). */
+struct worker {
+        pthread_t thread;
+        pthread_cond_t cond;
+        struct worker *next_idle;
+        bool idle;               /* on the idle stack; cleared by whoever pops it */
+        agent_workers *pool;
+};
+
 struct agent_workers {
         pthread_mutex_t lock;
-        pthread_cond_t cond;
+        struct worker *idle_top; /* the idle stack, most recently idle first */
         agent_job *queue_head, *queue_tail;
         agent_job *done_head, *done_tail;
         agent_job *relay;        /* __atomic LIFO: workers_submit_unlocked, queued by the main thread */
@@ -23,7 +36,7 @@ struct agent_workers {
         size_t n;
         size_t queued, busy;     /* jobs waiting; workers holding a job (workers_load); queued
                                   * changes under the lock, __atomic for workers_waiting */
-        pthread_t *threads;
+        struct worker *threads;
 };
 
 static void push(agent_job **head, agent_job **tail, agent_job *job) {
@@ -35,11 +48,49 @@ static void push(agent_job **head, agent_job **tail, agent_job *job) {
         *tail = job;
 }
 
+/* The thread to wake for a job just queued, taken off the idle stack, or
+ * NULL if none is idle (a busy one finds the job when it comes back).
+ * Caller holds the lock and signals the result's cond (after unlocking, or
+ * not: both are correct). */
+static struct worker *pop_idle_locked(agent_workers *w) {
+        struct worker *t = w->idle_top;
+        if (t) {
+                w->idle_top = t->next_idle;
+                t->idle = false;
+        }
+        return t;
+}
+
+/* Onto the idle stack: on top (the next job's thread), or at the bottom
+ * for a thread woken for a job another took first, so that the warm one
+ * keeps the next job. Caller holds the lock. */
+static void idle_push_locked(agent_workers *w, struct worker *self, bool bottom) {
+        struct worker **pp = &w->idle_top;
+        while (bottom && *pp)
+                pp = &(*pp)->next_idle;
+        self->next_idle = *pp;
+        *pp = self;
+        self->idle = true;
+}
+
+static void idle_remove_locked(agent_workers *w, struct worker *self) {
+        struct worker **pp = &w->idle_top;
+        while (*pp != self)
+                pp = &(*pp)->next_idle;
+        *pp = self->next_idle;
+        self->idle = false;
+}
+
 static void *worker_main(void *arg) {
-        agent_workers *w = arg;
-        bool wake = false;
+        struct worker *self = arg;
+        agent_workers *w = self->pool;
+        bool wake = false, woken = false;
         pthread_mutex_lock(&w->lock);
         for (;;) {
+                /* Idle before the loop is woken: the job its answer brings
+                 * back (a lone client's next request) comes to this thread. */
+                if (!w->queue_head && !w->stopping)
+                        idle_push_locked(w, self, woken);
                 if (wake) {
                         /* Without the lock, which the woken loop takes
                          * first thing (workers_take_done). */
@@ -49,11 +100,18 @@ static void *worker_main(void *arg) {
                         pthread_mutex_lock(&w->lock);
                         wake = false;
                 }
-                while (!w->queue_head && !w->stopping)
-                        pthread_cond_wait(&w->cond, &w->lock);
+                woken = self->idle;
+                while (self->idle && !w->stopping)
+                        pthread_cond_wait(&self->cond, &w->lock);
+                if (self->idle)
+                        idle_remove_locked(w, self); /* stopping */
                 agent_job *job = w->queue_head;
-                if (!job)
-                        break; /* stopping and drained */
+                if (!job) {
+                        if (w->stopping)
+                                break; /* and drained */
+                        continue;      /* another thread took it */
+                }
+                woken = false;
                 w->queue_head = job->next;
                 if (!w->queue_head)
                         w->queue_tail = NULL;
@@ -82,7 +140,6 @@ int workers_start(size_t n, const char *name, agent_workers **ret) {
         if (!w)
                 return -ENOMEM;
         pthread_mutex_init(&w->lock, NULL);
-        pthread_cond_init(&w->cond, NULL);
         w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         w->threads = calloc(n, sizeof *w->threads);
         if (w->efd < 0 || !w->threads) {
@@ -95,14 +152,18 @@ int workers_start(size_t n, const char *name, agent_workers **ret) {
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &old);
         for (size_t i = 0; i < n; i++) {
-                int r = pthread_create(&w->threads[i], NULL, worker_main, w);
+                struct worker *t = &w->threads[i];
+                t->pool = w;
+                pthread_cond_init(&t->cond, NULL);
+                int r = pthread_create(&t->thread, NULL, worker_main, t);
                 if (r != 0) {
+                        pthread_cond_destroy(&t->cond);
                         pthread_sigmask(SIG_SETMASK, &old, NULL);
                         (void) workers_stop(w);
                         return -r;
                 }
                 w->n++;
-                (void) pthread_setname_np(w->threads[i], name);
+                (void) pthread_setname_np(t->thread, name);
         }
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         *ret = w;
@@ -117,10 +178,13 @@ void workers_submit(agent_workers *w, agent_job *job) {
         pthread_mutex_lock(&w->lock);
         push(&w->queue_head, &w->queue_tail, job);
         __atomic_store_n(&w->queued, w->queued + 1, __ATOMIC_RELAXED);
+        struct worker *t = pop_idle_locked(w);
         pthread_mutex_unlock(&w->lock);
         /* After the unlock: the woken worker does not block at once on
-         * the lock we still held (a futex round trip per job). */
-        pthread_cond_signal(&w->cond);
+         * the lock we still held (a futex round trip per job). It stays
+         * valid: a worker leaves only at workers_stop, from this thread. */
+        if (t)
+                pthread_cond_signal(&t->cond);
 }
 
 /* Without the pool's lock: a CAS push, then the main loop's fd (the kernel
@@ -147,7 +211,9 @@ static void queue_relayed_locked(agent_workers *w) {
                 agent_job *next = fifo->next;
                 push(&w->queue_head, &w->queue_tail, fifo);
                 __atomic_store_n(&w->queued, w->queued + 1, __ATOMIC_RELAXED);
-                pthread_cond_signal(&w->cond);
+                struct worker *t = pop_idle_locked(w);
+                if (t)
+                        pthread_cond_signal(&t->cond);
                 fifo = next;
         }
 }
@@ -195,15 +261,17 @@ agent_job *workers_stop(agent_workers *w) {
         pthread_mutex_lock(&w->lock);
         queue_relayed_locked(w); /* run like the rest of the queue */
         w->stopping = true;
-        pthread_cond_broadcast(&w->cond);
-        pthread_mutex_unlock(&w->lock);
         for (size_t i = 0; i < w->n; i++)
-                pthread_join(w->threads[i], NULL);
+                pthread_cond_signal(&w->threads[i].cond);
+        pthread_mutex_unlock(&w->lock);
+        for (size_t i = 0; i < w->n; i++) {
+                pthread_join(w->threads[i].thread, NULL);
+                pthread_cond_destroy(&w->threads[i].cond);
+        }
         free(w->threads);
         if (w->efd >= 0)
                 close(w->efd);
         pthread_mutex_destroy(&w->lock);
-        pthread_cond_destroy(&w->cond);
         agent_job *left = w->done_head;
         free(w);
         return left;
