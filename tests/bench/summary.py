@@ -153,6 +153,34 @@ if a32 and c1:
           f"{c1['cpu_us_per_op'] * (1 + 1 / max(a32['entries_per_sync'], 1)):.1f} us "
           f"(one signature plus 1/{a32['entries_per_sync']:.1f} of a checkpoint signature)")
 
+# What any signing server could reach here: the 32 bench clients run on the
+# same CPUs, so each signature costs at least the token's CPU (the 2-thread
+# ceiling's, a hot loop) plus the clients' own. The agent's budget for
+# everything else (reading, the log, the checkpoint's share, replying) under
+# a ratio target R of a reference X is cpus / (R * X) - token - clients.
+bound = None
+client_cpu = a32 and a32.get("client_cpu_us_per_sig")
+try:
+    cpus = int(m.get("cpus"))
+except (TypeError, ValueError):
+    cpus = None
+if a32 and c2 and client_cpu and cpus:
+    token_cpu = c2["cpu_us_per_op"]
+    bound = cpus * 1e6 / (token_cpu + client_cpu)
+    own = a32["cpu_us_per_sig"] - token_cpu
+    print(f"no-overhead bound: {cpus} CPUs / (token {token_cpu:.0f} + clients {client_cpu:.1f} us CPU/sig) = "
+          f"{bound:,.0f} sig/s = {bound / c2['ops_per_s']:.2f} of the 2-thread ceiling "
+          f"(a server that cost nothing itself); the agent reaches {ops / bound:.2f} of it")
+
+    def budget(what, r, x):
+        left = cpus * 1e6 / (r * x) - token_cpu - client_cpu
+        print(f"  {what}: the agent's own CPU per signature (beyond its token signature) must be <= {left:.1f} us; "
+              f"it is {fmt(own, '{:.1f}')} us")
+
+    budget("agent / 2-thread ceiling >= 0.75", 0.75, c2["ops_per_s"])
+    if pk:
+        budget("agent / best p11-kit server >= 1.2", 1.2, pk["ops_per_s"])
+
 if out_path:
     head = {
         "clients": 32,
@@ -173,6 +201,8 @@ if out_path:
         "single_client_p50_us": a1 and a1["p50_us"],
         "pipelined_ops_per_s": pl and pl["ops_per_s"],
         "single_client_floor_us": floor_us and round(floor_us),
+        "client_cpu_us_per_sig": client_cpu,
+        "no_overhead_bound_ops_per_s": bound and round(bound),
         "targets": targets,
         "machine": m,
         "floor": micro,

@@ -4,7 +4,9 @@
  * stay readable once taken (the event loop is level-triggered); a relayed
  * job not yet queued at workers_stop still runs. The key generator runs
  * urgent jobs (a revocation's successor) before the others queued, in the
- * order they came. */
+ * order they came. An idle pool hands each job to the thread that went idle
+ * last (a lone client's Signs stay on one warm thread), and jobs queued
+ * together still run on every thread at once. */
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -167,12 +169,73 @@ static void test_relayed_at_stop_still_runs(void **state) {
                 assert_int_equal(__atomic_load_n(&jobs[i].ran, __ATOMIC_ACQUIRE), 1);
 }
 
+/* ---- which thread runs a job ---- */
+
+struct ttjob {
+        agent_job base;
+        pthread_t ran_on;
+        int *running, *peak; /* __atomic; with peak: wait (<= 5 s) for *peak threads at once */
+        int want;
+};
+
+static void ttjob_run(agent_job *j) {
+        struct ttjob *t = (struct ttjob *) j;
+        t->ran_on = pthread_self();
+        if (!t->running)
+                return;
+        int now = __atomic_add_fetch(t->running, 1, __ATOMIC_ACQ_REL);
+        int seen = __atomic_load_n(t->peak, __ATOMIC_ACQUIRE);
+        while (now > seen && !__atomic_compare_exchange_n(t->peak, &seen, now, false, __ATOMIC_ACQ_REL,
+                                                          __ATOMIC_ACQUIRE))
+                ;
+        for (int i = 0; i < 5000 && __atomic_load_n(t->peak, __ATOMIC_ACQUIRE) < t->want; i++)
+                usleep(1000);
+        __atomic_sub_fetch(t->running, 1, __ATOMIC_ACQ_REL);
+}
+
+static void test_lone_jobs_stay_on_one_thread(void **state) {
+        (void) state;
+        agent_workers *w = NULL;
+        assert_int_equal(workers_start(4, "test-worker", &w), 0);
+        struct ttjob jobs[40] = { 0 };
+        for (int i = 0; i < 40; i++) {
+                jobs[i].base.run = ttjob_run;
+                workers_submit(w, &jobs[i].base);
+                assert_int_equal(take_until(w, 1), 1); /* one at a time, as a lone client's */
+        }
+        /* The first may go to any idle thread; after it, the warmest. */
+        for (int i = 2; i < 40; i++)
+                assert_true(pthread_equal(jobs[i].ran_on, jobs[1].ran_on));
+        assert_null(workers_stop(w));
+}
+
+static void test_queued_jobs_use_every_thread(void **state) {
+        (void) state;
+        agent_workers *w = NULL;
+        assert_int_equal(workers_start(4, "test-worker", &w), 0);
+        int running = 0, peak = 0;
+        struct ttjob jobs[8] = { 0 };
+        for (int i = 0; i < 8; i++) {
+                jobs[i].base.run = ttjob_run;
+                jobs[i].running = &running;
+                jobs[i].peak = &peak;
+                jobs[i].want = 4;
+                workers_submit(w, &jobs[i].base);
+        }
+        assert_int_equal(take_until(w, 8), 8);
+        /* Each job waits until four run at once: every thread was woken. */
+        assert_int_equal(__atomic_load_n(&peak, __ATOMIC_ACQUIRE), 4);
+        assert_null(workers_stop(w));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_unlocked_from_another_thread),
                 cmocka_unit_test(test_unlocked_with_wake_hook),
                 cmocka_unit_test(test_relayed_at_stop_still_runs),
                 cmocka_unit_test(test_generator_urgent_first),
+                cmocka_unit_test(test_lone_jobs_stay_on_one_thread),
+                cmocka_unit_test(test_queued_jobs_use_every_thread),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
