@@ -84,7 +84,9 @@ static void idle_remove_locked(agent_workers *w, struct worker *self) {
 static void *worker_main(void *arg) {
         struct worker *self = arg;
         agent_workers *w = self->pool;
-        bool wake = false, woken = false;
+        /* A thread just started is no warmer than the idle ones: it
+         * joins at the bottom, like one woken for nothing. */
+        bool wake = false, woken = true;
         pthread_mutex_lock(&w->lock);
         for (;;) {
                 /* Idle before the loop is woken: the job its answer brings
@@ -224,6 +226,15 @@ void workers_load(agent_workers *w, size_t *ret_threads, size_t *ret_busy, size_
         *ret_busy = w->busy;
         *ret_queued = w->queued;
         pthread_mutex_unlock(&w->lock);
+}
+
+size_t workers_idle(agent_workers *w) {
+        size_t n = 0;
+        pthread_mutex_lock(&w->lock);
+        for (const struct worker *t = w->idle_top; t; t = t->next_idle)
+                n++;
+        pthread_mutex_unlock(&w->lock);
+        return n;
 }
 
 size_t workers_waiting(const agent_workers *w) {

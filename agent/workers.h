@@ -40,6 +40,10 @@ void workers_submit_unlocked(agent_workers *w, agent_job *job);
  * provsign_workers_queued). */
 void workers_load(agent_workers *w, size_t *ret_threads, size_t *ret_busy, size_t *ret_queued);
 
+/* workers_idle: the threads waiting for a job (none held, none queued for
+ * them); under the pool's lock. */
+size_t workers_idle(agent_workers *w);
+
 /* workers_waiting: the jobs submitted that no worker has taken yet, read
  * without the pool's lock (a hint: it may change at once). */
 size_t workers_waiting(const agent_workers *w);
