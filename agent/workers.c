@@ -62,8 +62,11 @@ static struct worker *pop_idle_locked(agent_workers *w) {
 }
 
 /* Onto the idle stack: on top (the next job's thread), or at the bottom
- * for a thread woken for a job another took first, so that the warm one
- * keeps the next job. Caller holds the lock. */
+ * for a thread that waited and was woken for a job another took first (or
+ * has just started), so that the warm one keeps the next job. A thread
+ * popped before it even began to wait goes back on top: it has just run a
+ * job. Walks the stack (at most `workers` threads) only in those cases.
+ * Caller holds the lock. */
 static void idle_push_locked(agent_workers *w, struct worker *self, bool bottom) {
         struct worker **pp = &w->idle_top;
         while (bottom && *pp)

@@ -226,6 +226,9 @@ static void test_queued_jobs_use_every_thread(void **state) {
         (void) state;
         agent_workers *w = NULL;
         assert_int_equal(workers_start(4, "test-worker", &w), 0);
+        /* All waiting first: else threads still starting find the jobs
+         * themselves and the wake-up of idle ones goes untested. */
+        wait_all_idle(w, 4);
         int running = 0, peak = 0;
         struct ttjob jobs[8] = { 0 };
         for (int i = 0; i < 8; i++) {
