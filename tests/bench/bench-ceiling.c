@@ -9,7 +9,11 @@
  * random SHA-256 digests with the key labelled KEY_LABEL from THREADS
  * threads for SECONDS. Prints one JSON line: signatures/s, latency
  * percentiles, this process's CPU per signature and its RSS (VmRSS after
- * the run: the baseline a program signing in-process needs). Figures only. */
+ * the run: the baseline a program signing in-process needs). Figures only.
+ * BENCH_PACE_US=N in the environment sleeps N µs between signatures: a
+ * signature made the way a request/response server makes one, with the
+ * caches gone cold in between (its latency is the one-client floor's
+ * honest token term; see tests/bench/RESULTS.md). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +31,7 @@ struct worker {
         keys_store *store;
         keys_key *key;
         double deadline;
+        long pace_us;
         struct bench_lat lat; /* samples and errors */
 };
 
@@ -44,6 +49,10 @@ static void *run(void *arg) {
                         continue;
                 }
                 bench_lat_add(&w->lat, t1 - t0);
+                if (w->pace_us > 0) {
+                        struct timespec ts = { w->pace_us / 1000000, (w->pace_us % 1000000) * 1000 };
+                        nanosleep(&ts, NULL);
+                }
         }
         return NULL;
 }
@@ -110,11 +119,14 @@ int main(int argc, char **argv) {
         pthread_t *t = calloc((size_t) threads, sizeof *t);
         if (!w || !t)
                 return 5;
+        const char *pace = getenv("BENCH_PACE_US");
+        long pace_us = pace ? strtol(pace, NULL, 10) : 0;
         double c0 = cpu_s(), start = bench_now();
         for (int i = 0; i < threads; i++) {
                 w[i].store = store;
                 w[i].key = key;
                 w[i].deadline = start + secs;
+                w[i].pace_us = pace_us;
                 pthread_create(&t[i], NULL, run, &w[i]);
         }
         struct bench_lat all = { 0 };
