@@ -114,6 +114,15 @@ static bool wait_committed(agent_audit *a, uint64_t seq) {
         return done;
 }
 
+/* seq, or the last committed entry if it is beyond (a pending mark's range
+ * may run past what the log holds: an unreadable mark is "every entry"). */
+static uint64_t clamp_committed(agent_audit *a, uint64_t seq) {
+        pthread_mutex_lock(&a->lock);
+        uint64_t last = a->committed ? a->committed - 1 : 0;
+        pthread_mutex_unlock(&a->lock);
+        return seq < last ? seq : last;
+}
+
 /* Temporary files of rewrites a crash cut short (".purge-<segment>",
  * ".purge-pending"): the segments and the mark they were for are whole. */
 static void remove_leftovers(agent_audit *a) {
@@ -135,9 +144,7 @@ void audit_purge_recover(agent_audit *a) {
                 pthread_mutex_unlock(&a->purge_lock);
                 return;
         }
-        uint64_t from = p.from, through = p.through;
-        if (through >= a->committed)
-                through = a->committed ? a->committed - 1 : 0;
+        uint64_t from = p.from, through = clamp_committed(a, p.through);
         int r = audit_publish_rebundle(a, from, through);
         if (r < 0) {
                 log_error("audit log: a purge of entries %" PRIu64 "..%" PRIu64
@@ -295,12 +302,7 @@ int audit_purge(agent_audit *a, int64_t before_us, const Provsign__Caller *calle
         if (had_mark) {
                 pending_from = old.from;
                 pending_through = old.through;
-                uint64_t to = old.through;
-                pthread_mutex_lock(&a->lock);
-                if (to >= a->committed)
-                        to = a->committed ? a->committed - 1 : 0;
-                pthread_mutex_unlock(&a->lock);
-                if (audit_publish_rebundle(a, old.from, to) < 0)
+                if (audit_publish_rebundle(a, old.from, clamp_committed(a, old.through)) < 0)
                         rebundled = false;
         }
         int n = scandir(a->dir, &list, audit_segment_filter, alphasort);

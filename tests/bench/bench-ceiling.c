@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,13 +68,6 @@ static long rss_kib(void) {
         return v;
 }
 
-static double cpu_s(void) {
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        return (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6 + (double) ru.ru_stime.tv_sec +
-               (double) ru.ru_stime.tv_usec / 1e6;
-}
-
 int main(int argc, char **argv) {
         if (argc != 7 && argc != 8) {
                 fprintf(stderr, "usage: bench-ceiling MODULE TOKEN_LABEL PIN_FILE KEY_LABEL THREADS SECONDS [START]\n");
@@ -121,7 +113,7 @@ int main(int argc, char **argv) {
                 return 5;
         const char *pace = getenv("BENCH_PACE_US");
         long pace_us = pace ? strtol(pace, NULL, 10) : 0;
-        double c0 = cpu_s(), start = bench_now();
+        double c0 = bench_cpu_s(), start = bench_now();
         for (int i = 0; i < threads; i++) {
                 w[i].store = store;
                 w[i].key = key;
@@ -134,7 +126,7 @@ int main(int argc, char **argv) {
                 pthread_join(t[i], NULL);
                 bench_lat_merge(&all, &w[i].lat);
         }
-        double elapsed = bench_now() - start, cpu = cpu_s() - c0;
+        double elapsed = bench_now() - start, cpu = bench_cpu_s() - c0;
         long rss = rss_kib();
         char extra[96];
         snprintf(extra, sizeof extra, ", \"cpu_us_per_op\": %.1f, \"rss_kib\": %ld",

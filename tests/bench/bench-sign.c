@@ -17,8 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/time.h>
 #include <time.h>
 
 #include <openssl/rand.h>
@@ -103,10 +101,6 @@ static void *run(void *arg) {
         return NULL;
 }
 
-static double tv_s(struct timeval tv) {
-        return (double) tv.tv_sec + (double) tv.tv_usec / 1e6;
-}
-
 int main(int argc, char **argv) {
         if (argc != 4 && argc != 5) {
                 fprintf(stderr, "usage: bench-sign PRINCIPAL CLIENTS SECONDS [PIPELINE]\n");
@@ -121,9 +115,7 @@ int main(int argc, char **argv) {
         pthread_t *t = calloc((size_t) clients, sizeof *t);
         if (!w || !t)
                 return 5;
-        struct rusage ru0, ru1;
-        getrusage(RUSAGE_SELF, &ru0);
-        double start = bench_now();
+        double cpu0 = bench_cpu_s(), start = bench_now();
         for (int i = 0; i < clients; i++) {
                 w[i].principal = argv[1];
                 w[i].deadline = start + secs;
@@ -136,12 +128,11 @@ int main(int argc, char **argv) {
                 bench_lat_merge(&all, &w[i].lat);
         }
         double elapsed = bench_now() - start;
-        getrusage(RUSAGE_SELF, &ru1);
         int errors = all.errors;
         /* What the clients cost the machine per signature (user + system):
          * on the agent's CPUs, it bounds what any server can reach here
          * (tests/bench/summary.py "no-overhead bound"). */
-        double cpu_s = tv_s(ru1.ru_utime) - tv_s(ru0.ru_utime) + tv_s(ru1.ru_stime) - tv_s(ru0.ru_stime);
+        double cpu_s = bench_cpu_s() - cpu0;
         char extra[128];
         int n = snprintf(extra, sizeof extra, ", \"client_cpu_us_per_sig\": %.1f",
                          all.n ? cpu_s * 1e6 / (double) all.n : 0.0);

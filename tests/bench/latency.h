@@ -1,5 +1,6 @@
 /* Shared by the bench programs (bench-sign, bench-ceiling, bench-ssh,
- * bench-micro): a monotonic clock, per-thread latency samples, and the one
+ * bench-micro): a monotonic clock, the process's CPU time, per-thread
+ * latency samples, and the one
  * JSON line each prints, so every peer is measured and reported the same
  * way. Figures only; nothing here decides pass or fail. */
 #pragma once
@@ -8,6 +9,9 @@
 
 /* bench_now: CLOCK_MONOTONIC in seconds. */
 double bench_now(void);
+
+/* bench_cpu_s: this process's CPU time so far (user + system), in seconds. */
+double bench_cpu_s(void);
 
 /* One thread's samples (seconds each) and its failed operations. Zero it
  * before use. */
